@@ -1,0 +1,66 @@
+"""Queue storage: ports with Redis and in-memory adapters, key names, Lua scripts."""
+
+from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError
+from nodedrop.store.keys import Keys, partition_of
+from nodedrop.store.model import (
+    Acquired,
+    Commit,
+    CommitResult,
+    Delivery,
+    EnqueueResult,
+    ExecutionContext,
+    ExecutionStatus,
+    FailedJob,
+    JobSpec,
+    LaneStats,
+    Lease,
+    QueueStats,
+    ReclaimReport,
+    Renewal,
+    StateSnapshot,
+    TailEntry,
+    Transition,
+)
+from nodedrop.store.ports import EventLog, JobQueue, StateStore, TailCursor
+from nodedrop.store.records import (
+    TERMINAL_EVENT_TYPES,
+    EventDraft,
+    EventError,
+    EventRecord,
+    EventType,
+)
+
+__all__ = [
+    "TERMINAL_EVENT_TYPES",
+    "Acquired",
+    "Commit",
+    "CommitResult",
+    "Delivery",
+    "EnqueueResult",
+    "EventDraft",
+    "EventError",
+    "EventLog",
+    "EventRecord",
+    "EventType",
+    "ExecutionContext",
+    "ExecutionStatus",
+    "FailedJob",
+    "InvalidJob",
+    "JobQueue",
+    "JobSpec",
+    "Keys",
+    "LaneStats",
+    "Lease",
+    "NotFound",
+    "PermissionDenied",
+    "QueueStats",
+    "ReclaimReport",
+    "Renewal",
+    "StateSnapshot",
+    "StateStore",
+    "StoreError",
+    "TailCursor",
+    "TailEntry",
+    "Transition",
+    "partition_of",
+]

@@ -1,0 +1,28 @@
+"""Errors of the store.
+
+StoreError
+├── NotFound            the execution (or schedule) is unknown
+├── PermissionDenied    the execution belongs to another tenant
+└── InvalidJob          a job spec the store refuses (field, reason)
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class PermissionDenied(StoreError):
+    pass
+
+
+class InvalidJob(StoreError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -1,0 +1,93 @@
+"""Every Redis key name of the queue, in one place.
+
+Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
+
+    nd:{p07}:jobs            stream, group "workers": one entry per attempt (default lane)
+    nd:{p07}:jobs:<lane>     stream per extra priority lane
+    nd:{p07}:delayed         zset exec id -> due time (ms): retries, delayed runs
+    nd:{p07}:failed          zset exec id -> fail time (ms): the dead-letter queue
+    nd:{p07}:stats           hash: completed / failed counters of the partition
+    nd:{p07}:events          stream (MAXLEN ~): every event of the partition, live tail
+    nd:{p07}:exec:<id>       hash: execution context
+    nd:{p07}:exec:<id>:out   hash: node id -> outputs JSON ({"port": [items]})
+    nd:{p07}:exec:<id>:ev    stream: the execution's events, entry id = "<sequence>-0"
+    nd:{global}:schedules    hash: schedule id -> schedule JSON
+    nd:{global}:fire:<id>:<tick>  string, SET NX: one firing per cron tick
+
+Every key of an execution shares its partition's hash tag, so a Lua script that
+touches an execution, its partition's streams and sets stays in one slot and
+the layout runs unchanged on Redis Cluster.  Scripts derive an execution's
+keys from the partition base (``nd:{p07}:``) and the id; they never touch
+another partition.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "nd"
+DEFAULT_PARTITIONS = 16
+JOBS_GROUP = "workers"
+# Lane 0 keeps the plain "jobs" name of ARCHITECTURE.md; other lanes get a suffix.
+DEFAULT_LANE = 0
+
+
+def partition_of(execution_id: str, partitions: int) -> int:
+    """Stable partition of an execution: crc32 is identical in every process and language."""
+    return zlib.crc32(execution_id.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+    partitions: int = DEFAULT_PARTITIONS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.partitions <= 1024:
+            raise ValueError(f"partitions must be within 1..1024, got {self.partitions}")
+        if not self.prefix or any(c in self.prefix for c in "{} "):
+            raise ValueError(f"invalid key prefix {self.prefix!r}")
+
+    def partition(self, execution_id: str) -> int:
+        return partition_of(execution_id, self.partitions)
+
+    def base(self, p: int) -> str:
+        """Prefix of every key of partition ``p``; Lua scripts append names to it."""
+        return f"{self.prefix}:{{p{p:02d}}}:"
+
+    def jobs(self, p: int, lane: int = DEFAULT_LANE) -> str:
+        if lane == DEFAULT_LANE:
+            return f"{self.base(p)}jobs"
+        return f"{self.base(p)}jobs:{lane}"
+
+    def delayed(self, p: int) -> str:
+        return f"{self.base(p)}delayed"
+
+    def failed(self, p: int) -> str:
+        return f"{self.base(p)}failed"
+
+    def stats(self, p: int) -> str:
+        return f"{self.base(p)}stats"
+
+    def events(self, p: int) -> str:
+        return f"{self.base(p)}events"
+
+    def exec(self, execution_id: str) -> str:
+        return f"{self.base(self.partition(execution_id))}exec:{execution_id}"
+
+    def outputs(self, execution_id: str) -> str:
+        return f"{self.exec(execution_id)}:out"
+
+    def exec_events(self, execution_id: str) -> str:
+        return f"{self.exec(execution_id)}:ev"
+
+    def schedules(self) -> str:
+        return f"{self.prefix}:{{global}}:schedules"
+
+    def schedule_fire(self, schedule_id: str, tick_ms: int) -> str:
+        return f"{self.prefix}:{{global}}:fire:{schedule_id}:{tick_ms}"
+
+    def cancel_channel(self) -> str:
+        # Pub/sub is cluster-wide, so one channel nudges every worker.
+        return f"{self.prefix}:cancel"

@@ -1,0 +1,204 @@
+"""Domain values the queue ports exchange."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from nodedrop.store.records import EventDraft, EventRecord
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMED_OUT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What the scheduler stores and queues for a new execution."""
+
+    execution_id: str
+    tenant_id: str
+    workflow_id: str
+    workflow_json: str
+    trigger_json: str = ""
+    priority: int = 0
+    # Absolute due time; 0 means now.
+    run_at_ms: int = 0
+    max_attempts: int = 3
+    backoff_s: float = 2.0
+    timeout_s: float = 300.0
+    traceparent: str = ""
+    # Node id -> outputs JSON of nodes completed before (resume of a retry).
+    completed_outputs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    execution_id: str
+    status: ExecutionStatus
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One job stream entry handed to a worker."""
+
+    partition: int
+    lane: int
+    entry_id: str
+    execution_id: str
+    attempt: int
+    traceparent: str
+    enqueued_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's hold on one attempt; every write it makes is checked against ``fence``."""
+
+    execution_id: str
+    partition: int
+    lane: int
+    entry_id: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    execution_id: str
+    tenant_id: str
+    workflow_id: str
+    workflow_json: str
+    trigger_json: str
+    attempt: int
+    max_attempts: int
+    backoff_s: float
+    timeout_s: float
+    traceparent: str
+    # Node id -> outputs JSON of nodes already completed (checkpoints).
+    outputs: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """Outcome of acquiring one delivery: a lease to run, or nothing to do (entry acked)."""
+
+    delivery: Delivery
+    lease: Lease | None
+    context: ExecutionContext | None
+    # When no lease: why (already terminal, unknown execution, cancelled before start).
+    skipped: str = ""
+    # The events the acquisition wrote (EXECUTION_STARTED, or a terminal CANCELLED).
+    events: tuple[EventRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    ok: bool
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """How a fenced commit ends the attempt.
+
+    ``status`` RETRY_SCHEDULED puts the next attempt on the delayed set at
+    ``retry_at_ms``; a terminal status cuts TTLs to EXECUTION_COMPLETION_TTL,
+    except FAILED with ``dead_letter_reason`` which parks the job in the failed
+    queue (its state keeps EXECUTION_STATE_TTL so it can be retried).
+    """
+
+    status: ExecutionStatus
+    retry_at_ms: int = 0
+    dead_letter_reason: str = ""
+    failed_node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One atomic, fenced write: node outputs, events, and optionally the end of the attempt."""
+
+    lease: Lease
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[EventDraft, ...] = ()
+    transition: Transition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    ok: bool
+    events: tuple[EventRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    execution_id: str
+    tenant_id: str
+    status: ExecutionStatus
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    execution_id: str
+    tenant_id: str
+    workflow_id: str
+    attempts: int
+    reason: str
+    node_id: str
+    fail_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    priority: int
+    waiting: int
+    oldest_waiting_age_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    oldest_waiting_age_ms: int
+    lanes: tuple[LaneStats, ...]
+    partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimReport:
+    requeued: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TailEntry:
+    partition: int
+    entry_id: str
+    record: EventRecord

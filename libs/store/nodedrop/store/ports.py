@@ -1,0 +1,125 @@
+"""The queue's ports.  Each has a Redis adapter (``redis_store``) and an
+in-memory adapter (``memory``); one conformance suite (tests/store) runs on both.
+
+Batch-first on purpose: a worker acquires, commits and renews whole read
+batches, so the Redis adapter turns each call into one pipeline of EVALSHAs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from nodedrop.store.model import (
+    Acquired,
+    Commit,
+    CommitResult,
+    Delivery,
+    EnqueueResult,
+    ExecutionStatus,
+    FailedJob,
+    JobSpec,
+    Lease,
+    QueueStats,
+    ReclaimReport,
+    Renewal,
+    StateSnapshot,
+    TailEntry,
+)
+from nodedrop.store.records import EventDraft, EventRecord
+
+# A tail cursor: the last entry id seen per partition ("0-0" = from the start).
+TailCursor = tuple[str, ...]
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    async def enqueue(self, spec: JobSpec, now_ms: int) -> EnqueueResult:
+        """Store the execution and queue attempt 1; a known id is a no-op returning its status."""
+        ...
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """New job entries across every partition and lane, higher lanes first."""
+        ...
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Unfenced acknowledgement, for entries a worker hands back unstarted."""
+        ...
+
+    async def release(self, leases: Sequence[Lease]) -> list[bool]:
+        """Hand running attempts back (drain): fenced, requeued at once as the same attempt."""
+        ...
+
+    async def move_due(self, now_ms: int, limit: int) -> int:
+        """Move delayed jobs whose time has come onto their streams."""
+        ...
+
+    async def reclaim(self, min_idle_ms: int, max_reclaims: int, limit: int) -> ReclaimReport:
+        """Requeue entries idle past the lease; past ``max_reclaims`` dead-letter them."""
+        ...
+
+    async def pending(self) -> int:
+        """Entries read but not acknowledged, over all partitions."""
+        ...
+
+    async def list_failed(self, limit: int, after: str) -> tuple[list[FailedJob], str]: ...
+
+    async def retry_failed(self, execution_ids: Sequence[str], all_: bool, now_ms: int) -> int: ...
+
+    async def purge_failed(self, execution_ids: Sequence[str], all_: bool) -> int: ...
+
+    async def stats(self, now_ms: int) -> QueueStats: ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    async def acquire(
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+    ) -> list[Acquired]:
+        """Take a lease (new fence token) on each delivered attempt and load its context."""
+        ...
+
+    async def renew(self, leases: Sequence[Lease], lease_ms: int, now_ms: int) -> list[Renewal]:
+        """Extend leases; a refused renewal means another worker owns the execution."""
+        ...
+
+    async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
+        """Fenced atomic writes: outputs + events (+ end of attempt, TTL cut, XACK)."""
+        ...
+
+    async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
+        """Flag a cancel; an execution not running ends CANCELLED at once."""
+        ...
+
+    async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]: ...
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    async def append(
+        self, execution_id: str, drafts: Sequence[EventDraft], now_ms: int
+    ) -> list[EventRecord]:
+        """Unfenced append with the next sequence numbers (for writers without a lease)."""
+        ...
+
+    async def read(self, execution_id: str, after_seq: int, limit: int) -> list[EventRecord]:
+        """Replay: events with sequence > ``after_seq``, in order."""
+        ...
+
+    async def tail_position(self) -> TailCursor:
+        """The cursor at the current end of every partition's events stream."""
+        ...
+
+    async def tail(
+        self, cursor: TailCursor, count: int, block_ms: int
+    ) -> tuple[list[TailEntry], TailCursor]:
+        """One blocking read over every partition's events stream after ``cursor``."""
+        ...
+
+    async def group_read(
+        self, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[TailEntry]:
+        """Consumer-group read of the partition events streams (history recorder)."""
+        ...
+
+    async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None: ...
