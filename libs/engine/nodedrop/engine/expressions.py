@@ -1,0 +1,233 @@
+"""CEL expressions and ``{{ expr }}`` templates, compiled once and cached.
+
+Evaluation hands CEL only the variables an expression references: converting
+a Python value into CEL costs time proportional to its size, so passing
+``items`` or ``nodes`` to every expression would make a 1,000-item node
+quadratic.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+import orjson
+
+from nodedrop.engine.errors import ExpressionError
+from nodedrop.engine.model import Item, Items
+
+VARIABLES = ("json", "index", "items", "nodes", "trigger", "execution")
+
+_POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*?)(?:\n|$)")
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+_INT_DOUBLE_HINT = (
+    " CEL never mixes int and double: convert one side, e.g. double(json.qty) * 1.5"
+    " or json.qty + int(json.extra)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalEnv:
+    """What every expression of one node run can see, besides the current item."""
+
+    items: Items
+    nodes: Mapping[str, Items]
+    trigger: Any
+    execution: Mapping[str, Any]
+
+
+class CompileError(ValueError):
+    """An expression or template did not compile; the message says where."""
+
+    def __init__(self, message: str, path: str = "", code: str = "invalid_expression") -> None:
+        super().__init__(message)
+        self.path = path
+        self.code = code
+
+
+@functools.lru_cache(maxsize=8192)
+def _compile_program(source: str) -> Any:
+    return cel.compile(source)
+
+
+def _compile_error_message(source: str, path: str, exc: Exception) -> str:
+    text = str(exc)
+    m = _POSITION.search(text)
+    if m:
+        return (
+            f"expression `{source}` ({path}) does not compile at line {m.group(1)}, "
+            f"column {m.group(2)}: {m.group(3).strip()}"
+        )
+    return f"expression `{source}` ({path}) does not compile: {text}"
+
+
+class Expression:
+    """One compiled CEL expression, evaluated per item."""
+
+    __slots__ = (
+        "_exec",
+        "_execution",
+        "_index",
+        "_items",
+        "_json",
+        "_nodes",
+        "_trigger",
+        "path",
+        "source",
+    )
+
+    def __init__(self, source: str, path: str = "") -> None:
+        self.source = source
+        self.path = path
+        try:
+            program = _compile_program(source)
+        except Exception as exc:  # the binding raises ValueError and, for some input, others
+            raise CompileError(_compile_error_message(source, path, exc), path) from None
+        self._exec = program.execute
+        names = set(program.variables())
+        self._json = "json" in names
+        self._index = "index" in names
+        self._items = "items" in names
+        self._nodes = "nodes" in names
+        self._trigger = "trigger" in names
+        self._execution = "execution" in names
+
+    def evaluate(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
+        ctx: dict[str, Any] = {}
+        if self._json:
+            ctx["json"] = item if item is not None else {}
+        if self._index:
+            ctx["index"] = index
+        if self._items:
+            ctx["items"] = env.items
+        if self._nodes:
+            ctx["nodes"] = env.nodes
+        if self._trigger:
+            ctx["trigger"] = env.trigger
+        if self._execution:
+            ctx["execution"] = env.execution
+        try:
+            value = self._exec(ctx)
+        except Exception as exc:  # CEL reports every runtime error as some builtin exception
+            raise ExpressionError(self._runtime_message(exc)) from None
+        return to_json_value(value)
+
+    def evaluate_bool(self, env: EvalEnv, item: Item, index: int) -> bool:
+        value = self.evaluate(env, item, index)
+        if value is True or value is False:
+            return value
+        raise ExpressionError(
+            f"expression `{self.source}` ({self.path}) must give a bool, "
+            f"got {type(value).__name__} {value!r}"
+        )
+
+    def _runtime_message(self, exc: Exception) -> str:
+        head = f"expression `{self.source}` ({self.path}) failed"
+        if isinstance(exc, KeyError):
+            key = exc.args[0] if exc.args else "?"
+            return f"{head}: no such key {key!r}; test for it first with has(json.{key})"
+        text = str(exc) or type(exc).__name__
+        hint = ""
+        if isinstance(exc, TypeError) and ("coerce" in text or "int" in text):
+            hint = _INT_DOUBLE_HINT
+        return f"{head}: {text}{hint}"
+
+
+class Template:
+    """A string that may embed ``{{ expr }}``; a lone ``{{ expr }}`` keeps the value's type."""
+
+    __slots__ = ("_parts", "_single", "source")
+
+    def __init__(self, source: str, path: str = "") -> None:
+        self.source = source
+        parts: list[str | Expression] = []
+        pos = 0
+        for m in _TEMPLATE.finditer(source):
+            if m.start() > pos:
+                parts.append(source[pos : m.start()])
+            inner = m.group(1).strip()
+            if not inner:
+                raise CompileError(f"template {source!r} ({path}) has an empty {{{{ }}}}", path)
+            parts.append(Expression(inner, path))
+            pos = m.end()
+        if pos < len(source):
+            parts.append(source[pos:])
+        if "{{" in "".join(p for p in parts if isinstance(p, str)):
+            raise CompileError(f"template {source!r} ({path}) has an unclosed {{{{", path)
+        self._parts = tuple(parts)
+        self._single = len(parts) == 1 and isinstance(parts[0], Expression)
+
+    @property
+    def is_constant(self) -> bool:
+        return all(isinstance(p, str) for p in self._parts)
+
+    def render(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
+        if self._single:
+            first = self._parts[0]
+            assert isinstance(first, Expression)
+            return first.evaluate(env, item, index)
+        out: list[str] = []
+        for p in self._parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                out.append(stringify(p.evaluate(env, item, index)))
+        return "".join(out)
+
+
+def stringify(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def to_json_value(value: Any) -> Any:
+    """CEL results made JSON-ready: timestamps as ISO text, durations as seconds, bytes as text."""
+    t = type(value)
+    if t is str or t is int or t is bool or t is float or value is None:
+        return value
+    if t is dict:
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [to_json_value(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode()
+    if isinstance(value, cel.OptionalValue):
+        return to_json_value(value.value()) if value.has_value() else None
+    return str(value)
+
+
+def compile_nested_templates(value: Any, path: str) -> Any:
+    """Compile every string inside a JSON value as a template (http bodies, headers)."""
+    if isinstance(value, str):
+        t = Template(value, path)
+        return value if t.is_constant else t
+    if isinstance(value, dict):
+        return {k: compile_nested_templates(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [compile_nested_templates(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def render_nested(value: Any, env: EvalEnv, item: Item | None, index: int) -> Any:
+    if isinstance(value, Template):
+        return value.render(env, item, index)
+    if isinstance(value, dict):
+        return {k: render_nested(v, env, item, index) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_nested(v, env, item, index) for v in value]
+    return value
