@@ -1,0 +1,1 @@
+"""API service: ExecutionService, WorkflowService and AuthService."""

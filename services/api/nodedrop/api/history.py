@@ -1,0 +1,128 @@
+"""Folding execution events into stored state, for the history recorder.
+
+Both repository adapters insert each event keyed by (execution, sequence)
+first and fold only the events that were new, so a replayed event changes
+nothing. Folding is pure: events in, row patches out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import orjson
+
+from nodedrop.api.model import RecordedEvent, Status
+
+__all__ = ["ExecutionPatch", "NodeRunUpsert", "fold"]
+
+_EXECUTION_STATUS = {
+    "execution_queued": Status.QUEUED,
+    "execution_started": Status.RUNNING,
+    "execution_retrying": Status.RETRY_SCHEDULED,
+    "execution_completed": Status.COMPLETED,
+    "execution_failed": Status.FAILED,
+    "execution_cancelled": Status.CANCELLED,
+    "execution_timed_out": Status.TIMED_OUT,
+}
+_TERMINAL_EVENTS = frozenset(
+    {"execution_completed", "execution_failed", "execution_cancelled", "execution_timed_out"}
+)
+_NODE_STATUS = {
+    "node_started": "running",
+    "node_completed": "completed",
+    "node_failed": "failed",
+    "node_skipped": "skipped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPatch:
+    execution_id: str
+    status: Status | None
+    attempt: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_json: str | None
+    result_json: str | None
+    last_sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRunUpsert:
+    execution_id: str
+    node_id: str
+    attempt: int
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_json: str | None
+    output_item_count: int
+    outputs_json: str | None
+
+
+def _main_count(data_json: str) -> int:
+    if not data_json:
+        return 0
+    try:
+        ports = orjson.loads(data_json)
+    except orjson.JSONDecodeError:
+        return 0
+    main = ports.get("main") if isinstance(ports, dict) else None
+    return len(main) if isinstance(main, list) else 0
+
+
+def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[NodeRunUpsert]]:
+    """One patch per execution and one upsert per node-run event, in sequence order."""
+    patches: dict[str, ExecutionPatch] = {}
+    runs: list[NodeRunUpsert] = []
+    for ev in sorted(events, key=lambda e: (e.execution_id, e.sequence)):
+        patch = patches.get(ev.execution_id) or ExecutionPatch(
+            ev.execution_id, None, 0, None, None, None, None, 0
+        )
+        patch = replace(
+            patch,
+            attempt=max(patch.attempt, ev.attempt),
+            last_sequence=max(patch.last_sequence, ev.sequence),
+        )
+        status = _EXECUTION_STATUS.get(ev.type)
+        if status is not None:
+            already_final = patch.status is not None and patch.status not in (
+                Status.QUEUED,
+                Status.RUNNING,
+                Status.RETRY_SCHEDULED,
+            )
+            if not already_final:
+                patch = replace(patch, status=status)
+            if ev.type == "execution_started" and patch.started_at is None:
+                patch = replace(patch, started_at=ev.time)
+            if ev.type in _TERMINAL_EVENTS:
+                patch = replace(
+                    patch,
+                    finished_at=patch.finished_at or ev.time,
+                    error_json=ev.error_json or patch.error_json,
+                    result_json=(
+                        ev.data_json if ev.type == "execution_completed" else patch.result_json
+                    ),
+                )
+        node_status = _NODE_STATUS.get(ev.type)
+        if node_status is not None and ev.node_id:
+            done = ev.type != "node_started"
+            runs.append(
+                NodeRunUpsert(
+                    execution_id=ev.execution_id,
+                    node_id=ev.node_id,
+                    attempt=ev.attempt,
+                    status=node_status,
+                    started_at=ev.time if ev.type in ("node_started", "node_skipped") else None,
+                    finished_at=ev.time if done else None,
+                    error_json=ev.error_json if ev.type == "node_failed" else None,
+                    output_item_count=(
+                        _main_count(ev.data_json) if ev.type == "node_completed" else 0
+                    ),
+                    outputs_json=(ev.data_json or None if ev.type == "node_completed" else None),
+                )
+            )
+        patches[ev.execution_id] = patch
+    return list(patches.values()), runs

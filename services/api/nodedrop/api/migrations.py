@@ -1,0 +1,101 @@
+"""Versioned schema migrations, applied by `nodedrop migrate` and at API start.
+
+Each file `sql/migrations/NNNN_name.sql` is one version, applied once in its
+own transaction and recorded in `schema_migrations`. A session-level advisory
+lock serialises concurrent runners (two replicas starting at once): the
+second waits, then finds every version applied and does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+__all__ = ["Migration", "MigrationError", "applied_versions", "apply", "available"]
+
+# An arbitrary constant shared by every nodedrop process: the lock's identity.
+_LOCK_KEY = 0x6E6F6465_6D696772 & 0x7FFFFFFFFFFFFFFF
+_FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """A migration file is malformed or failed to apply."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> tuple[Migration, ...]:
+    """Every migration shipped with the package, in version order."""
+    folder = resources.files("nodedrop.api").joinpath("sql").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FILE_RE.match(entry.name)
+        if match is None:
+            raise MigrationError(f"migration file name {entry.name!r} is not NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {versions}")
+    return tuple(found)
+
+
+async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return set()
+    rows = await conn.fetch("SELECT version FROM schema_migrations")
+    return {int(r["version"]) for r in rows}
+
+
+async def apply(dsn: str) -> list[int]:
+    """Apply every pending migration to the database at `dsn`.
+
+    Returns the versions applied by this call (empty when up to date).
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        try:
+            return await _apply_locked(conn)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def _apply_locked(conn: asyncpg.Connection) -> list[int]:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    done = await applied_versions(conn)
+    applied: list[int] = []
+    for migration in available():
+        if migration.version in done:
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} failed: {exc}"
+            ) from exc
+        applied.append(migration.version)
+    return applied

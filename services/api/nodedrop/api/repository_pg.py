@@ -1,0 +1,518 @@
+"""PostgreSQL adapter of the ExecutionRepository port (asyncpg).
+
+Every query is a named query from sql/queries.sql. Connection-level
+failures become StoreUnavailableError at once (no retry loop inside a
+request), so a caller gets a fast UNAVAILABLE while PostgreSQL restarts and
+the pool reconnects on the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from nodedrop.api.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+from nodedrop.api.history import fold
+from nodedrop.api.model import (
+    ApiKeyRecord,
+    ExecutionFilter,
+    ExecutionRecord,
+    NewExecution,
+    NodeRunRecord,
+    NodeStatsRow,
+    RecordedEvent,
+    Scope,
+    StatsRow,
+    Status,
+    WorkflowRecord,
+)
+from nodedrop.api.queries import POSTGRES as Q
+from nodedrop.api.repository import InsertOutcome
+
+__all__ = ["PostgresRepository", "create_pool"]
+
+# Errors that mean "the server is not reachable right now", as opposed to a
+# bug in a query: asyncpg raises OSError subclasses while connecting and
+# InterfaceError/ConnectionDoesNotExistError when a pooled connection died.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 5.0
+) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            # Connect fails fast so a request never waits out a TCP timeout.
+            timeout=2.0,
+        )
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    return pool
+
+
+def _key(row: asyncpg.Record) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        key_hash=bytes(row["key_hash"]),
+        scopes=tuple(Scope(s) for s in row["scopes"]),
+        prefix=row["prefix"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _workflow(row: asyncpg.Record) -> WorkflowRecord:
+    return WorkflowRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        version=row["version"],
+        name=row["name"],
+        definition_json=row["definition"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _execution(row: asyncpg.Record, runs: tuple[NodeRunRecord, ...] = ()) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        definition_json=row["definition"],
+        status=Status(row["status"]),
+        mode=row["mode"],
+        trigger_kind=row["trigger_kind"],
+        trigger_data_json=row["trigger_data"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        priority=row["priority"],
+        idempotency_key=row["idempotency_key"],
+        retry_of=row["retry_of"],
+        trace_id=row["trace_id"],
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error_json=row["error"],
+        result_json=row["result"],
+        last_sequence=row["last_sequence"],
+        node_runs=runs,
+    )
+
+
+def _node_run(row: asyncpg.Record) -> NodeRunRecord:
+    return NodeRunRecord(
+        node_id=row["node_id"],
+        attempt=row["attempt"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error_json=row["error"],
+        output_item_count=row["output_item_count"],
+        outputs_json=row["outputs"],
+    )
+
+
+def _event(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        execution_id=row["execution_id"],
+        sequence=row["sequence"],
+        type=row["type"],
+        time=row["time"],
+        node_id=row["node_id"],
+        attempt=row["attempt"],
+        data_json=row["data"],
+        error_json=row["error"],
+    )
+
+
+class PostgresRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, **pool_options: Any) -> PostgresRepository:
+        return cls(await create_pool(dsn, **pool_options))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self._pool.acquire(timeout=2.0) as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+
+    # tenants and keys
+
+    async def ensure_tenant(self, tenant_id: str, name: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(Q["ensure_tenant"], tenant_id, name)
+
+    async def insert_api_key(
+        self,
+        key_id: str,
+        tenant_id: str,
+        name: str,
+        key_hash: bytes,
+        scopes: Sequence[Scope],
+        prefix: str,
+    ) -> ApiKeyRecord:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                Q["insert_api_key"],
+                key_id,
+                tenant_id,
+                name,
+                key_hash,
+                [str(s) for s in scopes],
+                prefix,
+            )
+        assert row is not None
+        return _key(row)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(Q["get_api_key"], key_id)
+        return _key(row) if row is not None else None
+
+    async def list_api_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
+        async with self._conn() as conn:
+            if tenant_id is None:
+                rows = await conn.fetch(Q["list_all_api_keys"])
+            else:
+                rows = await conn.fetch(Q["list_api_keys"], tenant_id)
+        return [_key(r) for r in rows]
+
+    async def revoke_api_key(self, key_id: str, tenant_id: str | None) -> ApiKeyRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(Q["revoke_api_key"], key_id, tenant_id)
+        return _key(row) if row is not None else None
+
+    # workflows
+
+    async def create_workflow(
+        self, tenant_id: str, workflow_id: str, name: str, definition_json: str
+    ) -> WorkflowRecord:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(Q["insert_workflow"], workflow_id, tenant_id, name)
+            created = await conn.fetchval(
+                Q["insert_workflow_version"], workflow_id, 1, name, definition_json
+            )
+        return WorkflowRecord(workflow_id, tenant_id, 1, name, definition_json, created, created)
+
+    async def get_workflow(
+        self, tenant_id: str, workflow_id: str, version: int | None
+    ) -> WorkflowRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(Q["get_workflow"], workflow_id, tenant_id, version)
+        return _workflow(row) if row is not None else None
+
+    async def list_workflows(
+        self, tenant_id: str, name_prefix: str, after: tuple[str, str] | None, limit: int
+    ) -> list[WorkflowRecord]:
+        after_name, after_id = after if after is not None else ("", "")
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["list_workflows"], tenant_id, name_prefix, after_name, after_id, limit
+            )
+        return [_workflow(r) for r in rows]
+
+    async def update_workflow(
+        self,
+        tenant_id: str,
+        workflow_id: str,
+        name: str,
+        definition_json: str,
+        expected_version: int | None,
+    ) -> WorkflowRecord:
+        async with self._conn() as conn, conn.transaction():
+            row = await conn.fetchrow(Q["lock_workflow"], workflow_id, tenant_id)
+            if row is None:
+                raise NotFoundError("workflow", workflow_id)
+            current = int(row["latest_version"])
+            if expected_version is not None and expected_version != current:
+                raise VersionConflictError(workflow_id, expected_version, current)
+            version = current + 1
+            await conn.fetchval(
+                Q["insert_workflow_version"], workflow_id, version, name, definition_json
+            )
+            updated = await conn.fetchval(Q["bump_workflow"], workflow_id, tenant_id, version, name)
+        return WorkflowRecord(
+            workflow_id, tenant_id, version, name, definition_json, row["created_at"], updated
+        )
+
+    async def delete_workflow(self, tenant_id: str, workflow_id: str) -> bool:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(Q["delete_workflow"], workflow_id, tenant_id)
+        return row is not None
+
+    async def list_workflow_versions(
+        self, tenant_id: str, workflow_id: str, before_version: int | None, limit: int
+    ) -> list[WorkflowRecord] | None:
+        async with self._conn() as conn:
+            latest = await conn.fetchrow(Q["get_workflow"], workflow_id, tenant_id, None)
+            if latest is None:
+                return None
+            before = before_version if before_version is not None else latest["version"] + 1
+            rows = await conn.fetch(
+                Q["list_workflow_versions"], workflow_id, tenant_id, before, limit
+            )
+        return [_workflow(r) for r in rows]
+
+    # executions
+
+    async def insert_executions(self, batch: Sequence[NewExecution]) -> list[InsertOutcome]:
+        if not batch:
+            return []
+        cols: list[list[Any]] = [[] for _ in range(15)]
+        for e in batch:
+            values = (
+                e.id,
+                e.tenant_id,
+                e.workflow_id,
+                e.workflow_version,
+                e.definition_json,
+                str(Status.QUEUED),
+                e.mode,
+                e.trigger_kind,
+                e.trigger_data_json,
+                e.max_attempts,
+                e.priority,
+                e.idempotency_key,
+                e.retry_of,
+                e.trace_id,
+                e.run_at,
+            )
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+        async with self._conn() as conn:
+            inserted = {r["id"] for r in await conn.fetch(Q["insert_executions"], *cols)}
+            missing = [e for e in batch if e.id not in inserted]
+            existing: dict[tuple[str, str], tuple[str, Status]] = {}
+            if missing:
+                rows = await conn.fetch(
+                    Q["find_by_idempotency_keys"],
+                    [e.tenant_id for e in missing],
+                    [e.idempotency_key for e in missing],
+                )
+                existing = {
+                    (r["tenant_id"], r["idempotency_key"]): (r["id"], Status(r["status"]))
+                    for r in rows
+                }
+        outcomes: list[InsertOutcome] = []
+        for e in batch:
+            if e.id in inserted:
+                outcomes.append(InsertOutcome(e.id, True, Status.QUEUED))
+                continue
+            found = existing.get((e.tenant_id, e.idempotency_key or ""))
+            if found is None:
+                raise StoreUnavailableError(
+                    f"execution {e.id} was neither inserted nor found by its idempotency key"
+                )
+            outcomes.append(InsertOutcome(found[0], False, found[1]))
+        return outcomes
+
+    async def get_execution(
+        self, tenant_id: str | None, execution_id: str, *, with_node_runs: bool = False
+    ) -> ExecutionRecord | None:
+        async with self._conn() as conn:
+            if tenant_id is None:
+                row = await conn.fetchrow(Q["get_execution_any_tenant"], execution_id)
+            else:
+                row = await conn.fetchrow(Q["get_execution"], execution_id, tenant_id)
+            if row is None:
+                return None
+            runs: tuple[NodeRunRecord, ...] = ()
+            if with_node_runs:
+                runs = tuple(
+                    _node_run(r) for r in await conn.fetch(Q["get_node_runs"], execution_id)
+                )
+        return _execution(row, runs)
+
+    async def list_executions(
+        self,
+        tenant_id: str,
+        filt: ExecutionFilter,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[ExecutionRecord]:
+        after_time, after_id = after if after is not None else (None, "")
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["list_executions"],
+                tenant_id,
+                filt.workflow_id,
+                [str(s) for s in filt.statuses],
+                filt.created_after,
+                filt.created_before,
+                after_time,
+                after_id,
+                limit,
+            )
+        return [_execution(r) for r in rows]
+
+    async def set_status(self, execution_id: str, status: Status, error_json: str | None) -> bool:
+        terminal = status not in (Status.QUEUED, Status.RUNNING, Status.RETRY_SCHEDULED)
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                Q["set_status"], execution_id, str(status), error_json, terminal
+            )
+        return row is not None
+
+    async def list_unfinished(
+        self, created_before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        after_time, after_id = (
+            after if after is not None else (datetime.min.replace(tzinfo=created_before.tzinfo), "")
+        )
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["list_unfinished"], created_before, after_time, after_id, limit
+            )
+        return [_execution(r) for r in rows]
+
+    # history
+
+    async def record_events(self, events: Sequence[RecordedEvent]) -> int:
+        if not events:
+            return 0
+        async with self._conn() as conn, conn.transaction():
+            rows = await conn.fetch(
+                Q["insert_events"],
+                [e.execution_id for e in events],
+                [e.sequence for e in events],
+                [e.type for e in events],
+                [e.time for e in events],
+                [e.node_id for e in events],
+                [e.attempt for e in events],
+                [e.data_json for e in events],
+                [e.error_json for e in events],
+            )
+            new_keys = {(r["execution_id"], r["sequence"]) for r in rows}
+            new = [e for e in events if (e.execution_id, e.sequence) in new_keys]
+            patches, runs = fold(new)
+            if patches:
+                await conn.executemany(
+                    Q["apply_execution_patch"],
+                    [
+                        (
+                            p.execution_id,
+                            None if p.status is None else str(p.status),
+                            p.attempt,
+                            p.started_at,
+                            p.finished_at,
+                            p.error_json,
+                            p.result_json,
+                            p.last_sequence,
+                        )
+                        for p in patches
+                    ],
+                )
+            if runs:
+                await conn.executemany(
+                    Q["upsert_node_run"],
+                    [
+                        (
+                            r.execution_id,
+                            r.node_id,
+                            r.attempt,
+                            r.status,
+                            r.started_at,
+                            r.finished_at,
+                            r.error_json,
+                            r.output_item_count,
+                            r.outputs_json,
+                        )
+                        for r in runs
+                    ],
+                )
+        return len(new)
+
+    async def list_events(
+        self, execution_id: str, after_sequence: int, limit: int
+    ) -> list[RecordedEvent]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(Q["list_events"], execution_id, after_sequence, limit)
+        return [_event(r) for r in rows]
+
+    async def stats(
+        self, tenant_id: str, workflow_id: str | None, start: datetime, end: datetime
+    ) -> list[StatsRow]:
+        async with self._conn() as conn:
+            counts = await conn.fetch(Q["stats_status_counts"], tenant_id, workflow_id, start, end)
+            durations = await conn.fetch(Q["stats_durations"], tenant_id, workflow_id, start, end)
+            nodes = await conn.fetch(Q["stats_nodes"], tenant_id, workflow_id, start, end)
+        return build_stats(
+            [(r["workflow_id"], r["status"], int(r["n"])) for r in counts],
+            {r["workflow_id"]: (r["p50"], r["p95"]) for r in durations},
+            [
+                (
+                    r["workflow_id"],
+                    r["node_id"],
+                    int(r["runs"]),
+                    int(r["failures"]),
+                    r["p50"],
+                    r["p95"],
+                )
+                for r in nodes
+            ],
+        )
+
+
+def build_stats(
+    counts: Sequence[tuple[str, str, int]],
+    durations: dict[str, tuple[float | None, float | None]],
+    nodes: Sequence[tuple[str, str, int, int, float | None, float | None]],
+) -> list[StatsRow]:
+    """Assemble per-workflow stats from the three aggregate queries' rows."""
+    by_wf: dict[str, dict[Status, int]] = {}
+    for wf, status, n in counts:
+        by_wf.setdefault(wf, {})[Status(status)] = n
+    node_rows: dict[str, list[NodeStatsRow]] = {}
+    for wf, node_id, runs, failures, p50, p95 in nodes:
+        node_rows.setdefault(wf, []).append(
+            NodeStatsRow(
+                node_id,
+                runs,
+                failures,
+                None if p50 is None else float(p50),
+                None if p95 is None else float(p95),
+            )
+        )
+    out: list[StatsRow] = []
+    for wf in sorted(by_wf):
+        status_counts = by_wf[wf]
+        p50, p95 = durations.get(wf, (None, None))
+        out.append(
+            StatsRow(
+                workflow_id=wf,
+                status_counts=tuple(sorted(status_counts.items())),
+                total=sum(status_counts.values()),
+                p50_s=None if p50 is None else float(p50),
+                p95_s=None if p95 is None else float(p95),
+                nodes=tuple(node_rows.get(wf, ())),
+            )
+        )
+    return out

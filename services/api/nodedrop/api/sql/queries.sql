@@ -1,0 +1,208 @@
+-- Named queries of the PostgreSQL repository. Each starts with a
+-- "-- name: <name>" line; parameters are positional ($1, ...) and user text
+-- only ever travels as a parameter.
+
+-- name: ensure_tenant
+INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, prefix)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, tenant_id, name, key_hash, scopes, prefix, created_at, revoked_at;
+
+-- name: get_api_key
+SELECT id, tenant_id, name, key_hash, scopes, prefix, created_at, revoked_at
+FROM api_keys WHERE id = $1;
+
+-- name: list_api_keys
+SELECT id, tenant_id, name, key_hash, scopes, prefix, created_at, revoked_at
+FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id;
+
+-- name: list_all_api_keys
+SELECT id, tenant_id, name, key_hash, scopes, prefix, created_at, revoked_at
+FROM api_keys ORDER BY tenant_id, created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)
+RETURNING id, tenant_id, name, key_hash, scopes, prefix, created_at, revoked_at;
+
+-- name: insert_workflow
+INSERT INTO workflows (id, tenant_id, name, latest_version) VALUES ($1, $2, $3, 1);
+
+-- name: insert_workflow_version
+INSERT INTO workflow_versions (workflow_id, version, name, definition)
+VALUES ($1, $2, $3, $4)
+RETURNING created_at;
+
+-- name: lock_workflow
+SELECT latest_version, created_at FROM workflows
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+FOR UPDATE;
+
+-- name: bump_workflow
+UPDATE workflows SET latest_version = $3, name = $4, updated_at = now()
+WHERE id = $1 AND tenant_id = $2
+RETURNING updated_at;
+
+-- name: get_workflow
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w
+JOIN workflow_versions v ON v.workflow_id = w.id
+WHERE w.id = $1 AND w.tenant_id = $2 AND w.deleted_at IS NULL
+  AND v.version = COALESCE($3::integer, w.latest_version);
+
+-- name: list_workflows
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w
+JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.latest_version
+WHERE w.tenant_id = $1 AND w.deleted_at IS NULL
+  AND starts_with(w.name, $2)
+  AND (w.name, w.id) > ($3, $4)
+ORDER BY w.name, w.id
+LIMIT $5;
+
+-- name: list_workflow_versions
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w
+JOIN workflow_versions v ON v.workflow_id = w.id
+WHERE w.id = $1 AND w.tenant_id = $2 AND w.deleted_at IS NULL AND v.version < $3
+ORDER BY v.version DESC
+LIMIT $4;
+
+-- name: delete_workflow
+UPDATE workflows SET deleted_at = now()
+WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: insert_executions
+-- Batch insert; a duplicate idempotency key inserts nothing for that row.
+INSERT INTO executions (
+    id, tenant_id, workflow_id, workflow_version, definition, status, mode,
+    trigger_kind, trigger_data, max_attempts, priority, idempotency_key,
+    retry_of, trace_id, run_at)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::integer[], $11::integer[], $12::text[],
+    $13::text[], $14::text[], $15::timestamptz[])
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: find_by_idempotency_keys
+SELECT id, tenant_id, idempotency_key, status FROM executions
+WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
+
+-- name: get_execution
+SELECT * FROM executions WHERE id = $1 AND tenant_id = $2;
+
+-- name: get_execution_any_tenant
+SELECT * FROM executions WHERE id = $1;
+
+-- name: get_node_runs
+SELECT node_id, attempt, status, started_at, finished_at, error, output_item_count, outputs
+FROM node_runs WHERE execution_id = $1
+ORDER BY started_at NULLS LAST, attempt, node_id;
+
+-- name: list_executions
+SELECT * FROM executions
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR workflow_id = $2)
+  AND (cardinality($3::text[]) = 0 OR status = ANY($3))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+  AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
+ORDER BY created_at DESC, id DESC
+LIMIT $8;
+
+-- name: set_status
+-- Moves an unfinished execution to a status; a finished one is left alone.
+UPDATE executions
+SET status = $2, error = COALESCE($3, error),
+    finished_at = CASE WHEN $4 THEN now() ELSE finished_at END
+WHERE id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
+RETURNING status;
+
+-- name: list_unfinished
+SELECT * FROM executions
+WHERE status IN ('queued', 'running', 'retry_scheduled')
+  AND mode = 'queue' AND created_at < $1
+  AND (created_at, id) > ($2, $3)
+ORDER BY created_at, id
+LIMIT $4;
+
+-- name: insert_events
+-- Events of executions this database knows; a replayed (execution, sequence)
+-- inserts nothing and is not returned, so it changes nothing downstream.
+INSERT INTO execution_events (execution_id, sequence, type, time, node_id, attempt, data, error)
+SELECT e.* FROM unnest(
+    $1::text[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::integer[],
+    $7::text[], $8::text[]) AS e(execution_id, sequence, type, time, node_id, attempt, data, error)
+WHERE EXISTS (SELECT 1 FROM executions x WHERE x.id = e.execution_id)
+ON CONFLICT (execution_id, sequence) DO NOTHING
+RETURNING execution_id, sequence;
+
+-- name: apply_execution_patch
+-- A terminal status is final: later non-terminal events cannot reopen it.
+UPDATE executions SET
+    status = CASE
+        WHEN $2::text IS NULL THEN status
+        WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND $2 NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
+        ELSE $2 END,
+    attempt = GREATEST(attempt, $3),
+    started_at = COALESCE(started_at, $4),
+    finished_at = COALESCE($5, finished_at),
+    error = COALESCE($6, error),
+    result = COALESCE($7, result),
+    last_sequence = GREATEST(last_sequence, $8)
+WHERE id = $1;
+
+-- name: upsert_node_run
+INSERT INTO node_runs (execution_id, node_id, attempt, status, started_at, finished_at,
+                       error, output_item_count, outputs)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
+    status = CASE WHEN node_runs.status = 'running' OR excluded.status <> 'running'
+                  THEN excluded.status ELSE node_runs.status END,
+    started_at = COALESCE(node_runs.started_at, excluded.started_at),
+    finished_at = COALESCE(excluded.finished_at, node_runs.finished_at),
+    error = COALESCE(excluded.error, node_runs.error),
+    output_item_count = GREATEST(excluded.output_item_count, node_runs.output_item_count),
+    outputs = COALESCE(excluded.outputs, node_runs.outputs);
+
+-- name: list_events
+SELECT e.execution_id, e.sequence, e.type, e.time, e.node_id, e.attempt, e.data, e.error
+FROM execution_events e
+WHERE e.execution_id = $1 AND e.sequence > $2
+ORDER BY e.sequence
+LIMIT $3;
+
+-- name: stats_status_counts
+SELECT COALESCE(workflow_id, '') AS workflow_id, status, count(*) AS n
+FROM executions
+WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
+  AND created_at >= $3 AND created_at < $4
+GROUP BY 1, 2;
+
+-- name: stats_durations
+SELECT COALESCE(workflow_id, '') AS workflow_id,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) AS p95
+FROM executions
+WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
+  AND created_at >= $3 AND created_at < $4
+  AND started_at IS NOT NULL AND finished_at IS NOT NULL
+GROUP BY 1;
+
+-- name: stats_nodes
+SELECT COALESCE(x.workflow_id, '') AS workflow_id, r.node_id,
+       count(*) AS runs,
+       count(*) FILTER (WHERE r.status = 'failed') AS failures,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.finished_at - r.started_at)) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM r.finished_at - r.started_at)) AS p95
+FROM node_runs r JOIN executions x ON x.id = r.execution_id
+WHERE x.tenant_id = $1 AND ($2::text IS NULL OR x.workflow_id = $2)
+  AND x.created_at >= $3 AND x.created_at < $4
+  AND r.status IN ('completed', 'failed')
+GROUP BY 1, 2
+ORDER BY 1, 2;

@@ -1,0 +1,168 @@
+-- Named queries of the embedded SQLite repository (":name" parameters).
+
+-- name: ensure_tenant
+INSERT INTO tenants (id, name, created_at) VALUES (:id, :name, :now) ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, prefix, created_at)
+VALUES (:id, :tenant_id, :name, :key_hash, :scopes, :prefix, :now)
+RETURNING *;
+
+-- name: get_api_key
+SELECT * FROM api_keys WHERE id = :id;
+
+-- name: list_api_keys
+SELECT * FROM api_keys WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+ORDER BY tenant_id, created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = COALESCE(revoked_at, :now)
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
+RETURNING *;
+
+-- name: insert_workflow
+INSERT INTO workflows (id, tenant_id, name, latest_version, created_at, updated_at)
+VALUES (:id, :tenant_id, :name, 1, :now, :now);
+
+-- name: insert_workflow_version
+INSERT INTO workflow_versions (workflow_id, version, name, definition, created_at)
+VALUES (:id, :version, :name, :definition, :now);
+
+-- name: lock_workflow
+SELECT latest_version, created_at FROM workflows
+WHERE id = :id AND tenant_id = :tenant_id AND deleted_at IS NULL;
+
+-- name: bump_workflow
+UPDATE workflows SET latest_version = :version, name = :name, updated_at = :now
+WHERE id = :id AND tenant_id = :tenant_id;
+
+-- name: get_workflow
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id
+WHERE w.id = :id AND w.tenant_id = :tenant_id AND w.deleted_at IS NULL
+  AND v.version = COALESCE(:version, w.latest_version);
+
+-- name: list_workflows
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w
+JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.latest_version
+WHERE w.tenant_id = :tenant_id AND w.deleted_at IS NULL
+  AND substr(w.name, 1, length(:prefix)) = :prefix
+  AND (w.name > :after_name OR (w.name = :after_name AND w.id > :after_id))
+ORDER BY w.name, w.id
+LIMIT :limit;
+
+-- name: list_workflow_versions
+SELECT w.id, w.tenant_id, v.version, v.name, v.definition, w.created_at, v.created_at AS updated_at
+FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id
+WHERE w.id = :id AND w.tenant_id = :tenant_id AND w.deleted_at IS NULL AND v.version < :before
+ORDER BY v.version DESC
+LIMIT :limit;
+
+-- name: delete_workflow
+UPDATE workflows SET deleted_at = :now
+WHERE id = :id AND tenant_id = :tenant_id AND deleted_at IS NULL
+RETURNING id;
+
+-- name: insert_execution
+INSERT INTO executions (
+    id, tenant_id, workflow_id, workflow_version, definition, status, mode, trigger_kind,
+    trigger_data, max_attempts, priority, idempotency_key, retry_of, trace_id, created_at, run_at)
+VALUES (:id, :tenant_id, :workflow_id, :workflow_version, :definition, 'queued', :mode,
+    :trigger_kind, :trigger_data, :max_attempts, :priority, :idempotency_key, :retry_of,
+    :trace_id, :now, :run_at)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: find_by_idempotency_key
+SELECT id, status FROM executions WHERE tenant_id = :tenant_id AND idempotency_key = :key;
+
+-- name: get_execution
+SELECT * FROM executions WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: get_node_runs
+SELECT * FROM node_runs WHERE execution_id = :id
+ORDER BY started_at IS NULL, started_at, attempt, node_id;
+
+-- name: list_executions
+-- The status filter arrives as a JSON array text (empty array = any status).
+SELECT * FROM executions
+WHERE tenant_id = :tenant_id
+  AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+  AND (json_array_length(:statuses) = 0 OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:after_created IS NULL OR created_at >= :after_created)
+  AND (:before_created IS NULL OR created_at < :before_created)
+  AND (:cursor_time IS NULL OR created_at < :cursor_time
+       OR (created_at = :cursor_time AND id < :cursor_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: set_status
+UPDATE executions
+SET status = :status, error = COALESCE(:error, error),
+    finished_at = CASE WHEN :terminal THEN :now ELSE finished_at END
+WHERE id = :id AND status IN ('queued', 'running', 'retry_scheduled')
+RETURNING status;
+
+-- name: list_unfinished
+SELECT * FROM executions
+WHERE status IN ('queued', 'running', 'retry_scheduled') AND mode = 'queue'
+  AND created_at < :before
+  AND (created_at > :after_time OR (created_at = :after_time AND id > :after_id))
+ORDER BY created_at, id
+LIMIT :limit;
+
+-- name: insert_event
+INSERT INTO execution_events (execution_id, sequence, type, time, node_id, attempt, data, error)
+SELECT :execution_id, :sequence, :type, :time, :node_id, :attempt, :data, :error
+WHERE EXISTS (SELECT 1 FROM executions WHERE id = :execution_id)
+ON CONFLICT (execution_id, sequence) DO NOTHING
+RETURNING execution_id;
+
+-- name: apply_execution_patch
+UPDATE executions SET
+    status = CASE
+        WHEN :status IS NULL THEN status
+        WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
+        ELSE :status END,
+    attempt = MAX(attempt, :attempt),
+    started_at = COALESCE(started_at, :started_at),
+    finished_at = COALESCE(:finished_at, finished_at),
+    error = COALESCE(:error, error),
+    result = COALESCE(:result, result),
+    last_sequence = MAX(last_sequence, :last_sequence)
+WHERE id = :id;
+
+-- name: upsert_node_run
+INSERT INTO node_runs (execution_id, node_id, attempt, status, started_at, finished_at,
+                       error, output_item_count, outputs)
+VALUES (:execution_id, :node_id, :attempt, :status, :started_at, :finished_at, :error,
+        :output_item_count, :outputs)
+ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET
+    status = CASE WHEN node_runs.status = 'running' OR excluded.status <> 'running'
+                  THEN excluded.status ELSE node_runs.status END,
+    started_at = COALESCE(node_runs.started_at, excluded.started_at),
+    finished_at = COALESCE(excluded.finished_at, node_runs.finished_at),
+    error = COALESCE(excluded.error, node_runs.error),
+    output_item_count = MAX(excluded.output_item_count, node_runs.output_item_count),
+    outputs = COALESCE(excluded.outputs, node_runs.outputs);
+
+-- name: list_events
+SELECT * FROM execution_events
+WHERE execution_id = :id AND sequence > :after
+ORDER BY sequence
+LIMIT :limit;
+
+-- name: stats_executions
+SELECT COALESCE(workflow_id, '') AS workflow_id, status, started_at, finished_at
+FROM executions
+WHERE tenant_id = :tenant_id AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+  AND created_at >= :start AND created_at < :end;
+
+-- name: stats_nodes
+SELECT COALESCE(x.workflow_id, '') AS workflow_id, r.node_id, r.status, r.started_at, r.finished_at
+FROM node_runs r JOIN executions x ON x.id = r.execution_id
+WHERE x.tenant_id = :tenant_id AND (:workflow_id IS NULL OR x.workflow_id = :workflow_id)
+  AND x.created_at >= :start AND x.created_at < :end
+  AND r.status IN ('completed', 'failed');
