@@ -1,0 +1,72 @@
+"""In-memory fan-out from the process's single Redis reader to its subscribers.
+
+Subscribers register either for one execution or for a tenant's whole feed
+(with a filter). Publishing is synchronous and never blocks on a subscriber:
+each one has its own bounded mailbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from nodedrop.events.live import LiveEvent
+from nodedrop.events.mailbox import Mailbox
+
+
+class FanoutHub:
+    def __init__(self, mailbox_capacity: int) -> None:
+        self._capacity = mailbox_capacity
+        self._by_execution: dict[str, set[Mailbox]] = {}
+        self._by_tenant: dict[str, set[Mailbox]] = {}
+        self.published = 0
+        self.delivered = 0
+        self.overflows = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._by_execution.values()) + sum(
+            len(s) for s in self._by_tenant.values()
+        )
+
+    @contextmanager
+    def execution(self, execution_id: str) -> Iterator[Mailbox]:
+        mailbox = Mailbox(self._capacity)
+        with self._registered(self._by_execution, execution_id, mailbox):
+            yield mailbox
+
+    @contextmanager
+    def tenant(
+        self, tenant_id: str, matches: Callable[[LiveEvent], bool] | None = None
+    ) -> Iterator[Mailbox]:
+        mailbox = Mailbox(self._capacity, matches)
+        with self._registered(self._by_tenant, tenant_id, mailbox):
+            yield mailbox
+
+    @contextmanager
+    def _registered(
+        self, index: dict[str, set[Mailbox]], key: str, mailbox: Mailbox
+    ) -> Iterator[None]:
+        index.setdefault(key, set()).add(mailbox)
+        try:
+            yield
+        finally:
+            members = index.get(key)
+            if members is not None:
+                members.discard(mailbox)
+                if not members:
+                    del index[key]
+            if mailbox.overflowed:
+                self.overflows += 1
+
+    def publish(self, events: Iterable[LiveEvent]) -> None:
+        by_execution = self._by_execution
+        by_tenant = self._by_tenant
+        for event in events:
+            self.published += 1
+            for index, key in ((by_execution, event.execution_id), (by_tenant, event.tenant_id)):
+                members = index.get(key)
+                if members:
+                    for mailbox in members:
+                        mailbox.offer(event)
+                    self.delivered += len(members)

@@ -1,0 +1,103 @@
+"""The in-memory form of one event as it travels from the Redis reader to subscribers.
+
+The reader decodes and serializes each event exactly once; every subscriber then
+shares the same immutable value, so a thousand subscribers cost one decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodedrop.event.v1 import event_pb2
+from nodedrop.store import EventRecord
+
+TERMINAL_TYPES: frozenset[int] = frozenset(
+    {
+        event_pb2.EVENT_TYPE_EXECUTION_COMPLETED,
+        event_pb2.EVENT_TYPE_EXECUTION_FAILED,
+        event_pb2.EVENT_TYPE_EXECUTION_CANCELLED,
+        event_pb2.EVENT_TYPE_EXECUTION_TIMED_OUT,
+    }
+)
+
+
+def record_to_proto(record: EventRecord) -> event_pb2.ExecutionEvent:
+    event = event_pb2.ExecutionEvent(
+        execution_id=record.execution_id,
+        sequence=record.sequence,
+        type=event_pb2.EventType.Value(f"EVENT_TYPE_{record.type.value}"),
+        workflow_id=record.workflow_id,
+        node_id=record.node_id,
+        attempt=record.attempt,
+        data_json=record.data_json,
+    )
+    event.time.FromMilliseconds(record.time_ms)
+    if record.error is not None:
+        event.error.message = record.error.message
+        event.error.code = record.error.code
+        event.error.retryable = record.error.retryable
+    return event
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def frame_response(event_bytes: bytes) -> bytes:
+    """Wire bytes of a response message whose field 1 is the event.
+
+    StreamExecutionEventsResponse and StreamEventsResponse both hold the event as
+    field 1 and nothing else, so one framing serves both RPCs and the servicer
+    never re-serializes per subscriber.
+    """
+    return b"\x0a" + _varint(len(event_bytes)) + event_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    tenant_id: str
+    execution_id: str
+    workflow_id: str
+    sequence: int
+    type: int
+    # Serialized StreamExecutionEventsResponse / StreamEventsResponse.
+    frame: bytes
+    # Event time (seconds since the epoch) as written by the committer.
+    time_s: float
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    @classmethod
+    def from_proto(cls, tenant_id: str, event: event_pb2.ExecutionEvent) -> LiveEvent:
+        return cls(
+            tenant_id=tenant_id,
+            execution_id=event.execution_id,
+            workflow_id=event.workflow_id,
+            sequence=event.sequence,
+            type=event.type,
+            frame=frame_response(event.SerializeToString()),
+            time_s=event.time.seconds + event.time.nanos / 1e9,
+        )
+
+    @classmethod
+    def from_record(cls, record: EventRecord) -> LiveEvent:
+        return cls.from_proto(record.tenant_id, record_to_proto(record))
+
+    def to_proto(self) -> event_pb2.ExecutionEvent:
+        # The frame is "\x0a <varint len> <event>"; skip the tag and length.
+        pos = 1
+        while self.frame[pos] & 0x80:
+            pos += 1
+        event = event_pb2.ExecutionEvent()
+        event.ParseFromString(self.frame[pos + 1 :])
+        return event

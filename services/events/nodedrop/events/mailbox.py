@@ -1,0 +1,74 @@
+"""A subscriber's bounded buffer between the fan-out hub and its stream.
+
+The hub never waits on a subscriber: `offer` either queues the event or, when
+the buffer is full, marks the subscriber overflowed so its stream ends with
+RESOURCE_EXHAUSTED while every other subscriber goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from nodedrop.events.live import LiveEvent
+
+
+class MailboxOverflow(Exception):
+    """The subscriber fell more than `capacity` events behind."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(
+            f"subscriber fell more than {capacity} events behind; resume from the last sequence"
+        )
+        self.capacity = capacity
+
+
+class Mailbox:
+    __slots__ = ("_capacity", "_items", "_matches", "_overflowed", "_waiter")
+
+    def __init__(self, capacity: int, matches: Callable[[LiveEvent], bool] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("mailbox capacity must be at least 1")
+        self._capacity = capacity
+        self._items: deque[LiveEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._overflowed = False
+        self._matches = matches
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflowed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, event: LiveEvent) -> None:
+        if self._overflowed or (self._matches is not None and not self._matches(event)):
+            return
+        if len(self._items) >= self._capacity:
+            # Drop what is buffered: the stream ends and the client resumes from
+            # the last sequence it received, so keeping them would only hold memory.
+            self._overflowed = True
+            self._items.clear()
+        else:
+            self._items.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[LiveEvent]:
+        """Every buffered event, waiting for at least one."""
+        while not self._items:
+            if self._overflowed:
+                raise MailboxOverflow(self._capacity)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._overflowed:
+            raise MailboxOverflow(self._capacity)
+        batch = list(self._items)
+        self._items.clear()
+        return batch

@@ -1,0 +1,123 @@
+"""EventService over gRPC: requests in, pre-serialized event frames out.
+
+Handlers are async generators (the OpenTelemetry interceptor breaks
+`context.write`), and they yield the frames the hub serialized once, through
+an identity serializer registered in `add_to_server`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from nodedrop.common.auth import (
+    SCOPE_READ,
+    Authenticator,
+    Principal,
+    current_credential,
+    current_principal,
+    parse_bearer,
+)
+from nodedrop.common.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NodedropError,
+    PermissionDenied,
+    Unauthenticated,
+    to_rpc_status,
+)
+from nodedrop.event.v1 import event_pb2, event_service_pb2
+from nodedrop.events.subscription import Subscriptions, TenantFilter
+
+SERVICE_NAME = "nodedrop.event.v1.EventService"
+_MAX_ID_LEN = 128
+
+
+class EventServicer:
+    def __init__(self, subscriptions: Subscriptions, authenticator: Authenticator) -> None:
+        self._subscriptions = subscriptions
+        self._authenticator = authenticator
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> tuple[Principal, str]:
+        # The shared server's auth interceptor normally sets the principal; a
+        # server built without it still authenticates every stream here.
+        try:
+            principal = current_principal()
+            credential = current_credential() or ""
+        except Unauthenticated:
+            metadata = dict(context.invocation_metadata() or ())
+            header = metadata.get("authorization")
+            if not isinstance(header, str):
+                raise Unauthenticated("missing authorization metadata 'Bearer <api key>'") from None
+            credential = parse_bearer(header)
+            principal = await self._authenticator.authenticate(credential)
+        if not principal.has_scope(SCOPE_READ):
+            raise PermissionDenied("streaming events needs the 'read' scope")
+        return principal, credential
+
+    async def StreamExecutionEvents(
+        self,
+        request: event_service_pb2.StreamExecutionEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
+        try:
+            execution_id = request.execution_id.strip()
+            if not execution_id or len(execution_id) > _MAX_ID_LEN:
+                raise InvalidArgument(
+                    "invalid execution_id",
+                    [FieldViolation("execution_id", f"required, at most {_MAX_ID_LEN} characters")],
+                )
+            principal, credential = await self._caller(context)
+            async for batch in self._subscriptions.execution(
+                principal, credential, execution_id, request.after_sequence
+            ):
+                for event in batch:
+                    yield event.frame
+        except NodedropError as exc:
+            status = to_rpc_status(exc)
+            context.set_trailing_metadata(status.trailing_metadata)
+            await context.abort(status.code, status.details)
+
+    async def StreamEvents(
+        self, request: event_service_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        try:
+            known = set(event_pb2.EventType.values())
+            bad = [
+                FieldViolation(f"event_types[{i}]", f"unknown event type {t}")
+                for i, t in enumerate(request.event_types)
+                if t not in known or t == event_pb2.EVENT_TYPE_UNSPECIFIED
+            ]
+            if bad:
+                raise InvalidArgument("invalid event_types", bad)
+            principal, _ = await self._caller(context)
+            matches = TenantFilter(request.workflow_id, frozenset(request.event_types))
+            async for batch in self._subscriptions.tenant(principal, matches):
+                for event in batch:
+                    yield event.frame
+        except NodedropError as exc:
+            status = to_rpc_status(exc)
+            context.set_trailing_metadata(status.trailing_metadata)
+            await context.abort(status.code, status.details)
+
+
+def _identity(frame: bytes) -> bytes:
+    return frame
+
+
+def add_to_server(servicer: EventServicer, server: grpc.aio.Server) -> None:
+    handlers = {
+        "StreamExecutionEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamExecutionEvents,
+            request_deserializer=event_service_pb2.StreamExecutionEventsRequest.FromString,
+            response_serializer=_identity,
+        ),
+        "StreamEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamEvents,
+            request_deserializer=event_service_pb2.StreamEventsRequest.FromString,
+            response_serializer=_identity,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
