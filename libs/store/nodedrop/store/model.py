@@ -107,10 +107,8 @@ class Acquired:
     delivery: Delivery
     lease: Lease | None
     context: ExecutionContext | None
-    # When no lease: why (already terminal, unknown execution, cancelled before start).
+    # When no lease: why ("unknown", "terminal", "stale", "cancelled").
     skipped: str = ""
-    # The events the acquisition wrote (EXECUTION_STARTED, or a terminal CANCELLED).
-    events: tuple[EventRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +145,11 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
+    """``ok`` False: the fence refused the write (another worker owns the execution)."""
+
     ok: bool
-    events: tuple[EventRecord, ...] = ()
+    # Sequence of the first event written; the others follow without gaps.
+    first_sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ class JobQueue(Protocol):
         """Store the execution and queue attempt 1; a known id is a no-op returning its status."""
         ...
 
-    async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         """New job entries across every partition and lane, higher lanes first."""
         ...
 

@@ -1,0 +1,55 @@
+-- Shared helpers, prepended to every script at load time (static text only).
+-- Every key is derived from the partition base (e.g. "nd:{p07}:"), so a
+-- script stays inside one hash slot.
+local GROUP = 'workers'
+
+local function exec_key(base, id) return base .. 'exec:' .. id end
+
+local function jobs_key(base, lane)
+  if lane == '0' or lane == '' or lane == false then return base .. 'jobs' end
+  return base .. 'jobs:' .. lane
+end
+
+local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, TIMED_OUT = true}
+
+-- Append one event to the execution's stream (entry id = "<seq>-0") and to the
+-- partition's capped stream; returns the sequence.
+local function emit(base, id, now, maxlen, typ, node, data, err)
+  local ek = exec_key(base, id)
+  local seq = redis.call('HINCRBY', ek, 'seq', 1)
+  local h = redis.call('HMGET', ek, 'w', 'tn', 'a')
+  local fields = {'x', id, 's', seq, 't', typ, 'ts', now, 'w', h[1] or '', 'tn', h[2] or '',
+                  'n', node, 'a', h[3] or '1', 'd', data, 'e', err}
+  redis.call('XADD', ek .. ':ev', seq .. '-0', unpack(fields))
+  redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  return seq
+end
+
+local function set_ttl(base, id, ttl)
+  local ek = exec_key(base, id)
+  redis.call('EXPIRE', ek, ttl)
+  redis.call('EXPIRE', ek .. ':out', ttl)
+  redis.call('EXPIRE', ek .. ':ev', ttl)
+end
+
+local function ack(base, lane, entry)
+  if entry ~= '' then
+    local jk = jobs_key(base, lane)
+    redis.call('XACK', jk, GROUP, entry)
+    redis.call('XDEL', jk, entry)
+  end
+end
+
+-- Ends an execution in a terminal status: counters, TTL cut.
+local function finish(base, id, status, completion_ttl)
+  redis.call('HSET', exec_key(base, id), 'st', status, 'lu', '0')
+  redis.call('HINCRBY', base .. 'stats', status, 1)
+  set_ttl(base, id, completion_ttl)
+end
+
+local function dead_letter(base, id, now, reason, node)
+  redis.call('HSET', exec_key(base, id), 'st', 'FAILED', 'lu', '0', 'fr', reason, 'fn', node,
+             'ft', now)
+  redis.call('HINCRBY', base .. 'stats', 'FAILED', 1)
+  redis.call('ZADD', base .. 'failed', now, id)
+end

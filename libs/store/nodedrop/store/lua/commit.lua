@@ -1,0 +1,41 @@
+-- One fenced, atomic write of a worker.  KEYS[1] exec hash.  ARGV: base, id, fence,
+-- lane, entry_id, now_ms, maxlen, state_ttl, completion_ttl, n_outputs,
+-- (node, json)*, n_events, (type, node, data, error)*, status ('' = none),
+-- retry_at_ms, dead_letter_reason, failed_node
+-- Returns {1, first_seq} or {0, 0} when the fence refuses.
+local base, id = ARGV[1], ARGV[2]
+local ek = KEYS[1]
+local h = redis.call('HMGET', ek, 'f', 'st')
+if h[1] ~= ARGV[3] or TERMINAL[h[2]] then return {0, 0} end
+local lane, entry, now, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local i = 10
+local n = tonumber(ARGV[i])
+if n > 0 then
+  local out = {}
+  for j = 1, 2 * n do out[j] = ARGV[i + j] end
+  redis.call('HSET', ek .. ':out', unpack(out))
+  redis.call('EXPIRE', ek .. ':out', ARGV[8])
+end
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+local first = 0
+for j = 0, n - 1 do
+  local k = i + 1 + 4 * j
+  local seq = emit(base, id, now, maxlen, ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3])
+  if first == 0 then first = seq end
+end
+i = i + 4 * n + 1
+local status = ARGV[i]
+if status == 'RETRY_SCHEDULED' then
+  redis.call('HSET', ek, 'st', status, 'lu', '0', 'rc', '0')
+  redis.call('HINCRBY', ek, 'a', 1)
+  redis.call('ZADD', base .. 'delayed', ARGV[i + 1], id)
+  ack(base, lane, entry)
+elseif status == 'FAILED' and ARGV[i + 2] ~= '' then
+  dead_letter(base, id, now, ARGV[i + 2], ARGV[i + 3])
+  ack(base, lane, entry)
+elseif status ~= '' then
+  finish(base, id, status, ARGV[9])
+  ack(base, lane, entry)
+end
+return {1, first}

@@ -1,0 +1,29 @@
+-- KEYS[1] exec hash (routing).  ARGV: base, id, tenant, workflow_id, workflow_json,
+-- trigger_json, lane, max_attempts, backoff_s, timeout_s, traceparent, run_at_ms,
+-- now_ms, state_ttl, maxlen, n_outputs, (node, outputs_json)*
+-- Returns {created (0|1), status}.
+local base, id = ARGV[1], ARGV[2]
+local ek = KEYS[1]
+local st = redis.call('HGET', ek, 'st')
+if st then return {0, st} end
+local now, ttl = ARGV[13], tonumber(ARGV[14])
+redis.call('HSET', ek, 'st', 'QUEUED', 'tn', ARGV[3], 'w', ARGV[4], 'wf', ARGV[5], 'tr', ARGV[6],
+  'ln', ARGV[7], 'a', '1', 'ab', '1', 'ma', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10], 'tp', ARGV[11],
+  'f', '0', 'cx', '0', 'seq', '0', 'rc', '0', 'lu', '0', 'ea', now)
+local n = tonumber(ARGV[16])
+if n > 0 then
+  local out = {}
+  for i = 0, n - 1 do
+    out[#out + 1] = ARGV[17 + 2 * i]
+    out[#out + 1] = ARGV[18 + 2 * i]
+  end
+  redis.call('HSET', ek .. ':out', unpack(out))
+end
+emit(base, id, now, ARGV[15], 'EXECUTION_QUEUED', '', '', '')
+set_ttl(base, id, ttl)
+if tonumber(ARGV[12]) > tonumber(now) then
+  redis.call('ZADD', base .. 'delayed', ARGV[12], id)
+else
+  redis.call('XADD', jobs_key(base, ARGV[7]), '*', 'x', id, 'a', '1', 'tp', ARGV[11], 't', now)
+end
+return {1, 'QUEUED'}

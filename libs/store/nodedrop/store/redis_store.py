@@ -1,0 +1,655 @@
+"""Redis adapter of JobQueue, StateStore and EventLog (one object implements all three).
+
+Every call that touches several executions is one pipeline of EVALSHAs: a worker
+pays one round trip per stage of a read batch, not one per execution.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied
+from nodedrop.store.keys import JOBS_GROUP
+from nodedrop.store.model import (
+    Acquired,
+    Commit,
+    CommitResult,
+    Delivery,
+    EnqueueResult,
+    ExecutionContext,
+    ExecutionStatus,
+    FailedJob,
+    JobSpec,
+    LaneStats,
+    Lease,
+    QueueStats,
+    ReclaimReport,
+    Renewal,
+    StateSnapshot,
+    TailEntry,
+)
+from nodedrop.store.ports import TailCursor
+from nodedrop.store.records import EventDraft, EventRecord
+from nodedrop.store.scripts import SCRIPTS, LuaScript
+from nodedrop.store.validation import validate_spec
+
+_Call = tuple[LuaScript, str, list[Any]]
+_StreamIds = dict[Any, Any]
+
+
+def _draft_args(d: EventDraft) -> list[str]:
+    return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
+
+
+class RedisStore:
+    """Needs a client created with ``decode_responses=True`` (``from_url`` does that)."""
+
+    def __init__(self, client: aioredis.Redis, config: StoreConfig) -> None:
+        self._r = client
+        self.config = config
+        self._k = config.keys
+        self._streams = [
+            (p, lane, self._k.jobs(p, lane))
+            for lane in config.lanes
+            for p in range(self._k.partitions)
+        ]
+        self._lane_rank = {lane: i for i, lane in enumerate(config.lanes)}
+        self._by_stream = {name: (p, lane) for p, lane, name in self._streams}
+        self._event_streams = [self._k.events(p) for p in range(self._k.partitions)]
+        self._event_partition = {name: p for p, name in enumerate(self._event_streams)}
+        self._groups_ready: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str, config: StoreConfig) -> RedisStore:
+        client = aioredis.Redis.from_url(url, decode_responses=True, protocol=2)
+        return cls(client, config)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._r
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def load_scripts(self) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for s in SCRIPTS.values():
+            pipe.script_load(s.source)
+        await pipe.execute()
+
+    async def _eval(self, calls: Sequence[_Call]) -> list[Any]:
+        """EVALSHA every call in one pipeline; on NOSCRIPT (a restarted or flushed
+        Redis) load the scripts and rerun only the calls that did not run."""
+        if not calls:
+            return []
+        results = await self._pipe(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.load_scripts()
+            again = await self._pipe([calls[i] for i in missing])
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    async def _pipe(self, calls: Sequence[_Call]) -> list[Any]:
+        pipe = self._r.pipeline(transaction=False)
+        for script, key, args in calls:
+            pipe.evalsha(script.sha, 1, key, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def ensure_groups(self) -> None:
+        """Create the worker group on every job stream (MKSTREAM); idempotent."""
+        pipe = self._r.pipeline(transaction=False)
+        for _, _, name in self._streams:
+            pipe.xgroup_create(name, JOBS_GROUP, id="0", mkstream=True)
+        for r in await pipe.execute(raise_on_error=False):
+            if isinstance(r, ResponseError) and "BUSYGROUP" not in str(r):
+                raise r
+        self._groups_ready.add(JOBS_GROUP)
+
+    # -- JobQueue ---------------------------------------------------------------
+
+    async def enqueue(self, spec: JobSpec, now_ms: int) -> EnqueueResult:
+        return (await self.enqueue_many([spec], now_ms))[0]
+
+    async def enqueue_many(self, specs: Sequence[JobSpec], now_ms: int) -> list[EnqueueResult]:
+        calls: list[_Call] = []
+        for spec in specs:
+            validate_spec(spec)
+            p = self._k.partition(spec.execution_id)
+            args: list[Any] = [
+                self._k.base(p),
+                spec.execution_id,
+                spec.tenant_id,
+                spec.workflow_id,
+                spec.workflow_json,
+                spec.trigger_json,
+                self.config.lane_of(spec.priority),
+                spec.max_attempts,
+                repr(spec.backoff_s),
+                repr(spec.timeout_s),
+                spec.traceparent,
+                spec.run_at_ms,
+                now_ms,
+                self.config.state_ttl_s,
+                self.config.events_maxlen,
+                len(spec.completed_outputs),
+            ]
+            for node, out in spec.completed_outputs.items():
+                args += [node, out]
+            calls.append((SCRIPTS["enqueue"], self._k.exec(spec.execution_id), args))
+        results = await self._eval(calls)
+        return [
+            EnqueueResult(s.execution_id, ExecutionStatus(r[1]), bool(r[0]))
+            for s, r in zip(specs, results, strict=True)
+        ]
+
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
+        streams: _StreamIds = {name: ">" for _, _, name in self._streams}
+        try:
+            resp = await self._r.xreadgroup(
+                JOBS_GROUP, consumer, streams, count=count, block=block_ms or None
+            )
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            # Redis lost its data (restart without persistence): recreate and go on.
+            self._groups_ready.discard(JOBS_GROUP)
+            await self.ensure_groups()
+            return []
+        out: list[Delivery] = []
+        for stream, entries in _stream_items(resp):
+            p, lane = self._by_stream[stream]
+            for entry_id, f in entries:
+                if not f:
+                    continue
+                out.append(
+                    Delivery(
+                        partition=p,
+                        lane=lane,
+                        entry_id=entry_id,
+                        execution_id=f["x"],
+                        attempt=int(f["a"]),
+                        traceparent=f.get("tp", ""),
+                        enqueued_at_ms=int(f.get("t", "0")),
+                    )
+                )
+        # Higher lanes first; XREADGROUP returns streams in request order already.
+        out.sort(key=lambda d: self._lane_rank[d.lane])
+        return out
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for d in deliveries:
+            name = self._k.jobs(d.partition, d.lane)
+            pipe.xack(name, JOBS_GROUP, d.entry_id)
+            pipe.xdel(name, d.entry_id)
+        await pipe.execute()
+
+    async def release(self, leases: Sequence[Lease]) -> list[bool]:
+        now = _now_ms()
+        calls: list[_Call] = [
+            (
+                SCRIPTS["release"],
+                self._k.exec(lz.execution_id),
+                [self._k.base(lz.partition), lz.execution_id, lz.fence, lz.lane, lz.entry_id, now],
+            )
+            for lz in leases
+        ]
+        return [bool(r) for r in await self._eval(calls)]
+
+    async def move_due(self, now_ms: int, limit: int) -> int:
+        calls: list[_Call] = [
+            (SCRIPTS["move_due"], self._k.delayed(p), [self._k.base(p), now_ms, limit])
+            for p in range(self._k.partitions)
+        ]
+        return sum(int(r) for r in await self._eval(calls))
+
+    async def reclaim(self, min_idle_ms: int, max_reclaims: int, limit: int) -> ReclaimReport:
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
+        now = _now_ms()
+        calls: list[_Call] = [
+            (
+                SCRIPTS["reclaim"],
+                name,
+                [
+                    self._k.base(p),
+                    lane,
+                    min_idle_ms,
+                    max_reclaims,
+                    limit,
+                    now,
+                    self.config.events_maxlen,
+                ],
+            )
+            for p, lane, name in self._streams
+        ]
+        try:
+            results = await self._eval(calls)
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            self._groups_ready.discard(JOBS_GROUP)
+            await self.ensure_groups()
+            return ReclaimReport()
+        return ReclaimReport(
+            requeued=sum(int(r[0]) for r in results),
+            dead_lettered=sum(int(r[1]) for r in results),
+            dropped=sum(int(r[2]) for r in results),
+        )
+
+    async def pending(self) -> int:
+        pipe = self._r.pipeline(transaction=False)
+        for _, _, name in self._streams:
+            pipe.xpending(name, JOBS_GROUP)
+        total = 0
+        for r in await pipe.execute(raise_on_error=False):
+            if isinstance(r, dict):
+                total += int(r.get("pending", 0))
+        return total
+
+    async def list_failed(self, limit: int, after: str) -> tuple[list[FailedJob], str]:
+        if limit <= 0:
+            raise InvalidJob("page_size", "must be positive")
+        after_score, after_id = _parse_token(after)
+        pipe = self._r.pipeline(transaction=False)
+        for p in range(self._k.partitions):
+            # Entries with the same score as the token may follow it; fetch from that score.
+            pipe.zrangebyscore(
+                self._k.failed(p), after_score, "+inf", start=0, num=limit + 1, withscores=True
+            )
+        per_partition = await pipe.execute()
+        merged = heapq.merge(
+            *[[(int(s), m) for m, s in part] for part in per_partition],
+        )
+        page: list[tuple[int, str]] = []
+        for score, member in merged:
+            if (score, member) <= (after_score, after_id):
+                continue
+            page.append((score, member))
+            if len(page) > limit:
+                break
+        more = len(page) > limit
+        page = page[:limit]
+        pipe = self._r.pipeline(transaction=False)
+        for _, member in page:
+            pipe.hmget(self._k.exec(member), "tn", "w", "a", "fr", "fn")
+        details = await pipe.execute()
+        jobs = [
+            FailedJob(
+                execution_id=member,
+                tenant_id=d[0] or "",
+                workflow_id=d[1] or "",
+                attempts=int(d[2] or 0),
+                reason=d[3] or "state expired",
+                node_id=d[4] or "",
+                fail_time_ms=score,
+            )
+            for (score, member), d in zip(page, details, strict=True)
+        ]
+        token = f"{page[-1][0]}:{page[-1][1]}" if more and page else ""
+        return jobs, token
+
+    async def retry_failed(self, execution_ids: Sequence[str], all_: bool, now_ms: int) -> int:
+        ids = list(execution_ids)
+        if all_:
+            pipe = self._r.pipeline(transaction=False)
+            for p in range(self._k.partitions):
+                pipe.zrange(self._k.failed(p), 0, -1)
+            ids = [m for part in await pipe.execute() for m in part]
+        calls: list[_Call] = []
+        for x in ids:
+            p = self._k.partition(x)
+            calls.append(
+                (
+                    SCRIPTS["retry_failed"],
+                    self._k.exec(x),
+                    [
+                        self._k.base(p),
+                        x,
+                        now_ms,
+                        self.config.events_maxlen,
+                        self.config.state_ttl_s,
+                    ],
+                )
+            )
+        return sum(int(r) for r in await self._eval(calls))
+
+    async def purge_failed(self, execution_ids: Sequence[str], all_: bool) -> int:
+        by_partition: dict[int, list[str]] = {}
+        for x in execution_ids:
+            by_partition.setdefault(self._k.partition(x), []).append(x)
+        parts = range(self._k.partitions) if all_ else by_partition.keys()
+        calls: list[_Call] = [
+            (
+                SCRIPTS["purge_failed"],
+                self._k.failed(p),
+                [self._k.base(p), self.config.completion_ttl_s, "1" if all_ else "0"]
+                + ([] if all_ else by_partition[p]),
+            )
+            for p in parts
+        ]
+        return sum(int(r) for r in await self._eval(calls))
+
+    async def stats(self, now_ms: int) -> QueueStats:
+        pipe = self._r.pipeline(transaction=False)
+        for _, _, name in self._streams:
+            pipe.xlen(name)
+            pipe.xpending(name, JOBS_GROUP)
+            pipe.xinfo_groups(name)
+        for p in range(self._k.partitions):
+            pipe.zcard(self._k.delayed(p))
+            pipe.zcard(self._k.failed(p))
+            pipe.hget(self._k.stats(p), ExecutionStatus.COMPLETED.value)
+        res = await pipe.execute(raise_on_error=False)
+        waiting_by_lane: dict[int, int] = dict.fromkeys(self.config.lanes, 0)
+        oldest_by_lane: dict[int, int] = dict.fromkeys(self.config.lanes, 0)
+        active = 0
+        heads: list[tuple[int, str, str]] = []
+        for i, (_, lane, name) in enumerate(self._streams):
+            length, pend, groups = res[3 * i], res[3 * i + 1], res[3 * i + 2]
+            if isinstance(length, Exception):
+                continue
+            n_pending = int(pend.get("pending", 0)) if isinstance(pend, dict) else 0
+            active += n_pending
+            # Acked entries are deleted, so what is not pending is waiting.
+            waiting = max(0, int(length) - n_pending)
+            waiting_by_lane[lane] += waiting
+            if waiting and isinstance(groups, list):
+                last = next(
+                    (g["last-delivered-id"] for g in groups if g["name"] == JOBS_GROUP), "0-0"
+                )
+                heads.append((lane, name, last))
+        if heads:
+            pipe = self._r.pipeline(transaction=False)
+            for _, name, last in heads:
+                pipe.xrange(name, min=f"({last}", max="+", count=1)
+            for (lane, _, _), entries in zip(heads, await pipe.execute(), strict=True):
+                if entries:
+                    age = max(0, now_ms - int(entries[0][0].split("-")[0]))
+                    oldest_by_lane[lane] = max(oldest_by_lane[lane], age)
+        base = 3 * len(self._streams)
+        delayed = failed = completed = 0
+        for p in range(self._k.partitions):
+            delayed += int(res[base + 3 * p])
+            failed += int(res[base + 3 * p + 1])
+            completed += int(res[base + 3 * p + 2] or 0)
+        lanes = tuple(
+            LaneStats(lane, waiting_by_lane[lane], oldest_by_lane[lane])
+            for lane in self.config.lanes
+        )
+        return QueueStats(
+            waiting=sum(waiting_by_lane.values()),
+            active=active,
+            delayed=delayed,
+            completed=completed,
+            failed=failed,
+            oldest_waiting_age_ms=max(oldest_by_lane.values()),
+            lanes=lanes,
+            partitions=self._k.partitions,
+        )
+
+    # -- StateStore -------------------------------------------------------------
+
+    async def acquire(
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+    ) -> list[Acquired]:
+        calls: list[_Call] = [
+            (
+                SCRIPTS["acquire"],
+                self._k.exec(d.execution_id),
+                [
+                    self._k.base(d.partition),
+                    d.execution_id,
+                    d.lane,
+                    d.entry_id,
+                    d.attempt,
+                    now_ms + lease_ms,
+                    now_ms,
+                    self.config.events_maxlen,
+                    self.config.completion_ttl_s,
+                ],
+            )
+            for d in deliveries
+        ]
+        out: list[Acquired] = []
+        for d, r in zip(deliveries, await self._eval(calls), strict=True):
+            if not r[0]:
+                out.append(Acquired(d, None, None, skipped=r[1]))
+                continue
+            fence = int(r[1])
+            flat = r[11]
+            ctx = ExecutionContext(
+                execution_id=d.execution_id,
+                tenant_id=r[2],
+                workflow_id=r[3],
+                workflow_json=r[4],
+                trigger_json=r[5],
+                attempt=int(r[6]),
+                max_attempts=int(r[7]),
+                backoff_s=float(r[8]),
+                timeout_s=float(r[9]),
+                traceparent=r[10],
+                outputs=dict(zip(flat[::2], flat[1::2], strict=True)),
+            )
+            lease = Lease(d.execution_id, d.partition, d.lane, d.entry_id, fence)
+            out.append(Acquired(d, lease, ctx))
+        return out
+
+    async def renew(self, leases: Sequence[Lease], lease_ms: int, now_ms: int) -> list[Renewal]:
+        return await self.renew_as(leases, lease_ms, now_ms, consumer="")
+
+    async def renew_as(
+        self, leases: Sequence[Lease], lease_ms: int, now_ms: int, consumer: str
+    ) -> list[Renewal]:
+        """Renew, resetting the stream entries' idle time under ``consumer``."""
+        calls: list[_Call] = [
+            (
+                SCRIPTS["renew"],
+                self._k.exec(lz.execution_id),
+                [
+                    self._k.base(lz.partition),
+                    lz.fence,
+                    lz.lane,
+                    lz.entry_id,
+                    consumer or "heartbeat",
+                    now_ms + lease_ms,
+                ],
+            )
+            for lz in leases
+        ]
+        return [Renewal(bool(r[0]), bool(r[1])) for r in await self._eval(calls)]
+
+    async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
+        calls: list[_Call] = []
+        for c in commits:
+            lz = c.lease
+            args: list[Any] = [
+                self._k.base(lz.partition),
+                lz.execution_id,
+                lz.fence,
+                lz.lane,
+                lz.entry_id,
+                now_ms,
+                self.config.events_maxlen,
+                self.config.state_ttl_s,
+                self.config.completion_ttl_s,
+                len(c.outputs),
+            ]
+            for node, out in c.outputs.items():
+                args += [node, out]
+            args.append(len(c.events))
+            for d in c.events:
+                args += _draft_args(d)
+            t = c.transition
+            if t is None:
+                args += ["", 0, "", ""]
+            else:
+                args += [t.status.value, t.retry_at_ms, t.dead_letter_reason, t.failed_node]
+            calls.append((SCRIPTS["commit"], self._k.exec(lz.execution_id), args))
+        return [CommitResult(bool(r[0]), int(r[1])) for r in await self._eval(calls)]
+
+    async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
+        p = self._k.partition(execution_id)
+        args = [
+            self._k.base(p),
+            execution_id,
+            tenant_id,
+            now_ms,
+            self.config.events_maxlen,
+            self.config.completion_ttl_s,
+            self._k.cancel_channel(),
+        ]
+        (r,) = await self._eval([(SCRIPTS["cancel"], self._k.exec(execution_id), args)])
+        if r == "unknown":
+            raise NotFound(f"execution {execution_id} not found")
+        if r == "denied":
+            raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
+        return ExecutionStatus(r)
+
+    async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
+        pipe = self._r.pipeline(transaction=False)
+        for x in execution_ids:
+            pipe.hmget(self._k.exec(x), "st", "tn", "a", "cx")
+        out: list[StateSnapshot | None] = []
+        for x, h in zip(execution_ids, await pipe.execute(), strict=True):
+            if h[0] is None:
+                out.append(None)
+            else:
+                out.append(
+                    StateSnapshot(x, h[1] or "", ExecutionStatus(h[0]), int(h[2]), h[3] == "1")
+                )
+        return out
+
+    async def outputs(self, execution_id: str) -> dict[str, str]:
+        """Checkpointed node outputs of an execution (node id -> outputs JSON)."""
+        raw: dict[str, str] = await self._r.hgetall(self._k.outputs(execution_id))  # type: ignore[assignment]
+        return dict(raw)
+
+    # -- EventLog ---------------------------------------------------------------
+
+    async def append(
+        self, execution_id: str, drafts: Sequence[EventDraft], now_ms: int
+    ) -> list[EventRecord]:
+        p = self._k.partition(execution_id)
+        args: list[Any] = [self._k.base(p), execution_id, now_ms, self.config.events_maxlen]
+        for d in drafts:
+            args += _draft_args(d)
+        (first,) = await self._eval([(SCRIPTS["append"], self._k.exec(execution_id), args)])
+        if not first:
+            raise NotFound(f"execution {execution_id} not found")
+        return await self.read(execution_id, int(first) - 1, len(drafts))
+
+    async def read(self, execution_id: str, after_seq: int, limit: int) -> list[EventRecord]:
+        entries: list[tuple[str, dict[str, str]]] = await self._r.xrange(  # type: ignore[assignment]
+            self._k.exec_events(execution_id), min=f"({after_seq}-0", max="+", count=limit
+        )
+        return [EventRecord.from_fields(f) for _, f in entries]
+
+    async def tail_position(self) -> TailCursor:
+        pipe = self._r.pipeline(transaction=False)
+        for name in self._event_streams:
+            pipe.xrevrange(name, count=1)
+        return tuple(e[0][0] if e else "0-0" for e in await pipe.execute())
+
+    async def tail(
+        self, cursor: TailCursor, count: int, block_ms: int
+    ) -> tuple[list[TailEntry], TailCursor]:
+        streams: _StreamIds = dict(zip(self._event_streams, cursor, strict=True))
+        resp = await self._r.xread(streams, count=count, block=block_ms or None)
+        pos = list(cursor)
+        out: list[TailEntry] = []
+        for stream, entries in _stream_items(resp):
+            p = self._event_partition[stream]
+            for entry_id, f in entries:
+                out.append(TailEntry(p, entry_id, EventRecord.from_fields(f)))
+                pos[p] = entry_id
+        return out, tuple(pos)
+
+    async def group_read(
+        self, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[TailEntry]:
+        if group not in self._groups_ready:
+            await self._ensure_event_group(group)
+        streams: _StreamIds = dict.fromkeys(self._event_streams, ">")
+        try:
+            resp = await self._r.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            await self._ensure_event_group(group)
+            return []
+        return [
+            TailEntry(self._event_partition[stream], entry_id, EventRecord.from_fields(f))
+            for stream, entries in _stream_items(resp)
+            for entry_id, f in entries
+            if f
+        ]
+
+    async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None:
+        if not entries:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for e in entries:
+            pipe.xack(self._event_streams[e.partition], group, e.entry_id)
+        await pipe.execute()
+
+    async def _ensure_event_group(self, group: str) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for name in self._event_streams:
+            pipe.xgroup_create(name, group, id="0", mkstream=True)
+        for r in await pipe.execute(raise_on_error=False):
+            if isinstance(r, ResponseError) and "BUSYGROUP" not in str(r):
+                raise r
+        self._groups_ready.add(group)
+
+    async def delete_all(self) -> None:
+        """Remove every key under the prefix (tests, local resets); SCAN, never FLUSH."""
+        pattern = f"{self._k.prefix}:*"
+        batch: list[str] = []
+        async for key in self._r.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await self._r.delete(*batch)
+                batch.clear()
+        if batch:
+            await self._r.delete(*batch)
+        self._groups_ready.clear()
+
+
+def _stream_items(resp: Any) -> Iterable[tuple[str, list[tuple[str, Mapping[str, str]]]]]:
+    if not resp:
+        return []
+    if isinstance(resp, dict):  # RESP3
+        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in resp.items()]
+    return [(s, e) for s, e in resp]
+
+
+def _parse_token(token: str) -> tuple[int, str]:
+    if not token:
+        return 0, ""
+    score, sep, member = token.partition(":")
+    if not sep or not score.isdigit():
+        raise InvalidJob("page_token", "malformed page token")
+    return int(score), member
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
