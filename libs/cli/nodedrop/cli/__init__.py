@@ -1,0 +1,1 @@
+"""The ``nodedrop`` command line: services, dev mode, and client commands."""

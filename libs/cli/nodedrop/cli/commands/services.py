@@ -1,0 +1,129 @@
+"""``nodedrop api|scheduler|worker|events|gateway`` and ``nodedrop dev``.
+
+Each service command reads its settings once (a bad value exits with status 2
+and a message naming the variable), configures logging and tracing, and runs
+until SIGTERM/SIGINT. ``dev`` hosts every service in one process on the
+default addresses; each service's ``create_service(settings, dev=True)`` picks
+its development adapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nodedrop.common.logging import configure_logging, get_logger
+from nodedrop.common.server import GrpcServer, Runnable, run_service
+from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
+from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
+
+__all__ = ["SERVICES", "register"]
+
+log = get_logger("nodedrop.cli")
+
+
+@dataclass(frozen=True, slots=True)
+class Hosted:
+    """One service ready to run, with the settings the process needs around it."""
+
+    runnable: Runnable
+    log: LogSettings
+    telemetry: TelemetrySettings
+    grace_s: float
+
+
+# Service modules are imported inside the builders: a command runs only the
+# services it names, and the client commands import none of them.
+
+
+def _api(env: Env, dev: bool) -> Hosted:
+    from nodedrop.api.app import create_service  # noqa: PLC0415
+    from nodedrop.api.settings import ApiSettings  # noqa: PLC0415
+
+    s = ApiSettings.from_env(env)
+    server = GrpcServer(create_service(s, dev=dev), s.server)
+    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def _scheduler(env: Env, dev: bool) -> Hosted:
+    from nodedrop.scheduler.app import create_service  # noqa: PLC0415
+    from nodedrop.scheduler.settings import SchedulerSettings  # noqa: PLC0415
+
+    s = SchedulerSettings.from_env(env)
+    server = GrpcServer(create_service(s, dev=dev), s.server)
+    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def _worker(env: Env, dev: bool) -> Hosted:
+    from nodedrop.worker.app import create_service  # noqa: PLC0415
+    from nodedrop.worker.settings import WorkerSettings  # noqa: PLC0415
+
+    s = WorkerSettings.from_env(env)
+    server = GrpcServer(create_service(s, dev=dev), s.server)
+    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def _events(env: Env, dev: bool) -> Hosted:
+    from nodedrop.events.app import create_service  # noqa: PLC0415
+    from nodedrop.events.settings import EventsSettings  # noqa: PLC0415
+
+    s = EventsSettings.from_env(env)
+    server = GrpcServer(create_service(s, dev=dev), s.server)
+    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def _gateway(env: Env, dev: bool) -> Hosted:
+    from nodedrop.gateway.app import create_service  # noqa: PLC0415
+    from nodedrop.gateway.settings import GatewaySettings  # noqa: PLC0415
+
+    s = GatewaySettings.from_env(env)
+    return Hosted(create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+SERVICES: dict[str, tuple[Callable[[Env, bool], Hosted], str]] = {
+    "api": (_api, "ExecutionService, WorkflowService and AuthService (gRPC)"),
+    "scheduler": (_scheduler, "SchedulerService: queue, retries, cron (gRPC)"),
+    "worker": (_worker, "job consumer running the engine (gRPC health and admin)"),
+    "events": (_events, "EventService: live and replayed execution events (gRPC)"),
+    "gateway": (_gateway, "WebSocket bridge and live view (HTTP)"),
+}
+
+
+def register(subparsers: Any) -> None:
+    for name, (_, help_text) in SERVICES.items():
+        parser = subparsers.add_parser(name, help=f"run the {name} service: {help_text}")
+        parser.set_defaults(func=_run_one, service=name)
+    dev = subparsers.add_parser("dev", help="run every service in one process")
+    dev.set_defaults(func=_run_dev)
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    build, _ = SERVICES[args.service]
+    return _run([build], dev=False)
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    return _run([build for build, _ in SERVICES.values()], dev=True)
+
+
+def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool) -> int:
+    env = process_env()
+    try:
+        hosted = [build(env, dev) for build in builders]
+    except SettingsError as exc:
+        print(f"nodedrop: {exc}", file=sys.stderr)
+        return 2
+    # One process, one logging and tracing setup: the services read the same
+    # environment, so the first one's pieces hold for all.
+    configure_logging(hosted[0].log)
+    configure_tracing(hosted[0].telemetry)
+    try:
+        return run_service([h.runnable for h in hosted], grace_s=max(h.grace_s for h in hosted))
+    except Exception:
+        log.exception("service failed")
+        return 1
+    finally:
+        shutdown_tracing()

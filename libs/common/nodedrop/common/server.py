@@ -1,0 +1,231 @@
+"""The server bootstrap and lifecycle every service uses.
+
+A gRPC service implements ``Service``: it registers its servicers on the
+server it is given and owns its resources (pools) through ``start``/``stop``.
+``GrpcServer`` hosts one ``Service`` on one address, adding health,
+reflection, interceptors, message-size limits and keepalive. Anything that is
+not gRPC (the HTTP/WebSocket gateway) implements ``Runnable`` itself.
+
+``serve`` runs one or several runnables in one process (``nodedrop dev``
+hosts them all) until SIGTERM/SIGINT, then shuts down in order:
+
+1. every runnable reports NOT_SERVING, so load balancers stop routing to it;
+2. servers stop accepting calls and give in-flight ones (streams included)
+   the grace period to finish;
+3. services close their pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from nodedrop.common.auth import Authenticator
+from nodedrop.common.interceptors import (
+    DEFAULT_PUBLIC_METHODS,
+    AuthInterceptor,
+    ErrorInterceptor,
+    LoggingInterceptor,
+)
+from nodedrop.common.logging import get_logger
+from nodedrop.common.settings import ServerSettings
+
+__all__ = ["GrpcServer", "Runnable", "Service", "grpc_options", "run_loop", "run_service", "serve"]
+
+log = get_logger("nodedrop.server")
+
+T = TypeVar("T")
+
+# Whole-server health uses the empty service name, per the health protocol.
+OVERALL = ""
+
+
+class Service(Protocol):
+    """A gRPC service's domain side: its servicers and the resources they use."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def authenticator(self) -> Authenticator | None:
+        """None: calls are not authenticated here (internal services)."""
+        ...
+
+    def register(self, server: grpc.aio.Server) -> Sequence[str]:
+        """Adds the servicers; returns their full names (``nodedrop.queue.v1.WorkerService``)."""
+        ...
+
+    async def start(self) -> None:
+        """Opens pools and starts background tasks; called before the port opens."""
+        ...
+
+    async def stop(self) -> None:
+        """Stops background tasks and closes pools; called after the server stopped."""
+        ...
+
+
+@runtime_checkable
+class Runnable(Protocol):
+    """Something ``serve`` can run: listens on start, drains on stop."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def set_not_serving(self) -> None:
+        """Called first on shutdown: health checks start failing, work continues."""
+        ...
+
+    async def stop(self, grace_s: float) -> None:
+        """Lets in-flight work finish within ``grace_s``, then releases everything."""
+        ...
+
+
+def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel arguments shared by servers and clients."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        # Pings keep idle streams (event subscriptions) alive through NATs and
+        # proxies, and detect dead peers within a minute.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Clients ping every 30 s; allow that without tripping "too_many_pings".
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+class GrpcServer:
+    """Hosts one ``Service`` on its address with the standard equipment."""
+
+    def __init__(
+        self,
+        service: Service,
+        settings: ServerSettings,
+        *,
+        public_methods: frozenset[str] = DEFAULT_PUBLIC_METHODS,
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._public_methods = public_methods
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._service_names: tuple[str, ...] = ()
+        self.port: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self._service.name
+
+    async def start(self) -> None:
+        # The service's resources (pools, its authenticator's channel) come up
+        # before the port opens, so the first call finds them ready.
+        await self._service.start()
+        try:
+            server = self._build()
+            self.port = server.add_insecure_port(self._settings.addr.bind)
+            await server.start()
+        except BaseException:
+            await self._service.stop()
+            raise
+        self._server = server
+        for name in (OVERALL, *self._service_names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", service=self.name, addr=f"{self._settings.addr.host}:{self.port}")
+
+    def _build(self) -> grpc.aio.Server:
+        interceptors: list[grpc.aio.ServerInterceptor] = [LoggingInterceptor(), ErrorInterceptor()]
+        if self._service.authenticator is not None:
+            interceptors.append(AuthInterceptor(self._service.authenticator, self._public_methods))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=grpc_options(self._settings.grpc_max_message_bytes),
+        )
+        self._service_names = tuple(self._service.register(server))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    async def set_not_serving(self) -> None:
+        # Permanent: every service name reports NOT_SERVING from now on, and
+        # Watch subscribers are told at once.
+        await self._health.enter_graceful_shutdown()
+
+    async def stop(self, grace_s: float) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # Health Watch streams never end on their own; like any stream still
+        # open when the grace period runs out, they are cancelled then.
+        await server.stop(grace_s)
+        try:
+            await self._service.stop()
+        finally:
+            log.info("stopped", service=self.name)
+
+
+async def serve(
+    runnables: Sequence[Runnable],
+    grace_s: float,
+    *,
+    stop_event: asyncio.Event | None = None,
+) -> None:
+    """Runs until SIGTERM/SIGINT (or ``stop_event``), then shuts everything down."""
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Runnable] = []
+    try:
+        for runnable in runnables:
+            await runnable.start()
+            started.append(runnable)
+        await stop.wait()
+        log.info("shutting down", grace_s=grace_s)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await _shutdown(started, grace_s)
+
+
+async def _shutdown(runnables: Sequence[Runnable], grace_s: float) -> None:
+    for runnable in runnables:
+        await runnable.set_not_serving()
+    results = await asyncio.gather(
+        *(r.stop(grace_s) for r in reversed(runnables)), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:
+        log.error("stop failed", error=repr(error))
+    if errors:
+        raise errors[0]
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine on uvloop where it exists (not on Windows)."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - platform without uvloop
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def run_service(runnables: Sequence[Runnable], grace_s: float) -> int:
+    """Process entry point: serves until a signal and returns the exit status."""
+    try:
+        run_loop(serve(runnables, grace_s))
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,57 @@
+"""OpenTelemetry tracer provider bootstrap.
+
+Spans go to an OTLP exporter only when OTEL_EXPORTER_OTLP_ENDPOINT is set;
+otherwise they are still created (logs carry their ids) but exported nowhere.
+Tests install an in-memory exporter with ``install_in_memory_tracing``.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from nodedrop.common.settings import TelemetrySettings
+
+__all__ = ["configure_tracing", "install_in_memory_tracing", "shutdown_tracing"]
+
+_provider: TracerProvider | None = None
+
+
+def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
+    """Installs the global tracer provider once; later calls return the first one."""
+    global _provider  # noqa: PLW0603 - the OTel global is process-wide too
+    if _provider is not None:
+        return _provider
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    if settings.otlp_endpoint is not None:
+        # Imported here: the exporter pulls in its own gRPC client machinery
+        # that a process without an endpoint never needs.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
+        )
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def install_in_memory_tracing(provider: TracerProvider | None = None) -> InMemorySpanExporter:
+    """Adds an exporter that keeps finished spans in memory, for tests."""
+    exporter = InMemorySpanExporter()
+    target = provider or _provider
+    if target is None:
+        target = configure_tracing(TelemetrySettings("nodedrop-test", None))
+    target.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+def shutdown_tracing() -> None:
+    """Flushes pending spans; called once at process exit."""
+    if _provider is not None:
+        _provider.shutdown()

@@ -1,0 +1,1 @@
+"""Events service: EventService streams with replay and live tail."""

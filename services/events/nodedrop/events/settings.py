@@ -1,0 +1,37 @@
+"""Settings of the events service, read once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodedrop.common.settings import (
+    Addresses,
+    Env,
+    LogSettings,
+    RedisSettings,
+    ServerSettings,
+    TelemetrySettings,
+    process_env,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSettings:
+    server: ServerSettings
+    addresses: Addresses
+    log: LogSettings
+    telemetry: TelemetrySettings
+    redis: RedisSettings
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> EventsSettings:
+        """Raises SettingsError naming the first bad variable."""
+        env = process_env() if env is None else env
+        addresses = Addresses.from_env(env)
+        return cls(
+            server=ServerSettings.from_env(env, addresses.events),
+            addresses=addresses,
+            log=LogSettings.from_env(env),
+            telemetry=TelemetrySettings.from_env(env, "nodedrop-events"),
+            redis=RedisSettings.from_env(env),
+        )

@@ -1,0 +1,1 @@
+"""Gateway: WebSocket bridge to EventService and the live view page."""

@@ -1,0 +1,1 @@
+"""Scheduler service: SchedulerService, delayed jobs, retries, cron."""
