@@ -90,7 +90,7 @@ async def test_full_run_commits_fenced_and_finishes(store: Store) -> None:
     assert acq.lease is not None and acq.context is not None
     assert acq.context.outputs == {"a": '{"main": [{"x": 1}]}'}
     assert acq.context.trigger_json == '{"n": 1}'
-    assert acq.context.max_attempts == 2  # attempts left after this one
+    assert acq.context.attempts_left == 2 and acq.context.round_attempt == 1
     assert await store.pending() == 1
     out = orjson.dumps({"main": [{"y": 2}]}).decode()
     (r1,) = await store.commit(
@@ -214,7 +214,7 @@ async def test_retry_is_delayed_then_resumes_with_outputs(store: Store) -> None:
     assert ds[0].attempt == 2
     (acq2,) = await store.acquire(ds, LEASE, now())
     assert acq2.context and acq2.context.attempt == 2 and acq2.context.outputs == {"a": "{}"}
-    assert acq2.context.max_attempts == 1
+    assert acq2.context.attempts_left == 1 and acq2.context.round_attempt == 2
     events = await store.read(s.execution_id, 0, 100)
     assert events[2].error == EventError("boom", "E", True)
     assert [e.attempt for e in events] == [1, 1, 1, 1, 2]
@@ -252,7 +252,7 @@ async def test_failed_queue_list_retry_purge(store: Store) -> None:
     ds = await store.read_jobs("w1", 10, 0)
     assert [(d.execution_id, d.attempt) for d in ds] == [(ids[0], 2)]
     (acq,) = await store.acquire(ds, LEASE, now())
-    assert acq.context and acq.context.max_attempts == 2
+    assert acq.context and acq.context.attempts_left == 2 and acq.context.round_attempt == 1
     assert await store.purge_failed([ids[1]], False) == 1
     assert await store.purge_failed([], True) == 1
     assert (await store.list_failed(10, ""))[0] == []

@@ -381,10 +381,11 @@ class MemoryStore:
                 workflow_json=sp.workflow_json,
                 trigger_json=sp.trigger_json,
                 attempt=e.attempt,
-                max_attempts=sp.max_attempts - (e.attempt - e.attempt_base + 1),
+                max_attempts=sp.max_attempts,
                 backoff_s=sp.backoff_s,
                 timeout_s=sp.timeout_s,
                 traceparent=sp.traceparent,
+                round_attempt=e.attempt - e.attempt_base + 1,
                 outputs=dict(e.outputs),
             )
             lease = Lease(d.execution_id, d.partition, d.lane, d.entry_id, e.fence)

@@ -91,13 +91,21 @@ class ExecutionContext:
     workflow_id: str
     workflow_json: str
     trigger_json: str
+    # Attempt number over the execution's life (events carry it).
     attempt: int
+    # Attempts allowed per round; a retry from the failed queue starts a new round.
     max_attempts: int
     backoff_s: float
     timeout_s: float
     traceparent: str
+    # 1 for the first attempt of the round: the exponent of the backoff.
+    round_attempt: int
     # Node id -> outputs JSON of nodes already completed (checkpoints).
     outputs: Mapping[str, str]
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.round_attempt)
 
 
 @dataclass(frozen=True, slots=True)

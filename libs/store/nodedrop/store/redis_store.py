@@ -435,7 +435,7 @@ class RedisStore:
                 out.append(Acquired(d, None, None, skipped=r[1]))
                 continue
             fence = int(r[1])
-            flat = r[11]
+            flat = r[12]
             ctx = ExecutionContext(
                 execution_id=d.execution_id,
                 tenant_id=r[2],
@@ -447,6 +447,7 @@ class RedisStore:
                 backoff_s=float(r[8]),
                 timeout_s=float(r[9]),
                 traceparent=r[10],
+                round_attempt=int(r[11]),
                 outputs=dict(zip(flat[::2], flat[1::2], strict=True)),
             )
             lease = Lease(d.execution_id, d.partition, d.lane, d.entry_id, fence)
