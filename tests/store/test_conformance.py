@@ -336,3 +336,28 @@ async def test_tail_and_consumer_group(store: Store) -> None:
     assert await store.group_read("rec", "c1", 100, 10) == []
     with pytest.raises(NotFound):
         await store.append("ex-unknown", [EventDraft(EventType.NODE_SKIPPED)], now())
+
+
+async def test_a_resent_commit_is_applied_once(store: Store) -> None:
+    s = spec()
+    await store.enqueue(s, now())
+    _, acq = await take_one(store)
+    assert acq.lease
+    c = Commit(acq.lease, outputs={"a": "{}"}, events=(EventDraft(EventType.NODE_SKIPPED, "a"),))
+    first = await store.commit([Commit(c.lease, c.outputs, c.events, number=1)], now())
+    again = await store.commit([Commit(c.lease, c.outputs, c.events, number=1)], now())
+    assert first[0].ok and not first[0].duplicate
+    assert again[0].ok and again[0].duplicate
+    assert len(await store.read(s.execution_id, 0, 100)) == 3
+
+
+async def test_requeue_gives_back_unstarted_entries(store: Store) -> None:
+    a, b = spec(), spec()
+    await store.enqueue(a, now())
+    await store.enqueue(b, now())
+    ds = await store.read_jobs("w1", 10, 0)
+    assert len(ds) == 2 and await store.pending() == 2
+    assert await store.requeue(ds) == 2
+    assert await store.pending() == 0
+    again = await store.read_jobs("w2", 10, 0)
+    assert sorted(d.execution_id for d in again) == sorted([a.execution_id, b.execution_id])

@@ -51,6 +51,7 @@ class _Exec:
     fence: int = 0
     cancel: bool = False
     reclaims: int = 0
+    commit_number: int = 0
     lease_until: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
     events: list[EventRecord] = field(default_factory=list)
@@ -216,6 +217,23 @@ class MemoryStore:
         for d in deliveries:
             self._ack(d.partition, d.lane, d.entry_id)
 
+    async def requeue(self, deliveries: Sequence[Delivery]) -> int:
+        n = 0
+        for d in deliveries:
+            s = self._streams[(d.partition, d.lane)]
+            entry = s.entries.pop(d.entry_id, None)
+            if entry is None or d.entry_id in s.undelivered:
+                continue
+            fresh = _Entry(
+                self._next_id(), d.execution_id, d.attempt, d.traceparent, d.enqueued_at_ms
+            )
+            s.entries[fresh.entry_id] = fresh
+            s.undelivered[fresh.entry_id] = fresh
+            n += 1
+        if n:
+            self._wake()
+        return n
+
     async def release(self, leases: Sequence[Lease]) -> list[bool]:
         out = []
         for lz in leases:
@@ -369,6 +387,7 @@ class MemoryStore:
                 out.append(Acquired(d, None, None, skipped=skip))
                 continue
             e.fence += 1
+            e.commit_number = 0
             was = e.status
             e.status, e.lease_until = S.RUNNING, now_ms + lease_ms
             if was is not S.RUNNING:
@@ -420,9 +439,17 @@ class MemoryStore:
         for c in commits:
             lz = c.lease
             e = self._live(lz.execution_id)
-            if e is None or e.fence != lz.fence or e.status in TERMINAL_STATUSES:
+            if e is None or e.fence != lz.fence:
                 out.append(CommitResult(False))
                 continue
+            if c.number and e.commit_number >= c.number:
+                out.append(CommitResult(True, duplicate=True))
+                continue
+            if e.status in TERMINAL_STATUSES:
+                out.append(CommitResult(False))
+                continue
+            if c.number:
+                e.commit_number = c.number
             e.outputs.update(c.outputs)
             first = 0
             for d in c.events:

@@ -149,6 +149,9 @@ class Commit:
     outputs: Mapping[str, str] = field(default_factory=dict)
     events: tuple[EventDraft, ...] = ()
     transition: Transition | None = None
+    # 1, 2, ... per lease: a commit resent after a lost reply is applied once.
+    # 0 skips the check.
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,8 @@ class CommitResult:
     ok: bool
     # Sequence of the first event written; the others follow without gaps.
     first_sequence: int = 0
+    # True when the commit number had been applied before (nothing written now).
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

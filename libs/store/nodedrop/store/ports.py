@@ -46,6 +46,10 @@ class JobQueue(Protocol):
         """Unfenced acknowledgement, for entries a worker hands back unstarted."""
         ...
 
+    async def requeue(self, deliveries: Sequence[Delivery]) -> int:
+        """Give back entries read but never acquired; they go to the end of their stream."""
+        ...
+
     async def release(self, leases: Sequence[Lease]) -> list[bool]:
         """Hand running attempts back (drain): fenced, requeued at once as the same attempt."""
         ...

@@ -202,6 +202,15 @@ class RedisStore:
             pipe.xdel(name, d.entry_id)
         await pipe.execute()
 
+    async def requeue(self, deliveries: Sequence[Delivery]) -> int:
+        by_stream: dict[str, list[Any]] = {}
+        for d in deliveries:
+            by_stream.setdefault(self._k.jobs(d.partition, d.lane), []).extend(
+                [d.entry_id, d.execution_id, d.attempt, d.traceparent, d.enqueued_at_ms]
+            )
+        calls: list[_Call] = [(SCRIPTS["requeue"], k, a) for k, a in by_stream.items()]
+        return sum(int(r) for r in await self._eval(calls))
+
     async def release(self, leases: Sequence[Lease]) -> list[bool]:
         now = _now_ms()
         calls: list[_Call] = [
@@ -504,8 +513,12 @@ class RedisStore:
                 args += ["", 0, "", ""]
             else:
                 args += [t.status.value, t.retry_at_ms, t.dead_letter_reason, t.failed_node]
+            args.append(c.number)
             calls.append((SCRIPTS["commit"], self._k.exec(lz.execution_id), args))
-        return [CommitResult(bool(r[0]), int(r[1])) for r in await self._eval(calls)]
+        return [
+            CommitResult(bool(r[0]), int(r[1]), duplicate=r[0] == 2)
+            for r in await self._eval(calls)
+        ]
 
     async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
         p = self._k.partition(execution_id)

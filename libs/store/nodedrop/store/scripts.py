@@ -22,6 +22,7 @@ _NAMES = (
     "retry_failed",
     "purge_failed",
     "append",
+    "requeue",
 )
 
 

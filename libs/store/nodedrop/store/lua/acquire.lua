@@ -18,7 +18,7 @@ if h[2] == '1' then
   return {0, 'cancelled'}
 end
 local fence = redis.call('HINCRBY', ek, 'f', 1)
-redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6])
+redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0')
 if h[1] ~= 'RUNNING' then
   emit(base, id, now, ARGV[8], 'EXECUTION_STARTED', '', '', '')
 end

@@ -1,12 +1,17 @@
 -- One fenced, atomic write of a worker.  KEYS[1] exec hash.  ARGV: base, id, fence,
 -- lane, entry_id, now_ms, maxlen, state_ttl, completion_ttl, n_outputs,
 -- (node, json)*, n_events, (type, node, data, error)*, status ('' = none),
--- retry_at_ms, dead_letter_reason, failed_node
--- Returns {1, first_seq} or {0, 0} when the fence refuses.
+-- retry_at_ms, dead_letter_reason, failed_node, commit_number
+-- Returns {1, first_seq}, {0, 0} when the fence refuses, or {2, 0} when this
+-- commit number was applied already (a resend after a lost reply).
 local base, id = ARGV[1], ARGV[2]
 local ek = KEYS[1]
-local h = redis.call('HMGET', ek, 'f', 'st')
-if h[1] ~= ARGV[3] or TERMINAL[h[2]] then return {0, 0} end
+local h = redis.call('HMGET', ek, 'f', 'st', 'cn')
+if h[1] ~= ARGV[3] then return {0, 0} end
+local number = tonumber(ARGV[#ARGV])
+if number > 0 and tonumber(h[3] or '0') >= number then return {2, 0} end
+if TERMINAL[h[2]] then return {0, 0} end
+if number > 0 then redis.call('HSET', ek, 'cn', number) end
 local lane, entry, now, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local i = 10
 local n = tonumber(ARGV[i])
