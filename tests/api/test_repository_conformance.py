@@ -44,7 +44,9 @@ async def tenants(repo: ExecutionRepository) -> ExecutionRepository:
 
 async def test_api_keys_roundtrip_and_revoke(tenants: ExecutionRepository) -> None:
     repo = tenants
-    rec = await repo.insert_api_key("abc123abc123", T1, "ci", b"h" * 32, [Scope.READ], "ndk_abc")
+    rec = await repo.insert_api_key(
+        "abc123abc123", T1, name="ci", key_hash=b"h" * 32, scopes=[Scope.READ], prefix="ndk_abc"
+    )
     assert rec.scopes == (Scope.READ,) and rec.revoked_at is None
     got = await repo.get_api_key("abc123abc123")
     assert got is not None and got.key_hash == b"h" * 32 and got.tenant_id == T1

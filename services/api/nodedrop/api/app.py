@@ -1,51 +1,120 @@
-"""Composition root of the API service: builds its servicers and resources."""
+"""Composition root of the API service: builds its servicers and resources.
+
+Production: PostgreSQL (migrated at start), the scheduler over gRPC for
+queue mode, Redis for the result cache. `nodedrop dev` with DATABASE_URL
+unset and no PostgreSQL on the default port uses the embedded SQLite store,
+and registers (or creates and prints) the development API key.
+"""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
+from urllib.parse import urlparse
 
 import grpc
+import redis.asyncio as aioredis
 
+from nodedrop.api import migrations
+from nodedrop.api.auth_servicer import AuthServicer
+from nodedrop.api.authenticator import KeyAuthenticator
+from nodedrop.api.batching import InsertBatcher
+from nodedrop.api.execution_servicer import ExecutionLimits, ExecutionServicer
+from nodedrop.api.executions import ExecutionManager
+from nodedrop.api.limits import TokenBuckets
+from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
+from nodedrop.api.queueing import QueuePort, SchedulerQueue
+from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.repository_pg import PostgresRepository
+from nodedrop.api.repository_sqlite import SqliteRepository
+from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.settings import ApiSettings
+from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.auth import Authenticator
+from nodedrop.common.client import open_channel
+from nodedrop.common.logging import get_logger
+from nodedrop.common.redis import connect_redis
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 __all__ = ["ApiService", "create_service"]
 
+log = get_logger("nodedrop.api")
+
+
+def _listening(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
 
 class ApiService:
     name = "api"
 
-    def __init__(self, settings: ApiSettings, *, dev: bool = False) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        dev: bool = False,
+        repository: ExecutionRepository | None = None,
+        queue: QueuePort | None = None,
+        redis: aioredis.Redis | None = None,
+    ) -> None:
+        """`repository`, `queue` and `redis` given here are used as they are (tests)."""
         self._settings = settings
-        # `nodedrop dev` passes dev=True: the hook for the in-memory/embedded
-        # adapters and the development API key.
         self._dev = dev
+        self._repo = repository
+        self._owns_repo = repository is None
+        self._queue = queue
+        self._redis = redis
+        self._owns_redis = False
+        self._channel: grpc.aio.Channel | None = None
+        self._authenticator: KeyAuthenticator | None = None
+        self._batcher: InsertBatcher | None = None
+        self.dev_key: str | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
-        # Until the key table is wired in, calls are not authenticated here.
-        return None
+        return self._authenticator
+
+    @property
+    def repository(self) -> ExecutionRepository:
+        if self._repo is None:
+            raise RuntimeError("the API service is not started")
+        return self._repo
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        # The generated base classes answer UNIMPLEMENTED for every RPC until
-        # the real servicers replace them.
+        repo = self.repository
+        s = self._settings
+        assert self._authenticator is not None and self._batcher is not None
+        cache = (
+            ResultCache(self._redis, s.redis.prefix, ttl_s=s.api.result_cache_ttl_s)
+            if self._redis is not None and s.api.result_cache_ttl_s > 0
+            else None
+        )
+        manager = ExecutionManager(repo, self._batcher, self._queue, direct=None)
+        limits = ExecutionLimits(
+            max_request_bytes=s.limits.max_payload_bytes,
+            max_trigger_bytes=s.api.max_trigger_bytes,
+            max_nodes=s.limits.max_nodes,
+            rate=(
+                TokenBuckets(s.api.rate_per_s, s.api.rate_burst) if s.api.rate_per_s > 0 else None
+            ),
+            default_mode=s.api.default_mode,
+        )
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            execution_service_pb2_grpc.ExecutionServiceServicer(),  # type: ignore[abstract]
-            server,
+            ExecutionServicer(repo, manager, self._queue, cache, limits), server
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            workflow_service_pb2_grpc.WorkflowServiceServicer(),  # type: ignore[abstract]
-            server,
+            WorkflowServicer(repo, max_nodes=s.limits.max_nodes), server
         )
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            auth_service_pb2_grpc.AuthServiceServicer(),  # type: ignore[abstract]
-            server,
+            AuthServicer(repo, self._authenticator), server
         )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
@@ -53,11 +122,61 @@ class ApiService:
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         ]
 
+    async def _open_repository(self) -> ExecutionRepository:
+        s = self._settings
+        embedded = self._dev and not s.api.database_url_set and not _listening(s.postgres.url, 5432)
+        if embedded:
+            log.info("no PostgreSQL found; using the embedded store", path=s.api.sqlite_path)
+            return await SqliteRepository.open(s.api.sqlite_path)
+        if s.api.run_migrations:
+            applied = await migrations.apply(s.postgres.url)
+            if applied:
+                log.info("migrations applied", versions=applied)
+        return await PostgresRepository.connect(
+            s.postgres.url,
+            min_size=s.postgres.pool_min_size,
+            max_size=s.postgres.pool_max_size,
+            command_timeout=s.postgres.command_timeout_s,
+        )
+
     async def start(self) -> None:
-        return None
+        s = self._settings
+        if self._repo is None:
+            self._repo = await self._open_repository()
+        if self._redis is None and (
+            not self._dev or s.api.redis_url_set or _listening(s.redis.url, 6379)
+        ):
+            self._redis = await connect_redis(s.redis, check=False)
+            self._owns_redis = True
+        if self._queue is None:
+            self._channel = open_channel(
+                s.addresses.scheduler, max_message_bytes=s.server.grpc_max_message_bytes
+            )
+            self._queue = SchedulerQueue(self._channel)
+        self._authenticator = KeyAuthenticator(self._repo)
+        self._batcher = InsertBatcher(self._repo)
+        self._batcher.start()
+        if self._dev:
+            self.dev_key = await ensure_dev_key(self._repo, s.api.dev_api_key or None)
+            if not s.api.dev_api_key:
+                print(
+                    f"nodedrop dev: API key for tenant {DEV_TENANT!r} "
+                    f"(export NODEDROP_API_KEY={self.dev_key})",
+                    flush=True,
+                )
 
     async def stop(self) -> None:
-        return None
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+        if self._redis is not None and self._owns_redis:
+            await self._redis.aclose()
+            self._redis = None
+        if self._repo is not None and self._owns_repo:
+            await self._repo.close()
+            self._repo = None
 
 
 def create_service(settings: ApiSettings, *, dev: bool = False) -> ApiService:

@@ -1,14 +1,17 @@
 """Errors of the API's domain.
 
-    ApiDomainError
-    ├── NotFoundError          the id is unknown to the caller's tenant
-    ├── VersionConflictError   an optimistic-concurrency check failed
-    └── StoreUnavailableError  the database cannot be reached (retryable)
+    ApiDomainError (mixin root)
+    ├── NotFoundError          + common NotFound:     the id is unknown to the caller's tenant
+    ├── VersionConflictError   + common Aborted:      an optimistic-concurrency check failed
+    └── StoreUnavailableError  + common Unavailable:  the database cannot be reached (retryable)
 
-The servicers convert them to nodedrop.common.errors at the gRPC boundary.
+Each also derives from its nodedrop.common.errors class, so the server's
+error interceptor maps it to the right status without per-servicer code.
 """
 
 from __future__ import annotations
+
+from nodedrop.common.errors import Aborted, NotFound, Unavailable
 
 __all__ = [
     "ApiDomainError",
@@ -22,14 +25,14 @@ class ApiDomainError(Exception):
     """Root of the API's domain errors."""
 
 
-class NotFoundError(ApiDomainError):
+class NotFoundError(NotFound, ApiDomainError):
     def __init__(self, kind: str, ident: str) -> None:
         super().__init__(f"{kind} {ident!r} not found")
         self.kind = kind
         self.ident = ident
 
 
-class VersionConflictError(ApiDomainError):
+class VersionConflictError(Aborted, ApiDomainError):
     def __init__(self, workflow_id: str, expected: int, actual: int) -> None:
         super().__init__(
             f"workflow {workflow_id!r} is at version {actual}, not the expected {expected}"
@@ -38,5 +41,5 @@ class VersionConflictError(ApiDomainError):
         self.actual = actual
 
 
-class StoreUnavailableError(ApiDomainError):
+class StoreUnavailableError(Unavailable, ApiDomainError):
     """The execution store is unreachable; the caller may retry."""

@@ -22,8 +22,8 @@ __all__ = [
     "NodeStatsRow",
     "RecordedEvent",
     "Scope",
-    "Status",
     "StatsRow",
+    "Status",
     "WorkflowRecord",
 ]
 

@@ -48,6 +48,7 @@ class ExecutionRepository(Protocol):
         self,
         key_id: str,
         tenant_id: str,
+        *,
         name: str,
         key_hash: bytes,
         scopes: Sequence[Scope],

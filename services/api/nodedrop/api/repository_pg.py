@@ -174,6 +174,7 @@ class PostgresRepository:
         self,
         key_id: str,
         tenant_id: str,
+        *,
         name: str,
         key_hash: bytes,
         scopes: Sequence[Scope],

@@ -210,6 +210,7 @@ class SqliteRepository:
         self,
         key_id: str,
         tenant_id: str,
+        *,
         name: str,
         key_hash: bytes,
         scopes: Sequence[Scope],

@@ -14,8 +14,53 @@ from nodedrop.common.settings import (
     RedisSettings,
     ServerSettings,
     TelemetrySettings,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
     process_env,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """The API's own knobs."""
+
+    default_mode: str
+    # Per-tenant ExecuteWorkflow rate (token bucket) per API process; 0 = off.
+    rate_per_s: float
+    rate_burst: float
+    max_trigger_bytes: int
+    result_cache_ttl_s: int
+    # Orphan recovery: how often, and how old an unfinished execution must be.
+    recovery_interval_s: float
+    recovery_min_age_s: float
+    # `nodedrop dev`: the key to register for the development tenant.
+    dev_api_key: str
+    sqlite_path: str
+    # Whether DATABASE_URL / REDIS_URL were given (dev falls back when not).
+    database_url_set: bool
+    redis_url_set: bool
+    run_migrations: bool
+
+    @classmethod
+    def from_env(cls, env: Env) -> ApiOptions:
+        return cls(
+            default_mode=env_str(
+                env, "NODEDROP_DEFAULT_MODE", "queue", choices=("queue", "direct")
+            ),
+            rate_per_s=env_float(env, "NODEDROP_EXECUTE_RATE_PER_S", 0.0, minimum=0.0),
+            rate_burst=env_float(env, "NODEDROP_EXECUTE_RATE_BURST", 100.0, minimum=1.0),
+            max_trigger_bytes=env_int(env, "NODEDROP_MAX_TRIGGER_BYTES", 1024 * 1024, minimum=16),
+            result_cache_ttl_s=env_int(env, "NODEDROP_RESULT_CACHE_TTL_S", 300, minimum=0),
+            recovery_interval_s=env_float(env, "NODEDROP_RECOVERY_INTERVAL_S", 30.0, minimum=0.1),
+            recovery_min_age_s=env_float(env, "NODEDROP_RECOVERY_MIN_AGE_S", 30.0, minimum=0.0),
+            dev_api_key=env_str(env, "NODEDROP_API_KEY", ""),
+            sqlite_path=env_str(env, "NODEDROP_SQLITE_PATH", "nodedrop-dev.sqlite3"),
+            database_url_set=bool(env.get("DATABASE_URL", "").strip()),
+            redis_url_set=bool(env.get("REDIS_URL", "").strip()),
+            run_migrations=env_bool(env, "NODEDROP_MIGRATE_ON_START", True),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +73,7 @@ class ApiSettings:
     postgres: PostgresSettings
     execution: ExecutionSettings
     limits: LimitSettings
+    api: ApiOptions
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ApiSettings:
@@ -43,4 +89,5 @@ class ApiSettings:
             postgres=PostgresSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),
+            api=ApiOptions.from_env(env),
         )

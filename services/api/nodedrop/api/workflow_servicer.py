@@ -1,0 +1,138 @@
+"""WorkflowService: stored, versioned workflow definitions of the caller's tenant."""
+
+from __future__ import annotations
+
+import uuid
+
+from nodedrop.api import pagination
+from nodedrop.api.checks import Violations
+from nodedrop.api.convert import workflow
+from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.validation import check_definition, problems_of
+from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
+from nodedrop.common.errors import NotFound
+from nodedrop.workflow.v1 import workflow_service_pb2 as pb
+from nodedrop.workflow.v1 import workflow_service_pb2_grpc
+from nodedrop.workflow.v1.workflow_pb2 import ValidationProblem
+
+__all__ = ["WorkflowServicer"]
+
+
+class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):  # type: ignore[misc]
+    def __init__(self, repository: ExecutionRepository, *, max_nodes: int) -> None:
+        self._repo = repository
+        self._max_nodes = max_nodes
+
+    async def CreateWorkflow(
+        self, request: pb.CreateWorkflowRequest, context: object
+    ) -> pb.CreateWorkflowResponse:
+        principal = require_scope(SCOPE_EXECUTE)
+        definition = check_definition(request.workflow, "workflow", max_nodes=self._max_nodes)
+        record = await self._repo.create_workflow(
+            principal.tenant_id, str(uuid.uuid4()), definition.name, definition.json
+        )
+        return pb.CreateWorkflowResponse(workflow=workflow(record))
+
+    async def GetWorkflow(
+        self, request: pb.GetWorkflowRequest, context: object
+    ) -> pb.GetWorkflowResponse:
+        principal = require_scope(SCOPE_READ)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        version = request.version if request.HasField("version") else None
+        if version is not None and version < 1:
+            v.add("version", "must be >= 1")
+        v.raise_if_any()
+        record = await self._repo.get_workflow(principal.tenant_id, request.workflow_id, version)
+        if record is None:
+            raise NotFound(f"workflow {request.workflow_id!r} not found")
+        return pb.GetWorkflowResponse(workflow=workflow(record))
+
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: object
+    ) -> pb.ListWorkflowsResponse:
+        principal = require_scope(SCOPE_READ)
+        v = Violations()
+        size = v.page_size("page_size", request.page_size)
+        if len(request.name_prefix) > 200:
+            v.add("name_prefix", "at most 200 characters")
+        v.raise_if_any()
+        after = None
+        if request.page_token:
+            name, ident = pagination.decode(request.page_token, "page_token", 2)
+            after = (str(name), str(ident))
+        records = await self._repo.list_workflows(
+            principal.tenant_id, request.name_prefix, after, size + 1
+        )
+        response = pb.ListWorkflowsResponse(workflows=[workflow(r) for r in records[:size]])
+        if len(records) > size:
+            last = records[size - 1]
+            response.next_page_token = pagination.encode([last.name, last.id])
+        return response
+
+    async def UpdateWorkflow(
+        self, request: pb.UpdateWorkflowRequest, context: object
+    ) -> pb.UpdateWorkflowResponse:
+        principal = require_scope(SCOPE_EXECUTE)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        expected = request.expected_version if request.HasField("expected_version") else None
+        if expected is not None and expected < 1:
+            v.add("expected_version", "must be >= 1")
+        definition, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
+        for p in problems:
+            v.add(p.path, f"{p.code}: {p.message}")
+        v.raise_if_any()
+        assert definition is not None
+        record = await self._repo.update_workflow(
+            principal.tenant_id, request.workflow_id, definition.name, definition.json, expected
+        )
+        return pb.UpdateWorkflowResponse(workflow=workflow(record))
+
+    async def DeleteWorkflow(
+        self, request: pb.DeleteWorkflowRequest, context: object
+    ) -> pb.DeleteWorkflowResponse:
+        principal = require_scope(SCOPE_EXECUTE)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        v.raise_if_any()
+        if not await self._repo.delete_workflow(principal.tenant_id, request.workflow_id):
+            raise NotFound(f"workflow {request.workflow_id!r} not found")
+        return pb.DeleteWorkflowResponse()
+
+    async def ListWorkflowVersions(
+        self, request: pb.ListWorkflowVersionsRequest, context: object
+    ) -> pb.ListWorkflowVersionsResponse:
+        principal = require_scope(SCOPE_READ)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        size = v.page_size("page_size", request.page_size)
+        v.raise_if_any()
+        before = None
+        if request.page_token:
+            (value,) = pagination.decode(request.page_token, "page_token", 1)
+            if not isinstance(value, int):
+                v.add("page_token", "not a page token returned by this API")
+                v.raise_if_any()
+            before = int(value)
+        records = await self._repo.list_workflow_versions(
+            principal.tenant_id, request.workflow_id, before, size + 1
+        )
+        if records is None:
+            raise NotFound(f"workflow {request.workflow_id!r} not found")
+        response = pb.ListWorkflowVersionsResponse(versions=[workflow(r) for r in records[:size]])
+        if len(records) > size:
+            response.next_page_token = pagination.encode([records[size - 1].version])
+        return response
+
+    async def ValidateWorkflow(
+        self, request: pb.ValidateWorkflowRequest, context: object
+    ) -> pb.ValidateWorkflowResponse:
+        require_scope(SCOPE_READ)
+        _, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
+        return pb.ValidateWorkflowResponse(
+            valid=not problems,
+            problems=[
+                ValidationProblem(path=p.path, code=p.code, message=p.message) for p in problems
+            ],
+        )
