@@ -1,0 +1,2 @@
+"""Helpers shared by every test package: free ports, service subprocesses,
+private redis-server instances. Import as ``tests.helpers.<module>``."""
