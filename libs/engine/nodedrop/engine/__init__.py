@@ -17,6 +17,7 @@ from nodedrop.engine.errors import (
     ValidationError,
 )
 from nodedrop.engine.events import EngineEvent, EventType
+from nodedrop.engine.executor import run_workflow
 from nodedrop.engine.http_policy import HttpPolicy
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import (
@@ -31,6 +32,8 @@ from nodedrop.engine.model import (
     Workflow,
     WorkflowSettings,
 )
+from nodedrop.engine.nodes import default_registry
+from nodedrop.engine.parse import parse_workflow, workflow_to_dict
 from nodedrop.engine.ports import (
     CheckpointStore,
     EventSink,
@@ -38,8 +41,10 @@ from nodedrop.engine.ports import (
     MemoryEventSink,
     NullSink,
 )
-from nodedrop.engine.registry import NodeRegistry, NodeType, ParamSpec
+from nodedrop.engine.registry import NodeRegistry, NodeType, ParamSpec, Prepared
 from nodedrop.engine.results import ExecutionInfo, ExecutionResult, ExecutionStatus
+from nodedrop.engine.single import execute_node
+from nodedrop.engine.validate import validate_workflow
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -73,10 +78,17 @@ __all__ = [
     "NullSink",
     "OnError",
     "ParamSpec",
+    "Prepared",
     "Problem",
     "UnknownNodeTypeError",
     "ValidationError",
     "Workflow",
     "WorkflowResolver",
     "WorkflowSettings",
+    "default_registry",
+    "execute_node",
+    "parse_workflow",
+    "run_workflow",
+    "validate_workflow",
+    "workflow_to_dict",
 ]

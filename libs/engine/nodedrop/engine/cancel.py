@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 
@@ -40,10 +41,8 @@ class CancelToken:
         self._callbacks.append(cb)
 
         def remove() -> None:
-            try:
+            with contextlib.suppress(ValueError):
                 self._callbacks.remove(cb)
-            except ValueError:
-                pass
 
         return remove
 

@@ -16,7 +16,7 @@ WorkflowResolver = Callable[[str], Awaitable[Workflow]]
 
 
 def _default_registry() -> NodeRegistry:
-    from nodedrop.engine.nodes import default_registry
+    from nodedrop.engine.nodes import default_registry  # noqa: PLC0415 - nodes import config
 
     return default_registry()
 

@@ -275,7 +275,8 @@ def number(minimum: float | None = None) -> ParamParser:
 def number_or_expression(value: Any, path: str, reporter: Reporter) -> float | Expression | None:
     if isinstance(value, str):
         return expression(value, path, reporter)
-    return number(0)(value, path, reporter)
+    parsed: float | None = number(0)(value, path, reporter)
+    return parsed
 
 
 def string_list(value: Any, path: str, reporter: Reporter) -> tuple[str, ...] | None:

@@ -1,0 +1,66 @@
+"""Single-node runs: the API's "test this node" call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nodedrop.engine.config import EngineConfig
+from nodedrop.engine.context import NodeContext
+from nodedrop.engine.errors import ErrorInfo, NodeError, NodeTimeoutError, ValidationError
+from nodedrop.engine.model import Items, Node, NodeOutputs
+from nodedrop.engine.registry import CompileContext, Reporter
+from nodedrop.engine.results import ExecutionInfo
+
+
+async def execute_node(
+    node: Node,
+    inputs: dict[str, Items],
+    *,
+    trigger_data: Any = None,
+    config: EngineConfig | None = None,
+    execution: ExecutionInfo | None = None,
+    nodes: dict[str, Items] | None = None,
+) -> NodeOutputs:
+    """Run one node on the given input items and return its outputs per port.
+
+    Raises ValidationError for bad parameters (or an unknown type) and NodeError
+    (with ``.info``) when the node fails. Retry and on_error do not apply: a
+    test run shows the node's own behaviour.
+    """
+    cfg = config if config is not None else EngineConfig()
+    ntype = cfg.registry.find(node.type)
+    reporter = Reporter()
+    if ntype is None:
+        reporter.add("type", "unknown_node_type", f"unknown node type {node.type!r}")
+        raise ValidationError(reporter.problems)
+    prepared = ntype.compile(node, "parameters", reporter, CompileContext(cfg.registry, cfg.limits))
+    if prepared is None:
+        raise ValidationError(reporter.problems)
+    info = execution or ExecutionInfo("test")
+    ctx = NodeContext(node, trigger_data, info.as_variable(""), info, dict(nodes or {}), cfg)
+    try:
+        if node.timeout_s is not None:
+            try:
+                async with asyncio.timeout(node.timeout_s):
+                    result = prepared.run(inputs, ctx)
+                    if not isinstance(result, dict):
+                        result = await result
+            except TimeoutError:
+                raise NodeTimeoutError(
+                    f"node {node.id!r} timed out after {node.timeout_s:g}s"
+                ) from None
+        else:
+            result = prepared.run(inputs, ctx)
+            if not isinstance(result, dict):
+                result = await result
+    except NodeError as exc:
+        raise exc.for_node(node.id) from None
+    except Exception as exc:  # a node's bug is reported as that node's failure
+        raise NodeError(
+            f"internal error: {type(exc).__name__}: {exc}", code="internal_error", node_id=node.id
+        ) from exc
+    return result
+
+
+__all__ = ["ErrorInfo", "execute_node"]
