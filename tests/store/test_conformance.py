@@ -150,7 +150,7 @@ async def test_stale_owner_is_fenced_out_after_reclaim(store: Store) -> None:
     assert old.lease and new.lease and new.lease.fence > old.lease.fence
     (refused,) = await store.commit([Commit(old.lease, outputs={"n": "{}"})], now())
     assert not refused.ok
-    (renewal,) = await store.renew(([old.lease]), LEASE, now())
+    (renewal,) = await store.renew(([old.lease]), LEASE, now(), "w1")
     assert not renewal.ok
     (ok,) = await store.commit([Commit(new.lease, transition=Transition(S.COMPLETED))], now())
     assert ok.ok and await store.pending() == 0
@@ -179,7 +179,7 @@ async def test_renewal_keeps_a_live_job_from_reclaim(store: Store) -> None:
     _, acq = await take_one(store)
     assert acq.lease
     await asyncio.sleep(0.05)
-    (r,) = await store.renew([acq.lease], LEASE, now())
+    (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert r.ok and not r.cancel_requested
     assert (await store.reclaim(min_idle_ms=40, max_reclaims=3, limit=10)).requeued == 0
 
@@ -274,7 +274,7 @@ async def test_cancel_queued_running_unknown_and_foreign(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.cancel("ex-nope", "t1", now())
     assert await store.cancel(running.execution_id, "", now()) is S.RUNNING
-    (r,) = await store.renew([acq.lease], LEASE, now())
+    (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert r.ok and r.cancel_requested
     await store.commit(
         [

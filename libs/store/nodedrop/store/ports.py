@@ -83,8 +83,11 @@ class StateStore(Protocol):
         """Take a lease (new fence token) on each delivered attempt and load its context."""
         ...
 
-    async def renew(self, leases: Sequence[Lease], lease_ms: int, now_ms: int) -> list[Renewal]:
-        """Extend leases; a refused renewal means another worker owns the execution."""
+    async def renew(
+        self, leases: Sequence[Lease], lease_ms: int, now_ms: int, consumer: str
+    ) -> list[Renewal]:
+        """Extend leases and restart the entries' idle clock under ``consumer``; a refused
+        renewal means another worker owns the execution.  Also returns the cancel flag."""
         ...
 
     async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:

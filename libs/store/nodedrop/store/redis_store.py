@@ -463,13 +463,9 @@ class RedisStore:
             out.append(Acquired(d, lease, ctx))
         return out
 
-    async def renew(self, leases: Sequence[Lease], lease_ms: int, now_ms: int) -> list[Renewal]:
-        return await self.renew_as(leases, lease_ms, now_ms, consumer="")
-
-    async def renew_as(
+    async def renew(
         self, leases: Sequence[Lease], lease_ms: int, now_ms: int, consumer: str
     ) -> list[Renewal]:
-        """Renew, resetting the stream entries' idle time under ``consumer``."""
         calls: list[_Call] = [
             (
                 SCRIPTS["renew"],

@@ -1,0 +1,112 @@
+"""Group commit: every buffered write of every running job goes out in one pipeline.
+
+Engines add checkpoints and events to their job's buffer without waiting; the
+flusher sends what has gathered since its last round as one EVALSHA pipeline,
+so a batch of short executions costs one round trip per stage, and a job's
+last checkpoint travels with its end (the finish, the TTL cut and the XACK).
+Rounds run one at a time, which keeps each job's commits in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from nodedrop.common.logging import get_logger
+from nodedrop.store import Commit, CommitResult, StateStore, Transition
+from nodedrop.worker.job import Job
+
+log = get_logger("nodedrop.worker.committer")
+
+_RETRY_MAX_S = 2.0
+
+
+class Committer:
+    def __init__(self, store: StateStore, on_refused: Callable[[Job], None]) -> None:
+        self._store = store
+        self._on_refused = on_refused
+        self._dirty: dict[Job, None] = {}
+        self._endings: dict[Job, tuple[Transition | None, asyncio.Future[bool]]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="committer")
+
+    async def stop(self) -> None:
+        """Flushes what is buffered, then stops."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    def touch(self, job: Job) -> None:
+        self._dirty[job] = None
+        self._wake.set()
+
+    def end(self, job: Job, transition: Transition | None) -> asyncio.Future[bool]:
+        """Queues the job's last commit; the future tells whether the fence accepted it.
+
+        ``transition`` None flushes the buffer without ending the attempt (drain)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._endings[job] = (transition, fut)
+        self._dirty.pop(job, None)
+        self._wake.set()
+        return fut
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._dirty and not self._endings:
+                if self._stopping:
+                    return
+                continue
+            await self._round()
+
+    async def _round(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        endings, self._endings = self._endings, {}
+        commits: list[Commit] = []
+        owners: list[tuple[Job, asyncio.Future[bool] | None]] = []
+        for job in dirty:
+            if job.fenced_out:
+                continue
+            c = job.take_commit()
+            if c is not None:
+                commits.append(c)
+                owners.append((job, None))
+        for job, (transition, fut) in endings.items():
+            c = None if job.fenced_out else job.take_commit(transition)
+            if c is None:
+                fut.set_result(not job.fenced_out)
+                continue
+            commits.append(c)
+            owners.append((job, fut))
+        if not commits:
+            return
+        results = await self._send(commits)
+        for (job, waiter), r in zip(owners, results, strict=True):
+            if not r.ok:
+                job.fenced_out = True
+                self._on_refused(job)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(r.ok)
+
+    async def _send(self, commits: list[Commit]) -> list[CommitResult]:
+        # Numbered commits make a resend after a lost reply safe: Redis applies
+        # each number once.  Retry until Redis answers; leases expire meanwhile
+        # and the fence then refuses, which is the right answer.
+        delay = 0.05
+        while True:
+            try:
+                return await self._store.commit(commits, int(time.time() * 1000))
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                log.warning("commit failed, retrying", error=str(e), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)

@@ -1,0 +1,374 @@
+"""The consumer: reads job batches, leases them, runs them in slots, ends them.
+
+    read loop ──batch──> acquire (one pipeline) ──> one task per attempt (engine)
+                                                        │ checkpoints, events
+    heartbeat loop: renew leases, pick up cancel flags  v
+    cancel listener: pub/sub nudge                   Committer (group commit)
+
+Stopping (SIGTERM or DrainWorker): the read loop ends at once; running attempts
+get the grace period; what still runs then is checkpointed and handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from nodedrop.common.logging import get_logger
+from nodedrop.store import (
+    Delivery,
+    EventDraft,
+    EventError,
+    EventType,
+    ExecutionStatus,
+    JobQueue,
+    StateStore,
+    Transition,
+)
+from nodedrop.store.redis_store import RedisStore
+from nodedrop.worker.committer import Committer
+from nodedrop.worker.job import Job
+from nodedrop.worker.runner import Ending, Runner, RunOutcome
+
+log = get_logger("nodedrop.worker")
+
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+_BACKOFF_MAX_S = 5.0
+# Past the job timeout, the engine gets this long to honour the cancel token.
+_TIMEOUT_SLACK_S = 5.0
+
+
+class Store(JobQueue, StateStore, Protocol):
+    """What the consumer needs of the store: its queue and its state."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    worker_id: str
+    concurrency: int
+    lease_s: float
+    heartbeat_s: float
+    read_block_s: float
+    read_batch: int
+    cancel_channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    consuming: bool
+    draining: bool
+    active: int
+    completed: int
+    failed: int
+    fence_refusals: int
+
+
+class _JobSink:
+    """Adapts one job's buffer to the Runner's JobSink."""
+
+    __slots__ = ("_committer", "_job")
+
+    def __init__(self, job: Job, committer: Committer) -> None:
+        self._job = job
+        self._committer = committer
+
+    def emit(self, draft: EventDraft) -> None:
+        self._job.events.append(draft)
+        self._committer.touch(self._job)
+
+    def checkpoint(self, node_id: str, outputs_json: str, completed: EventDraft) -> None:
+        self._job.outputs[node_id] = outputs_json
+        self._job.events.append(completed)
+        self._committer.touch(self._job)
+
+
+class Consumer:
+    def __init__(self, store: Store, runner: Runner, config: ConsumerConfig) -> None:
+        self._store = store
+        self._runner = runner
+        self._cfg = config
+        self._jobs: dict[str, Job] = {}
+        self._backlog: deque[Delivery] = deque()
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._free = config.concurrency
+        self._slot_freed = asyncio.Event()
+        self._committer = Committer(store, self._refused)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._consuming = False
+        self._completed = 0
+        self._failed = 0
+        self._refusals = 0
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._committer.start()
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="read"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        if self._cfg.cancel_channel and isinstance(self._store, RedisStore):
+            self._tasks.append(asyncio.create_task(self._cancel_listener(), name="cancel"))
+
+    def counters(self) -> Counters:
+        return Counters(
+            consuming=self._consuming,
+            draining=self._stopping.is_set(),
+            active=len(self._jobs),
+            completed=self._completed,
+            failed=self._failed,
+            fence_refusals=self._refusals,
+        )
+
+    def begin_drain(self) -> None:
+        """Stop reading at once; running attempts go on."""
+        self._stopping.set()
+        self._consuming = False
+
+    async def stop(self, grace_s: float) -> None:
+        """Drain: no read after this, running work gets ``grace_s``, the rest is handed back."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.begin_drain()
+        deadline = time.monotonic() + grace_s
+        read = self._tasks[0] if self._tasks else None
+        if read is not None:
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read
+        # Entries read but never started go back to the stream for others.
+        if self._backlog:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._store.requeue(list(self._backlog))
+            self._backlog.clear()
+        running = [j.task for j in self._jobs.values() if j.task is not None]
+        # Keep a margin of the grace for the hand-back itself.
+        budget = max(0.0, (deadline - time.monotonic()) * 0.8)
+        if running:
+            await asyncio.wait(running, timeout=budget)
+        left = [j for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        for job in left:
+            job.handed_back = True
+            job.cancel.cancel("drain")
+        tasks = [j.task for j in left if j.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
+        for t in self._tasks[1:]:
+            t.cancel()
+        for t in self._tasks[1:]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        try:
+            await asyncio.wait_for(self._committer.stop(), max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("drain: commits still pending at the end of the grace period")
+        log.info("drained", completed=self._completed, handed_back=len(left))
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        delay = 0.05
+        block_ms = max(1, int(self._cfg.read_block_s * 1000))
+        while not self._stopping.is_set():
+            if self._free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                if self._backlog:
+                    batch = [
+                        self._backlog.popleft() for _ in range(min(self._free, len(self._backlog)))
+                    ]
+                else:
+                    count = min(self._free, self._cfg.read_batch)
+                    self._consuming = True
+                    got = await self._store.read_jobs(self._cfg.worker_id, count, block_ms)
+                    if self._stopping.is_set():
+                        # Read while the drain began: give it back untouched.
+                        await self._store.requeue(got)
+                        return
+                    batch, rest = got[: self._free], got[self._free :]
+                    self._backlog.extend(rest)
+                if batch:
+                    await self._start(batch)
+                delay = 0.05
+            except _TRANSIENT as e:
+                self._consuming = False
+                log.warning("redis unavailable, retrying", error=str(e), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+            except RedisError as e:
+                # A server-side refusal (OOM, READONLY, ...): back off, never crash-loop.
+                self._consuming = False
+                log.error("redis error in the read loop", error=str(e), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    async def _start(self, batch: list[Delivery]) -> None:
+        now = _now_ms()
+        lease_ms = int(self._cfg.lease_s * 1000)
+        acquired = await self._store.acquire(batch, lease_ms, now)
+        for a in acquired:
+            if a.lease is None or a.context is None:
+                continue
+            job = Job(a.lease, a.context)
+            self._jobs[job.execution_id] = job
+            self._free -= 1
+            job.task = asyncio.create_task(self._run(job), name=f"job:{job.execution_id}")
+
+    # -- running ---------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        ctx = job.ctx
+        timeout = asyncio.get_running_loop().call_later(
+            ctx.timeout_s, job.cancel.cancel, "timed_out"
+        )
+        try:
+            try:
+                async with asyncio.timeout(ctx.timeout_s + _TIMEOUT_SLACK_S):
+                    outcome = await self._runner.run(
+                        ctx, _JobSink(job, self._committer), job.cancel
+                    )
+            except TimeoutError:
+                outcome = RunOutcome(Ending.CANCELLED)
+            except Exception as e:  # a fault of the runner itself, not of the workflow
+                log.exception("runner crashed", execution_id=job.execution_id)
+                outcome = RunOutcome(
+                    Ending.FAILED, error=EventError(f"internal error: {e}", "INTERNAL", True)
+                )
+            finally:
+                timeout.cancel()
+            if job.handed_back or job.fenced_out:
+                await self._hand_back(job)
+                return
+            transition, events = self._ending(job, outcome)
+            job.events.extend(events)
+            ok = await self._committer.end(job, transition)
+            if ok and transition.status is ExecutionStatus.COMPLETED:
+                self._completed += 1
+            elif ok:
+                self._failed += transition.status is not ExecutionStatus.CANCELLED
+        finally:
+            self._jobs.pop(job.execution_id, None)
+            self._free += 1
+            self._slot_freed.set()
+
+    async def _hand_back(self, job: Job) -> None:
+        if job.fenced_out:
+            return
+        # Checkpoint what finished, then give the attempt back with a new fence.
+        if await self._committer.end(job, None):
+            with contextlib.suppress(*_TRANSIENT):
+                await self._store.release([job.lease])
+
+    def _ending(self, job: Job, outcome: RunOutcome) -> tuple[Transition, list[EventDraft]]:
+        ctx = job.ctx
+        reason = job.cancel.reason if job.cancel.cancelled else ""
+        if reason == "timed_out" or (outcome.ending is Ending.CANCELLED and not reason):
+            err = EventError(f"execution timed out after {ctx.timeout_s:g} s", "TIMEOUT", False)
+            return Transition(ExecutionStatus.TIMED_OUT), [
+                EventDraft(EventType.EXECUTION_TIMED_OUT, error=err)
+            ]
+        if outcome.ending is Ending.CANCELLED:
+            return Transition(ExecutionStatus.CANCELLED), [
+                EventDraft(EventType.EXECUTION_CANCELLED)
+            ]
+        if outcome.ending is Ending.COMPLETED:
+            return Transition(ExecutionStatus.COMPLETED), [
+                EventDraft(EventType.EXECUTION_COMPLETED, data_json=outcome.result_json or "{}")
+            ]
+        err = outcome.error or EventError("execution failed", "FAILED", True)
+        if err.retryable and ctx.attempts_left > 0:
+            delay = ctx.backoff_s * 2 ** (ctx.round_attempt - 1)
+            data = orjson.dumps({"delay_s": delay}).decode()
+            retry_at = _now_ms() + int(delay * 1000)
+            return Transition(ExecutionStatus.RETRY_SCHEDULED, retry_at_ms=retry_at), [
+                EventDraft(EventType.EXECUTION_RETRYING, outcome.failed_node, data, err)
+            ]
+        failed = [EventDraft(EventType.EXECUTION_FAILED, outcome.failed_node, error=err)]
+        if not err.retryable:
+            # A deliberate failure (stop_and_error, invalid workflow): retrying cannot help.
+            return Transition(ExecutionStatus.FAILED), failed
+        return (
+            Transition(
+                ExecutionStatus.FAILED,
+                dead_letter_reason=err.message,
+                failed_node=outcome.failed_node,
+            ),
+            failed,
+        )
+
+    def _refused(self, job: Job) -> None:
+        self._refusals += 1
+        log.warning("fence refused a write; another worker owns it", execution_id=job.execution_id)
+        job.cancel.cancel("fenced")
+
+    # -- heartbeat and cancel --------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        lease_ms = int(self._cfg.lease_s * 1000)
+        while True:
+            await asyncio.sleep(self._cfg.heartbeat_s)
+            now = time.monotonic()
+            # Jobs younger than one interval were leased moments ago.
+            jobs = [
+                j
+                for j in list(self._jobs.values())
+                if not j.fenced_out and now - j.started >= self._cfg.heartbeat_s * 0.5
+            ]
+            if not jobs:
+                continue
+            try:
+                renewals = await self._store.renew(
+                    [j.lease for j in jobs], lease_ms, _now_ms(), self._cfg.worker_id
+                )
+            except (*_TRANSIENT, RedisError) as e:
+                log.warning("heartbeat failed", error=str(e))
+                continue
+            for job, r in zip(jobs, renewals, strict=True):
+                if not r.ok and not job.fenced_out:
+                    job.fenced_out = True
+                    self._refused(job)
+                elif r.cancel_requested:
+                    job.cancel.cancel("cancelled")
+
+    async def _cancel_listener(self) -> None:
+        assert isinstance(self._store, RedisStore)
+        delay = 0.05
+        while True:
+            pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._cfg.cancel_channel)
+                delay = 0.05
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None:
+                        continue
+                    data = msg.get("data")
+                    execution_id = data.decode() if isinstance(data, bytes) else str(data)
+                    job = self._jobs.get(execution_id)
+                    if job is not None:
+                        job.cancel.cancel("cancelled")
+            except (*_TRANSIENT, RedisError) as e:
+                log.warning("cancel listener lost redis", error=str(e), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
