@@ -64,6 +64,13 @@ class StreamTestServicer(event_service_pb2_grpc.EventServiceServicer):
             if sequence < STREAM_EVENTS:
                 await asyncio.sleep(STREAM_INTERVAL_S)
 
+    async def StreamEvents(
+        self, request: event_service_pb2.StreamEventsRequest, context: Any
+    ) -> AsyncIterator[event_service_pb2.StreamEventsResponse]:
+        # Not used by the tests: an unfiltered subscription with no events.
+        for _ in ():
+            yield event_service_pb2.StreamEventsResponse()
+
 
 class WorkerTestServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def DrainWorker(

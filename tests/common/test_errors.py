@@ -15,7 +15,7 @@ from nodedrop.common.errors import (
     to_rpc_status,
 )
 
-EXPECTED = {
+EXPECTED: dict[type[NodedropError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
@@ -83,7 +83,8 @@ def test_unexpected_errors_say_nothing_about_internals() -> None:
 
 
 def test_retryable_flags() -> None:
-    assert {cls for cls in EXPECTED if cls.retryable} == {
+    retryable: set[type[NodedropError]] = {cls for cls in EXPECTED if cls.retryable}
+    assert retryable == {
         errors.ResourceExhausted,
         errors.Aborted,
         errors.Unavailable,

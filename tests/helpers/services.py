@@ -108,9 +108,7 @@ def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("LOG_FORMAT", "json")
     env["PYTHONUNBUFFERED"] = "1"
     # Test scripts (``-m tests.common.stream_app``) import from the repository.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env
 
