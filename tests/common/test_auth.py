@@ -44,9 +44,9 @@ class FakeAuthService(auth_service_pb2_grpc.AuthServiceServicer):
 
 @pytest.fixture
 async def auth_server() -> AsyncIterator[tuple[FakeAuthService, grpc.aio.Channel]]:
-    fake = FakeAuthService()
+    fake = FakeAuthService()  # type: ignore[abstract]
     server = grpc.aio.server()
-    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(fake, server)  # type: ignore[abstract]
+    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = open_channel(f"127.0.0.1:{port}")
