@@ -4,6 +4,7 @@ compose plugin, which is absent too)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,16 @@ def test_dockerfile_targets_and_user() -> None:
     for name in SERVICES:
         block = text.split(f"AS {name}\n", 1)[1].split("FROM ", 1)[0]
         assert f'CMD ["{name}"]' in block
+
+
+def test_grafana_dashboard_queries_exported_metrics() -> None:
+    exported = {f.name for f in create_metrics(CollectorRegistry()).registry.collect()}
+    dashboard = json.loads((ROOT / "deploy/grafana/nodedrop.json").read_text())
+    used: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            used.update(re.findall(r"nodedrop_[a-z_]+", target["expr"]))
+    bases = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in used}
+    assert bases <= exported
+    # Every metric of the issue is on the dashboard.
+    assert exported <= bases

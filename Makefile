@@ -1,0 +1,63 @@
+# nodedrop-exec: `make run` starts every service, `make test` runs the tests.
+# Both install what they need first (a Python 3.11+ interpreter is enough).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Roots type-checked in strict mode; libs/proto (generated) is excluded in pyproject.
+TYPED := libs/common libs/engine libs/store libs/cli services tests
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install proto lint format typecheck buf codegen-check check test run clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The stamp makes install idempotent: it reruns only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with dev extras
+
+proto: install ## regenerate libs/proto from protos/
+	PYTHON=$(BIN)/python scripts/gen-protos
+
+lint: install ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install ## mypy (strict) over the project roots
+	$(BIN)/mypy $(TYPED)
+
+buf: install ## buf lint and buf format on protos/
+	$(BIN)/buf lint protos
+	$(BIN)/buf format --diff --exit-code protos
+
+codegen-check: install ## regenerate libs/proto and fail on any difference
+	PYTHON=$(BIN)/python scripts/gen-protos
+	git diff --exit-code -- libs/proto
+	@untracked="$$(git ls-files --others --exclude-standard -- libs/proto)"; \
+	if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
+
+check: lint typecheck buf codegen-check ## every static check CI runs
+
+test: install ## run the test suite (needs Redis and PostgreSQL; see README)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check-k8s: install ## render every kustomize overlay and validate it strictly (offline)
+	scripts/check-k8s
+
+run: install ## run every service in one process (nodedrop dev)
+	$(BIN)/nodedrop dev
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
