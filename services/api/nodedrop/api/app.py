@@ -8,6 +8,7 @@ and registers (or creates and prints) the development API key.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
 from nodedrop.api.queueing import QueuePort, SchedulerQueue
+from nodedrop.api.recorder import HistoryRecorder
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.api.repository_sqlite import SqliteRepository
@@ -36,6 +38,9 @@ from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.redis import connect_redis
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
+from nodedrop.store import Keys
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 __all__ = ["ApiService", "create_service"]
@@ -76,6 +81,7 @@ class ApiService:
         self._channel: grpc.aio.Channel | None = None
         self._authenticator: KeyAuthenticator | None = None
         self._batcher: InsertBatcher | None = None
+        self._recorder: HistoryRecorder | None = None
         self.dev_key: str | None = None
 
     @property
@@ -156,6 +162,15 @@ class ApiService:
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo)
         self._batcher.start()
+        if self._redis is not None:
+            store = RedisStore(
+                self._redis,
+                StoreConfig(keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions)),
+            )
+            self._recorder = HistoryRecorder(
+                store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
+            )
+            self._recorder.start()
         if self._dev:
             self.dev_key = await ensure_dev_key(self._repo, s.api.dev_api_key or None)
             if not s.api.dev_api_key:
@@ -166,6 +181,8 @@ class ApiService:
                 )
 
     async def stop(self) -> None:
+        if self._recorder is not None:
+            await self._recorder.stop()
         if self._batcher is not None:
             await self._batcher.stop()
         if self._channel is not None:

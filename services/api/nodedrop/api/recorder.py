@@ -1,0 +1,102 @@
+"""The history recorder: a consumer group on the partitions' event streams
+that writes execution and node-run state to the repository.
+
+Idempotent end to end: the repository keys each event by (execution,
+sequence) and applies only new ones, so a redelivered or replayed entry
+changes nothing. A batch is acknowledged only after it is committed; while
+the database is down the recorder keeps retrying the same batch (with
+backoff) instead of reading further, so nothing is acknowledged unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from nodedrop.api.errors import StoreUnavailableError
+from nodedrop.api.model import RecordedEvent
+from nodedrop.api.repository import ExecutionRepository
+from nodedrop.common.logging import get_logger
+from nodedrop.store import EventLog, EventRecord, TailEntry
+
+__all__ = ["GROUP", "HistoryRecorder", "to_recorded"]
+
+GROUP = "history"
+log = get_logger("nodedrop.api.recorder")
+
+
+def to_recorded(record: EventRecord) -> RecordedEvent:
+    return RecordedEvent(
+        execution_id=record.execution_id,
+        sequence=record.sequence,
+        type=record.type.value.lower(),
+        time=datetime.fromtimestamp(record.time_ms / 1000, UTC),
+        node_id=record.node_id,
+        attempt=record.attempt,
+        data_json=record.data_json,
+        error_json=None if record.error is None else record.error.to_json(),
+    )
+
+
+class HistoryRecorder:
+    def __init__(
+        self,
+        events: EventLog,
+        repository: ExecutionRepository,
+        *,
+        consumer: str,
+        batch: int = 500,
+        block_ms: int = 1000,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._events = events
+        self._repo = repository
+        self._consumer = consumer
+        self._batch = batch
+        self._block_ms = block_ms
+        self._max_backoff_s = max_backoff_s
+        self._task: asyncio.Task[None] | None = None
+        self.recorded = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="nodedrop-history-recorder")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def step(self) -> int:
+        """One read-record-ack round; returns the number of entries handled."""
+        entries = await self._events.group_read(GROUP, self._consumer, self._batch, self._block_ms)
+        if entries:
+            await self._commit(entries)
+        return len(entries)
+
+    async def _commit(self, entries: list[TailEntry]) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                self.recorded += await self._repo.record_events(
+                    [to_recorded(e.record) for e in entries]
+                )
+                break
+            except StoreUnavailableError as exc:
+                log.warning("recording failed; retrying", error=str(exc), backoff_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(self._max_backoff_s, backoff * 2)
+        await self._events.group_ack(GROUP, entries)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep recording after a transient Redis error
+                log.warning("history read failed", error=repr(exc))
+                await asyncio.sleep(1.0)
