@@ -74,7 +74,11 @@ async def run_workflow(
     run = _Run(plan, execution, trigger_data, sink, checkpoints, completed or {}, cfg, token, depth)
     task = asyncio.current_task()
     assert task is not None
-    remove = token.add_callback(lambda: task.cancel() and None) if token is not None else None
+
+    def interrupt() -> None:
+        task.cancel()
+
+    remove = token.add_callback(interrupt) if token is not None else None
     status = ExecutionStatus.COMPLETED
     error: ErrorInfo | None = None
     try:

@@ -13,7 +13,7 @@ import datetime as _dt
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cel
@@ -41,6 +41,10 @@ class EvalEnv:
     nodes: Mapping[str, Items]
     trigger: Any
     execution: Mapping[str, Any]
+    # Values of expressions that do not depend on the item (no `json`, no
+    # `index`), computed once per node run: `size(items)` must not convert the
+    # whole list again for every item.
+    cache: dict[int, Any] = field(default_factory=dict)
 
 
 class CompileError(ValueError):
@@ -100,6 +104,16 @@ class Expression:
         self._execution = "execution" in names
 
     def evaluate(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
+        if not (self._json or self._index):
+            key = id(self)
+            cache = env.cache
+            if key in cache:
+                return cache[key]
+            value = cache[key] = self._evaluate(env, item, index)
+            return value
+        return self._evaluate(env, item, index)
+
+    def _evaluate(self, env: EvalEnv, item: Item | None, index: int) -> Any:
         ctx: dict[str, Any] = {}
         if self._json:
             ctx["json"] = item if item is not None else {}
