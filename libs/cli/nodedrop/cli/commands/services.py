@@ -36,50 +36,56 @@ class Hosted:
 
 
 # Service modules are imported inside the builders: a command runs only the
-# services it names, and the client commands import none of them.
+# services it names, and the client commands import none of them. Settings
+# come first, so a bad value is reported before any heavier import.
 
 
 def _api(env: Env, dev: bool) -> Hosted:
-    from nodedrop.api.app import create_service  # noqa: PLC0415
     from nodedrop.api.settings import ApiSettings  # noqa: PLC0415
 
     s = ApiSettings.from_env(env)
+    from nodedrop.api.app import create_service  # noqa: PLC0415
+
     server = GrpcServer(create_service(s, dev=dev), s.server)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
 def _scheduler(env: Env, dev: bool) -> Hosted:
-    from nodedrop.scheduler.app import create_service  # noqa: PLC0415
     from nodedrop.scheduler.settings import SchedulerSettings  # noqa: PLC0415
 
     s = SchedulerSettings.from_env(env)
+    from nodedrop.scheduler.app import create_service  # noqa: PLC0415
+
     server = GrpcServer(create_service(s, dev=dev), s.server)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
 def _worker(env: Env, dev: bool) -> Hosted:
-    from nodedrop.worker.app import create_service  # noqa: PLC0415
     from nodedrop.worker.settings import WorkerSettings  # noqa: PLC0415
 
     s = WorkerSettings.from_env(env)
+    from nodedrop.worker.app import create_service  # noqa: PLC0415
+
     server = GrpcServer(create_service(s, dev=dev), s.server)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
 def _events(env: Env, dev: bool) -> Hosted:
-    from nodedrop.events.app import create_service  # noqa: PLC0415
     from nodedrop.events.settings import EventsSettings  # noqa: PLC0415
 
     s = EventsSettings.from_env(env)
+    from nodedrop.events.app import create_service  # noqa: PLC0415
+
     server = GrpcServer(create_service(s, dev=dev), s.server)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
 def _gateway(env: Env, dev: bool) -> Hosted:
-    from nodedrop.gateway.app import create_service  # noqa: PLC0415
     from nodedrop.gateway.settings import GatewaySettings  # noqa: PLC0415
 
     s = GatewaySettings.from_env(env)
+    from nodedrop.gateway.app import create_service  # noqa: PLC0415
+
     return Hosted(create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
