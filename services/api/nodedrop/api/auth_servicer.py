@@ -23,7 +23,7 @@ MAX_TICKET_TTL_S = 3600
 _SCOPE_TO_PROTO = {str(k): v for v, k in SCOPE_FROM_PROTO.items()}
 
 
-class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
+class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
     def __init__(self, repository: ExecutionRepository, authenticator: KeyAuthenticator) -> None:
         self._repo = repository
         self._auth = authenticator

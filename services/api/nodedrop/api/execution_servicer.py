@@ -58,7 +58,7 @@ class ExecutionLimits:
         self.default_mode = default_mode
 
 
-class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):  # type: ignore[misc]
+class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     def __init__(
         self,
         repository: ExecutionRepository,
@@ -79,7 +79,8 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):  #
         principal = require_scope(SCOPE_EXECUTE)
         if request.ByteSize() > self._limits.max_request_bytes:
             raise ResourceExhausted(
-                f"request is {request.ByteSize()} bytes; the limit is {self._limits.max_request_bytes}"
+                f"request is {request.ByteSize()} bytes; "
+                f"the limit is {self._limits.max_request_bytes}"
             )
         if len(request.trigger_data_json) > self._limits.max_trigger_bytes:
             raise ResourceExhausted(

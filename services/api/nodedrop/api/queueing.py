@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -41,7 +41,7 @@ _TO_PROTO = {
     Status.CANCELLED: execution_pb2.EXECUTION_STATUS_CANCELLED,
     Status.TIMED_OUT: execution_pb2.EXECUTION_STATUS_TIMED_OUT,
 }
-_FROM_PROTO = {v: k for k, v in _TO_PROTO.items()}
+_FROM_PROTO: dict[int, Status] = {int(v): k for k, v in _TO_PROTO.items()}
 
 
 def status_to_proto(status: Status) -> execution_pb2.ExecutionStatus.ValueType:
@@ -49,7 +49,7 @@ def status_to_proto(status: Status) -> execution_pb2.ExecutionStatus.ValueType:
 
 
 def status_from_proto(value: int) -> Status | None:
-    return _FROM_PROTO.get(value)  # type: ignore[call-overload]
+    return _FROM_PROTO.get(int(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ class SchedulerQueue:
         r = await self._call(self._stub.GetQueueStats, sched_pb2.GetQueueStatsRequest())
         return QueueFigures(r.waiting, r.active, r.delayed, r.failed)
 
-    async def _call(self, method, request):  # type: ignore[no-untyped-def]
+    async def _call(self, method: Any, request: Any) -> Any:
         try:
             return await call(method, request, timeout_s=self._timeout_s)
         except grpc.aio.AioRpcError as exc:

@@ -39,7 +39,7 @@ class ResultCache:
         except RedisError as exc:
             log.warning("result cache read failed", error=str(exc))
             return None
-        if raw is None:
+        if not isinstance(raw, bytes):
             return None
         return execution_pb2.Execution.FromString(raw)
 

@@ -18,7 +18,7 @@ from nodedrop.workflow.v1.workflow_pb2 import ValidationProblem
 __all__ = ["WorkflowServicer"]
 
 
-class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):  # type: ignore[misc]
+class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
     def __init__(self, repository: ExecutionRepository, *, max_nodes: int) -> None:
         self._repo = repository
         self._max_nodes = max_nodes
