@@ -7,10 +7,33 @@ from collections.abc import Sequence
 import grpc
 
 from nodedrop.common.auth import Authenticator
+from nodedrop.common.logging import get_logger
 from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
+from nodedrop.scheduler.maintenance import Maintenance
+from nodedrop.scheduler.schedules import MemoryScheduleStore, RedisScheduleStore, ScheduleStore
+from nodedrop.scheduler.servicer import SchedulerServicer
 from nodedrop.scheduler.settings import SchedulerSettings
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.factory import open_store
+from nodedrop.store.keys import Keys
+from nodedrop.store.memory import MemoryStore
+from nodedrop.store.plugins import build_registry
+from nodedrop.store.redis_store import RedisStore
 
 __all__ = ["SchedulerService", "create_service"]
+
+log = get_logger("nodedrop.scheduler")
+
+_DEV_SCHEDULES = MemoryScheduleStore()
+
+
+def store_config(settings: SchedulerSettings) -> StoreConfig:
+    return StoreConfig(
+        keys=Keys(settings.redis.prefix, settings.redis.partitions),
+        lanes=settings.queue.lanes,
+        state_ttl_s=settings.execution.state_ttl_s,
+        completion_ttl_s=settings.execution.completion_ttl_s,
+    )
 
 
 class SchedulerService:
@@ -18,8 +41,12 @@ class SchedulerService:
 
     def __init__(self, settings: SchedulerSettings, *, dev: bool = False) -> None:
         self._settings = settings
-        # `nodedrop dev` passes dev=True: the hook for the in-memory adapters.
+        # `nodedrop dev` passes dev=True: without Redis it runs on the in-memory store.
         self._dev = dev
+        self._store: RedisStore | MemoryStore | None = None
+        self._schedules: ScheduleStore | None = None
+        self._maintenance: Maintenance | None = None
+        self._registry = build_registry(settings.queue.plugins)
 
     @property
     def authenticator(self) -> Authenticator | None:
@@ -27,19 +54,39 @@ class SchedulerService:
         return None
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        # The generated base class answers UNIMPLEMENTED until replaced.
+        if self._store is None or self._schedules is None:
+            raise RuntimeError("SchedulerService.start() must run before register()")
         scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            scheduler_service_pb2_grpc.SchedulerServiceServicer(),  # type: ignore[abstract]
-            server,
+            SchedulerServicer(self._store, self._store, self._schedules, self._registry), server
         )
         return [scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
 
     async def start(self) -> None:
-        return None
+        s = self._settings
+        config = store_config(s)
+        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        if isinstance(self._store, RedisStore):
+            self._schedules = RedisScheduleStore(self._store.client, config.keys)
+        else:
+            self._schedules = _DEV_SCHEDULES
+        q = s.queue
+        self._maintenance = Maintenance(
+            self._store,
+            self._schedules,
+            lease_s=q.lease_s,
+            max_reclaims=q.max_reclaims,
+            mover_interval_s=q.mover_interval_s,
+            reclaim_interval_s=q.reclaim_interval_s,
+            cron_interval_s=q.cron_interval_s,
+        )
+        self._maintenance.start()
+        log.info("scheduler started", store=type(self._store).__name__)
 
     async def stop(self) -> None:
-        return None
+        if self._maintenance is not None:
+            await self._maintenance.stop()
+        if isinstance(self._store, RedisStore):
+            await self._store.close()
 
 
 def create_service(settings: SchedulerSettings, *, dev: bool = False) -> SchedulerService:

@@ -11,9 +11,57 @@ from nodedrop.common.settings import (
     LogSettings,
     RedisSettings,
     ServerSettings,
+    SettingsError,
     TelemetrySettings,
+    env_duration,
+    env_int,
+    env_str,
     process_env,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    # Must match the workers': an entry idle this long belongs to a dead worker.
+    lease_s: float
+    # A job reclaimed more often than this goes to the failed queue.
+    max_reclaims: int
+    mover_interval_s: float
+    reclaim_interval_s: float
+    cron_interval_s: float
+    # Priority lanes (NODEDROP_LANES), shared with the workers.
+    lanes: tuple[int, ...]
+    # Node type plugins, so validation knows the types the workers run.
+    plugins: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, env: Env) -> QueueSettings:
+        lease = env_duration(env, "NODEDROP_LEASE_S", 30.0, minimum=0.2, maximum=3600)
+        raw = env_str(env, "NODEDROP_LANES", "0")
+        try:
+            lanes = tuple(sorted({int(x) for x in raw.split(",") if x.strip()}, reverse=True))
+        except ValueError:
+            raise SettingsError("NODEDROP_LANES", raw, "comma-separated integers") from None
+        if not lanes:
+            raise SettingsError("NODEDROP_LANES", raw, "at least one lane")
+        plugins = tuple(
+            m.strip() for m in env_str(env, "NODEDROP_PLUGINS", "").split(",") if m.strip()
+        )
+        return cls(
+            lease_s=lease,
+            max_reclaims=env_int(env, "NODEDROP_MAX_RECLAIMS", 3, minimum=0, maximum=1000),
+            mover_interval_s=env_duration(
+                env, "NODEDROP_MOVER_INTERVAL_S", 0.1, minimum=0.005, maximum=60
+            ),
+            reclaim_interval_s=env_duration(
+                env, "NODEDROP_RECLAIM_INTERVAL_S", min(5.0, lease / 2), minimum=0.01, maximum=600
+            ),
+            cron_interval_s=env_duration(
+                env, "NODEDROP_CRON_INTERVAL_S", 1.0, minimum=0.05, maximum=60
+            ),
+            lanes=lanes,
+            plugins=plugins,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +72,7 @@ class SchedulerSettings:
     telemetry: TelemetrySettings
     redis: RedisSettings
     execution: ExecutionSettings
+    queue: QueueSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SchedulerSettings:
@@ -37,4 +86,5 @@ class SchedulerSettings:
             telemetry=TelemetrySettings.from_env(env, "nodedrop-scheduler"),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
+            queue=QueueSettings.from_env(env),
         )

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Sequence
 
 import grpc
 
 from nodedrop.common.auth import Authenticator
+from nodedrop.common.logging import get_logger
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.factory import open_store
+from nodedrop.store.keys import Keys
+from nodedrop.store.memory import MemoryStore
+from nodedrop.store.redis_store import RedisStore
+from nodedrop.worker.consumer import Consumer, ConsumerConfig
+from nodedrop.worker.engine_runner import EngineRunner, build_config
+from nodedrop.worker.servicer import WorkerServicer
 from nodedrop.worker.settings import WorkerSettings
 
-__all__ = ["WorkerService", "create_service"]
+__all__ = ["WorkerService", "create_service", "store_config"]
+
+log = get_logger("nodedrop.worker")
+
+
+def store_config(settings: WorkerSettings) -> StoreConfig:
+    return StoreConfig(
+        keys=Keys(settings.redis.prefix, settings.redis.partitions),
+        lanes=settings.consumer.lanes,
+        state_ttl_s=settings.execution.state_ttl_s,
+        completion_ttl_s=settings.execution.completion_ttl_s,
+    )
 
 
 class WorkerService:
@@ -18,28 +41,77 @@ class WorkerService:
 
     def __init__(self, settings: WorkerSettings, *, dev: bool = False) -> None:
         self._settings = settings
-        # `nodedrop dev` passes dev=True: the hook for the in-memory adapters.
+        # `nodedrop dev` passes dev=True: without Redis it runs on the in-memory store.
         self._dev = dev
+        self._store: RedisStore | MemoryStore | None = None
+        self._consumer: Consumer | None = None
+        self._drain_task: asyncio.Task[None] | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
         # Admin endpoint on the internal network only.
         return None
 
+    @property
+    def consumer(self) -> Consumer | None:
+        return self._consumer
+
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        # The generated base class answers UNIMPLEMENTED until replaced.
-        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            worker_service_pb2_grpc.WorkerServiceServicer(),  # type: ignore[abstract]
-            server,
+        c = self._settings.consumer
+        servicer = WorkerServicer(
+            lambda: self._consumer,
+            c.worker_id,
+            self._settings.execution.worker_concurrency,
+            self._drain,
         )
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
         return [worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name]
 
     async def start(self) -> None:
-        return None
+        s = self._settings
+        # Plugins load first: a bad NODEDROP_PLUGINS stops the start with its error.
+        runner = EngineRunner(build_config(s.consumer.plugins))
+        config = store_config(s)
+        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        self._consumer = Consumer(
+            self._store,
+            runner,
+            ConsumerConfig(
+                worker_id=s.consumer.worker_id,
+                concurrency=s.execution.worker_concurrency,
+                lease_s=s.consumer.lease_s,
+                heartbeat_s=s.consumer.heartbeat_s,
+                read_block_s=s.consumer.read_block_s,
+                read_batch=s.read_batch,
+                cancel_channel=config.keys.cancel_channel(),
+            ),
+        )
+        await self._consumer.start()
+        log.info(
+            "worker consuming",
+            worker_id=s.consumer.worker_id,
+            concurrency=s.execution.worker_concurrency,
+            store=type(self._store).__name__,
+        )
+
+    def _drain(self, grace_s: float | None) -> None:
+        if self._consumer is None:
+            return
+        self._consumer.begin_drain()
+        if self._dev:
+            # One process hosts every service: drain the consumer, leave the rest up.
+            grace = self._settings.server.shutdown_grace_s if grace_s is None else grace_s
+            if self._drain_task is None:
+                self._drain_task = asyncio.create_task(self._consumer.stop(grace))
+            return
+        # As SIGTERM does: the process lifecycle drains and exits 0.
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
-        return None
+        if self._consumer is not None:
+            await self._consumer.stop(self._settings.server.shutdown_grace_s)
+        if isinstance(self._store, RedisStore):
+            await self._store.close()
 
 
 def create_service(settings: WorkerSettings, *, dev: bool = False) -> WorkerService:

@@ -232,24 +232,20 @@ class Consumer:
 
     async def _run(self, job: Job) -> None:
         ctx = job.ctx
-        timeout = asyncio.get_running_loop().call_later(
-            ctx.timeout_s, job.cancel.cancel, "timed_out"
-        )
         try:
             try:
+                # The runner enforces the timeout; this backstop catches one that hangs.
                 async with asyncio.timeout(ctx.timeout_s + _TIMEOUT_SLACK_S):
                     outcome = await self._runner.run(
                         ctx, _JobSink(job, self._committer), job.cancel
                     )
             except TimeoutError:
-                outcome = RunOutcome(Ending.CANCELLED)
+                outcome = RunOutcome(Ending.TIMED_OUT)
             except Exception as e:  # a fault of the runner itself, not of the workflow
                 log.exception("runner crashed", execution_id=job.execution_id)
                 outcome = RunOutcome(
                     Ending.FAILED, error=EventError(f"internal error: {e}", "INTERNAL", True)
                 )
-            finally:
-                timeout.cancel()
             if job.handed_back or job.fenced_out:
                 await self._hand_back(job)
                 return
@@ -275,9 +271,10 @@ class Consumer:
 
     def _ending(self, job: Job, outcome: RunOutcome) -> tuple[Transition, list[EventDraft]]:
         ctx = job.ctx
-        reason = job.cancel.reason if job.cancel.cancelled else ""
-        if reason == "timed_out" or (outcome.ending is Ending.CANCELLED and not reason):
-            err = EventError(f"execution timed out after {ctx.timeout_s:g} s", "TIMEOUT", False)
+        if outcome.ending is Ending.TIMED_OUT:
+            err = outcome.error or EventError(
+                f"execution timed out after {ctx.timeout_s:g}s", "execution_timeout", False
+            )
             return Transition(ExecutionStatus.TIMED_OUT), [
                 EventDraft(EventType.EXECUTION_TIMED_OUT, error=err)
             ]

@@ -1,0 +1,40 @@
+"""Opening the store a service runs on: Redis, or in `nodedrop dev` without Redis,
+the one in-memory store every service of the process shares."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import RedisError
+
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.memory import MemoryStore
+from nodedrop.store.redis_store import RedisStore
+
+_SHARED: dict[tuple[str, int], MemoryStore] = {}
+
+
+def shared_memory_store(config: StoreConfig) -> MemoryStore:
+    """The process-wide in-memory store for a prefix: the scheduler, the workers and
+    the API of one `nodedrop dev` process must see the same queue."""
+    key = (config.keys.prefix, config.keys.partitions)
+    store = _SHARED.get(key)
+    if store is None:
+        store = _SHARED[key] = MemoryStore(config)
+    return store
+
+
+async def open_store(url: str, config: StoreConfig, *, dev: bool) -> RedisStore | MemoryStore:
+    """Redis at ``url`` (scripts loaded, groups created).  With ``dev``, an unreachable
+    Redis falls back to the shared in-memory store instead of failing."""
+    store = RedisStore.from_url(url, config)
+    try:
+        await asyncio.wait_for(store.client.ping(), 0.5 if dev else 5.0)
+        await store.load_scripts()
+        await store.ensure_groups()
+    except (RedisError, OSError, TimeoutError):
+        await store.close()
+        if not dev:
+            raise
+        return shared_memory_store(config)
+    return store

@@ -1,0 +1,180 @@
+"""Protobuf <-> domain values of the scheduler, at the edge only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from nodedrop.common.errors import FieldViolation, InvalidArgument
+from nodedrop.engine import NodeRegistry, ValidationError, Workflow
+from nodedrop.engine.parse import workflow_to_dict
+from nodedrop.engine.protobuf import workflow_from_proto, workflow_to_proto
+from nodedrop.engine.validate import validate_workflow
+from nodedrop.execution.v1 import execution_pb2
+from nodedrop.queue.v1 import scheduler_service_pb2 as pb
+from nodedrop.scheduler.schedules import Schedule
+from nodedrop.store import ExecutionStatus, FailedJob, JobSpec, QueueStats
+from nodedrop.workflow.v1 import workflow_pb2
+
+_STATUS = {
+    ExecutionStatus.QUEUED: execution_pb2.EXECUTION_STATUS_QUEUED,
+    ExecutionStatus.RUNNING: execution_pb2.EXECUTION_STATUS_RUNNING,
+    ExecutionStatus.RETRY_SCHEDULED: execution_pb2.EXECUTION_STATUS_RETRY_SCHEDULED,
+    ExecutionStatus.COMPLETED: execution_pb2.EXECUTION_STATUS_COMPLETED,
+    ExecutionStatus.FAILED: execution_pb2.EXECUTION_STATUS_FAILED,
+    ExecutionStatus.CANCELLED: execution_pb2.EXECUTION_STATUS_CANCELLED,
+    ExecutionStatus.TIMED_OUT: execution_pb2.EXECUTION_STATUS_TIMED_OUT,
+}
+_MAX_TRIGGER_BYTES = 4 * 1024 * 1024
+
+
+def status_to_proto(status: ExecutionStatus) -> Any:
+    return _STATUS[status]
+
+
+def workflow_snapshot(
+    msg: workflow_pb2.Workflow, registry: NodeRegistry, field: str = "workflow"
+) -> tuple[Workflow, str]:
+    """Validated domain workflow and its JSON snapshot; INVALID_ARGUMENT lists every problem."""
+    if not msg.nodes:
+        raise InvalidArgument.field(f"{field}.nodes", "a workflow needs at least one node")
+    try:
+        wf = workflow_from_proto(msg)
+    except ValidationError as e:
+        raise _invalid(e.problems, field) from None
+    problems = validate_workflow(wf, registry=registry)
+    if problems:
+        raise _invalid(problems, field)
+    return wf, orjson.dumps(workflow_to_dict(wf)).decode()
+
+
+def _invalid(problems: Any, field: str) -> InvalidArgument:
+    violations = [
+        FieldViolation(f"{field}.{p.path}" if p.path else field, f"{p.code}: {p.message}")
+        for p in problems
+    ]
+    return InvalidArgument(
+        "invalid workflow: " + "; ".join(v.field + ": " + v.description for v in violations[:5]),
+        violations,
+    )
+
+
+def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> JobSpec:
+    if not req.execution_id:
+        raise InvalidArgument.field("execution_id", "is required")
+    if not req.HasField("workflow"):
+        raise InvalidArgument.field("workflow", "is required")
+    wf, snapshot = workflow_snapshot(req.workflow, registry)
+    trigger = req.trigger_data_json
+    if trigger:
+        if len(trigger) > _MAX_TRIGGER_BYTES:
+            raise InvalidArgument.field("trigger_data_json", "is larger than 4 MiB")
+        try:
+            orjson.loads(trigger)
+        except orjson.JSONDecodeError as e:
+            raise InvalidArgument.field("trigger_data_json", f"is not JSON: {e}") from None
+    for node, out in req.completed_outputs_json.items():
+        try:
+            parsed = orjson.loads(out)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise InvalidArgument.field(
+                f"completed_outputs_json[{node}]", 'must be a JSON object {"port": [items]}'
+            )
+    settings = wf.settings
+    max_attempts = req.max_attempts if req.HasField("max_attempts") else settings.max_attempts
+    backoff = _seconds(req.backoff) if req.HasField("backoff") else settings.backoff_s
+    timeout = _seconds(req.timeout) if req.HasField("timeout") else settings.timeout_s
+    run_at = _ms(req.run_time) if req.HasField("run_time") else 0
+    return JobSpec(
+        execution_id=req.execution_id,
+        tenant_id=req.tenant_id,
+        workflow_id=req.workflow.id,
+        workflow_json=snapshot,
+        trigger_json=trigger,
+        priority=req.priority,
+        run_at_ms=run_at,
+        max_attempts=max_attempts,
+        backoff_s=backoff,
+        timeout_s=timeout,
+        traceparent=req.traceparent,
+        completed_outputs=dict(req.completed_outputs_json),
+    )
+
+
+def stats_to_proto(s: QueueStats) -> pb.GetQueueStatsResponse:
+    return pb.GetQueueStatsResponse(
+        waiting=s.waiting,
+        active=s.active,
+        delayed=s.delayed,
+        completed=s.completed,
+        failed=s.failed,
+        oldest_waiting_age=_duration(s.oldest_waiting_age_ms),
+        lanes=[
+            pb.LaneStats(
+                priority=lane.priority,
+                waiting=lane.waiting,
+                oldest_waiting_age=_duration(lane.oldest_waiting_age_ms),
+            )
+            for lane in s.lanes
+        ],
+        partitions=s.partitions,
+    )
+
+
+def failed_to_proto(j: FailedJob) -> pb.FailedJob:
+    return pb.FailedJob(
+        execution_id=j.execution_id,
+        tenant_id=j.tenant_id,
+        workflow_id=j.workflow_id,
+        attempts=j.attempts,
+        reason=j.reason,
+        node_id=j.node_id,
+        fail_time=_timestamp(j.fail_time_ms),
+    )
+
+
+def schedule_to_proto(s: Schedule) -> pb.Schedule:
+    from nodedrop.engine.parse import parse_workflow  # noqa: PLC0415 - edge only
+
+    wf = workflow_to_proto(parse_workflow(orjson.loads(s.workflow_json)))
+    wf.id = s.workflow_id
+    return pb.Schedule(
+        id=s.id,
+        tenant_id=s.tenant_id,
+        workflow_id=s.workflow_id,
+        workflow=wf,
+        cron=s.cron,
+        timezone=s.timezone,
+        paused=s.paused,
+        next_fire_time=_timestamp(s.next_fire_ms),
+    )
+
+
+def _seconds(d: Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def _ms(ts: Timestamp) -> int:
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def _duration(ms: int) -> Duration:
+    d = Duration()
+    d.FromMilliseconds(ms)
+    return d
+
+
+def _timestamp(ms: int) -> Timestamp:
+    t = Timestamp()
+    t.FromMilliseconds(ms)
+    return t
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,119 @@
+"""The scheduler's background loops: move due delayed jobs, reclaim stalled ones,
+fire cron ticks.  Each loop survives Redis outages with capped backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from redis.exceptions import RedisError
+
+from nodedrop.common.logging import get_logger
+from nodedrop.scheduler.schedules import (
+    ScheduleStore,
+    next_fire_ms,
+    tick_execution_id,
+    tick_time_iso,
+)
+from nodedrop.store import JobQueue, JobSpec, StoreError
+
+log = get_logger("nodedrop.scheduler")
+
+_BACKOFF_MAX_S = 5.0
+_MOVE_LIMIT = 1000
+_RECLAIM_LIMIT = 500
+
+
+class Maintenance:
+    def __init__(
+        self,
+        queue: JobQueue,
+        schedules: ScheduleStore,
+        *,
+        lease_s: float,
+        max_reclaims: int,
+        mover_interval_s: float,
+        reclaim_interval_s: float,
+        cron_interval_s: float,
+    ) -> None:
+        self._q = queue
+        self._schedules = schedules
+        self._lease_ms = int(lease_s * 1000)
+        self._max_reclaims = max_reclaims
+        self._intervals = (mover_interval_s, reclaim_interval_s, cron_interval_s)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        mover, reclaim, cron = self._intervals
+        self._tasks = [
+            asyncio.create_task(self._every("mover", mover, self.move_due), name="mover"),
+            asyncio.create_task(self._every("reclaimer", reclaim, self.reclaim), name="reclaim"),
+            asyncio.create_task(self._every("cron", cron, self.fire_due), name="cron"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    async def _every(self, name: str, interval: float, step: Callable[[], Awaitable[bool]]) -> None:
+        delay = interval
+        while True:
+            try:
+                more = await step()
+                delay = interval
+                if more:
+                    # A full batch: go on at once, the backlog is not empty.
+                    await asyncio.sleep(0)
+                    continue
+            except (RedisError, OSError) as e:
+                log.warning("maintenance step failed", loop=name, error=str(e), delay_s=delay)
+                delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
+            await asyncio.sleep(delay)
+
+    async def move_due(self) -> bool:
+        moved = await self._q.move_due(_now_ms(), _MOVE_LIMIT)
+        return moved >= _MOVE_LIMIT
+
+    async def reclaim(self) -> bool:
+        report = await self._q.reclaim(self._lease_ms, self._max_reclaims, _RECLAIM_LIMIT)
+        if report.requeued or report.dead_lettered:
+            log.info(
+                "reclaimed stalled jobs",
+                requeued=report.requeued,
+                dead_lettered=report.dead_lettered,
+                dropped=report.dropped,
+            )
+        return False
+
+    async def fire_due(self) -> bool:
+        now = _now_ms()
+        for s in await self._schedules.all():
+            if s.paused or s.next_fire_ms > now:
+                continue
+            tick = s.next_fire_ms
+            if await self._schedules.claim_tick(s.id, tick):
+                spec = JobSpec(
+                    execution_id=tick_execution_id(s.id, tick),
+                    tenant_id=s.tenant_id,
+                    workflow_id=s.workflow_id,
+                    workflow_json=s.workflow_json,
+                    trigger_json=orjson.dumps({"scheduled_at": tick_time_iso(tick)}).decode(),
+                )
+                try:
+                    await self._q.enqueue(spec, now)
+                    log.info("schedule fired", schedule_id=s.id, execution_id=spec.execution_id)
+                except StoreError as e:
+                    log.error("schedule could not fire", schedule_id=s.id, error=str(e))
+            # Missed ticks (the scheduler was down) are skipped, not replayed in a burst.
+            await self._schedules.advance(s, next_fire_ms(s.cron, s.timezone, max(now, tick)))
+        return False
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

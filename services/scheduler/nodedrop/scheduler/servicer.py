@@ -1,0 +1,208 @@
+"""SchedulerService: translates protobuf, calls the store; errors become precise statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+import grpc
+
+from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
+from nodedrop.engine import NodeRegistry
+from nodedrop.queue.v1 import scheduler_service_pb2 as pb
+from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
+from nodedrop.scheduler.convert import (
+    enqueue_to_spec,
+    failed_to_proto,
+    now_ms,
+    schedule_to_proto,
+    stats_to_proto,
+    status_to_proto,
+    workflow_snapshot,
+)
+from nodedrop.scheduler.errors import store_errors
+from nodedrop.scheduler.schedules import (
+    Schedule,
+    ScheduleError,
+    ScheduleStore,
+    check_cron,
+    new_schedule_id,
+    next_fire_ms,
+)
+from nodedrop.store import JobQueue, StateStore
+
+_MAX_IDS = 1000
+_MAX_PAGE = 1000
+
+
+class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
+    def __init__(
+        self,
+        queue: JobQueue,
+        state: StateStore,
+        schedules: ScheduleStore,
+        registry: NodeRegistry,
+    ) -> None:
+        self._q = queue
+        self._state = state
+        self._schedules = schedules
+        self._registry = registry
+
+    async def EnqueueExecution(
+        self, request: pb.EnqueueExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnqueueExecutionResponse:
+        spec = enqueue_to_spec(request, self._registry)
+        with store_errors():
+            r = await self._q.enqueue(spec, now_ms())
+        return pb.EnqueueExecutionResponse(
+            execution_id=r.execution_id, status=status_to_proto(r.status), created=r.created
+        )
+
+    async def CancelExecution(
+        self, request: pb.CancelExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelExecutionResponse:
+        if not request.execution_id:
+            raise InvalidArgument.field("execution_id", "is required")
+        with store_errors():
+            status = await self._state.cancel(request.execution_id, request.tenant_id, now_ms())
+        return pb.CancelExecutionResponse(status=status_to_proto(status))
+
+    async def GetExecutionStates(
+        self, request: pb.GetExecutionStatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetExecutionStatesResponse:
+        ids = list(request.execution_ids)
+        if len(ids) > _MAX_IDS:
+            raise InvalidArgument.field("execution_ids", f"at most {_MAX_IDS} per call")
+        states = await self._state.states(ids)
+        out = []
+        for x, s in zip(ids, states, strict=True):
+            # Another tenant's execution looks unknown: its existence is not revealed.
+            if s is None or (request.tenant_id and s.tenant_id != request.tenant_id):
+                out.append(pb.ExecutionState(execution_id=x, known=False))
+            else:
+                out.append(
+                    pb.ExecutionState(
+                        execution_id=x,
+                        known=True,
+                        status=status_to_proto(s.status),
+                        attempt=s.attempt,
+                    )
+                )
+        return pb.GetExecutionStatesResponse(states=out)
+
+    async def GetQueueStats(
+        self, request: pb.GetQueueStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetQueueStatsResponse:
+        return stats_to_proto(await self._q.stats(now_ms()))
+
+    async def ListFailedJobs(
+        self, request: pb.ListFailedJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFailedJobsResponse:
+        size = request.page_size or 100
+        if size < 0 or size > _MAX_PAGE:
+            raise InvalidArgument.field("page_size", f"must be within 0..{_MAX_PAGE}")
+        with store_errors():
+            jobs, token = await self._q.list_failed(size, request.page_token)
+        return pb.ListFailedJobsResponse(
+            jobs=[failed_to_proto(j) for j in jobs], next_page_token=token
+        )
+
+    async def RetryFailedJobs(
+        self, request: pb.RetryFailedJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RetryFailedJobsResponse:
+        ids = _ids_or_all(request.execution_ids, request.all)
+        n = await self._q.retry_failed(ids, request.all, now_ms())
+        return pb.RetryFailedJobsResponse(retried=n)
+
+    async def PurgeFailedJobs(
+        self, request: pb.PurgeFailedJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PurgeFailedJobsResponse:
+        ids = _ids_or_all(request.execution_ids, request.all)
+        n = await self._q.purge_failed(ids, request.all)
+        return pb.PurgeFailedJobsResponse(purged=n)
+
+    async def CreateSchedule(
+        self, request: pb.CreateScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateScheduleResponse:
+        s = request.schedule
+        if not s.tenant_id:
+            raise InvalidArgument.field("schedule.tenant_id", "is required")
+        if not s.HasField("workflow"):
+            raise InvalidArgument.field("schedule.workflow", "is required")
+        try:
+            check_cron(s.cron, s.timezone)
+        except ScheduleError as e:
+            raise InvalidArgument.field(e.field, e.reason) from None
+        _, snapshot = workflow_snapshot(s.workflow, self._registry, "schedule.workflow")
+        schedule = Schedule(
+            id=new_schedule_id(),
+            tenant_id=s.tenant_id,
+            workflow_id=s.workflow_id or s.workflow.id,
+            workflow_json=snapshot,
+            cron=s.cron,
+            timezone=s.timezone,
+            paused=s.paused,
+            next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()),
+        )
+        await self._schedules.put(schedule)
+        return pb.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
+
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        items = sorted(await self._schedules.all(), key=lambda s: s.id)
+        return pb.ListSchedulesResponse(
+            schedules=[
+                schedule_to_proto(s)
+                for s in items
+                if not request.tenant_id or s.tenant_id == request.tenant_id
+            ]
+        )
+
+    async def PauseSchedule(
+        self, request: pb.PauseScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseScheduleResponse:
+        s = await self._owned(request.schedule_id, request.tenant_id)
+        s = replace(s, paused=True)
+        await self._schedules.put(s)
+        return pb.PauseScheduleResponse(schedule=schedule_to_proto(s))
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeScheduleResponse:
+        s = await self._owned(request.schedule_id, request.tenant_id)
+        # Ticks missed while paused are not fired late.
+        s = replace(s, paused=False, next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()))
+        await self._schedules.put(s)
+        return pb.ResumeScheduleResponse(schedule=schedule_to_proto(s))
+
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteScheduleResponse:
+        s = await self._owned(request.schedule_id, request.tenant_id)
+        await self._schedules.delete(s.id)
+        return pb.DeleteScheduleResponse()
+
+    async def _owned(self, schedule_id: str, tenant_id: str) -> Schedule:
+        if not schedule_id:
+            raise InvalidArgument.field("schedule_id", "is required")
+        s = await self._schedules.get(schedule_id)
+        if s is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        if tenant_id and s.tenant_id != tenant_id:
+            raise PermissionDenied(f"schedule {schedule_id} belongs to another tenant")
+        return s
+
+
+def _ids_or_all(ids: Iterable[str], all_: bool) -> list[str]:
+    listed = list(ids)
+    if all_ and listed:
+        raise InvalidArgument.field("execution_ids", "give ids or all, not both")
+    if not all_ and not listed:
+        raise InvalidArgument.field("execution_ids", "give at least one id, or all")
+    if len(listed) > _MAX_IDS:
+        raise InvalidArgument.field("execution_ids", f"at most {_MAX_IDS} per call")
+    return listed
+
+
+__all__ = ["SchedulerServicer"]

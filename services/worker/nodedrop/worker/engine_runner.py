@@ -1,0 +1,125 @@
+"""Runs an attempt with nodedrop.engine: parses the snapshot (cached), resumes after
+the checkpoints, and turns engine events into store event drafts."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from nodedrop.engine import (
+    CancelToken,
+    EngineConfig,
+    EngineEvent,
+    ErrorInfo,
+    ExecutionInfo,
+    ExecutionStatus,
+    NodeOutputs,
+    ValidationError,
+    Workflow,
+)
+from nodedrop.engine.executor import run_workflow
+from nodedrop.engine.parse import parse_workflow
+from nodedrop.store import EventDraft, EventError, EventType, ExecutionContext
+from nodedrop.store.plugins import build_registry
+from nodedrop.worker.runner import Ending, JobSink, RunOutcome
+
+# Parsed workflows by snapshot text: a burst of executions of one workflow parses
+# and plans it once (the engine caches the plan on the Workflow object).
+_CACHE_SIZE = 512
+
+_ENDINGS = {
+    ExecutionStatus.COMPLETED: Ending.COMPLETED,
+    ExecutionStatus.FAILED: Ending.FAILED,
+    ExecutionStatus.CANCELLED: Ending.CANCELLED,
+    ExecutionStatus.TIMED_OUT: Ending.TIMED_OUT,
+}
+
+
+def build_config(plugins: tuple[str, ...] = ()) -> EngineConfig:
+    return EngineConfig(registry=build_registry(plugins))
+
+
+class _Events:
+    """The engine's EventSink and CheckpointStore over a JobSink (no awaits on Redis)."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: JobSink) -> None:
+        self._sink = sink
+
+    async def emit(self, event: EngineEvent) -> None:
+        self._sink.emit(_draft(event, ""))
+
+    async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
+        data = orjson.dumps(outputs).decode()
+        self._sink.checkpoint(node_id, data, _draft(event, data))
+
+
+class EngineRunner:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self._config = config or build_config()
+        self._workflows: OrderedDict[str, Workflow] = OrderedDict()
+
+    def _workflow(self, text: str) -> Workflow:
+        wf = self._workflows.get(text)
+        if wf is not None:
+            self._workflows.move_to_end(text)
+            return wf
+        wf = parse_workflow(orjson.loads(text))
+        self._workflows[text] = wf
+        if len(self._workflows) > _CACHE_SIZE:
+            self._workflows.popitem(last=False)
+        return wf
+
+    async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
+        try:
+            workflow = self._workflow(ctx.workflow_json)
+            trigger: Any = orjson.loads(ctx.trigger_json) if ctx.trigger_json else None
+            completed = {node: orjson.loads(out) for node, out in ctx.outputs.items()}
+        except (ValidationError, orjson.JSONDecodeError) as e:
+            return _invalid(str(e))
+        events = _Events(sink)
+        try:
+            result = await run_workflow(
+                workflow,
+                execution=ExecutionInfo(ctx.execution_id, ctx.attempt, ctx.workflow_id),
+                trigger_data=trigger,
+                sink=events,
+                checkpoints=events,
+                completed=completed,
+                cancel=cancel,
+                timeout_s=ctx.timeout_s,
+                config=self._config,
+            )
+        except ValidationError as e:
+            return _invalid(str(e))
+        ending = _ENDINGS[result.status]
+        if ending is Ending.COMPLETED:
+            return RunOutcome(ending, result_json=orjson.dumps(result.outputs).decode())
+        err = result.error
+        return RunOutcome(
+            ending,
+            error=_error(err) if err else None,
+            failed_node=(err.node_id or "") if err else "",
+        )
+
+
+def _invalid(message: str) -> RunOutcome:
+    return RunOutcome(Ending.FAILED, error=EventError(message, "invalid_workflow", False))
+
+
+def _error(info: ErrorInfo) -> EventError:
+    return EventError(info.message, info.code, info.retryable)
+
+
+def _draft(event: EngineEvent, data_json: str) -> EventDraft:
+    if not data_json and event.data is not None:
+        data_json = orjson.dumps(event.data).decode()
+    return EventDraft(
+        EventType(event.type.value),
+        event.node_id or "",
+        data_json,
+        _error(event.error) if event.error else None,
+    )
