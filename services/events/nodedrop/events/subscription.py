@@ -43,6 +43,7 @@ class Subscriptions:
         history: History | None = None,
         page: int = 1000,
         ready_timeout_s: float = 5.0,
+        max_concurrent_reads: int = 32,
     ) -> None:
         self._hub = hub
         self._source = source
@@ -50,6 +51,9 @@ class Subscriptions:
         self._history = history
         self._page = page
         self._ready_timeout_s = ready_timeout_s
+        # A burst of reconnecting subscribers must queue here rather than
+        # exhaust the Redis connection pool.
+        self._reads = asyncio.Semaphore(max_concurrent_reads)
 
     async def _wait_ready(self) -> None:
         try:
@@ -86,7 +90,8 @@ class Subscriptions:
                 yield batch
 
     async def _read(self, execution_id: str, after_seq: int) -> list[LiveEvent]:
-        records = await self._source.read(execution_id, after_seq, self._page)
+        async with self._reads:
+            records = await self._source.read(execution_id, after_seq, self._page)
         return [LiveEvent.from_record(r) for r in records]
 
     async def _check_resume_point(
@@ -97,13 +102,15 @@ class Subscriptions:
         Returns an iterator that serves the whole subscription, or None when
         the caller should go on to tail live events.
         """
-        records = await self._source.read(execution_id, 0, 1)
+        async with self._reads:
+            records = await self._source.read(execution_id, 0, 1)
         if not records:
             # Nothing in Redis: past retention, or never existed; the API knows which.
             return self._from_history(principal, credential, execution_id, after_seq)
         if records[0].tenant_id != principal.tenant_id:
             raise NotFound(f"execution {execution_id!r} not found")
-        at = await self._source.read(execution_id, after_seq - 1, 1)
+        async with self._reads:
+            at = await self._source.read(execution_id, after_seq - 1, 1)
         if not at or at[0].sequence != after_seq:
             raise OutOfRange(
                 f"after_sequence {after_seq} is beyond the last event of execution {execution_id!r}"
