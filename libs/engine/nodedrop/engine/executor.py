@@ -356,6 +356,8 @@ class _Run:
                 self._resolve(b, _DONE if stored is not None else _SKIPPED)
                 if stored is not None:
                     self.outputs[b] = stored
+                    ports = (*plan.out[b], *plan.back_out[b])
+                    self.taken[b] = any(stored.get(p) for p in ports)
                     if MAIN in stored:
                         self.nodes_main[plan.ids[b]] = stored[MAIN]
                 for port, conns in plan.out[b].items():
