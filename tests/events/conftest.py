@@ -23,9 +23,10 @@ from nodedrop.common.auth import RemoteAuthenticator
 from nodedrop.events.feed import LiveFeed
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.servicer import EventServicer, add_to_server
-from nodedrop.events.source import RedisEventSource
 from nodedrop.events.subscription import Subscriptions
 from nodedrop.store import EventError, EventRecord, EventType, Keys
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.redis_store import RedisStore
 
 KEY_A = "key-tenant-a"
 KEY_B = "key-tenant-b"
@@ -165,7 +166,7 @@ async def start_events(
     redis: Redis, keys: Keys, auth_address: str, *, capacity: int = 4096
 ) -> AsyncIterator[EventsStack]:
     hub = FanoutHub(capacity)
-    source = RedisEventSource(redis, keys)
+    source = RedisStore(redis, StoreConfig(keys=keys))
     feed = LiveFeed(source, hub, block_ms=200)
     feed_task = asyncio.create_task(feed.run())
     auth_channel = grpc.aio.insecure_channel(auth_address)
@@ -190,7 +191,7 @@ async def start_events(
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis(host="127.0.0.1", port=6379)
+    client = Redis(host="127.0.0.1", port=6379, decode_responses=True, protocol=2)
     yield client
     await client.aclose()
 

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import grpc
 
 from nodedrop.common.auth import Authenticator, RemoteAuthenticator
 from nodedrop.common.client import open_channel
-from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
+from nodedrop.common.logging import get_logger
+from nodedrop.events.feed import LiveFeed
+from nodedrop.events.history import ApiHistory
+from nodedrop.events.hub import FanoutHub
+from nodedrop.events.servicer import SERVICE_NAME, EventServicer, add_to_server
 from nodedrop.events.settings import EventsSettings
+from nodedrop.events.subscription import Subscriptions
+from nodedrop.store import Keys
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.factory import open_store
+from nodedrop.store.memory import MemoryStore
+from nodedrop.store.redis_store import RedisStore
 
 __all__ = ["EventsService", "create_service"]
+
+log = get_logger("nodedrop.events")
 
 
 class EventsService:
@@ -19,10 +33,14 @@ class EventsService:
 
     def __init__(self, settings: EventsSettings, *, dev: bool = False) -> None:
         self._settings = settings
-        # `nodedrop dev` passes dev=True: the hook for the in-memory adapters.
+        # `nodedrop dev` passes dev=True: without Redis, the shared in-memory store.
         self._dev = dev
         self._api_channel: grpc.aio.Channel | None = None
         self._authenticator: RemoteAuthenticator | None = None
+        self._store: RedisStore | MemoryStore | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self.hub = FanoutHub(settings.subscriber_buffer)
+        self._servicer: EventServicer | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
@@ -30,13 +48,11 @@ class EventsService:
         return self._authenticator
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        # The generated base class answers UNIMPLEMENTED until replaced.
-        event_service_pb2_grpc.add_EventServiceServicer_to_server(
-            # The generated base class is abstract to mypy only.
-            event_service_pb2_grpc.EventServiceServicer(),  # type: ignore[abstract]
-            server,
-        )
-        return [event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name]
+        # GrpcServer calls start() (which builds the servicer) before register().
+        if self._servicer is None:
+            raise RuntimeError("register() called before start()")
+        add_to_server(self._servicer, server)
+        return [SERVICE_NAME]
 
     async def start(self) -> None:
         self._api_channel = open_channel(
@@ -44,8 +60,25 @@ class EventsService:
             max_message_bytes=self._settings.server.grpc_max_message_bytes,
         )
         self._authenticator = RemoteAuthenticator(self._api_channel)
+        redis = self._settings.redis
+        config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))
+        self._store = await open_store(redis.url, config, dev=self._dev)
+        feed = LiveFeed(self._store, self.hub)
+        self._feed_task = asyncio.create_task(feed.run(), name="events-feed")
+        subscriptions = Subscriptions(
+            self.hub, self._store, feed.ready, history=ApiHistory(self._api_channel)
+        )
+        self._servicer = EventServicer(subscriptions, self._authenticator)
 
     async def stop(self) -> None:
+        task, self._feed_task = self._feed_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        store, self._store = self._store, None
+        if isinstance(store, RedisStore):
+            await store.close()
         channel, self._api_channel = self._api_channel, None
         if channel is not None:
             await channel.close()

@@ -11,6 +11,7 @@ from nodedrop.common.settings import (
     RedisSettings,
     ServerSettings,
     TelemetrySettings,
+    env_int,
     process_env,
 )
 
@@ -22,6 +23,9 @@ class EventsSettings:
     log: LogSettings
     telemetry: TelemetrySettings
     redis: RedisSettings
+    # Events a subscriber may fall behind before its stream ends with
+    # RESOURCE_EXHAUSTED (it then resumes from its last sequence).
+    subscriber_buffer: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> EventsSettings:
@@ -34,4 +38,7 @@ class EventsSettings:
             log=LogSettings.from_env(env),
             telemetry=TelemetrySettings.from_env(env, "nodedrop-events"),
             redis=RedisSettings.from_env(env),
+            subscriber_buffer=env_int(
+                env, "NODEDROP_EVENTS_SUBSCRIBER_BUFFER", 4096, minimum=16, maximum=1_000_000
+            ),
         )
