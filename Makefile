@@ -54,6 +54,9 @@ test: install ## run the test suite (needs Redis and PostgreSQL; see README)
 check-k8s: install ## render every kustomize overlay and validate it strictly (offline)
 	scripts/check-k8s
 
+bench: install ## nodedrop-exec vs BullMQ, Celery, Dramatiq, arq, RQ, taskiq, saq (BENCH_ARGS=--quick)
+	$(BIN)/python bench/peers/run.py $(BENCH_ARGS)
+
 run: install ## run every service in one process (nodedrop dev)
 	$(BIN)/nodedrop dev
 

@@ -1,0 +1,215 @@
+"""make bench: nodedrop-exec and its peer job queues through the same scenarios.
+
+    python bench/peers/run.py [--quick] [--only bullmq,celery,...] [--skip-install]
+
+Installs each peer in its own environment, then for every system, scenario
+and round: FLUSHDB of that system's own Redis db (9-15 for the peers, never
+another one), run its driver in a subprocess, read one JSON line, FLUSHDB
+again. Writes results/<stamp>.json (raw rounds, versions, settings, machine
+load) and, for a full run, results/latest.json and the chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import envs
+import redis
+import report
+import stats
+from catalog import PEERS, Peer
+from scenarios import LISTENERS, Scenario, plan
+from systems import NODEDROP, System, system_of
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DRIVERS = ROOT / "drivers"
+SLACK_S = 90.0  # enqueue + start-up + shutdown on top of a round's cap
+
+
+def _flush(db: int) -> None:
+    # Our own db numbers only: the server is shared with other test suites.
+    assert db in range(8, 16), db
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client.flushdb()
+    client.close()
+
+
+def _run_round(system: System, scenario: Scenario) -> dict[str, Any]:
+    argv = [
+        *system.command,
+        scenario.name,
+        "--jobs",
+        str(scenario.jobs),
+        "--timeout",
+        str(scenario.timeout_s),
+    ]
+    if scenario.name == "events":
+        argv += ["--listeners", str(LISTENERS)]
+    env = dict(os.environ, BENCH_REDIS_DB=str(system.redis_db), **system.env)
+    _flush(system.redis_db)
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=DRIVERS,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=scenario.timeout_s + SLACK_S,
+        )
+    finally:
+        _flush(system.redis_db)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    try:
+        raw: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        return {"error": f"unreadable driver output: {exc}"}
+    return _condense(scenario, raw)
+
+
+def _condense(scenario: Scenario, raw: dict[str, Any]) -> dict[str, Any]:
+    """Per-round figures; raw latency samples are kept except for the events
+    scenario, whose 100,000 deliveries are reduced to percentiles."""
+    out = dict(raw)
+    samples = raw.get("latencies_ms")
+    if samples is not None:
+        out["p50_ms"] = stats.percentile(samples, 50)
+        out["p99_ms"] = stats.percentile(samples, 99)
+        if scenario.name == "events":
+            del out["latencies_ms"]
+    return out
+
+
+def _metric(scenario: str, rnd: dict[str, Any]) -> dict[str, float]:
+    if scenario in ("throughput", "chain"):
+        return {"rate": rnd["rate"]}
+    if scenario == "latency":
+        return {"p50_ms": rnd["p50_ms"], "p99_ms": rnd["p99_ms"]}
+    return {
+        "p50_ms": rnd["p50_ms"],
+        "p99_ms": rnd["p99_ms"],
+        "deliveries_per_s": rnd["deliveries_per_s"],
+    }
+
+
+def _summarise(scenario: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in rounds if "error" not in r]
+    if not good:
+        return {"error": rounds[-1].get("error", "no rounds") if rounds else "no rounds"}
+    keys = _metric(scenario, good[0]).keys()
+    out: dict[str, Any] = {k: stats.summary([_metric(scenario, r)[k] for r in good]) for k in keys}
+    out["all_finished"] = all(r.get("finished", False) for r in good)
+    out["completed_min"] = min(r.get("completed", 0) for r in good)
+    out["rounds_ok"] = len(good)
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    info = redis.Redis(host="127.0.0.1", port=6379).info("server")
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "redis": info.get("redis_version"),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--only", default="", help="comma-separated systems to run")
+    parser.add_argument("--skip-install", action="store_true")
+    parser.add_argument("--no-chart", action="store_true")
+    args = parser.parse_args()
+
+    names = [n for n in args.only.split(",") if n] or [NODEDROP.name, *(p.name for p in PEERS)]
+    systems = [system_of(n) for n in names]
+    scenarios = plan(args.quick)
+    started = time.time()
+    doc: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "quick": args.quick,
+        "machine": _machine(),
+        "scenarios": [s.__dict__ for s in scenarios],
+        "systems": {},
+    }
+    for system in systems:
+        peer: Peer | None = system.peer
+        if peer is not None and not args.skip_install:
+            envs.ensure(peer)
+        entry: dict[str, Any] = {
+            "settings": system.concurrency,
+            "chain": system.chain,
+            "versions": system.versions(),
+            "redis_db": system.redis_db,
+            "scenarios": {},
+        }
+        for scenario in scenarios:
+            if scenario.name == "events" and not system.has_events:
+                entry["scenarios"][scenario.name] = {"skipped": "no progress-event API"}
+                continue
+            rounds = []
+            for index in range(scenario.rounds):
+                t0 = time.monotonic()
+                try:
+                    rnd = _run_round(system, scenario)
+                except subprocess.TimeoutExpired:
+                    rnd = {"error": "driver exceeded its time cap"}
+                rnd["seconds"] = round(time.monotonic() - t0, 2)
+                rounds.append(rnd)
+                shown = {k: v for k, v in _metric_or_error(scenario.name, rnd).items()}
+                print(
+                    f"[bench] {system.name:9} {scenario.name:10} round {index + 1}: {shown}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            entry["scenarios"][scenario.name] = {
+                "rounds": rounds,
+                "summary": _summarise(scenario.name, rounds),
+            }
+        doc["systems"][system.name] = entry
+    doc["machine"]["loadavg_end"] = os.getloadavg()
+    doc["duration_s"] = round(time.time() - started, 1)
+
+    # Quick runs are for development and stay out of the repository.
+    folder = ROOT / ".envs" / "results" if args.quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    path = folder / f"{stamp}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    if not args.quick and not args.only:
+        (RESULTS / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(
+        f"[bench] wrote {path.relative_to(ROOT.parent.parent)} in {doc['duration_s']} s",
+        file=sys.stderr,
+    )
+    print(report.table(doc))
+    if not args.no_chart:
+        print(f"[bench] chart: {report.chart(doc, quick=args.quick)}", file=sys.stderr)
+    return 0
+
+
+def _metric_or_error(scenario: str, rnd: dict[str, Any]) -> dict[str, Any]:
+    if "error" in rnd:
+        return {"error": rnd["error"]}
+    shown: dict[str, Any] = {k: round(v, 2) for k, v in _metric(scenario, rnd).items()}
+    if not rnd.get("finished", True):
+        shown["completed"] = rnd.get("completed")
+    return shown
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

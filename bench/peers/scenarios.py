@@ -1,0 +1,39 @@
+"""The scenarios, and how big they are in a full and a --quick run.
+
+Sizes are fixed by the issue (20,000 no-op jobs, 200 sequential latency
+probes, 100 listeners); the time caps keep the whole run bounded: a peer that
+cannot finish within its cap is reported with the jobs it did complete, the
+rate over that time, and finished=false.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    jobs: int  # jobs, probes, chains, or progress events per round
+    rounds: int
+    timeout_s: float  # cap per round
+    what: str
+
+
+def plan(quick: bool) -> tuple[Scenario, ...]:
+    if quick:
+        return (
+            Scenario("throughput", 2_000, 1, 15.0, "no-op jobs, one INCR each"),
+            Scenario("latency", 50, 1, 15.0, "sequential enqueue -> job start"),
+            Scenario("chain", 200, 1, 15.0, "five-step chains, one INCR per step"),
+            Scenario("events", 200, 1, 15.0, "progress events to 100 listeners"),
+        )
+    return (
+        Scenario("throughput", 20_000, 3, 40.0, "no-op jobs, one INCR each"),
+        Scenario("latency", 200, 3, 20.0, "sequential enqueue -> job start"),
+        Scenario("chain", 2_000, 3, 25.0, "five-step chains, one INCR per step"),
+        Scenario("events", 1_000, 3, 20.0, "progress events to 100 listeners"),
+    )
+
+
+LISTENERS = 100
