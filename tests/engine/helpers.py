@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
@@ -42,5 +43,5 @@ def chain(ids: list[str], node_type: str = "count") -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [{"id": "start", "type": "manual_trigger"}]
     nodes += [{"id": i, "type": node_type} for i in ids]
     order = ["start", *ids]
-    conns = [{"from": a, "to": b} for a, b in zip(order, order[1:], strict=False)]
+    conns = [{"from": a, "to": b} for a, b in itertools.pairwise(order)]
     return {"name": "chain", "nodes": nodes, "connections": conns}

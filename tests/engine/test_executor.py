@@ -9,6 +9,7 @@ import pytest
 
 from nodedrop.engine import (
     CancelToken,
+    EngineConfig,
     EngineEvent,
     EventType,
     ExecutionInfo,
@@ -19,6 +20,7 @@ from nodedrop.engine import (
     NodeError,
     NodeRetry,
     ValidationError,
+    Workflow,
     execute_node,
     parse_workflow,
     run_workflow,
@@ -53,8 +55,12 @@ async def test_resume_runs_only_nodes_not_checkpointed() -> None:
     wf = parse_workflow(chain(["n1", "n2", "n3", "n4", "n5"]))
     first = MemoryCheckpointStore()
     result = await run_workflow(
-        wf, execution=ExecutionInfo("e1"), trigger_data={"x": 1}, sink=MemoryEventSink(),
-        checkpoints=first, config=config,
+        wf,
+        execution=ExecutionInfo("e1"),
+        trigger_data={"x": 1},
+        sink=MemoryEventSink(),
+        checkpoints=first,
+        config=config,
     )
     assert result.ok
     assert effects.runs == dict.fromkeys(["n1", "n2", "n3", "n4", "n5"], 1)
@@ -64,8 +70,13 @@ async def test_resume_runs_only_nodes_not_checkpointed() -> None:
     sink = MemoryEventSink()
     again = MemoryCheckpointStore()
     result2 = await run_workflow(
-        wf, execution=ExecutionInfo("e1", attempt=2), trigger_data={"x": 1}, sink=sink,
-        checkpoints=again, completed=completed, config=config,
+        wf,
+        execution=ExecutionInfo("e1", attempt=2),
+        trigger_data={"x": 1},
+        sink=sink,
+        checkpoints=again,
+        completed=completed,
+        config=config,
     )
     assert result2.ok
     assert effects.runs == {"n3": 1, "n4": 1, "n5": 1}
@@ -174,7 +185,10 @@ async def test_invalid_workflow_raises_before_running() -> None:
     wf = parse_workflow({"nodes": [{"id": "t", "type": "noop"}]})
     with pytest.raises(ValidationError):
         await run_workflow(
-            wf, execution=ExecutionInfo("e"), trigger_data=None, sink=MemoryEventSink(),
+            wf,
+            execution=ExecutionInfo("e"),
+            trigger_data=None,
+            sink=MemoryEventSink(),
             checkpoints=MemoryCheckpointStore(),
         )
 
@@ -240,15 +254,23 @@ async def test_loop_resume_after_finished_loop_does_not_rerun_body() -> None:
     wf = parse_workflow(data)
     store = MemoryCheckpointStore()
     result = await run_workflow(
-        wf, execution=ExecutionInfo("e"), trigger_data=[{"i": i} for i in range(5)],
-        sink=MemoryEventSink(), checkpoints=store, config=config,
+        wf,
+        execution=ExecutionInfo("e"),
+        trigger_data=[{"i": i} for i in range(5)],
+        sink=MemoryEventSink(),
+        checkpoints=store,
+        config=config,
     )
     assert result.ok and effects.runs == {"body": 3, "after": 1}
     effects.runs.clear()
     completed = {k: v for k, v in store.outputs.items() if k != "after"}
     result2 = await run_workflow(
-        wf, execution=ExecutionInfo("e", 2), trigger_data=[{"i": i} for i in range(5)],
-        sink=MemoryEventSink(), checkpoints=MemoryCheckpointStore(), completed=completed,
+        wf,
+        execution=ExecutionInfo("e", 2),
+        trigger_data=[{"i": i} for i in range(5)],
+        sink=MemoryEventSink(),
+        checkpoints=MemoryCheckpointStore(),
+        completed=completed,
         config=config,
     )
     assert result2.ok and effects.runs == {"after": 1}
@@ -274,8 +296,6 @@ async def test_loop_max_iterations() -> None:
 
 
 async def test_subworkflow_by_id_uses_resolver() -> None:
-    from nodedrop.engine import EngineConfig, Workflow
-
     sub = parse_workflow(chain(["x"], "noop"))
 
     async def resolve(workflow_id: str) -> Workflow:
@@ -284,11 +304,13 @@ async def test_subworkflow_by_id_uses_resolver() -> None:
         return sub
 
     data = chain([], "noop")
-    data["nodes"].append({"id": "call", "type": "execute_workflow",
-                          "parameters": {"workflow_id": "wf-1"}})
+    data["nodes"].append(
+        {"id": "call", "type": "execute_workflow", "parameters": {"workflow_id": "wf-1"}}
+    )
     data["connections"].append({"from": "start", "to": "call"})
-    run = await run_local(parse_workflow(data), {"a": 1},
-                          config=EngineConfig(workflow_resolver=resolve))
+    run = await run_local(
+        parse_workflow(data), {"a": 1}, config=EngineConfig(workflow_resolver=resolve)
+    )
     assert run.result.outputs == {"call": [{"a": 1}]}
     run = await run_local(parse_workflow(data), {"a": 1})
     assert run.result.error is not None

@@ -18,7 +18,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
-    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -79,7 +81,12 @@ def _allowing(port: int) -> EngineConfig:
 
 
 async def test_get_json_with_template_and_query(server: int) -> None:
-    wf = _wf({"url": f"http://127.0.0.1:{server}/json/{{{{ json.id }}}}", "query": {"q": "{{ json.id }}"}})
+    wf = _wf(
+        {
+            "url": f"http://127.0.0.1:{server}/json/{{{{ json.id }}}}",
+            "query": {"q": "{{ json.id }}"},
+        }
+    )
     run = await run_local(wf, [{"id": 7}], config=_allowing(server))
     assert run.result.status is ExecutionStatus.COMPLETED, run.result.error
     (item,) = run.result.outputs["h"]
@@ -89,8 +96,13 @@ async def test_get_json_with_template_and_query(server: int) -> None:
 
 
 async def test_post_json_body(server: int) -> None:
-    wf = _wf({"method": "POST", "url": f"http://127.0.0.1:{server}/echo",
-              "body": {"order": "{{ json.id }}", "note": "id {{ json.id }}"}})
+    wf = _wf(
+        {
+            "method": "POST",
+            "url": f"http://127.0.0.1:{server}/echo",
+            "body": {"order": "{{ json.id }}", "note": "id {{ json.id }}"},
+        }
+    )
     run = await run_local(wf, [{"id": 7}], config=_allowing(server))
     (item,) = run.result.outputs["h"]
     assert item["status"] == 201
@@ -98,11 +110,13 @@ async def test_post_json_body(server: int) -> None:
 
 
 async def test_text_body_and_allowed_redirect(server: int) -> None:
-    run = await run_local(_wf({"url": f"http://127.0.0.1:{server}/text"}), {},
-                          config=_allowing(server))
+    run = await run_local(
+        _wf({"url": f"http://127.0.0.1:{server}/text"}), {}, config=_allowing(server)
+    )
     assert run.result.outputs["h"][0]["body"] == "hello"
-    run = await run_local(_wf({"url": f"http://127.0.0.1:{server}/redirect-ok"}), {},
-                          config=_allowing(server))
+    run = await run_local(
+        _wf({"url": f"http://127.0.0.1:{server}/redirect-ok"}), {}, config=_allowing(server)
+    )
     assert run.result.outputs["h"][0]["body"]["path"] == "/json?from=redirect"
 
 
@@ -112,8 +126,9 @@ async def test_http_error_fails_unless_ignored(server: int) -> None:
     assert run.result.status is ExecutionStatus.FAILED
     assert run.result.error is not None and run.result.error.code == "http_status"
     assert not run.result.error.retryable
-    run = await run_local(_wf({"url": url, "ignore_http_errors": True}), {},
-                          config=_allowing(server))
+    run = await run_local(
+        _wf({"url": url, "ignore_http_errors": True}), {}, config=_allowing(server)
+    )
     assert run.result.outputs["h"][0]["status"] == 404
 
 
@@ -139,8 +154,9 @@ async def test_refuses_non_public_addresses(server: int, url: str) -> None:
 
 
 async def test_refuses_redirect_to_loopback(server: int) -> None:
-    run = await run_local(_wf({"url": f"http://127.0.0.1:{server}/redirect-loopback"}), {},
-                          config=_allowing(server))
+    run = await run_local(
+        _wf({"url": f"http://127.0.0.1:{server}/redirect-loopback"}), {}, config=_allowing(server)
+    )
     assert run.result.status is ExecutionStatus.FAILED
     assert run.result.error is not None and run.result.error.code == "address_refused"
     assert "127.0.0.1" in run.result.error.message

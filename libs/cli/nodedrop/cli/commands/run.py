@@ -1,0 +1,157 @@
+"""``nodedrop run FILE``: run a workflow and show its events as they happen.
+
+``--local`` runs it in this process (direct mode, no services needed). Without
+it the run goes to the API; that mode plugs in through ``REMOTE_RUNNER`` (the
+API part sets it), so this module keeps the argument handling, the display and
+the exit codes shared by both modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
+
+import orjson
+
+from nodedrop.cli.commands._workflow_file import FileError, load_workflow_data, parse_input
+from nodedrop.engine import CancelToken, EventType, ValidationError, parse_workflow
+from nodedrop.engine.local import SequencedEvent, run_local
+
+__all__ = ["EventPrinter", "Outcome", "register", "run_file_local"]
+
+# (args, printer) -> final execution {"status", "outputs", "error"}; None = no remote mode.
+RemoteRunner = Callable[[argparse.Namespace, "EventPrinter"], Coroutine[Any, Any, dict[str, Any]]]
+REMOTE_RUNNER: RemoteRunner | None = None
+
+Outcome = dict[str, Any]
+
+_GLYPH = {
+    EventType.NODE_STARTED: "…",
+    EventType.NODE_COMPLETED: "✓",
+    EventType.NODE_FAILED: "✗",
+    EventType.NODE_SKIPPED: "-",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run a workflow file and follow its events")
+    parser.add_argument("file", help="workflow JSON file ('-' for stdin)")
+    parser.add_argument("--local", action="store_true", help="run in this process (direct mode)")
+    parser.add_argument("--input", help="trigger data as JSON, or @FILE")
+    parser.add_argument(
+        "--json", action="store_true", help="print the final execution as one JSON object"
+    )
+    parser.set_defaults(func=_run)
+
+
+class EventPrinter:
+    """Events as they happen: one line each, or a compact live line on a terminal.
+
+    With ``--json`` the events go to stderr so that stdout holds only the result.
+    """
+
+    def __init__(self, stream: TextIO, *, live: bool) -> None:
+        self.stream = stream
+        self.live = live
+        self.done = 0
+        self.nodes: dict[str, str] = {}
+
+    def __call__(self, seq: SequencedEvent) -> None:
+        self.show(
+            seq.sequence,
+            seq.event.type,
+            seq.event.node_id,
+            seq.event.error.message if seq.event.error else None,
+        )
+
+    def show(self, sequence: int, etype: EventType, node_id: str | None, error: str | None) -> None:
+        if node_id is not None:
+            self.nodes[node_id] = etype.name
+        if etype in (EventType.NODE_COMPLETED, EventType.NODE_SKIPPED, EventType.NODE_FAILED):
+            self.done += 1
+        if self.live:
+            glyph = _GLYPH.get(etype, "")
+            line = f"\r\x1b[2K[{self.done} nodes] {glyph} {node_id or etype.name.lower()}"
+            if node_id is None or etype is EventType.NODE_FAILED:
+                line += "\n"
+            if error:
+                line += f"  {error}\n"
+            self.stream.write(line)
+        else:
+            where = f" {node_id}" if node_id else ""
+            tail = f": {error}" if error else ""
+            self.stream.write(f"{sequence:>4} {etype.name}{where}{tail}\n")
+        self.stream.flush()
+
+
+def _printer(args: argparse.Namespace) -> EventPrinter:
+    stream = sys.stderr if args.json else sys.stdout
+    return EventPrinter(stream, live=stream.isatty())
+
+
+async def run_file_local(
+    workflow_data: Any, trigger: Any, printer: EventPrinter, cancel: CancelToken | None = None
+) -> Outcome:
+    wf = parse_workflow(workflow_data)
+    run = await run_local(wf, trigger, on_event=printer, cancel=cancel)
+    return run.result.to_dict() | {"execution_id": run.execution_id}
+
+
+async def _local_main(args: argparse.Namespace, printer: EventPrinter, trigger: Any) -> Outcome:
+    token = CancelToken()
+    loop = asyncio.get_running_loop()
+    # Not available off the main thread or on some platforms: Ctrl-C then just stops.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, token.cancel, "interrupted")
+    try:
+        return await run_file_local(load_workflow_data(args.file), trigger, printer, token)
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def _run(args: argparse.Namespace) -> int:
+    outcome: Outcome
+    try:
+        trigger = parse_input(args.input)
+        if not args.local:
+            if REMOTE_RUNNER is None:
+                print(
+                    "nodedrop run: remote runs are not available in this build; "
+                    "use --local to run in process",
+                    file=sys.stderr,
+                )
+                return 2
+            printer = _printer(args)
+            outcome = asyncio.run(REMOTE_RUNNER(args, printer))
+        else:
+            printer = _printer(args)
+            outcome = asyncio.run(_local_main(args, printer, trigger))
+    except FileError as exc:
+        print(f"nodedrop run: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        for p in exc.problems:
+            print(f"{args.file}: {p.path or '<workflow>'}: {p.code}: {p.message}", file=sys.stderr)
+        return 2
+    return _finish(args, outcome)
+
+
+def _finish(args: argparse.Namespace, outcome: Outcome) -> int:
+    if args.json:
+        sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+    else:
+        status = outcome["status"]
+        error = outcome.get("error")
+        print(
+            f"execution {outcome.get('execution_id', '')} {status}"
+            + (f": {error['message']}" if error else "")
+        )
+        for node_id, items in outcome.get("outputs", {}).items():
+            print(f"  {node_id}: {orjson.dumps(items).decode()}")
+    return 0 if outcome["status"] == "completed" else 1
