@@ -42,9 +42,11 @@ NODEDROP = System(
     name="nodedrop",
     command=(str(REPO / ".venv" / "bin" / "python"), "nodedrop_driver.py"),
     redis_db=8,
-    concurrency="1 worker process (services/worker), default settings",
-    chain="five-node workflow (trigger + four set nodes) in queue mode",
-    has_events=True,
+    concurrency="1 worker process (nodedrop worker), EXECUTION_WORKER_CONCURRENCY 50 "
+    "(default 5; 50 matches BullMQ's setting), default batch reads",
+    chain="five-node workflow (manual trigger + four noop nodes) in queue mode",
+    has_events=False,
+    env={"BENCH_NODEDROP_CONCURRENCY": "50"},
 )
 
 

@@ -1,0 +1,207 @@
+"""nodedrop-exec through the peers' scenarios; runs in the project's .venv.
+
+The real worker process (`nodedrop worker`, default settings unless stated)
+against the shared Redis, db BENCH_REDIS_DB under its own key prefix. Jobs
+enter through the store's enqueue_many, the same Lua script the scheduler's
+EnqueueExecution runs (minus its gRPC hop), so every execution takes the full
+durable path: execution state, one fenced checkpoint per node, events to the
+execution's and the partition's streams, the finish and the XACK.
+
+Completion is read from the store's per-partition COMPLETED counters (polled
+every 5 ms, so the timestamps carry up to 5 ms of error on multi-second
+spans); idle latency is enqueue to the EXECUTION_STARTED event, read by an
+XREAD that is already blocked when the enqueue is sent (so it also pays one
+read hop that the peers' job-side timestamps do not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from nodedrop.store import JobSpec
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.keys import Keys
+from nodedrop.store.redis_store import RedisStore
+
+REPO = Path(__file__).resolve().parents[3]
+PARTITIONS = 16
+PREFIX = "ndbench"
+CHAIN_LENGTH = 5
+# The worker's concurrency for this run; EXECUTION_WORKER_CONCURRENCY's
+# default (5) unless the harness passes another value.
+CONCURRENCY = os.environ.get("BENCH_NODEDROP_CONCURRENCY", "")
+
+
+def redis_url() -> str:
+    return f"redis://127.0.0.1:6379/{int(os.environ['BENCH_REDIS_DB'])}"
+
+
+def workflow(nodes: int) -> str:
+    """A manual trigger followed by nodes-1 noop nodes in a line."""
+    ids = ["t"] + [f"n{i}" for i in range(1, nodes)]
+    body = [{"id": "t", "type": "manual_trigger"}] + [{"id": i, "type": "noop"} for i in ids[1:]]
+    conns = [{"from": a, "to": b} for a, b in itertools.pairwise(ids)]
+    return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        REDIS_URL=redis_url(),
+        NODEDROP_REDIS_PREFIX=PREFIX,
+        NODEDROP_PARTITIONS=str(PARTITIONS),
+        NODEDROP_WORKER_ADDR="127.0.0.1:0",
+        NODEDROP_WORKER_ID=f"bench-{uuid.uuid4().hex[:6]}",
+        LOG_LEVEL="warning",
+    )
+    if CONCURRENCY:
+        env["EXECUTION_WORKER_CONCURRENCY"] = CONCURRENCY
+    exe = shutil.which("nodedrop", path=str(REPO / ".venv" / "bin")) or "nodedrop"
+    log = open(REPO / "bench" / "peers" / ".envs" / "worker.log", "ab")  # noqa: SIM115
+    return subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+async def completed(store: RedisStore) -> int:
+    pipe = store.client.pipeline(transaction=False)
+    for p in range(PARTITIONS):
+        pipe.hget(store.config.keys.stats(p), "COMPLETED")
+    return sum(int(v or 0) for v in await pipe.execute())
+
+
+async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> dict[str, object]:
+    wf = workflow(nodes)
+    run = uuid.uuid4().hex[:6]
+    specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    t0 = time.perf_counter()
+    for i in range(0, count, 500):
+        await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
+    enqueue_s = time.perf_counter() - t0
+    t_spawn = time.time()
+    proc = start_worker()
+    t_first = t_last = float("nan")
+    done = 0
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline:
+            done = await completed(store)
+            now = time.time()
+            if done >= 1 and math.isnan(t_first):
+                t_first = now
+            if done >= count:
+                t_last = now
+                break
+            await asyncio.sleep(0.005)
+        else:
+            t_last = time.time()
+    finally:
+        stop_worker(proc)
+    steps = nodes if nodes > 1 else 1
+    span = t_last - t_first
+    finished = min(done, count)
+    return {
+        "jobs": count * steps,
+        "completed": finished * steps,
+        "finished": done >= count,
+        "enqueue_s": enqueue_s,
+        "span_s": span,
+        "wall_s": t_last - t_spawn,
+        "rate": (finished - 1) * steps / span if span > 0 else 0.0,
+        "rate_wall": finished * steps / (t_last - t_spawn),
+        "executions_per_s": (finished - 1) / span if span > 0 else 0.0,
+    }
+
+
+async def latency(store: RedisStore, count: int, limit_s: float) -> dict[str, object]:
+    wf = workflow(1)
+    proc = start_worker()
+    samples: list[float] = []
+    deadline = time.monotonic() + limit_s
+    try:
+        for i in range(5 + count):
+            if i >= 5 and time.monotonic() > deadline:
+                break
+            x = f"lat-{uuid.uuid4().hex[:8]}-{i}"
+            # Blocked before the enqueue, so it returns as the worker writes.
+            waiter = asyncio.create_task(
+                store.client.xread(
+                    {store.config.keys.exec_events(x): "1-0"},
+                    count=1,
+                    block=30_000 if i == 0 else 10_000,
+                )
+            )
+            await asyncio.sleep(0.002)
+            t0 = time.perf_counter()
+            await store.enqueue(JobSpec(x, "bench", "wf", wf, ""), int(time.time() * 1000))
+            got = await waiter
+            t1 = time.perf_counter()
+            if not got:
+                raise RuntimeError("no EXECUTION_STARTED event in time")
+            if i >= 5:  # the first five warm the worker up, like the peers' probes
+                samples.append((t1 - t0) * 1000.0)
+    finally:
+        stop_worker(proc)
+    return {
+        "jobs": count,
+        "completed": len(samples),
+        "finished": len(samples) == count,
+        "latencies_ms": samples,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    store = RedisStore.from_url(redis_url(), StoreConfig(keys=Keys(PREFIX, PARTITIONS)))
+    try:
+        await store.ensure_groups()
+        if args.scenario == "throughput":
+            return await batch(store, 1, args.jobs, args.timeout)
+        if args.scenario == "chain":
+            return await batch(store, CHAIN_LENGTH, args.jobs, args.timeout)
+        if args.scenario == "latency":
+            return await latency(store, args.jobs, args.timeout)
+        raise SystemExit(f"scenario {args.scenario} is not implemented for nodedrop")
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=("throughput", "latency", "chain", "events"))
+    parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--listeners", type=int, default=100)
+    args = parser.parse_args()
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up of the driver's own loop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    sys.stdout.write(json.dumps(asyncio.run(run(args))) + "\n")
+
+
+if __name__ == "__main__":
+    main()
