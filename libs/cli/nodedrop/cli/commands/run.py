@@ -19,7 +19,14 @@ from typing import Any, TextIO
 import orjson
 
 from nodedrop.cli.commands._workflow_file import FileError, load_workflow_data, parse_input
-from nodedrop.engine import CancelToken, EventType, ValidationError, parse_workflow
+from nodedrop.engine import (
+    CancelToken,
+    EngineConfig,
+    EventType,
+    HttpPolicy,
+    ValidationError,
+    parse_workflow,
+)
 from nodedrop.engine.local import SequencedEvent, run_local
 
 __all__ = ["EventPrinter", "Outcome", "register", "run_file_local"]
@@ -45,6 +52,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--input", help="trigger data as JSON, or @FILE")
     parser.add_argument(
         "--json", action="store_true", help="print the final execution as one JSON object"
+    )
+    parser.add_argument(
+        "--http-allow",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="with --local: let http_request reach this non-public address, network or "
+        "host, optionally with :port (e.g. 127.0.0.1:8000); repeatable",
     )
     parser.set_defaults(func=_run)
 
@@ -95,21 +110,27 @@ def _printer(args: argparse.Namespace) -> EventPrinter:
 
 
 async def run_file_local(
-    workflow_data: Any, trigger: Any, printer: EventPrinter, cancel: CancelToken | None = None
+    workflow_data: Any,
+    trigger: Any,
+    printer: EventPrinter,
+    cancel: CancelToken | None = None,
+    config: EngineConfig | None = None,
 ) -> Outcome:
     wf = parse_workflow(workflow_data)
-    run = await run_local(wf, trigger, on_event=printer, cancel=cancel)
+    run = await run_local(wf, trigger, on_event=printer, cancel=cancel, config=config)
     return run.result.to_dict() | {"execution_id": run.execution_id}
 
 
-async def _local_main(args: argparse.Namespace, printer: EventPrinter, trigger: Any) -> Outcome:
+async def _local_main(
+    args: argparse.Namespace, printer: EventPrinter, trigger: Any, config: EngineConfig
+) -> Outcome:
     token = CancelToken()
     loop = asyncio.get_running_loop()
     # Not available off the main thread or on some platforms: Ctrl-C then just stops.
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, token.cancel, "interrupted")
     try:
-        return await run_file_local(load_workflow_data(args.file), trigger, printer, token)
+        return await run_file_local(load_workflow_data(args.file), trigger, printer, token, config)
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
@@ -130,8 +151,13 @@ def _run(args: argparse.Namespace) -> int:
             printer = _printer(args)
             outcome = asyncio.run(REMOTE_RUNNER(args, printer))
         else:
+            try:
+                config = EngineConfig(http=HttpPolicy(allow=tuple(args.http_allow)))
+            except ValueError as exc:
+                print(f"nodedrop run: bad --http-allow entry: {exc}", file=sys.stderr)
+                return 2
             printer = _printer(args)
-            outcome = asyncio.run(_local_main(args, printer, trigger))
+            outcome = asyncio.run(_local_main(args, printer, trigger, config))
     except FileError as exc:
         print(f"nodedrop run: {exc}", file=sys.stderr)
         return 2
