@@ -13,7 +13,8 @@ from nodedrop.engine.errors import ValidationError
 from nodedrop.engine.limits import Limits
 from nodedrop.engine.model import MAIN, Node, Workflow
 from nodedrop.engine.nodes.control import LOOP, loop_settings
-from nodedrop.engine.registry import NodeRegistry, Prepared
+from nodedrop.engine.parse import parse_into, workflow_to_dict
+from nodedrop.engine.registry import NodeRegistry, Prepared, Reporter
 from nodedrop.engine.validate import analyze
 
 
@@ -55,9 +56,11 @@ def get_plan(wf: Workflow, registry: NodeRegistry, limits: Limits, depth: int = 
 
 
 def build_plan(wf: Workflow, registry: NodeRegistry, limits: Limits, depth: int = 0) -> Plan:
+    shape = Reporter()
+    parse_into(workflow_to_dict(wf), shape)
     analysis = analyze(wf, registry, limits, depth)
-    if analysis.problems:
-        raise ValidationError(analysis.problems)
+    if shape.problems or analysis.problems:
+        raise ValidationError(shape.problems + analysis.problems)
     ids = tuple(n.id for n in wf.nodes)
     index = {nid: i for i, nid in enumerate(ids)}
     n = len(ids)

@@ -17,7 +17,7 @@ from nodedrop.engine.errors import Problem
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import MAIN, OnError, Workflow
 from nodedrop.engine.nodes.control import LOOP
-from nodedrop.engine.parse import parse_into
+from nodedrop.engine.parse import parse_into, workflow_to_dict
 from nodedrop.engine.registry import CompileContext, NodeRegistry, Prepared, Reporter
 
 
@@ -46,8 +46,11 @@ def validate_workflow(
         registry = default_registry()
     try:
         if isinstance(data, Workflow):
-            wf: Workflow | None = data
+            # Built in code or from protobuf: check it as if it came from JSON,
+            # so ids, retry, timeouts and settings get the same checks.
             reporter = Reporter()
+            parse_into(workflow_to_dict(data), reporter)
+            wf: Workflow | None = data
         else:
             reporter = Reporter()
             depth = _depth(data, limits.max_nesting_depth + 1)
