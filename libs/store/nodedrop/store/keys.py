@@ -24,7 +24,7 @@ another partition.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_PREFIX = "nd"
 DEFAULT_PARTITIONS = 16
@@ -42,19 +42,23 @@ def partition_of(execution_id: str, partitions: int) -> int:
 class Keys:
     prefix: str = DEFAULT_PREFIX
     partitions: int = DEFAULT_PARTITIONS
+    # Partition bases, formatted once: key names are built on the hot path.
+    _bases: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.partitions <= 1024:
             raise ValueError(f"partitions must be within 1..1024, got {self.partitions}")
         if not self.prefix or any(c in self.prefix for c in "{} "):
             raise ValueError(f"invalid key prefix {self.prefix!r}")
+        bases = tuple(f"{self.prefix}:{{p{p:02d}}}:" for p in range(self.partitions))
+        object.__setattr__(self, "_bases", bases)
 
     def partition(self, execution_id: str) -> int:
         return partition_of(execution_id, self.partitions)
 
     def base(self, p: int) -> str:
         """Prefix of every key of partition ``p``; Lua scripts append names to it."""
-        return f"{self.prefix}:{{p{p:02d}}}:"
+        return self._bases[p]
 
     def jobs(self, p: int, lane: int = DEFAULT_LANE) -> str:
         if lane == DEFAULT_LANE:
@@ -74,7 +78,11 @@ class Keys:
         return f"{self.base(p)}events"
 
     def exec(self, execution_id: str) -> str:
-        return f"{self.base(self.partition(execution_id))}exec:{execution_id}"
+        return self._bases[self.partition(execution_id)] + "exec:" + execution_id
+
+    def exec_in(self, p: int, execution_id: str) -> str:
+        """``exec`` when the partition is known already."""
+        return self._bases[p] + "exec:" + execution_id
 
     def outputs(self, execution_id: str) -> str:
         return f"{self.exec(execution_id)}:out"

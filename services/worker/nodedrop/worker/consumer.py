@@ -43,8 +43,6 @@ log = get_logger("nodedrop.worker")
 
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 _BACKOFF_MAX_S = 5.0
-# Past the job timeout, the engine gets this long to honour the cancel token.
-_TIMEOUT_SLACK_S = 5.0
 
 
 class Store(JobQueue, StateStore, Protocol):
@@ -234,13 +232,8 @@ class Consumer:
         ctx = job.ctx
         try:
             try:
-                # The runner enforces the timeout; this backstop catches one that hangs.
-                async with asyncio.timeout(ctx.timeout_s + _TIMEOUT_SLACK_S):
-                    outcome = await self._runner.run(
-                        ctx, _JobSink(job, self._committer), job.cancel
-                    )
-            except TimeoutError:
-                outcome = RunOutcome(Ending.TIMED_OUT)
+                # The runner enforces the job timeout (ctx.timeout_s) itself.
+                outcome = await self._runner.run(ctx, _JobSink(job, self._committer), job.cancel)
             except Exception as e:  # a fault of the runner itself, not of the workflow
                 log.exception("runner crashed", execution_id=job.execution_id)
                 outcome = RunOutcome(

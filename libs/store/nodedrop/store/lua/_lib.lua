@@ -12,16 +12,37 @@ end
 
 local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true, TIMED_OUT = true}
 
--- Append one event to the execution's stream (entry id = "<seq>-0") and to the
--- partition's capped stream; returns the sequence.
+-- Write one event with a sequence the caller reserved: to the execution's stream
+-- (entry id = "<seq>-0") and to the partition's capped stream.  ``h`` holds the
+-- execution's workflow id, tenant id and attempt.
+local function put_event(base, id, seq, now, maxlen, h, typ, node, data, err)
+  local fields = {'x', id, 's', seq, 't', typ, 'ts', now, 'w', h[1] or '', 'tn', h[2] or '',
+                  'n', node, 'a', h[3] or '1', 'd', data, 'e', err}
+  redis.call('XADD', exec_key(base, id) .. ':ev', seq .. '-0', unpack(fields))
+  redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*', unpack(fields))
+end
+
+-- Append ``n`` events given in ARGV from index ``at`` as (type, node, data, error)
+-- groups; one sequence reservation for all.  Returns the first sequence (0 if n = 0).
+local function emit_args(base, id, now, maxlen, n, at)
+  if n == 0 then return 0 end
+  local ek = exec_key(base, id)
+  local last = redis.call('HINCRBY', ek, 'seq', n)
+  local h = redis.call('HMGET', ek, 'w', 'tn', 'a')
+  local first = last - n + 1
+  for j = 0, n - 1 do
+    local k = at + 4 * j
+    put_event(base, id, first + j, now, maxlen, h, ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3])
+  end
+  return first
+end
+
+-- One event without data; returns its sequence.
 local function emit(base, id, now, maxlen, typ, node, data, err)
   local ek = exec_key(base, id)
   local seq = redis.call('HINCRBY', ek, 'seq', 1)
   local h = redis.call('HMGET', ek, 'w', 'tn', 'a')
-  local fields = {'x', id, 's', seq, 't', typ, 'ts', now, 'w', h[1] or '', 'tn', h[2] or '',
-                  'n', node, 'a', h[3] or '1', 'd', data, 'e', err}
-  redis.call('XADD', ek .. ':ev', seq .. '-0', unpack(fields))
-  redis.call('XADD', base .. 'events', 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  put_event(base, id, seq, now, maxlen, h, typ, node, data, err)
   return seq
 end
 

@@ -5,7 +5,8 @@
 --  backoff, timeout, traceparent, attempt within the round, outputs (flat node/json list)}.
 local base, id, lane, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ek = KEYS[1]
-local h = redis.call('HMGET', ek, 'st', 'cx', 'a')
+local h = redis.call('HMGET', ek, 'st', 'cx', 'a', 'seq', 'tn', 'w', 'wf', 'tr', 'ab', 'ma', 'bo',
+                     'to', 'tp')
 if not h[1] then ack(base, lane, entry); return {0, 'unknown'} end
 if TERMINAL[h[1]] then ack(base, lane, entry); return {0, 'terminal'} end
 if h[3] ~= ARGV[5] then ack(base, lane, entry); return {0, 'stale'} end
@@ -18,11 +19,13 @@ if h[2] == '1' then
   return {0, 'cancelled'}
 end
 local fence = redis.call('HINCRBY', ek, 'f', 1)
-redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0')
 if h[1] ~= 'RUNNING' then
-  emit(base, id, now, ARGV[8], 'EXECUTION_STARTED', '', '', '')
+  local seq = tonumber(h[4]) + 1
+  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0', 'seq', seq)
+  put_event(base, id, seq, now, ARGV[8], {h[6], h[5], h[3]}, 'EXECUTION_STARTED', '', '', '')
+else
+  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0')
 end
-local c = redis.call('HMGET', ek, 'tn', 'w', 'wf', 'tr', 'a', 'ab', 'ma', 'bo', 'to', 'tp')
-local round = tonumber(c[5]) - tonumber(c[6]) + 1
-return {1, fence, c[1], c[2], c[3], c[4], c[5], c[7], c[8], c[9], c[10], round,
+local round = tonumber(h[3]) - tonumber(h[9]) + 1
+return {1, fence, h[5], h[6], h[7], h[8], h[3], h[10], h[11], h[12], h[13], round,
         redis.call('HGETALL', ek .. ':out')}

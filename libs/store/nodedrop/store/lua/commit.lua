@@ -23,12 +23,7 @@ if n > 0 then
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
-local first = 0
-for j = 0, n - 1 do
-  local k = i + 1 + 4 * j
-  local seq = emit(base, id, now, maxlen, ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3])
-  if first == 0 then first = seq end
-end
+local first = emit_args(base, id, now, maxlen, n, i + 1)
 i = i + 4 * n + 1
 local status = ARGV[i]
 if status == 'RETRY_SCHEDULED' then

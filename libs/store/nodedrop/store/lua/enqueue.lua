@@ -9,7 +9,7 @@ if st then return {0, st} end
 local now, ttl = ARGV[13], tonumber(ARGV[14])
 redis.call('HSET', ek, 'st', 'QUEUED', 'tn', ARGV[3], 'w', ARGV[4], 'wf', ARGV[5], 'tr', ARGV[6],
   'ln', ARGV[7], 'a', '1', 'ab', '1', 'ma', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10], 'tp', ARGV[11],
-  'f', '0', 'cx', '0', 'seq', '0', 'rc', '0', 'lu', '0', 'ea', now)
+  'f', '0', 'cx', '0', 'seq', '1', 'rc', '0', 'lu', '0', 'ea', now)
 local n = tonumber(ARGV[16])
 if n > 0 then
   local out = {}
@@ -19,7 +19,7 @@ if n > 0 then
   end
   redis.call('HSET', ek .. ':out', unpack(out))
 end
-emit(base, id, now, ARGV[15], 'EXECUTION_QUEUED', '', '', '')
+put_event(base, id, 1, now, ARGV[15], {ARGV[4], ARGV[3], '1'}, 'EXECUTION_QUEUED', '', '', '')
 set_ttl(base, id, ttl)
 if tonumber(ARGV[12]) > tonumber(now) then
   redis.call('ZADD', base .. 'delayed', ARGV[12], id)

@@ -1,0 +1,227 @@
+"""Queue benchmark: executions per second end to end, and idle latency.
+
+    .venv/bin/python bench/queue.py [--count 20000] [--workers 1 2] [--concurrency 2000]
+
+Starts a private redis-server (no persistence) on a free port, real worker
+processes (`nodedrop worker`), submits COUNT executions of a 1-node and a
+5-node noop workflow through the store's enqueue (pipelined batches, like the
+scheduler's EnqueueExecution minus gRPC) and measures from the first submit to
+the last EXECUTION_COMPLETED.  Then idle latency: one execution at a time, from
+the enqueue call to the EXECUTION_STARTED event read back from its stream.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file is named queue.py, like the standard library module redis-py imports:
+# drop the script's folder from the path before anything imports `queue`.
+if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
+    sys.path.pop(0)
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import orjson
+
+from nodedrop.common.client import open_channel
+from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
+
+from nodedrop.store import JobSpec
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.keys import Keys
+from nodedrop.store.redis_store import RedisStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 16
+
+
+def workflow(nodes: int) -> str:
+    ids = ["t"] + [f"n{i}" for i in range(1, nodes)]
+    body = [{"id": "t", "type": "manual_trigger"}] + [{"id": i, "type": "noop"} for i in ids[1:]]
+    conns = [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)]
+    return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            return proc
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("redis-server did not start")
+
+
+def start_worker(
+    url: str, prefix: str, concurrency: int, index: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    addr = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=url,
+        NODEDROP_REDIS_PREFIX=prefix,
+        NODEDROP_PARTITIONS=str(PARTITIONS),
+        EXECUTION_WORKER_CONCURRENCY=str(concurrency),
+        NODEDROP_WORKER_ADDR=addr,
+        NODEDROP_WORKER_ID=f"bench-{index}",
+        LOG_LEVEL="warning",
+    )
+    exe = shutil.which("nodedrop", path=str(ROOT / ".venv" / "bin")) or "nodedrop"
+    return subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL), addr
+
+
+async def wait_consuming(addrs: list[str]) -> None:
+    """Until every worker's GetWorkerStatus says it is consuming."""
+    for addr in addrs:
+        async with open_channel(addr) as channel:
+            stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+            for _ in range(300):
+                try:
+                    status = await stub.GetWorkerStatus(
+                        worker_service_pb2.GetWorkerStatusRequest(), timeout=1
+                    )
+                    if status.consuming:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"worker {addr} did not start consuming")
+
+
+async def throughput(store: RedisStore, nodes: int, count: int) -> float:
+    wf = workflow(nodes)
+    run = uuid.uuid4().hex[:6]
+    before = (await store.stats(0)).completed
+    specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    t0 = time.perf_counter()
+    for i in range(0, count, 500):
+        await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
+    submitted = time.perf_counter() - t0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done = (await store.stats(0)).completed - before
+        if done >= count:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise RuntimeError(f"only {done} of {count} completed")
+    elapsed = time.perf_counter() - t0
+    print(
+        f"  {nodes}-node: {count} in {elapsed:.2f}s = {count / elapsed:,.0f}/s "
+        f"(submit alone {count / submitted:,.0f}/s)"
+    )
+    return count / elapsed
+
+
+async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
+    wf = workflow(1)
+    lat: list[float] = []
+    k = store.config.keys
+    listen = store.client
+    for i in range(samples):
+        x = f"lat-{uuid.uuid4().hex[:8]}-{i}"
+        ev = k.exec_events(x)
+        # The read is in flight before the enqueue: it returns as the worker writes.
+        waiter = asyncio.create_task(listen.xread({ev: "1-0"}, count=1, block=2000))
+        await asyncio.sleep(0.002)
+        t0 = time.perf_counter()
+        await store.enqueue(JobSpec(x, "bench", "wf", wf, ""), int(time.time() * 1000))
+        got = await waiter
+        t1 = time.perf_counter()
+        if not got:
+            raise RuntimeError("no EXECUTION_STARTED within 2 s")
+        lat.append((t1 - t0) * 1000)
+        await asyncio.sleep(0.005)
+    lat.sort()
+    return statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+
+
+async def run(args: argparse.Namespace) -> None:
+    folder = tempfile.mkdtemp(prefix="ndbench")
+    port = free_port()
+    redis = start_redis(port, folder)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for n_workers in args.workers:
+            prefix = f"bench{n_workers}"
+            store = RedisStore.from_url(url, StoreConfig(keys=Keys(prefix, PARTITIONS)))
+            await store.ensure_groups()
+            started = [start_worker(url, prefix, args.concurrency, i) for i in range(n_workers)]
+            procs = [p for p, _ in started]
+            try:
+                await wait_consuming([a for _, a in started])
+                print(f"{n_workers} worker process(es), concurrency {args.concurrency}:")
+                await throughput(store, 1, min(2000, args.count))  # warm-up
+                for nodes in (1, 5):
+                    await throughput(store, nodes, args.count)
+                if n_workers == 1:
+                    p50, p99 = await idle_latency(store, args.samples)
+                    print(
+                        f"  idle latency enqueue -> EXECUTION_STARTED: "
+                        f"p50 {p50:.3f} ms, p99 {p99:.3f} ms ({args.samples} samples)"
+                    )
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(30)
+                await store.client.flushdb()  # the private server only
+                await store.close()
+    finally:
+        redis.terminate()
+        redis.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--count", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--concurrency", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=500)
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    asyncio.run(run(args))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
