@@ -315,3 +315,22 @@ async def test_subworkflow_by_id_uses_resolver() -> None:
     run = await run_local(parse_workflow(data), {"a": 1})
     assert run.result.error is not None
     assert run.result.error.code == "subworkflow_unavailable"
+
+
+async def test_cancel_interrupts_a_long_inline_loop() -> None:
+    data = {
+        "nodes": [
+            {"id": "t", "type": "manual_trigger"},
+            {"id": "l", "type": "loop", "parameters": {"batch_size": 1, "max_iterations": 100000}},
+            {"id": "body", "type": "noop"},
+        ],
+        "connections": [
+            {"from": "t", "to": "l"},
+            {"from": "l", "output": "loop", "to": "body"},
+            {"from": "body", "to": "l"},
+        ],
+    }
+    token = CancelToken()
+    asyncio.get_running_loop().call_later(0.02, token.cancel)
+    run = await run_local(parse_workflow(data), [{"i": i} for i in range(50000)], cancel=token)
+    assert run.result.status is ExecutionStatus.CANCELLED

@@ -189,10 +189,17 @@ class _Run:
         for i, p in enumerate(self.pending):
             if p == 0 and i != plan.trigger:
                 self.ready.append(i)
+        steps = 0
         try:
             while True:
                 while self.ready:
                     await self._start(self.ready.popleft())
+                    steps += 1
+                    if steps & 255 == 0:
+                        # Inline nodes never suspend; yield now and then so that a
+                        # cancellation or the execution timeout can interrupt a
+                        # long run of them (a loop over many batches).
+                        await asyncio.sleep(0)
                 if not self.tasks:
                     break
                 done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
