@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def chain(n: int) -> Workflow:
     nodes: list[dict[str, Any]] = [{"id": "start", "type": "manual_trigger"}]
     nodes += [{"id": f"n{i}", "type": "noop"} for i in range(n)]
     ids = [x["id"] for x in nodes]
-    conns = [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)]
+    conns = [{"from": a, "to": b} for a, b in itertools.pairwise(ids)]
     return parse_workflow({"name": f"chain{n}", "nodes": nodes, "connections": conns})
 
 
@@ -96,12 +97,16 @@ async def main(quick: bool) -> None:
         ("1-node execution", chain(0), {"x": 1}, 20000 // scale),
         ("5-node execution", chain(4), {"x": 1}, 10000 // scale),
     ]
-    print(f"{'scenario':36} {'per execution':>14} {'node runs':>10} {'per node run':>13} "
-          f"{'executions/s':>13}")
+    print(
+        f"{'scenario':36} {'per execution':>14} {'node runs':>10} {'per node run':>13} "
+        f"{'executions/s':>13}"
+    )
     for name, wf, trigger, runs in rows:
         per_exec, nodes = await measure(wf, trigger, runs)
-        print(f"{name:36} {per_exec * 1e6:11.1f} µs {nodes:>10} "
-              f"{per_exec / nodes * 1e6:10.2f} µs {1 / per_exec:13,.0f}")
+        print(
+            f"{name:36} {per_exec * 1e6:11.1f} µs {nodes:>10} "
+            f"{per_exec / nodes * 1e6:10.2f} µs {1 / per_exec:13,.0f}"
+        )
 
 
 if __name__ == "__main__":
