@@ -334,3 +334,10 @@ async def test_cancel_interrupts_a_long_inline_loop() -> None:
     asyncio.get_running_loop().call_later(0.02, token.cancel)
     run = await run_local(parse_workflow(data), [{"i": i} for i in range(50000)], cancel=token)
     assert run.result.status is ExecutionStatus.CANCELLED
+
+
+async def test_schedule_trigger_adds_scheduled_at() -> None:
+    data = {"nodes": [{"id": "c", "type": "schedule_trigger", "parameters": {"cron": "0 * * * *"}}]}
+    run = await run_local(parse_workflow(data), None)
+    (item,) = run.result.outputs["c"]
+    assert item["scheduled_at"].endswith("+00:00")

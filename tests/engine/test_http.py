@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from nodedrop.engine import EngineConfig, ExecutionStatus, HttpPolicy, parse_workflow
+from nodedrop.engine import (
+    CancelToken,
+    EngineConfig,
+    ExecutionStatus,
+    HttpPolicy,
+    parse_workflow,
+)
 from nodedrop.engine.local import run_local
 
 
@@ -33,6 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/json"):
             payload = {"path": self.path, "host": self.headers.get("Host"), "n": 3, "f": 1.5}
             self._send(200, json.dumps(payload).encode(), "application/json")
+        elif self.path == "/slow":
+            time.sleep(2)
+            self._send(200, b"late", "text/plain")
         elif self.path == "/text":
             self._send(200, b"hello", "text/plain")
         elif self.path == "/missing":
@@ -51,9 +62,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(201, json.dumps(payload).encode(), "application/json")
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A cancelled request closes its connection while /slow still writes.
+        return None
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -165,3 +182,24 @@ async def test_refuses_redirect_to_loopback(server: int) -> None:
 async def test_refuses_non_http_scheme() -> None:
     run = await run_local(_wf({"url": "file:///etc/passwd"}), {})
     assert run.result.error is not None and run.result.error.code == "invalid_url"
+
+
+async def test_cancel_interrupts_http_request(server: int) -> None:
+    token = CancelToken()
+    asyncio.get_running_loop().call_later(0.1, token.cancel)
+    started = time.perf_counter()
+    run = await run_local(
+        _wf({"url": f"http://127.0.0.1:{server}/slow"}), {}, config=_allowing(server), cancel=token
+    )
+    assert run.result.status is ExecutionStatus.CANCELLED
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_node_timeout_interrupts_http_request(server: int) -> None:
+    started = time.perf_counter()
+    run = await run_local(
+        _wf({"url": f"http://127.0.0.1:{server}/slow"}, timeout_s=0.1), {}, config=_allowing(server)
+    )
+    assert run.result.status is ExecutionStatus.TIMED_OUT
+    assert run.result.error is not None and run.result.error.code == "node_timeout"
+    assert time.perf_counter() - started < 1.0
