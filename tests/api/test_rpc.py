@@ -80,10 +80,14 @@ def md(key: str) -> tuple[tuple[str, str], ...]:
 
 
 @pytest.fixture
-async def api(pg_repo: PostgresRepository) -> AsyncIterator[Api]:
+async def api(
+    pg_repo: PostgresRepository, redis_url: str, redis_prefix: str, redis_client: object
+) -> AsyncIterator[Api]:
     settings = ApiSettings.from_env(
         {
             "NODEDROP_API_ADDR": "127.0.0.1:0",
+            "REDIS_URL": redis_url,
+            "NODEDROP_REDIS_PREFIX": redis_prefix,
             "NODEDROP_EXECUTE_RATE_PER_S": "1000",
             "NODEDROP_EXECUTE_RATE_BURST": "1000",
             "NODEDROP_MAX_TRIGGER_BYTES": "4096",
@@ -412,10 +416,10 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     (
         "ex",
         "ExecuteWorkflow",
-        ex_pb.ExecuteWorkflowRequest(workflow=workflow(), mode=99),
+        ex_pb.ExecuteWorkflowRequest(workflow=workflow(), mode=99),  # type: ignore[arg-type]
         INV,
         "mode",
-    ),  # type: ignore[arg-type]
+    ),
     (
         "ex",
         "ExecuteWorkflow",
@@ -440,10 +444,10 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     (
         "ex",
         "ExecuteWorkflow",
-        ex_pb.ExecuteWorkflowRequest(workflow=workflow(), trigger_kind=42),
+        ex_pb.ExecuteWorkflowRequest(workflow=workflow(), trigger_kind=42),  # type: ignore[arg-type]
         INV,
         "trigger_kind",
-    ),  # type: ignore[arg-type]
+    ),
     (
         "ex",
         "ExecuteWorkflow",
@@ -552,10 +556,10 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     (
         "ex",
         "RetryExecution",
-        ex_pb.RetryExecutionRequest(execution_id=SOME_ID, retry_from=9),
+        ex_pb.RetryExecutionRequest(execution_id=SOME_ID, retry_from=9),  # type: ignore[arg-type]
         INV,
         "retry_from",
-    ),  # type: ignore[arg-type]
+    ),
     (
         "ex",
         "RetryExecution",

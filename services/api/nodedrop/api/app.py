@@ -20,6 +20,7 @@ from nodedrop.api import migrations
 from nodedrop.api.auth_servicer import AuthServicer
 from nodedrop.api.authenticator import KeyAuthenticator
 from nodedrop.api.batching import InsertBatcher
+from nodedrop.api.direct import DirectRunner
 from nodedrop.api.execution_servicer import ExecutionLimits, ExecutionServicer
 from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.limits import TokenBuckets
@@ -40,6 +41,8 @@ from nodedrop.common.redis import connect_redis
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
+from nodedrop.store.factory import shared_memory_store
+from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
@@ -82,6 +85,8 @@ class ApiService:
         self._authenticator: KeyAuthenticator | None = None
         self._batcher: InsertBatcher | None = None
         self._recorder: HistoryRecorder | None = None
+        self._store: RedisStore | MemoryStore | None = None
+        self._direct: DirectRunner | None = None
         self.dev_key: str | None = None
 
     @property
@@ -103,7 +108,7 @@ class ApiService:
             if self._redis is not None and s.api.result_cache_ttl_s > 0
             else None
         )
-        manager = ExecutionManager(repo, self._batcher, self._queue, direct=None)
+        manager = ExecutionManager(repo, self._batcher, self._queue, direct=self._direct)
         limits = ExecutionLimits(
             max_request_bytes=s.limits.max_payload_bytes,
             max_trigger_bytes=s.api.max_trigger_bytes,
@@ -162,13 +167,23 @@ class ApiService:
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo)
         self._batcher.start()
+        config = StoreConfig(
+            keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions),
+            state_ttl_s=s.execution.state_ttl_s,
+            completion_ttl_s=s.execution.completion_ttl_s,
+        )
         if self._redis is not None:
-            store = RedisStore(
-                self._redis,
-                StoreConfig(keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions)),
-            )
+            # The store's adapter needs decoded replies; the cache's client does not.
+            self._store = RedisStore.from_url(s.redis.url, config)
+        elif self._dev:
+            # `nodedrop dev` without Redis: the in-memory store every service
+            # of this process shares, so direct runs, the scheduler, the
+            # workers and the events service see one another.
+            self._store = shared_memory_store(config)
+        if self._store is not None:
+            self._direct = DirectRunner(self._store, self._store, self._store.config)
             self._recorder = HistoryRecorder(
-                store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
+                self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
             )
             self._recorder.start()
         if self._dev:
@@ -181,10 +196,15 @@ class ApiService:
                 )
 
     async def stop(self) -> None:
+        if self._direct is not None:
+            await self._direct.stop()
         if self._recorder is not None:
             await self._recorder.stop()
         if self._batcher is not None:
             await self._batcher.stop()
+        if isinstance(self._store, RedisStore):
+            await self._store.close()
+        self._store = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None

@@ -25,6 +25,7 @@ from nodedrop.api.queueing import EnqueueRequest, QueuePort
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
+from nodedrop.store import ExecutionStatus as StoreStatus
 
 __all__ = ["DirectRunner", "ExecutionManager", "Submission", "Submitted"]
 
@@ -40,8 +41,8 @@ class DirectRunner(Protocol):
         """Schedules the run in the background and returns at once."""
         ...
 
-    async def cancel(self, execution_id: str) -> bool:
-        """True when the execution was running here and is being cancelled."""
+    async def cancel(self, execution_id: str, tenant_id: str, reason: str) -> StoreStatus | None:
+        """Flags the cancel in the store; its status after the call, None if unknown there."""
         ...
 
 
@@ -200,8 +201,16 @@ class ExecutionManager:
             {"message": reason or "cancelled by request", "code": "cancelled", "retryable": False}
         ).decode()
         if record.mode == "direct":
-            if self._direct is not None and await self._direct.cancel(execution_id):
-                return Status.CANCELLED
+            known = (
+                await self._direct.cancel(execution_id, tenant_id, reason)
+                if self._direct is not None
+                else None
+            )
+            if known is not None and known.value.lower() != Status.CANCELLED.value:
+                # Running (it ends CANCELLED within a heartbeat) or already ended.
+                return Status(known.value.lower())
+            # Cancelled before it started, or the process running it is gone:
+            # either way nothing runs it any more.
             await self._repo.set_status(execution_id, Status.CANCELLED, error)
             return Status.CANCELLED
         if self._queue is None:

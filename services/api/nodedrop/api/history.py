@@ -73,10 +73,26 @@ def _main_count(data_json: str) -> int:
     return len(main) if isinstance(main, list) else 0
 
 
+def _with_node(error_json: str | None, node_id: str | None) -> str | None:
+    if not error_json or not node_id:
+        return error_json
+    try:
+        error = orjson.loads(error_json)
+    except orjson.JSONDecodeError:
+        return error_json
+    if not isinstance(error, dict) or error.get("node_id"):
+        return error_json
+    error["node_id"] = node_id
+    return orjson.dumps(error).decode()
+
+
 def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[NodeRunUpsert]]:
     """One patch per execution and one upsert per node-run event, in sequence order."""
     patches: dict[str, ExecutionPatch] = {}
     runs: list[NodeRunUpsert] = []
+    # The store's event error has no node field: the execution's error names
+    # the node whose NODE_FAILED came last (seen in the same batch).
+    failed_node: dict[str, str] = {}
     for ev in sorted(events, key=lambda e: (e.execution_id, e.sequence)):
         patch = patches.get(ev.execution_id) or ExecutionPatch(
             ev.execution_id, None, 0, None, None, None, None, 0
@@ -101,12 +117,15 @@ def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[No
                 patch = replace(
                     patch,
                     finished_at=patch.finished_at or ev.time,
-                    error_json=ev.error_json or patch.error_json,
+                    error_json=_with_node(ev.error_json, failed_node.get(ev.execution_id))
+                    or patch.error_json,
                     result_json=(
                         ev.data_json if ev.type == "execution_completed" else patch.result_json
                     ),
                 )
         node_status = _NODE_STATUS.get(ev.type)
+        if ev.type == "node_failed" and ev.node_id:
+            failed_node[ev.execution_id] = ev.node_id
         if node_status is not None and ev.node_id:
             done = ev.type != "node_started"
             runs.append(
