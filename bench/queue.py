@@ -21,6 +21,7 @@ if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import socket
@@ -36,7 +37,6 @@ import orjson
 
 from nodedrop.common.client import open_channel
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
-
 from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
@@ -49,7 +49,7 @@ PARTITIONS = 16
 def workflow(nodes: int) -> str:
     ids = ["t"] + [f"n{i}" for i in range(1, nodes)]
     body = [{"id": "t", "type": "manual_trigger"}] + [{"id": i, "type": "noop"} for i in ids[1:]]
-    conns = [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)]
+    conns = [{"from": a, "to": b} for a, b in itertools.pairwise(ids)]
     return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
 
 
