@@ -19,6 +19,7 @@ from nodedrop.api.definitions import Definition, from_json
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import ExecutionFilter
+from nodedrop.api.node_test import NodeTester
 from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
@@ -72,6 +73,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._queue = queue
         self._cache = cache
         self._limits = limits
+        self._node_tester = NodeTester(max_request_bytes=limits.max_request_bytes)
 
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: object
@@ -305,9 +307,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: pb.ExecuteNodeRequest, context: object
     ) -> pb.ExecuteNodeResponse:
         require_scope(SCOPE_EXECUTE)
-        from nodedrop.api.node_test import run_node  # noqa: PLC0415
-
-        return await run_node(request, max_nodes=self._limits.max_nodes)
+        return await self._node_tester.run(request)
 
     async def GetExecutionStats(
         self, request: pb.GetExecutionStatsRequest, context: object
