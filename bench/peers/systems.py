@@ -45,7 +45,7 @@ NODEDROP = System(
     concurrency="1 worker process (nodedrop worker), EXECUTION_WORKER_CONCURRENCY 50 "
     "(default 5; 50 matches BullMQ's setting), default batch reads",
     chain="five-node workflow (manual trigger + four noop nodes) in queue mode",
-    has_events=False,
+    has_events=True,
     env={"BENCH_NODEDROP_CONCURRENCY": "50"},
 )
 

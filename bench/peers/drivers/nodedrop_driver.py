@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+from nodedrop_events import run_events
 
 from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
@@ -58,7 +59,7 @@ def workflow(nodes: int) -> str:
     return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
 
 
-def start_worker() -> subprocess.Popen[bytes]:
+def worker_env() -> dict[str, str]:
     env = dict(
         os.environ,
         REDIS_URL=redis_url(),
@@ -70,14 +71,41 @@ def start_worker() -> subprocess.Popen[bytes]:
     )
     if CONCURRENCY:
         env["EXECUTION_WORKER_CONCURRENCY"] = CONCURRENCY
+    return env
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    env = worker_env()
     exe = shutil.which("nodedrop", path=str(REPO / ".venv" / "bin")) or "nodedrop"
     log = open(REPO / "bench" / "peers" / ".envs" / "worker.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    argv = [exe, "worker"]
+    profile = os.environ.get("BENCH_NODEDROP_PROFILE", "")
+    if profile:
+        # py-spy (pip install py-spy) samples the worker; collapsed stacks out.
+        spy = shutil.which("py-spy", path=str(REPO / ".venv" / "bin")) or "py-spy"
+        argv = [
+            spy,
+            "record",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            profile,
+            "--nonblocking",
+            "--",
+            *argv,
+        ]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        # Under py-spy the worker is its child: SIGINT to py-spy stops the
+        # recording, which writes the profile and ends the worker.
+        proc.send_signal(
+            signal.SIGINT if os.environ.get("BENCH_NODEDROP_PROFILE") else signal.SIGTERM
+        )
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -182,7 +210,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             return await batch(store, CHAIN_LENGTH, args.jobs, args.timeout)
         if args.scenario == "latency":
             return await latency(store, args.jobs, args.timeout)
-        raise SystemExit(f"scenario {args.scenario} is not implemented for nodedrop")
+        if args.scenario == "events":
+            return await run_events(
+                store=store,
+                worker_env=worker_env(),
+                start_worker=start_worker,
+                stop_worker=stop_worker,
+                workflow_json=workflow(1),
+                events=args.jobs,
+                listeners=args.listeners,
+                limit_s=args.timeout,
+            )
+        raise SystemExit(f"unknown scenario {args.scenario}")
     finally:
         await store.close()
 
