@@ -112,6 +112,7 @@ class EventWriter:
         data_json: str = "",
         partition_stream: bool = True,
         tenant_id: str | None = None,
+        node_id: str = "n1",
     ) -> list[EventRecord]:
         records = []
         seq = self._seqs.get(execution_id, 0)
@@ -126,7 +127,7 @@ class EventWriter:
                     time_ms=now_ms,
                     workflow_id=self.workflow_id,
                     tenant_id=tenant_id or self.tenant_id,
-                    node_id="n1" if t.value.startswith("NODE") else "",
+                    node_id=node_id if t.value.startswith("NODE") else "",
                     data_json=data_json,
                     error=EventError("boom", "E") if t is EventType.NODE_FAILED else None,
                 )

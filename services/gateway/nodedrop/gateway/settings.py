@@ -9,9 +9,26 @@ from nodedrop.common.settings import (
     Env,
     LogSettings,
     ServerSettings,
+    SettingsError,
     TelemetrySettings,
+    env_float,
+    env_int,
+    env_str,
     process_env,
 )
+
+_DEFAULT_ORIGINS = "http://127.0.0.1:8080,http://localhost:8080"
+
+
+def _origins(env: Env) -> frozenset[str]:
+    raw = env_str(env, "NODEDROP_GATEWAY_ORIGINS", _DEFAULT_ORIGINS)
+    origins = frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise SettingsError(
+                "NODEDROP_GATEWAY_ORIGINS", raw, "comma-separated http(s)://host[:port] or *"
+            )
+    return origins
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +37,16 @@ class GatewaySettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # Origins a browser may open a WebSocket from (exact scheme://host[:port], or *).
+    allowed_origins: frozenset[str]
+    # Largest frame a client may send; a bigger one closes the connection (1009).
+    max_frame_bytes: int
+    # WebSocket pings: keep idle connections open through proxies, find dead peers.
+    ping_interval_s: float
+    ping_timeout_s: float
+    # Frames queued for one client before it counts as too slow (close 1013).
+    outbox_size: int
+    max_subscriptions: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -31,4 +58,20 @@ class GatewaySettings:
             addresses=addresses,
             log=LogSettings.from_env(env),
             telemetry=TelemetrySettings.from_env(env, "nodedrop-gateway"),
+            allowed_origins=_origins(env),
+            max_frame_bytes=env_int(
+                env, "NODEDROP_GATEWAY_MAX_FRAME_BYTES", 64 * 1024, minimum=256, maximum=16 << 20
+            ),
+            ping_interval_s=env_float(
+                env, "NODEDROP_GATEWAY_PING_INTERVAL", 20.0, minimum=1.0, maximum=3600.0
+            ),
+            ping_timeout_s=env_float(
+                env, "NODEDROP_GATEWAY_PING_TIMEOUT", 20.0, minimum=1.0, maximum=3600.0
+            ),
+            outbox_size=env_int(
+                env, "NODEDROP_GATEWAY_OUTBOX", 4096, minimum=16, maximum=1_000_000
+            ),
+            max_subscriptions=env_int(
+                env, "NODEDROP_GATEWAY_MAX_SUBSCRIPTIONS", 32, minimum=1, maximum=10_000
+            ),
         )

@@ -1,0 +1,46 @@
+"""Who may open a WebSocket: the Origin allow-list and the credential, checked
+before the upgrade so a refused browser never gets a socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.http11 import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+
+
+def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
+    """Browsers always send Origin; non-browser clients may omit it.
+
+    `*` allows any origin; otherwise the exact scheme://host[:port] must be listed.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return "*" in allowed or origin.rstrip("/") in allowed
+
+
+def credential_of(request: Request) -> str | None:
+    """`Authorization: Bearer <key or ticket>`, else `?ticket=` (browsers cannot set headers)."""
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    query = parse_qs(urlsplit(request.path).query)
+    for name in ("ticket", "api_key"):
+        values = query.get(name)
+        if values and values[0].strip():
+            return values[0].strip()
+    return None
+
+
+def path_of(request: Request) -> str:
+    return urlsplit(request.path).path
