@@ -314,6 +314,8 @@ async def test_release_hands_the_attempt_back(store: Store) -> None:
     assert await store.release([acq.lease]) == [True]
     (late,) = await store.commit([Commit(acq.lease, outputs={"x": "{}"})], now())
     assert not late.ok
+    (st,) = await store.states([s.execution_id])
+    assert st is not None and st.status is S.QUEUED
     ds = await store.read_jobs("w2", 10, 0)
     assert [(d.execution_id, d.attempt) for d in ds] == [(s.execution_id, 1)]
 

@@ -242,6 +242,7 @@ class MemoryStore:
                 out.append(False)
                 continue
             e.fence += 1
+            e.status, e.lease_until = S.QUEUED, 0
             self._ack(lz.partition, lz.lane, lz.entry_id)
             self._push(e, _now_ms())
             out.append(True)
