@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,27 +37,46 @@ def procs(tmp_path: Path) -> Iterator[list[Proc]]:
         p.stop()
 
 
-def start_worker(
-    procs: list[Proc], tmp_path: Path, redis_url: str, prefix: str, name: str, **extra: str
-) -> Proc:
-    env = worker_env(redis_url, prefix, NODEDROP_WORKER_ID=name, **extra)
-    p = Proc("worker", env, tmp_path / f"{name}.log")
-    procs.append(p)
-    return p
+@dataclass
+class Harness:
+    store: RedisStore
+    procs: list[Proc]
+    folder: Path
+    redis_url: str
+    prefix: str
+    side_effects: Path
+
+    def worker(self, name: str, **extra: str) -> Proc:
+        env = worker_env(
+            self.redis_url,
+            self.prefix,
+            NODEDROP_WORKER_ID=name,
+            ND_TEST_SIDE_EFFECTS=str(self.side_effects),
+            **extra,
+        )
+        p = Proc("worker", env, self.folder / f"{name}.log")
+        self.procs.append(p)
+        return p
 
 
-async def test_kill_9_loses_nothing_and_reruns_no_completed_node(
+@pytest.fixture
+def harness(  # noqa: PLR0917 - pytest passes fixtures by name
     store: RedisStore,
-    maintenance: Maintenance,
     procs: list[Proc],
     tmp_path: Path,
     redis_url: str,
     redis_prefix: str,
     side_effect_log: Path,
+) -> Harness:
+    return Harness(store, procs, tmp_path, redis_url, redis_prefix, side_effect_log)
+
+
+async def test_kill_9_loses_nothing_and_reruns_no_completed_node(
+    harness: Harness, maintenance: Maintenance
 ) -> None:
-    extra = {"EXECUTION_WORKER_CONCURRENCY": "100", "ND_TEST_SIDE_EFFECTS": str(side_effect_log)}
-    a = start_worker(procs, tmp_path, redis_url, redis_prefix, "a", **extra)
-    b = start_worker(procs, tmp_path, redis_url, redis_prefix, "b", **extra)
+    store, side_effect_log = harness.store, harness.side_effects
+    a = harness.worker("a", EXECUTION_WORKER_CONCURRENCY="100")
+    b = harness.worker("b", EXECUTION_WORKER_CONCURRENCY="100")
     await a.wait_consuming()
     await b.wait_consuming()
     wf = chain(*(sleepy(f"n{i}", 50, 300) for i in range(1, 5)))
@@ -81,16 +101,10 @@ async def test_kill_9_loses_nothing_and_reruns_no_completed_node(
 
 
 async def test_sigstop_past_the_lease_is_fenced_out(
-    store: RedisStore,
-    maintenance: Maintenance,
-    procs: list[Proc],
-    tmp_path: Path,
-    redis_url: str,
-    redis_prefix: str,
-    side_effect_log: Path,
+    harness: Harness, maintenance: Maintenance
 ) -> None:
-    extra = {"ND_TEST_SIDE_EFFECTS": str(side_effect_log)}
-    a = start_worker(procs, tmp_path, redis_url, redis_prefix, "a", **extra)
+    store, side_effect_log = harness.store, harness.side_effects
+    a = harness.worker("a")
     await a.wait_consuming()
     wf = chain(sleepy("a", 100, 100), sleepy("b", 1500, 1500), sleepy("c", 100, 100))
     await store.enqueue(spec("stop-1", wf), now())
@@ -101,7 +115,7 @@ async def test_sigstop_past_the_lease_is_fenced_out(
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
     a.signal(signal.SIGSTOP)
-    b = start_worker(procs, tmp_path, redis_url, redis_prefix, "b", **extra)
+    b = harness.worker("b")
     await b.wait_consuming()
     await wait_status(store, ["stop-1"], {S.COMPLETED}, 15)
     before = await store.read("stop-1", 0, 100)
@@ -123,20 +137,10 @@ async def test_sigstop_past_the_lease_is_fenced_out(
     assert await store.pending() == 0
 
 
-async def test_sigterm_drains_and_exits_0(
-    store: RedisStore,
-    procs: list[Proc],
-    tmp_path: Path,
-    redis_url: str,
-    redis_prefix: str,
-    side_effect_log: Path,
-) -> None:
-    extra = {
-        "ND_TEST_SIDE_EFFECTS": str(side_effect_log),
-        "EXECUTION_WORKER_CONCURRENCY": "5",
-        "NODEDROP_SHUTDOWN_GRACE_S": "3",
-    }
-    a = start_worker(procs, tmp_path, redis_url, redis_prefix, "a", **extra)
+async def test_sigterm_drains_and_exits_0(harness: Harness) -> None:
+    store = harness.store
+    extra = {"EXECUTION_WORKER_CONCURRENCY": "5", "NODEDROP_SHUTDOWN_GRACE_S": "3"}
+    a = harness.worker("a", **extra)
     await a.wait_consuming()
     short = chain(sleepy("s", 800, 800))
     long = chain(sleepy("l", 20_000, 20_000))
@@ -158,7 +162,7 @@ async def test_sigterm_drains_and_exits_0(
         types = [e.type for e in await store.read(x, 0, 10)]
         assert types == [EventType.EXECUTION_QUEUED]
     assert await store.pending() == 0
-    b = start_worker(procs, tmp_path, redis_url, redis_prefix, "b", **extra)
+    b = harness.worker("b", **extra)
     await b.wait_consuming()
     await wait_status(store, later, {S.COMPLETED}, 10)
     await wait_status(store, ["long-1"], {S.RUNNING}, 5)
