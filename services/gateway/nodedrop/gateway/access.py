@@ -18,12 +18,19 @@ class Refusal:
 def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
     """Browsers always send Origin; non-browser clients may omit it.
 
-    `*` allows any origin; otherwise the exact scheme://host[:port] must be listed.
+    The gateway's own pages (Origin host equal to the Host header) are always
+    allowed, so the live view works on whatever name the gateway is reached
+    by; `*` allows any origin; otherwise the exact scheme://host[:port] must
+    be listed.
     """
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return "*" in allowed or origin.rstrip("/") in allowed
+    origin = origin.rstrip("/")
+    if "*" in allowed or origin in allowed:
+        return True
+    host = request.headers.get("Host")
+    return host is not None and urlsplit(origin).netloc == host
 
 
 def credential_of(request: Request) -> str | None:

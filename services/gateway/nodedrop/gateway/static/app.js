@@ -19,6 +19,7 @@ const state = {
   exampleIds: new Set(),  // executions started from the example button
   selected: null,         // execution id
   views: new Map(),       // execution id -> {status, last, nodes: Map, start, end}
+  recent: [],             // last list_executions answer
 };
 
 function view(id) {
@@ -125,6 +126,7 @@ function select(id) {
 }
 
 function renderExecutions(items) {
+  state.recent = items;
   const ul = $("executions");
   ul.replaceChildren();
   for (const x of items) {
@@ -148,7 +150,13 @@ function renderExecutions(items) {
 
 function ms(a, b) { return a !== null && a !== undefined && b !== null && b !== undefined ? `${Math.max(0, b - a)} ms` : ""; }
 
+function outputPreview(output) {
+  if (output === null || typeof output !== "object" || Array.isArray(output)) return JSON.stringify(output);
+  return Object.entries(output).map(([port, items]) => `${port}: ${JSON.stringify(items)}`).join("\n");
+}
+
 function render() {
+  renderExecutions(state.recent);
   const id = state.selected;
   $("empty").hidden = Boolean(id);
   if (!id) return;
@@ -193,7 +201,7 @@ function render() {
     if (n.error) { const e = document.createElement("div"); e.className = "err"; e.textContent = n.error; li.append(e); }
     if (n.output !== undefined) {
       const pre = document.createElement("pre");
-      pre.textContent = JSON.stringify(n.output, null, 2);
+      pre.textContent = outputPreview(n.output);
       li.append(pre);
     }
     list.append(li);
