@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,20 +78,3 @@ async def consumer(store: RedisStore, side_effect_log: Path) -> AsyncIterator[Co
         yield c
     finally:
         await c.stop(2.0)
-
-
-def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEDROP_")}
-    env.update(
-        REDIS_URL=redis_url,
-        NODEDROP_REDIS_PREFIX=prefix,
-        NODEDROP_PARTITIONS="4",
-        NODEDROP_PLUGINS="nd_test_nodes",
-        NODEDROP_LEASE_S=str(LEASE_S),
-        NODEDROP_HEARTBEAT_S="0.2",
-        NODEDROP_READ_BLOCK_S="0.1",
-        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        LOG_LEVEL="warning",
-    )
-    env.update(extra)
-    return env

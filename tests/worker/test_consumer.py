@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
+from wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
 
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus

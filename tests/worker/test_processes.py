@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import worker_env
-from helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
-from processes import PrivateRedis, Proc
+from wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status, worker_env
+from wq_processes import PrivateRedis, Proc
 
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from nodedrop.store.redis_store import RedisStore
 
 PLUGIN = "nd_test_nodes"
 HERE = Path(__file__).parent
+LEASE_S = 1.0
 
 
 def chain(*nodes: dict[str, Any], name: str = "t", **settings: Any) -> str:
@@ -78,3 +80,20 @@ def assert_gap_free(events: Sequence[EventRecord]) -> None:
     assert [e.sequence for e in events] == list(range(1, len(events) + 1)), [
         (e.sequence, e.type) for e in events
     ]
+
+
+def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEDROP_")}
+    env.update(
+        REDIS_URL=redis_url,
+        NODEDROP_REDIS_PREFIX=prefix,
+        NODEDROP_PARTITIONS="4",
+        NODEDROP_PLUGINS="nd_test_nodes",
+        NODEDROP_LEASE_S=str(LEASE_S),
+        NODEDROP_HEARTBEAT_S="0.2",
+        NODEDROP_READ_BLOCK_S="0.1",
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        LOG_LEVEL="warning",
+    )
+    env.update(extra)
+    return env

@@ -1,0 +1,276 @@
+"""SchedulerService over gRPC on real Redis: every RPC, and bad input as precise statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import orjson
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from nodedrop.common.client import call, open_channel
+from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
+from nodedrop.common.server import GrpcServer
+from nodedrop.execution.v1 import execution_pb2 as ex
+from nodedrop.queue.v1 import scheduler_service_pb2 as pb
+from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
+from nodedrop.scheduler.app import create_service
+from nodedrop.scheduler.maintenance import Maintenance
+from nodedrop.scheduler.schedules import RedisScheduleStore, Schedule, tick_execution_id
+from nodedrop.scheduler.settings import SchedulerSettings
+from nodedrop.store import EventType
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.keys import Keys
+from nodedrop.store.redis_store import RedisStore
+from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+
+
+@dataclass
+class Scheduler:
+    stub: pb_grpc.SchedulerServiceStub
+    store: RedisStore
+    settings: SchedulerSettings
+
+
+@pytest.fixture
+async def scheduler(redis_url: str, redis_prefix: str) -> AsyncIterator[Scheduler]:
+    settings = SchedulerSettings.from_env(
+        {
+            "REDIS_URL": redis_url,
+            "NODEDROP_REDIS_PREFIX": redis_prefix,
+            "NODEDROP_PARTITIONS": "4",
+            "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0",
+            "NODEDROP_LANES": "0,10",
+        }
+    )
+    server = GrpcServer(create_service(settings), settings.server)
+    await server.start()
+    store = RedisStore.from_url(redis_url, StoreConfig(keys=Keys(redis_prefix, 4)))
+    channel: grpc.aio.Channel = open_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield Scheduler(pb_grpc.SchedulerServiceStub(channel), store, settings)
+    finally:
+        await channel.close()
+        await server.stop(1.0)
+        await store.delete_all()
+        await store.close()
+
+
+def workflow(*extra: wf_pb.Node) -> wf_pb.Workflow:
+    nodes = [wf_pb.Node(id="start", type="manual_trigger"), *extra]
+    conns = [wf_pb.Connection(source=a.id, target=b.id) for a, b in itertools.pairwise(nodes)]
+    return wf_pb.Workflow(id="wf-1", name="t", nodes=nodes, connections=conns)
+
+
+def enqueue(x: str, **kw: object) -> pb.EnqueueExecutionRequest:
+    base: dict[str, object] = {
+        "execution_id": x,
+        "tenant_id": "t1",
+        "workflow": workflow(wf_pb.Node(id="a", type="noop")),
+        "trigger_data_json": '{"n": 1}',
+    }
+    base.update(kw)
+    return pb.EnqueueExecutionRequest(**base)  # type: ignore[arg-type]
+
+
+async def test_enqueue_is_idempotent_and_states_hide_other_tenants(scheduler: Scheduler) -> None:
+    stub = scheduler.stub
+    first = await call(stub.EnqueueExecution, enqueue("e1"))
+    again = await call(stub.EnqueueExecution, enqueue("e1"))
+    assert (first.created, first.status) == (True, ex.EXECUTION_STATUS_QUEUED)
+    assert (again.created, again.status) == (False, ex.EXECUTION_STATUS_QUEUED)
+    mine = await call(
+        stub.GetExecutionStates, pb.GetExecutionStatesRequest(execution_ids=["e1", "nope"])
+    )
+    assert [(s.execution_id, s.known, s.attempt) for s in mine.states] == [
+        ("e1", True, 1),
+        ("nope", False, 0),
+    ]
+    other = await call(
+        stub.GetExecutionStates,
+        pb.GetExecutionStatesRequest(execution_ids=["e1"], tenant_id="t2"),
+    )
+    assert not other.states[0].known
+    events = await scheduler.store.read("e1", 0, 10)
+    assert [e.type for e in events] == [EventType.EXECUTION_QUEUED]
+
+
+async def test_enqueue_overrides_and_delay(scheduler: Scheduler) -> None:
+    run_at = Timestamp()
+    run_at.FromMilliseconds(int(time.time() * 1000) + 60_000)
+    req = enqueue(
+        "d1",
+        max_attempts=5,
+        backoff=Duration(seconds=1),
+        timeout=Duration(seconds=9),
+        run_time=run_at,
+        priority=50,
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    await call(scheduler.stub.EnqueueExecution, req)
+    h = await scheduler.store.client.hgetall(scheduler.store.config.keys.exec("d1"))
+    assert (h["ma"], h["bo"], h["to"], h["ln"]) == ("5", "1.0", "9.0", "10")
+    assert h["tp"].startswith("00-0af765")
+    stats = await call(scheduler.stub.GetQueueStats, pb.GetQueueStatsRequest())
+    assert (stats.delayed, stats.waiting, stats.partitions) == (1, 0, 4)
+    assert [lane.priority for lane in stats.lanes] == [10, 0]
+
+
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (enqueue(""), "execution_id"),
+        (enqueue("bad id"), "execution_id"),
+        (pb.EnqueueExecutionRequest(execution_id="x", tenant_id="t1"), "workflow"),
+        (enqueue("x", trigger_data_json="{nope"), "trigger_data_json"),
+        (enqueue("x", workflow=workflow(wf_pb.Node(id="a", type="nope"))), "workflow.nodes[1]"),
+        (enqueue("x", workflow=wf_pb.Workflow(name="empty")), "workflow.nodes"),
+        (enqueue("x", max_attempts=0), "max_attempts"),
+        (enqueue("x", completed_outputs_json={"a": "[1]"}), "completed_outputs_json[a]"),
+    ],
+)
+async def test_bad_enqueue_is_invalid_argument_naming_the_field(
+    scheduler: Scheduler, req: pb.EnqueueExecutionRequest, field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        await call(scheduler.stub.EnqueueExecution, req)
+    assert any(v.field.startswith(field) for v in e.value.violations), e.value.violations
+
+
+async def test_cancel(scheduler: Scheduler) -> None:
+    stub = scheduler.stub
+    await call(stub.EnqueueExecution, enqueue("c1"))
+    with pytest.raises(PermissionDenied):
+        await call(
+            stub.CancelExecution, pb.CancelExecutionRequest(execution_id="c1", tenant_id="x")
+        )
+    with pytest.raises(NotFound):
+        await call(stub.CancelExecution, pb.CancelExecutionRequest(execution_id="nope"))
+    with pytest.raises(InvalidArgument):
+        await call(stub.CancelExecution, pb.CancelExecutionRequest())
+    r = await call(
+        stub.CancelExecution, pb.CancelExecutionRequest(execution_id="c1", tenant_id="t1")
+    )
+    assert r.status == ex.EXECUTION_STATUS_CANCELLED
+
+
+async def test_failed_queue_rpcs_validate_and_work(scheduler: Scheduler) -> None:
+    stub = scheduler.stub
+    empty = await call(stub.ListFailedJobs, pb.ListFailedJobsRequest(page_size=10))
+    assert list(empty.jobs) == [] and empty.next_page_token == ""
+    for bad in (
+        pb.ListFailedJobsRequest(page_size=-1),
+        pb.ListFailedJobsRequest(page_size=5, page_token="garbage"),
+    ):
+        with pytest.raises(InvalidArgument):
+            await call(stub.ListFailedJobs, bad)
+    with pytest.raises(InvalidArgument):
+        await call(stub.RetryFailedJobs, pb.RetryFailedJobsRequest())
+    with pytest.raises(InvalidArgument):
+        await call(stub.PurgeFailedJobs, pb.PurgeFailedJobsRequest(execution_ids=["a"], all=True))
+    assert (await call(stub.RetryFailedJobs, pb.RetryFailedJobsRequest(all=True))).retried == 0
+    assert (await call(stub.PurgeFailedJobs, pb.PurgeFailedJobsRequest(all=True))).purged == 0
+
+
+async def test_schedules_lifecycle(scheduler: Scheduler) -> None:
+    stub = scheduler.stub
+    with pytest.raises(InvalidArgument) as e:
+        await call(
+            stub.CreateSchedule,
+            pb.CreateScheduleRequest(
+                schedule=pb.Schedule(tenant_id="t1", workflow=workflow(), cron="61 * * * *")
+            ),
+        )
+    assert e.value.violations[0].field == "schedule.cron"
+    with pytest.raises(InvalidArgument):
+        await call(
+            stub.CreateSchedule,
+            pb.CreateScheduleRequest(
+                schedule=pb.Schedule(
+                    tenant_id="t1", workflow=workflow(), cron="* * * * *", timezone="Mars/Base"
+                )
+            ),
+        )
+    created = await call(
+        stub.CreateSchedule,
+        pb.CreateScheduleRequest(
+            schedule=pb.Schedule(
+                tenant_id="t1", workflow=workflow(), cron="*/5 * * * *", timezone="Europe/Paris"
+            )
+        ),
+    )
+    s = created.schedule
+    assert s.id and s.next_fire_time.seconds > time.time() and s.workflow.nodes[0].id == "start"
+    listed = await call(stub.ListSchedules, pb.ListSchedulesRequest(tenant_id="t1"))
+    assert [x.id for x in listed.schedules] == [s.id]
+    assert (
+        list((await call(stub.ListSchedules, pb.ListSchedulesRequest(tenant_id="t2"))).schedules)
+        == []
+    )
+    paused = await call(
+        stub.PauseSchedule, pb.PauseScheduleRequest(schedule_id=s.id, tenant_id="t1")
+    )
+    assert paused.schedule.paused
+    resumed = await call(
+        stub.ResumeSchedule, pb.ResumeScheduleRequest(schedule_id=s.id, tenant_id="t1")
+    )
+    assert not resumed.schedule.paused
+    with pytest.raises(PermissionDenied):
+        await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id, tenant_id="t9"))
+    await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id, tenant_id="t1"))
+    with pytest.raises(NotFound):
+        await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id))
+
+
+async def test_a_tick_fires_once_across_replicas(scheduler: Scheduler) -> None:
+    store = scheduler.store
+    schedules = RedisScheduleStore(store.client, store.config.keys)
+    tick = (int(time.time()) - 30) * 1000
+    wf_json = orjson.dumps(
+        {
+            "name": "t",
+            "nodes": [{"id": "s", "type": "schedule_trigger", "parameters": {"cron": "* * * * *"}}],
+        }
+    ).decode()
+    await schedules.put(Schedule("sch_x", "t1", "wf-1", wf_json, "* * * * *", "", False, tick))
+    replicas = [
+        Maintenance(
+            store,
+            schedules,
+            lease_s=30,
+            max_reclaims=3,
+            mover_interval_s=1,
+            reclaim_interval_s=1,
+            cron_interval_s=1,
+        )
+        for _ in range(3)
+    ]
+    await asyncio.gather(*(r.fire_due() for r in replicas))
+    x = tick_execution_id("sch_x", tick)
+    (state,) = await store.states([x])
+    assert state is not None and state.tenant_id == "t1"
+    stats = await store.stats(int(time.time() * 1000))
+    assert stats.waiting == 1
+    after = await schedules.get("sch_x")
+    assert after is not None and after.next_fire_ms > time.time() * 1000
+    # The execution's trigger carries the tick time.
+    h = await store.client.hget(store.config.keys.exec(x), "tr")
+    assert "scheduled_at" in orjson.loads(h)
+
+
+async def test_unknown_status_code_paths_do_not_crash(scheduler: Scheduler) -> None:
+    # Too many ids is a precise INVALID_ARGUMENT, not an internal error.
+    with pytest.raises(InvalidArgument):
+        await call(
+            scheduler.stub.GetExecutionStates,
+            pb.GetExecutionStatesRequest(execution_ids=[f"x{i}" for i in range(1001)]),
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await scheduler.stub.GetQueueStats(pb.GetQueueStatsRequest(), timeout=0.000001)
+    assert e.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
