@@ -35,10 +35,28 @@ def _fmt(summary: dict[str, Any], key: str, digits: int = 0) -> str:
 
 
 def _summary(entry: dict[str, Any], scenario: str) -> dict[str, Any]:
-    data = entry["scenarios"].get(scenario, {})
+    data: dict[str, Any] = entry["scenarios"].get(scenario, {})
     if "skipped" in data:
         return {}
-    return data.get("summary", {})
+    summary: dict[str, Any] = data.get("summary", {})
+    return summary
+
+
+def _bars(
+    doc: dict[str, Any], scenario: str, key: str
+) -> tuple[list[str], list[float], list[float], list[float]]:
+    """Names, medians and the distances to min and max, for the systems that
+    have this figure."""
+    names, med, lo, hi = [], [], [], []
+    for name, entry in doc["systems"].items():
+        figure = _summary(entry, scenario).get(key)
+        if figure is None or math.isnan(figure["median"]):
+            continue
+        names.append(name)
+        med.append(figure["median"])
+        lo.append(figure["median"] - figure["min"])
+        hi.append(figure["max"] - figure["median"])
+    return names, med, lo, hi
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -59,50 +77,38 @@ def table(doc: dict[str, Any]) -> str:
 
 
 def chart(doc: dict[str, Any], quick: bool = False) -> Path:
-    names = list(doc["systems"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 5))
     panels = (
-        ("throughput", "rate", "no-op jobs per second (median, range)", False),
-        ("chain", "rate", "chain steps per second (median, range)", False),
-        ("latency", "p50_ms", "idle latency p50, ms (log; bar = p50, tick = p99)", True),
+        ("throughput", "rate", "no-op jobs/s, 1 worker process", False),
+        ("chain", "rate", "five-step chains: steps/s", False),
+        ("latency", "p50_ms", "idle latency enqueue -> start, ms\n(log; bar p50, dash p99)", True),
+        ("events", "deliveries_per_s", "progress events delivered/s,\n100 listeners", False),
     )
     for ax, (scenario, key, title, log) in zip(axes, panels, strict=True):
-        med, lo, hi, p99 = [], [], [], []
-        for name in names:
-            s = _summary(doc["systems"][name], scenario).get(key)
-            ok = s is not None and not math.isnan(s["median"])
-            med.append(s["median"] if ok else 0.0)
-            lo.append(s["median"] - s["min"] if ok else 0.0)
-            hi.append(s["max"] - s["median"] if ok else 0.0)
-            q = _summary(doc["systems"][name], scenario).get("p99_ms")
-            p99.append(q["median"] if q else math.nan)
+        names, med, lo, hi = _bars(doc, scenario, key)
         colors = ["#d1495b" if n == "nodedrop" else "#5f7ea3" for n in names]
         ax.bar(names, med, yerr=[lo, hi], color=colors, capsize=3)
         if log:
+            p99 = [_summary(doc["systems"][n], scenario)["p99_ms"]["median"] for n in names]
             ax.set_yscale("log")
-            ax.plot(names, p99, "k_", markersize=14, label="p99")
+            ax.plot(names, p99, "k_", markersize=16, label="p99")
             ax.legend(loc="upper left")
+        for i, value in enumerate(med):
+            label = f"{value:.1f}" if log else f"{value:,.0f}"
+            ax.annotate(label, (i, value), ha="center", va="bottom", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", rotation=45)
-        for i, value in enumerate(med):
-            ax.annotate(
-                f"{value:,.0f}" if not log else f"{value:.1f}",
-                (i, value),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
     machine = doc["machine"]
     fig.suptitle(
-        f"nodedrop-exec vs peer job queues — one worker process each, Redis {machine['redis']}, "
-        f"{machine['cpus']} CPUs, {doc['started_at']}",
+        f"nodedrop-exec vs peer job queues: median of rounds, bars show the range; "
+        f"Redis {machine['redis']}, {machine['cpus']} shared CPUs, {doc['started_at']}",
         fontsize=11,
     )
     fig.tight_layout()
     # Quick runs are for development: kept out of the repository.
     target = ROOT / ".envs" / "quick.png" if quick else CHART
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=110)
+    fig.savefig(target, dpi=100)
     plt.close(fig)
     return target
 

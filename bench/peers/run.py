@@ -25,7 +25,7 @@ import envs
 import redis
 import report
 import stats
-from catalog import PEERS, Peer
+from catalog import PEERS
 from scenarios import LISTENERS, Scenario, plan
 from systems import NODEDROP, System, system_of
 
@@ -133,6 +133,12 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated systems to run")
     parser.add_argument("--skip-install", action="store_true")
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=840.0,
+        help="no round starts after this many seconds (default 840: the run ends within 15 min)",
+    )
     args = parser.parse_args()
 
     names = [n for n in args.only.split(",") if n] or [NODEDROP.name, *(p.name for p in PEERS)]
@@ -147,40 +153,50 @@ def main() -> int:
         "systems": {},
     }
     for system in systems:
-        peer: Peer | None = system.peer
-        if peer is not None and not args.skip_install:
-            envs.ensure(peer)
-        entry: dict[str, Any] = {
+        if system.peer is not None and not args.skip_install:
+            envs.ensure(system.peer)
+        doc["systems"][system.name] = {
             "settings": system.concurrency,
             "chain": system.chain,
             "versions": system.versions(),
             "redis_db": system.redis_db,
             "scenarios": {},
         }
+    rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    budget_left = True
+    # Round-major order: every system gets its first round before any gets a
+    # second, so a change in the machine's load (it is shared) spreads over all
+    # systems, and a run that reaches its budget still has every system in it.
+    for index in range(max(s.rounds for s in scenarios)):
+        for system in systems:
+            for scenario in scenarios:
+                if index >= scenario.rounds:
+                    continue
+                if scenario.name == "events" and not system.has_events:
+                    continue
+                if time.time() - started > args.budget_s:
+                    budget_left = False
+                    continue
+                rnd = _timed_round(system, scenario)
+                rounds.setdefault((system.name, scenario.name), []).append(rnd)
+                print(
+                    f"[bench] {system.name:9} {scenario.name:10} round {index + 1}: "
+                    f"{_metric_or_error(scenario.name, rnd)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    for system in systems:
+        entry = doc["systems"][system.name]
         for scenario in scenarios:
             if scenario.name == "events" and not system.has_events:
                 entry["scenarios"][scenario.name] = {"skipped": "no progress-event API"}
                 continue
-            rounds = []
-            for index in range(scenario.rounds):
-                t0 = time.monotonic()
-                try:
-                    rnd = _run_round(system, scenario)
-                except subprocess.TimeoutExpired:
-                    rnd = {"error": "driver exceeded its time cap"}
-                rnd["seconds"] = round(time.monotonic() - t0, 2)
-                rounds.append(rnd)
-                shown = {k: v for k, v in _metric_or_error(scenario.name, rnd).items()}
-                print(
-                    f"[bench] {system.name:9} {scenario.name:10} round {index + 1}: {shown}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            done = rounds.get((system.name, scenario.name), [])
             entry["scenarios"][scenario.name] = {
-                "rounds": rounds,
-                "summary": _summarise(scenario.name, rounds),
+                "rounds": done,
+                "summary": _summarise(scenario.name, done),
             }
-        doc["systems"][system.name] = entry
+    doc["budget_exhausted"] = not budget_left
     doc["machine"]["loadavg_end"] = os.getloadavg()
     doc["duration_s"] = round(time.time() - started, 1)
 
@@ -200,6 +216,16 @@ def main() -> int:
     if not args.no_chart:
         print(f"[bench] chart: {report.chart(doc, quick=args.quick)}", file=sys.stderr)
     return 0
+
+
+def _timed_round(system: System, scenario: Scenario) -> dict[str, Any]:
+    t0 = time.monotonic()
+    try:
+        rnd = _run_round(system, scenario)
+    except subprocess.TimeoutExpired:
+        rnd = {"error": "driver exceeded its time cap"}
+    rnd["seconds"] = round(time.monotonic() - t0, 2)
+    return rnd
 
 
 def _metric_or_error(scenario: str, rnd: dict[str, Any]) -> dict[str, Any]:
