@@ -144,6 +144,16 @@ class EventWriter:
         return records
 
 
+async def restart_server(stack: EventsStack) -> None:
+    """Stops the gRPC server (every open stream breaks) and serves again on the same port."""
+    await stack.server.stop(0)
+    server = grpc.aio.server()
+    add_to_server(stack.servicer, server)
+    server.add_insecure_port(stack.address)
+    await server.start()
+    stack.server = server
+
+
 @dataclass
 class EventsStack:
     address: str
@@ -152,6 +162,7 @@ class EventsStack:
     writer: EventWriter
     server: grpc.aio.Server
     feed_task: asyncio.Task[None]
+    servicer: EventServicer
 
 
 async def start_auth_server() -> tuple[grpc.aio.Server, str, FakeAuthService]:
@@ -180,11 +191,12 @@ async def start_events(
     await server.start()
     await feed.ready.wait()
     try:
-        yield EventsStack(
-            f"127.0.0.1:{port}", hub, keys, EventWriter(redis, keys), server, feed_task
+        stack = EventsStack(
+            f"127.0.0.1:{port}", hub, keys, EventWriter(redis, keys), server, feed_task, servicer
         )
+        yield stack
     finally:
-        await server.stop(0)
+        await stack.server.stop(0)
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
         await auth_channel.close()
