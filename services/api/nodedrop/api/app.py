@@ -27,6 +27,7 @@ from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
 from nodedrop.api.queueing import QueuePort, SchedulerQueue
 from nodedrop.api.recorder import HistoryRecorder
+from nodedrop.api.recovery import OrphanRecovery
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.api.repository_sqlite import SqliteRepository
@@ -87,11 +88,19 @@ class ApiService:
         self._recorder: HistoryRecorder | None = None
         self._store: RedisStore | MemoryStore | None = None
         self._direct: DirectRunner | None = None
+        self._manager: ExecutionManager | None = None
+        self._recovery: OrphanRecovery | None = None
         self.dev_key: str | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
         return self._authenticator
+
+    @property
+    def recovery(self) -> OrphanRecovery:
+        if self._recovery is None:
+            raise RuntimeError("the API service is not started")
+        return self._recovery
 
     @property
     def repository(self) -> ExecutionRepository:
@@ -108,7 +117,8 @@ class ApiService:
             if self._redis is not None and s.api.result_cache_ttl_s > 0
             else None
         )
-        manager = ExecutionManager(repo, self._batcher, self._queue, direct=self._direct)
+        manager = self._manager
+        assert manager is not None
         limits = ExecutionLimits(
             max_request_bytes=s.limits.max_payload_bytes,
             max_trigger_bytes=s.api.max_trigger_bytes,
@@ -186,6 +196,17 @@ class ApiService:
                 self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
             )
             self._recorder.start()
+        self._manager = ExecutionManager(
+            self._repo, self._batcher, self._queue, direct=self._direct
+        )
+        self._recovery = OrphanRecovery(
+            self._repo,
+            self._queue,
+            self._manager,
+            interval_s=s.api.recovery_interval_s,
+            min_age_s=s.api.recovery_min_age_s,
+        )
+        self._recovery.start()
         if self._dev:
             self.dev_key = await ensure_dev_key(self._repo, s.api.dev_api_key or None)
             if not s.api.dev_api_key:
@@ -196,6 +217,8 @@ class ApiService:
                 )
 
     async def stop(self) -> None:
+        if self._recovery is not None:
+            await self._recovery.stop()
         if self._direct is not None:
             await self._direct.stop()
         if self._recorder is not None:

@@ -152,8 +152,11 @@ class ExecutionManager:
             )
             return Status.QUEUED
 
-    async def enqueue_existing(self, record: ExecutionRecord) -> Status:
-        """Re-enqueue a stored execution from its definition and trigger data."""
+    async def enqueue_existing(
+        self, record: ExecutionRecord, completed_outputs: Mapping[str, str] | None = None
+    ) -> Status:
+        """Re-enqueue a stored execution from its definition and trigger data,
+        resuming after `completed_outputs` (node id -> outputs JSON)."""
         new = NewExecution(
             id=record.id,
             tenant_id=record.tenant_id,
@@ -178,6 +181,7 @@ class ExecutionManager:
             trigger_data_json=new.trigger_data_json,
             priority=new.priority,
             run_at=new.run_at if delay > 0 else None,
+            completed_outputs=dict(completed_outputs or {}),
         )
         return await self._queue.enqueue(request)
 

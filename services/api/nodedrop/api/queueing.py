@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 
 from nodedrop.api.model import Status
 from nodedrop.common.client import call
-from nodedrop.common.errors import Unavailable
+from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
@@ -42,6 +42,13 @@ _TO_PROTO = {
     Status.TIMED_OUT: execution_pb2.EXECUTION_STATUS_TIMED_OUT,
 }
 _FROM_PROTO: dict[int, Status] = {int(v): k for k, v in _TO_PROTO.items()}
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 def status_to_proto(status: Status) -> execution_pb2.ExecutionStatus.ValueType:
@@ -139,4 +146,9 @@ class SchedulerQueue:
         try:
             return await call(method, request, timeout_s=self._timeout_s)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in _REFUSALS:
+                # The scheduler answered and said no: retrying will not help.
+                raise FailedPrecondition(
+                    f"the scheduler refused: {exc.code().name}: {exc.details()}"
+                ) from exc
             raise Unavailable(f"the scheduler failed: {exc.code().name}") from exc

@@ -10,6 +10,7 @@ tenant's ids, which the servicers answer with NOT_FOUND.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -118,9 +119,24 @@ class ExecutionRepository(Protocol):
         ...
 
     async def list_unfinished(
-        self, created_before: datetime, after: tuple[datetime, str] | None, limit: int
+        self,
+        created_before: datetime,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        mode: str = "queue",
     ) -> list[ExecutionRecord]:
-        """Unfinished queue-mode executions, oldest first, for orphan recovery."""
+        """Unfinished executions of one mode, oldest first, for orphan recovery."""
+        ...
+
+    async def reset_for_rerun(self, execution_id: str) -> bool:
+        """Back to queued with no recorded events (its new run numbers events from 1).
+
+        False when the execution has finished meanwhile (nothing changed).
+        """
+        ...
+
+    def recovery_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Held by one API replica at a time; yields False when another holds it."""
         ...
 
     # history

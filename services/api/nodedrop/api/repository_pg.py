@@ -8,6 +8,7 @@ the pool reconnects on the next call.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -33,7 +34,11 @@ from nodedrop.api.model import (
 from nodedrop.api.queries import POSTGRES as Q
 from nodedrop.api.repository import InsertOutcome
 
-__all__ = ["PostgresRepository", "create_pool"]
+__all__ = ["RECOVERY_LOCK_KEY", "PostgresRepository", "create_pool"]
+
+# pg_advisory_lock key of orphan recovery ("ndrecov" as a number): one
+# replica at a time runs a pass.
+RECOVERY_LOCK_KEY = 0x6E647265636F76
 
 # Errors that mean "the server is not reachable right now", as opposed to a
 # bug in a query: asyncpg raises OSError subclasses while connecting and
@@ -383,16 +388,42 @@ class PostgresRepository:
         return row is not None
 
     async def list_unfinished(
-        self, created_before: datetime, after: tuple[datetime, str] | None, limit: int
+        self,
+        created_before: datetime,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        mode: str = "queue",
     ) -> list[ExecutionRecord]:
         after_time, after_id = (
             after if after is not None else (datetime.min.replace(tzinfo=created_before.tzinfo), "")
         )
         async with self._conn() as conn:
             rows = await conn.fetch(
-                Q["list_unfinished"], created_before, after_time, after_id, limit
+                Q["list_unfinished"], created_before, after_time, after_id, limit, mode
             )
         return [_execution(r) for r in rows]
+
+    async def reset_for_rerun(self, execution_id: str) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            row = await conn.fetchrow(Q["reset_for_rerun"], execution_id)
+            if row is None:
+                return False
+            await conn.execute(Q["delete_events"], execution_id)
+        return True
+
+    @asynccontextmanager
+    async def recovery_lock(self) -> AsyncIterator[bool]:
+        # A session-level advisory lock on a connection held for the pass: it
+        # goes away with the connection if this replica dies mid-pass.
+        async with self._conn() as conn:
+            locked = bool(await conn.fetchval(Q["try_advisory_lock"], RECOVERY_LOCK_KEY))
+            try:
+                yield locked
+            finally:
+                if locked:
+                    # If the connection died, the lock went with it.
+                    with contextlib.suppress(*_UNAVAILABLE):
+                        await conn.fetchval(Q["advisory_unlock"], RECOVERY_LOCK_KEY)
 
     # history
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -153,6 +154,7 @@ class SqliteRepository:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodedrop-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._path = path
+        self._recovery = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str) -> SqliteRepository:
@@ -453,9 +455,14 @@ class SqliteRepository:
         return row is not None
 
     async def list_unfinished(
-        self, created_before: datetime, after: tuple[datetime, str] | None, limit: int
+        self,
+        created_before: datetime,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        mode: str = "queue",
     ) -> list[ExecutionRecord]:
         params = {
+            "mode": mode,
             "before": _us(created_before),
             "after_time": _us(after[0]) if after else -1,
             "after_id": after[1] if after else "",
@@ -463,6 +470,24 @@ class SqliteRepository:
         }
         rows = await self._run(lambda: self._db.execute(Q["list_unfinished"], params).fetchall())
         return [_execution(r) for r in rows]
+
+    async def reset_for_rerun(self, execution_id: str) -> bool:
+        def reset(db: sqlite3.Connection) -> bool:
+            if db.execute(Q["reset_for_rerun"], {"id": execution_id}).fetchone() is None:
+                return False
+            db.execute(Q["delete_events"], {"id": execution_id})
+            return True
+
+        return await self._run(lambda: self._tx(reset))
+
+    @asynccontextmanager
+    async def recovery_lock(self) -> AsyncIterator[bool]:
+        # One process owns the embedded file: a lock within it is enough.
+        if self._recovery.locked():
+            yield False
+            return
+        async with self._recovery:
+            yield True
 
     # history
 

@@ -125,7 +125,7 @@ RETURNING status;
 -- name: list_unfinished
 SELECT * FROM executions
 WHERE status IN ('queued', 'running', 'retry_scheduled')
-  AND mode = 'queue' AND created_at < $1
+  AND mode = $5 AND created_at < $1
   AND (created_at, id) > ($2, $3)
 ORDER BY created_at, id
 LIMIT $4;
@@ -206,3 +206,22 @@ WHERE x.tenant_id = $1 AND ($2::text IS NULL OR x.workflow_id = $2)
   AND r.status IN ('completed', 'failed')
 GROUP BY 1, 2
 ORDER BY 1, 2;
+
+-- name: reset_for_rerun
+-- An orphan about to run again from the start of a new event log: its
+-- status goes back to queued and the recorder's high-water mark to zero.
+UPDATE executions
+SET status = 'queued', last_sequence = 0, started_at = NULL
+WHERE id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
+RETURNING id;
+
+-- name: delete_events
+-- The recorded events of a run whose Redis copy is gone: the new run numbers
+-- its events from 1 again, and stale rows would make the recorder skip them.
+DELETE FROM execution_events WHERE execution_id = $1;
+
+-- name: try_advisory_lock
+SELECT pg_try_advisory_lock($1) AS locked;
+
+-- name: advisory_unlock
+SELECT pg_advisory_unlock($1) AS unlocked;

@@ -106,7 +106,7 @@ RETURNING status;
 
 -- name: list_unfinished
 SELECT * FROM executions
-WHERE status IN ('queued', 'running', 'retry_scheduled') AND mode = 'queue'
+WHERE status IN ('queued', 'running', 'retry_scheduled') AND mode = :mode
   AND created_at < :before
   AND (created_at > :after_time OR (created_at = :after_time AND id > :after_id))
 ORDER BY created_at, id
@@ -166,3 +166,12 @@ FROM node_runs r JOIN executions x ON x.id = r.execution_id
 WHERE x.tenant_id = :tenant_id AND (:workflow_id IS NULL OR x.workflow_id = :workflow_id)
   AND x.created_at >= :start AND x.created_at < :end
   AND r.status IN ('completed', 'failed');
+
+-- name: reset_for_rerun
+UPDATE executions
+SET status = 'queued', last_sequence = 0, started_at = NULL
+WHERE id = :id AND status IN ('queued', 'running', 'retry_scheduled')
+RETURNING id;
+
+-- name: delete_events
+DELETE FROM execution_events WHERE execution_id = :id;
