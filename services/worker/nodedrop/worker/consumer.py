@@ -269,11 +269,11 @@ class Consumer:
                 f"execution timed out after {ctx.timeout_s:g}s", "execution_timeout", False
             )
             return Transition(ExecutionStatus.TIMED_OUT), [
-                EventDraft(EventType.EXECUTION_TIMED_OUT, error=err)
+                EventDraft(EventType.EXECUTION_TIMED_OUT, outcome.failed_node, error=err)
             ]
         if outcome.ending is Ending.CANCELLED:
             return Transition(ExecutionStatus.CANCELLED), [
-                EventDraft(EventType.EXECUTION_CANCELLED)
+                EventDraft(EventType.EXECUTION_CANCELLED, error=outcome.error)
             ]
         if outcome.ending is Ending.COMPLETED:
             return Transition(ExecutionStatus.COMPLETED), [
