@@ -47,8 +47,27 @@ _GLYPH = {
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run a workflow file and follow its events")
-    parser.add_argument("file", help="workflow JSON file ('-' for stdin)")
+    parser.add_argument(
+        "file", help="workflow JSON file ('-' for stdin), or a stored workflow's id (remote runs)"
+    )
     parser.add_argument("--local", action="store_true", help="run in this process (direct mode)")
+    parser.add_argument(
+        "--mode",
+        choices=("queue", "direct"),
+        help="remote runs: where the API runs it (default: the API's NODEDROP_DEFAULT_MODE)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="remote runs: show each event live (through NODEDROP_EVENTS_ADDR)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="remote runs: give up waiting for the end after S seconds (default 600)",
+    )
     parser.add_argument("--input", help="trigger data as JSON, or @FILE")
     parser.add_argument(
         "--json", action="store_true", help="print the final execution as one JSON object"
@@ -141,15 +160,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         trigger = parse_input(args.input)
         if not args.local:
-            if REMOTE_RUNNER is None:
-                print(
-                    "nodedrop run: remote runs are not available in this build; "
-                    "use --local to run in process",
-                    file=sys.stderr,
-                )
-                return 2
+            from nodedrop.cli.remote import RemoteError, run_remote  # noqa: PLC0415
+
             printer = _printer(args)
-            outcome = asyncio.run(REMOTE_RUNNER(args, printer))
+            try:
+                outcome = asyncio.run((REMOTE_RUNNER or run_remote)(args, printer))
+            except RemoteError as exc:
+                print(f"nodedrop run: {exc}", file=sys.stderr)
+                return exc.exit_code
+            except KeyboardInterrupt:
+                return 130
         else:
             try:
                 config = EngineConfig(http=HttpPolicy(allow=tuple(args.http_allow)))

@@ -1,0 +1,233 @@
+"""The remote CLI commands against a real API (with a scheduler, a worker and
+the events service, all in this process, on the shared Redis under this
+test's prefix): `nodedrop workflows ...`, `nodedrop executions ...` and
+`nodedrop run FILE|WORKFLOW_ID [--mode] [--follow] [--json]`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from nodedrop.api.repository_pg import PostgresRepository
+from nodedrop.cli.main import main
+from nodedrop.common.server import GrpcServer
+from nodedrop.events.app import EventsService
+from nodedrop.events.settings import EventsSettings
+from nodedrop.scheduler.app import SchedulerService
+from nodedrop.scheduler.settings import SchedulerSettings
+from nodedrop.worker.app import WorkerService
+from nodedrop.worker.settings import WorkerSettings
+from tests.api.harness import RunningApi, api_settings, running_api
+
+WORKFLOW = {
+    "name": "greet",
+    "nodes": [
+        {"id": "start", "type": "manual_trigger"},
+        {"id": "hello", "type": "set", "parameters": {"fields": {"msg": "'hi ' + json.who"}}},
+    ],
+    "connections": [{"from": "start", "to": "hello"}],
+}
+SLOW = {
+    "name": "slow",
+    "nodes": [
+        {"id": "start", "type": "manual_trigger"},
+        {"id": "pause", "type": "wait", "parameters": {"seconds": 30}},
+    ],
+    "connections": [{"from": "start", "to": "pause"}],
+}
+
+
+@contextlib.asynccontextmanager
+async def _server(service: object, settings: object) -> AsyncIterator[GrpcServer]:
+    server = GrpcServer(service, settings.server)  # type: ignore[arg-type, attr-defined]
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.set_not_serving()
+        await server.stop(1.0)
+
+
+@pytest.fixture
+async def stack(
+    pg_repo: PostgresRepository,
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[RunningApi]:
+    base = {
+        "REDIS_URL": redis_url,
+        "NODEDROP_REDIS_PREFIX": redis_prefix,
+        "NODEDROP_PARTITIONS": "4",
+        "NODEDROP_READ_BLOCK_S": "0.1",
+        "NODEDROP_WORKER_ADDR": "127.0.0.1:0",
+    }
+    sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
+    async with _server(SchedulerService(sched_settings), sched_settings) as sched:
+        worker = WorkerService(WorkerSettings.from_env(base))
+        await worker.start()
+        settings = api_settings(
+            redis_url, redis_prefix, {"NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}"}
+        )
+        try:
+            async with running_api(settings, pg_repo, redis_client) as api:
+                ev_settings = EventsSettings.from_env(
+                    {**base, "NODEDROP_EVENTS_ADDR": "127.0.0.1:0", "NODEDROP_API_ADDR": api.target}
+                )
+                async with _server(EventsService(ev_settings), ev_settings) as events:
+                    monkeypatch.setenv("NODEDROP_API_ADDR", api.target)
+                    monkeypatch.setenv("NODEDROP_EVENTS_ADDR", f"127.0.0.1:{events.port}")
+                    monkeypatch.setenv("NODEDROP_API_KEY", api.key)
+                    yield api
+        finally:
+            await worker.stop()
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    # The services run in this process and log to the same streams.
+    return code, _without_logs(out), _without_logs(err)
+
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+
+
+def _without_logs(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not _LOG_LINE.match(line))
+
+
+@pytest.fixture
+def wf_file(tmp_path: Path) -> Path:
+    path = tmp_path / "greet.json"
+    path.write_text(json.dumps(WORKFLOW))
+    return path
+
+
+async def test_workflows_commands(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], wf_file: Path, tmp_path: Path
+) -> None:
+    code, out, _ = await cli(capsys, "workflows", "create", str(wf_file), "--json")
+    assert code == 0
+    created = json.loads(out)
+    wid = created["id"]
+    assert created["version"] == 1 and created["name"] == "greet"
+    code, out, _ = await cli(capsys, "workflows", "get", wid)
+    assert code == 0 and json.loads(out)["nodes"][1]["id"] == "hello"
+    v2 = tmp_path / "v2.json"
+    v2.write_text(json.dumps({**WORKFLOW, "name": "greet-v2"}))
+    code, out, _ = await cli(capsys, "workflows", "update", wid, str(v2), "--expected-version", "1")
+    assert code == 0 and "version 2" in out
+    code, _, err = await cli(capsys, "workflows", "update", wid, str(v2), "--expected-version", "1")
+    assert code == 2 and "ABORTED" in err
+    code, out, _ = await cli(capsys, "workflows", "get", wid, "--version", "1")
+    assert json.loads(out)["name"] == "greet"
+    code, out, _ = await cli(capsys, "workflows", "list", "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [wid]
+    code, out, _ = await cli(capsys, "workflows", "delete", wid)
+    assert code == 0
+    code, _, err = await cli(capsys, "workflows", "get", wid)
+    assert code == 2 and "NOT_FOUND" in err
+
+
+async def test_invalid_workflow_shows_each_field_violation(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "name": "bad",
+                "nodes": [{"id": "start", "type": "manual_trigger"}, {"id": "start", "type": "noop"}],
+                "connections": [{"from": "start", "to": "ghost"}],
+            }
+        )
+    )
+    code, _, err = await cli(capsys, "workflows", "create", str(bad))
+    assert code == 2 and "INVALID_ARGUMENT" in err
+    assert "workflow.connections[0].target" in err and "workflow.nodes[1]" in err
+
+
+async def test_run_file_and_stored_workflow_in_both_modes(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], wf_file: Path
+) -> None:
+    for mode in ("queue", "direct"):
+        code, out, _ = await cli(
+            capsys, "run", str(wf_file), "--mode", mode, "--input", '{"who": "ann"}', "--json"
+        )
+        assert code == 0, out
+        result = json.loads(out)
+        assert result["status"] == "completed"
+        assert result["outputs"] == {"hello": [{"who": "ann", "msg": "hi ann"}]}
+    _, out, _ = await cli(capsys, "workflows", "create", str(wf_file), "--json")
+    wid = json.loads(out)["id"]
+    code, out, _ = await cli(capsys, "run", wid, "--input", '{"who": "bo"}')
+    assert code == 0 and "completed" in out and "hi bo" in out
+
+
+async def test_run_follow_prints_every_event(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], wf_file: Path
+) -> None:
+    code, out, _ = await cli(
+        capsys, "run", str(wf_file), "--follow", "--input", '{"who": "cy"}', "--mode", "queue"
+    )
+    assert code == 0, out
+    for kind in ("EXECUTION_QUEUED", "EXECUTION_STARTED", "NODE_COMPLETED", "EXECUTION_COMPLETED"):
+        assert kind in out
+    assert "hi cy" in out
+
+
+async def test_executions_commands(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(SLOW))
+    failing = tmp_path / "fail.json"
+    failing.write_text(json.dumps(WORKFLOW))
+    # No input: json.who is missing, the set node fails.
+    code, out, _ = await cli(capsys, "run", str(failing), "--json")
+    assert code == 1
+    failed = json.loads(out)
+    assert failed["status"] == "failed" and failed["error"]["node_id"] == "hello"
+    code, out, _ = await cli(capsys, "executions", "show", failed["execution_id"])
+    assert code == 0 and "failed" in out and "hello" in out
+    code, out, _ = await cli(capsys, "executions", "retry", failed["execution_id"])
+    assert code == 0 and f"retry of {failed['execution_id']}" in out
+    code, out, _ = await cli(capsys, "executions", "list", "--status", "failed", "--json")
+    assert failed["execution_id"] in out
+    # Start a slow one in the background of the API, then cancel it.
+    submit = asyncio.create_task(cli(capsys, "run", str(slow), "--wait", "20"))
+    for _ in range(100):
+        _, out, _ = await cli(capsys, "executions", "list", "--status", "running", "--json")
+        if out.strip():
+            break
+        await asyncio.sleep(0.1)
+    running_id = json.loads(out.splitlines()[0])["id"]
+    code, out, _ = await cli(capsys, "executions", "cancel", running_id, "--reason", "enough")
+    assert code == 0
+    code, _, _ = await submit
+    assert code == 1
+    code, out, _ = await cli(capsys, "executions", "watch", running_id)
+    assert "EXECUTION_CANCELLED" in out or "already ended" in out
+    code, _, err = await cli(capsys, "executions", "show", "not-a-uuid")
+    assert code == 2 and "execution_id" in err
+
+
+async def test_no_key_is_a_clear_usage_error(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NODEDROP_API_KEY")
+    code, _, err = await cli(capsys, "executions", "list")
+    assert code == 2 and "NODEDROP_API_KEY" in err
+    monkeypatch.setenv("NODEDROP_API_KEY", "ndk_000000000000_" + "A" * 43)
+    code, _, err = await cli(capsys, "executions", "list")
+    assert code == 2 and "UNAUTHENTICATED" in err
