@@ -76,6 +76,41 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _median(doc: dict[str, Any], system: str, scenario: str, key: str) -> float:
+    entry = doc["systems"].get(system)
+    figure = _summary(entry, scenario).get(key) if entry else None
+    return float(figure["median"]) if figure else math.nan
+
+
+def ratios(doc: dict[str, Any], us: str = "nodedrop") -> list[str]:
+    """The goals of issue 8, as measured: lines of text."""
+    python_peers = [n for n in doc["systems"] if n not in (us, "bullmq")]
+    lines = []
+    for scenario, unit in (("throughput", "jobs/s"), ("chain", "steps/s")):
+        ours = _median(doc, us, scenario, "rate")
+        bull = _median(doc, "bullmq", scenario, "rate")
+        best = max(python_peers, key=lambda n: _median(doc, n, scenario, "rate"), default="")
+        best_rate = _median(doc, best, scenario, "rate") if best else math.nan
+        lines.append(
+            f"{scenario}: {us} {ours:,.0f} {unit} = {ours / bull:.2f}x BullMQ ({bull:,.0f}), "
+            f"{ours / best_rate:.2f}x the fastest Python peer ({best} {best_rate:,.0f})"
+        )
+    ours_p50 = _median(doc, us, "latency", "p50_ms")
+    bull_p50 = _median(doc, "bullmq", "latency", "p50_ms")
+    lines.append(
+        f"idle latency p50: {us} {ours_p50:.2f} ms vs BullMQ {bull_p50:.2f} ms "
+        f"(ratio {ours_p50 / bull_p50:.2f}; goal <= 1)"
+    )
+    ours_ev = _median(doc, us, "events", "deliveries_per_s")
+    bull_ev = _median(doc, "bullmq", "events", "deliveries_per_s")
+    lines.append(
+        f"events: {us} {ours_ev:,.0f} deliveries/s vs BullMQ {bull_ev:,.0f} "
+        f"({ours_ev / bull_ev:.2f}x); p50 {_median(doc, us, 'events', 'p50_ms'):,.0f} ms vs "
+        f"{_median(doc, 'bullmq', 'events', 'p50_ms'):,.0f} ms"
+    )
+    return lines
+
+
 def chart(doc: dict[str, Any], quick: bool = False) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(19, 5))
     panels = (
@@ -117,4 +152,5 @@ if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results" / "latest.json"
     document = json.loads(path.read_text())
     print(table(document))
+    print("\n".join(ratios(document)))
     print(chart(document, quick=document.get("quick", False)))

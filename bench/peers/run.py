@@ -213,6 +213,8 @@ def main() -> int:
         file=sys.stderr,
     )
     print(report.table(doc))
+    if "nodedrop" in doc["systems"] and "bullmq" in doc["systems"]:
+        print("\n".join(report.ratios(doc)))
     if not args.no_chart:
         print(f"[bench] chart: {report.chart(doc, quick=args.quick)}", file=sys.stderr)
     return 0

@@ -131,3 +131,35 @@ def test_chart_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     path = report.chart(doc)
     assert path == tmp_path / "chart.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratios_compare_with_bullmq_and_the_fastest_python_peer() -> None:
+    def fig(value: float) -> dict[str, float]:
+        return {"median": value, "min": value, "max": value}
+
+    def system(rate: float, p50: float, deliveries: float | None = None) -> dict[str, Any]:
+        scenarios: dict[str, Any] = {
+            "throughput": {"summary": {"rate": fig(rate)}},
+            "chain": {"summary": {"rate": fig(rate / 2)}},
+            "latency": {"summary": {"p50_ms": fig(p50), "p99_ms": fig(p50)}},
+            "events": {"skipped": "no API"},
+        }
+        if deliveries is not None:
+            scenarios["events"] = {
+                "summary": {"deliveries_per_s": fig(deliveries), "p50_ms": fig(p50)}
+            }
+        return {"scenarios": scenarios}
+
+    doc = _doc(
+        {
+            "nodedrop": system(8000.0, 1.0, 500.0),
+            "bullmq": system(4000.0, 2.0, 1000.0),
+            "dramatiq": system(1600.0, 5.0),
+            "celery": system(400.0, 3.0),
+        }
+    )
+    lines = M["report"].ratios(doc)
+    assert lines[0].startswith("throughput: nodedrop 8,000 jobs/s = 2.00x BullMQ (4,000), 5.00x")
+    assert "(dramatiq 1,600)" in lines[0]
+    assert "ratio 0.50; goal <= 1" in lines[2]
+    assert "(0.50x)" in lines[3]
