@@ -80,3 +80,20 @@ def test_overflow_of_one_subscriber_leaves_others_untouched() -> None:
         assert slow.overflowed
         assert not fast.overflowed
     assert hub.overflows == 1
+
+
+def test_hub_records_metrics() -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from nodedrop.common.metrics import create_metrics  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    hub = FanoutHub(1, create_metrics(registry))
+    labels = {"transport": "grpc"}
+    with hub.execution("e"), hub.execution("e"):
+        assert registry.get_sample_value("nodedrop_event_subscribers", labels) == 2
+        hub.publish([_event("e", 1)])
+        hub.publish([_event("e", 2)])
+    assert registry.get_sample_value("nodedrop_event_subscribers", labels) == 0
+    assert registry.get_sample_value("nodedrop_events_delivered_total", labels) == 4
+    assert registry.get_sample_value("nodedrop_slow_subscriber_cutoffs_total", labels) == 2

@@ -11,6 +11,7 @@ import grpc
 from nodedrop.common.auth import Authenticator, RemoteAuthenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import get_metrics
 from nodedrop.events.feed import LiveFeed
 from nodedrop.events.history import ApiHistory
 from nodedrop.events.hub import FanoutHub
@@ -39,7 +40,7 @@ class EventsService:
         self._authenticator: RemoteAuthenticator | None = None
         self._store: RedisStore | MemoryStore | None = None
         self._feed_task: asyncio.Task[None] | None = None
-        self.hub = FanoutHub(settings.subscriber_buffer)
+        self.hub = FanoutHub(settings.subscriber_buffer, get_metrics())
         self._servicer: EventServicer | None = None
 
     @property

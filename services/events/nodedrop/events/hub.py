@@ -9,19 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from nodedrop.common.metrics import Metrics
 from nodedrop.events.live import LiveEvent
 from nodedrop.events.mailbox import Mailbox
 
 
+class _NoMetric:
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+
 class FanoutHub:
-    def __init__(self, mailbox_capacity: int) -> None:
+    def __init__(self, mailbox_capacity: int, metrics: Metrics | None = None) -> None:
         self._capacity = mailbox_capacity
         self._by_execution: dict[str, set[Mailbox]] = {}
         self._by_tenant: dict[str, set[Mailbox]] = {}
         self.published = 0
         self.delivered = 0
         self.overflows = 0
+        if metrics is None:
+            self._m_delivered: Any = _NoMetric()
+            self._m_subscribers: Any = _NoMetric()
+            self._m_cutoffs: Any = _NoMetric()
+        else:
+            self._m_delivered = metrics.events_delivered.labels(transport="grpc")
+            self._m_subscribers = metrics.event_subscribers.labels(transport="grpc")
+            self._m_cutoffs = metrics.slow_subscriber_cutoffs.labels(transport="grpc")
 
     @property
     def subscriber_count(self) -> int:
@@ -48,9 +66,11 @@ class FanoutHub:
         self, index: dict[str, set[Mailbox]], key: str, mailbox: Mailbox
     ) -> Iterator[None]:
         index.setdefault(key, set()).add(mailbox)
+        self._m_subscribers.inc()
         try:
             yield
         finally:
+            self._m_subscribers.dec()
             members = index.get(key)
             if members is not None:
                 members.discard(mailbox)
@@ -58,10 +78,12 @@ class FanoutHub:
                     del index[key]
             if mailbox.overflowed:
                 self.overflows += 1
+                self._m_cutoffs.inc()
 
     def publish(self, events: Iterable[LiveEvent]) -> None:
         by_execution = self._by_execution
         by_tenant = self._by_tenant
+        before = self.delivered
         for event in events:
             self.published += 1
             for index, key in ((by_execution, event.execution_id), (by_tenant, event.tenant_id)):
@@ -70,3 +92,6 @@ class FanoutHub:
                     for mailbox in members:
                         mailbox.offer(event)
                     self.delivered += len(members)
+        # One counter update per batch: the metric's lock is not free per event.
+        if self.delivered > before:
+            self._m_delivered.inc(self.delivered - before)

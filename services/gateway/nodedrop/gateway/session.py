@@ -18,6 +18,7 @@ from websockets.frames import CloseCode
 
 from nodedrop.common.auth import SCOPE_EXECUTE, Principal
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import get_metrics
 from nodedrop.gateway import protocol
 from nodedrop.gateway.upstream import Upstream, UpstreamError
 
@@ -45,6 +46,10 @@ class Session:
         self._max_subscriptions = max_subscriptions
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._closing: asyncio.Task[None] | None = None
+        metrics = get_metrics()
+        self._m_delivered = metrics.events_delivered.labels(transport="websocket")
+        self._m_subscribers = metrics.event_subscribers.labels(transport="websocket")
+        self._m_cutoffs = metrics.slow_subscriber_cutoffs.labels(transport="websocket")
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -141,10 +146,12 @@ class Session:
     async def _follow(self, execution_id: str, after: int) -> None:
         call = self._upstream.stream_execution(self._credential, execution_id, after)
         last = after
+        self._m_subscribers.inc()
         try:
             async for response in call:
                 last = response.event.sequence
                 self._push(protocol.event_message(response.event))
+                self._m_delivered.inc()
             self._push(protocol.complete_message(execution_id, last))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -154,6 +161,7 @@ class Session:
                 error = UpstreamError.from_rpc(exc)
                 self._push(protocol.error_message(error.code, error.message, execution_id))
         finally:
+            self._m_subscribers.dec()
             call.cancel()
             if self._subscriptions.get(execution_id) is asyncio.current_task():
                 del self._subscriptions[execution_id]
@@ -161,6 +169,7 @@ class Session:
     def _close_slow(self) -> None:
         if self._closing is None:
             log.info("closing slow consumer", tenant_id=self._principal.tenant_id)
+            self._m_cutoffs.inc()
             self._closing = asyncio.create_task(
                 self._connection.close(CloseCode.TRY_AGAIN_LATER, SLOW_CONSUMER_REASON)
             )
