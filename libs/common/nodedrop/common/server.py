@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 # Whole-server health uses the empty service name, per the health protocol.
 OVERALL = ""
+# Time a service gets to close its pools beyond the grace period.
+STOP_MARGIN_S = 5.0
 
 
 class Service(Protocol):
@@ -135,7 +137,7 @@ class GrpcServer:
             self.port = server.add_insecure_port(self._settings.addr.bind)
             await server.start()
         except BaseException:
-            await self._service.stop()
+            await self._stop_service(self._settings.shutdown_grace_s)
             raise
         self._server = server
         for name in (OVERALL, *self._service_names):
@@ -170,9 +172,17 @@ class GrpcServer:
         # open when the grace period runs out, they are cancelled then.
         await server.stop(grace_s)
         try:
-            await self._service.stop()
+            await self._stop_service(grace_s)
         finally:
             log.info("stopped", service=self.name)
+
+    async def _stop_service(self, grace_s: float) -> None:
+        # Bounded: a service whose stop hangs must not keep the process (and,
+        # under `nodedrop dev`, every other service in it) from exiting.
+        try:
+            await asyncio.wait_for(self._service.stop(), grace_s + STOP_MARGIN_S)
+        except TimeoutError:
+            log.error("service did not stop in time", service=self.name, grace_s=grace_s)
 
 
 async def serve(
