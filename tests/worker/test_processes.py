@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status, worker_env
-from wq_processes import PrivateRedis, Proc
+from wq_processes import PrivateRedis, Proc, wait_scheduler
 
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus
@@ -188,6 +188,7 @@ async def test_redis_restart_under_load_recovers(
     scheduler = Proc("scheduler", sched_env, tmp_path / "scheduler.log")
     procs.append(scheduler)
     await worker.wait_consuming()
+    await wait_scheduler(scheduler.addr)
     store = RedisStore.from_url(private_redis.url, StoreConfig(keys=Keys(prefix, 4)))
     try:
         wf = chain(sleepy("a", 200, 400), sleepy("b", 200, 400))

@@ -85,6 +85,24 @@ class Proc:
         raise AssertionError(f"worker not consuming: {self.log.read_text()[-2000:]}")
 
 
+async def wait_scheduler(addr: str, timeout_s: float = 15) -> None:
+    """Until the scheduler answers GetQueueStats."""
+    from nodedrop.queue.v1 import scheduler_service_pb2 as spb  # noqa: PLC0415
+    from nodedrop.queue.v1 import scheduler_service_pb2_grpc as spb_grpc  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    async with open_channel(addr) as channel:
+        stub = spb_grpc.SchedulerServiceStub(channel)
+        while True:
+            try:
+                await stub.GetQueueStats(spb.GetQueueStatsRequest(), timeout=1)
+                return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+
 class PrivateRedis:
     """A redis-server without persistence on a free port, for tests that kill it."""
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from redis.exceptions import RedisError
 
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
+
+log = structlog.get_logger("nodedrop.store")
 
 _SHARED: dict[tuple[str, int], MemoryStore] = {}
 
@@ -25,16 +28,21 @@ def shared_memory_store(config: StoreConfig) -> MemoryStore:
 
 
 async def open_store(url: str, config: StoreConfig, *, dev: bool) -> RedisStore | MemoryStore:
-    """Redis at ``url`` (scripts loaded, groups created).  With ``dev``, an unreachable
-    Redis falls back to the shared in-memory store instead of failing."""
+    """Redis at ``url`` (scripts loaded, groups created).
+
+    With ``dev``, an unreachable Redis falls back to the shared in-memory store.
+    Otherwise an unreachable Redis is not fatal: the service starts, its loops
+    retry with backoff, and scripts and groups are created on first use, so a
+    Redis that comes up later (or restarts) causes no crash loop.
+    """
     store = RedisStore.from_url(url, config)
     try:
         await asyncio.wait_for(store.client.ping(), 0.5 if dev else 5.0)
         await store.load_scripts()
         await store.ensure_groups()
-    except (RedisError, OSError, TimeoutError):
-        await store.close()
-        if not dev:
-            raise
-        return shared_memory_store(config)
+    except (RedisError, OSError, TimeoutError) as e:
+        if dev:
+            await store.close()
+            return shared_memory_store(config)
+        log.warning("redis unavailable at start; retrying in the background", error=str(e))
     return store
