@@ -147,7 +147,10 @@ async def test_invalid_workflow_shows_each_field_violation(
         json.dumps(
             {
                 "name": "bad",
-                "nodes": [{"id": "start", "type": "manual_trigger"}, {"id": "start", "type": "noop"}],
+                "nodes": [
+                    {"id": "start", "type": "manual_trigger"},
+                    {"id": "start", "type": "noop"},
+                ],
                 "connections": [{"from": "start", "to": "ghost"}],
             }
         )

@@ -281,5 +281,9 @@ def command(
             return 2
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            # The reader (`| head`) went away: not an error of this command.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
     return run

@@ -42,7 +42,7 @@ from nodedrop.common.redis import connect_redis
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
-from nodedrop.store.factory import shared_memory_store
+from nodedrop.store.factory import open_store
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
@@ -164,11 +164,24 @@ class ApiService:
         s = self._settings
         if self._repo is None:
             self._repo = await self._open_repository()
-        if self._redis is None and (
-            not self._dev or s.api.redis_url_set or _listening(s.redis.url, 6379)
-        ):
-            self._redis = await connect_redis(s.redis, check=False)
-            self._owns_redis = True
+        config = StoreConfig(
+            keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions),
+            state_ttl_s=s.execution.state_ttl_s,
+            completion_ttl_s=s.execution.completion_ttl_s,
+        )
+        if self._dev and self._redis is None:
+            # As the scheduler, workers and events service of `nodedrop dev`
+            # decide: Redis when it answers, else the shared in-memory store.
+            self._store = await open_store(s.redis.url, config, dev=True)
+            if isinstance(self._store, RedisStore):
+                self._redis = await connect_redis(s.redis, check=False)
+                self._owns_redis = True
+        else:
+            if self._redis is None:
+                self._redis = await connect_redis(s.redis, check=False)
+                self._owns_redis = True
+            # The store's adapter needs decoded replies; the cache's client does not.
+            self._store = RedisStore.from_url(s.redis.url, config)
         if self._queue is None:
             self._channel = open_channel(
                 s.addresses.scheduler, max_message_bytes=s.server.grpc_max_message_bytes
@@ -177,19 +190,6 @@ class ApiService:
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo)
         self._batcher.start()
-        config = StoreConfig(
-            keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions),
-            state_ttl_s=s.execution.state_ttl_s,
-            completion_ttl_s=s.execution.completion_ttl_s,
-        )
-        if self._redis is not None:
-            # The store's adapter needs decoded replies; the cache's client does not.
-            self._store = RedisStore.from_url(s.redis.url, config)
-        elif self._dev:
-            # `nodedrop dev` without Redis: the in-memory store every service
-            # of this process shares, so direct runs, the scheduler, the
-            # workers and the events service see one another.
-            self._store = shared_memory_store(config)
         if self._store is not None:
             self._direct = DirectRunner(self._store, self._store, self._store.config)
             self._recorder = HistoryRecorder(
