@@ -51,6 +51,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
+    # Releasing a connection whose query the server's death interrupted
+    # ("cannot switch to state ..."): the pool drops it and reconnects.
+    asyncpg.InternalClientError,
 )
 
 
