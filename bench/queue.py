@@ -53,6 +53,12 @@ def workflow(nodes: int) -> str:
     return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,27 +132,42 @@ async def wait_consuming(addrs: list[str]) -> None:
                 raise RuntimeError(f"worker {addr} did not start consuming")
 
 
-async def throughput(store: RedisStore, nodes: int, count: int) -> float:
+async def completed(store: RedisStore) -> int:
+    """Completed executions from the partition counters (cheap, unlike the full stats)."""
+    pipe = store.client.pipeline(transaction=False)
+    for p in range(PARTITIONS):
+        pipe.hget(store.config.keys.stats(p), "COMPLETED")
+    return sum(int(v or 0) for v in await pipe.execute())
+
+
+async def throughput(
+    store: RedisStore, nodes: int, count: int, pids: dict[str, list[int]]
+) -> float:
     wf = workflow(nodes)
     run = uuid.uuid4().hex[:6]
-    before = (await store.stats(0)).completed
+    before = await completed(store)
     specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
     t0 = time.perf_counter()
     for i in range(0, count, 500):
         await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
     submitted = time.perf_counter() - t0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        done = (await store.stats(0)).completed - before
+        done = await completed(store) - before
         if done >= count:
             break
         await asyncio.sleep(0.01)
     else:
         raise RuntimeError(f"only {done} of {count} completed")
     elapsed = time.perf_counter() - t0
+    # CPU per execution does not depend on how loaded the shared machine is:
+    # 1e6 / (worker us) is what one worker process could do with a core of its own.
+    cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / count * 1e6 for k, v in pids.items()}
     print(
         f"  {nodes}-node: {count} in {elapsed:.2f}s = {count / elapsed:,.0f}/s "
-        f"(submit alone {count / submitted:,.0f}/s)"
+        f"(submit alone {count / submitted:,.0f}/s); CPU per execution: "
+        + ", ".join(f"{k} {v:.0f} us" for k, v in cpu.items())
     )
     return count / elapsed
 
@@ -189,9 +210,10 @@ async def run(args: argparse.Namespace) -> None:
             try:
                 await wait_consuming([a for _, a in started])
                 print(f"{n_workers} worker process(es), concurrency {args.concurrency}:")
-                await throughput(store, 1, min(2000, args.count))  # warm-up
+                pids = {"workers": [p.pid for p in procs], "redis": [redis.pid]}
+                await throughput(store, 1, min(2000, args.count), pids)  # warm-up
                 for nodes in (1, 5):
-                    await throughput(store, nodes, args.count)
+                    await throughput(store, nodes, args.count, pids)
                 if n_workers == 1:
                     p50, p99 = await idle_latency(store, args.samples)
                     print(

@@ -136,6 +136,9 @@ async def test_full_run_commits_fenced_and_finishes(store: Store) -> None:
     # A terminal execution refuses any later write.
     (late,) = await store.commit([Commit(acq.lease, outputs={"c": "{}"})], now())
     assert not late.ok
+    # A heartbeat that crossed the last commit is not a fence refusal.
+    (beat,) = await store.renew([acq.lease], LEASE, now(), "w1")
+    assert beat.ok and not beat.cancel_requested
     assert await store.outputs(s.execution_id) == {"a": '{"main": [{"x": 1}]}', "b": out}
 
 

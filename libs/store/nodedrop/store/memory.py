@@ -422,8 +422,12 @@ class MemoryStore:
             if e is None:
                 out.append(Renewal(False, False))
                 continue
-            if e.fence != lz.fence or e.status is not S.RUNNING:
+            if e.fence != lz.fence:
                 out.append(Renewal(False, e.cancel))
+                continue
+            if e.status is not S.RUNNING:
+                # The attempt ended under this fence; nothing to renew, nothing refused.
+                out.append(Renewal(True, False))
                 continue
             e.lease_until = now_ms + lease_ms
             entry = self._streams[(lz.partition, lz.lane)].entries.get(lz.entry_id)

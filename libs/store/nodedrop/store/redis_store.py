@@ -497,7 +497,7 @@ class RedisStore:
             )
             for lz in leases
         ]
-        return [Renewal(bool(r[0]), bool(r[1])) for r in await self._eval(calls)]
+        return [Renewal(r[0] != 0, bool(r[1])) for r in await self._eval(calls)]
 
     async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
         calls: list[_Call] = []
