@@ -192,6 +192,9 @@ def main() -> int:
                 entry["scenarios"][scenario.name] = {"skipped": "no progress-event API"}
                 continue
             done = rounds.get((system.name, scenario.name), [])
+            if not done:
+                entry["scenarios"][scenario.name] = {"skipped": "run budget spent"}
+                continue
             entry["scenarios"][scenario.name] = {
                 "rounds": done,
                 "summary": _summarise(scenario.name, done),
