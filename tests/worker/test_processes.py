@@ -97,6 +97,9 @@ async def test_kill_9_loses_nothing_and_reruns_no_completed_node(
     assert (await b.status()).completed_jobs > 0
     for x in ids[:20]:
         assert_gap_free(await store.read(x, 0, 100))
+    # DrainWorker does what SIGTERM does: the process drains and exits 0.
+    assert (await b.drain()).active_jobs == 0
+    assert await b.wait_exit(10) == 0
 
 
 async def test_sigstop_past_the_lease_is_fenced_out(

@@ -71,6 +71,11 @@ class Proc:
             stub = pb_grpc.WorkerServiceStub(channel)
             return await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
 
+    async def drain(self) -> pb.DrainWorkerResponse:
+        async with open_channel(self.addr) as channel:
+            stub = pb_grpc.WorkerServiceStub(channel)
+            return await stub.DrainWorker(pb.DrainWorkerRequest(), timeout=2)
+
     async def wait_consuming(self, timeout_s: float = 15) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -53,6 +53,11 @@ class SchedulerService:
         # Internal service: the API authenticated the caller already.
         return None
 
+    @property
+    def store(self) -> RedisStore | MemoryStore | None:
+        """The store in use once started (in `nodedrop dev`, maybe the shared in-memory one)."""
+        return self._store
+
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         if self._store is None or self._schedules is None:
             raise RuntimeError("SchedulerService.start() must run before register()")
