@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.auth import RemoteAuthenticator
 from nodedrop.events.feed import LiveFeed
+from nodedrop.events.history import ApiHistory
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.servicer import EventServicer, add_to_server
 from nodedrop.events.subscription import Subscriptions
@@ -175,16 +176,18 @@ async def start_auth_server() -> tuple[grpc.aio.Server, str, FakeAuthService]:
 
 
 async def start_events(
-    redis: Redis, keys: Keys, auth_address: str, *, capacity: int = 4096
+    redis: Redis, keys: Keys, auth_address: str, *, capacity: int = 4096, history: bool = False
 ) -> AsyncIterator[EventsStack]:
     hub = FanoutHub(capacity)
     source = RedisStore(redis, StoreConfig(keys=keys))
     feed = LiveFeed(source, hub, block_ms=200)
     feed_task = asyncio.create_task(feed.run())
     auth_channel = grpc.aio.insecure_channel(auth_address)
-    servicer = EventServicer(
-        Subscriptions(hub, source, feed.ready), RemoteAuthenticator(auth_channel)
+    # The API's recorded history, when asked for, is served by the same test server.
+    subscriptions = Subscriptions(
+        hub, source, feed.ready, history=ApiHistory(auth_channel) if history else None
     )
+    servicer = EventServicer(subscriptions, RemoteAuthenticator(auth_channel))
     server = grpc.aio.server()
     add_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

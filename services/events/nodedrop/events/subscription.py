@@ -72,7 +72,7 @@ class Subscriptions:
                     raise NotFound(f"execution {execution_id!r} not found")
             else:
                 done = await self._check_resume_point(
-                    principal, credential, execution_id, after_seq
+                    principal, credential, execution_id, after_seq, mailbox
                 )
                 if done is not None:
                     async for batch in done:
@@ -95,7 +95,12 @@ class Subscriptions:
         return [LiveEvent.from_record(r) for r in records]
 
     async def _check_resume_point(
-        self, principal: Principal, credential: str, execution_id: str, after_seq: int
+        self,
+        principal: Principal,
+        credential: str,
+        execution_id: str,
+        after_seq: int,
+        mailbox: Mailbox,
     ) -> AsyncIterator[Sequence[LiveEvent]] | None:
         """Nothing stored after `after_seq`: decide between tail, end, history or an error.
 
@@ -106,7 +111,7 @@ class Subscriptions:
             records = await self._source.read(execution_id, 0, 1)
         if not records:
             # Nothing in Redis: past retention, or never existed; the API knows which.
-            return self._from_history(principal, credential, execution_id, after_seq)
+            return self._from_history(principal, credential, execution_id, after_seq, mailbox)
         if records[0].tenant_id != principal.tenant_id:
             raise NotFound(f"execution {execution_id!r} not found")
         async with self._reads:
@@ -120,7 +125,12 @@ class Subscriptions:
         return None
 
     async def _from_history(
-        self, principal: Principal, credential: str, execution_id: str, after_seq: int
+        self,
+        principal: Principal,
+        credential: str,
+        execution_id: str,
+        after_seq: int,
+        mailbox: Mailbox,
     ) -> AsyncIterator[Sequence[LiveEvent]]:
         if self._history is None:
             raise NotFound(
@@ -141,10 +151,9 @@ class Subscriptions:
             if not more:
                 break
         # Recorded but unfinished (Redis lost its copy, or nothing emitted yet):
-        # keep following live events.
-        with self._hub.execution(execution_id) as mailbox:
-            async for live in self._tail(mailbox, execution_id, last):
-                yield live
+        # keep following live events, on the mailbox registered before the reads.
+        async for live in self._tail(mailbox, execution_id, last):
+            yield live
 
     async def _tail(
         self, mailbox: Mailbox, execution_id: str, last: int
