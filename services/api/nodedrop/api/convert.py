@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from nodedrop.api.definitions import from_json, to_proto
-from nodedrop.api.model import ApiKeyRecord, ExecutionRecord, RecordedEvent, Scope, WorkflowRecord
+from nodedrop.api.model import (
+    ApiKeyRecord,
+    ExecutionRecord,
+    NodeRunRecord,
+    RecordedEvent,
+    Scope,
+    WorkflowRecord,
+)
 from nodedrop.api.queueing import status_to_proto
 from nodedrop.auth.v1 import auth_service_pb2
 from nodedrop.event.v1 import event_pb2
@@ -104,6 +111,10 @@ def capped_ports(outputs_json: str, cap: int) -> execution_pb2.NodeOutput:
     return out
 
 
+def _finish_order(run: NodeRunRecord) -> tuple[int, datetime]:
+    return (run.attempt, run.finished_at or datetime.min.replace(tzinfo=UTC))
+
+
 def execution(
     rec: ExecutionRecord, *, include_outputs: bool = False, output_cap: int = 0
 ) -> execution_pb2.Execution:
@@ -129,6 +140,12 @@ def execution(
         msg.end_time.CopyFrom(timestamp(rec.finished_at))
     err = _error(rec.error_json)
     if err is not None:
+        if not err.node_id:
+            # The store's event error carries no node: the node that failed
+            # last is the one that ended the execution.
+            failed = [r for r in rec.node_runs if r.status == "failed"]
+            if failed:
+                err.node_id = max(failed, key=_finish_order).node_id
         msg.error.CopyFrom(err)
     for run in rec.node_runs:
         nr = msg.node_runs.add(

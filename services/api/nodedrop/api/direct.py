@@ -102,6 +102,7 @@ class _Sink:
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._flush_loop(), name="nodedrop-direct-commit")
         self.fenced_out = False
+        self._closing = False
 
     async def emit(self, event: EngineEvent) -> None:
         self._drafts.append(_draft(event, ""))
@@ -118,6 +119,8 @@ class _Sink:
             await self._wake.wait()
             self._wake.clear()
             await self._commit(None)
+            if self._closing:
+                return
 
     async def _commit(self, transition: Transition | None, last: EventDraft | None = None) -> None:
         drafts, self._drafts = self._drafts, []
@@ -143,9 +146,11 @@ class _Sink:
             self.fenced_out = True
 
     async def finish(self, transition: Transition, last: EventDraft) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        # Let a commit in flight complete (cancelling it could drop the drafts
+        # it took), then send what is left with the end of the execution.
+        self._closing = True
+        self._wake.set()
+        await self._task
         await self._commit(transition, last)
 
     async def abandon(self) -> None:
