@@ -73,6 +73,21 @@ def table(doc: dict[str, Any]) -> str:
             f"| {_fmt(chain, 'rate')} | {_fmt(ev, 'p50_ms', 1)} | {_fmt(ev, 'p99_ms', 1)} "
             f"| {_fmt(ev, 'deliveries_per_s')} |"
         )
+    rows += [
+        "",
+        "| system | worker CPU, µs/job | Redis CPU, µs/job | jobs per worker CPU-second "
+        "| chain: worker CPU, µs/step | chain: Redis CPU, µs/step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in doc["systems"].items():
+        thr, chain = _summary(entry, "throughput"), _summary(entry, "chain")
+        cpu = thr.get("cpu_us_per_job")
+        per_cpu_s = f"{1e6 / cpu['median']:,.0f}" if cpu and cpu["median"] > 0 else "—"
+        rows.append(
+            f"| {name} | {_fmt(thr, 'cpu_us_per_job')} | {_fmt(thr, 'redis_cpu_us_per_job')} "
+            f"| {per_cpu_s} | {_fmt(chain, 'cpu_us_per_job')} "
+            f"| {_fmt(chain, 'redis_cpu_us_per_job')} |"
+        )
     return "\n".join(rows)
 
 
@@ -95,6 +110,12 @@ def ratios(doc: dict[str, Any], us: str = "nodedrop") -> list[str]:
             f"{scenario}: {us} {ours:,.0f} {unit} = {ours / bull:.2f}x BullMQ ({bull:,.0f}), "
             f"{ours / best_rate:.2f}x the fastest Python peer ({best} {best_rate:,.0f})"
         )
+    ours_cpu = _median(doc, us, "throughput", "cpu_us_per_job")
+    bull_cpu = _median(doc, "bullmq", "throughput", "cpu_us_per_job")
+    lines.append(
+        f"worker CPU per job: {us} {ours_cpu:,.0f} µs vs BullMQ {bull_cpu:,.0f} µs "
+        f"({bull_cpu / ours_cpu:.2f}x as many jobs per worker CPU-second)"
+    )
     ours_p50 = _median(doc, us, "latency", "p50_ms")
     bull_p50 = _median(doc, "bullmq", "latency", "p50_ms")
     lines.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -94,7 +95,13 @@ def _condense(scenario: Scenario, raw: dict[str, Any]) -> dict[str, Any]:
 
 def _metric(scenario: str, rnd: dict[str, Any]) -> dict[str, float]:
     if scenario in ("throughput", "chain"):
-        return {"rate": rnd["rate"]}
+        figures = {"rate": rnd["rate"]}
+        # CPU per job is missing when no job completed after the first one.
+        for key in ("cpu_us_per_job", "redis_cpu_us_per_job"):
+            value = rnd.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                figures[key] = float(value)
+        return figures
     if scenario == "latency":
         return {"p50_ms": rnd["p50_ms"], "p99_ms": rnd["p99_ms"]}
     return {
@@ -108,8 +115,11 @@ def _summarise(scenario: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in rounds if "error" not in r]
     if not good:
         return {"error": rounds[-1].get("error", "no rounds") if rounds else "no rounds"}
-    keys = _metric(scenario, good[0]).keys()
-    out: dict[str, Any] = {k: stats.summary([_metric(scenario, r)[k] for r in good]) for k in keys}
+    per_round = [_metric(scenario, r) for r in good]
+    keys = dict.fromkeys(k for figures in per_round for k in figures)
+    out: dict[str, Any] = {
+        k: stats.summary([figures[k] for figures in per_round if k in figures]) for k in keys
+    }
     out["all_finished"] = all(r.get("finished", False) for r in good)
     out["completed_min"] = min(r.get("completed", 0) for r in good)
     out["rounds_ok"] = len(good)

@@ -113,6 +113,8 @@ def test_table_formats_median_range_unfinished_and_skipped() -> None:
     assert lines[2].startswith("| fast | 1,500 (1,000 to 2,000) |")
     assert lines[3].startswith("| slow | 15* |")
     assert lines[2].endswith("| — | — | — |")
+    cost = lines[lines.index("") + 3]
+    assert cost == "| fast | — | — | — | — | — |"
 
 
 def test_chart_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +141,7 @@ def test_ratios_compare_with_bullmq_and_the_fastest_python_peer() -> None:
 
     def system(rate: float, p50: float, deliveries: float | None = None) -> dict[str, Any]:
         scenarios: dict[str, Any] = {
-            "throughput": {"summary": {"rate": fig(rate)}},
+            "throughput": {"summary": {"rate": fig(rate), "cpu_us_per_job": fig(1e6 / rate)}},
             "chain": {"summary": {"rate": fig(rate / 2)}},
             "latency": {"summary": {"p50_ms": fig(p50), "p99_ms": fig(p50)}},
             "events": {"skipped": "no API"},
@@ -161,5 +163,9 @@ def test_ratios_compare_with_bullmq_and_the_fastest_python_peer() -> None:
     lines = M["report"].ratios(doc)
     assert lines[0].startswith("throughput: nodedrop 8,000 jobs/s = 2.00x BullMQ (4,000), 5.00x")
     assert "(dramatiq 1,600)" in lines[0]
-    assert "ratio 0.50; goal <= 1" in lines[2]
-    assert "(0.50x)" in lines[3]
+    assert lines[2] == (
+        "worker CPU per job: nodedrop 125 µs vs BullMQ 250 µs "
+        "(2.00x as many jobs per worker CPU-second)"
+    )
+    assert "ratio 0.50; goal <= 1" in lines[3]
+    assert "(0.50x)" in lines[4]

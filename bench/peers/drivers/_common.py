@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aredis
+from _cpu import group_cpu_s
 
 DONE = "bench:done"
 T_FIRST = "bench:t_first"
@@ -109,14 +111,46 @@ def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _wait_count(client: aredis.Redis, total: int, deadline: float) -> int:
-    count = 0
+@dataclass
+class _Progress:
+    """Completions seen, and the worker's CPU time at the first and at the end."""
+
+    count: int = 0
+    first_count: int = 0
+    first_cpu_s: float = math.nan
+    end_cpu_s: float = math.nan
+    first_redis_s: float = math.nan
+    end_redis_s: float = math.nan
+
+    def per_job_us(self, start: float, end: float) -> float:
+        jobs = self.count - self.first_count
+        return (end - start) * 1e6 / jobs if jobs > 0 else math.nan
+
+
+async def redis_cpu_s(client: aredis.Redis) -> float:
+    """The Redis server's CPU time. The server is shared with other users, so
+    a delta over a run is an upper bound of what the run itself cost."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _wait_count(
+    client: aredis.Redis, total: int, deadline: float, worker_pid: int
+) -> _Progress:
+    progress = _Progress()
     while time.monotonic() < deadline:
-        count = int(await client.get(DONE) or 0)
-        if count >= total:
+        progress.count = int(await client.get(DONE) or 0)
+        if progress.count and math.isnan(progress.first_cpu_s):
+            # CPU from here on is steady work, not start-up and imports.
+            progress.first_cpu_s = group_cpu_s(worker_pid)
+            progress.first_redis_s = await redis_cpu_s(client)
+            progress.first_count = progress.count
+        if progress.count >= total:
             break
         await asyncio.sleep(0.005)
-    return count
+    progress.end_cpu_s = group_cpu_s(worker_pid)
+    progress.end_redis_s = await redis_cpu_s(client)
+    return progress
 
 
 async def _batch(
@@ -129,7 +163,8 @@ async def _batch(
     t_spawn = time.time()
     proc = _start_worker(adapter.worker_argv)
     try:
-        count = await _wait_count(client, total, time.monotonic() + limit_s)
+        progress = await _wait_count(client, total, time.monotonic() + limit_s, proc.pid)
+        count = progress.count
         t_end = time.time()
     finally:
         _stop_worker(proc)
@@ -148,6 +183,8 @@ async def _batch(
         "span_s": span,
         "wall_s": t_last - t_spawn,
         "rate": (min(count, total) - 1) / span if span > 0 else 0.0,
+        "cpu_us_per_job": progress.per_job_us(progress.first_cpu_s, progress.end_cpu_s),
+        "redis_cpu_us_per_job": progress.per_job_us(progress.first_redis_s, progress.end_redis_s),
         "rate_wall": min(count, total) / (t_last - t_spawn),
     }
 

@@ -4,7 +4,8 @@
 //   node bullmq_driver.cjs SCENARIO --jobs N --timeout S [--listeners L]
 // and prints one JSON object on the last line of stdout.
 'use strict';
-const { spawn } = require('child_process');
+const { spawn, execFileSync } = require('child_process');
+const fs = require('fs');
 const { Queue, Worker, FlowProducer, QueueEvents } = require('bullmq');
 const IORedis = require('ioredis');
 
@@ -62,7 +63,32 @@ async function runWorker() {
 }
 
 function startWorker() {
-  return spawn(process.execPath, [__filename, 'worker'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // Own process group, so that its CPU time is read like the other drivers'.
+  return spawn(process.execPath, [__filename, 'worker'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    detached: true,
+  });
+}
+
+const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+// User + system CPU seconds of a process group, reaped children included
+// (see drivers/_cpu.py).
+function groupCpuS(pgid) {
+  let ticks = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let text;
+    try {
+      text = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const fields = text.slice(text.lastIndexOf(')') + 1).trim().split(/\s+/);
+    if (Number(fields[2]) !== pgid) continue;
+    ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / TICK;
 }
 
 async function stopWorker(child) {
@@ -74,14 +100,28 @@ async function stopWorker(child) {
   clearTimeout(timer);
 }
 
-async function waitCount(redis, total, deadline) {
-  let count = 0;
+// The (shared) Redis server's CPU seconds: a delta is an upper bound.
+async function redisCpuS(redis) {
+  const info = await redis.info('cpu');
+  const field = (name) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)[1]);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+async function waitCount(redis, total, deadline, pid) {
+  const progress = { count: 0, firstCount: 0, firstCpu: NaN, endCpu: NaN, firstRedis: NaN, endRedis: NaN };
   while (Date.now() < deadline) {
-    count = Number((await redis.get(DONE)) || 0);
-    if (count >= total) break;
+    progress.count = Number((await redis.get(DONE)) || 0);
+    if (progress.count && Number.isNaN(progress.firstCpu)) {
+      progress.firstCpu = groupCpuS(pid);
+      progress.firstRedis = await redisCpuS(redis);
+      progress.firstCount = progress.count;
+    }
+    if (progress.count >= total) break;
     await sleep(5);
   }
-  return count;
+  progress.endCpu = groupCpuS(pid);
+  progress.endRedis = await redisCpuS(redis);
+  return progress;
 }
 
 async function batch(total, enqueue, timeout) {
@@ -92,8 +132,10 @@ async function batch(total, enqueue, timeout) {
   const tSpawn = now();
   const child = startWorker();
   let count;
+  let progress;
   try {
-    count = await waitCount(redis, total, Date.now() + timeout * 1000);
+    progress = await waitCount(redis, total, Date.now() + timeout * 1000, child.pid);
+    count = progress.count;
   } finally {
     await stopWorker(child);
   }
@@ -103,10 +145,14 @@ async function batch(total, enqueue, timeout) {
   await redis.quit();
   const completed = Math.min(count, total);
   const span = tLast - tFirst;
+  const jobs = progress.count - progress.firstCount;
+  const perJob = (start, end) => (jobs > 0 ? ((end - start) * 1e6) / jobs : null);
   return {
     jobs: total, completed, finished: count >= total, enqueue_s: enqueueS,
     span_s: span, wall_s: tLast - tSpawn,
     rate: span > 0 ? (completed - 1) / span : 0, rate_wall: completed / (tLast - tSpawn),
+    cpu_us_per_job: perJob(progress.firstCpu, progress.endCpu),
+    redis_cpu_us_per_job: perJob(progress.firstRedis, progress.endRedis),
   };
 }
 

@@ -29,8 +29,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
+from _cpu import group_cpu_s
 from nodedrop_events import run_events
 
 from nodedrop.store import JobSpec
@@ -96,7 +98,10 @@ def start_worker() -> subprocess.Popen[bytes]:
             "--",
             *argv,
         ]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    # Own session: its CPU time is read per process group (see _cpu.py).
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+    )
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
@@ -111,6 +116,12 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+async def redis_cpu_s(client: Any) -> float:
+    """The (shared) Redis server's CPU time: a delta is an upper bound."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def completed(store: RedisStore) -> int:
@@ -130,26 +141,35 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
     enqueue_s = time.perf_counter() - t0
     t_spawn = time.time()
     proc = start_worker()
-    t_first = t_last = float("nan")
-    done = 0
+    t_first = t_last = cpu_first = redis_first = math.nan
+    done = first_done = 0
     deadline = time.monotonic() + limit_s
     try:
         while time.monotonic() < deadline:
             done = await completed(store)
             now = time.time()
             if done >= 1 and math.isnan(t_first):
-                t_first = now
+                # Completions land in batches: count from what is done here.
+                t_first, first_done, cpu_first = now, done, group_cpu_s(proc.pid)
+                redis_first = await redis_cpu_s(store.client)
             if done >= count:
                 t_last = now
                 break
             await asyncio.sleep(0.005)
         else:
             t_last = time.time()
+        cpu_end = group_cpu_s(proc.pid)
+        redis_end = await redis_cpu_s(store.client)
     finally:
         stop_worker(proc)
     steps = nodes if nodes > 1 else 1
     span = t_last - t_first
     finished = min(done, count)
+
+    def per_job(start: float, end: float) -> float:
+        jobs = (finished - first_done) * steps
+        return (end - start) * 1e6 / jobs if jobs > 0 else math.nan
+
     return {
         "jobs": count * steps,
         "completed": finished * steps,
@@ -157,9 +177,11 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
         "enqueue_s": enqueue_s,
         "span_s": span,
         "wall_s": t_last - t_spawn,
-        "rate": (finished - 1) * steps / span if span > 0 else 0.0,
+        "rate": (finished - first_done) * steps / span if span > 0 else 0.0,
         "rate_wall": finished * steps / (t_last - t_spawn),
-        "executions_per_s": (finished - 1) / span if span > 0 else 0.0,
+        "executions_per_s": (finished - first_done) / span if span > 0 else 0.0,
+        "cpu_us_per_job": per_job(cpu_first, cpu_end),
+        "redis_cpu_us_per_job": per_job(redis_first, redis_end),
     }
 
 
