@@ -1,0 +1,150 @@
+"""End to end: `nodedrop dev` (real API, scheduler, worker, events, gateway on
+Redis and PostgreSQL) driven from the live view in headless Chromium.
+
+Private ports, Redis prefix and PostgreSQL database; all removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts"
+EXAMPLE_NODES = ["start", "pause", "big", "vip", "std", "all"]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"{CHROMIUM} not installed (apt-get install chromium)",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class LiveSystem:
+    gateway: str
+    api_key: str
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture
+async def live_system(redis: Redis) -> AsyncIterator[LiveSystem]:
+    suffix = secrets.token_hex(5)
+    database, prefix = f"nd_ev_e2e_{suffix}", f"t-e2e-{suffix}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    api, scheduler, events, worker, gateway = _free_ports(5)
+    key = f"ndk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+    env = {
+        **os.environ,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "NODEDROP_REDIS_PREFIX": prefix,
+        "NODEDROP_API_KEY": key,
+        "NODEDROP_API_ADDR": f"127.0.0.1:{api}",
+        "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{scheduler}",
+        "NODEDROP_EVENTS_ADDR": f"127.0.0.1:{events}",
+        "NODEDROP_WORKER_ADDR": f"127.0.0.1:{worker}",
+        "NODEDROP_GATEWAY_ADDR": f"127.0.0.1:{gateway}",
+        "NODEDROP_METRICS_ADDR": "127.0.0.1:0",
+        "LOG_LEVEL": "warning",
+    }
+    log = ARTIFACTS / "live-view-system.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nodedrop.cli.main", "dev", env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{gateway}"
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            for _ in range(150):  # up to ~30 s on a busy machine
+                if process.returncode is not None:
+                    raise AssertionError(f"nodedrop dev exited; see {log}")
+                try:
+                    if (await client.get(f"{url}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"the gateway did not come up; see {log}")
+        yield LiveSystem(url, key)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        async for name in redis.scan_iter(match=f"{prefix}:*", count=1000):
+            await redis.delete(name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_live_view_on_the_real_system(live_system: LiveSystem) -> None:
+    from playwright.async_api import async_playwright, expect  # noqa: PLC0415
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 760})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{live_system.gateway}/#key={live_system.api_key}")
+            await expect(page.locator("#conn")).to_have_text("online", timeout=15_000)
+            await page.click("#run")
+            for node in EXAMPLE_NODES:
+                await expect(page.locator(f'.node[data-node="{node}"]')).to_have_attribute(
+                    "data-status", "completed", timeout=20_000
+                )
+            await expect(page.locator("#status")).to_have_attribute(
+                "data-status", "completed", timeout=10_000
+            )
+            # Real outputs: the if node routed the two orders to its two ports.
+            await expect(page.locator('.node[data-node="big"] pre')).to_contain_text("true:")
+            await expect(page.locator('.node[data-node="all"] pre')).to_contain_text('"vip"')
+            await page.screenshot(path=str(ARTIFACTS / "live-view-system.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
