@@ -366,3 +366,14 @@ async def test_requeue_gives_back_unstarted_entries(store: Store) -> None:
     assert await store.pending() == 0
     again = await store.read_jobs("w2", 10, 0)
     assert sorted(d.execution_id for d in again) == sorted([a.execution_id, b.execution_id])
+
+
+async def test_touch_keeps_unstarted_entries_from_reclaim(store: Store) -> None:
+    s = spec()
+    await store.enqueue(s, now())
+    ds = await store.read_jobs("w1", 10, 0)
+    await asyncio.sleep(0.05)
+    await store.touch(ds, "w1")
+    assert (await store.reclaim(min_idle_ms=40, max_reclaims=3, limit=10)).requeued == 0
+    await asyncio.sleep(0.05)
+    assert (await store.reclaim(min_idle_ms=40, max_reclaims=3, limit=10)).requeued == 1

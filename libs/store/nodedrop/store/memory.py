@@ -217,6 +217,13 @@ class MemoryStore:
         for d in deliveries:
             self._ack(d.partition, d.lane, d.entry_id)
 
+    async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
+        mono = time.monotonic() * 1000
+        for d in deliveries:
+            entry = self._streams[(d.partition, d.lane)].entries.get(d.entry_id)
+            if entry is not None:
+                entry.owner, entry.touched_ms = consumer, mono
+
     async def requeue(self, deliveries: Sequence[Delivery]) -> int:
         n = 0
         for d in deliveries:

@@ -46,6 +46,11 @@ class JobQueue(Protocol):
         """Unfenced acknowledgement, for entries a worker hands back unstarted."""
         ...
 
+    async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
+        """Restart the idle clock of entries read but not started yet, so the reclaimer
+        leaves them to this consumer."""
+        ...
+
     async def requeue(self, deliveries: Sequence[Delivery]) -> int:
         """Give back entries read but never acquired; they go to the end of their stream."""
         ...

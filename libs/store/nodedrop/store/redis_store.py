@@ -242,6 +242,15 @@ class RedisStore:
             pipe.xdel(name, d.entry_id)
         await pipe.execute()
 
+    async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
+        if not deliveries:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for d in deliveries:
+            name = self._k.jobs(d.partition, d.lane)
+            pipe.xclaim(name, JOBS_GROUP, consumer, 0, [d.entry_id], justid=True)
+        await pipe.execute()
+
     async def requeue(self, deliveries: Sequence[Delivery]) -> int:
         by_stream: dict[str, list[Any]] = {}
         for d in deliveries:

@@ -312,6 +312,12 @@ class Consumer:
         while True:
             await asyncio.sleep(self._cfg.heartbeat_s)
             now = time.monotonic()
+            if self._backlog:
+                # Read but not started yet: keep the reclaimer off them.
+                try:
+                    await self._store.touch(list(self._backlog), self._cfg.worker_id)
+                except (*_TRANSIENT, RedisError) as e:
+                    log.warning("heartbeat failed", error=str(e))
             # Jobs younger than one interval were leased moments ago.
             jobs = [
                 j
