@@ -43,19 +43,22 @@ def _summary(entry: dict[str, Any], scenario: str) -> dict[str, Any]:
 
 
 def _bars(
-    doc: dict[str, Any], scenario: str, key: str
+    doc: dict[str, Any], scenario: str, key: str, per_cpu_s: bool = False
 ) -> tuple[list[str], list[float], list[float], list[float]]:
     """Names, medians and the distances to min and max, for the systems that
-    have this figure."""
+    have this figure; per_cpu_s turns µs per job into jobs per CPU-second."""
     names, med, lo, hi = [], [], [], []
     for name, entry in doc["systems"].items():
         figure = _summary(entry, scenario).get(key)
-        if figure is None or math.isnan(figure["median"]):
+        if figure is None or math.isnan(figure["median"]) or figure["min"] <= 0:
             continue
+        mid, low, high = figure["median"], figure["min"], figure["max"]
+        if per_cpu_s:
+            mid, low, high = 1e6 / mid, 1e6 / high, 1e6 / low
         names.append(name)
-        med.append(figure["median"])
-        lo.append(figure["median"] - figure["min"])
-        hi.append(figure["max"] - figure["median"])
+        med.append(mid)
+        lo.append(mid - low)
+        hi.append(high - mid)
     return names, med, lo, hi
 
 
@@ -133,24 +136,27 @@ def ratios(doc: dict[str, Any], us: str = "nodedrop") -> list[str]:
 
 
 def chart(doc: dict[str, Any], quick: bool = False) -> Path:
-    fig, axes = plt.subplots(1, 4, figsize=(19, 5))
+    fig, grid = plt.subplots(2, 3, figsize=(16, 9))
     panels = (
-        ("throughput", "rate", "no-op jobs/s, 1 worker process", False),
-        ("chain", "rate", "five-step chains: steps/s", False),
-        ("latency", "p50_ms", "idle latency enqueue -> start, ms\n(log; bar p50, dash p99)", True),
-        ("events", "deliveries_per_s", "progress events delivered/s,\n100 listeners", False),
+        ("throughput", "rate", "no-op jobs/s, one worker process", False, False),
+        ("throughput", "cpu_us_per_job", "no-op jobs per worker CPU-second (log)", True, True),
+        ("chain", "rate", "five-step chains: steps/s", False, False),
+        ("latency", "p50_ms", "idle latency enqueue -> start, ms (log; dash = p99)", True, False),
+        ("events", "deliveries_per_s", "progress events delivered/s, 100 listeners", False, False),
+        ("chain", "cpu_us_per_job", "chain steps per worker CPU-second (log)", True, True),
     )
-    for ax, (scenario, key, title, log) in zip(axes, panels, strict=True):
-        names, med, lo, hi = _bars(doc, scenario, key)
+    for ax, (scenario, key, title, log, per_cpu_s) in zip(grid.flat, panels, strict=True):
+        names, med, lo, hi = _bars(doc, scenario, key, per_cpu_s)
         colors = ["#d1495b" if n == "nodedrop" else "#5f7ea3" for n in names]
         ax.bar(names, med, yerr=[lo, hi], color=colors, capsize=3)
         if log:
-            p99 = [_summary(doc["systems"][n], scenario)["p99_ms"]["median"] for n in names]
             ax.set_yscale("log")
+        if scenario == "latency":
+            p99 = [_summary(doc["systems"][n], scenario)["p99_ms"]["median"] for n in names]
             ax.plot(names, p99, "k_", markersize=16, label="p99")
             ax.legend(loc="upper left")
         for i, value in enumerate(med):
-            label = f"{value:.1f}" if log else f"{value:,.0f}"
+            label = f"{value:.1f}" if value < 100 else f"{value:,.0f}"
             ax.annotate(label, (i, value), ha="center", va="bottom", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", rotation=45)
