@@ -8,6 +8,7 @@ import grpc
 
 from nodedrop.common.auth import Authenticator
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import get_metrics
 from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.scheduler.schedules import MemoryScheduleStore, RedisScheduleStore, ScheduleStore
@@ -83,6 +84,7 @@ class SchedulerService:
             mover_interval_s=q.mover_interval_s,
             reclaim_interval_s=q.reclaim_interval_s,
             cron_interval_s=q.cron_interval_s,
+            metrics=get_metrics(),
         )
         self._maintenance.start()
         log.info("scheduler started", store=type(self._store).__name__)

@@ -12,6 +12,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import LaneSample, Metrics, QueueSample
 from nodedrop.scheduler.schedules import (
     ScheduleStore,
     next_fire_ms,
@@ -38,7 +39,11 @@ class Maintenance:
         mover_interval_s: float,
         reclaim_interval_s: float,
         cron_interval_s: float,
+        metrics: Metrics | None = None,
+        sample_interval_s: float = 5.0,
     ) -> None:
+        self._metrics = metrics
+        self._sample_interval_s = sample_interval_s
         self._q = queue
         self._schedules = schedules
         self._lease_ms = int(lease_s * 1000)
@@ -53,6 +58,12 @@ class Maintenance:
             asyncio.create_task(self._every("reclaimer", reclaim, self.reclaim), name="reclaim"),
             asyncio.create_task(self._every("cron", cron, self.fire_due), name="cron"),
         ]
+        if self._metrics is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every("metrics", self._sample_interval_s, self.sample), name="sample"
+                )
+            )
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -82,6 +93,8 @@ class Maintenance:
 
     async def reclaim(self) -> bool:
         report = await self._q.reclaim(self._lease_ms, self._max_reclaims, _RECLAIM_LIMIT)
+        if self._metrics is not None and report.requeued:
+            self._metrics.executions_reclaimed.inc(report.requeued)
         if report.requeued or report.dead_lettered:
             log.info(
                 "reclaimed stalled jobs",
@@ -89,6 +102,28 @@ class Maintenance:
                 dead_lettered=report.dead_lettered,
                 dropped=report.dropped,
             )
+        return False
+
+    async def sample(self) -> bool:
+        """Publishes the queue's depth, lag and ages (the worker autoscaling signal)."""
+        assert self._metrics is not None
+        s = await self._q.stats(_now_ms())
+        self._metrics.record_queue(
+            QueueSample(
+                lanes=tuple(
+                    LaneSample(
+                        lane=str(lane.priority),
+                        depth=lane.waiting,
+                        lag=lane.waiting,
+                        oldest_waiting_age_s=lane.oldest_waiting_age_ms / 1000,
+                    )
+                    for lane in s.lanes
+                ),
+                active=s.active,
+                delayed=s.delayed,
+                failed=s.failed,
+            )
+        )
         return False
 
     async def fire_due(self) -> bool:

@@ -11,6 +11,7 @@ import grpc
 
 from nodedrop.common.auth import Authenticator
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import get_metrics
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
@@ -85,6 +86,7 @@ class WorkerService:
                 read_batch=s.read_batch,
                 cancel_channel=config.keys.cancel_channel(),
             ),
+            metrics=get_metrics(),
         )
         await self._consumer.start()
         log.info(

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.common.logging import get_logger
+from nodedrop.common.metrics import Metrics
 from nodedrop.store import (
     Delivery,
     EventDraft,
@@ -89,14 +90,29 @@ class _JobSink:
         self._committer.touch(self._job)
 
 
+_METRIC_STATUS = {
+    ExecutionStatus.COMPLETED: "completed",
+    ExecutionStatus.FAILED: "failed",
+    ExecutionStatus.CANCELLED: "cancelled",
+    ExecutionStatus.TIMED_OUT: "timed_out",
+    ExecutionStatus.RETRY_SCHEDULED: "retrying",
+}
+
+
 class Consumer:
-    def __init__(self, store: Store, runner: Runner, config: ConsumerConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        config: ConsumerConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._store = store
         self._runner = runner
         self._cfg = config
         self._jobs: dict[str, Job] = {}
         self._backlog: deque[Delivery] = deque()
-        self._slots = asyncio.Semaphore(config.concurrency)
         self._free = config.concurrency
         self._slot_freed = asyncio.Event()
         self._committer = Committer(store, self._refused)
@@ -218,13 +234,18 @@ class Consumer:
         now = _now_ms()
         lease_ms = int(self._cfg.lease_s * 1000)
         acquired = await self._store.acquire(batch, lease_ms, now)
+        started = 0
         for a in acquired:
             if a.lease is None or a.context is None:
                 continue
             job = Job(a.lease, a.context)
             self._jobs[job.execution_id] = job
             self._free -= 1
+            started += 1
             job.task = asyncio.create_task(self._run(job), name=f"job:{job.execution_id}")
+        if self._metrics is not None:
+            self._metrics.executions_started.inc(started)
+            self._metrics.worker_active_jobs.set(len(self._jobs))
 
     # -- running ---------------------------------------------------------------
 
@@ -249,10 +270,16 @@ class Consumer:
                 self._completed += 1
             elif ok:
                 self._failed += transition.status is not ExecutionStatus.CANCELLED
+            if ok and self._metrics is not None:
+                self._metrics.observe_execution(
+                    _METRIC_STATUS[transition.status], time.monotonic() - job.started
+                )
         finally:
             self._jobs.pop(job.execution_id, None)
             self._free += 1
             self._slot_freed.set()
+            if self._metrics is not None:
+                self._metrics.worker_active_jobs.set(len(self._jobs))
 
     async def _hand_back(self, job: Job) -> None:
         if job.fenced_out:
@@ -302,6 +329,8 @@ class Consumer:
 
     def _refused(self, job: Job) -> None:
         self._refusals += 1
+        if self._metrics is not None:
+            self._metrics.fence_refusals.inc()
         log.warning("fence refused a write; another worker owns it", execution_id=job.execution_id)
         job.cancel.cancel("fenced")
 
