@@ -104,6 +104,9 @@ class EventWriter:
     workflow_id: str = "wf-1"
     maxlen: int = 100_000
     _seqs: dict[str, int] = field(default_factory=dict)
+    # Writes of one writer are serialized, as a worker's fenced commits are per
+    # execution: concurrent callers never take the same sequence.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def write(
         self,
@@ -114,6 +117,26 @@ class EventWriter:
         partition_stream: bool = True,
         tenant_id: str | None = None,
         node_id: str = "n1",
+    ) -> list[EventRecord]:
+        async with self._lock:
+            return await self._write(
+                execution_id,
+                types,
+                data_json=data_json,
+                partition_stream=partition_stream,
+                tenant_id=tenant_id,
+                node_id=node_id,
+            )
+
+    async def _write(
+        self,
+        execution_id: str,
+        types: list[EventType],
+        *,
+        data_json: str,
+        partition_stream: bool,
+        tenant_id: str | None,
+        node_id: str,
     ) -> list[EventRecord]:
         records = []
         seq = self._seqs.get(execution_id, 0)
@@ -133,7 +156,6 @@ class EventWriter:
                     error=EventError("boom", "E") if t is EventType.NODE_FAILED else None,
                 )
             )
-        self._seqs[execution_id] = seq
         p = self.keys.partition(execution_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in records:
@@ -142,6 +164,8 @@ class EventWriter:
                 if partition_stream:
                     pipe.xadd(self.keys.events(p), fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
             await pipe.execute()
+        # Only once written, so a failed write can be retried with the same sequences.
+        self._seqs[execution_id] = seq
         return records
 
 

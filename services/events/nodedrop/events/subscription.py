@@ -13,6 +13,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from nodedrop.common.auth import Principal
 from nodedrop.common.errors import NotFound, OutOfRange, ResourceExhausted, Unavailable
 from nodedrop.events.history import History
@@ -20,6 +23,7 @@ from nodedrop.events.hub import FanoutHub
 from nodedrop.events.live import LiveEvent
 from nodedrop.events.mailbox import Mailbox, MailboxOverflow
 from nodedrop.events.source import EventSource
+from nodedrop.store import EventRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +94,18 @@ class Subscriptions:
                 yield batch
 
     async def _read(self, execution_id: str, after_seq: int) -> list[LiveEvent]:
-        async with self._reads:
-            records = await self._source.read(execution_id, after_seq, self._page)
+        records = await self._read_records(execution_id, after_seq, self._page)
         return [LiveEvent.from_record(r) for r in records]
+
+    async def _read_records(
+        self, execution_id: str, after_seq: int, limit: int
+    ) -> list[EventRecord]:
+        try:
+            async with self._reads:
+                return await self._source.read(execution_id, after_seq, limit)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # Retryable by the client, which resumes from its last sequence.
+            raise Unavailable("the event store is unreachable; retry") from None
 
     async def _check_resume_point(
         self,
@@ -107,15 +120,13 @@ class Subscriptions:
         Returns an iterator that serves the whole subscription, or None when
         the caller should go on to tail live events.
         """
-        async with self._reads:
-            records = await self._source.read(execution_id, 0, 1)
+        records = await self._read_records(execution_id, 0, 1)
         if not records:
             # Nothing in Redis: past retention, or never existed; the API knows which.
             return self._from_history(principal, credential, execution_id, after_seq, mailbox)
         if records[0].tenant_id != principal.tenant_id:
             raise NotFound(f"execution {execution_id!r} not found")
-        async with self._reads:
-            at = await self._source.read(execution_id, after_seq - 1, 1)
+        at = await self._read_records(execution_id, after_seq - 1, 1)
         if not at or at[0].sequence != after_seq:
             raise OutOfRange(
                 f"after_sequence {after_seq} is beyond the last event of execution {execution_id!r}"
