@@ -176,7 +176,8 @@ def chart(doc: dict[str, Any], quick: bool = False) -> Path:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results" / "latest.json"
+    # Default: the newest full run (result files are named by their UTC start).
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else max((ROOT / "results").glob("2*.json"))
     document = json.loads(path.read_text())
     print(table(document))
     print("\n".join(ratios(document)))

@@ -6,7 +6,7 @@ Installs each peer in its own environment, then for every system, scenario
 and round: FLUSHDB of that system's own Redis db (9-15 for the peers, never
 another one), run its driver in a subprocess, read one JSON line, FLUSHDB
 again. Writes results/<stamp>.json (raw rounds, versions, settings, machine
-load) and, for a full run, results/latest.json and the chart.
+load) and the chart (docs/img/bench-peers.png; a --quick run keeps both under .envs/).
 """
 
 from __future__ import annotations
@@ -219,8 +219,6 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     path = folder / f"{stamp}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
-    if not args.quick and not args.only:
-        (RESULTS / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(
         f"[bench] wrote {path.relative_to(ROOT.parent.parent)} in {doc['duration_s']} s",
         file=sys.stderr,
