@@ -126,7 +126,10 @@ class GatewayService:
         return None
 
     async def _authenticate(self, connection: ServerConnection, credential: str) -> Response | None:
-        assert self._authenticator is not None
+        if self._authenticator is None:
+            return web.error_response(
+                connection, HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is starting"
+            )
         try:
             principal = await self._authenticator.authenticate(credential)
         except Unauthenticated as exc:
@@ -155,7 +158,10 @@ class GatewayService:
             return web.error_response(
                 connection, HTTPStatus.UNAUTHORIZED, "Authorization: Bearer <api key> required"
             )
-        assert self._upstream is not None
+        if self._upstream is None:
+            return web.error_response(
+                connection, HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is starting"
+            )
         try:
             ticket = await self._upstream.issue_ticket(key.strip())
         except UpstreamError as exc:
