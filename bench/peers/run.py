@@ -234,12 +234,14 @@ def main() -> int:
 
 
 def _timed_round(system: System, scenario: Scenario) -> dict[str, Any]:
+    load = os.getloadavg()[0]  # the machine is shared: kept with each round
     t0 = time.monotonic()
     try:
         rnd = _run_round(system, scenario)
     except subprocess.TimeoutExpired:
         rnd = {"error": "driver exceeded its time cap"}
     rnd["seconds"] = round(time.monotonic() - t0, 2)
+    rnd["loadavg_1m"] = load
     return rnd
 
 
