@@ -6,7 +6,7 @@
 local base, id, lane, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ek = KEYS[1]
 local h = redis.call('HMGET', ek, 'st', 'cx', 'a', 'seq', 'tn', 'w', 'wf', 'tr', 'ab', 'ma', 'bo',
-                     'to', 'tp')
+                     'to', 'tp', 'f')
 if not h[1] then ack(base, lane, entry); return {0, 'unknown'} end
 if TERMINAL[h[1]] then ack(base, lane, entry); return {0, 'terminal'} end
 if h[3] ~= ARGV[5] then ack(base, lane, entry); return {0, 'stale'} end
@@ -18,13 +18,13 @@ if h[2] == '1' then
   ack(base, lane, entry)
   return {0, 'cancelled'}
 end
-local fence = redis.call('HINCRBY', ek, 'f', 1)
+local fence = tonumber(h[14]) + 1
 if h[1] ~= 'RUNNING' then
   local seq = tonumber(h[4]) + 1
-  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0', 'seq', seq)
+  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0', 'seq', seq, 'f', fence)
   put_event(base, id, seq, now, ARGV[8], {h[6], h[5], h[3]}, 'EXECUTION_STARTED', '', '', '')
 else
-  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0')
+  redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0', 'f', fence)
 end
 local round = tonumber(h[3]) - tonumber(h[9]) + 1
 return {1, fence, h[5], h[6], h[7], h[8], h[3], h[10], h[11], h[12], h[13], round,

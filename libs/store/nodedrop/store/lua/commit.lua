@@ -6,12 +6,11 @@
 -- commit number was applied already (a resend after a lost reply).
 local base, id = ARGV[1], ARGV[2]
 local ek = KEYS[1]
-local h = redis.call('HMGET', ek, 'f', 'st', 'cn')
+local h = redis.call('HMGET', ek, 'f', 'st', 'cn', 'seq', 'w', 'tn', 'a')
 if h[1] ~= ARGV[3] then return {0, 0} end
 local number = tonumber(ARGV[#ARGV])
 if number > 0 and tonumber(h[3] or '0') >= number then return {2, 0} end
 if TERMINAL[h[2]] then return {0, 0} end
-if number > 0 then redis.call('HSET', ek, 'cn', number) end
 local lane, entry, now, maxlen = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local i = 10
 local n = tonumber(ARGV[i])
@@ -23,19 +22,39 @@ if n > 0 then
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
-local first = emit_args(base, id, now, maxlen, n, i + 1)
+-- Sequences, workflow, tenant and attempt come from the first read: one HSET
+-- below writes every field this commit changes.
+local seq = tonumber(h[4])
+local first = 0
+if n > 0 then first = seq + 1 end
+local meta = {h[5], h[6], h[7]}
+for j = 0, n - 1 do
+  local k = i + 1 + 4 * j
+  put_event(base, id, seq + 1 + j, now, maxlen, meta, ARGV[k], ARGV[k + 1], ARGV[k + 2],
+            ARGV[k + 3])
+end
+local fields = {'seq', seq + n}
+if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
 i = i + 4 * n + 1
 local status = ARGV[i]
 if status == 'RETRY_SCHEDULED' then
-  redis.call('HSET', ek, 'st', status, 'lu', '0', 'rc', '0')
-  redis.call('HINCRBY', ek, 'a', 1)
+  for _, v in ipairs({'st', status, 'lu', '0', 'rc', '0', 'a', tonumber(h[7]) + 1}) do
+    fields[#fields + 1] = v
+  end
+  redis.call('HSET', ek, unpack(fields))
   redis.call('ZADD', base .. 'delayed', ARGV[i + 1], id)
   ack(base, lane, entry)
 elseif status == 'FAILED' and ARGV[i + 2] ~= '' then
+  redis.call('HSET', ek, unpack(fields))
   dead_letter(base, id, now, ARGV[i + 2], ARGV[i + 3])
   ack(base, lane, entry)
 elseif status ~= '' then
-  finish(base, id, status, ARGV[9])
+  for _, v in ipairs({'st', status, 'lu', '0'}) do fields[#fields + 1] = v end
+  redis.call('HSET', ek, unpack(fields))
+  redis.call('HINCRBY', base .. 'stats', status, 1)
+  set_ttl(base, id, ARGV[9])
   ack(base, lane, entry)
+elseif n > 0 or number > 0 then
+  redis.call('HSET', ek, unpack(fields))
 end
 return {1, first}
