@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
@@ -172,6 +173,11 @@ async def throughput(
     return count / elapsed
 
 
+async def read_started(client: Any, stream: str) -> Any:
+    """Blocks until the event after EXECUTION_QUEUED (sequence 1) is written."""
+    return await client.xread({stream: "1-0"}, count=1, block=2000)
+
+
 async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
     wf = workflow(1)
     lat: list[float] = []
@@ -181,7 +187,7 @@ async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
         x = f"lat-{uuid.uuid4().hex[:8]}-{i}"
         ev = k.exec_events(x)
         # The read is in flight before the enqueue: it returns as the worker writes.
-        waiter = asyncio.create_task(listen.xread({ev: "1-0"}, count=1, block=2000))
+        waiter: asyncio.Task[Any] = asyncio.create_task(read_started(listen, ev))
         await asyncio.sleep(0.002)
         t0 = time.perf_counter()
         await store.enqueue(JobSpec(x, "bench", "wf", wf, ""), int(time.time() * 1000))
@@ -246,4 +252,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

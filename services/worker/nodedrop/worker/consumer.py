@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
+import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -251,6 +252,8 @@ class Consumer:
 
     async def _run(self, job: Job) -> None:
         ctx = job.ctx
+        # Each job task has its own context: its log lines carry its execution id.
+        structlog.contextvars.bind_contextvars(execution_id=job.execution_id)
         try:
             try:
                 # The runner enforces the job timeout (ctx.timeout_s) itself.
