@@ -192,11 +192,12 @@ class MemoryStore:
     def _take(self, consumer: str, count: int) -> list[Delivery]:
         out: list[Delivery] = []
         now = time.monotonic() * 1000
+        per_stream = max(1, -(-count // len(self._streams)))
         for lane in self.config.lanes:
             for p in range(self._k.partitions):
                 s = self._streams[(p, lane)]
                 taken = 0
-                while s.undelivered and taken < count:
+                while s.undelivered and taken < per_stream:
                     _, entry = s.undelivered.popitem(last=False)
                     entry.owner, entry.touched_ms = consumer, now
                     out.append(

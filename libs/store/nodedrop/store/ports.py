@@ -39,7 +39,8 @@ class JobQueue(Protocol):
         ...
 
     async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        """New job entries across every partition and lane, higher lanes first."""
+        """New job entries across every partition and lane, higher lanes first: about
+        ``count`` in all (at most ``count`` plus one per stream, less when few wait)."""
         ...
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

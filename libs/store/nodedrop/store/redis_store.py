@@ -205,9 +205,12 @@ class RedisStore:
         if JOBS_GROUP not in self._groups_ready:
             await self.ensure_groups()
         streams: _StreamIds = {name: ">" for _, _, name in self._streams}
+        # COUNT applies per stream: spread the wanted total over them, so one worker
+        # does not take (and sit on) what other workers could run now.
+        per_stream = max(1, -(-count // len(self._streams)))
         try:
             resp: _RawStreams = await self._r.xreadgroup(  # type: ignore[assignment]
-                JOBS_GROUP, consumer, streams, count=count, block=block_ms or None
+                JOBS_GROUP, consumer, streams, count=per_stream, block=block_ms or None
             )
         except ResponseError as e:
             if "NOGROUP" not in str(e):
