@@ -32,13 +32,23 @@ from tests.api.harness import TERMINAL, RunningApi, api_settings, running_api
 from tests.workflows.cases import Case, Observed, load_cases
 
 CASES = load_cases()
-MODES = {"direct": execution_pb2.EXECUTION_MODE_DIRECT, "queue": execution_pb2.EXECUTION_MODE_QUEUE}
+MODES = {
+    "direct": execution_pb2.EXECUTION_MODE_DIRECT,
+    "queue": execution_pb2.EXECUTION_MODE_QUEUE,
+    # Queue mode with NODEDROP_API_ENQUEUE=store (batched enqueue into Redis).
+    "queue-store": execution_pb2.EXECUTION_MODE_QUEUE,
+}
 
 
 @pytest.fixture
 async def api(
-    pg_repo: PostgresRepository, redis_client: aioredis.Redis, redis_url: str, redis_prefix: str
+    request: pytest.FixtureRequest,
+    pg_repo: PostgresRepository,
+    redis_client: aioredis.Redis,
+    redis_url: str,
+    redis_prefix: str,
 ) -> AsyncIterator[RunningApi]:
+    mode = request.node.callspec.params.get("mode", "")
     base = {
         "REDIS_URL": redis_url,
         "NODEDROP_REDIS_PREFIX": redis_prefix,
@@ -57,6 +67,7 @@ async def api(
         {
             "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}",
             "NODEDROP_EXECUTE_RATE_PER_S": "0",
+            "NODEDROP_API_ENQUEUE": "store" if mode == "queue-store" else "scheduler",
         },
     )
     try:

@@ -33,6 +33,8 @@ from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.api.repository_sqlite import SqliteRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.settings import ApiSettings
+from nodedrop.api.store_queue import StoreQueue
+from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.auth import Authenticator
@@ -89,6 +91,7 @@ class ApiService:
         self._store: RedisStore | MemoryStore | None = None
         self._direct: DirectRunner | None = None
         self._manager: ExecutionManager | None = None
+        self._store_queue: StoreQueue | None = None
         self._recovery: OrphanRecovery | None = None
         self.dev_key: str | None = None
 
@@ -128,11 +131,13 @@ class ApiService:
             ),
             default_mode=s.api.default_mode,
         )
+        workflows = WorkflowCache(repo)
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(repo, manager, self._queue, cache, limits), server
+            ExecutionServicer(repo, manager, self._queue, cache, limits, workflows=workflows),
+            server,
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(repo, max_nodes=s.limits.max_nodes), server
+            WorkflowServicer(repo, max_nodes=s.limits.max_nodes, cache=workflows), server
         )
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(repo, self._authenticator), server
@@ -182,14 +187,18 @@ class ApiService:
                 self._owns_redis = True
             # The store's adapter needs decoded replies; the cache's client does not.
             self._store = RedisStore.from_url(s.redis.url, config)
+        self._authenticator = KeyAuthenticator(self._repo)
+        self._batcher = InsertBatcher(self._repo)
+        self._batcher.start()
         if self._queue is None:
             self._channel = open_channel(
                 s.addresses.scheduler, max_message_bytes=s.server.grpc_max_message_bytes
             )
             self._queue = SchedulerQueue(self._channel)
-        self._authenticator = KeyAuthenticator(self._repo)
-        self._batcher = InsertBatcher(self._repo)
-        self._batcher.start()
+            if s.api.enqueue_via == "store" and isinstance(self._store, RedisStore):
+                self._store_queue = StoreQueue(self._store, self._queue)
+                self._store_queue.start()
+                self._queue = self._store_queue
         if self._store is not None:
             self._direct = DirectRunner(self._store, self._store, self._store.config)
             self._recorder = HistoryRecorder(
@@ -223,6 +232,9 @@ class ApiService:
             await self._direct.stop()
         if self._recorder is not None:
             await self._recorder.stop()
+        if self._store_queue is not None:
+            await self._store_queue.stop()
+            self._store_queue = None
         if self._batcher is not None:
             await self._batcher.stop()
         if isinstance(self._store, RedisStore):

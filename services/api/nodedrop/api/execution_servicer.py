@@ -15,7 +15,7 @@ from nodedrop.api.convert import (
     event,
     execution,
 )
-from nodedrop.api.definitions import Definition, from_json
+from nodedrop.api.definitions import Definition
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import ExecutionFilter
@@ -24,6 +24,7 @@ from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.validation import problems_of
+from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
@@ -67,12 +68,15 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         queue: QueuePort | None,
         cache: ResultCache | None,
         limits: ExecutionLimits,
+        *,
+        workflows: WorkflowCache | None = None,
     ) -> None:
         self._repo = repository
         self._manager = manager
         self._queue = queue
         self._cache = cache
         self._limits = limits
+        self._workflows = workflows or WorkflowCache(repository)
         self._node_tester = NodeTester(max_request_bytes=limits.max_request_bytes)
 
     async def ExecuteWorkflow(
@@ -139,14 +143,12 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         workflow_id: str | None = None
         workflow_version = 0
         if definition is None:
-            record = await self._repo.get_workflow(
-                principal.tenant_id, request.workflow_id, version
-            )
-            if record is None:
+            cached = await self._workflows.get(principal.tenant_id, request.workflow_id, version)
+            if cached is None:
                 what = f" version {version}" if version is not None else ""
                 raise NotFound(f"workflow {request.workflow_id!r}{what} not found")
-            definition = from_json(record.definition_json)
-            workflow_id, workflow_version = record.id, record.version
+            definition = cached.definition
+            workflow_id, workflow_version = cached.record.id, cached.record.version
         submitted = await self._manager.submit(
             Submission(
                 tenant_id=principal.tenant_id,

@@ -10,6 +10,7 @@ executions exist (orphan recovery relies on it).
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.store import ExecutionStatus as StoreStatus
+from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["DirectRunner", "ExecutionManager", "Submission", "Submitted"]
 
@@ -258,8 +260,22 @@ class ExecutionManager:
         )
 
 
-def _snapshot(definition: Definition, workflow_id: str | None, version: int):  # type: ignore[no-untyped-def]
-    wf = to_proto(definition.document)
-    wf.id = workflow_id or ""
-    wf.version = version
+_SNAPSHOTS: OrderedDict[tuple[str, str, int], workflow_pb2.Workflow] = OrderedDict()
+_SNAPSHOT_CACHE = 256
+
+
+def _snapshot(
+    definition: Definition, workflow_id: str | None, version: int
+) -> workflow_pb2.Workflow:
+    """The definition as the scheduler's protobuf; a burst of submissions of one
+    workflow builds it once (callers never mutate it: it is copied into requests)."""
+    key = (definition.json, workflow_id or "", version)
+    wf = _SNAPSHOTS.get(key)
+    if wf is None:
+        wf = to_proto(definition.document)
+        wf.id = workflow_id or ""
+        wf.version = version
+        _SNAPSHOTS[key] = wf
+        if len(_SNAPSHOTS) > _SNAPSHOT_CACHE:
+            _SNAPSHOTS.popitem(last=False)
     return wf

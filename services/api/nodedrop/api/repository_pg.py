@@ -57,6 +57,14 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset (RESET ALL, unlisten, ...):
+    one round trip less per query. No query here leaves session state behind;
+    the recovery lock is unlocked explicitly, and a connection that dies
+    takes its lock with it."""
+    return None
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 5.0
 ) -> asyncpg.Pool:
@@ -68,6 +76,7 @@ async def create_pool(
             command_timeout=command_timeout,
             # Connect fails fast so a request never waits out a TCP timeout.
             timeout=2.0,
+            reset=_keep_session,
         )
     except _UNAVAILABLE as exc:
         raise StoreUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc

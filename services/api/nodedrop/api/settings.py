@@ -42,6 +42,9 @@ class ApiOptions:
     database_url_set: bool
     redis_url_set: bool
     run_migrations: bool
+    # Where queue-mode submissions are enqueued: through the scheduler's RPC
+    # (one call each), or straight into the store, batched (see store_queue).
+    enqueue_via: str
 
     @classmethod
     def from_env(cls, env: Env) -> ApiOptions:
@@ -60,6 +63,9 @@ class ApiOptions:
             database_url_set=bool(env.get("DATABASE_URL", "").strip()),
             redis_url_set=bool(env.get("REDIS_URL", "").strip()),
             run_migrations=env_bool(env, "NODEDROP_MIGRATE_ON_START", True),
+            enqueue_via=env_str(
+                env, "NODEDROP_API_ENQUEUE", "scheduler", choices=("scheduler", "store")
+            ),
         )
 
 

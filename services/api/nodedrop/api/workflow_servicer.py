@@ -9,6 +9,7 @@ from nodedrop.api.checks import Violations
 from nodedrop.api.convert import workflow
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.validation import check_definition, problems_of
+from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NotFound
 from nodedrop.workflow.v1 import workflow_service_pb2 as pb
@@ -19,9 +20,16 @@ __all__ = ["WorkflowServicer"]
 
 
 class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, repository: ExecutionRepository, *, max_nodes: int) -> None:
+    def __init__(
+        self,
+        repository: ExecutionRepository,
+        *,
+        max_nodes: int,
+        cache: WorkflowCache | None = None,
+    ) -> None:
         self._repo = repository
         self._max_nodes = max_nodes
+        self._cache = cache
 
     async def CreateWorkflow(
         self, request: pb.CreateWorkflowRequest, context: object
@@ -87,6 +95,8 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         record = await self._repo.update_workflow(
             principal.tenant_id, request.workflow_id, definition.name, definition.json, expected
         )
+        if self._cache is not None:
+            self._cache.invalidate(principal.tenant_id, request.workflow_id)
         return pb.UpdateWorkflowResponse(workflow=workflow(record))
 
     async def DeleteWorkflow(
@@ -96,7 +106,10 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         v = Violations()
         v.uuid("workflow_id", request.workflow_id)
         v.raise_if_any()
-        if not await self._repo.delete_workflow(principal.tenant_id, request.workflow_id):
+        deleted = await self._repo.delete_workflow(principal.tenant_id, request.workflow_id)
+        if self._cache is not None:
+            self._cache.forget(principal.tenant_id, request.workflow_id)
+        if not deleted:
             raise NotFound(f"workflow {request.workflow_id!r} not found")
         return pb.DeleteWorkflowResponse()
 

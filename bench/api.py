@@ -1,0 +1,339 @@
+"""API benchmark: ExecuteWorkflow calls per second in queue mode, with p50/p99.
+
+    .venv/bin/python bench/api.py [--clients 64] [--seconds 10] [--procs 2] [--inline]
+
+Runs the real path in separate processes: `nodedrop scheduler` and `nodedrop
+api` (PostgreSQL: a fresh database on DATABASE_URL's server, dropped at the
+end; Redis: REDIS_URL under a private key prefix, deleted at the end), then
+CLIENTS concurrent callers spread over PROCS load processes submit
+ExecuteWorkflow (a stored workflow by id, or --inline definitions) for
+SECONDS after a warm-up. Every acknowledged call has its row committed in
+PostgreSQL and its job enqueued through the scheduler. No workers run: the
+jobs wait in Redis, so this measures the API's submission path only.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# bench/ holds queue.py, named like the standard library module redis-py and
+# multiprocessing import: drop the script's folder from the path first.
+if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
+    sys.path.pop(0)
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import grpc
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = {
+    "name": "bench",
+    "nodes": [
+        {"id": "start", "type": "manual_trigger"},
+        {"id": "tag", "type": "set", "parameters": {"fields": {"seen": "true"}}},
+    ],
+    "connections": [{"from": "start", "to": "tag"}],
+}
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_db(dsn: str, db: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+async def _wait_serving(target: str, timeout_s: float = 30.0) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(target) as ch:
+                r = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0
+                )
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{target} did not come up")
+        await asyncio.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    target: str
+    key: str
+    workflow_id: str
+    inline: bool
+    clients: int
+    warmup: float
+    seconds: float
+    # Call the server's gRPC health Check instead: the bare-call ceiling of
+    # the same server process on the same machine, for comparison.
+    health: bool = False
+
+
+def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """One load process: `clients` callers over a few channels; sends its latencies."""
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+    from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
+    from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.execution.v1 import execution_service_pb2_grpc as pb_grpc  # noqa: PLC0415
+
+    request = pb.ExecuteWorkflowRequest(
+        mode=execution_pb2.EXECUTION_MODE_QUEUE, trigger_data_json='{"n": 1}'
+    )
+    if plan.inline:
+        request.workflow.CopyFrom(to_proto(WORKFLOW))
+    else:
+        request.workflow_id = plan.workflow_id
+    metadata = (("authorization", f"Bearer {plan.key}"),)
+    clients, target = plan.clients, plan.target
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    health_request = health_pb2.HealthCheckRequest()
+
+    async def main() -> tuple[list[float], int]:
+        channels = [grpc.aio.insecure_channel(target) for _ in range(max(1, clients // 16))]
+        stubs = [pb_grpc.ExecutionServiceStub(c) for c in channels]
+        checks = [health_pb2_grpc.HealthStub(c) for c in channels]
+        latencies: list[float] = []
+        errors = 0
+        start = time.perf_counter()
+        measure_from = start + plan.warmup
+        stop_at = measure_from + plan.seconds
+
+        async def caller(i: int) -> None:
+            nonlocal errors
+            stub = stubs[i % len(stubs)]
+            check = checks[i % len(checks)]
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                try:
+                    if plan.health:
+                        await check.Check(health_request, timeout=10.0)
+                    else:
+                        await stub.ExecuteWorkflow(request, metadata=metadata, timeout=10.0)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                t1 = time.perf_counter()
+                if t0 >= measure_from:
+                    latencies.append(t1 - t0)
+
+        await asyncio.gather(*(caller(i) for i in range(clients)))
+        for c in channels:
+            await c.close()
+        return latencies, errors
+
+    out.put(asyncio.run(main()))
+
+
+async def _setup(args: argparse.Namespace) -> dict[str, str]:
+    from nodedrop.api import migrations  # noqa: PLC0415
+    from nodedrop.api.provisioning import ALL_SCOPES, create_key  # noqa: PLC0415
+    from nodedrop.api.repository_pg import PostgresRepository  # noqa: PLC0415
+
+    db = f"nd_bench_api_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(args.database_url)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    await admin.close()
+    dsn = _with_db(args.database_url, db)
+    await migrations.apply(dsn)
+    repo = await PostgresRepository.connect(dsn, min_size=1, max_size=2)
+    key, _ = await create_key(repo, "bench", "bench", ALL_SCOPES)
+    await repo.close()
+    return {"db": db, "dsn": dsn, "key": key.secret}
+
+
+async def _create_workflow(target: str, key: str) -> str:
+    from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+    from nodedrop.workflow.v1 import workflow_service_pb2 as wpb  # noqa: PLC0415
+    from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wgrpc  # noqa: PLC0415
+
+    async with grpc.aio.insecure_channel(target) as ch:
+        r = await wgrpc.WorkflowServiceStub(ch).CreateWorkflow(
+            wpb.CreateWorkflowRequest(workflow=to_proto(WORKFLOW)),
+            metadata=(("authorization", f"Bearer {key}"),),
+        )
+    return str(r.workflow.id)
+
+
+async def _teardown(args: argparse.Namespace, db: str, prefix: str) -> int:
+    admin = await asyncpg.connect(args.database_url)
+    stored = 0
+    try:
+        conn = await asyncpg.connect(_with_db(args.database_url, db))
+        stored = int(await conn.fetchval("SELECT count(*) FROM executions"))
+        await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+    r = redis.Redis.from_url(args.redis_url)
+    batch = []
+    for k in r.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(k)
+        if len(batch) >= 1000:
+            r.delete(*batch)
+            batch.clear()
+    if batch:
+        r.delete(*batch)
+    return stored
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--procs", type=int, default=2, help="load generator processes")
+    parser.add_argument("--inline", action="store_true", help="inline definitions, not by id")
+    parser.add_argument(
+        "--enqueue",
+        choices=("scheduler", "store"),
+        default="scheduler",
+        help="NODEDROP_API_ENQUEUE of the API under test",
+    )
+    parser.add_argument(
+        "--health",
+        action="store_true",
+        help="call the API's gRPC health Check instead (bare-call ceiling, for comparison)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    args = parser.parse_args()
+
+    setup = asyncio.run(_setup(args))
+    prefix = f"ndbench{uuid.uuid4().hex[:8]}"
+    api_port, sched_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": setup["dsn"],
+        "REDIS_URL": args.redis_url,
+        "NODEDROP_REDIS_PREFIX": prefix,
+        "NODEDROP_API_ADDR": f"127.0.0.1:{api_port}",
+        "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched_port}",
+        "LOG_LEVEL": "warning",
+        "LOG_FORMAT": "json",
+        "NODEDROP_RESULT_CACHE_TTL_S": "0",
+        "NODEDROP_API_ENQUEUE": args.enqueue,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nodedrop.cli.main", name],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("scheduler", "api")
+    ]
+    stored = 0
+    try:
+        target = f"127.0.0.1:{api_port}"
+        asyncio.run(_wait_serving(f"127.0.0.1:{sched_port}"))
+        asyncio.run(_wait_serving(target))
+        workflow_id = asyncio.run(_create_workflow(target, setup["key"]))
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        n, extra = divmod(args.clients, args.procs)
+        loaders = [
+            ctx.Process(
+                target=_load,
+                args=(
+                    LoadPlan(
+                        target,
+                        setup["key"],
+                        workflow_id,
+                        args.inline,
+                        n + (i < extra),
+                        args.warmup,
+                        args.seconds,
+                        args.health,
+                    ),
+                    out,
+                ),
+            )
+            for i in range(args.procs)
+        ]
+        for p in loaders:
+            p.start()
+        results = [out.get(timeout=args.warmup + args.seconds + 120) for _ in loaders]
+        for p in loaders:
+            p.join()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        stored = asyncio.run(_teardown(args, setup["db"], prefix))
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    if not latencies:
+        print("no successful calls", file=sys.stderr)
+        return 1
+    rate = len(latencies) / args.seconds
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    load = os.getloadavg()
+    print(
+        orjson.dumps(
+            {
+                "enqueue": args.enqueue,
+                "clients": args.clients,
+                "procs": args.procs,
+                "call": "health.Check"
+                if args.health
+                else "ExecuteWorkflow(" + ("inline" if args.inline else "workflow_id") + ")",
+                "seconds": args.seconds,
+                "calls_per_s": round(rate),
+                "p50_ms": round(p50, 2),
+                "p99_ms": round(p99, 2),
+                "errors": errors,
+                "executions_stored": stored,
+                "loadavg_1m": round(load[0], 2),
+                "cpus": os.cpu_count(),
+            }
+        ).decode()
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
