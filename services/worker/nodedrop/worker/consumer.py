@@ -160,9 +160,15 @@ class Consumer:
         deadline = time.monotonic() + grace_s
         read = self._tasks[0] if self._tasks else None
         if read is not None:
-            read.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await read
+            # The loop sees the drain when its blocking read returns and gives back
+            # what that read got; cancel only a read that outlives its BLOCK (it
+            # could otherwise be cut between a lease and the start of the job).
+            self._slot_freed.set()
+            done, _ = await asyncio.wait([read], timeout=self._cfg.read_block_s + 0.5)
+            if not done:
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
         # Entries read but never started go back to the stream for others.
         if self._backlog:
             with contextlib.suppress(*_TRANSIENT):
