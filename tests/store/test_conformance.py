@@ -301,8 +301,10 @@ async def test_delayed_run_and_priority_lanes(store: Store) -> None:
     await store.enqueue(later, now())
     await store.enqueue(low, now())
     await store.enqueue(high, now())
+    await asyncio.sleep(0.05)
     st = await store.stats(now())
     assert (st.waiting, st.delayed) == (2, 1)
+    assert 40 <= st.oldest_waiting_age_ms < 10_000
     assert {(lane.priority, lane.waiting) for lane in st.lanes} == {(10, 1), (0, 1)}
     ds = await store.read_jobs("w1", 10, 0)
     assert [d.execution_id for d in ds] == [high.execution_id, low.execution_id]
