@@ -284,7 +284,10 @@ class Consumer:
                     _METRIC_STATUS[transition.status], time.monotonic() - job.started
                 )
         finally:
-            self._jobs.pop(job.execution_id, None)
+            # A newer attempt of the same execution (reclaimed back to this worker)
+            # may hold the slot in the table by now: remove only this job.
+            if self._jobs.get(job.execution_id) is job:
+                del self._jobs[job.execution_id]
             self._free += 1
             self._slot_freed.set()
             if self._metrics is not None:
