@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -171,3 +172,36 @@ async def test_one_replica_at_a_time(pg_repo: PostgresRepository) -> None:
         assert first and not second
     async with pg_repo.recovery_lock() as again:
         assert again
+
+
+async def test_recorder_adopts_an_execution_the_scheduler_started(
+    pg_repo: PostgresRepository,
+) -> None:
+    from nodedrop.api.definitions import from_proto  # noqa: PLC0415
+    from nodedrop.store import JobSpec, Keys  # noqa: PLC0415
+    from nodedrop.store.config import StoreConfig  # noqa: PLC0415
+    from nodedrop.store.redis_store import RedisStore  # noqa: PLC0415
+
+    async with stack(pg_repo) as s:
+        definition, _ = from_proto(_flow(0.0), "workflow", max_nodes=10)
+        assert definition is not None
+        wf = await pg_repo.create_workflow("tenant-a", str(uuid.uuid4()), "slow", definition.json)
+        store = RedisStore.from_url(s.redis.url, StoreConfig(keys=Keys("nd", 4)))
+        try:
+            # What a cron fire does: straight into the queue, never through the API.
+            execution_id = str(uuid.uuid4())
+            await store.enqueue(
+                JobSpec(execution_id, "tenant-a", wf.id, definition.json, '{"x": 1}'),
+                int(time.time() * 1000),
+            )
+        finally:
+            await store.close()
+        statuses = await _all_terminal(pg_repo, {execution_id}, 15.0)
+        assert statuses[execution_id] is Status.COMPLETED
+        record = await pg_repo.get_execution("tenant-a", execution_id, with_node_runs=True)
+        assert record is not None and record.trigger_kind == "schedule"
+        assert record.workflow_id == wf.id and {r.node_id for r in record.node_runs} == {
+            "start",
+            "pause",
+            "tag",
+        }

@@ -225,3 +225,28 @@ async def test_list_unfinished(tenants: ExecutionRepository) -> None:
     assert len(found) == 1
     rest = await repo.list_unfinished(later, (found[0].created_at, found[0].id), 10)
     assert {e.id for e in found + rest} == {ids[0], ids[2]}
+
+
+async def test_adopt_unknown_executions(tenants: ExecutionRepository) -> None:
+    from nodedrop.api.model import AdoptedExecution  # noqa: PLC0415
+
+    repo = tenants
+    wf = await repo.create_workflow(T1, str(uuid.uuid4()), "nightly", '{"name":"nightly"}')
+    known = new_execution()
+    await repo.insert_executions([known])
+    seen = datetime.now(UTC)
+    cron = AdoptedExecution(str(uuid.uuid4()), T1, wf.id, seen)
+    stranger = AdoptedExecution(str(uuid.uuid4()), "tenant-new", "", seen)
+    batch = [AdoptedExecution(known.id, T1, "", seen), cron, stranger]
+    assert await repo.adopt_executions(batch) == 2
+    assert await repo.adopt_executions(batch) == 0  # a replay adopts nothing
+    got = await repo.get_execution(T1, cron.id)
+    assert got is not None and got.trigger_kind == "schedule" and got.mode == "queue"
+    assert got.workflow_id == wf.id and got.workflow_version == 1
+    assert got.definition_json == '{"name":"nightly"}' and got.status is Status.QUEUED
+    other = await repo.get_execution("tenant-new", stranger.id)
+    assert other is not None and other.workflow_id is None and other.definition_json == "{}"
+    # Recorded events now apply to the adopted execution.
+    await repo.record_events([ev(cron.id, 1, "execution_started")])
+    started = await repo.get_execution(T1, cron.id)
+    assert started is not None and started.status is Status.RUNNING

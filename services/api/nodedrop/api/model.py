@@ -14,6 +14,7 @@ from datetime import datetime
 __all__ = [
     "TERMINAL_STATUSES",
     "UNFINISHED_STATUSES",
+    "AdoptedExecution",
     "ApiKeyRecord",
     "ExecutionFilter",
     "ExecutionRecord",
@@ -154,6 +155,17 @@ class RecordedEvent:
     attempt: int = 0
     data_json: str = ""
     error_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedExecution:
+    """An execution the history recorder met in the events that PostgreSQL does
+    not know (one the scheduler started from a cron schedule)."""
+
+    id: str
+    tenant_id: str
+    workflow_id: str
+    first_seen: datetime
 
 
 @dataclass(frozen=True, slots=True)

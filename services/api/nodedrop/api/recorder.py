@@ -15,7 +15,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from nodedrop.api.errors import StoreUnavailableError
-from nodedrop.api.model import RecordedEvent
+from nodedrop.api.model import AdoptedExecution, RecordedEvent
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.logging import get_logger
 from nodedrop.store import EventLog, EventRecord, TailEntry
@@ -37,6 +37,22 @@ def to_recorded(record: EventRecord) -> RecordedEvent:
         data_json=record.data_json,
         error_json=None if record.error is None else record.error.to_json(),
     )
+
+
+def _first_seen(entries: list[TailEntry]) -> list[AdoptedExecution]:
+    """One candidate per execution of the batch, in case PostgreSQL does not know it
+    (a cron run the scheduler started): its tenant and workflow come from the event."""
+    seen: dict[str, AdoptedExecution] = {}
+    for e in entries:
+        r = e.record
+        if r.execution_id not in seen and r.tenant_id:
+            seen[r.execution_id] = AdoptedExecution(
+                r.execution_id,
+                r.tenant_id,
+                r.workflow_id,
+                datetime.fromtimestamp(r.time_ms / 1000, UTC),
+            )
+    return list(seen.values())
 
 
 class HistoryRecorder:
@@ -81,6 +97,7 @@ class HistoryRecorder:
         backoff = 0.1
         while True:
             try:
+                await self._repo.adopt_executions(_first_seen(entries))
                 self.recorded += await self._repo.record_events(
                     [to_recorded(e.record) for e in entries]
                 )

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from nodedrop.api.model import (
+    AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
     ExecutionRecord,
@@ -140,6 +141,12 @@ class ExecutionRepository(Protocol):
         ...
 
     # history
+    async def adopt_executions(self, seen: Sequence[AdoptedExecution]) -> int:
+        """Store the executions among `seen` this database does not know, as queue-mode
+        schedule runs of their workflow's latest version (tenant created if new);
+        returns how many were new."""
+        ...
+
     async def record_events(self, events: Sequence[RecordedEvent]) -> int:
         """Apply events idempotently; returns how many were new."""
         ...

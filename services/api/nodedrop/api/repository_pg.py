@@ -19,6 +19,7 @@ import asyncpg
 from nodedrop.api.errors import NotFoundError, StoreUnavailableError, VersionConflictError
 from nodedrop.api.history import fold
 from nodedrop.api.model import (
+    AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
     ExecutionRecord,
@@ -438,6 +439,26 @@ class PostgresRepository:
                         await conn.fetchval(Q["advisory_unlock"], RECOVERY_LOCK_KEY)
 
     # history
+
+    async def adopt_executions(self, seen: Sequence[AdoptedExecution]) -> int:
+        if not seen:
+            return 0
+        async with self._conn() as conn:
+            ids = [a.id for a in seen]
+            unknown = {r["id"] for r in await conn.fetch(Q["unknown_executions"], ids)}
+            if not unknown:
+                return 0
+            new = [a for a in seen if a.id in unknown]
+            async with conn.transaction():
+                await conn.execute(Q["adopt_tenants"], [a.tenant_id for a in new])
+                rows = await conn.fetch(
+                    Q["adopt_executions"],
+                    [a.id for a in new],
+                    [a.tenant_id for a in new],
+                    [a.workflow_id for a in new],
+                    [a.first_seen for a in new],
+                )
+        return len(rows)
 
     async def record_events(self, events: Sequence[RecordedEvent]) -> int:
         if not events:

@@ -21,6 +21,7 @@ import orjson
 from nodedrop.api.errors import NotFoundError, VersionConflictError
 from nodedrop.api.history import fold
 from nodedrop.api.model import (
+    AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
     ExecutionRecord,
@@ -490,6 +491,27 @@ class SqliteRepository:
             yield True
 
     # history
+
+    async def adopt_executions(self, seen: Sequence[AdoptedExecution]) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            adopted = 0
+            for a in seen:
+                tenant = {"id": a.tenant_id, "name": a.tenant_id, "now": _now_us()}
+                params = {
+                    "id": a.id,
+                    "tenant_id": a.tenant_id,
+                    "workflow_id": a.workflow_id,
+                    "seen": _us(a.first_seen),
+                }
+                if db.execute("SELECT 1 FROM executions WHERE id = ?", (a.id,)).fetchone():
+                    continue
+                db.execute(Q["ensure_tenant"], tenant)
+                adopted += db.execute(Q["adopt_execution"], params).fetchone() is not None
+            return adopted
+
+        if not seen:
+            return 0
+        return await self._run(lambda: self._tx(work))
 
     async def record_events(self, events: Sequence[RecordedEvent]) -> int:
         def work(db: sqlite3.Connection) -> int:

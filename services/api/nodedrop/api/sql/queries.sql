@@ -225,3 +225,25 @@ SELECT pg_try_advisory_lock($1) AS locked;
 
 -- name: advisory_unlock
 SELECT pg_advisory_unlock($1) AS unlocked;
+
+-- name: unknown_executions
+SELECT x.id FROM unnest($1::text[]) AS x(id)
+WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = x.id);
+
+-- name: adopt_tenants
+INSERT INTO tenants (id, name) SELECT DISTINCT t, t FROM unnest($1::text[]) AS u(t)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: adopt_executions
+-- Executions the scheduler started (cron) that no API call stored: a
+-- queue-mode schedule run of the workflow's latest version, when known.
+INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, definition, status, mode,
+                        trigger_kind, trigger_data, max_attempts, created_at, run_at)
+SELECT a.id, a.tenant_id, NULLIF(a.workflow_id, ''), COALESCE(v.version, 0),
+       COALESCE(v.definition, '{}'), 'queued', 'queue', 'schedule', '', 3, a.seen, a.seen
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+     AS a(id, tenant_id, workflow_id, seen)
+LEFT JOIN workflows w ON w.id = a.workflow_id AND w.tenant_id = a.tenant_id
+LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.latest_version
+ON CONFLICT (id) DO NOTHING
+RETURNING id;

@@ -175,3 +175,17 @@ RETURNING id;
 
 -- name: delete_events
 DELETE FROM execution_events WHERE execution_id = :id;
+
+-- name: adopt_execution
+INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, definition, status, mode,
+                        trigger_kind, trigger_data, max_attempts, created_at, run_at)
+SELECT :id, :tenant_id, NULLIF(:workflow_id, ''),
+       COALESCE((SELECT v.version FROM workflows w JOIN workflow_versions v
+                 ON v.workflow_id = w.id AND v.version = w.latest_version
+                 WHERE w.id = :workflow_id AND w.tenant_id = :tenant_id), 0),
+       COALESCE((SELECT v.definition FROM workflows w JOIN workflow_versions v
+                 ON v.workflow_id = w.id AND v.version = w.latest_version
+                 WHERE w.id = :workflow_id AND w.tenant_id = :tenant_id), '{}'),
+       'queued', 'queue', 'schedule', '', 3, :seen, :seen
+WHERE NOT EXISTS (SELECT 1 FROM executions WHERE id = :id)
+RETURNING id;
