@@ -126,7 +126,8 @@ async def connect() -> AsyncIterator[Api]:
         raise RemoteError(str(exc), 2) from None
     if not key:
         raise RemoteError(
-            "set NODEDROP_API_KEY (`nodedrop dev` prints one; `nodedrop apikeys create` makes one)",
+            "set NODEDROP_API_KEY to talk to the API (`nodedrop dev` prints one, `nodedrop "
+            "apikeys create` makes one); `nodedrop run --local` needs no API",
             2,
         )
     from nodedrop.common.client import open_channel  # noqa: PLC0415
