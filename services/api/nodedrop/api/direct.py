@@ -63,6 +63,7 @@ from nodedrop.store import (
 )
 from nodedrop.store import ExecutionStatus as StoreStatus
 from nodedrop.store import NotFound as StoreNotFound
+from nodedrop.store import PermissionDenied as StorePermissionDenied
 from nodedrop.store.config import StoreConfig
 
 __all__ = ["DirectOptions", "DirectRunner"]
@@ -198,7 +199,8 @@ class DirectRunner:
             local[1].cancel(reason or "cancelled by request")
         try:
             return await self._state.cancel(execution_id, tenant_id, _now_ms())
-        except StoreNotFound:
+        except (StoreNotFound, StorePermissionDenied):
+            # Not in the store (lost, or never started), or another tenant's id.
             return None
 
     async def stop(self, grace_s: float = 5.0) -> None:

@@ -24,7 +24,7 @@ from nodedrop.api.definitions import from_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest, KnownState, QueueFigures, QueuePort
 from nodedrop.common.errors import FailedPrecondition, Unavailable
-from nodedrop.store import JobSpec
+from nodedrop.store import InvalidJob, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2
 
@@ -132,6 +132,8 @@ class StoreQueue:
     async def _send(self, specs: Sequence[JobSpec]) -> list[Status]:
         try:
             results = await self._store.enqueue_many(specs, int(time.time() * 1000))
+        except InvalidJob as exc:
+            raise FailedPrecondition(f"the store refused the job: {exc}") from exc
         except (RedisError, OSError) as exc:
             # The rows are committed: the caller acknowledges, recovery enqueues.
             raise Unavailable(f"enqueue into the store failed: {exc}") from exc

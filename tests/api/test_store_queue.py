@@ -1,0 +1,101 @@
+"""NODEDROP_API_ENQUEUE=store: concurrent enqueues share pipelines, the jobs are
+the ones the scheduler would write, and failures map to precise errors."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nodedrop.api.definitions import to_proto
+from nodedrop.api.model import Status
+from nodedrop.api.queueing import EnqueueRequest
+from nodedrop.api.store_queue import StoreQueue
+from nodedrop.common.errors import FailedPrecondition, Unavailable
+from nodedrop.store import Keys
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.redis_store import RedisStore
+from tests.api.test_rpc import FakeQueue
+from tests.helpers.ports import free_port
+
+DOC = {
+    "name": "w",
+    "nodes": [
+        {"id": "start", "type": "manual_trigger"},
+        {"id": "n", "type": "noop", "on_error": "continue", "timeout_s": 5},
+    ],
+    "connections": [{"from": "start", "to": "n"}],
+    "settings": {"max_attempts": 5, "backoff_s": 1.5, "timeout_s": 60},
+}
+
+
+def _request(execution_id: str, tenant: str = "tenant-a", **kw: object) -> EnqueueRequest:
+    wf = to_proto(DOC)
+    wf.id = "wf-1"
+    fields: dict[str, object] = {
+        "execution_id": execution_id,
+        "tenant_id": tenant,
+        "workflow": wf,
+        "trigger_data_json": '{"a": 1}',
+        "priority": 0,
+        "run_at": None,
+    }
+    fields.update(kw)
+    return EnqueueRequest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStore]:
+    s = RedisStore.from_url(redis_url, StoreConfig(keys=Keys(redis_prefix, 4)))
+    try:
+        yield s
+    finally:
+        await s.delete_all()
+        await s.close()
+
+
+async def test_concurrent_enqueues_store_the_jobs(store: RedisStore) -> None:
+    await store.ensure_groups()  # as the scheduler and workers do at start
+    queue = StoreQueue(store, FakeQueue())
+    queue.start()
+    try:
+        ids = [str(uuid.uuid4()) for _ in range(300)]
+        later = datetime.now(UTC) + timedelta(hours=1)
+        statuses = await asyncio.gather(
+            *(
+                queue.enqueue(_request(i, run_at=later if n % 2 else None))
+                for n, i in enumerate(ids)
+            )
+        )
+        assert set(statuses) == {Status.QUEUED}
+        # The same id again is a no-op, as through the scheduler.
+        assert await queue.enqueue(_request(ids[0])) is Status.QUEUED
+    finally:
+        await queue.stop()
+    states = await store.states(ids)
+    assert all(s is not None and s.tenant_id == "tenant-a" for s in states)
+    stats = await store.stats(int(datetime.now(UTC).timestamp() * 1000))
+    assert stats.waiting == 150 and stats.delayed == 150
+    # What a worker will load: the definition with every field, the settings.
+    (got,) = await store.acquire(
+        [d for d in await store.read_jobs("w", 300, 100) if d.execution_id == ids[0]], 30_000, 0
+    )
+    assert got.context is not None
+    assert got.context.max_attempts == 5 and got.context.backoff_s == 1.5
+    assert got.context.timeout_s == 60.0 and got.context.trigger_json == '{"a": 1}'
+    assert '"on_error":"continue"' in got.context.workflow_json
+
+
+async def test_refused_job_and_unreachable_redis() -> None:
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", StoreConfig())
+    queue = StoreQueue(dead, FakeQueue())
+    try:
+        with pytest.raises(FailedPrecondition):
+            await queue.enqueue(_request(str(uuid.uuid4()), tenant="bad tenant!"))
+        with pytest.raises(Unavailable):
+            await queue.enqueue(_request(str(uuid.uuid4())))
+    finally:
+        await dead.close()
