@@ -26,7 +26,8 @@ from .conftest import (
 
 async def _next(ws: ClientConnection, kind: str | None = None) -> dict[str, Any]:
     while True:
-        message: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        # Generous: the shared machine can stall a few seconds under load.
+        message: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 15))
         if kind is None or message["type"] == kind:
             return message
 
