@@ -9,7 +9,7 @@ TYPED := libs/common libs/engine libs/store libs/cli services tests
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto lint format typecheck buf codegen-check check test run clean
+.PHONY: help install proto lint format typecheck buf codegen-check check check-k8s test bench run clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
