@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nodedrop.event.v1 import event_pb2 as nodedrop_dot_event_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nodedrop/event/v1/event_service.proto\x12\x11nodedrop.event.v1\x1a\x1dnodedrop/event/v1/event.proto\"L\n\x1cStreamExecutionEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"Q\n\x1dStreamExecutionEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.nodedrop.event.v1.ExecutionEvent\"]\n\x13StreamEventsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x31\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32\x1c.nodedrop.event.v1.EventType\"H\n\x14StreamEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.nodedrop.event.v1.ExecutionEvent2\xef\x01\n\x0c\x45ventService\x12|\n\x15StreamExecutionEvents\x12/.nodedrop.event.v1.StreamExecutionEventsRequest\x1a\x30.nodedrop.event.v1.StreamExecutionEventsResponse0\x01\x12\x61\n\x0cStreamEvents\x12&.nodedrop.event.v1.StreamEventsRequest\x1a\'.nodedrop.event.v1.StreamEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nodedrop/event/v1/event_service.proto\x12\x11nodedrop.event.v1\x1a\x1dnodedrop/event/v1/event.proto\"L\n\x1cStreamExecutionEventsRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"R\n\x1dStreamExecutionEventsResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.nodedrop.event.v1.ExecutionEvent\"]\n\x13StreamEventsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x31\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32\x1c.nodedrop.event.v1.EventType\"I\n\x14StreamEventsResponse\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.nodedrop.event.v1.ExecutionEvent2\xef\x01\n\x0c\x45ventService\x12|\n\x15StreamExecutionEvents\x12/.nodedrop.event.v1.StreamExecutionEventsRequest\x1a\x30.nodedrop.event.v1.StreamExecutionEventsResponse0\x01\x12\x61\n\x0cStreamEvents\x12&.nodedrop.event.v1.StreamEventsRequest\x1a\'.nodedrop.event.v1.StreamEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_start=91
   _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_end=167
   _globals['_STREAMEXECUTIONEVENTSRESPONSE']._serialized_start=169
-  _globals['_STREAMEXECUTIONEVENTSRESPONSE']._serialized_end=250
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=252
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=345
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=347
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=419
-  _globals['_EVENTSERVICE']._serialized_start=422
-  _globals['_EVENTSERVICE']._serialized_end=661
+  _globals['_STREAMEXECUTIONEVENTSRESPONSE']._serialized_end=251
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=253
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=346
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=348
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=421
+  _globals['_EVENTSERVICE']._serialized_start=424
+  _globals['_EVENTSERVICE']._serialized_end=663
 # @@protoc_insertion_point(module_scope)

@@ -45,17 +45,23 @@ Global___StreamExecutionEventsRequest: _TypeAlias = StreamExecutionEventsRequest
 class StreamExecutionEventsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> _event_pb2.ExecutionEvent: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.ExecutionEvent]:
+        """Every event that was ready for this subscriber when the stream could next
+        send, in sequence order; never empty. A busy stream sends few large
+        responses instead of one per event; a response stays well under the
+        channel's max message size (a longer backlog continues in the next one).
+        """
+
     def __init__(
         self,
         *,
-        event: _event_pb2.ExecutionEvent | None = ...,
+        events: _abc.Iterable[_event_pb2.ExecutionEvent] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -89,17 +95,23 @@ Global___StreamEventsRequest: _TypeAlias = StreamEventsRequest  # noqa: Y015
 class StreamEventsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> _event_pb2.ExecutionEvent: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.ExecutionEvent]:
+        """Every event that was ready for this subscriber (and matched its filter) when the stream could next
+        send, in sequence order; never empty. A busy stream sends few large
+        responses instead of one per event; a response stays well under the
+        channel's max message size (a longer backlog continues in the next one).
+        """
+
     def __init__(
         self,
         *,
-        event: _event_pb2.ExecutionEvent | None = ...,
+        events: _abc.Iterable[_event_pb2.ExecutionEvent] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
