@@ -145,7 +145,12 @@ async def _show(args: argparse.Namespace) -> int:
     if e.HasField("error"):
         where = f" at {e.error.node_id}" if e.error.node_id else ""
         print(f"  error{where}: [{e.error.code}] {e.error.message}")
-    for run in e.node_runs:
+    # In the order the nodes ran (a node that never started sorts last).
+    runs = sorted(
+        e.node_runs,
+        key=lambda r: (r.start_time.ToNanoseconds() if r.start_time.seconds else 2**63, r.node_id),
+    )
+    for run in runs:
         state = (
             execution_pb2.NodeRunStatus.Name(run.status).removeprefix("NODE_RUN_STATUS_").lower()
         )
