@@ -1,6 +1,6 @@
 """Markdown table and matplotlib chart from one result file.
 
-    python bench/peers/report.py [bench/peers/results/<run>.json]
+python bench/peers/report.py [bench/peers/results/<run>.json]
 """
 
 from __future__ import annotations

@@ -28,14 +28,19 @@ class System:
     def versions(self) -> dict[str, str]:
         if self.peer is not None:
             return envs.resolved_versions(self.peer)
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            check=False,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return {"nodedrop-exec": f"git {commit}"}
+
+        def git(*args: str) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=REPO, check=False, capture_output=True, text=True
+            ).stdout.strip()
+
+        # The working tree is shared with engineers at work: what ran may
+        # include their uncommitted changes, so those paths are recorded too.
+        dirty = git("status", "--porcelain", "--", "libs", "services").splitlines()
+        return {
+            "nodedrop-exec": f"git {git('rev-parse', '--short', 'HEAD')}",
+            "uncommitted": ", ".join(line[3:] for line in dirty) or "none",
+        }
 
 
 NODEDROP = System(

@@ -94,13 +94,14 @@ class _Listener:
         completed = event_pb2.EVENT_TYPE_EXECUTION_COMPLETED
         async for response in self._call:
             now = time.time()
-            event = response.event
-            emitted = event.time.seconds + event.time.nanos / 1e9
-            self.latencies.append((now - emitted) * 1000.0)
-            self.first_emit = min(self.first_emit, emitted)
+            # A response carries every event that was ready for this stream.
+            for event in response.events:
+                emitted = event.time.seconds + event.time.nanos / 1e9
+                self.latencies.append((now - emitted) * 1000.0)
+                self.first_emit = min(self.first_emit, emitted)
+                if event.type == completed:
+                    self.completed_seen += 1
             self.last_delivery = now
-            if event.type == completed:
-                self.completed_seen += 1
 
     def reset(self) -> None:
         self.latencies.clear()
