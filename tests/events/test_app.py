@@ -14,6 +14,7 @@ from nodedrop.events.settings import EventsSettings
 from nodedrop.store import EventType, Keys
 
 from .conftest import KEY_A, KEY_B, EventWriter
+from .reader import EventReader
 
 
 async def test_service_streams_through_the_standard_server(redis: Redis, auth_address: str) -> None:
@@ -42,12 +43,12 @@ async def test_service_streams_through_the_standard_server(redis: Redis, auth_ad
                     timeout=10,
                 )
 
-            stream = call(KEY_A)
-            assert (await stream.read()).event.sequence == 1
-            assert (await stream.read()).event.sequence == 2
+            stream = EventReader(call(KEY_A))
+            assert (await stream.read()).sequence == 1
+            assert (await stream.read()).sequence == 2
             await writer.write("ex-app", [EventType.EXECUTION_COMPLETED])
             last = await stream.read()
-            assert last.event.sequence == 3
+            assert last.sequence == 3
             assert await stream.read() is grpc.aio.EOF
             refused = call(KEY_B)
             try:

@@ -15,17 +15,20 @@ from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
 from nodedrop.store import EventType, Keys
 
 from .conftest import KEY_A, EventsStack, start_events
+from .reader import EventReader
 
 SUBSCRIBERS = 1_000
 CHANNELS = 4
 EVENTS = 20
 
 
-def _call(channel: grpc.aio.Channel, execution_id: str) -> grpc.aio.UnaryStreamCall:
-    return event_service_pb2_grpc.EventServiceStub(channel).StreamExecutionEvents(
-        event_service_pb2.StreamExecutionEventsRequest(execution_id=execution_id),
-        metadata=(("authorization", f"Bearer {KEY_A}"),),
-        timeout=60,
+def _call(channel: grpc.aio.Channel, execution_id: str) -> EventReader:
+    return EventReader(
+        event_service_pb2_grpc.EventServiceStub(channel).StreamExecutionEvents(
+            event_service_pb2.StreamExecutionEventsRequest(execution_id=execution_id),
+            metadata=(("authorization", f"Bearer {KEY_A}"),),
+            timeout=60,
+        )
     )
 
 
@@ -39,8 +42,7 @@ async def test_a_thousand_subscribers_all_receive_every_event(stack: EventsStack
 
     async def subscriber(channel: grpc.aio.Channel) -> list[int]:
         seqs: list[int] = []
-        async for response in _call(channel, execution_id):
-            event = response.event
+        async for event in _call(channel, execution_id):
             seqs.append(event.sequence)
             if event.sequence == 1:
                 subscribed.release()
@@ -94,16 +96,16 @@ async def test_a_slow_subscriber_is_cut_off_while_others_finish(small_stack: Eve
         grpc.aio.insecure_channel(stack.address) as fast_channel,
     ):
         slow = _call(slow_channel, execution_id)
-        assert (await slow.read()).event.sequence == 1  # then it stops reading
+        assert (await slow.read()).sequence == 1  # then it stops reading
 
         progress = [0] * 5
         moved = asyncio.Condition()
 
         async def fast(i: int) -> list[int]:
             seqs = []
-            async for response in _call(fast_channel, execution_id):
-                seqs.append(response.event.sequence)
-                progress[i] = response.event.sequence
+            async for event in _call(fast_channel, execution_id):
+                seqs.append(event.sequence)
+                progress[i] = event.sequence
                 async with moved:
                     moved.notify_all()
             return seqs
@@ -125,8 +127,8 @@ async def test_a_slow_subscriber_is_cut_off_while_others_finish(small_stack: Eve
         assert all(seqs == list(range(1, total + 1)) for seqs in results)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             got = [1]
-            while (response := await slow.read()) is not grpc.aio.EOF:
-                got.append(response.event.sequence)
+            while (event := await slow.read()) is not grpc.aio.EOF:
+                got.append(event.sequence)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "resume" in (info.value.details() or "")
         assert got == list(range(1, len(got) + 1))

@@ -92,7 +92,7 @@ async def _stream(
             metadata=(("authorization", f"Bearer {key}"),),
             timeout=10,
         )
-        return [r.event.sequence async for r in call]
+        return [e.sequence async for r in call for e in r.events]
 
 
 async def test_an_expired_execution_is_replayed_from_the_history(

@@ -18,6 +18,7 @@ from tests.helpers.ports import port_open
 from tests.helpers.redis_server import PrivateRedis, private_redis
 
 from .conftest import KEY_A, EventsStack, start_events
+from .reader import EventReader
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
@@ -73,8 +74,8 @@ async def test_live_feed_and_new_subscriptions_recover_after_a_redis_restart(
                 timeout=30,
             )
 
-        live = call()
-        assert (await live.read()).event.sequence == 1
+        live = EventReader(call())
+        assert (await live.read()).sequence == 1
         await asyncio.to_thread(private.stop)
         # While Redis is down a new subscription is told to retry, not INTERNAL.
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -88,6 +89,6 @@ async def test_live_feed_and_new_subscriptions_recover_after_a_redis_restart(
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        response = await asyncio.wait_for(live.read(), 10)
-        assert response.event.sequence == 2
+        event = await asyncio.wait_for(live.read(), 10)
+        assert event.sequence == 2
         assert await live.read() is grpc.aio.EOF

@@ -11,6 +11,7 @@ from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_gr
 from nodedrop.store import EventType
 
 from .conftest import KEY_A, KEY_B, KEY_NO_READ, EventsStack
+from .reader import EventReader
 
 MIDDLE = [EventType.NODE_STARTED, EventType.NODE_COMPLETED]
 
@@ -32,7 +33,7 @@ def _call(
 
 
 async def _collect(call: grpc.aio.UnaryStreamCall) -> list[event_pb2.ExecutionEvent]:
-    return [r.event async for r in call]
+    return [e for r in [r async for r in call] for e in r.events]
 
 
 async def test_replay_of_a_finished_execution_ends_after_the_terminal_event(
@@ -66,11 +67,11 @@ async def test_resume_at_k_of_10000_events_is_exactly_once_in_order(stack: Event
         await stack.writer.write(execution_id, [EventType.EXECUTION_COMPLETED])
 
     async with grpc.aio.insecure_channel(stack.address) as channel:
-        first = _call(channel, execution_id)
+        first = EventReader(_call(channel, execution_id))
         producer = asyncio.create_task(produce())
         seen: list[int] = []
-        async for response in first:
-            seen.append(response.event.sequence)
+        async for event in first:
+            seen.append(event.sequence)
             if len(seen) == k:
                 break
         first.cancel()
@@ -87,16 +88,16 @@ async def test_resume_at_k_of_10000_events_is_exactly_once_in_order(stack: Event
 async def test_live_tail_fills_a_gap_from_the_execution_log(stack: EventsStack) -> None:
     await stack.writer.write("ex-gap", [EventType.EXECUTION_QUEUED])
     async with grpc.aio.insecure_channel(stack.address) as channel:
-        call = _call(channel, "ex-gap")
+        call = EventReader(_call(channel, "ex-gap"))
         first = await call.read()
-        assert first.event.sequence == 1
+        assert first.sequence == 1
         # Two events reach only the execution's stream (as if trimmed from the
         # partition stream); the next live one reveals the hole.
         await stack.writer.write("ex-gap", MIDDLE, partition_stream=False)
         await stack.writer.write("ex-gap", [EventType.EXECUTION_FAILED])
         rest = []
-        while (response := await call.read()) is not grpc.aio.EOF:
-            rest.append(response.event)
+        while (event := await call.read()) is not grpc.aio.EOF:
+            rest.append(event)
         assert [e.sequence for e in rest] == [2, 3, 4]
 
 
@@ -163,7 +164,8 @@ async def test_stream_events_filters_by_workflow_and_type_within_the_tenant(
         await stack.writer.write("ex-3", [EventType.EXECUTION_COMPLETED])
         stack.writer.workflow_id = "wf-1"
         await stack.writer.write("ex-4", [EventType.EXECUTION_COMPLETED])
-        got = [(await call.read()).event.execution_id for _ in range(2)]
+        reader = EventReader(call)
+        got = [(await reader.read()).execution_id for _ in range(2)]
         call.cancel()
         assert got == ["ex-1", "ex-4"]
 

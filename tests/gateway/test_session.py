@@ -51,9 +51,13 @@ class FakeCall:
         return self._responses()
 
     async def _responses(self) -> AsyncIterator[event_service_pb2.StreamExecutionEventsResponse]:
-        for seq in range(1, self._count + 1):
+        # Batches of three, as the events service packs what is ready.
+        for first in range(1, self._count + 1, 3):
             yield event_service_pb2.StreamExecutionEventsResponse(
-                event=event_pb2.ExecutionEvent(execution_id="ex", sequence=seq)
+                events=[
+                    event_pb2.ExecutionEvent(execution_id="ex", sequence=seq)
+                    for seq in range(first, min(first + 3, self._count + 1))
+                ]
             )
             await asyncio.sleep(0)
         if self._error is not None:

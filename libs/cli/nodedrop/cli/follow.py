@@ -174,14 +174,14 @@ async def follow_execution(
         )
         try:
             async for response in call:
-                event = response.event
-                if event.sequence <= last:
-                    continue
-                handler(event)
-                last = event.sequence
-                progressed = True
-                if event.type in TERMINAL:
-                    return FollowResult(execution_id, last, TERMINAL[event.type], reconnects)
+                for event in response.events:
+                    if event.sequence <= last:
+                        continue
+                    handler(event)
+                    last = event.sequence
+                    progressed = True
+                    if event.type in TERMINAL:
+                        return FollowResult(execution_id, last, TERMINAL[event.type], reconnects)
             # The service ends a stream only after the terminal event, so a clean
             # end with nothing new means the execution had ended at `last` already.
             if not progressed:

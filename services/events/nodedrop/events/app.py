@@ -12,6 +12,7 @@ from nodedrop.common.auth import Authenticator, RemoteAuthenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
+from nodedrop.events.batching import DEFAULT_MAX_BATCH_BYTES
 from nodedrop.events.feed import LiveFeed
 from nodedrop.events.history import ApiHistory
 from nodedrop.events.hub import FanoutHub
@@ -69,7 +70,14 @@ class EventsService:
         subscriptions = Subscriptions(
             self.hub, self._store, feed.ready, history=ApiHistory(self._api_channel)
         )
-        self._servicer = EventServicer(subscriptions, self._authenticator)
+        self._servicer = EventServicer(
+            subscriptions,
+            self._authenticator,
+            # Half the configured limit leaves room for a client that set the same one.
+            max_batch_bytes=min(
+                DEFAULT_MAX_BATCH_BYTES, self._settings.server.grpc_max_message_bytes // 2
+            ),
+        )
 
     async def stop(self) -> None:
         task, self._feed_task = self._feed_task, None

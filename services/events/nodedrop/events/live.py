@@ -59,11 +59,12 @@ def _varint(value: int) -> bytes:
 
 
 def frame_response(event_bytes: bytes) -> bytes:
-    """Wire bytes of a response message whose field 1 is the event.
+    """Wire bytes of a response message holding just this event.
 
-    StreamExecutionEventsResponse and StreamEventsResponse both hold the event as
-    field 1 and nothing else, so one framing serves both RPCs and the servicer
-    never re-serializes per subscriber.
+    StreamExecutionEventsResponse and StreamEventsResponse both hold their
+    events as repeated field 1, so one framing serves both RPCs, and frames
+    concatenate into a response of several events (see batching.pack); the
+    servicer never re-serializes per subscriber.
     """
     return b"\x0a" + _varint(len(event_bytes)) + event_bytes
 
@@ -75,7 +76,7 @@ class LiveEvent:
     workflow_id: str
     sequence: int
     type: int
-    # Serialized StreamExecutionEventsResponse / StreamEventsResponse.
+    # One element of a response's `events` field, serialized (tag, length, event).
     frame: bytes
     # Event time (seconds since the epoch) as written by the committer.
     time_s: float

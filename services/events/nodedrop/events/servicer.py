@@ -1,8 +1,10 @@
-"""EventService over gRPC: requests in, pre-serialized event frames out.
+"""EventService over gRPC: requests in, batches of pre-serialized event frames out.
 
 Handlers are async generators (the OpenTelemetry interceptor breaks
-`context.write`), and they yield the frames the hub serialized once, through
-an identity serializer registered in `add_to_server`.
+`context.write`), and they yield responses joined from the frames the hub
+serialized once, through an identity serializer registered in `add_to_server`.
+Each response carries everything that was ready when the stream could send
+again, so a busy subscriber costs one message per wake-up, not per event.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from nodedrop.common.errors import (
     to_rpc_status,
 )
 from nodedrop.event.v1 import event_pb2, event_service_pb2
+from nodedrop.events.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_EVENTS, pack
 from nodedrop.events.subscription import Subscriptions, TenantFilter
 
 SERVICE_NAME = "nodedrop.event.v1.EventService"
@@ -35,9 +38,18 @@ _MAX_ID_LEN = 128
 
 
 class EventServicer:
-    def __init__(self, subscriptions: Subscriptions, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        subscriptions: Subscriptions,
+        authenticator: Authenticator,
+        *,
+        max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ) -> None:
         self._subscriptions = subscriptions
         self._authenticator = authenticator
+        self._max_events = max_batch_events
+        self._max_bytes = max_batch_bytes
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> tuple[Principal, str]:
         # The shared server's auth interceptor normally sets the principal; a
@@ -72,8 +84,8 @@ class EventServicer:
             async for batch in self._subscriptions.execution(
                 principal, credential, execution_id, request.after_sequence
             ):
-                for event in batch:
-                    yield event.frame
+                for response in pack(batch, max_events=self._max_events, max_bytes=self._max_bytes):
+                    yield response
         except NodedropError as exc:
             status = to_rpc_status(exc)
             context.set_trailing_metadata(status.trailing_metadata)
@@ -94,8 +106,8 @@ class EventServicer:
             principal, _ = await self._caller(context)
             matches = TenantFilter(request.workflow_id, frozenset(request.event_types))
             async for batch in self._subscriptions.tenant(principal, matches):
-                for event in batch:
-                    yield event.frame
+                for response in pack(batch, max_events=self._max_events, max_bytes=self._max_bytes):
+                    yield response
         except NodedropError as exc:
             status = to_rpc_status(exc)
             context.set_trailing_metadata(status.trailing_metadata)

@@ -149,9 +149,12 @@ class Session:
         self._m_subscribers.inc()
         try:
             async for response in call:
-                last = response.event.sequence
-                self._push(protocol.event_message(response.event))
-                self._m_delivered.inc()
+                # One WebSocket frame per event even though upstream batches: the
+                # browser protocol stays one message per event (docs/events.md).
+                for event in response.events:
+                    last = event.sequence
+                    self._push(protocol.event_message(event))
+                self._m_delivered.inc(len(response.events))
             self._push(protocol.complete_message(execution_id, last))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
