@@ -32,7 +32,7 @@ class System:
         def git(*args: str) -> str:
             return subprocess.run(
                 ["git", *args], cwd=REPO, check=False, capture_output=True, text=True
-            ).stdout.strip()
+            ).stdout.rstrip("\n")  # porcelain lines start with a space
 
         # The working tree is shared with engineers at work: what ran may
         # include their uncommitted changes, so those paths are recorded too.
