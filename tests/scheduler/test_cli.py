@@ -43,7 +43,7 @@ async def test_stats_and_failed_queue_commands(scheduler: Any) -> None:
     now = int(time.time() * 1000)
     for x in ("f1", "f2", "w1"):
         await store.enqueue(JobSpec(x, "t1", "wf", WF), now)
-    ds = [d for d in await store.read_jobs("c", 10, 0) if d.execution_id != "w1"]
+    ds = [d for d in await store.read_jobs("c", 100, 0) if d.execution_id != "w1"]
     acquired = await store.acquire(ds, 30_000, now)
     await store.commit(
         [
@@ -57,7 +57,7 @@ async def test_stats_and_failed_queue_commands(scheduler: Any) -> None:
         ],
         now,
     )
-    await store.requeue([d for d in await store.read_jobs("c", 10, 0)])
+    await store.requeue([d for d in await store.read_jobs("c", 100, 0)])
 
     stats = await run(scheduler.port, "stats", "--json")
     assert stats.returncode == 0, stats.stderr

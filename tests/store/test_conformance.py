@@ -49,7 +49,7 @@ def spec(**kw: object) -> JobSpec:
 
 
 async def take_one(store: Store) -> tuple:  # type: ignore[type-arg]
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert len(ds) == 1, ds
     (acq,) = await store.acquire(ds, LEASE, now())
     return ds[0], acq
@@ -70,7 +70,7 @@ async def test_enqueue_is_idempotent_and_queues_one_job(store: Store) -> None:
     events = await store.read(s.execution_id, 0, 100)
     assert [(e.sequence, e.type) for e in events] == [(1, EventType.EXECUTION_QUEUED)]
     assert events[0].tenant_id == "t1" and events[0].workflow_id == "wf1"
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert [d.execution_id for d in ds] == [s.execution_id]
 
 
@@ -148,7 +148,7 @@ async def test_stale_owner_is_fenced_out_after_reclaim(store: Store) -> None:
     _, old = await take_one(store)
     report = await store.reclaim(min_idle_ms=0, max_reclaims=3, limit=100)
     assert report.requeued == 1
-    ds = await store.read_jobs("w2", 10, 0)
+    ds = await store.read_jobs("w2", 100, 0)
     (new,) = await store.acquire(ds, LEASE, now())
     assert old.lease and new.lease and new.lease.fence > old.lease.fence
     (refused,) = await store.commit([Commit(old.lease, outputs={"n": "{}"})], now())
@@ -213,7 +213,7 @@ async def test_retry_is_delayed_then_resumes_with_outputs(store: Store) -> None:
     assert (await store.stats(now())).delayed == 1
     assert await store.move_due(t0 + 100, 100) == 0
     assert await store.move_due(t0 + 200, 100) == 1
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert ds[0].attempt == 2
     (acq2,) = await store.acquire(ds, LEASE, now())
     assert acq2.context and acq2.context.attempt == 2 and acq2.context.outputs == {"a": "{}"}
@@ -229,7 +229,7 @@ async def test_failed_queue_list_retry_purge(store: Store) -> None:
         s = spec()
         ids.append(s.execution_id)
         await store.enqueue(s, now())
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     acqs = await store.acquire(ds, LEASE, now())
     await store.commit(
         [
@@ -252,7 +252,7 @@ async def test_failed_queue_list_retry_purge(store: Store) -> None:
     with pytest.raises(InvalidJob):
         await store.list_failed(2, "garbage")
     assert await store.retry_failed([ids[0], "ex-unknown"], False, now()) == 1
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert [(d.execution_id, d.attempt) for d in ds] == [(ids[0], 2)]
     (acq,) = await store.acquire(ds, LEASE, now())
     assert acq.context and acq.context.attempts_left == 2 and acq.context.round_attempt == 1
@@ -266,7 +266,7 @@ async def test_cancel_queued_running_unknown_and_foreign(store: Store) -> None:
     await store.enqueue(queued, now())
     assert await store.cancel(queued.execution_id, "t1", now()) is S.CANCELLED
     # Its stream entry is acked unstarted.
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     (skip,) = await store.acquire(ds, LEASE, now())
     assert skip.lease is None and skip.skipped == "terminal"
     await store.enqueue(running, now())
@@ -306,7 +306,7 @@ async def test_delayed_run_and_priority_lanes(store: Store) -> None:
     assert (st.waiting, st.delayed) == (2, 1)
     assert 40 <= st.oldest_waiting_age_ms < 10_000
     assert {(lane.priority, lane.waiting) for lane in st.lanes} == {(10, 1), (0, 1)}
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert [d.execution_id for d in ds] == [high.execution_id, low.execution_id]
     assert (await store.stats(now())).active == 2
 
@@ -321,7 +321,7 @@ async def test_release_hands_the_attempt_back(store: Store) -> None:
     assert not late.ok
     (st,) = await store.states([s.execution_id])
     assert st is not None and st.status is S.QUEUED
-    ds = await store.read_jobs("w2", 10, 0)
+    ds = await store.read_jobs("w2", 100, 0)
     assert [(d.execution_id, d.attempt) for d in ds] == [(s.execution_id, 1)]
 
 
@@ -362,20 +362,43 @@ async def test_requeue_gives_back_unstarted_entries(store: Store) -> None:
     a, b = spec(), spec()
     await store.enqueue(a, now())
     await store.enqueue(b, now())
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     assert len(ds) == 2 and await store.pending() == 2
     assert await store.requeue(ds) == 2
     assert await store.pending() == 0
-    again = await store.read_jobs("w2", 10, 0)
+    again = await store.read_jobs("w2", 100, 0)
     assert sorted(d.execution_id for d in again) == sorted([a.execution_id, b.execution_id])
 
 
 async def test_touch_keeps_unstarted_entries_from_reclaim(store: Store) -> None:
     s = spec()
     await store.enqueue(s, now())
-    ds = await store.read_jobs("w1", 10, 0)
+    ds = await store.read_jobs("w1", 100, 0)
     await asyncio.sleep(0.05)
     await store.touch(ds, "w1")
     assert (await store.reclaim(min_idle_ms=40, max_reclaims=3, limit=10)).requeued == 0
     await asyncio.sleep(0.05)
     assert (await store.reclaim(min_idle_ms=40, max_reclaims=3, limit=10)).requeued == 1
+
+
+async def test_trim_keeps_pending_and_waiting_entries(store: Store) -> None:
+    ids = [spec() for _ in range(3)]
+    for s in ids:
+        await store.enqueue(s, now())
+    ds = await store.read_jobs("w1", 100, 0)
+    acqs = await store.acquire(ds, LEASE, now())
+    done = [a for a in acqs if a.lease][:2]
+    await store.commit(
+        [Commit(a.lease, transition=Transition(S.COMPLETED)) for a in done if a.lease], now()
+    )
+    later = spec()
+    await store.enqueue(later, now())
+    await store.trim()
+    st = await store.stats(now())
+    assert (st.waiting, st.active, st.completed) == (1, 1, 2)
+    assert await store.pending() == 1
+    # The pending entry survives the trim: it can still be reclaimed.
+    assert (await store.reclaim(min_idle_ms=0, max_reclaims=3, limit=10)).requeued == 1
+    got = sorted(d.execution_id for d in await store.read_jobs("w2", 100, 0))
+    left = next(a.delivery.execution_id for a in acqs if a not in done)
+    assert got == sorted([later.execution_id, left])

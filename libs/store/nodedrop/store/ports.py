@@ -68,6 +68,10 @@ class JobQueue(Protocol):
         """Requeue entries idle past the lease; past ``max_reclaims`` dead-letter them."""
         ...
 
+    async def trim(self) -> int:
+        """Drop acknowledged entries from the job streams; returns how many."""
+        ...
+
     async def pending(self) -> int:
         """Entries read but not acknowledged, over all partitions."""
         ...

@@ -42,6 +42,8 @@ from nodedrop.store.scripts import SCRIPTS, LuaScript
 from nodedrop.store.validation import validate_spec
 
 _Call = tuple[LuaScript, str, list[Any]]
+# Counting waiting entries by hand (when Redis has no lag) stops here.
+_MAX_COUNTED = 100_000
 _StreamIds = dict[Any, Any]
 # XREADGROUP reply with the callback bypassed: [[stream, [[id, [k, v, ...]], ...]], ...]
 _RawStreams = list[tuple[str, list[tuple[str, list[str]]]]] | None
@@ -240,10 +242,18 @@ class RedisStore:
             return
         pipe = self._r.pipeline(transaction=False)
         for d in deliveries:
-            name = self._k.jobs(d.partition, d.lane)
-            pipe.xack(name, JOBS_GROUP, d.entry_id)
-            pipe.xdel(name, d.entry_id)
+            pipe.xack(self._k.jobs(d.partition, d.lane), JOBS_GROUP, d.entry_id)
         await pipe.execute()
+
+    async def trim(self) -> int:
+        """Drop acknowledged entries from every job stream (the scheduler calls it)."""
+        calls: list[_Call] = [(SCRIPTS["trim"], name, []) for _, _, name in self._streams]
+        try:
+            return sum(int(r) for r in await self._eval(calls))
+        except ResponseError as e:
+            if "NOGROUP" not in str(e) and "no such key" not in str(e):
+                raise
+            return 0
 
     async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
         if not deliveries:
@@ -424,28 +434,38 @@ class RedisStore:
         oldest_by_lane: dict[int, int] = dict.fromkeys(self.config.lanes, 0)
         active = 0
         heads: list[tuple[int, str, str]] = []
+        uncounted: list[tuple[int, str, str]] = []
         for i, (_, lane, name) in enumerate(self._streams):
-            length, pend, groups = res[3 * i], res[3 * i + 1], res[3 * i + 2]
-            if isinstance(length, Exception):
+            pend, groups = res[3 * i + 1], res[3 * i + 2]
+            if not isinstance(groups, list):
                 continue
-            n_pending = int(pend.get("pending", 0)) if isinstance(pend, dict) else 0
-            active += n_pending
-            # Acked entries are deleted, so what is not pending is waiting.
-            waiting = max(0, int(length) - n_pending)
-            waiting_by_lane[lane] += waiting
-            if waiting and isinstance(groups, list):
-                last = next(
-                    (g["last-delivered-id"] for g in groups if g["name"] == JOBS_GROUP), "0-0"
-                )
+            group = next((g for g in groups if g["name"] == JOBS_GROUP), None)
+            if group is None:
+                continue
+            active += int(pend.get("pending", 0)) if isinstance(pend, dict) else 0
+            last = group["last-delivered-id"]
+            # The group's lag is what was never delivered; Redis leaves it unset
+            # when it cannot tell (then the entries after the last delivery count).
+            lag = group.get("lag")
+            if lag is None:
+                uncounted.append((lane, name, last))
+            else:
+                waiting_by_lane[lane] += int(lag)
+            if lag is None or int(lag) > 0:
                 heads.append((lane, name, last))
-        if heads:
+        if heads or uncounted:
             pipe = self._r.pipeline(transaction=False)
             for _, name, last in heads:
                 pipe.xrange(name, min=f"({last}", max="+", count=1)
-            for (lane, _, _), entries in zip(heads, await pipe.execute(), strict=True):
+            for _, name, last in uncounted:
+                pipe.xrange(name, min=f"({last}", max="+", count=_MAX_COUNTED)
+            replies = await pipe.execute()
+            for (lane, _, _), entries in zip(heads, replies[: len(heads)], strict=True):
                 if entries:
                     age = max(0, now_ms - int(entries[0][0].split("-")[0]))
                     oldest_by_lane[lane] = max(oldest_by_lane[lane], age)
+            for (lane, _, _), entries in zip(uncounted, replies[len(heads) :], strict=True):
+                waiting_by_lane[lane] += len(entries)
         base = 3 * len(self._streams)
         delayed = failed = completed = 0
         for p in range(self._k.partitions):

@@ -23,6 +23,7 @@ _NAMES = (
     "purge_failed",
     "append",
     "requeue",
+    "trim",
 )
 
 

@@ -93,6 +93,7 @@ class Maintenance:
 
     async def reclaim(self) -> bool:
         report = await self._q.reclaim(self._lease_ms, self._max_reclaims, _RECLAIM_LIMIT)
+        await self._q.trim()
         if self._metrics is not None and report.requeued:
             self._metrics.executions_reclaimed.inc(report.requeued)
         if report.requeued or report.dead_lettered:

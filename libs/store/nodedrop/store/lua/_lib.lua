@@ -53,11 +53,12 @@ local function set_ttl(base, id, ttl)
   redis.call('EXPIRE', ek .. ':ev', ttl)
 end
 
+-- XACK only: acknowledged entries stay until the scheduler's trim (XTRIM MINID
+-- below the oldest pending entry), which is cheaper than an XDEL per job and
+-- keeps the group's lag exact.
 local function ack(base, lane, entry)
   if entry ~= '' then
-    local jk = jobs_key(base, lane)
-    redis.call('XACK', jk, GROUP, entry)
-    redis.call('XDEL', jk, entry)
+    redis.call('XACK', jobs_key(base, lane), GROUP, entry)
   end
 end
 

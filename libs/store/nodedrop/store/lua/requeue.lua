@@ -4,7 +4,6 @@
 local n = 0
 for k = 1, #ARGV, 5 do
   if redis.call('XACK', KEYS[1], GROUP, ARGV[k]) == 1 then
-    redis.call('XDEL', KEYS[1], ARGV[k])
     redis.call('XADD', KEYS[1], '*', 'x', ARGV[k + 1], 'a', ARGV[k + 2], 'tp', ARGV[k + 3],
                't', ARGV[k + 4])
     n = n + 1
