@@ -223,3 +223,28 @@ async def _stored_direct(repo: PostgresRepository) -> ExecutionRecord:
     record = await repo.get_execution("tenant-a", new.id)
     assert record is not None
     return record
+
+
+async def test_a_run_the_store_cannot_take_is_failed_at_once(
+    pg_repo: PostgresRepository,
+) -> None:
+    from nodedrop.store.redis_store import RedisStore as Redis  # noqa: PLC0415
+    from tests.helpers.ports import free_port  # noqa: PLC0415
+
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", StoreConfig(keys=Keys("x", 2)))
+    failures: list[tuple[str, str]] = []
+
+    async def failed(execution_id: str, reason: str) -> None:
+        failures.append((execution_id, reason))
+
+    runner = DirectRunner(dead, dead, dead.config, on_failure=failed)
+    record = await _stored_direct(pg_repo)
+    try:
+        runner.start(record, {})
+        for _ in range(200):
+            if failures:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await dead.close()
+    assert failures and failures[0][0] == record.id and "could not proceed" in failures[0][1]

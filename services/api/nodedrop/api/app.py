@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 import grpc
+import orjson
 import redis.asyncio as aioredis
 
 from nodedrop.api import migrations
@@ -21,9 +22,11 @@ from nodedrop.api.auth_servicer import AuthServicer
 from nodedrop.api.authenticator import KeyAuthenticator
 from nodedrop.api.batching import InsertBatcher
 from nodedrop.api.direct import DirectRunner
+from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.execution_servicer import ExecutionLimits, ExecutionServicer
 from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.limits import TokenBuckets
+from nodedrop.api.model import Status
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
 from nodedrop.api.queueing import QueuePort, SchedulerQueue
 from nodedrop.api.recorder import HistoryRecorder
@@ -200,7 +203,9 @@ class ApiService:
                 self._store_queue.start()
                 self._queue = self._store_queue
         if self._store is not None:
-            self._direct = DirectRunner(self._store, self._store, self._store.config)
+            self._direct = DirectRunner(
+                self._store, self._store, self._store.config, on_failure=self._direct_failed
+            )
             self._recorder = HistoryRecorder(
                 self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
             )
@@ -224,6 +229,14 @@ class ApiService:
                     f"(export NODEDROP_API_KEY={self.dev_key})",
                     flush=True,
                 )
+
+    async def _direct_failed(self, execution_id: str, reason: str) -> None:
+        error = orjson.dumps({"message": reason, "code": "unavailable", "retryable": True})
+        try:
+            await self.repository.set_status(execution_id, Status.FAILED, error.decode())
+        except StoreUnavailableError as exc:
+            # PostgreSQL is away too: orphan recovery fails it later.
+            log.warning("could not record a failed direct run", error=str(exc))
 
     async def stop(self) -> None:
         if self._recovery is not None:

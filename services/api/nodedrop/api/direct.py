@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ from nodedrop.store import NotFound as StoreNotFound
 from nodedrop.store import PermissionDenied as StorePermissionDenied
 from nodedrop.store.config import StoreConfig
 
-__all__ = ["DirectOptions", "DirectRunner"]
+__all__ = ["DirectOptions", "DirectRunner", "FailureHook"]
 
 log = get_logger("nodedrop.api.direct")
 
@@ -78,6 +78,10 @@ _ENDINGS = {
     ExecutionStatus.CANCELLED: (StoreStatus.CANCELLED, EventType.EXECUTION_CANCELLED),
     ExecutionStatus.TIMED_OUT: (StoreStatus.TIMED_OUT, EventType.EXECUTION_TIMED_OUT),
 }
+
+
+# Called with (execution id, reason) when a run dies on an infrastructure error.
+FailureHook = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +172,10 @@ class DirectRunner:
         queue: JobQueue,
         state: StateStore,
         store_config: StoreConfig,
+        *,
         engine: EngineConfig | None = None,
         options: DirectOptions | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self._queue = queue
         self._state = state
@@ -177,6 +183,7 @@ class DirectRunner:
         self._store_config = store_config
         self._engine = engine or EngineConfig()
         self._opts = options or DirectOptions()
+        self._on_failure = on_failure
         self._running: dict[str, tuple[asyncio.Task[None], CancelToken]] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -220,6 +227,10 @@ class DirectRunner:
             raise
         except Exception as exc:  # a background task must not die silently
             log.error("direct execution failed to run", execution_id=record.id, error=repr(exc))
+            if self._on_failure is not None:
+                # The store could not take it (Redis down, ...): say so in the
+                # record now rather than leave it queued until recovery.
+                await self._on_failure(record.id, f"the direct run could not proceed: {exc}")
 
     async def _execute(
         self, record: ExecutionRecord, completed: dict[str, str], token: CancelToken
