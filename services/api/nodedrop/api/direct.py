@@ -80,6 +80,9 @@ _ENDINGS = {
 }
 
 
+# How long a commit is retried while Redis does not answer.
+COMMIT_RETRY_S = 60.0
+
 # Called with (execution id, reason) when a run dies on an infrastructure error.
 FailureHook = Callable[[str, str], Awaitable[None]]
 
@@ -137,13 +140,16 @@ class _Sink:
         self._number += 1
         commit = Commit(self._lease, outputs, tuple(drafts), transition, self._number)
         delay = 0.05
+        give_up = time.monotonic() + COMMIT_RETRY_S
         while True:
             try:
                 (result,) = await self._store.commit([commit], _now_ms())
                 break
             except _TRANSIENT as exc:
-                # Numbered commits make the resend safe; the lease lapses if
-                # Redis stays away, and the fence then refuses.
+                # Numbered commits make the resend safe. Past the retry window
+                # the error ends the run, which records it as failed.
+                if time.monotonic() > give_up:
+                    raise
                 log.warning("direct commit failed; retrying", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
