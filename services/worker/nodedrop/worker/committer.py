@@ -13,8 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from nodedrop.common.logging import get_logger
 from nodedrop.store import Commit, CommitResult, StateStore, Transition
@@ -90,7 +89,15 @@ class Committer:
             owners.append((job, fut))
         if not commits:
             return
-        results = await self._send(commits)
+        try:
+            results = await self._send(commits)
+        except Exception:
+            # A fault here must not leave the round's jobs waiting for their end.
+            log.exception("commit round failed")
+            for _, waiter in owners:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(False)
+            return
         for (job, waiter), r in zip(owners, results, strict=True):
             if not r.ok:
                 job.fenced_out = True
@@ -106,7 +113,8 @@ class Committer:
         while True:
             try:
                 return await self._store.commit(commits, int(time.time() * 1000))
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            except (RedisError, OSError) as e:
+                # Connection loss, a restarting or out-of-memory Redis: all pass.
                 log.warning("commit failed, retrying", error=str(e), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)

@@ -236,6 +236,12 @@ class Consumer:
                 log.error("redis error in the read loop", error=str(e), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
+            except Exception:
+                # A bug must not stop consumption silently: say so, back off, go on.
+                self._consuming = False
+                log.exception("read loop failed", delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
 
     async def _start(self, batch: list[Delivery]) -> None:
         now = _now_ms()
@@ -373,6 +379,9 @@ class Consumer:
                 )
             except (*_TRANSIENT, RedisError) as e:
                 log.warning("heartbeat failed", error=str(e))
+                continue
+            except Exception:
+                log.exception("heartbeat failed")
                 continue
             for job, r in zip(jobs, renewals, strict=True):
                 if not r.ok and not job.fenced_out:
