@@ -85,6 +85,10 @@ class Maintenance:
             except (RedisError, OSError) as e:
                 log.warning("maintenance step failed", loop=name, error=str(e), delay_s=delay)
                 delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
+            except Exception:
+                # A bug in one step must not end the loop for good: log it loudly.
+                log.exception("maintenance step crashed", loop=name, delay_s=delay)
+                delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
             await asyncio.sleep(delay)
 
     async def move_due(self) -> bool:
