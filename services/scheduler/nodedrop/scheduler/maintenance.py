@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import LaneSample, Metrics, QueueSample
 from nodedrop.scheduler.schedules import (
+    Schedule,
     ScheduleStore,
     next_fire_ms,
     tick_execution_id,
@@ -136,23 +137,32 @@ class Maintenance:
         for s in await self._schedules.all():
             if s.paused or s.next_fire_ms > now:
                 continue
-            tick = s.next_fire_ms
-            if await self._schedules.claim_tick(s.id, tick):
-                spec = JobSpec(
-                    execution_id=tick_execution_id(s.id, tick),
-                    tenant_id=s.tenant_id,
-                    workflow_id=s.workflow_id,
-                    workflow_json=s.workflow_json,
-                    trigger_json=orjson.dumps({"scheduled_at": tick_time_iso(tick)}).decode(),
-                )
-                try:
-                    await self._q.enqueue(spec, now)
-                    log.info("schedule fired", schedule_id=s.id, execution_id=spec.execution_id)
-                except StoreError as e:
-                    log.error("schedule could not fire", schedule_id=s.id, error=str(e))
-            # Missed ticks (the scheduler was down) are skipped, not replayed in a burst.
-            await self._schedules.advance(s, next_fire_ms(s.cron, s.timezone, max(now, tick)))
+            try:
+                await self._fire(s, now)
+            except (RedisError, OSError):
+                raise
+            except Exception:
+                # One broken schedule must not hold back the others.
+                log.exception("schedule could not fire", schedule_id=s.id)
         return False
+
+    async def _fire(self, s: Schedule, now: int) -> None:
+        tick = s.next_fire_ms
+        if await self._schedules.claim_tick(s.id, tick):
+            spec = JobSpec(
+                execution_id=tick_execution_id(s.id, tick),
+                tenant_id=s.tenant_id,
+                workflow_id=s.workflow_id,
+                workflow_json=s.workflow_json,
+                trigger_json=orjson.dumps({"scheduled_at": tick_time_iso(tick)}).decode(),
+            )
+            try:
+                await self._q.enqueue(spec, now)
+                log.info("schedule fired", schedule_id=s.id, execution_id=spec.execution_id)
+            except StoreError as e:
+                log.error("schedule could not fire", schedule_id=s.id, error=str(e))
+        # Missed ticks (the scheduler was down) are skipped, not replayed in a burst.
+        await self._schedules.advance(s, next_fire_ms(s.cron, s.timezone, max(now, tick)))
 
 
 def _now_ms() -> int:
