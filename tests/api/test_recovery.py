@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -205,3 +205,56 @@ async def test_recorder_adopts_an_execution_the_scheduler_started(
             "pause",
             "tag",
         }
+
+
+async def test_history_catches_up_with_an_execution_the_queue_saw_end(
+    pg_repo: PostgresRepository,
+) -> None:
+    from nodedrop.api.batching import InsertBatcher  # noqa: PLC0415
+    from nodedrop.api.executions import ExecutionManager  # noqa: PLC0415
+    from nodedrop.api.queueing import KnownState  # noqa: PLC0415
+    from nodedrop.api.recovery import OrphanRecovery  # noqa: PLC0415
+    from nodedrop.store import (  # noqa: PLC0415
+        Commit,
+        Delivery,
+        EventDraft,
+        EventType,
+        JobSpec,
+        Keys,
+        Transition,
+    )
+    from nodedrop.store import ExecutionStatus as StoreStatus  # noqa: PLC0415
+    from nodedrop.store.config import StoreConfig  # noqa: PLC0415
+    from nodedrop.store.memory import MemoryStore  # noqa: PLC0415
+    from tests.api.test_direct import _stored_direct  # noqa: PLC0415
+    from tests.api.test_rpc import FakeQueue  # noqa: PLC0415
+
+    record = await _stored_direct(pg_repo)  # any stored, unfinished execution
+    store = MemoryStore(StoreConfig(keys=Keys("m", 2)))
+    await store.enqueue(
+        JobSpec(record.id, "tenant-a", "", record.definition_json, "", run_at_ms=1), 0
+    )
+    delivery = Delivery(store.config.keys.partition(record.id), 0, "", record.id, 1, "", 0)
+    (acquired,) = await store.acquire([delivery], 30_000, 0)
+    assert acquired.lease is not None
+    done = EventDraft(EventType.EXECUTION_COMPLETED, "", '{"n": [{"x": 1}]}')
+    await store.commit([Commit(acquired.lease, {}, (done,), Transition(StoreStatus.COMPLETED))], 0)
+
+    class EndedQueue(FakeQueue):
+        async def states(self, execution_ids: Sequence[str]) -> list[KnownState]:
+            return [KnownState(i, True, Status.COMPLETED, 1) for i in execution_ids]
+
+    queue = EndedQueue()
+    manager = ExecutionManager(pg_repo, InsertBatcher(pg_repo), queue, None)
+    recovery = OrphanRecovery(
+        pg_repo, queue, manager, interval_s=3600, min_age_s=0, events=store,
+        direct_margin_s=3600,
+    )  # fmt: skip
+    # The stored row is direct-mode; make it a queue-mode one the recorder missed.
+    async with pg_repo._pool.acquire() as conn:
+        await conn.execute("UPDATE executions SET mode = 'queue' WHERE id = $1", record.id)
+    report = await recovery.run_once()
+    assert report.requeued == 0 and report.failed == 0
+    got = await pg_repo.get_execution("tenant-a", record.id)
+    assert got is not None and got.status is Status.COMPLETED
+    assert got.result_json == '{"n": [{"x": 1}]}'

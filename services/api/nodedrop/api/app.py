@@ -219,6 +219,7 @@ class ApiService:
             self._manager,
             interval_s=s.api.recovery_interval_s,
             min_age_s=s.api.recovery_min_age_s,
+            events=self._store,
         )
         self._recovery.start()
         if self._dev:

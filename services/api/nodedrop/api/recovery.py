@@ -11,6 +11,9 @@ a PostgreSQL advisory lock in production):
   dropped first: the new run numbers its events from 1 again. When that
   cannot work (the stored definition no longer parses, the scheduler
   refuses it) the execution is failed with the reason.
+- the other way round, an execution the scheduler knows as ended that
+  PostgreSQL still holds as unfinished (the recorder missed its events) has
+  its events replayed from its own event log, so both agree;
 - direct mode: an execution still unfinished well past its timeout was
   running in an API process that is gone; it is failed with that reason.
 
@@ -29,19 +32,23 @@ import orjson
 
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.executions import ExecutionManager
-from nodedrop.api.model import ExecutionRecord, Status
+from nodedrop.api.model import TERMINAL_STATUSES, ExecutionRecord, Status
 from nodedrop.api.queueing import QueuePort
+from nodedrop.api.recorder import to_recorded
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.engine import ValidationError
 from nodedrop.engine.parse import parse_workflow
+from nodedrop.store import EventLog
 
 __all__ = ["OrphanRecovery", "RecoveryReport"]
 
 log = get_logger("nodedrop.api.recovery")
 
 DEFAULT_TIMEOUT_S = 300.0
+# Events replayed per execution when the history catches up with the queue.
+MAX_REPLAY = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +84,10 @@ class OrphanRecovery:
         page: int = 200,
         max_pages: int = 50,
         direct_margin_s: float = 120.0,
+        events: EventLog | None = None,
     ) -> None:
         self._repo = repository
+        self._events = events
         self._queue = queue
         self._manager = manager
         self._interval_s = interval_s
@@ -141,8 +150,11 @@ class OrphanRecovery:
             cursor = (page[-1].created_at, page[-1].id)
             states = await self._queue.states([r.id for r in page])
             known = {s.execution_id for s in states if s.known}
+            ended = {s.execution_id for s in states if s.known and s.status in TERMINAL_STATUSES}
             for record in page:
                 checked += 1
+                if record.id in ended:
+                    await self._catch_up(record)
                 if record.id in known:
                     continue
                 if await self._rerun(record):
@@ -150,6 +162,17 @@ class OrphanRecovery:
                 else:
                     failed += 1
         return checked, requeued, failed
+
+    async def _catch_up(self, record: ExecutionRecord) -> None:
+        """The queue says it ended, PostgreSQL does not: the recorder missed its events
+        (a partition stream trimmed before they were read). Replay them from the
+        execution's own event log; applying them is idempotent."""
+        if self._events is None:
+            return
+        records = await self._events.read(record.id, 0, MAX_REPLAY)
+        if records:
+            await self._repo.record_events([to_recorded(r) for r in records])
+            log.info("history caught up", execution_id=record.id, events=len(records))
 
     async def _rerun(self, record: ExecutionRecord) -> bool:
         """True when enqueued again, False when failed with a reason."""
