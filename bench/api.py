@@ -292,16 +292,16 @@ def main() -> int:
             )
             for i in range(args.procs)
         ]
-        for p in loaders:
-            p.start()
+        for loader in loaders:
+            loader.start()
         results = [out.get(timeout=args.warmup + args.seconds + 120) for _ in loaders]
-        for p in loaders:
-            p.join()
+        for loader in loaders:
+            loader.join()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
         stored = asyncio.run(_teardown(args, setup["db"], prefix))
     latencies = sorted(x for lat, _ in results for x in lat)
     errors = sum(e for _, e in results)
