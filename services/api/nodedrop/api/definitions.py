@@ -73,9 +73,13 @@ def _finite(value: float) -> bool:
 
 
 def from_proto(
-    wf: workflow_pb2.Workflow, prefix: str, *, max_nodes: int
+    wf: workflow_pb2.Workflow, prefix: str, *, max_nodes: int, draft: bool = False
 ) -> tuple[Definition | None, list[DefinitionProblem]]:
-    """Convert and check; problems' paths start with `prefix` (e.g. "workflow")."""
+    """Convert and check; problems' paths start with `prefix` (e.g. "workflow").
+
+    With `draft` the document is returned even when there are problems (so the
+    engine can report its own as well); it must not be stored or run then.
+    """
     problems: list[DefinitionProblem] = []
 
     def problem(path: str, code: str, message: str) -> None:
@@ -155,10 +159,10 @@ def from_proto(
             if not _finite(s.backoff_s) or s.backoff_s < 0:
                 problem("settings.backoff_s", "out_of_range", "must be >= 0")
             settings["backoff_s"] = s.backoff_s
-    if problems:
+    if problems and not draft:
         return None, problems
     document = {"name": name, "nodes": nodes, "connections": connections, "settings": settings}
-    return Definition(document, orjson.dumps(document).decode()), []
+    return Definition(document, orjson.dumps(document).decode()), problems
 
 
 def from_json(text: str) -> Definition:
