@@ -147,7 +147,10 @@ async def test_run_example_list_and_cancel_go_through_the_api(gw: GatewayStack) 
         listed = await _next(ws, "executions")
         assert [x["id"] for x in listed["items"]] == [execution_id]
         await ws.send(orjson.dumps({"type": "subscribe", "execution_id": execution_id}).decode())
-        assert (await _next(ws, "event"))["sequence"] == 1
+        # Not _next(ws, "event"): an error here (the subscription raced the
+        # first commit) must fail at once with its message, not time out.
+        first = await _next(ws)
+        assert (first["type"], first.get("sequence")) == ("event", 1), first
         await ws.send(orjson.dumps({"type": "cancel", "execution_id": execution_id}).decode())
         # The reply and the stream's end race each other; both must come.
         seen: dict[str, dict[str, Any]] = {}

@@ -126,6 +126,10 @@ class Subscriptions:
             return self._from_history(principal, credential, execution_id, after_seq, mailbox)
         if records[0].tenant_id != principal.tenant_id:
             raise NotFound(f"execution {execution_id!r} not found")
+        if after_seq == 0:
+            # The first events were committed between the two reads: they
+            # reached the mailbox, registered before either read; tail them.
+            return None
         at = await self._read_records(execution_id, after_seq - 1, 1)
         if not at or at[0].sequence != after_seq:
             raise OutOfRange(
