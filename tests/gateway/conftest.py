@@ -137,7 +137,11 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 async def open_gateway_stack(
-    redis: Redis, *, outbox: int = 4096, max_frame: int = 4096
+    redis: Redis,
+    *,
+    outbox: int = 4096,
+    max_frame: int = 4096,
+    write_limit: int = 32 * 1024,
 ) -> AsyncIterator[GatewayStack]:
     keys = Keys(prefix=f"t-gw-{uuid.uuid4().hex[:10]}", partitions=4)
     api = grpc.aio.server()
@@ -158,6 +162,7 @@ async def open_gateway_stack(
                 "NODEDROP_GATEWAY_ORIGINS": ORIGIN,
                 "NODEDROP_GATEWAY_MAX_FRAME_BYTES": str(max_frame),
                 "NODEDROP_GATEWAY_OUTBOX": str(outbox),
+                "NODEDROP_GATEWAY_WRITE_LIMIT": str(write_limit),
             }
             gateway = GatewayService(GatewaySettings.from_env(env))
             await gateway.start()

@@ -76,6 +76,7 @@ class GatewayService:
             max_size=s.max_frame_bytes,
             ping_interval=s.ping_interval_s,
             ping_timeout=s.ping_timeout_s,
+            write_limit=s.write_limit_bytes,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         self._serving = True

@@ -46,6 +46,9 @@ class GatewaySettings:
     ping_timeout_s: float
     # Frames queued for one client before it counts as too slow (close 1013).
     outbox_size: int
+    # Bytes the WebSocket layer buffers for a client before a send waits for the
+    # socket (websockets' write_limit); past it, frames queue in the outbox.
+    write_limit_bytes: int
     max_subscriptions: int
 
     @classmethod
@@ -70,6 +73,9 @@ class GatewaySettings:
             ),
             outbox_size=env_int(
                 env, "NODEDROP_GATEWAY_OUTBOX", 4096, minimum=16, maximum=1_000_000
+            ),
+            write_limit_bytes=env_int(
+                env, "NODEDROP_GATEWAY_WRITE_LIMIT", 32 * 1024, minimum=1024, maximum=64 << 20
             ),
             max_subscriptions=env_int(
                 env, "NODEDROP_GATEWAY_MAX_SUBSCRIPTIONS", 32, minimum=1, maximum=10_000
