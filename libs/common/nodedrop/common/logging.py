@@ -14,23 +14,35 @@ from typing import Any
 
 import orjson
 import structlog
-from opentelemetry import trace
 
 from nodedrop.common.settings import LogSettings
+from nodedrop.common.tracing import structlog_trace_ids
 
 __all__ = ["add_trace_ids", "configure_logging", "get_logger"]
 
 _configured: LogSettings | None = None
 
 
-def add_trace_ids(
-    _logger: Any, _method: str, event_dict: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
-    ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
-        event_dict["trace_id"] = format(ctx.trace_id, "032x")
-        event_dict["span_id"] = format(ctx.span_id, "016x")
-    return event_dict
+# The processor lives with the rest of the tracing helpers; the old name stays.
+add_trace_ids = structlog_trace_ids
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment.
+
+    structlog's PrintLogger binds the stream object it is given once; a
+    process that swaps stderr later (test runners capturing output, daemons
+    redirecting it) would then write to a closed file.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
+
+
+def _stderr_logger_factory(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
@@ -53,7 +65,7 @@ def configure_logging(settings: LogSettings) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        add_trace_ids,
+        structlog_trace_ids,
     ]
     if not console:
         processors.append(structlog.processors.dict_tracebacks)
@@ -61,7 +73,7 @@ def configure_logging(settings: LogSettings) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
     # Libraries that use the standard logging module land on the same stream.
