@@ -234,3 +234,16 @@ async def test_no_key_is_a_clear_usage_error(
     monkeypatch.setenv("NODEDROP_API_KEY", "ndk_000000000000_" + "A" * 43)
     code, _, err = await cli(capsys, "executions", "list")
     assert code == 2 and "UNAUTHENTICATED" in err
+
+
+async def test_run_of_neither_a_file_nor_an_id_is_a_usage_error(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = await cli(capsys, "run", str(tmp_path / "nope.json"))
+    assert code == 2 and "no such file, and not a workflow id" in err
+    code, _, err = await cli(capsys, "run", "00000000-0000-4000-8000-000000000000")
+    assert code == 2 and "NOT_FOUND" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    code, _, err = await cli(capsys, "run", str(bad))
+    assert code == 2 and "JSON object" in err
