@@ -209,12 +209,15 @@ async def test_executions_commands(
     assert failed["execution_id"] in out
     # Start a slow one in the background of the API, then cancel it.
     submit = asyncio.create_task(cli(capsys, "run", str(slow), "--wait", "20"))
-    for _ in range(100):
+    # The background run prints to the same captured streams: keep JSON rows only.
+    rows: list[dict[str, object]] = []
+    for _ in range(200):
         _, out, _ = await cli(capsys, "executions", "list", "--status", "running", "--json")
-        if out.strip():
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        if rows:
             break
         await asyncio.sleep(0.1)
-    running_id = json.loads(out.splitlines()[0])["id"]
+    running_id = str(rows[0]["id"])
     code, out, _ = await cli(capsys, "executions", "cancel", running_id, "--reason", "enough")
     assert code == 0
     code, _, _ = await submit
