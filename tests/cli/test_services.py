@@ -110,11 +110,11 @@ async def test_sigterm_lets_an_inflight_stream_finish() -> None:
             stream = stub.StreamExecutionEvents(
                 event_service_pb2.StreamExecutionEventsRequest(execution_id="e1"), timeout=20
             )
-            received = [(await stream.read()).event.sequence]
+            received = [e.sequence for e in (await stream.read()).events]
             signalled = time.monotonic()
             proc.terminate()
             while (response := await stream.read()) is not grpc.aio.EOF:
-                received.append(response.event.sequence)
+                received.extend(e.sequence for e in response.events)
             assert await stream.code() == grpc.StatusCode.OK
             assert received == list(range(1, STREAM_EVENTS + 1))
             # New calls are refused while the stream drains or after it.

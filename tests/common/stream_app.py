@@ -90,9 +90,11 @@ def _response(
     execution_id: str, sequence: int, workflow_id: str = ""
 ) -> event_service_pb2.StreamExecutionEventsResponse:
     return event_service_pb2.StreamExecutionEventsResponse(
-        event=event_pb2.ExecutionEvent(
-            execution_id=execution_id, sequence=sequence, workflow_id=workflow_id
-        )
+        events=[
+            event_pb2.ExecutionEvent(
+                execution_id=execution_id, sequence=sequence, workflow_id=workflow_id
+            )
+        ]
     )
 
 

@@ -93,7 +93,11 @@ async def test_unexpected_exceptions_become_internal_without_their_text(
 async def test_stream_delivers_every_message(plain: tuple[GrpcServer, grpc.aio.Channel]) -> None:
     stub = event_service_pb2_grpc.EventServiceStub(plain[1])
     request = event_service_pb2.StreamExecutionEventsRequest(execution_id="e1")
-    sequences = [r.event.sequence async for r in stub.StreamExecutionEvents(request, timeout=10)]
+    sequences = [
+        event.sequence
+        async for r in stub.StreamExecutionEvents(request, timeout=10)
+        for event in r.events
+    ]
     assert sequences == list(range(1, STREAM_EVENTS + 1))
 
 
@@ -139,7 +143,7 @@ async def test_auth_hook(authed: tuple[GrpcServer, grpc.aio.Channel]) -> None:
             request, timeout=5, metadata=bearer_metadata(API_KEY)
         )
     ]
-    assert [r.event.workflow_id for r in responses] == ["tenant-1"]
+    assert [e.workflow_id for r in responses for e in r.events] == ["tenant-1"]
     # Health stays public on an authenticated server.
     health = health_pb2_grpc.HealthStub(authed[1])
     response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
