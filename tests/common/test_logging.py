@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 import pytest
 import structlog
@@ -9,6 +11,14 @@ from nodedrop.common import logging as nodedrop_logging
 from nodedrop.common.logging import configure_logging, get_logger
 from nodedrop.common.settings import LogSettings
 from nodedrop.common.telemetry import install_in_memory_tracing
+
+
+@pytest.fixture(autouse=True)
+def restore_structlog() -> Iterator[None]:
+    # The test points structlog at its captured stderr, which closes after
+    # it: later tests must not log into it.
+    yield
+    structlog.reset_defaults()
 
 
 def test_json_lines_carry_context_and_trace_ids(

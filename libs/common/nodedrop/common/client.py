@@ -15,6 +15,7 @@ from nodedrop.common.auth import bearer_metadata
 from nodedrop.common.errors import from_rpc_error
 from nodedrop.common.server import grpc_options
 from nodedrop.common.settings import Address
+from nodedrop.common.tracing import client_interceptors
 
 __all__ = ["DEFAULT_TIMEOUT_S", "call", "open_channel"]
 
@@ -27,9 +28,15 @@ ResponseT = TypeVar("ResponseT")
 def open_channel(
     target: Address | str, *, max_message_bytes: int = _DEFAULT_MAX_MESSAGE_BYTES
 ) -> grpc.aio.Channel:
-    """An insecure channel (traffic stays inside the deployment's network)."""
+    """An insecure channel (traffic stays inside the deployment's network).
+
+    Every call carries the caller's trace context, so the callee's server
+    span joins the caller's trace (api -> scheduler, gateway -> events).
+    """
     address = target.target if isinstance(target, Address) else target
-    return grpc.aio.insecure_channel(address, options=grpc_options(max_message_bytes))
+    return grpc.aio.insecure_channel(
+        address, options=grpc_options(max_message_bytes), interceptors=client_interceptors()
+    )
 
 
 async def call(

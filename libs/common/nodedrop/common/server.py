@@ -13,12 +13,20 @@ hosts them all) until SIGTERM/SIGINT, then shuts down in order:
 2. servers stop accepting calls and give in-flight ones (streams included)
    the grace period to finish;
 3. services close their pools.
+
+The process-wide pieces live here too, so no service wires them itself:
+``run_service`` serves ``/metrics`` on NODEDROP_METRICS_ADDR (one endpoint
+per process, whatever it hosts) and, when spans are exported, instruments
+the Redis and asyncpg clients. A service whose readiness depends on more
+than its port being open (the worker: consuming or not) implements
+``ReportsReadiness`` and reports through the ``HealthReporter`` it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -34,9 +42,29 @@ from nodedrop.common.interceptors import (
     LoggingInterceptor,
 )
 from nodedrop.common.logging import get_logger
-from nodedrop.common.settings import ServerSettings
+from nodedrop.common.metrics import DEFAULT_METRICS_ADDRS, MetricsServer, RequestLatencyInterceptor
+from nodedrop.common.settings import (
+    Env,
+    MetricsSettings,
+    ServerSettings,
+    SettingsError,
+    process_env,
+)
+from nodedrop.common.telemetry import instrument_clients
+from nodedrop.common.tracing import server_interceptor
 
-__all__ = ["GrpcServer", "Runnable", "Service", "grpc_options", "run_loop", "run_service", "serve"]
+__all__ = [
+    "GrpcServer",
+    "HealthReporter",
+    "ReportsReadiness",
+    "Runnable",
+    "Service",
+    "grpc_options",
+    "metrics_settings",
+    "run_loop",
+    "run_service",
+    "serve",
+]
 
 log = get_logger("nodedrop.server")
 
@@ -69,6 +97,63 @@ class Service(Protocol):
 
     async def stop(self) -> None:
         """Stops background tasks and closes pools; called after the server stopped."""
+        ...
+
+
+class HealthReporter:
+    """A service's own say in its server's health status.
+
+    The port being open is not always enough: a worker that cannot reach
+    Redis or is draining runs no jobs, and its readiness probe must say so.
+    ``set_ready`` flips every service name of the server between SERVING and
+    NOT_SERVING; once shutdown began (``set_not_serving``) it has no effect,
+    so a service cannot report itself back into rotation while it stops.
+    """
+
+    def __init__(self, servicer: health.aio.HealthServicer) -> None:
+        self._servicer = servicer
+        self._names: tuple[str, ...] = ()
+        self._ready = True
+        # Statuses are published only once the server is up; until then the
+        # reporter remembers what the service said.
+        self._live = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def set_ready(self, ready: bool) -> None:
+        if ready == self._ready:
+            return
+        self._ready = ready
+        if self._live:
+            await self._publish()
+            log.info("readiness changed", ready=ready)
+
+    async def _go_live(self, names: Sequence[str]) -> None:
+        self._names = tuple(names)
+        self._live = True
+        await self._publish()
+
+    async def _publish(self) -> None:
+        # Serialised: two quick flips must leave the last one's status.
+        async with self._lock:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if self._ready
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in self._names:
+                await self._servicer.set(name, status)
+
+
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """Implemented by a ``Service`` that reports its own readiness."""
+
+    def bind_health(self, reporter: HealthReporter) -> None:
+        """Called once, before ``start``; keep the reporter and call ``set_ready``."""
         ...
 
 
@@ -120,6 +205,9 @@ class GrpcServer:
         self._settings = settings
         self._public_methods = public_methods
         self._health = health.aio.HealthServicer()
+        self._reporter = HealthReporter(self._health)
+        if isinstance(service, ReportsReadiness):
+            service.bind_health(self._reporter)
         self._server: grpc.aio.Server | None = None
         self._service_names: tuple[str, ...] = ()
         self.port: int | None = None
@@ -140,12 +228,19 @@ class GrpcServer:
             await self._stop_service(self._settings.shutdown_grace_s)
             raise
         self._server = server
-        for name in (OVERALL, *self._service_names):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._reporter._go_live((OVERALL, *self._service_names))
         log.info("serving", service=self.name, addr=f"{self._settings.addr.host}:{self.port}")
 
     def _build(self) -> grpc.aio.Server:
-        interceptors: list[grpc.aio.ServerInterceptor] = [LoggingInterceptor(), ErrorInterceptor()]
+        # Outermost first: the server span covers everything below it (and
+        # leaves grpc.* out, which it would break); latency is measured on
+        # what the caller waits for, auth refusals included.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            server_interceptor(),
+            RequestLatencyInterceptor(),
+            LoggingInterceptor(),
+            ErrorInterceptor(),
+        ]
         if self._service.authenticator is not None:
             interceptors.append(AuthInterceptor(self._service.authenticator, self._public_methods))
         server = grpc.aio.server(
@@ -185,18 +280,33 @@ class GrpcServer:
             log.error("service did not stop in time", service=self.name, grace_s=grace_s)
 
 
+def metrics_settings(runnables: Sequence[Runnable], env: Env) -> MetricsSettings:
+    """Where this process serves ``/metrics``: NODEDROP_METRICS_ADDR, else the
+    default of the first service it hosts (``nodedrop dev``: the api's)."""
+    name = runnables[0].name if runnables else ""
+    return MetricsSettings.from_env(env, DEFAULT_METRICS_ADDRS.get(name, "127.0.0.1:0"))
+
+
 async def serve(
     runnables: Sequence[Runnable],
     grace_s: float,
     *,
     stop_event: asyncio.Event | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> None:
-    """Runs until SIGTERM/SIGINT (or ``stop_event``), then shuts everything down."""
+    """Runs until SIGTERM/SIGINT (or ``stop_event``), then shuts everything down.
+
+    With ``metrics``, ``/metrics`` is served from before the first service
+    starts until after the last one stopped, so a scrape sees the shutdown.
+    """
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    # Only when spans go somewhere: instrumented clients cost on every call.
+    instrument_clients()
+    exporter = await _start_metrics(metrics)
     started: list[Runnable] = []
     try:
         for runnable in runnables:
@@ -207,7 +317,26 @@ async def serve(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-        await _shutdown(started, grace_s)
+        try:
+            await _shutdown(started, grace_s)
+        finally:
+            if exporter is not None:
+                await exporter.stop()
+
+
+async def _start_metrics(settings: MetricsSettings | None) -> MetricsServer | None:
+    if settings is None or settings.addr is None:
+        return None
+    server = MetricsServer(settings.addr.bind)
+    try:
+        await server.start()
+    except OSError as exc:
+        # A taken port costs the scrape, not the service: its work goes on
+        # and the scrape target's `up` alert says what is missing.
+        log.error("metrics endpoint not served", addr=str(settings.addr), error=str(exc))
+        return None
+    log.info("metrics served", addr=server.address)
+    return server
 
 
 async def _shutdown(runnables: Sequence[Runnable], grace_s: float) -> None:
@@ -232,10 +361,19 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def run_service(runnables: Sequence[Runnable], grace_s: float) -> int:
-    """Process entry point: serves until a signal and returns the exit status."""
+def run_service(runnables: Sequence[Runnable], grace_s: float, *, env: Env | None = None) -> int:
+    """Process entry point: serves until a signal and returns the exit status.
+
+    Exits with 2 and a message naming the variable when NODEDROP_METRICS_ADDR
+    is not an address, before anything starts.
+    """
     try:
-        run_loop(serve(runnables, grace_s))
+        metrics = metrics_settings(runnables, process_env() if env is None else env)
+    except SettingsError as exc:
+        print(f"nodedrop: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_loop(serve(runnables, grace_s, metrics=metrics))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionSettings",
     "LimitSettings",
     "LogSettings",
+    "MetricsSettings",
     "PostgresSettings",
     "RedisSettings",
     "ServerSettings",
@@ -273,6 +274,23 @@ class TelemetrySettings:
             service_name=env_str(env, "OTEL_SERVICE_NAME", default_service_name),
             otlp_endpoint=endpoint or None,
         )
+
+
+_METRICS_OFF = frozenset({"off", "none", "disabled"})
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Where the process serves Prometheus ``/metrics``; None: not at all."""
+
+    addr: Address | None
+
+    @classmethod
+    def from_env(cls, env: Env, default: str) -> MetricsSettings:
+        value = _raw(env, "NODEDROP_METRICS_ADDR")
+        if value is not None and value.lower() in _METRICS_OFF:
+            return cls(addr=None)
+        return cls(addr=env_addr(env, "NODEDROP_METRICS_ADDR", default))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,10 @@
 Spans go to an OTLP exporter only when OTEL_EXPORTER_OTLP_ENDPOINT is set;
 otherwise they are still created (logs carry their ids) but exported nowhere.
 Tests install an in-memory exporter with ``install_in_memory_tracing``.
+
+Redis and asyncpg calls are instrumented (``instrument_clients``) only when
+spans are exported somewhere: the instrumentation wraps every command, and a
+process whose spans go nowhere should not pay for it on its hot path.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from nodedrop.common.settings import TelemetrySettings
 
-__all__ = ["configure_tracing", "install_in_memory_tracing", "shutdown_tracing"]
+__all__ = [
+    "configure_tracing",
+    "install_in_memory_tracing",
+    "instrument_clients",
+    "shutdown_tracing",
+    "spans_exported",
+]
 
 _provider: TracerProvider | None = None
+# True once an exporter (OTLP or in-memory) receives this process's spans.
+_exporting = False
+_instrumented = False
 
 
 def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
@@ -36,9 +49,39 @@ def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
         provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
         )
+        _mark_exporting()
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
+
+
+def _mark_exporting() -> None:
+    global _exporting  # noqa: PLW0603 - one flag per process, like the provider
+    _exporting = True
+
+
+def spans_exported() -> bool:
+    """Whether this process's spans reach an exporter."""
+    return _exporting
+
+
+def instrument_clients() -> bool:
+    """Instruments the Redis and asyncpg clients once, when spans are exported.
+
+    Returns whether the clients are instrumented. Called by the server
+    lifecycle at start; later calls are free.
+    """
+    global _instrumented  # noqa: PLW0603 - instrumentation patches process-wide classes
+    if _instrumented or not _exporting:
+        return _instrumented
+    # Imported here: a process that exports nothing never loads them.
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor  # noqa: PLC0415
+    from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: PLC0415
+
+    RedisInstrumentor().instrument(tracer_provider=_provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=_provider)  # type: ignore[no-untyped-call]
+    _instrumented = True
+    return True
 
 
 def install_in_memory_tracing(provider: TracerProvider | None = None) -> InMemorySpanExporter:
@@ -48,6 +91,8 @@ def install_in_memory_tracing(provider: TracerProvider | None = None) -> InMemor
     if target is None:
         target = configure_tracing(TelemetrySettings("nodedrop-test", None))
     target.add_span_processor(SimpleSpanProcessor(exporter))
+    if target is _provider:
+        _mark_exporting()
     return exporter
 
 

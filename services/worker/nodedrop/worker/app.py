@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import grpc
 from nodedrop.common.auth import Authenticator
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
+from nodedrop.common.server import HealthReporter
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
@@ -26,6 +28,10 @@ from nodedrop.worker.settings import WorkerSettings
 __all__ = ["WorkerService", "create_service", "store_config"]
 
 log = get_logger("nodedrop.worker")
+
+# How often readiness follows the consumer: a probe sees a Redis outage or a
+# drain within about this long.
+_READINESS_POLL_S = 0.25
 
 
 def store_config(settings: WorkerSettings) -> StoreConfig:
@@ -47,6 +53,8 @@ class WorkerService:
         self._store: RedisStore | MemoryStore | None = None
         self._consumer: Consumer | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._health: HealthReporter | None = None
+        self._readiness_task: asyncio.Task[None] | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
@@ -56,6 +64,16 @@ class WorkerService:
     @property
     def consumer(self) -> Consumer | None:
         return self._consumer
+
+    def bind_health(self, reporter: HealthReporter) -> None:
+        self._health = reporter
+
+    async def _follow_readiness(self, consumer: Consumer, reporter: HealthReporter) -> None:
+        # Ready means consuming: not while Redis is unreachable, not once draining.
+        while True:
+            counters = consumer.counters()
+            await reporter.set_ready(counters.consuming and not counters.draining)
+            await asyncio.sleep(_READINESS_POLL_S)
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         c = self._settings.consumer
@@ -89,6 +107,10 @@ class WorkerService:
             metrics=get_metrics(),
         )
         await self._consumer.start()
+        if self._health is not None:
+            self._readiness_task = asyncio.create_task(
+                self._follow_readiness(self._consumer, self._health), name="readiness"
+            )
         log.info(
             "worker consuming",
             worker_id=s.consumer.worker_id,
@@ -110,6 +132,10 @@ class WorkerService:
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
+        if self._readiness_task is not None:
+            self._readiness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness_task
         if self._consumer is not None:
             await self._consumer.stop(self._settings.server.shutdown_grace_s)
         if isinstance(self._store, RedisStore):
