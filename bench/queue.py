@@ -141,13 +141,30 @@ async def completed(store: RedisStore) -> int:
     return sum(int(v or 0) for v in await pipe.execute())
 
 
+async def commandstats(store: RedisStore, count: int) -> None:
+    """Redis's own account of the run: calls and CPU per execution, by command."""
+    info: dict[str, Any] = await store.client.info("commandstats")
+    rows = sorted(
+        ((k.removeprefix("cmdstat_"), v) for k, v in info.items()),
+        key=lambda kv: -int(kv[1]["usec"]),
+    )
+    for name, v in rows[:12]:
+        print(
+            f"    {name:<14} {int(v['calls']) / count:6.2f} calls "
+            f"{int(v['usec']) / count:7.1f} us per execution "
+            f"({float(v['usec_per_call']):.2f} us/call)"
+        )
+
+
 async def throughput(
-    store: RedisStore, nodes: int, count: int, pids: dict[str, list[int]]
+    store: RedisStore, nodes: int, count: int, pids: dict[str, list[int]], stats: bool = False
 ) -> float:
     wf = workflow(nodes)
     run = uuid.uuid4().hex[:6]
     before = await completed(store)
     specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    if stats:
+        await store.client.config_resetstat()
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
     t0 = time.perf_counter()
     for i in range(0, count, 500):
@@ -170,6 +187,8 @@ async def throughput(
         f"(submit alone {count / submitted:,.0f}/s); CPU per execution: "
         + ", ".join(f"{k} {v:.0f} us" for k, v in cpu.items())
     )
+    if stats:
+        await commandstats(store, count)
     return count / elapsed
 
 
@@ -219,7 +238,7 @@ async def run(args: argparse.Namespace) -> None:
                 pids = {"workers": [p.pid for p in procs], "redis": [redis.pid]}
                 await throughput(store, 1, min(2000, args.count), pids)  # warm-up
                 for nodes in (1, 5):
-                    await throughput(store, nodes, args.count, pids)
+                    await throughput(store, nodes, args.count, pids, args.commandstats)
                 if n_workers == 1:
                     p50, p99 = await idle_latency(store, args.samples)
                     print(
@@ -245,6 +264,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--concurrency", type=int, default=2000)
     ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument(
+        "--commandstats", action="store_true", help="print Redis CPU per command per execution"
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     asyncio.run(run(args))

@@ -37,6 +37,10 @@ class _Failed(Exception):
         self.status = status
 
 
+class _TimedOut(Exception):
+    """The execution's deadline passed."""
+
+
 class _LoopState:
     __slots__ = ("collected", "items", "iterations", "pos")
 
@@ -82,9 +86,8 @@ async def run_workflow(
     status = ExecutionStatus.COMPLETED
     error: ErrorInfo | None = None
     try:
-        async with asyncio.timeout(limit):
-            await run.run()
-    except TimeoutError:
+        await run.run(asyncio.get_running_loop().time() + limit)
+    except _TimedOut:
         status = ExecutionStatus.TIMED_OUT
         error = ErrorInfo(
             f"execution timed out after {limit:g}s", "execution_timeout", None, retryable=False
@@ -183,8 +186,15 @@ class _Run:
 
     # ---- main loop -----------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, deadline: float) -> None:
+        """Runs to the end; raises _TimedOut once the loop clock passes ``deadline``.
+
+        The deadline is checked after every node and bounds every wait, instead of
+        one timer per run: most runs are inline nodes only and never suspend, and
+        a timer armed and cancelled per run was a tenth of a worker's time.
+        """
         plan = self.plan
+        clock = asyncio.get_running_loop().time
         self.ready.append(plan.trigger)
         for i, p in enumerate(self.pending):
             if p == 0 and i != plan.trigger:
@@ -197,12 +207,21 @@ class _Run:
                     steps += 1
                     if steps & 255 == 0:
                         # Inline nodes never suspend; yield now and then so that a
-                        # cancellation or the execution timeout can interrupt a
-                        # long run of them (a loop over many batches).
+                        # cancellation can interrupt a long run of them (a loop
+                        # over many batches).
                         await asyncio.sleep(0)
+                    if clock() >= deadline:
+                        raise _TimedOut
                 if not self.tasks:
                     break
-                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                left = deadline - clock()
+                if left <= 0:
+                    raise _TimedOut
+                done, _ = await asyncio.wait(
+                    self.tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    raise _TimedOut
                 for task in done:
                     i = self.tasks.pop(task)
                     outputs = task.result()

@@ -1,13 +1,17 @@
 """The event record: one event of one execution, and its Redis stream encoding.
 
-A stream entry (both ``exec:<id>:ev`` and the partition's ``events``) holds::
+A stream entry (both ``exec:<id>:ev`` and the partition's ``events``) holds one
+field, ``v``, a JSON array::
 
-    x   execution id          s   sequence (decimal, from 1, gap-free)
-    t   type name (EventType) ts  time, ms since the epoch
-    w   workflow id           tn  tenant id
-    n   node id ("" if none)  a   attempt (decimal, from 1)
-    d   data, JSON text ("" if none)
-    e   error, JSON {"message","code","retryable"} ("" if none)
+    [sequence, execution id, workflow id, tenant id, attempt,
+     type name (EventType), time (ms since the epoch), node id ("" if none),
+     data (JSON text, "" if none), error (JSON {"message","code","retryable"}, "" if none)]
+
+One field instead of ten: every event is written twice per execution step, and
+Redis's cost grows with the number of fields.  Numbers may come as JSON numbers
+or decimal strings (the Lua scripts write strings).  Entries of the older
+ten-field layout (``x``, ``s``, ``t``, ``ts``, ``w``, ``tn``, ``n``, ``a``, ``d``,
+``e``) are still decoded.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
+
+EVENT_FIELD = "v"
 
 
 class EventType(StrEnum):
@@ -94,21 +100,48 @@ class EventRecord:
         return self.type in TERMINAL_EVENT_TYPES
 
     def to_fields(self) -> dict[str, str]:
-        return {
-            "x": self.execution_id,
-            "s": str(self.sequence),
-            "t": self.type.value,
-            "ts": str(self.time_ms),
-            "w": self.workflow_id,
-            "tn": self.tenant_id,
-            "n": self.node_id,
-            "a": str(self.attempt),
-            "d": self.data_json,
-            "e": self.error.to_json() if self.error else "",
-        }
+        value = orjson.dumps(
+            [
+                self.sequence,
+                self.execution_id,
+                self.workflow_id,
+                self.tenant_id,
+                self.attempt,
+                self.type.value,
+                self.time_ms,
+                self.node_id,
+                self.data_json,
+                self.error.to_json() if self.error else "",
+            ]
+        )
+        return {EVENT_FIELD: value.decode()}
+
+    @classmethod
+    def from_value(cls, value: bytes | str) -> EventRecord:
+        """Decodes the ``v`` field; ValueError or TypeError when it is not an event."""
+        seq, x, w, tn, a, t, ts, n, d, e = orjson.loads(value)
+        for text in (x, w, tn, n, d, e):
+            if not isinstance(text, str):
+                raise TypeError(f"event field {text!r} is not a string")
+        return cls(
+            execution_id=x,
+            sequence=int(seq),
+            type=EventType(t),
+            time_ms=int(ts),
+            workflow_id=w,
+            tenant_id=tn,
+            node_id=n,
+            attempt=int(a),
+            data_json=d,
+            error=EventError.from_json(e) if e else None,
+        )
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> EventRecord:
+        if len(fields) == 1:
+            ((key, value),) = fields.items()
+            if _s(key) == EVENT_FIELD:
+                return cls.from_value(value)
         f = {_s(k): _s(v) for k, v in fields.items()}
         err = f.get("e", "")
         return cls(
@@ -123,6 +156,20 @@ class EventRecord:
             data_json=f.get("d", ""),
             error=EventError.from_json(err) if err else None,
         )
+
+
+def event_tail(draft: EventDraft, time_ms: int) -> bytes:
+    """The part of an entry's ``v`` after workflow, tenant and attempt, encoded once
+    by the writer: the commit script prefixes the sequence and the execution's head."""
+    return orjson.dumps(
+        (
+            draft.type.value,
+            time_ms,
+            draft.node_id,
+            draft.data_json,
+            draft.error.to_json() if draft.error else "",
+        )
+    )[1:]
 
 
 def _s(v: bytes | str) -> str:

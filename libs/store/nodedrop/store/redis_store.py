@@ -37,7 +37,7 @@ from nodedrop.store.model import (
     TailEntry,
 )
 from nodedrop.store.ports import TailCursor
-from nodedrop.store.records import EventDraft, EventRecord
+from nodedrop.store.records import EVENT_FIELD, EventDraft, EventRecord, event_tail
 from nodedrop.store.scripts import SCRIPTS, LuaScript
 from nodedrop.store.validation import validate_spec
 
@@ -574,8 +574,7 @@ class RedisStore:
             for node, out in c.outputs.items():
                 args += [node, out]
             args.append(len(c.events))
-            for d in c.events:
-                args += _draft_args(d)
+            args += [event_tail(d, now_ms) for d in c.events]
             t = c.transition
             if t is None:
                 args += ["", 0, "", ""]
@@ -723,6 +722,8 @@ def _raw_reply(response: Any, **options: Any) -> Any:
 
 
 def _record(flat: list[str]) -> EventRecord:
+    if len(flat) == 2 and flat[0] == EVENT_FIELD:
+        return EventRecord.from_value(flat[1])
     return EventRecord.from_fields(dict(zip(flat[::2], flat[1::2], strict=True)))
 
 

@@ -1,6 +1,6 @@
 -- One fenced, atomic write of a worker.  KEYS[1] exec hash.  ARGV: base, id, fence,
 -- lane, entry_id, now_ms, maxlen, state_ttl, completion_ttl, n_outputs,
--- (node, json)*, n_events, (type, node, data, error)*, status ('' = none),
+-- (node, json)*, n_events, event tail*, status ('' = none),
 -- retry_at_ms, dead_letter_reason, failed_node, commit_number
 -- Returns {1, first_seq}, {0, 0} when the fence refuses, or {2, 0} when this
 -- commit number was applied already (a resend after a lost reply).
@@ -27,15 +27,15 @@ n = tonumber(ARGV[i])
 local seq = tonumber(h[4])
 local first = 0
 if n > 0 then first = seq + 1 end
-local meta = {h[5], h[6], h[7]}
-for j = 0, n - 1 do
-  local k = i + 1 + 4 * j
-  put_event(base, id, seq + 1 + j, now, maxlen, meta, ARGV[k], ARGV[k + 1], ARGV[k + 2],
-            ARGV[k + 3])
+if n > 0 then
+  local head = event_head(id, h[5], h[6], h[7])
+  for j = 1, n do
+    put_entry(base, id, seq + j, maxlen, head, ARGV[i + j])
+  end
 end
 local fields = {'seq', seq + n}
 if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
-i = i + 4 * n + 1
+i = i + n + 1
 local status = ARGV[i]
 if status == 'RETRY_SCHEDULED' then
   for _, v in ipairs({'st', status, 'lu', '0', 'rc', '0', 'a', tonumber(h[7]) + 1}) do
