@@ -479,21 +479,16 @@ class PostgresRepository:
             new = [e for e in events if (e.execution_id, e.sequence) in new_keys]
             patches, runs = fold(new)
             if patches:
-                await conn.executemany(
+                await conn.execute(
                     Q["apply_execution_patch"],
-                    [
-                        (
-                            p.execution_id,
-                            None if p.status is None else str(p.status),
-                            p.attempt,
-                            p.started_at,
-                            p.finished_at,
-                            p.error_json,
-                            p.result_json,
-                            p.last_sequence,
-                        )
-                        for p in patches
-                    ],
+                    [p.execution_id for p in patches],
+                    [None if p.status is None else str(p.status) for p in patches],
+                    [p.attempt for p in patches],
+                    [p.started_at for p in patches],
+                    [p.finished_at for p in patches],
+                    [p.error_json for p in patches],
+                    [p.result_json for p in patches],
+                    [p.last_sequence for p in patches],
                 )
             if runs:
                 await conn.executemany(

@@ -142,20 +142,24 @@ ON CONFLICT (execution_id, sequence) DO NOTHING
 RETURNING execution_id, sequence;
 
 -- name: apply_execution_patch
+-- One row per execution of the batch (the fold guarantees it), in one statement.
 -- A terminal status is final: later non-terminal events cannot reopen it.
-UPDATE executions SET
+UPDATE executions e SET
     status = CASE
-        WHEN $2::text IS NULL THEN status
-        WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
-             AND $2 NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
-        ELSE $2 END,
-    attempt = GREATEST(attempt, $3),
-    started_at = COALESCE(started_at, $4),
-    finished_at = COALESCE($5, finished_at),
-    error = COALESCE($6, error),
-    result = COALESCE($7, result),
-    last_sequence = GREATEST(last_sequence, $8)
-WHERE id = $1;
+        WHEN p.status IS NULL THEN e.status
+        WHEN e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
+        ELSE p.status END,
+    attempt = GREATEST(e.attempt, p.attempt),
+    started_at = COALESCE(e.started_at, p.started_at),
+    finished_at = COALESCE(p.finished_at, e.finished_at),
+    error = COALESCE(p.error, e.error),
+    result = COALESCE(p.result, e.result),
+    last_sequence = GREATEST(e.last_sequence, p.last_sequence)
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
+            $6::text[], $7::text[], $8::bigint[])
+     AS p(id, status, attempt, started_at, finished_at, error, result, last_sequence)
+WHERE e.id = p.id;
 
 -- name: upsert_node_run
 INSERT INTO node_runs (execution_id, node_id, attempt, status, started_at, finished_at,
