@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from nodedrop.common.span_ids import attempt_span_id
 from nodedrop.common.tracing import (
     ATTR_ATTEMPT,
     client_interceptors,
@@ -96,7 +97,12 @@ def test_execution_trace_tree_with_retry_link(
         assert attempt.kind is SpanKind.CONSUMER
         assert attempt.parent is not None and attempt.parent.span_id == enqueue.context.span_id
     assert attempt1.links == ()
-    assert [link.context.span_id for link in attempt2.links] == [attempt1.context.span_id]
+    # An explicit previous traceparent, then the derived id of the marker
+    # attempt 1 would have left had it scheduled the retry (mark_retry).
+    assert [link.context.span_id for link in attempt2.links] == [
+        attempt1.context.span_id,
+        attempt_span_id(enqueue.context.trace_id, "ex-1", 1),
+    ]
     assert attempt1.attributes is not None and attempt1.attributes["nodedrop.workflow.id"] == "wf"
 
     nodes = [s for s in spans if s.name.startswith("node ")]

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from nodedrop.common.settings import TelemetrySettings
+from nodedrop.common.span_ids import AttemptIdGenerator
 
 __all__ = [
     "configure_tracing",
@@ -38,7 +39,11 @@ def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
     global _provider  # noqa: PLW0603 - the OTel global is process-wide too
     if _provider is not None:
         return _provider
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: settings.service_name}),
+        # Retry links name the previous attempt's marker span by a derived id.
+        id_generator=AttemptIdGenerator(),
+    )
     if settings.otlp_endpoint is not None:
         # Imported here: the exporter pulls in its own gRPC client machinery
         # that a process without an endpoint never needs.

@@ -18,6 +18,13 @@ trace under one parent. A retry also carries the failed attempt's own
 traceparent (``previous_traceparent``), which becomes a span link: the trace
 view shows the attempts side by side and jumps from one to the one before.
 
+The queue keeps no field for that traceparent, so the link is made without
+it: the attempt that schedules a retry records a ``retry scheduled`` marker
+span (``mark_retry``) whose id is derived from the trace, the execution and
+the attempt number (``nodedrop.common.span_ids``); the next attempt's
+execution span derives the same id and links to it. The marker is a child of
+the failed attempt's execution span, one click away in the trace view.
+
 Export is configured elsewhere (``nodedrop.common.telemetry``) and only by
 the standard OTEL_* variables; without a configured SDK every helper here is
 a cheap no-op, as the OpenTelemetry API promises.
@@ -36,8 +43,19 @@ from opentelemetry.instrumentation.grpc import (
     aio_server_interceptor,
     filters,
 )
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from nodedrop.common.span_ids import attempt_span_id, forced_span_id
 
 __all__ = [
     "ATTR_ATTEMPT",
@@ -49,6 +67,7 @@ __all__ = [
     "ATTR_WORKFLOW_ID",
     "TRACEPARENT",
     "TRACER_NAME",
+    "NodeSpans",
     "client_interceptors",
     "context_from_metadata",
     "context_from_traceparent",
@@ -57,6 +76,7 @@ __all__ = [
     "execution_span",
     "link_to",
     "mark_failed",
+    "mark_retry",
     "metadata_with_trace",
     "node_span",
     "server_interceptor",
@@ -182,10 +202,12 @@ def enqueue_span(
     """The PRODUCER span around putting an execution's first attempt on the
     queue; store ``current_traceparent()`` (taken inside it) in the job entry.
 
-    ``parent_traceparent`` is the request's ``traceparent`` field; when empty
-    the span is a child of the current span (the RPC's server span).
+    ``parent_traceparent`` is the request's ``traceparent`` field. The span is
+    a child of the current span (the RPC's server span) when that belongs to
+    the same trace, or when the field is empty; the field wins only for a
+    caller that sent it without trace metadata, so the trace stays one tree.
     """
-    parent = context_from_traceparent(parent_traceparent) if parent_traceparent else None
+    parent = _enqueue_parent(parent_traceparent)
     attributes: dict[str, str | int] = {
         ATTR_EXECUTION_ID: execution_id,
         "messaging.system": "redis",
@@ -197,6 +219,35 @@ def enqueue_span(
         "enqueue", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
     ) as span:
         yield span
+
+
+def _enqueue_parent(parent_traceparent: str | None) -> Context | None:
+    if not parent_traceparent:
+        return None
+    remote = context_from_traceparent(parent_traceparent)
+    remote_ctx = trace.get_current_span(remote).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if not remote_ctx.is_valid or (current.is_valid and current.trace_id == remote_ctx.trace_id):
+        return None
+    return remote
+
+
+def _previous_attempt_link(traceparent: str | None, execution_id: str, attempt: int) -> Link | None:
+    """A link to the marker the previous attempt left (``mark_retry``), if any."""
+    if attempt <= 1:
+        return None
+    parent = trace.get_current_span(context_from_traceparent(traceparent)).get_span_context()
+    if not parent.is_valid:
+        # No shared trace: attempts are separate traces, the marker's id
+        # cannot be derived.
+        return None
+    marker = SpanContext(
+        parent.trace_id,
+        attempt_span_id(parent.trace_id, execution_id, attempt - 1),
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return Link(marker, attributes={"nodedrop.link": "previous_attempt"})
 
 
 @contextmanager
@@ -218,7 +269,11 @@ def execution_span(
     spans, Redis calls and log lines inside it join the trace. An exception
     escaping the block marks the span as an error and is re-raised.
     """
-    links = [link for link in (link_to(previous_traceparent),) if link is not None]
+    candidates = (
+        link_to(previous_traceparent),
+        _previous_attempt_link(traceparent, execution_id, attempt),
+    )
+    links = [link for link in candidates if link is not None]
     attributes: dict[str, str | int] = {
         ATTR_EXECUTION_ID: execution_id,
         ATTR_ATTEMPT: attempt,
@@ -262,6 +317,70 @@ def node_span(
 def mark_failed(span: Span, message: str) -> None:
     """Mark a span as failed for an error that was reported, not raised."""
     span.set_status(Status(StatusCode.ERROR, message))
+
+
+def mark_retry(execution_id: str, attempt: int, *, tracer: Tracer | None = None) -> None:
+    """Records, under the current (execution) span, that ``attempt`` ends in a
+    retry: a zero-length ``retry scheduled`` span whose id the next attempt
+    derives to link to. Call it inside :func:`execution_span`."""
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return
+    token = forced_span_id.set(attempt_span_id(current.trace_id, execution_id, attempt))
+    try:
+        span = _tracer(tracer).start_span(
+            "retry scheduled",
+            attributes={ATTR_EXECUTION_ID: execution_id, ATTR_ATTEMPT: attempt},
+        )
+    finally:
+        forced_span_id.reset(token)
+    span.end()
+
+
+class NodeSpans:
+    """One span per node run, built from the engine's node events.
+
+    Nodes of one execution can run concurrently, so their spans are started
+    and ended explicitly (never made current) under the execution span, with
+    the engine's own event times. A node still open when the run ends (the
+    run was cancelled or timed out) is ended as failed by :meth:`close`.
+    """
+
+    __slots__ = ("_open", "_parent", "_tracer")
+
+    def __init__(self, parent: Span, *, tracer: Tracer | None = None) -> None:
+        self._parent = trace.set_span_in_context(parent)
+        self._tracer = _tracer(tracer)
+        self._open: dict[str, tuple[Span, float]] = {}
+
+    def started(self, node_id: str, node_type: str, at_s: float) -> None:
+        span = self._tracer.start_span(
+            f"node {node_type}",
+            context=self._parent,
+            attributes={ATTR_NODE_ID: node_id, ATTR_NODE_TYPE: node_type},
+            start_time=int(at_s * 1e9),
+        )
+        previous = self._open.pop(node_id, None)
+        if previous is not None:
+            previous[0].end()
+        self._open[node_id] = (span, at_s)
+
+    def finished(self, node_id: str, at_s: float, *, error: str | None = None) -> float | None:
+        """Ends the node's span; returns its run time, None if it never started."""
+        entry = self._open.pop(node_id, None)
+        if entry is None:
+            return None
+        span, started = entry
+        if error is not None:
+            mark_failed(span, error)
+        span.end(end_time=int(at_s * 1e9))
+        return max(0.0, at_s - started)
+
+    def close(self, reason: str) -> None:
+        for span, _ in self._open.values():
+            mark_failed(span, reason)
+            span.end()
+        self._open.clear()
 
 
 # -- logs ----------------------------------------------------------------------

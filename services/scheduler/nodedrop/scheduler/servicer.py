@@ -8,6 +8,7 @@ from dataclasses import replace
 import grpc
 
 from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
+from nodedrop.common.tracing import current_traceparent, enqueue_span
 from nodedrop.engine import NodeRegistry
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
@@ -52,8 +53,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self, request: pb.EnqueueExecutionRequest, context: grpc.aio.ServicerContext
     ) -> pb.EnqueueExecutionResponse:
         spec = enqueue_to_spec(request, self._registry)
-        with store_errors():
-            r = await self._q.enqueue(spec, now_ms())
+        with enqueue_span(spec.execution_id, parent_traceparent=request.traceparent):
+            # The job carries the enqueue span: every attempt of the execution
+            # (retries, moves, recovery) runs under it, in the caller's trace.
+            spec = replace(spec, traceparent=current_traceparent() or spec.traceparent)
+            with store_errors():
+                r = await self._q.enqueue(spec, now_ms())
         return pb.EnqueueExecutionResponse(
             execution_id=r.execution_id, status=status_to_proto(r.status), created=r.created
         )

@@ -1,5 +1,9 @@
 """Runs an attempt with nodedrop.engine: parses the snapshot (cached), resumes after
-the checkpoints, and turns engine events into store event drafts."""
+the checkpoints, and turns engine events into store event drafts.
+
+Each attempt runs in its execution span (parent: the job's traceparent) and each
+node run gets a span and a duration sample, both built from the engine's node
+events, so the engine itself stays free of telemetry."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from nodedrop.common import tracing
+from nodedrop.common.metrics import Metrics, get_metrics
 from nodedrop.engine import (
     CancelToken,
     EngineConfig,
@@ -19,6 +25,7 @@ from nodedrop.engine import (
     ValidationError,
     Workflow,
 )
+from nodedrop.engine.events import EventType as EngineEventType
 from nodedrop.engine.executor import run_workflow
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.store import EventDraft, EventError, EventType, ExecutionContext
@@ -41,25 +48,57 @@ def build_config(plugins: tuple[str, ...] = ()) -> EngineConfig:
     return EngineConfig(registry=build_registry(plugins))
 
 
+class _NodeTelemetry:
+    """Node spans and node duration samples from the engine's node events."""
+
+    __slots__ = ("_metrics", "_spans", "_types")
+
+    def __init__(self, workflow: Workflow, spans: tracing.NodeSpans, metrics: Metrics) -> None:
+        self._types = {n.id: n.type for n in workflow.nodes}
+        self._spans = spans
+        self._metrics = metrics
+
+    def observe(self, event: EngineEvent) -> None:
+        node_id = event.node_id
+        if node_id is None:
+            return
+        node_type = self._types.get(node_id, "unknown")
+        if event.type is EngineEventType.NODE_STARTED:
+            self._spans.started(node_id, node_type, event.time)
+        elif event.type is EngineEventType.NODE_COMPLETED:
+            took = self._spans.finished(node_id, event.time)
+            self._metrics.observe_node(node_type, "completed", took or 0.0)
+        elif event.type is EngineEventType.NODE_FAILED:
+            message = event.error.message if event.error else "node failed"
+            took = self._spans.finished(node_id, event.time, error=message)
+            self._metrics.observe_node(node_type, "failed", took or 0.0)
+        elif event.type is EngineEventType.NODE_SKIPPED:
+            self._metrics.observe_node(node_type, "skipped", 0.0)
+
+
 class _Events:
     """The engine's EventSink and CheckpointStore over a JobSink (no awaits on Redis)."""
 
-    __slots__ = ("_sink",)
+    __slots__ = ("_sink", "_telemetry")
 
-    def __init__(self, sink: JobSink) -> None:
+    def __init__(self, sink: JobSink, telemetry: _NodeTelemetry) -> None:
         self._sink = sink
+        self._telemetry = telemetry
 
     async def emit(self, event: EngineEvent) -> None:
+        self._telemetry.observe(event)
         self._sink.emit(_draft(event, ""))
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
+        self._telemetry.observe(event)
         data = orjson.dumps(outputs).decode()
         self._sink.checkpoint(node_id, data, _draft(event, data))
 
 
 class EngineRunner:
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, metrics: Metrics | None = None) -> None:
         self._config = config or build_config()
+        self._metrics = metrics if metrics is not None else get_metrics()
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
 
     def _workflow(self, text: str) -> Workflow:
@@ -74,13 +113,40 @@ class EngineRunner:
         return wf
 
     async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
+        with tracing.execution_span(
+            ctx.execution_id,
+            ctx.attempt,
+            traceparent=ctx.traceparent,
+            workflow_id=ctx.workflow_id,
+            tenant_id=ctx.tenant_id,
+        ) as span:
+            spans = tracing.NodeSpans(span)
+            try:
+                outcome = await self._run(ctx, sink, cancel, spans)
+            finally:
+                spans.close("the attempt ended before the node finished")
+            if outcome.ending is not Ending.COMPLETED:
+                err = outcome.error
+                tracing.mark_failed(span, err.message if err else outcome.ending.value)
+                # The same rule the consumer applies to schedule the retry.
+                if (
+                    outcome.ending is Ending.FAILED
+                    and (err is None or err.retryable)
+                    and ctx.attempts_left > 0
+                ):
+                    tracing.mark_retry(ctx.execution_id, ctx.attempt)
+            return outcome
+
+    async def _run(
+        self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken, spans: tracing.NodeSpans
+    ) -> RunOutcome:
         try:
             workflow = self._workflow(ctx.workflow_json)
             trigger: Any = orjson.loads(ctx.trigger_json) if ctx.trigger_json else None
             completed = {node: orjson.loads(out) for node, out in ctx.outputs.items()}
         except (ValidationError, orjson.JSONDecodeError) as e:
             return _invalid(str(e))
-        events = _Events(sink)
+        events = _Events(sink, _NodeTelemetry(workflow, spans, self._metrics))
         try:
             result = await run_workflow(
                 workflow,
