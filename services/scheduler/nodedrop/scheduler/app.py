@@ -84,6 +84,7 @@ class SchedulerService:
             mover_interval_s=q.mover_interval_s,
             reclaim_interval_s=q.reclaim_interval_s,
             cron_interval_s=q.cron_interval_s,
+            sample_interval_s=q.sample_interval_s,
             metrics=get_metrics(),
         )
         self._maintenance.start()

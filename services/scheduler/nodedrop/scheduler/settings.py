@@ -29,6 +29,8 @@ class QueueSettings:
     mover_interval_s: float
     reclaim_interval_s: float
     cron_interval_s: float
+    # How often the queue gauges (/metrics) are refreshed.
+    sample_interval_s: float
     # Priority lanes (NODEDROP_LANES), shared with the workers.
     lanes: tuple[int, ...]
     # Node type plugins, so validation knows the types the workers run.
@@ -58,6 +60,9 @@ class QueueSettings:
             ),
             cron_interval_s=env_duration(
                 env, "NODEDROP_CRON_INTERVAL_S", 1.0, minimum=0.05, maximum=60
+            ),
+            sample_interval_s=env_duration(
+                env, "NODEDROP_QUEUE_SAMPLE_S", 5.0, minimum=0.05, maximum=300
             ),
             lanes=lanes,
             plugins=plugins,

@@ -1,0 +1,26 @@
+"""A node type that fails its first attempt (retryable) and succeeds after,
+loaded by the in-process worker and scheduler through NODEDROP_PLUGINS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nodedrop.engine import NodeError, NodeRegistry, NodeType
+from nodedrop.engine.context import NodeContext
+from nodedrop.engine.model import Items, Node, NodeOutputs
+from nodedrop.engine.registry import CompileContext, Prepared, Reporter
+
+
+def _factory(
+    node: Node, values: dict[str, Any], base: str, reporter: Reporter, cctx: CompileContext
+) -> Prepared:
+    def run(inputs: dict[str, Items], ctx: NodeContext) -> NodeOutputs:
+        if ctx.info.attempt < 2:
+            raise NodeError(f"first attempt fails ({ctx.info.attempt})", code="flaky")
+        return {"main": [item for items in inputs.values() for item in items]}
+
+    return Prepared(run, is_async=False)
+
+
+def register(registry: NodeRegistry) -> None:
+    registry.register(NodeType("telemetry_flaky", params=(), factory=_factory))
