@@ -1,7 +1,9 @@
 """OpenTelemetry tracer provider bootstrap.
 
-Spans go to an OTLP exporter only when OTEL_EXPORTER_OTLP_ENDPOINT is set;
-otherwise they are still created (logs carry their ids) but exported nowhere.
+Spans go to an OTLP exporter only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+Otherwise they are not recorded at all: the sampler drops them, so the hot
+path pays for a span context (logs and job entries still carry trace ids) but
+not for attributes, events and end-of-span processing nobody will read.
 Tests install an in-memory exporter with ``install_in_memory_tracing``.
 
 Redis and asyncpg calls are instrumented (``instrument_clients``) only when
@@ -11,11 +13,18 @@ process whose spans go nowhere should not pay for it on its hot path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 from nodedrop.common.settings import TelemetrySettings
 from nodedrop.common.span_ids import AttemptIdGenerator
@@ -34,6 +43,28 @@ _exporting = False
 _instrumented = False
 
 
+class _RecordWhenExported(Sampler):
+    """Records spans only while an exporter receives them (see the module doc)."""
+
+    def should_sample(  # noqa: PLR0917 - the Sampler interface
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent_state = trace.get_current_span(parent_context).get_span_context().trace_state
+        if _exporting:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent_state)
+        return SamplingResult(Decision.DROP, None, parent_state)
+
+    def get_description(self) -> str:
+        return "RecordWhenExported"
+
+
 def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
     """Installs the global tracer provider once; later calls return the first one."""
     global _provider  # noqa: PLW0603 - the OTel global is process-wide too
@@ -43,6 +74,7 @@ def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
         resource=Resource.create({SERVICE_NAME: settings.service_name}),
         # Retry links name the previous attempt's marker span by a derived id.
         id_generator=AttemptIdGenerator(),
+        sampler=_RecordWhenExported(),
     )
     if settings.otlp_endpoint is not None:
         # Imported here: the exporter pulls in its own gRPC client machinery
