@@ -242,6 +242,10 @@ def _timed_round(system: System, scenario: Scenario) -> dict[str, Any]:
         rnd = {"error": "driver exceeded its time cap"}
     rnd["seconds"] = round(time.monotonic() - t0, 2)
     rnd["loadavg_1m"] = load
+    if system.peer is None:
+        # nodedrop runs from the shared working tree, which other engineers
+        # commit to during a run: the code each round ran is kept with it.
+        rnd["code"] = system.versions()
     return rnd
 
 
