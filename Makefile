@@ -27,7 +27,7 @@ proto: install ## regenerate libs/proto from protos/
 
 lint: install ## ruff check and ruff format --check
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check --no-cache .
 
 format: install ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
