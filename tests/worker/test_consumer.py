@@ -9,12 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
 
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.consumer import Consumer
+from tests.worker.wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
 
 S = ExecutionStatus
 NOOP5 = chain(*({"id": f"n{i}", "type": "noop"} for i in range(1, 5)))

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import orjson
-from wq_processes import free_port
 
 from nodedrop.common.client import call, open_channel
 from nodedrop.common.server import GrpcServer
@@ -21,6 +20,7 @@ from nodedrop.store.memory import MemoryStore
 from nodedrop.worker.app import create_service as create_worker
 from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.worker.wq_processes import free_port
 
 
 async def test_dev_mode_runs_queue_executions_in_memory() -> None:

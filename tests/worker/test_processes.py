@@ -11,14 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status, worker_env
-from wq_processes import PrivateRedis, Proc, wait_scheduler
 
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
+from tests.worker.wq_helpers import (
+    assert_gap_free,
+    chain,
+    side_effects,
+    sleepy,
+    spec,
+    wait_status,
+    worker_env,
+)
+from tests.worker.wq_processes import PrivateRedis, Proc, wait_scheduler
 
 S = ExecutionStatus
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
-from wq_helpers import wait_status
 
 from nodedrop.store import EventType, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.consumer import Consumer
+from tests.worker.wq_helpers import wait_status
 
 _CASES = Path(__file__).resolve().parents[1] / "workflows" / "cases.py"
 _spec = importlib.util.spec_from_file_location("nd_workflow_cases", _CASES)

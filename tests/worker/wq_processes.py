@@ -69,12 +69,18 @@ class Proc:
     async def status(self) -> pb.GetWorkerStatusResponse:
         async with open_channel(self.addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
-            return await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
+            status: pb.GetWorkerStatusResponse = await stub.GetWorkerStatus(
+                pb.GetWorkerStatusRequest(), timeout=2
+            )
+            return status
 
     async def drain(self) -> pb.DrainWorkerResponse:
         async with open_channel(self.addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
-            return await stub.DrainWorker(pb.DrainWorkerRequest(), timeout=2)
+            drained: pb.DrainWorkerResponse = await stub.DrainWorker(
+                pb.DrainWorkerRequest(), timeout=2
+            )
+            return drained
 
     async def wait_consuming(self, timeout_s: float = 15) -> None:
         deadline = time.monotonic() + timeout_s
