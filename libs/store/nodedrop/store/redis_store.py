@@ -67,6 +67,8 @@ class RedisStore:
         ]
         self._lane_rank = {lane: i for i, lane in enumerate(config.lanes)}
         self._by_stream = {name: (p, lane) for p, lane, name in self._streams}
+        names = [name for _, _, name in self._streams]
+        self._read_tail = ("STREAMS", *names, *[">"] * len(names))
         self._event_streams = [self._k.events(p) for p in range(self._k.partitions)]
         self._event_partition = {name: p for p, name in enumerate(self._event_streams)}
         self._groups_ready: set[str] = set()
@@ -125,6 +127,22 @@ class RedisStore:
             if isinstance(r, Exception):
                 raise r
         return results
+
+    async def _command(self, *args: Any) -> Any:
+        """One command packed by hiredis, its reply as the parser gives it."""
+        pool = self._r.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(hiredis.pack_command(args))
+            return await conn.read_response()
+        except ResponseError:
+            raise  # an error reply: the connection is still in step
+        except BaseException:
+            # Cancelled or broken mid-reply: never reuse a half-read connection.
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def _pipe(self, calls: Sequence[_Call]) -> list[Any]:
         """EVALSHAs packed by hiredis into one write, replies read in order.
@@ -206,14 +224,16 @@ class RedisStore:
     async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         if JOBS_GROUP not in self._groups_ready:
             await self.ensure_groups()
-        streams: _StreamIds = {name: ">" for _, _, name in self._streams}
         # COUNT applies per stream: spread the wanted total over them, so one worker
         # does not take (and sit on) what other workers could run now.
         per_stream = max(1, -(-count // len(self._streams)))
+        args: list[Any] = ["XREADGROUP", "GROUP", JOBS_GROUP, consumer, "COUNT", per_stream]
+        if block_ms:
+            args += ["BLOCK", block_ms]
         try:
-            resp: _RawStreams = await self._r.xreadgroup(  # type: ignore[assignment]
-                JOBS_GROUP, consumer, streams, count=per_stream, block=block_ms or None
-            )
+            # Sent raw: redis-py's command path (retry wrapper, reply callbacks) cost
+            # a worker more than the read itself when batches are small.
+            resp: _RawStreams = await self._command(*args, *self._read_tail)
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise

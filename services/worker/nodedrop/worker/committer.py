@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeAlias
 
 from redis.exceptions import RedisError
 
@@ -23,13 +24,17 @@ log = get_logger("nodedrop.worker.committer")
 
 _RETRY_MAX_S = 2.0
 
+# Told whether the fence accepted a job's last commit: a future someone awaits,
+# or a callback (the consumer's, so an ending job needs no task waiting for it).
+Waiter: TypeAlias = "asyncio.Future[bool] | Callable[[bool], None]"
+
 
 class Committer:
     def __init__(self, store: StateStore, on_refused: Callable[[Job], None]) -> None:
         self._store = store
         self._on_refused = on_refused
         self._dirty: dict[Job, None] = {}
-        self._endings: dict[Job, tuple[Transition | None, asyncio.Future[bool]]] = {}
+        self._endings: dict[Job, tuple[Transition | None, Waiter]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -53,10 +58,14 @@ class Committer:
 
         ``transition`` None flushes the buffer without ending the attempt (drain)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._endings[job] = (transition, fut)
+        self.finish(job, transition, fut)
+        return fut
+
+    def finish(self, job: Job, transition: Transition | None, waiter: Waiter) -> None:
+        """``end`` with a given waiter; a callback runs inside the commit round."""
+        self._endings[job] = (transition, waiter)
         self._dirty.pop(job, None)
         self._wake.set()
-        return fut
 
     async def _loop(self) -> None:
         while True:
@@ -72,7 +81,7 @@ class Committer:
         dirty, self._dirty = self._dirty, {}
         endings, self._endings = self._endings, {}
         commits: list[Commit] = []
-        owners: list[tuple[Job, asyncio.Future[bool] | None]] = []
+        owners: list[tuple[Job, Waiter | None]] = []
         for job in dirty:
             if job.fenced_out:
                 continue
@@ -83,7 +92,7 @@ class Committer:
         for job, (transition, fut) in endings.items():
             c = None if job.fenced_out else job.take_commit(transition)
             if c is None:
-                fut.set_result(not job.fenced_out)
+                _tell(fut, not job.fenced_out)
                 continue
             commits.append(c)
             owners.append((job, fut))
@@ -95,15 +104,15 @@ class Committer:
             # A fault here must not leave the round's jobs waiting for their end.
             log.exception("commit round failed")
             for _, waiter in owners:
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(False)
+                if waiter is not None:
+                    _tell(waiter, False)
             return
         for (job, waiter), r in zip(owners, results, strict=True):
             if not r.ok:
                 job.fenced_out = True
                 self._on_refused(job)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(r.ok)
+            if waiter is not None:
+                _tell(waiter, r.ok)
 
     async def _send(self, commits: list[Commit]) -> list[CommitResult]:
         # Numbered commits make a resend after a lost reply safe: Redis applies
@@ -118,3 +127,15 @@ class Committer:
                 log.warning("commit failed, retrying", error=str(e), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
+
+
+def _tell(waiter: Waiter, ok: bool) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            waiter.set_result(ok)
+        return
+    try:
+        waiter(ok)
+    except Exception:
+        # One job's bookkeeping must not cost the rest of the round its answers.
+        log.exception("commit callback failed")

@@ -255,7 +255,8 @@ class Consumer:
             self._jobs[job.execution_id] = job
             self._free -= 1
             started += 1
-            job.task = asyncio.create_task(self._run(job), name=f"job:{job.execution_id}")
+            # Unnamed: naming a task formats a string per execution.
+            job.task = asyncio.create_task(self._run(job))
         if self._metrics is not None:
             self._metrics.executions_started.inc(started)
             self._metrics.worker_active_jobs.set(len(self._jobs))
@@ -266,6 +267,7 @@ class Consumer:
         ctx = job.ctx
         # Each job task has its own context: its log lines carry its execution id.
         structlog.contextvars.bind_contextvars(execution_id=job.execution_id)
+        ending = False
         try:
             try:
                 # The runner enforces the job timeout (ctx.timeout_s) itself.
@@ -280,24 +282,39 @@ class Consumer:
                 return
             transition, events = self._ending(job, outcome)
             job.events.extend(events)
-            ok = await self._committer.end(job, transition)
-            if ok and transition.status is ExecutionStatus.COMPLETED:
+
+            # The task ends here; the commit round reports the end (no task waits).
+            def ended(ok: bool) -> None:
+                self._ended(job, transition.status, ok)
+
+            self._committer.finish(job, transition, ended)
+            ending = True
+        finally:
+            if not ending:
+                self._release(job)
+
+    def _ended(self, job: Job, status: ExecutionStatus, ok: bool) -> None:
+        try:
+            if ok and status is ExecutionStatus.COMPLETED:
                 self._completed += 1
             elif ok:
-                self._failed += transition.status is not ExecutionStatus.CANCELLED
+                self._failed += status is not ExecutionStatus.CANCELLED
             if ok and self._metrics is not None:
                 self._metrics.observe_execution(
-                    _METRIC_STATUS[transition.status], time.monotonic() - job.started
+                    _METRIC_STATUS[status], time.monotonic() - job.started
                 )
         finally:
-            # A newer attempt of the same execution (reclaimed back to this worker)
-            # may hold the slot in the table by now: remove only this job.
-            if self._jobs.get(job.execution_id) is job:
-                del self._jobs[job.execution_id]
-            self._free += 1
-            self._slot_freed.set()
-            if self._metrics is not None:
-                self._metrics.worker_active_jobs.set(len(self._jobs))
+            self._release(job)
+
+    def _release(self, job: Job) -> None:
+        # A newer attempt of the same execution (reclaimed back to this worker)
+        # may hold the slot in the table by now: remove only this job.
+        if self._jobs.get(job.execution_id) is job:
+            del self._jobs[job.execution_id]
+        self._free += 1
+        self._slot_freed.set()
+        if self._metrics is not None:
+            self._metrics.worker_active_jobs.set(len(self._jobs))
 
     async def _hand_back(self, job: Job) -> None:
         if job.fenced_out:

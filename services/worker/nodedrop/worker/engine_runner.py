@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 from nodedrop.common import tracing
 from nodedrop.common.metrics import Metrics, get_metrics
@@ -48,12 +49,35 @@ def build_config(plugins: tuple[str, ...] = ()) -> EngineConfig:
     return EngineConfig(registry=build_registry(plugins))
 
 
+class _NodeTimes:
+    """NodeSpans' bookkeeping without spans: node run times for the duration
+    samples when the execution span does not record (no exporter), where a
+    span per node would cost more than running a noop node."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: dict[str, float] = {}
+
+    def started(self, node_id: str, node_type: str, at_s: float) -> None:
+        self._open[node_id] = at_s
+
+    def finished(self, node_id: str, at_s: float, *, error: str | None = None) -> float | None:
+        started = self._open.pop(node_id, None)
+        return None if started is None else max(0.0, at_s - started)
+
+    def close(self, reason: str) -> None:
+        self._open.clear()
+
+
 class _NodeTelemetry:
     """Node spans and node duration samples from the engine's node events."""
 
     __slots__ = ("_metrics", "_spans", "_types")
 
-    def __init__(self, workflow: Workflow, spans: tracing.NodeSpans, metrics: Metrics) -> None:
+    def __init__(
+        self, workflow: Workflow, spans: tracing.NodeSpans | _NodeTimes, metrics: Metrics
+    ) -> None:
         self._types = {n.id: n.type for n in workflow.nodes}
         self._spans = spans
         self._metrics = metrics
@@ -100,6 +124,10 @@ class EngineRunner:
         self._config = config or build_config()
         self._metrics = metrics if metrics is not None else get_metrics()
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
+        # Looked up once: the global provider's get_tracer builds a new Tracer per
+        # call (a fifth of a worker's time when done per attempt).  Before a
+        # provider is installed this is OpenTelemetry's proxy, which follows it.
+        self._tracer = trace.get_tracer(tracing.TRACER_NAME)
 
     def _workflow(self, text: str) -> Workflow:
         wf = self._workflows.get(text)
@@ -119,8 +147,13 @@ class EngineRunner:
             traceparent=ctx.traceparent,
             workflow_id=ctx.workflow_id,
             tenant_id=ctx.tenant_id,
+            tracer=self._tracer,
         ) as span:
-            spans = tracing.NodeSpans(span)
+            spans: tracing.NodeSpans | _NodeTimes = (
+                tracing.NodeSpans(span, tracer=self._tracer)
+                if span.is_recording()
+                else _NodeTimes()
+            )
             try:
                 outcome = await self._run(ctx, sink, cancel, spans)
             finally:
@@ -138,7 +171,11 @@ class EngineRunner:
             return outcome
 
     async def _run(
-        self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken, spans: tracing.NodeSpans
+        self,
+        ctx: ExecutionContext,
+        sink: JobSink,
+        cancel: CancelToken,
+        spans: tracing.NodeSpans | _NodeTimes,
     ) -> RunOutcome:
         try:
             workflow = self._workflow(ctx.workflow_json)
