@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nodedrop.engine.cancel import CancelToken
@@ -39,6 +39,10 @@ class _Failed(Exception):
 
 class _TimedOut(Exception):
     """The execution's deadline passed."""
+
+
+class _Stopped(Exception):
+    """The cancel token was set while the run did not wait on a node task."""
 
 
 class _LoopState:
@@ -79,14 +83,27 @@ async def run_workflow(
     task = asyncio.current_task()
     assert task is not None
 
+    removers: list[Callable[[], None]] = []
+
     def interrupt() -> None:
         task.cancel()
 
-    remove = token.add_callback(interrupt) if token is not None else None
+    def arm() -> None:
+        # Only a run that waits on node tasks is interrupted through its task; one
+        # of inline nodes only checks the token between nodes, so it may run on a
+        # task shared with other work (the worker runs batches of them inline).
+        if token is not None and not removers:
+            removers.append(token.add_callback(interrupt))
+
+    run.arm = arm
     status = ExecutionStatus.COMPLETED
     error: ErrorInfo | None = None
     try:
         await run.run(asyncio.get_running_loop().time() + limit)
+    except _Stopped:
+        assert token is not None
+        status = ExecutionStatus.CANCELLED
+        error = ErrorInfo(token.reason or "cancelled", "cancelled", None, retryable=False)
     except _TimedOut:
         status = ExecutionStatus.TIMED_OUT
         error = ErrorInfo(
@@ -101,7 +118,7 @@ async def run_workflow(
     except _Failed as exc:
         status, error = exc.status, exc.info
     finally:
-        if remove is not None:
+        for remove in removers:
             remove()
         if watcher is not None:
             watcher.cancel()
@@ -168,6 +185,7 @@ class _Run:
         self.tasks: dict[asyncio.Task[NodeOutputs], int] = {}
         self.sem = asyncio.Semaphore(config.max_parallel_nodes)
         self.execution_var = info.as_variable(plan.workflow.name)
+        self.arm: Callable[[], None] = _no_arm
         self.completed = self._usable_checkpoints(completed)
 
     def _usable_checkpoints(self, completed: Mapping[str, NodeOutputs]) -> dict[int, NodeOutputs]:
@@ -200,9 +218,12 @@ class _Run:
             if p == 0 and i != plan.trigger:
                 self.ready.append(i)
         steps = 0
+        token = self.token
         try:
             while True:
                 while self.ready:
+                    if token is not None and token.cancelled:
+                        raise _Stopped
                     await self._start(self.ready.popleft())
                     steps += 1
                     if steps & 255 == 0:
@@ -217,6 +238,7 @@ class _Run:
                 left = deadline - clock()
                 if left <= 0:
                     raise _TimedOut
+                self.arm()
                 done, _ = await asyncio.wait(
                     self.tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -521,6 +543,10 @@ class _Run:
             else:
                 result[self.plan.ids[i]] = [it for items in outputs.values() for it in items]
         return result
+
+
+def _no_arm() -> None:
+    return None
 
 
 def _internal(exc: Exception) -> NodeError:

@@ -39,7 +39,7 @@ from nodedrop.store import (
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.committer import Committer
 from nodedrop.worker.job import Job
-from nodedrop.worker.runner import Ending, Runner, RunOutcome
+from nodedrop.worker.runner import Ending, InlineRunner, Runner, RunOutcome
 
 log = get_logger("nodedrop.worker")
 
@@ -117,6 +117,7 @@ class Consumer:
         self._free = config.concurrency
         self._slot_freed = asyncio.Event()
         self._committer = Committer(store, self._refused)
+        self._inline = runner.runs_inline if isinstance(runner, InlineRunner) else None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._consuming = False
@@ -248,6 +249,7 @@ class Consumer:
         lease_ms = int(self._cfg.lease_s * 1000)
         acquired = await self._store.acquire(batch, lease_ms, now)
         started = 0
+        inline: list[Job] = []
         for a in acquired:
             if a.lease is None or a.context is None:
                 continue
@@ -255,13 +257,39 @@ class Consumer:
             self._jobs[job.execution_id] = job
             self._free -= 1
             started += 1
-            # Unnamed: naming a task formats a string per execution.
-            job.task = asyncio.create_task(self._run(job))
+            if self._inline is not None and self._inline(a.context):
+                inline.append(job)
+            else:
+                # Unnamed: naming a task formats a string per execution.
+                job.task = asyncio.create_task(self._run(job))
+        if inline:
+            # One task for the batch's attempts that never suspend: a task per
+            # attempt cost more than running a noop workflow.
+            shared = asyncio.create_task(self._run_inline(inline))
+            for job in inline:
+                job.task = shared
         if self._metrics is not None:
             self._metrics.executions_started.inc(started)
             self._metrics.worker_active_jobs.set(len(self._jobs))
 
     # -- running ---------------------------------------------------------------
+
+    async def _run_inline(self, jobs: list[Job]) -> None:
+        done = 0
+        try:
+            for job in jobs:
+                try:
+                    await self._run(job)
+                except Exception:
+                    # _run released the slot; the others of the batch still run.
+                    log.exception("job failed outside its run", execution_id=job.execution_id)
+                done += 1
+        finally:
+            if done < len(jobs):
+                # Cancelled before their turn: free the slots; the entries stay
+                # pending and the reclaimer hands them out again.
+                for job in jobs[done + 1 :]:
+                    self._release(job)
 
     async def _run(self, job: Job) -> None:
         ctx = job.ctx

@@ -29,6 +29,7 @@ from nodedrop.engine import (
 from nodedrop.engine.events import EventType as EngineEventType
 from nodedrop.engine.executor import run_workflow
 from nodedrop.engine.parse import parse_workflow
+from nodedrop.engine.plan import get_plan
 from nodedrop.store import EventDraft, EventError, EventType, ExecutionContext
 from nodedrop.store.plugins import build_registry
 from nodedrop.worker.runner import Ending, JobSink, RunOutcome
@@ -124,10 +125,33 @@ class EngineRunner:
         self._config = config or build_config()
         self._metrics = metrics if metrics is not None else get_metrics()
         self._workflows: OrderedDict[str, Workflow] = OrderedDict()
+        self._inline: dict[str, bool] = {}
         # Looked up once: the global provider's get_tracer builds a new Tracer per
         # call (a fifth of a worker's time when done per attempt).  Before a
         # provider is installed this is OpenTelemetry's proxy, which follows it.
         self._tracer = trace.get_tracer(tracing.TRACER_NAME)
+
+    def runs_inline(self, ctx: ExecutionContext) -> bool:
+        """True when the attempt never waits on anything but its own sink: every
+        node synchronous, without node timeout or retry delay.  Such attempts
+        run one after another on a task shared by a read batch."""
+        known = self._inline.get(ctx.workflow_json)
+        if known is not None:
+            return known
+        try:
+            plan = get_plan(
+                self._workflow(ctx.workflow_json), self._config.registry, self._config.limits
+            )
+            inline = not any(p.is_async for p in plan.prepared) and all(
+                n.timeout_s is None and (n.retry is None or n.retry.max_tries <= 1)
+                for n in plan.nodes
+            )
+        except (ValidationError, orjson.JSONDecodeError):
+            inline = True  # fails at once, without waiting on anything
+        if len(self._inline) >= _CACHE_SIZE:
+            self._inline.clear()
+        self._inline[ctx.workflow_json] = inline
+        return inline
 
     def _workflow(self, text: str) -> Workflow:
         wf = self._workflows.get(text)

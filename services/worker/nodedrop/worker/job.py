@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 from nodedrop.engine.cancel import CancelToken
 from nodedrop.store import Commit, EventDraft, ExecutionContext, Lease, Transition
 
 
-@dataclass(eq=False)
 class Job:
-    lease: Lease
-    ctx: ExecutionContext
-    cancel: CancelToken = field(default_factory=CancelToken)
-    started: float = field(default_factory=time.monotonic)
-    # Writes not yet sent: committed together with the next flush.
-    outputs: dict[str, str] = field(default_factory=dict)
-    events: list[EventDraft] = field(default_factory=list)
-    commits_sent: int = 0
-    # Set when the fence refused a write: another worker owns the execution now.
-    fenced_out: bool = False
-    # Set when the worker drains: the attempt is handed back, not ended.
-    handed_back: bool = False
-    task: asyncio.Task[None] | None = None
+    """Mutable bookkeeping of one attempt (identity equality: a dict key of the
+    committer).  A slotted class, not a dataclass: one is built per execution and
+    the dataclass __init__ with default factories cost several microseconds."""
+
+    __slots__ = (
+        "cancel",
+        "commits_sent",
+        "ctx",
+        "events",
+        "fenced_out",
+        "handed_back",
+        "lease",
+        "outputs",
+        "started",
+        "task",
+    )
+
+    def __init__(self, lease: Lease, ctx: ExecutionContext) -> None:
+        self.lease = lease
+        self.ctx = ctx
+        self.cancel = CancelToken()
+        self.started = time.monotonic()
+        # Writes not yet sent: committed together with the next flush.
+        self.outputs: dict[str, str] = {}
+        self.events: list[EventDraft] = []
+        self.commits_sent = 0
+        # Set when the fence refused a write: another worker owns the execution now.
+        self.fenced_out = False
+        # Set when the worker drains: the attempt is handed back, not ended.
+        self.handed_back = False
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def execution_id(self) -> str:

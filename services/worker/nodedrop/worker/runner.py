@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nodedrop.engine.cancel import CancelToken
 from nodedrop.store import EventDraft, EventError, ExecutionContext
@@ -37,4 +37,12 @@ class JobSink(Protocol):
 class Runner(Protocol):
     async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
         """Runs the attempt, resuming after ``ctx.outputs``; never raises for workflow faults."""
+        ...
+
+
+@runtime_checkable
+class InlineRunner(Runner, Protocol):
+    def runs_inline(self, ctx: ExecutionContext) -> bool:
+        """True when the attempt never suspends for anything of its own (no timer,
+        no I/O): the consumer then runs it on a task shared with other such attempts."""
         ...

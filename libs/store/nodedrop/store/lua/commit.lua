@@ -18,7 +18,6 @@ if n > 0 then
   local out = {}
   for j = 1, 2 * n do out[j] = ARGV[i + j] end
   redis.call('HSET', ek .. ':out', unpack(out))
-  redis.call('EXPIRE', ek .. ':out', ARGV[8])
 end
 i = i + 2 * n + 1
 n = tonumber(ARGV[i])
@@ -37,6 +36,11 @@ local fields = {'seq', seq + n}
 if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
 i = i + n + 1
 local status = ARGV[i]
+-- New checkpoints get the state TTL, unless the end below cuts every TTL anyway.
+if tonumber(ARGV[10]) > 0 and (status == '' or status == 'RETRY_SCHEDULED'
+    or (status == 'FAILED' and ARGV[i + 2] ~= '')) then
+  redis.call('EXPIRE', ek .. ':out', ARGV[8])
+end
 if status == 'RETRY_SCHEDULED' then
   for _, v in ipairs({'st', status, 'lu', '0', 'rc', '0', 'a', tonumber(h[7]) + 1}) do
     fields[#fields + 1] = v

@@ -20,7 +20,11 @@ if n > 0 then
   redis.call('HSET', ek .. ':out', unpack(out))
 end
 put_event(base, id, 1, now, ARGV[15], {ARGV[4], ARGV[3], '1'}, 'EXECUTION_QUEUED', '', '', '')
-set_ttl(base, id, ttl)
+redis.call('EXPIRE', ek, ttl)
+redis.call('EXPIRE', ek .. ':ev', ttl)
+-- The checkpoints hash exists only with outputs to resume after; the commit that
+-- creates it later gives it its TTL.
+if n > 0 then redis.call('EXPIRE', ek .. ':out', ttl) end
 if tonumber(ARGV[12]) > tonumber(now) then
   redis.call('ZADD', base .. 'delayed', ARGV[12], id)
 else
