@@ -27,8 +27,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 import argparse
 import asyncio
 import contextlib
+import shutil
 import socket
 import statistics
+import tempfile
 import time
 import uuid
 
@@ -37,7 +39,7 @@ import orjson
 from redis.asyncio import Redis
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
-from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
+from nodedrop.event.v1 import event_service_pb2
 from nodedrop.store import EventRecord, EventType, Keys
 
 BENCH_KEY = "bench-key"
@@ -49,6 +51,19 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (schedstat).
+
+    On a shared machine this separates "the process was slow" from "the
+    process was ready but another one held the cores".
+    """
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[1])
+    return total / 1e9
 
 
 def _free_port() -> int:
@@ -135,51 +150,110 @@ async def _write(prefix: str, execution_id: str, total: int, rate: float, batch:
     await redis.aclose()
 
 
-# -- the subscribers (this process) ------------------------------------------------------
+# -- the subscriber processes -------------------------------------------------------------
+#
+# Real subscribers are separate clients, so the bench spreads them over
+# `--clients` processes: one Python process parsing every delivery of 100
+# subscribers at 5,000 events/s (500,000 events/s) is itself the bottleneck and
+# its backlog would be measured as delivery latency.
+
+# Result file layout: per event (receipt ns, decoded ns, commit stamp ns) as int64.
+_RESULT_FIELDS = 3
 
 
-async def _subscribe_all(
-    address: str, execution_id: str, subscribers: int, channels: int, started: asyncio.Event
-) -> tuple[list[float], float, int]:
-    chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
-    latencies: list[float] = []
-    first_last = [float("inf"), 0.0]
-    counts: list[int] = []
-    ready = 0
+async def _subscribe(
+    address: str, execution_id: str, subscribers: int, channels: int, result_path: str
+) -> None:
+    """One client process: `subscribers` streams, stamps written to `result_path`.
 
-    async def one(channel: grpc.aio.Channel) -> None:
-        nonlocal ready
-        stub = event_service_pb2_grpc.EventServiceStub(channel)
-        call = stub.StreamExecutionEvents(
-            event_service_pb2.StreamExecutionEventsRequest(execution_id=execution_id),
-            metadata=(("authorization", f"Bearer {BENCH_KEY}"),),
-        )
-        await call.wait_for_connection()
-        ready += 1
-        if ready == subscribers:
-            started.set()
-        received: list[tuple[int, str]] = []
-        async for response in call:
-            # Keep the receive loop lean: parse the stamps after the run. Every
-            # event of a response was received at the same moment.
-            now = time.time_ns()
-            received.extend((now, event.data_json) for event in response.events)
-        counts.append(len(received))
-        for now, data in received:
-            latencies.append((now - orjson.loads(data)["t"]) / 1e6)
-        first_last[0] = min(first_last[0], received[0][0] / 1e9)
-        first_last[1] = max(first_last[1], received[-1][0] / 1e9)
+    Prints "ready" once every stream is connected and its replay received, then
+    reads one line from stdin ("go") before the receive phase, so the CPU it
+    reports covers exactly the deliveries.
+    """
+    from array import array  # noqa: PLC0415
 
+    # A local subchannel pool gives each channel its own TCP connection;
+    # channels with equal arguments would otherwise share one in grpc-core.
+    chans = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(channels)
+    ]
+    request = event_service_pb2.StreamExecutionEventsRequest(execution_id=execution_id)
+    parse = event_service_pb2.StreamExecutionEventsResponse.FromString
+    metadata = (("authorization", f"Bearer {BENCH_KEY}"),)
+    seeded = 0
+    all_seeded = asyncio.Event()
+    # Per subscriber: (receipt ns, decoded ns, data_json) for each event after the seed.
+    results: list[list[tuple[int, int, str]]] = [[] for _ in range(subscribers)]
+
+    async def one(index: int) -> None:
+        nonlocal seeded
+        # Receipt is stamped by the deserializer, i.e. when the gRPC message
+        # reaches Python and before its events are decoded; a second stamp
+        # after decoding shows what parsing the batch adds.
+        call = chans[index % channels].unary_stream(
+            "/nodedrop.event.v1.EventService/StreamExecutionEvents",
+            request_serializer=event_service_pb2.StreamExecutionEventsRequest.SerializeToString,
+            response_deserializer=lambda raw: (time.time_ns(), raw),
+        )(request, metadata=metadata)
+        received = results[index]
+        async for now, raw in call:
+            response = parse(raw)
+            decoded = time.time_ns()
+            for event in response.events:
+                if event.sequence == 1:  # the seed: replayed before the run, measures nothing
+                    seeded += 1
+                    if seeded == subscribers:
+                        all_seeded.set()
+                    continue
+                received.append((now, decoded, event.data_json))
+
+    tasks = [asyncio.create_task(one(i)) for i in range(subscribers)]
     try:
-        await asyncio.gather(*(one(chans[i % channels]) for i in range(subscribers)))
+        await asyncio.wait_for(all_seeded.wait(), 60)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        cpu0, wait0 = _cpu_seconds(os.getpid()), _runqueue_wait_seconds(os.getpid())
+        await asyncio.wait_for(asyncio.gather(*tasks), 600)
+        cpu = _cpu_seconds(os.getpid()) - cpu0
+        waited = _runqueue_wait_seconds(os.getpid()) - wait0
     finally:
+        for task in tasks:
+            task.cancel()
         for c in chans:
             await c.close()
-    return latencies, first_last[1] - first_last[0], min(counts)
+    out = array("q")
+    counts = array("q", (len(r) for r in results))
+    for received in results:
+        for now, decoded, data in received:
+            out.extend((now, decoded, orjson.loads(data)["t"]))
+    header = orjson.dumps({"cpu_s": cpu, "wait_s": waited, "counts": list(counts)})
+    with open(result_path, "wb") as f:  # noqa: ASYNC230  (the run is over; nothing to block)
+        f.write(header + b"\n")
+        out.tofile(f)
+
+
+def _read_result(path: str) -> tuple[float, float, list[int], list[tuple[int, int, int]]]:
+    from array import array  # noqa: PLC0415
+
+    with open(path, "rb") as f:
+        header = orjson.loads(f.readline())
+        stamps = array("q")
+        stamps.frombytes(f.read())
+    rows = [tuple(stamps[i : i + _RESULT_FIELDS]) for i in range(0, len(stamps), _RESULT_FIELDS)]
+    return float(header["cpu_s"]), float(header["wait_s"]), list(header["counts"]), rows  # type: ignore[return-value]
 
 
 async def _scenario(
-    address: str, prefix: str, *, subscribers: int, total: int, rate: float, server_pid: int
+    address: str,
+    prefix: str,
+    *,
+    subscribers: int,
+    total: int,
+    rate: float,
+    server_pid: int,
+    clients: int,
+    workdir: str,
 ) -> dict[str, float]:
     execution_id = f"bench-{uuid.uuid4().hex[:8]}"
     # Seed the first event so the subscriptions pass the tenant check and tail.
@@ -195,41 +269,106 @@ async def _scenario(
         data_json=orjson.dumps({"t": time.time_ns()}).decode(),
     )
     await redis.xadd(keys.exec_events(execution_id), seed.to_fields(), id="1-0")  # type: ignore[arg-type]
-    started = asyncio.Event()
-    subs = asyncio.create_task(
-        _subscribe_all(address, execution_id, subscribers, min(subscribers, 8), started)
-    )
-    await asyncio.wait_for(started.wait(), 60)
-    await asyncio.sleep(0.3)
-    cpu_before = _cpu_seconds(server_pid)
-    writer = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "write",
-        prefix,
-        execution_id,
-        str(total),
-        str(rate),
-    )
-    await writer.wait()
-    latencies, span, min_count = await asyncio.wait_for(subs, 600)
-    server_cpu = _cpu_seconds(server_pid) - cpu_before
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-        await redis.delete(key)
-    await redis.aclose()
-    latencies = latencies[subscribers:]  # the seed event measured nothing
-    q = statistics.quantiles(latencies, n=100)
-    delivered = len(latencies)
+    clients = min(clients, subscribers)
+    shares = [subscribers // clients + (i < subscribers % clients) for i in range(clients)]
+    paths = [os.path.join(workdir, f"{execution_id}-{i}.bin") for i in range(clients)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "subscribe",
+            address,
+            execution_id,
+            str(share),
+            str(min(share, 8)),
+            path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for share, path in zip(shares, paths, strict=True)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if line.strip() != b"ready":
+                raise SystemExit("a subscriber process did not start")
+        await asyncio.sleep(0.3)
+        load_before = os.getloadavg()[0]
+        cpu_before = _cpu_seconds(server_pid)
+        wait_before = _runqueue_wait_seconds(server_pid)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "write", prefix, execution_id, str(total), str(rate)
+        )
+        writer_pid = writer.pid
+        writer_cpu = 0.0
+        with contextlib.suppress(OSError):
+            # Sampled until the writer exits (then /proc no longer has it).
+            while writer.returncode is None:
+                writer_cpu = _cpu_seconds(writer_pid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer.wait(), 0.05)
+        await writer.wait()
+        server_cpu = server_wait = 0.0
+        for proc in procs:
+            await asyncio.wait_for(proc.wait(), 600)
+            # Sampled as each client finishes; the server is idle by the last one.
+            server_cpu = _cpu_seconds(server_pid) - cpu_before
+            server_wait = _runqueue_wait_seconds(server_pid) - wait_before
+        load_after = os.getloadavg()[0]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+            await redis.delete(key)
+        await redis.aclose()
+    client_cpu = client_wait = 0.0
+    counts: list[int] = []
+    receipt: list[float] = []
+    decoded: list[float] = []
+    first, last = float("inf"), 0.0
+    for path in paths:
+        cpu, wait, client_counts, rows = _read_result(path)
+        os.unlink(path)
+        client_cpu += cpu
+        client_wait += wait
+        counts.extend(client_counts)
+        for now, after, stamp in rows:
+            receipt.append((now - stamp) / 1e6)
+            decoded.append((after - stamp) / 1e6)
+        if rows:
+            first = min(first, min(r[0] for r in rows) / 1e9)
+            last = max(last, max(r[0] for r in rows) / 1e9)
+    span = last - first
+    q = statistics.quantiles(receipt, n=100)
+    qd = statistics.quantiles(decoded, n=100)
+    delivered = len(receipt)
     return {
         "subscribers": subscribers,
+        "clients": clients,
         "events": total,
         "rate": rate,
-        "complete": float(min_count == total),
+        "complete": float(len(counts) == subscribers and min(counts) == total - 1),
         "events_per_s_each": (total - 1) / span if span else 0.0,
         "deliveries_per_s": delivered / span if span else 0.0,
         "p50_ms": q[49],
         "p99_ms": q[98],
+        "p99_decoded_ms": qd[98],
         "server_cpu_us_per_delivery": server_cpu / delivered * 1e6 if delivered else 0.0,
+        "client_cpu_us_per_event": client_cpu / delivered * 1e6 if delivered else 0.0,
+        "client_cores": client_cpu / span if span else 0.0,
+        "server_cores": server_cpu / span if span else 0.0,
+        "writer_cpu_s": writer_cpu,
+        "span_s": span,
+        "server_wait_s": server_wait,
+        "client_wait_s": client_wait,
+        "load": (load_before + load_after) / 2,
     }
 
 
@@ -265,7 +404,7 @@ async def _grpc_floor(messages: int) -> tuple[float, float]:
     return n / wall, cpu / n * 1e6
 
 
-async def _main(quick: bool) -> None:
+async def _main(quick: bool, clients: int, only: list[int] | None, repeat: int) -> None:
     rate, cpu_us = await _grpc_floor(5_000 if quick else 20_000)
     print(
         f"bare grpc.aio stream on this machine: {rate:,.0f} messages/s, "
@@ -301,27 +440,43 @@ async def _main(quick: bool) -> None:
             (100, int(1_000 * scale), 50.0),
             (100, int(5_000 * scale), 5_000.0),
         ]
+        if only:
+            scenarios = [scenarios[i - 1] for i in only]
         print(
-            "| subscribers | events | offered rate | events/s per subscriber | "
-            "deliveries/s | p50 | p99 | server CPU per delivery | all delivered |"
+            "| subscribers | client processes | events | offered rate | "
+            "events/s per subscriber | deliveries/s | p50 | p99 | p99 after decode | "
+            "server CPU per delivery (cores) | client CPU per event (cores) | "
+            "run-queue wait server / clients | writer CPU | load avg | all delivered |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-        for subscribers, total, rate in scenarios:
-            r = await _scenario(
-                address,
-                prefix,
-                subscribers=subscribers,
-                total=total,
-                rate=rate,
-                server_pid=server.pid,
-            )
-            offered = f"{rate:,.0f}/s" if rate else "max"
-            print(
-                f"| {subscribers} | {total:,} | {offered} | {r['events_per_s_each']:,.0f} | "
-                f"{r['deliveries_per_s']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
-                f"{r['server_cpu_us_per_delivery']:.0f} µs | {'yes' if r['complete'] else 'NO'} |",
-                flush=True,
-            )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+        workdir = tempfile.mkdtemp(prefix="bench-events-")
+        try:
+            for subscribers, total, rate in scenarios * repeat:
+                r = await _scenario(
+                    address,
+                    prefix,
+                    subscribers=subscribers,
+                    total=total,
+                    rate=rate,
+                    server_pid=server.pid,
+                    clients=clients,
+                    workdir=workdir,
+                )
+                offered = f"{rate:,.0f}/s" if rate else "max"
+                print(
+                    f"| {subscribers} | {r['clients']:.0f} | {total:,} | {offered} | "
+                    f"{r['events_per_s_each']:,.0f} | {r['deliveries_per_s']:,.0f} | "
+                    f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+                    f"{r['p99_decoded_ms']:.1f} ms | "
+                    f"{r['server_cpu_us_per_delivery']:.1f} µs ({r['server_cores']:.2f}) | "
+                    f"{r['client_cpu_us_per_event']:.1f} µs ({r['client_cores']:.2f}) | "
+                    f"{r['server_wait_s']:.2f} / {r['client_wait_s']:.2f} s of "
+                    f"{r['span_s']:.2f} s | {r['writer_cpu_s']:.2f} s | "
+                    f"{r['load']:.1f} | {'yes' if r['complete'] else 'NO'} |",
+                    flush=True,
+                )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     finally:
         redis = Redis.from_url(REDIS_URL)
         async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
@@ -348,9 +503,27 @@ def _run(coro: object) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         _run(_serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "subscribe":
+        _run(_subscribe(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]))
     elif len(sys.argv) > 1 and sys.argv[1] == "write":
         _run(_write(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), 50))
     else:
         parser = argparse.ArgumentParser(description=__doc__)
-        parser.add_argument("--quick", action="store_true")
-        _run(_main(parser.parse_args().quick))
+        parser.add_argument("--quick", action="store_true", help="5x shorter runs")
+        parser.add_argument(
+            "--clients",
+            type=int,
+            default=4,
+            help="subscriber processes the subscribers are spread over (default 4)",
+        )
+        parser.add_argument(
+            "--only",
+            type=int,
+            action="append",
+            help="run only scenario N (1-5, the table's rows; repeatable)",
+        )
+        parser.add_argument("--repeat", type=int, default=1, help="run each scenario N times")
+        args = parser.parse_args()
+        if args.clients < 1 or args.repeat < 1 or any(not 1 <= n <= 5 for n in args.only or []):
+            parser.error("--clients and --repeat must be at least 1, --only between 1 and 5")
+        _run(_main(args.quick, args.clients, args.only, args.repeat))
