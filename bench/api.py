@@ -8,7 +8,8 @@ end; Redis: REDIS_URL under a private key prefix, deleted at the end), then
 CLIENTS concurrent callers spread over PROCS load processes submit
 ExecuteWorkflow (a stored workflow by id, or --inline definitions) for
 SECONDS after a warm-up. Every acknowledged call has its row committed in
-PostgreSQL and its job enqueued through the scheduler. No workers run: the
+PostgreSQL and its job enqueued (straight into Redis, or through the
+scheduler with --enqueue scheduler). No workers run: the
 jobs wait in Redis, so this measures the API's submission path only.
 """
 
@@ -46,6 +47,31 @@ WORKFLOW = {
     ],
     "connections": [{"from": "start", "to": "tag"}],
 }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(_cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+
+
+async def _backend_pids(database_url: str, db: str) -> list[int]:
+    """PostgreSQL server processes serving the bench database (the API's pool)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", db
+        )
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows]
 
 
 def _free_port() -> int:
@@ -89,11 +115,17 @@ class LoadPlan:
     workflow_id: str
     inline: bool
     clients: int
-    warmup: float
-    seconds: float
+    # Wall-clock (time.time()) bounds of the measured window, shared by every
+    # load process and by the CPU sampling of the main process.
+    measure_from: float
+    stop_at: float
     # Call the server's gRPC health Check instead: the bare-call ceiling of
     # the same server process on the same machine, for comparison.
     health: bool = False
+
+
+def _redis_pid(url: str) -> int:
+    return int(redis.Redis.from_url(url).info("server")["process_id"])
 
 
 def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -128,9 +160,11 @@ def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
         checks = [health_pb2_grpc.HealthStub(c) for c in channels]
         latencies: list[float] = []
         errors = 0
-        start = time.perf_counter()
-        measure_from = start + plan.warmup
-        stop_at = measure_from + plan.seconds
+        # Callers run from start-up (warm-up) until stop_at; only calls that
+        # start inside the shared window are counted.
+        offset = time.perf_counter() - time.time()
+        measure_from = plan.measure_from + offset
+        stop_at = plan.stop_at + offset
 
         async def caller(i: int) -> None:
             nonlocal errors
@@ -221,8 +255,8 @@ def main() -> int:
     parser.add_argument("--inline", action="store_true", help="inline definitions, not by id")
     parser.add_argument(
         "--enqueue",
-        choices=("scheduler", "store"),
-        default="scheduler",
+        choices=("store", "scheduler"),
+        default="store",
         help="NODEDROP_API_ENQUEUE of the API under test",
     )
     parser.add_argument(
@@ -273,6 +307,9 @@ def main() -> int:
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         n, extra = divmod(args.clients, args.procs)
+        # Spawned load processes need a moment to import before the warm-up.
+        measure_from = time.time() + 3.0 + args.warmup
+        stop_at = measure_from + args.seconds
         loaders = [
             ctx.Process(
                 target=_load,
@@ -283,8 +320,8 @@ def main() -> int:
                         workflow_id,
                         args.inline,
                         n + (i < extra),
-                        args.warmup,
-                        args.seconds,
+                        measure_from,
+                        stop_at,
                         args.health,
                     ),
                     out,
@@ -294,6 +331,16 @@ def main() -> int:
         ]
         for loader in loaders:
             loader.start()
+        time.sleep(max(0.0, measure_from - time.time()))
+        pids = {
+            "api": [procs[1].pid],
+            "scheduler": [procs[0].pid],
+            "postgres": asyncio.run(_backend_pids(args.database_url, setup["db"])),
+            "redis": [_redis_pid(args.redis_url)],
+        }
+        cpu_before = _cpu_of(pids)
+        time.sleep(max(0.0, stop_at - time.time()))
+        cpu_after = _cpu_of(pids)
         results = [out.get(timeout=args.warmup + args.seconds + 120) for _ in loaders]
         for loader in loaders:
             loader.join()
@@ -309,6 +356,13 @@ def main() -> int:
         print("no successful calls", file=sys.stderr)
         return 1
     rate = len(latencies) / args.seconds
+    # CPU microseconds per acknowledged call in the measured window: the
+    # figure of merit on a shared machine, where wall-clock rates swing with
+    # the other work. Redis is shared with that work too, so it is an upper bound.
+    cpu_us = {
+        name: round((cpu_after[name] - cpu_before[name]) * 1e6 / len(latencies))
+        for name in cpu_before
+    }
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     load = os.getloadavg()
@@ -326,6 +380,7 @@ def main() -> int:
                 "p50_ms": round(p50, 2),
                 "p99_ms": round(p99, 2),
                 "errors": errors,
+                "cpu_us_per_call": cpu_us,
                 "executions_stored": stored,
                 "loadavg_1m": round(load[0], 2),
                 "cpus": os.cpu_count(),

@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from nodedrop.api.definitions import to_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.common.errors import FailedPrecondition, Unavailable
+from nodedrop.common.settings import TelemetrySettings
+from nodedrop.common.telemetry import configure_tracing, install_in_memory_tracing
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.redis_store import RedisStore
@@ -99,3 +103,33 @@ async def test_refused_job_and_unreachable_redis() -> None:
             await queue.enqueue(_request(str(uuid.uuid4())))
     finally:
         await dead.close()
+
+
+async def test_job_keeps_the_enqueue_span_as_its_traceparent(store: RedisStore) -> None:
+    # As the scheduler's path: a PRODUCER "enqueue" span under the caller's
+    # span, and the job entry carries that span's traceparent for the worker.
+    configure_tracing(TelemetrySettings("nodedrop-test", None))
+    memory = install_in_memory_tracing()
+    await store.ensure_groups()
+    queue = StoreQueue(store, FakeQueue())
+    queue.start()
+    execution_id = str(uuid.uuid4())
+    try:
+        with trace.get_tracer("test").start_as_current_span("rpc") as rpc:
+            assert await queue.enqueue(_request(execution_id)) is Status.QUEUED
+        rpc_ctx = rpc.get_span_context()
+        spans = [s for s in memory.get_finished_spans() if s.context.trace_id == rpc_ctx.trace_id]
+    finally:
+        await queue.stop()
+        memory.shutdown()
+    (enqueue,) = [s for s in spans if s.name == "enqueue"]
+    assert enqueue.kind is SpanKind.PRODUCER
+    assert enqueue.parent is not None and enqueue.parent.span_id == rpc_ctx.span_id
+    (delivery,) = [
+        d for d in await store.read_jobs("w", 100, 100) if d.execution_id == execution_id
+    ]
+    _, trace_id, span_id, _ = delivery.traceparent.split("-")
+    assert (trace_id, span_id) == (
+        f"{enqueue.context.trace_id:032x}",
+        f"{enqueue.context.span_id:016x}",
+    )

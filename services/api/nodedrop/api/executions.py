@@ -143,6 +143,7 @@ class ExecutionManager:
             run_at=new.run_at if delay_s > 0 else None,
             traceparent=s.traceparent,
             completed_outputs=dict(s.completed_outputs or {}),
+            workflow_json=definition.json,
         )
         try:
             return await self._queue.enqueue(request)
@@ -174,12 +175,12 @@ class ExecutionManager:
         )
         assert self._queue is not None
         delay = max(0.0, (record.run_at - datetime.now(UTC)).total_seconds())
+        definition = from_json(record.definition_json)
         request = EnqueueRequest(
             execution_id=new.id,
             tenant_id=new.tenant_id,
-            workflow=_snapshot(
-                from_json(record.definition_json), record.workflow_id, record.workflow_version
-            ),
+            workflow=_snapshot(definition, record.workflow_id, record.workflow_version),
+            workflow_json=definition.json,
             trigger_data_json=new.trigger_data_json,
             priority=new.priority,
             run_at=new.run_at if delay > 0 else None,

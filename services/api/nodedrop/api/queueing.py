@@ -69,6 +69,9 @@ class EnqueueRequest:
     run_at: datetime | None
     traceparent: str = ""
     completed_outputs: Mapping[str, str] = field(default_factory=dict)
+    # The same definition as NODES.md JSON when the caller has it already, so
+    # an adapter that stores JSON need not convert `workflow` back.
+    workflow_json: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,9 @@ class ApiOptions:
     database_url_set: bool
     redis_url_set: bool
     run_migrations: bool
-    # Where queue-mode submissions are enqueued: through the scheduler's RPC
-    # (one call each), or straight into the store, batched (see store_queue).
+    # Where queue-mode submissions are enqueued: straight into the store,
+    # batched (see store_queue; the default), or through the scheduler's RPC
+    # (one call each, and the scheduler checks the workflow again).
     enqueue_via: str
 
     @classmethod
@@ -64,7 +65,7 @@ class ApiOptions:
             redis_url_set=bool(env.get("REDIS_URL", "").strip()),
             run_migrations=env_bool(env, "NODEDROP_MIGRATE_ON_START", True),
             enqueue_via=env_str(
-                env, "NODEDROP_API_ENQUEUE", "scheduler", choices=("scheduler", "store")
+                env, "NODEDROP_API_ENQUEUE", "store", choices=("store", "scheduler")
             ),
         )
 

@@ -1,13 +1,20 @@
-"""The queue port with enqueues straight into the store (NODEDROP_API_ENQUEUE=store).
+"""The queue port with enqueues straight into the store (NODEDROP_API_ENQUEUE=store,
+the default with Redis).
 
-The default path enqueues through the scheduler's EnqueueExecution RPC: one
-gRPC call per submission, and the scheduler validates the workflow again.
-This adapter writes the same job with the store's own enqueue script (the
-one the scheduler runs), coalescing the submissions that arrive together
-into one pipelined ``enqueue_many``: under load, N round trips and N gRPC
-calls become about N / batch round trips. The API has validated the
+The other path enqueues through the scheduler's EnqueueExecution RPC: one
+gRPC call per submission (about 1.4 ms of scheduler CPU each), and the
+scheduler validates the workflow again. This adapter writes the same job
+with the store's own enqueue script (the one the scheduler runs),
+coalescing the submissions that arrive together into one pipelined
+``enqueue_many``: under load, N round trips and N gRPC calls become about
+N / batch round trips. The API has validated the
 definition with the engine already. Cancel, states and queue figures still
 go to the scheduler.
+
+Guarantees are the scheduler path's: the execution row is committed before
+the enqueue, so a crash between the two leaves a queued row that orphan
+recovery enqueues; each enqueue runs in the same PRODUCER span as the
+scheduler's, whose traceparent the job entry keeps.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from nodedrop.api.definitions import from_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest, KnownState, QueueFigures, QueuePort
 from nodedrop.common.errors import FailedPrecondition, Unavailable
+from nodedrop.common.tracing import current_traceparent, enqueue_span
 from nodedrop.store import InvalidJob, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2
@@ -50,21 +58,21 @@ def _workflow_json(wf: workflow_pb2.Workflow) -> str:
     return text
 
 
-def _spec(request: EnqueueRequest) -> JobSpec:
+def _spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
     wf = request.workflow
     settings = wf.settings
     return JobSpec(
         execution_id=request.execution_id,
         tenant_id=request.tenant_id,
         workflow_id=wf.id,
-        workflow_json=_workflow_json(wf),
+        workflow_json=request.workflow_json or _workflow_json(wf),
         trigger_json=request.trigger_data_json,
         priority=request.priority,
         run_at_ms=int(request.run_at.timestamp() * 1000) if request.run_at else 0,
         max_attempts=settings.max_attempts if settings.HasField("max_attempts") else 3,
         backoff_s=settings.backoff_s if settings.HasField("backoff_s") else 2.0,
         timeout_s=settings.timeout_s if settings.HasField("timeout_s") else 300.0,
-        traceparent=request.traceparent,
+        traceparent=traceparent,
         completed_outputs=dict(request.completed_outputs),
     )
 
@@ -97,12 +105,14 @@ class StoreQueue:
                 future.set_exception(Unavailable("the API is shutting down"))
 
     async def enqueue(self, request: EnqueueRequest) -> Status:
-        spec = _spec(request)
-        if self._task is None:
-            return (await self._send([spec]))[0]
-        future: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((spec, future))
-        return await future
+        with enqueue_span(request.execution_id, parent_traceparent=request.traceparent):
+            # Taken inside the span: the worker's execution span is its child.
+            spec = _spec(request, current_traceparent())
+            if self._task is None:
+                return (await self._send([spec]))[0]
+            future: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait((spec, future))
+            return await future
 
     async def _drain(self) -> None:
         while True:
