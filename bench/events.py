@@ -185,9 +185,10 @@ async def _subscribe(
     all_seeded = asyncio.Event()
     # Per subscriber: (receipt ns, decoded ns, data_json) for each event after the seed.
     results: list[list[tuple[int, int, str]]] = [[] for _ in range(subscribers)]
+    messages = 0
 
     async def one(index: int) -> None:
-        nonlocal seeded
+        nonlocal seeded, messages
         # Receipt is stamped by the deserializer, i.e. when the gRPC message
         # reaches Python and before its events are decoded; a second stamp
         # after decoding shows what parsing the batch adds.
@@ -200,6 +201,7 @@ async def _subscribe(
         async for now, raw in call:
             response = parse(raw)
             decoded = time.time_ns()
+            messages += 1
             for event in response.events:
                 if event.sequence == 1:  # the seed: replayed before the run, measures nothing
                     seeded += 1
@@ -227,13 +229,15 @@ async def _subscribe(
     for received in results:
         for now, decoded, data in received:
             out.extend((now, decoded, orjson.loads(data)["t"]))
-    header = orjson.dumps({"cpu_s": cpu, "wait_s": waited, "counts": list(counts)})
+    header = orjson.dumps(
+        {"cpu_s": cpu, "wait_s": waited, "messages": messages, "counts": list(counts)}
+    )
     with open(result_path, "wb") as f:  # noqa: ASYNC230  (the run is over; nothing to block)
         f.write(header + b"\n")
         out.tofile(f)
 
 
-def _read_result(path: str) -> tuple[float, float, list[int], list[tuple[int, int, int]]]:
+def _read_result(path: str) -> tuple[float, float, int, list[int], list[tuple[int, int, int]]]:
     from array import array  # noqa: PLC0415
 
     with open(path, "rb") as f:
@@ -241,7 +245,13 @@ def _read_result(path: str) -> tuple[float, float, list[int], list[tuple[int, in
         stamps = array("q")
         stamps.frombytes(f.read())
     rows = [tuple(stamps[i : i + _RESULT_FIELDS]) for i in range(0, len(stamps), _RESULT_FIELDS)]
-    return float(header["cpu_s"]), float(header["wait_s"]), list(header["counts"]), rows  # type: ignore[return-value]
+    return (
+        float(header["cpu_s"]),
+        float(header["wait_s"]),
+        int(header["messages"]),
+        list(header["counts"]),
+        rows,  # type: ignore[return-value]
+    )
 
 
 async def _scenario(
@@ -329,12 +339,15 @@ async def _scenario(
             await redis.delete(key)
         await redis.aclose()
     client_cpu = client_wait = 0.0
+    messages = 0
     counts: list[int] = []
     receipt: list[float] = []
     decoded: list[float] = []
     first, last = float("inf"), 0.0
     for path in paths:
-        cpu, wait, client_counts, rows = _read_result(path)
+        cpu, wait, client_messages, client_counts, rows = _read_result(path)
+        # The seed arrived in a response of its own before the run began.
+        messages += client_messages - len(client_counts)
         os.unlink(path)
         client_cpu += cpu
         client_wait += wait
@@ -366,6 +379,8 @@ async def _scenario(
         "server_cores": server_cpu / span if span else 0.0,
         "writer_cpu_s": writer_cpu,
         "span_s": span,
+        "events_per_response": delivered / messages if messages else 0.0,
+        "server_cpu_us_per_response": server_cpu / messages * 1e6 if messages else 0.0,
         "server_wait_s": server_wait,
         "client_wait_s": client_wait,
         "load": (load_before + load_after) / 2,
@@ -404,7 +419,13 @@ async def _grpc_floor(messages: int) -> tuple[float, float]:
     return n / wall, cpu / n * 1e6
 
 
-async def _main(quick: bool, clients: int, only: list[int] | None, repeat: int) -> None:
+async def _main(
+    quick: bool,
+    clients: int,
+    only: list[int] | None,
+    repeat: int,
+    custom: list[tuple[int, int, float]],
+) -> None:
     rate, cpu_us = await _grpc_floor(5_000 if quick else 20_000)
     print(
         f"bare grpc.aio stream on this machine: {rate:,.0f} messages/s, "
@@ -442,13 +463,16 @@ async def _main(quick: bool, clients: int, only: list[int] | None, repeat: int) 
         ]
         if only:
             scenarios = [scenarios[i - 1] for i in only]
+        if custom:
+            scenarios = custom
         print(
             "| subscribers | client processes | events | offered rate | "
             "events/s per subscriber | deliveries/s | p50 | p99 | p99 after decode | "
+            "events per response | server CPU per response | "
             "server CPU per delivery (cores) | client CPU per event (cores) | "
             "run-queue wait server / clients | writer CPU | load avg | all delivered |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+        print("|" + "---:|" * 16 + ":---:|")
         workdir = tempfile.mkdtemp(prefix="bench-events-")
         try:
             for subscribers, total, rate in scenarios * repeat:
@@ -468,6 +492,8 @@ async def _main(quick: bool, clients: int, only: list[int] | None, repeat: int) 
                     f"{r['events_per_s_each']:,.0f} | {r['deliveries_per_s']:,.0f} | "
                     f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
                     f"{r['p99_decoded_ms']:.1f} ms | "
+                    f"{r['events_per_response']:.1f} | "
+                    f"{r['server_cpu_us_per_response']:.0f} µs | "
                     f"{r['server_cpu_us_per_delivery']:.1f} µs ({r['server_cores']:.2f}) | "
                     f"{r['client_cpu_us_per_event']:.1f} µs ({r['client_cores']:.2f}) | "
                     f"{r['server_wait_s']:.2f} / {r['client_wait_s']:.2f} s of "
@@ -523,7 +549,23 @@ if __name__ == "__main__":
             help="run only scenario N (1-5, the table's rows; repeatable)",
         )
         parser.add_argument("--repeat", type=int, default=1, help="run each scenario N times")
+        parser.add_argument(
+            "--scenario",
+            action="append",
+            default=[],
+            metavar="SUBSCRIBERS,EVENTS,RATE",
+            help="run this scenario instead (RATE events/s, 0 = as fast as the writer can)",
+        )
         args = parser.parse_args()
+        try:
+            custom = [
+                (int(subs), int(events), float(rate))
+                for subs, events, rate in (c.split(",") for c in args.scenario)
+            ]
+        except ValueError:
+            parser.error("--scenario takes SUBSCRIBERS,EVENTS,RATE, e.g. 100,5000,5000")
+        if any(subs < 1 or events < 2 or rate < 0 for subs, events, rate in custom):
+            parser.error("--scenario needs at least 1 subscriber, 2 events and a rate >= 0")
         if args.clients < 1 or args.repeat < 1 or any(not 1 <= n <= 5 for n in args.only or []):
             parser.error("--clients and --repeat must be at least 1, --only between 1 and 5")
-        _run(_main(args.quick, args.clients, args.only, args.repeat))
+        _run(_main(args.quick, args.clients, args.only, args.repeat, custom))
