@@ -8,7 +8,7 @@ nothing. Folding is pure: events in, row patches out.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -86,46 +86,76 @@ def _with_node(error_json: str | None, node_id: str | None) -> str | None:
     return orjson.dumps(error).decode()
 
 
+class _Folding:
+    """An execution's patch while its batch is folded (mutable: one object per
+    execution instead of a frozen copy per event, the recorder's hot loop)."""
+
+    __slots__ = (
+        "attempt",
+        "error_json",
+        "execution_id",
+        "failed_node",
+        "finished_at",
+        "last_sequence",
+        "result_json",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self.status: Status | None = None
+        self.attempt = 0
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.error_json: str | None = None
+        self.result_json: str | None = None
+        self.last_sequence = 0
+        # The store's event error has no node field: the execution's error
+        # names the node whose NODE_FAILED came last (seen in the same batch).
+        self.failed_node: str | None = None
+
+    def patch(self) -> ExecutionPatch:
+        return ExecutionPatch(
+            self.execution_id,
+            self.status,
+            self.attempt,
+            self.started_at,
+            self.finished_at,
+            self.error_json,
+            self.result_json,
+            self.last_sequence,
+        )
+
+
+_OPEN = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRY_SCHEDULED})
+
+
 def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[NodeRunUpsert]]:
     """One patch per execution and one upsert per node-run event, in sequence order."""
-    patches: dict[str, ExecutionPatch] = {}
+    folding: dict[str, _Folding] = {}
     runs: list[NodeRunUpsert] = []
-    # The store's event error has no node field: the execution's error names
-    # the node whose NODE_FAILED came last (seen in the same batch).
-    failed_node: dict[str, str] = {}
     for ev in sorted(events, key=lambda e: (e.execution_id, e.sequence)):
-        patch = patches.get(ev.execution_id) or ExecutionPatch(
-            ev.execution_id, None, 0, None, None, None, None, 0
-        )
-        patch = replace(
-            patch,
-            attempt=max(patch.attempt, ev.attempt),
-            last_sequence=max(patch.last_sequence, ev.sequence),
-        )
+        f = folding.get(ev.execution_id)
+        if f is None:
+            f = folding[ev.execution_id] = _Folding(ev.execution_id)
+        f.attempt = max(f.attempt, ev.attempt)
+        f.last_sequence = max(f.last_sequence, ev.sequence)
         status = _EXECUTION_STATUS.get(ev.type)
         if status is not None:
-            already_final = patch.status is not None and patch.status not in (
-                Status.QUEUED,
-                Status.RUNNING,
-                Status.RETRY_SCHEDULED,
-            )
-            if not already_final:
-                patch = replace(patch, status=status)
-            if ev.type == "execution_started" and patch.started_at is None:
-                patch = replace(patch, started_at=ev.time)
+            if f.status is None or f.status in _OPEN:
+                f.status = status
+            if ev.type == "execution_started" and f.started_at is None:
+                f.started_at = ev.time
             if ev.type in _TERMINAL_EVENTS:
-                patch = replace(
-                    patch,
-                    finished_at=patch.finished_at or ev.time,
-                    error_json=_with_node(ev.error_json, failed_node.get(ev.execution_id))
-                    or patch.error_json,
-                    result_json=(
-                        ev.data_json if ev.type == "execution_completed" else patch.result_json
-                    ),
-                )
+                f.finished_at = f.finished_at or ev.time
+                f.error_json = _with_node(ev.error_json, f.failed_node) or f.error_json
+                if ev.type == "execution_completed":
+                    f.result_json = ev.data_json
+            continue
         node_status = _NODE_STATUS.get(ev.type)
         if ev.type == "node_failed" and ev.node_id:
-            failed_node[ev.execution_id] = ev.node_id
+            f.failed_node = ev.node_id
         if node_status is not None and ev.node_id:
             done = ev.type != "node_started"
             runs.append(
@@ -143,5 +173,4 @@ def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[No
                     outputs_json=(ev.data_json or None if ev.type == "node_completed" else None),
                 )
             )
-        patches[ev.execution_id] = patch
-    return list(patches.values()), runs
+    return [f.patch() for f in folding.values()], runs
