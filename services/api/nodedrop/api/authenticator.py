@@ -35,7 +35,8 @@ class KeyAuthenticator:
         self._repo = repository
         self._ttl_s = ttl_s
         self._max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[float, ApiKeyRecord]] = OrderedDict()
+        # key id -> (valid until, record, its principal built once).
+        self._cache: OrderedDict[str, tuple[float, ApiKeyRecord, Principal]] = OrderedDict()
 
     async def authenticate(self, credential: str) -> Principal:
         return (await self.identify(credential)).principal
@@ -46,10 +47,10 @@ class KeyAuthenticator:
         key_id = key_id_of(credential)
         if key_id is None:
             raise Unauthenticated("invalid API key")
-        record = await self._lookup(key_id)
-        if record is None or not hmac.compare_digest(record.key_hash, hash_key(credential)):
+        found = await self._lookup(key_id)
+        if found is None or not hmac.compare_digest(found[0].key_hash, hash_key(credential)):
             raise Unauthenticated("invalid API key")
-        return Identity(_principal(record), None)
+        return Identity(found[1], None)
 
     async def _ticket(self, credential: str) -> Identity:
         ticket = parse_ticket(credential)
@@ -57,25 +58,26 @@ class KeyAuthenticator:
             raise Unauthenticated("invalid ticket")
         if ticket.expires_at <= time.time():
             raise Unauthenticated("ticket expired")
-        record = await self._lookup(ticket.key_id)
-        if record is None or not ticket_mac_ok(ticket, record.key_hash):
+        found = await self._lookup(ticket.key_id)
+        if found is None or not ticket_mac_ok(ticket, found[0].key_hash):
             raise Unauthenticated("invalid ticket")
-        return Identity(_principal(record), ticket.expires_at)
+        return Identity(found[1], ticket.expires_at)
 
-    async def _lookup(self, key_id: str) -> ApiKeyRecord | None:
+    async def _lookup(self, key_id: str) -> tuple[ApiKeyRecord, Principal] | None:
         now = time.monotonic()
         hit = self._cache.get(key_id)
         if hit is not None and hit[0] > now:
-            return hit[1]
+            return hit[1], hit[2]
         record = await self._repo.get_api_key(key_id)
         if record is None or record.revoked_at is not None:
             self._cache.pop(key_id, None)
             return None
-        self._cache[key_id] = (now + self._ttl_s, record)
+        principal = _principal(record)
+        self._cache[key_id] = (now + self._ttl_s, record, principal)
         self._cache.move_to_end(key_id)
         while len(self._cache) > self._max_entries:
             self._cache.popitem(last=False)
-        return record
+        return record, principal
 
     def forget(self, key_id: str) -> None:
         """Drop a cached key at once (this replica revoked it)."""
