@@ -539,8 +539,9 @@ if __name__ == "__main__":
         parser.add_argument(
             "--clients",
             type=int,
-            default=4,
-            help="subscriber processes the subscribers are spread over (default 4)",
+            default=2,
+            help="subscriber processes the subscribers are spread over (default 2: "
+            "one per core of the reference machine; more only add run-queue contention)",
         )
         parser.add_argument(
             "--only",
