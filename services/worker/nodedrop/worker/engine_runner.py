@@ -241,11 +241,15 @@ def _error(info: ErrorInfo) -> EventError:
     return EventError(info.message, info.code, info.retryable)
 
 
+# Engine event type -> store event type (same names), without an enum call per event.
+_TYPES = {t: EventType(t.value) for t in EngineEventType}
+
+
 def _draft(event: EngineEvent, data_json: str) -> EventDraft:
     if not data_json and event.data is not None:
         data_json = orjson.dumps(event.data).decode()
     return EventDraft(
-        EventType(event.type.value),
+        _TYPES[event.type],
         event.node_id or "",
         data_json,
         _error(event.error) if event.error else None,
