@@ -255,13 +255,13 @@ def _read_result(path: str) -> tuple[float, float, int, list[int], list[tuple[in
 
 
 async def _scenario(
-    address: str,
+    addresses: list[str],
     prefix: str,
     *,
     subscribers: int,
     total: int,
     rate: float,
-    server_pid: int,
+    server_pids: list[int],
     clients: int,
     workdir: str,
 ) -> dict[str, float]:
@@ -287,7 +287,7 @@ async def _scenario(
             sys.executable,
             __file__,
             "subscribe",
-            address,
+            addresses[i % len(addresses)],
             execution_id,
             str(share),
             str(min(share, 8)),
@@ -295,7 +295,7 @@ async def _scenario(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        for share, path in zip(shares, paths, strict=True)
+        for i, (share, path) in enumerate(zip(shares, paths, strict=True))
     ]
     try:
         for proc in procs:
@@ -305,8 +305,8 @@ async def _scenario(
                 raise SystemExit("a subscriber process did not start")
         await asyncio.sleep(0.3)
         load_before = os.getloadavg()[0]
-        cpu_before = _cpu_seconds(server_pid)
-        wait_before = _runqueue_wait_seconds(server_pid)
+        cpu_before = sum(_cpu_seconds(pid) for pid in server_pids)
+        wait_before = sum(_runqueue_wait_seconds(pid) for pid in server_pids)
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
@@ -327,8 +327,8 @@ async def _scenario(
         for proc in procs:
             await asyncio.wait_for(proc.wait(), 600)
             # Sampled as each client finishes; the server is idle by the last one.
-            server_cpu = _cpu_seconds(server_pid) - cpu_before
-            server_wait = _runqueue_wait_seconds(server_pid) - wait_before
+            server_cpu = sum(_cpu_seconds(pid) for pid in server_pids) - cpu_before
+            server_wait = sum(_runqueue_wait_seconds(pid) for pid in server_pids) - wait_before
         load_after = os.getloadavg()[0]
     finally:
         for proc in procs:
@@ -420,11 +420,13 @@ async def _grpc_floor(messages: int) -> tuple[float, float]:
 
 
 async def _main(
+    *,
     quick: bool,
     clients: int,
     only: list[int] | None,
     repeat: int,
     custom: list[tuple[int, int, float]],
+    server_count: int,
 ) -> None:
     rate, cpu_us = await _grpc_floor(5_000 if quick else 20_000)
     print(
@@ -432,26 +434,30 @@ async def _main(
         f"{cpu_us:.0f} µs CPU per message (client + server)\n"
     )
     prefix = f"bench-ev-{uuid.uuid4().hex[:6]}"
-    events_port, auth_port = _free_port(), _free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "serve",
-        prefix,
-        str(events_port),
-        str(auth_port),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    servers: list[asyncio.subprocess.Process] = []
+    addresses: list[str] = []
     try:
-        assert server.stdout is not None
-        for _ in range(20):  # log lines may come first
-            line = await asyncio.wait_for(server.stdout.readline(), 30)
-            if not line or line.strip() == b"ready":
-                break
-        if line.strip() != b"ready":
-            raise SystemExit("the events service did not start")
-        address = f"127.0.0.1:{events_port}"
+        for _ in range(server_count):
+            events_port, auth_port = _free_port(), _free_port()
+            server = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "serve",
+                prefix,
+                str(events_port),
+                str(auth_port),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            servers.append(server)
+            assert server.stdout is not None
+            for _ in range(20):  # log lines may come first
+                line = await asyncio.wait_for(server.stdout.readline(), 30)
+                if not line or line.strip() == b"ready":
+                    break
+            if line.strip() != b"ready":
+                raise SystemExit("the events service did not start")
+            addresses.append(f"127.0.0.1:{events_port}")
         scale = 0.2 if quick else 1.0
         scenarios = [
             # (subscribers, events, offered events/s; 0 = as fast as the writer can)
@@ -477,12 +483,12 @@ async def _main(
         try:
             for subscribers, total, rate in scenarios * repeat:
                 r = await _scenario(
-                    address,
+                    addresses,
                     prefix,
                     subscribers=subscribers,
                     total=total,
                     rate=rate,
-                    server_pid=server.pid,
+                    server_pids=[server.pid for server in servers],
                     clients=clients,
                     workdir=workdir,
                 )
@@ -508,13 +514,15 @@ async def _main(
         async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
             await redis.delete(key)
         await redis.aclose()
-        if server.stdin is not None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                server.stdin.close()
-        try:
-            await asyncio.wait_for(server.wait(), 10)
-        except TimeoutError:
-            server.kill()
+        for server in servers:
+            if server.stdin is not None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    server.stdin.close()
+        for server in servers:
+            try:
+                await asyncio.wait_for(server.wait(), 10)
+            except TimeoutError:
+                server.kill()
 
 
 def _run(coro: object) -> None:
@@ -551,6 +559,12 @@ if __name__ == "__main__":
         )
         parser.add_argument("--repeat", type=int, default=1, help="run each scenario N times")
         parser.add_argument(
+            "--servers",
+            type=int,
+            default=1,
+            help="events processes (one Redis reader each); client process i uses server i mod N",
+        )
+        parser.add_argument(
             "--scenario",
             action="append",
             default=[],
@@ -567,6 +581,22 @@ if __name__ == "__main__":
             parser.error("--scenario takes SUBSCRIBERS,EVENTS,RATE, e.g. 100,5000,5000")
         if any(subs < 1 or events < 2 or rate < 0 for subs, events, rate in custom):
             parser.error("--scenario needs at least 1 subscriber, 2 events and a rate >= 0")
-        if args.clients < 1 or args.repeat < 1 or any(not 1 <= n <= 5 for n in args.only or []):
-            parser.error("--clients and --repeat must be at least 1, --only between 1 and 5")
-        _run(_main(args.quick, args.clients, args.only, args.repeat, custom))
+        if (
+            args.clients < 1
+            or args.repeat < 1
+            or args.servers < 1
+            or any(not 1 <= n <= 5 for n in args.only or [])
+        ):
+            parser.error(
+                "--clients, --servers and --repeat must be at least 1, --only between 1 and 5"
+            )
+        _run(
+            _main(
+                quick=args.quick,
+                clients=args.clients,
+                only=args.only,
+                repeat=args.repeat,
+                custom=custom,
+                server_count=args.servers,
+            )
+        )
