@@ -1,16 +1,23 @@
 """EventService throughput and commit-to-receipt latency.
 
-Three processes, like a deployment: the events service (the real
+Separate processes, like a deployment: the events service (the real
 EventsService on nodedrop.common.server, with a stand-in AuthService that
-accepts the bench key), a writer that commits events to Redis in the store's
-layout (per-execution stream + partition stream, pipelined as a worker's
-group commit does), and this process holding the gRPC subscribers.
+accepts the bench key; `--servers N` runs N of them), a writer that commits
+events to Redis in the store's layout (per-execution stream + partition stream,
+pipelined as a worker's group commit does), and `--clients` subscriber
+processes holding the gRPC subscribers between them.
 
     .venv/bin/python bench/events.py                 # every scenario
     .venv/bin/python bench/events.py --quick         # shorter runs
+    .venv/bin/python bench/events.py --only 5 --repeat 3
+    .venv/bin/python bench/events.py --clients 4 --servers 2 --scenario 100,5000,5000
 
 Latency is measured from just before the commit (a nanosecond stamp in the
-event's data) to receipt by the subscriber, on one machine clock.
+event's data) to receipt by the subscriber, on one machine clock: receipt is
+when gRPC hands the response's bytes to Python, before its events are decoded
+(a second figure is taken after decoding). Each row also reports the server's
+and the clients' CPU and run-queue wait, and the load average, because the
+reference machine is shared.
 """
 
 # ruff: noqa: E402  (sys.path is fixed before the imports; see below)
