@@ -224,12 +224,20 @@ async def _create_workflow(target: str, key: str) -> str:
     return str(r.workflow.id)
 
 
-async def _teardown(args: argparse.Namespace, db: str, prefix: str) -> int:
+async def _teardown(args: argparse.Namespace, db: str, prefix: str) -> tuple[int, float | None]:
     admin = await asyncpg.connect(args.database_url)
     stored = 0
+    hot_share: float | None = None
     try:
         conn = await asyncpg.connect(_with_db(args.database_url, db))
         stored = int(await conn.fetchval("SELECT count(*) FROM executions"))
+        # The recorder updates each row once per event batch: an update that is
+        # not HOT also writes every index of the table.
+        row = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'executions'"
+        )
+        if row is not None and row["n_tup_upd"]:
+            hot_share = round(row["n_tup_hot_upd"] / row["n_tup_upd"], 3)
         await conn.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -243,7 +251,7 @@ async def _teardown(args: argparse.Namespace, db: str, prefix: str) -> int:
             batch.clear()
     if batch:
         r.delete(*batch)
-    return stored
+    return stored, hot_share
 
 
 def main() -> int:
@@ -298,7 +306,7 @@ def main() -> int:
         )
         for name in ("scheduler", "api")
     ]
-    stored = 0
+    stored, hot_share = 0, None
     try:
         target = f"127.0.0.1:{api_port}"
         asyncio.run(_wait_serving(f"127.0.0.1:{sched_port}"))
@@ -349,7 +357,7 @@ def main() -> int:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
-        stored = asyncio.run(_teardown(args, setup["db"], prefix))
+        stored, hot_share = asyncio.run(_teardown(args, setup["db"], prefix))
     latencies = sorted(x for lat, _ in results for x in lat)
     errors = sum(e for _, e in results)
     if not latencies:
@@ -382,6 +390,7 @@ def main() -> int:
                 "errors": errors,
                 "cpu_us_per_call": cpu_us,
                 "executions_stored": stored,
+                "executions_hot_update_share": hot_share,
                 "loadavg_1m": round(load[0], 2),
                 "cpus": os.cpu_count(),
             }
