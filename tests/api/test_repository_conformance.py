@@ -250,3 +250,38 @@ async def test_adopt_unknown_executions(tenants: ExecutionRepository) -> None:
     await repo.record_events([ev(cron.id, 1, "execution_started")])
     started = await repo.get_execution(T1, cron.id)
     assert started is not None and started.status is Status.RUNNING
+
+
+async def test_execution_of_a_stored_version_reads_that_version(
+    tenants: ExecutionRepository,
+) -> None:
+    # The adapter may keep a reference instead of a copy (PostgreSQL does):
+    # every read path still returns the version's definition, also after the
+    # workflow moved on to a new version and was deleted.
+    repo = tenants
+    await repo.create_workflow(T1, "wf-ref", "ref", '{"v":1}')
+    await repo.update_workflow(T1, "wf-ref", "ref", '{"v":2}', expected_version=1)
+    by_ref = new_execution(
+        workflow_id="wf-ref",
+        workflow_version=1,
+        definition_json='{"v":1}',
+        definition_is_version=True,
+    )
+    inline = new_execution()
+    await repo.insert_executions([by_ref, inline])
+    assert await repo.delete_workflow(T1, "wf-ref")
+    got = await repo.get_execution(T1, by_ref.id)
+    assert got is not None and got.definition_json == '{"v":1}'
+    anyone = await repo.get_execution(None, by_ref.id)
+    assert anyone is not None and anyone.definition_json == '{"v":1}'
+    listed = {
+        r.id: r.definition_json
+        for r in await repo.list_executions(T1, ExecutionFilter(None, (), None, None), None, 10)
+    }
+    assert listed[by_ref.id] == '{"v":1}'
+    assert listed[inline.id] == inline.definition_json
+    unfinished = {
+        r.id: r.definition_json
+        for r in await repo.list_unfinished(datetime.now(UTC) + timedelta(minutes=1), None, 100)
+    }
+    assert unfinished[by_ref.id] == '{"v":1}'

@@ -115,6 +115,9 @@ class ExecutionManager:
             idempotency_key=s.idempotency_key,
             retry_of=s.retry_of,
             trace_id=s.trace_id,
+            # A stored workflow's definition is that version's, whether it
+            # came from the workflow cache or from a stored execution (retry).
+            definition_is_version=s.workflow_id is not None and s.workflow_version > 0,
         )
         try:
             outcome = await self._batcher.insert(new)

@@ -90,6 +90,9 @@ class NewExecution:
     idempotency_key: str | None = None
     retry_of: str | None = None
     trace_id: str = ""
+    # True when `definition_json` is exactly the stored version (workflow_id,
+    # workflow_version): an adapter may then keep the reference, not a copy.
+    definition_is_version: bool = False
 
 
 @dataclass(frozen=True, slots=True)

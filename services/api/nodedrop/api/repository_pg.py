@@ -109,13 +109,23 @@ def _workflow(row: asyncpg.Record) -> WorkflowRecord:
     )
 
 
+def _definition(row: asyncpg.Record) -> str:
+    text = row["definition"]
+    if text is None:
+        # A reference to the stored version (migration 0003), joined in.
+        # Versions are never removed; if one were, "" is a definition that
+        # does not parse, which recovery fails with a reason.
+        text = row["version_definition"] or ""
+    return str(text)
+
+
 def _execution(row: asyncpg.Record, runs: tuple[NodeRunRecord, ...] = ()) -> ExecutionRecord:
     return ExecutionRecord(
         id=row["id"],
         tenant_id=row["tenant_id"],
         workflow_id=row["workflow_id"],
         workflow_version=row["workflow_version"],
-        definition_json=row["definition"],
+        definition_json=_definition(row),
         status=Status(row["status"]),
         mode=row["mode"],
         trigger_kind=row["trigger_kind"],
@@ -312,7 +322,8 @@ class PostgresRepository:
                 e.tenant_id,
                 e.workflow_id,
                 e.workflow_version,
-                e.definition_json,
+                # The stored version is referenced, not copied (migration 0003).
+                None if e.definition_is_version and e.workflow_id else e.definition_json,
                 str(Status.QUEUED),
                 e.mode,
                 e.trigger_kind,

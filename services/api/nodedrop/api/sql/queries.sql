@@ -93,10 +93,19 @@ SELECT id, tenant_id, idempotency_key, status FROM executions
 WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
 -- name: get_execution
-SELECT * FROM executions WHERE id = $1 AND tenant_id = $2;
+-- A NULL definition is a reference to the stored version (migration 0003).
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.id = $1 AND e.tenant_id = $2;
 
 -- name: get_execution_any_tenant
-SELECT * FROM executions WHERE id = $1;
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.id = $1;
 
 -- name: get_node_runs
 SELECT node_id, attempt, status, started_at, finished_at, error, output_item_count, outputs
@@ -104,14 +113,17 @@ FROM node_runs WHERE execution_id = $1
 ORDER BY started_at NULLS LAST, attempt, node_id;
 
 -- name: list_executions
-SELECT * FROM executions
-WHERE tenant_id = $1
-  AND ($2::text IS NULL OR workflow_id = $2)
-  AND (cardinality($3::text[]) = 0 OR status = ANY($3))
-  AND ($4::timestamptz IS NULL OR created_at >= $4)
-  AND ($5::timestamptz IS NULL OR created_at < $5)
-  AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
-ORDER BY created_at DESC, id DESC
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.tenant_id = $1
+  AND ($2::text IS NULL OR e.workflow_id = $2)
+  AND (cardinality($3::text[]) = 0 OR e.status = ANY($3))
+  AND ($4::timestamptz IS NULL OR e.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR e.created_at < $5)
+  AND ($6::timestamptz IS NULL OR (e.created_at, e.id) < ($6, $7))
+ORDER BY e.created_at DESC, e.id DESC
 LIMIT $8;
 
 -- name: set_status
@@ -123,11 +135,14 @@ WHERE id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
 RETURNING status;
 
 -- name: list_unfinished
-SELECT * FROM executions
-WHERE status IN ('queued', 'running', 'retry_scheduled')
-  AND mode = $5 AND created_at < $1
-  AND (created_at, id) > ($2, $3)
-ORDER BY created_at, id
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.status IN ('queued', 'running', 'retry_scheduled')
+  AND e.mode = $5 AND e.created_at < $1
+  AND (e.created_at, e.id) > ($2, $3)
+ORDER BY e.created_at, e.id
 LIMIT $4;
 
 -- name: insert_events
