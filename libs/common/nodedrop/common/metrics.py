@@ -18,7 +18,7 @@ import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -152,6 +152,17 @@ class Metrics:
     slow_subscriber_cutoffs: Counter
     # RPC latency (RequestLatencyInterceptor).
     request_duration: Histogram
+    # Labelled children by label values: prometheus-client's labels() lookup
+    # costs more than the observation itself, and the worker calls it per node.
+    _children: dict[tuple[str, str, str], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _child(self, metric: Histogram, key: tuple[str, str, str], **labels: str) -> Any:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child
 
     def record_queue(self, sample: QueueSample) -> None:
         """Publish one queue reading.
@@ -189,11 +200,15 @@ class Metrics:
         if counter is None:
             raise ValueError(f"unknown execution status for metrics: {status!r}")
         counter.inc()
-        self.execution_duration.labels(status=status).observe(duration_s)
+        self._child(self.execution_duration, ("execution", status, ""), status=status).observe(
+            duration_s
+        )
 
     def observe_node(self, node_type: str, status: str, duration_s: float) -> None:
         """Record one node run (status: completed, failed or skipped)."""
-        self.node_duration.labels(node_type=node_type, status=status).observe(duration_s)
+        self._child(
+            self.node_duration, ("node", node_type, status), node_type=node_type, status=status
+        ).observe(duration_s)
 
 
 def _label_values(metric: Gauge) -> list[tuple[str, ...]]:
