@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import cast
 
 import orjson
 import pytest
@@ -13,6 +14,9 @@ from nodedrop.store import Commit, EventDraft, EventError, EventRecord, EventTyp
 from nodedrop.store.records import event_tail
 from nodedrop.store.redis_store import RedisStore
 from tests.store.conftest import REDIS_URL, make_config
+
+# The store's client decodes responses: stream entries come back as str.
+Entries = list[tuple[str, dict[str, str]]]
 
 
 def _record(**kw: object) -> EventRecord:
@@ -124,10 +128,10 @@ async def test_scripts_write_one_field_to_both_streams(redis_store: RedisStore) 
     (r,) = await s.commit([Commit(acq.lease, events=drafts)], now + 5)
     assert r.ok and r.first_sequence == 3
     keys = s.config.keys
-    own = await s.client.xrange(keys.exec_events(x))
+    own = cast(Entries, await s.client.xrange(keys.exec_events(x)))
     assert [list(f) for _, f in own] == [["v"]] * 4
     assert [i for i, _ in own] == ["1-0", "2-0", "3-0", "4-0"]
-    shared = await s.client.xrange(keys.events(keys.partition(x)))
+    shared = cast(Entries, await s.client.xrange(keys.events(keys.partition(x))))
     mine = [EventRecord.from_fields(f) for _, f in shared]
     mine = [e for e in mine if e.execution_id == x]
     assert [e.sequence for e in mine] == [1, 2, 3, 4]
