@@ -15,6 +15,7 @@ from opentelemetry import trace
 
 from nodedrop.common import tracing
 from nodedrop.common.metrics import Metrics, get_metrics
+from nodedrop.common.telemetry import spans_exported
 from nodedrop.engine import (
     CancelToken,
     EngineConfig,
@@ -165,6 +166,15 @@ class EngineRunner:
         return wf
 
     async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
+        if not spans_exported():
+            # Nothing reads the spans: a non-recording span per attempt still cost
+            # a tenth of the worker (context manager, attributes, links, context
+            # attach).  The job entry keeps its traceparent for the next attempt.
+            times = _NodeTimes()
+            try:
+                return await self._run(ctx, sink, cancel, times)
+            finally:
+                times.close("the attempt ended before the node finished")
         with tracing.execution_span(
             ctx.execution_id,
             ctx.attempt,
