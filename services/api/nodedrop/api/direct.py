@@ -51,7 +51,6 @@ from nodedrop.store import (
     Commit,
     Delivery,
     EventDraft,
-    EventError,
     EventType,
     ExecutionContext,
     JobQueue,
@@ -65,6 +64,7 @@ from nodedrop.store import ExecutionStatus as StoreStatus
 from nodedrop.store import NotFound as StoreNotFound
 from nodedrop.store import PermissionDenied as StorePermissionDenied
 from nodedrop.store.config import StoreConfig
+from nodedrop.store.engine_events import event_draft, event_error
 
 __all__ = ["DirectOptions", "DirectRunner", "FailureHook"]
 
@@ -113,13 +113,13 @@ class _Sink:
         self._closing = False
 
     async def emit(self, event: EngineEvent) -> None:
-        self._drafts.append(_draft(event, ""))
+        self._drafts.append(event_draft(event))
         self._wake.set()
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
         data = orjson.dumps(outputs).decode()
         self._outputs[node_id] = data
-        self._drafts.append(_draft(event, data))
+        self._drafts.append(event_draft(event, data))
         self._wake.set()
 
     async def _flush_loop(self) -> None:
@@ -288,7 +288,7 @@ class DirectRunner:
         store_status, event_type = _ENDINGS[status]
         await sink.finish(
             Transition(store_status, failed_node=(error.node_id or "") if error else ""),
-            EventDraft(event_type, "", data_json, _error(error) if error else None),
+            EventDraft(event_type, "", data_json, event_error(error) if error else None),
         )
 
     async def _engine_run(
@@ -343,18 +343,3 @@ def _settings(definition_json: str) -> Mapping[str, Any]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _error(info: ErrorInfo) -> EventError:
-    return EventError(info.message, info.code, info.retryable)
-
-
-def _draft(event: EngineEvent, data_json: str) -> EventDraft:
-    if not data_json and event.data is not None:
-        data_json = orjson.dumps(event.data).decode()
-    return EventDraft(
-        EventType(event.type.value),
-        event.node_id or "",
-        data_json,
-        _error(event.error) if event.error else None,
-    )

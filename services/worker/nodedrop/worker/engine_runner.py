@@ -20,7 +20,6 @@ from nodedrop.engine import (
     CancelToken,
     EngineConfig,
     EngineEvent,
-    ErrorInfo,
     ExecutionInfo,
     ExecutionStatus,
     NodeOutputs,
@@ -31,7 +30,8 @@ from nodedrop.engine.events import EventType as EngineEventType
 from nodedrop.engine.executor import run_workflow
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.engine.plan import get_plan
-from nodedrop.store import EventDraft, EventError, EventType, ExecutionContext
+from nodedrop.store import EventError, ExecutionContext
+from nodedrop.store.engine_events import event_draft, event_error
 from nodedrop.store.plugins import build_registry
 from nodedrop.worker.runner import Ending, JobSink, RunOutcome
 
@@ -113,12 +113,12 @@ class _Events:
 
     async def emit(self, event: EngineEvent) -> None:
         self._telemetry.observe(event)
-        self._sink.emit(_draft(event, ""))
+        self._sink.emit(event_draft(event))
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
         self._telemetry.observe(event)
         data = orjson.dumps(outputs).decode()
-        self._sink.checkpoint(node_id, data, _draft(event, data))
+        self._sink.checkpoint(node_id, data, event_draft(event, data))
 
 
 class EngineRunner:
@@ -238,29 +238,10 @@ class EngineRunner:
         err = result.error
         return RunOutcome(
             ending,
-            error=_error(err) if err else None,
+            error=event_error(err) if err else None,
             failed_node=(err.node_id or "") if err else "",
         )
 
 
 def _invalid(message: str) -> RunOutcome:
     return RunOutcome(Ending.FAILED, error=EventError(message, "invalid_workflow", False))
-
-
-def _error(info: ErrorInfo) -> EventError:
-    return EventError(info.message, info.code, info.retryable)
-
-
-# Engine event type -> store event type (same names), without an enum call per event.
-_TYPES = {t: EventType(t.value) for t in EngineEventType}
-
-
-def _draft(event: EngineEvent, data_json: str) -> EventDraft:
-    if not data_json and event.data is not None:
-        data_json = orjson.dumps(event.data).decode()
-    return EventDraft(
-        _TYPES[event.type],
-        event.node_id or "",
-        data_json,
-        _error(event.error) if event.error else None,
-    )
