@@ -1,38 +1,52 @@
-"""Coalesces concurrent execution inserts into one multi-row INSERT.
+"""Coalesces concurrent calls into one batched call.
 
-Each ExecuteWorkflow call awaits its own future; a background task drains
-whatever has queued up (up to `max_batch`) into one repository call. Under
-load this turns N round trips into about N / batch; an idle call waits no
-extra time, since the drain starts as soon as one item is queued.
+Each caller awaits its own future; a background task drains whatever has
+queued up (up to ``max_batch``) into one call of ``flush``, with at most
+``concurrency`` flushes in flight. Under load this turns N round trips into
+about N / batch; an idle call waits no extra time, since the drain starts as
+soon as one item is queued. Used for the executions' multi-row INSERT and
+for the pipelined enqueue into the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from nodedrop.api.model import NewExecution
 from nodedrop.api.repository import ExecutionRepository, InsertOutcome
+from nodedrop.common.errors import Unavailable
 
-__all__ = ["InsertBatcher"]
+__all__ = ["InsertBatcher", "MicroBatcher"]
 
-_Pending = tuple[NewExecution, asyncio.Future[InsertOutcome]]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-class InsertBatcher:
+class MicroBatcher(Generic[T, R]):
+    """``flush`` gets the batch's items and returns one result per item, in order."""
+
     def __init__(
-        self, repository: ExecutionRepository, *, max_batch: int = 256, concurrency: int = 4
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        name: str,
+        max_batch: int = 256,
+        concurrency: int = 4,
     ) -> None:
-        self._repo = repository
+        self._flush_items = flush
+        self._name = name
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="nodedrop-insert-batcher")
+            self._task = asyncio.create_task(self._drain(), name=self._name)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -45,14 +59,14 @@ class InsertBatcher:
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
-                future.set_exception(RuntimeError("the API is shutting down"))
+                future.set_exception(Unavailable("the API is shutting down"))
 
-    async def insert(self, execution: NewExecution) -> InsertOutcome:
+    async def submit(self, item: T) -> R:
         if self._task is None:
-            # Not started (tests, CLI): insert directly.
-            return (await self._repo.insert_executions([execution]))[0]
-        future: asyncio.Future[InsertOutcome] = asyncio.get_running_loop().create_future()
-        await self._queue.put((execution, future))
+            # Not started (tests, CLI): one call of its own.
+            return (await self._flush_items([item]))[0]
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
         return await future
 
     async def _drain(self) -> None:
@@ -66,9 +80,9 @@ class InsertBatcher:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _flush(self, batch: list[_Pending]) -> None:
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            outcomes = await self._repo.insert_executions([e for e, _ in batch])
+            results = await self._flush_items([item for item, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
@@ -76,8 +90,25 @@ class InsertBatcher:
             if not isinstance(exc, Exception):
                 raise
         else:
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(outcome)
+                    future.set_result(result)
         finally:
             self._slots.release()
+
+
+class InsertBatcher(MicroBatcher[NewExecution, InsertOutcome]):
+    """Execution rows, one multi-row INSERT per batch."""
+
+    def __init__(
+        self, repository: ExecutionRepository, *, max_batch: int = 256, concurrency: int = 4
+    ) -> None:
+        super().__init__(
+            repository.insert_executions,
+            name="nodedrop-insert-batcher",
+            max_batch=max_batch,
+            concurrency=concurrency,
+        )
+
+    async def insert(self, execution: NewExecution) -> InsertOutcome:
+        return await self.submit(execution)

@@ -19,8 +19,6 @@ scheduler's, whose traceparent the job entry keeps.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ from collections.abc import Sequence
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
+from nodedrop.api.batching import MicroBatcher
 from nodedrop.api.definitions import from_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest, KnownState, QueueFigures, QueuePort
@@ -39,7 +38,6 @@ from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["StoreQueue"]
 
-_Pending = tuple[JobSpec, asyncio.Future[Status]]
 _SNAPSHOT_CACHE = 256
 _snapshots: OrderedDict[bytes, str] = OrderedDict()
 
@@ -82,31 +80,18 @@ class StoreQueue:
     def __init__(self, store: RedisStore, scheduler: QueuePort, *, max_batch: int = 256) -> None:
         self._store = store
         self._scheduler = scheduler
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(4)
+        self._batcher: MicroBatcher[JobSpec, Status] = MicroBatcher(
+            self._send, name="nodedrop-store-enqueue", max_batch=max_batch
+        )
         # Looked up once: get_tracer per call was ~4% of the API's CPU. A
         # tracer taken before the provider is configured follows it later.
         self._tracer = trace.get_tracer(TRACER_NAME)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="nodedrop-store-enqueue")
+        self._batcher.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(Unavailable("the API is shutting down"))
+        await self._batcher.stop()
 
     async def enqueue(self, request: EnqueueRequest) -> Status:
         with enqueue_span(
@@ -114,36 +99,7 @@ class StoreQueue:
         ):
             # Taken inside the span: the worker's execution span is its child.
             spec = _spec(request, current_traceparent())
-            if self._task is None:
-                return (await self._send([spec]))[0]
-            future: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait((spec, future))
-            return await future
-
-    async def _drain(self) -> None:
-        while True:
-            first = await self._queue.get()
-            await self._slots.acquire()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            task = asyncio.create_task(self._flush(batch))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-    async def _flush(self, batch: list[_Pending]) -> None:
-        try:
-            statuses = await self._send([spec for spec, _ in batch])
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
-            for (_, future), status in zip(batch, statuses, strict=True):
-                if not future.done():
-                    future.set_result(status)
-        finally:
-            self._slots.release()
+            return await self._batcher.submit(spec)
 
     async def _send(self, specs: Sequence[JobSpec]) -> list[Status]:
         try:
