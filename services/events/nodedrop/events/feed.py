@@ -10,6 +10,7 @@ allowed to stall the feed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,16 +54,7 @@ class LiveFeed:
                 if self._cursor is None:
                     self._cursor = await self._source.tail_position()
                     self.ready.set()
-                try:
-                    entries, self._cursor = await self._source.tail(
-                        self._cursor, self._batch, self._block_ms
-                    )
-                except DECODE_ERRORS:
-                    if self._salvage is None:
-                        raise
-                    entries, self._cursor = await self._salvage.read_after(
-                        self._cursor, self._batch
-                    )
+                entries, self._cursor = await self._read(self._cursor, self._block_ms)
                 failures = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
@@ -70,8 +62,27 @@ class LiveFeed:
                 log.warning("event feed read failed; retrying", error=str(exc), delay_s=delay)
                 await asyncio.sleep(delay)
                 continue
+            if 0 < len(entries) < self._batch:
+                # Redis answers a blocked XREAD after the first XADD of a
+                # commit, so the rest of that commit is usually stored by now:
+                # one non-blocking read takes it into the same publish, and each
+                # subscriber gets one response per commit instead of two (a
+                # response costs a stream far more than an event in it does).
+                # A failure here is retried by the next blocking read; what was
+                # already read is published either way.
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    more, self._cursor = await self._read(self._cursor, 0)
+                    entries += more
             if entries:
                 self._hub.publish(_live_events(entries))
+
+    async def _read(self, cursor: TailCursor, block_ms: int) -> tuple[list[TailEntry], TailCursor]:
+        try:
+            return await self._source.tail(cursor, self._batch, block_ms)
+        except DECODE_ERRORS:
+            if self._salvage is None:
+                raise
+            return await self._salvage.read_after(cursor, self._batch)
 
 
 def _live_events(entries: list[TailEntry]) -> list[LiveEvent]:
