@@ -114,10 +114,19 @@ async def test_cancel(scheduler: Any) -> None:
         await call(stub.CancelExecution, pb.CancelExecutionRequest(execution_id="nope"))
     with pytest.raises(InvalidArgument):
         await call(stub.CancelExecution, pb.CancelExecutionRequest())
+    with pytest.raises(InvalidArgument) as e:
+        await call(
+            stub.CancelExecution,
+            pb.CancelExecutionRequest(execution_id="c1", tenant_id="t1", reason="x" * 1001),
+        )
+    assert [v.field for v in e.value.violations] == ["reason"]
     r = await call(
-        stub.CancelExecution, pb.CancelExecutionRequest(execution_id="c1", tenant_id="t1")
+        stub.CancelExecution,
+        pb.CancelExecutionRequest(execution_id="c1", tenant_id="t1", reason="not needed"),
     )
     assert r.status == ex.EXECUTION_STATUS_CANCELLED
+    (event,) = await scheduler.store.read("c1", 1, 10)
+    assert event.error is not None and event.error.message == "not needed"
 
 
 async def test_failed_queue_rpcs_validate_and_work(scheduler: Any) -> None:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from nodedrop.store import (
+    DEFAULT_CANCEL_REASON,
     Commit,
     EventDraft,
     EventError,
@@ -276,9 +277,10 @@ async def test_cancel_queued_running_unknown_and_foreign(store: Store) -> None:
         await store.cancel(running.execution_id, "other", now())
     with pytest.raises(NotFound):
         await store.cancel("ex-nope", "t1", now())
-    assert await store.cancel(running.execution_id, "", now()) is S.RUNNING
+    assert await store.cancel(running.execution_id, "", now(), "too slow") is S.RUNNING
     (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert r.ok and r.cancel_requested
+    assert r.cancel_error == EventError("too slow", "cancelled", False)
     await store.commit(
         [
             Commit(
@@ -291,8 +293,31 @@ async def test_cancel_queued_running_unknown_and_foreign(store: Store) -> None:
     )
     assert await store.cancel(running.execution_id, "t1", now()) is S.CANCELLED
     assert await store.pending() == 0
-    types = [e.type for e in await store.read(queued.execution_id, 0, 10)]
-    assert types == [EventType.EXECUTION_QUEUED, EventType.EXECUTION_CANCELLED]
+    events = await store.read(queued.execution_id, 0, 10)
+    assert [e.type for e in events] == [EventType.EXECUTION_QUEUED, EventType.EXECUTION_CANCELLED]
+    # No reason given: the default one.
+    assert events[-1].error == EventError(DEFAULT_CANCEL_REASON, "cancelled", False)
+
+
+async def test_a_cancel_reason_reaches_the_event_or_the_running_worker(store: Store) -> None:
+    x = spec()
+    await store.enqueue(x, now())
+    assert await store.cancel(x.execution_id, "t1", now(), "duplicate order") is S.CANCELLED
+    (event,) = await store.read(x.execution_id, 1, 10)
+    assert event.type is EventType.EXECUTION_CANCELLED
+    assert event.error == EventError("duplicate order", "cancelled", False)
+    # Running: the worker learns the reason from its heartbeat.
+    y = spec()
+    await store.enqueue(y, now())
+    acquired = await store.acquire(await store.read_jobs("w1", 100, 0), LEASE, now())
+    # x's entry is acked unstarted; y's is leased.
+    by_id = {a.delivery.execution_id: a for a in acquired}
+    assert by_id[x.execution_id].skipped == "terminal"
+    acq = by_id[y.execution_id]
+    assert acq.lease
+    assert await store.cancel(y.execution_id, "t1", now(), "stop it") is S.RUNNING
+    (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
+    assert r.cancel_error == EventError("stop it", "cancelled", False)
 
 
 async def test_delayed_run_and_priority_lanes(store: Store) -> None:

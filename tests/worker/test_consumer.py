@@ -117,11 +117,17 @@ async def test_cancel_stops_a_one_hour_wait_within_a_second(
     await wait_status(store, ["cancel-1"], {S.RUNNING}, 5)
     await asyncio.sleep(0.1)
     t0 = time.monotonic()
-    assert await store.cancel("cancel-1", "t1", now()) is S.RUNNING
+    assert await store.cancel("cancel-1", "t1", now(), "operator: wrong input") is S.RUNNING
     await wait_status(store, ["cancel-1"], {S.CANCELLED}, 1.0)
     assert time.monotonic() - t0 < 1.0
     events = await store.read("cancel-1", 0, 100)
     assert events[-1].type is EventType.EXECUTION_CANCELLED
+    # The caller's reason reaches the worker and ends up in the event.
+    assert events[-1].error is not None
+    assert (events[-1].error.message, events[-1].error.code) == (
+        "operator: wrong input",
+        "cancelled",
+    )
     assert await store.pending() == 0
 
 

@@ -3,6 +3,8 @@
 from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError
 from nodedrop.store.keys import Keys, partition_of
 from nodedrop.store.model import (
+    DEFAULT_CANCEL_REASON,
+    MAX_CANCEL_REASON,
     Acquired,
     Commit,
     CommitResult,
@@ -20,6 +22,7 @@ from nodedrop.store.model import (
     StateSnapshot,
     TailEntry,
     Transition,
+    cancel_error,
 )
 from nodedrop.store.ports import EventLog, JobQueue, StateStore, TailCursor
 from nodedrop.store.records import (
@@ -31,6 +34,8 @@ from nodedrop.store.records import (
 )
 
 __all__ = [
+    "DEFAULT_CANCEL_REASON",
+    "MAX_CANCEL_REASON",
     "TERMINAL_EVENT_TYPES",
     "Acquired",
     "Commit",
@@ -62,5 +67,6 @@ __all__ = [
     "TailCursor",
     "TailEntry",
     "Transition",
+    "cancel_error",
     "partition_of",
 ]

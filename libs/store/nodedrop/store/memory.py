@@ -33,6 +33,7 @@ from nodedrop.store.model import (
     Renewal,
     StateSnapshot,
     TailEntry,
+    cancel_error,
 )
 from nodedrop.store.ports import TailCursor
 from nodedrop.store.records import EventDraft, EventError, EventRecord, EventType
@@ -50,6 +51,7 @@ class _Exec:
     attempt_base: int = 1
     fence: int = 0
     cancel: bool = False
+    cancel_error: EventError | None = None
     reclaims: int = 0
     commit_number: int = 0
     lease_until: int = 0
@@ -334,7 +336,7 @@ class MemoryStore:
                 continue
             e.attempt += 1
             e.attempt_base = e.attempt
-            e.status, e.reclaims, e.cancel = S.QUEUED, 0, False
+            e.status, e.reclaims, e.cancel, e.cancel_error = S.QUEUED, 0, False, None
             e.fail_reason, e.fail_node, e.fail_time = "", "", 0
             e.fence += 1
             e.expires_at = time.monotonic() + self.config.state_ttl_s
@@ -392,7 +394,9 @@ class MemoryStore:
                 skip = "stale"
             elif e.cancel:
                 e.fence += 1
-                self._emit(e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED))
+                self._emit(
+                    e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED, error=e.cancel_error)
+                )
                 self._finish(e, S.CANCELLED)
                 skip = "cancelled"
             if skip or e is None:
@@ -435,7 +439,7 @@ class MemoryStore:
                 out.append(Renewal(False, False))
                 continue
             if e.fence != lz.fence:
-                out.append(Renewal(False, e.cancel))
+                out.append(Renewal(False, e.cancel, e.cancel_error))
                 continue
             if e.status is not S.RUNNING:
                 # The attempt ended under this fence; nothing to renew, nothing refused.
@@ -445,7 +449,7 @@ class MemoryStore:
             entry = self._streams[(lz.partition, lz.lane)].entries.get(lz.entry_id)
             if entry is not None:
                 entry.touched_ms = mono
-            out.append(Renewal(True, e.cancel))
+            out.append(Renewal(True, e.cancel, e.cancel_error))
         return out
 
     async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
@@ -483,7 +487,9 @@ class MemoryStore:
             out.append(CommitResult(True, first))
         return out
 
-    async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
+    async def cancel(
+        self, execution_id: str, tenant_id: str, now_ms: int, reason: str = ""
+    ) -> ExecutionStatus:
         e = self._live(execution_id)
         if e is None:
             raise NotFound(f"execution {execution_id} not found")
@@ -491,13 +497,13 @@ class MemoryStore:
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         if e.status in TERMINAL_STATUSES:
             return e.status
-        e.cancel = True
+        e.cancel, e.cancel_error = True, cancel_error(reason)
         if e.status is S.RUNNING:
             self._wake()
             return S.RUNNING
         self._delayed.pop(execution_id, None)
         e.fence += 1
-        self._emit(e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED))
+        self._emit(e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED, error=e.cancel_error))
         self._finish(e, S.CANCELLED)
         return S.CANCELLED
 

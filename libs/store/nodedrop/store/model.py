@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from nodedrop.store.records import EventDraft, EventRecord
+from nodedrop.store.records import EventDraft, EventError, EventRecord
 
 
 class ExecutionStatus(StrEnum):
@@ -123,6 +123,17 @@ class Acquired:
 class Renewal:
     ok: bool
     cancel_requested: bool
+    # Why, as the caller of cancel gave it (None when no cancel was asked for).
+    cancel_error: EventError | None = None
+
+
+DEFAULT_CANCEL_REASON = "cancelled by request"
+MAX_CANCEL_REASON = 1000
+
+
+def cancel_error(reason: str) -> EventError:
+    """The error an execution cancelled for ``reason`` ends with (its CANCELLED event's)."""
+    return EventError(reason or DEFAULT_CANCEL_REASON, "cancelled", False)
 
 
 @dataclass(frozen=True, slots=True)

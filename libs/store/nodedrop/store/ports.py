@@ -104,8 +104,13 @@ class StateStore(Protocol):
         """Fenced atomic writes: outputs + events (+ end of attempt, TTL cut, XACK)."""
         ...
 
-    async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
-        """Flag a cancel; an execution not running ends CANCELLED at once."""
+    async def cancel(
+        self, execution_id: str, tenant_id: str, now_ms: int, reason: str = ""
+    ) -> ExecutionStatus:
+        """Flag a cancel; an execution not running ends CANCELLED at once.
+
+        ``reason`` becomes the message of the EXECUTION_CANCELLED event's error,
+        also when a worker ends a running attempt."""
         ...
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]: ...

@@ -35,9 +35,10 @@ from nodedrop.store.model import (
     Renewal,
     StateSnapshot,
     TailEntry,
+    cancel_error,
 )
 from nodedrop.store.ports import TailCursor
-from nodedrop.store.records import EVENT_FIELD, EventDraft, EventRecord, event_tail
+from nodedrop.store.records import EVENT_FIELD, EventDraft, EventError, EventRecord, event_tail
 from nodedrop.store.scripts import SCRIPTS, LuaScript
 from nodedrop.store.validation import validate_spec
 
@@ -573,7 +574,10 @@ class RedisStore:
             )
             for lz in leases
         ]
-        return [Renewal(r[0] != 0, bool(r[1])) for r in await self._eval(calls)]
+        return [
+            Renewal(r[0] != 0, bool(r[1]), EventError.from_json(r[2]) if r[2] else None)
+            for r in await self._eval(calls)
+        ]
 
     async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
         calls: list[_Call] = []
@@ -607,7 +611,9 @@ class RedisStore:
             for r in await self._eval(calls)
         ]
 
-    async def cancel(self, execution_id: str, tenant_id: str, now_ms: int) -> ExecutionStatus:
+    async def cancel(
+        self, execution_id: str, tenant_id: str, now_ms: int, reason: str = ""
+    ) -> ExecutionStatus:
         p = self._k.partition(execution_id)
         args = [
             self._k.base(p),
@@ -617,6 +623,7 @@ class RedisStore:
             self.config.events_maxlen,
             self.config.completion_ttl_s,
             self._k.cancel_channel(),
+            cancel_error(reason).to_json(),
         ]
         (r,) = await self._eval([(SCRIPTS["cancel"], self._k.exec(execution_id), args)])
         if r == "unknown":

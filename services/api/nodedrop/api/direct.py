@@ -48,6 +48,7 @@ from nodedrop.engine import (
 )
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.store import (
+    DEFAULT_CANCEL_REASON,
     Commit,
     Delivery,
     EventDraft,
@@ -209,9 +210,9 @@ class DirectRunner:
         """Flags the cancel in the store (any replica's run sees it); None when unknown there."""
         local = self._running.get(execution_id)
         if local is not None:
-            local[1].cancel(reason or "cancelled by request")
+            local[1].cancel(reason or DEFAULT_CANCEL_REASON)
         try:
-            return await self._state.cancel(execution_id, tenant_id, _now_ms())
+            return await self._state.cancel(execution_id, tenant_id, _now_ms(), reason)
         except (StoreNotFound, StorePermissionDenied):
             # Not in the store (lost, or never started), or another tenant's id.
             return None
@@ -327,7 +328,7 @@ class DirectRunner:
                 log.warning("direct cancel check failed", error=str(exc))
                 continue
             if state is not None and state.cancel_requested:
-                token.cancel("cancelled by request")
+                token.cancel(DEFAULT_CANCEL_REASON)
             elif state is None or sink.fenced_out:
                 token.cancel("the execution's state in the store was lost")
 

@@ -29,6 +29,7 @@ from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
 from nodedrop.execution.v1 import execution_service_pb2 as pb
+from nodedrop.store import MAX_CANCEL_REASON
 
 __all__ = ["ExecutionLimits", "ExecutionServicer"]
 
@@ -270,8 +271,8 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         principal = require_scope(SCOPE_EXECUTE)
         v = Violations()
         v.uuid("execution_id", request.execution_id)
-        if len(request.reason) > 1000:
-            v.add("reason", "at most 1000 characters")
+        if len(request.reason) > MAX_CANCEL_REASON:
+            v.add("reason", f"at most {MAX_CANCEL_REASON} characters")
         v.raise_if_any()
         status = await self._manager.cancel(
             principal.tenant_id, request.execution_id, request.reason

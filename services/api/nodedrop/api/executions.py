@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import orjson
-
 from nodedrop.api.batching import InsertBatcher
 from nodedrop.api.definitions import Definition, from_json, to_proto
 from nodedrop.api.errors import StoreUnavailableError
@@ -27,6 +25,7 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.store import ExecutionStatus as StoreStatus
+from nodedrop.store import cancel_error
 from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["DirectRunner", "ExecutionManager", "Submission", "Submitted"]
@@ -207,9 +206,7 @@ class ExecutionManager:
         record = await self._get(tenant_id, execution_id)
         if record.finished:
             return record.status
-        error = orjson.dumps(
-            {"message": reason or "cancelled by request", "code": "cancelled", "retryable": False}
-        ).decode()
+        error = cancel_error(reason).to_json()
         if record.mode == "direct":
             known = (
                 await self._direct.cancel(execution_id, tenant_id, reason)

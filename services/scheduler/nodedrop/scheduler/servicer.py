@@ -30,7 +30,7 @@ from nodedrop.scheduler.schedules import (
     new_schedule_id,
     next_fire_ms,
 )
-from nodedrop.store import JobQueue, StateStore
+from nodedrop.store import MAX_CANCEL_REASON, JobQueue, StateStore
 
 _MAX_IDS = 1000
 _MAX_PAGE = 1000
@@ -68,8 +68,12 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     ) -> pb.CancelExecutionResponse:
         if not request.execution_id:
             raise InvalidArgument.field("execution_id", "is required")
+        if len(request.reason) > MAX_CANCEL_REASON:
+            raise InvalidArgument.field("reason", f"at most {MAX_CANCEL_REASON} characters")
         with store_errors():
-            status = await self._state.cancel(request.execution_id, request.tenant_id, now_ms())
+            status = await self._state.cancel(
+                request.execution_id, request.tenant_id, now_ms(), request.reason
+            )
         return pb.CancelExecutionResponse(status=status_to_proto(status))
 
     async def GetExecutionStates(

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
 from nodedrop.store import (
+    DEFAULT_CANCEL_REASON,
     Delivery,
     EventDraft,
     EventError,
@@ -433,7 +434,7 @@ class Consumer:
                     job.fenced_out = True
                     self._refused(job)
                 elif r.cancel_requested:
-                    job.cancel.cancel("cancelled")
+                    job.cancel.cancel(_reason(r.cancel_error))
 
     async def _cancel_listener(self) -> None:
         assert isinstance(self._store, RedisStore)
@@ -448,10 +449,12 @@ class Consumer:
                     if msg is None:
                         continue
                     data = msg.get("data")
-                    execution_id = data.decode() if isinstance(data, bytes) else str(data)
+                    text = data.decode() if isinstance(data, bytes) else str(data)
+                    # "<execution id>\n<error JSON>" (the error is absent in older messages).
+                    execution_id, _, error = text.partition("\n")
                     job = self._jobs.get(execution_id)
                     if job is not None:
-                        job.cancel.cancel("cancelled")
+                        job.cancel.cancel(_reason(_parse_error(error)))
             except (*_TRANSIENT, RedisError) as e:
                 log.warning("cancel listener lost redis", error=str(e), delay_s=delay)
                 await asyncio.sleep(delay)
@@ -459,6 +462,17 @@ class Consumer:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _parse_error(text: str) -> EventError | None:
+    try:
+        return EventError.from_json(text) if text else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def _reason(error: EventError | None) -> str:
+    return error.message if error is not None else DEFAULT_CANCEL_REASON
 
 
 def _now_ms() -> int:

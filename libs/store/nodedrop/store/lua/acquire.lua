@@ -6,14 +6,14 @@
 local base, id, lane, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ek = KEYS[1]
 local h = redis.call('HMGET', ek, 'st', 'cx', 'a', 'seq', 'tn', 'w', 'wf', 'tr', 'ab', 'ma', 'bo',
-                     'to', 'tp', 'f')
+                     'to', 'tp', 'f', 'ce')
 if not h[1] then ack(base, lane, entry); return {0, 'unknown'} end
 if TERMINAL[h[1]] then ack(base, lane, entry); return {0, 'terminal'} end
 if h[3] ~= ARGV[5] then ack(base, lane, entry); return {0, 'stale'} end
 local now = ARGV[7]
 if h[2] == '1' then
   redis.call('HINCRBY', ek, 'f', 1)
-  emit(base, id, now, ARGV[8], 'EXECUTION_CANCELLED', '', '', '')
+  emit(base, id, now, ARGV[8], 'EXECUTION_CANCELLED', '', '', h[15] or '')
   finish(base, id, 'CANCELLED', ARGV[9])
   ack(base, lane, entry)
   return {0, 'cancelled'}
