@@ -9,6 +9,7 @@ re-serialization.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 
 from nodedrop.events.live import LiveEvent
 
@@ -16,6 +17,8 @@ from nodedrop.events.live import LiveEvent
 # default still accepts every response.
 DEFAULT_MAX_BATCH_BYTES = 1 << 20
 DEFAULT_MAX_BATCH_EVENTS = 1024
+
+_frame = attrgetter("frame")
 
 
 def pack(
@@ -32,6 +35,13 @@ def pack(
     """
     if max_events < 1 or max_bytes < 1:
         raise ValueError("batch limits must be positive")
+    if len(events) <= max_events:
+        # The usual case, joined without a Python step per event.
+        body = b"".join(map(_frame, events))
+        if len(body) <= max_bytes:
+            if body:
+                yield body
+            return
     frames: list[bytes] = []
     size = 0
     for event in events:

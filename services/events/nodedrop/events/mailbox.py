@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from nodedrop.events.live import LiveEvent
 
@@ -44,15 +44,23 @@ class Mailbox:
         return len(self._items)
 
     def offer(self, event: LiveEvent) -> None:
-        if self._overflowed or (self._matches is not None and not self._matches(event)):
+        self.offer_many((event,))
+
+    def offer_many(self, events: Sequence[LiveEvent]) -> None:
+        """Queue `events` (in order), or overflow if they do not all fit."""
+        if self._overflowed:
             return
-        if len(self._items) >= self._capacity:
+        if self._matches is not None:
+            events = list(filter(self._matches, events))
+        if not events:
+            return
+        if len(self._items) + len(events) > self._capacity:
             # Drop what is buffered: the stream ends and the client resumes from
             # the last sequence it received, so keeping them would only hold memory.
             self._overflowed = True
             self._items.clear()
         else:
-            self._items.append(event)
+            self._items.extend(events)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,7 +21,7 @@ from nodedrop.common.auth import Principal
 from nodedrop.common.errors import NotFound, OutOfRange, ResourceExhausted, Unavailable
 from nodedrop.events.history import History
 from nodedrop.events.hub import FanoutHub
-from nodedrop.events.live import LiveEvent
+from nodedrop.events.live import TERMINAL_TYPES, LiveEvent
 from nodedrop.events.mailbox import Mailbox, MailboxOverflow
 from nodedrop.events.source import EventSource
 from nodedrop.store import EventRecord
@@ -178,28 +179,40 @@ class Subscriptions:
                 batch = await mailbox.take()
             except MailboxOverflow as exc:
                 raise ResourceExhausted(str(exc)) from None
-            out: list[LiveEvent] = []
-            for event in batch:
-                if event.sequence <= last:
-                    continue
-                if event.sequence > last + 1:
-                    # A hole the live feed cannot explain: take it from the log.
-                    filled = await self._read(execution_id, last)
-                    while filled:
-                        out.extend(filled)
-                        last = filled[-1].sequence
-                        if filled[-1].terminal or event.sequence <= last:
-                            break
-                        filled = await self._read(execution_id, last)
-                    if event.sequence <= last:
-                        continue
-                out.append(event)
-                last = event.sequence
+            if _follows(batch, last):
+                # The usual case, checked without a Python step per event.
+                out = batch
+                last = batch[-1].sequence
+            else:
+                out, last = await self._order(batch, execution_id, last)
             if out:
                 cut = _through_terminal(out)
                 yield cut
                 if cut[-1].terminal:
                     return
+
+    async def _order(
+        self, batch: list[LiveEvent], execution_id: str, last: int
+    ) -> tuple[list[LiveEvent], int]:
+        """The events of `batch` after `last`, exactly once and in order, holes filled."""
+        out: list[LiveEvent] = []
+        for event in batch:
+            if event.sequence <= last:
+                continue
+            if event.sequence > last + 1:
+                # A hole the live feed cannot explain: take it from the log.
+                filled = await self._read(execution_id, last)
+                while filled:
+                    out.extend(filled)
+                    last = filled[-1].sequence
+                    if filled[-1].terminal or event.sequence <= last:
+                        break
+                    filled = await self._read(execution_id, last)
+                if event.sequence <= last:
+                    continue
+            out.append(event)
+            last = event.sequence
+        return out, last
 
     async def tenant(
         self, principal: Principal, matches: TenantFilter
@@ -213,7 +226,18 @@ class Subscriptions:
                     raise ResourceExhausted(str(exc)) from None
 
 
+_sequence = attrgetter("sequence")
+_type = attrgetter("type")
+
+
+def _follows(batch: list[LiveEvent], last: int) -> bool:
+    """Whether `batch` holds exactly the sequences last+1, last+2, ... in order."""
+    return list(map(_sequence, batch)) == list(range(last + 1, last + 1 + len(batch)))
+
+
 def _through_terminal(events: list[LiveEvent]) -> list[LiveEvent]:
+    if TERMINAL_TYPES.isdisjoint(map(_type, events)):
+        return events
     for i, event in enumerate(events):
         if event.terminal:
             return events[: i + 1]
