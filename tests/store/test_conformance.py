@@ -12,6 +12,7 @@ import pytest
 from nodedrop.store import (
     DEFAULT_CANCEL_REASON,
     Commit,
+    Delivery,
     EventDraft,
     EventError,
     EventLog,
@@ -318,6 +319,20 @@ async def test_a_cancel_reason_reaches_the_event_or_the_running_worker(store: St
     assert await store.cancel(y.execution_id, "t1", now(), "stop it") is S.RUNNING
     (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert r.cancel_error == EventError("stop it", "cancelled", False)
+
+
+async def test_a_lease_without_stream_entry_ends_the_hold(store: Store) -> None:
+    """Direct mode holds the execution on the delayed set, then leases it itself."""
+    held = spec(run_at_ms=now() + 60_000)
+    await store.enqueue(held, now())
+    assert (await store.stats(now())).delayed == 1
+    p = store.config.keys.partition(held.execution_id)
+    own = Delivery(p, 0, "", held.execution_id, 1, "", now())
+    (acq,) = await store.acquire([own], LEASE, now())
+    assert acq.lease is not None
+    st = await store.stats(now())
+    assert (st.delayed, st.waiting) == (0, 0)
+    assert await store.move_due(now() + 120_000, 10) == 0
 
 
 async def test_delayed_run_and_priority_lanes(store: Store) -> None:

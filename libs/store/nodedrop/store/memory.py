@@ -405,6 +405,9 @@ class MemoryStore:
                 continue
             e.fence += 1
             e.commit_number = 0
+            if not d.entry_id:
+                # Leased without a stream entry (a direct run): no longer held back.
+                self._delayed.pop(d.execution_id, None)
             was = e.status
             e.status, e.lease_until = S.RUNNING, now_ms + lease_ms
             if was is not S.RUNNING:

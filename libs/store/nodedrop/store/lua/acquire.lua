@@ -19,6 +19,10 @@ if h[2] == '1' then
   return {0, 'cancelled'}
 end
 local fence = tonumber(h[14]) + 1
+-- Leased without a stream entry (a direct run, enqueued with a hold period on the
+-- delayed set so no worker takes it): the hold is over, and queue figures must not
+-- count a running direct execution as delayed.
+if entry == '' then redis.call('ZREM', base .. 'delayed', id) end
 if h[1] ~= 'RUNNING' then
   local seq = tonumber(h[4]) + 1
   redis.call('HSET', ek, 'st', 'RUNNING', 'lu', ARGV[6], 'cn', '0', 'seq', seq, 'f', fence)
