@@ -108,6 +108,8 @@ def start_worker(
         EXECUTION_WORKER_CONCURRENCY=str(concurrency),
         NODEDROP_WORKER_ADDR=addr,
         NODEDROP_WORKER_ID=f"bench-{index}",
+        # A free port each: two workers would both want the default :9104.
+        NODEDROP_METRICS_ADDR="127.0.0.1:0",
         LOG_LEVEL="warning",
     )
     exe = shutil.which("nodedrop", path=str(ROOT / ".venv" / "bin")) or "nodedrop"
