@@ -3,11 +3,13 @@ read batch; anything that waits keeps a task of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from nodedrop.store import ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer
+from nodedrop.worker.consumer import Consumer, ConsumerConfig
 from nodedrop.worker.engine_runner import EngineRunner, build_config
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
@@ -65,3 +67,41 @@ async def test_a_waiting_attempt_does_not_hold_up_inline_ones(
         assert_gap_free(await store.read(x, 0, 100))
     assert consumer.counters().completed == 31
     assert consumer.counters().active == 0
+
+
+async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_not_run(
+    store: RedisStore,
+) -> None:
+    """The shared task yields after every group of attempts; a cancel landing there
+    (drain, shutdown) must still free the slots of the attempts it never ran."""
+    consumer = Consumer(
+        store,
+        EngineRunner(build_config(("nd_test_nodes",))),
+        ConsumerConfig(
+            worker_id="inline-cancel",
+            concurrency=100,
+            lease_s=30,
+            heartbeat_s=10,
+            read_block_s=0.1,
+            read_batch=100,
+        ),
+    )
+    now = int(time.time() * 1000)
+    for i in range(40):
+        await store.enqueue(spec(f"grp-{i}", NOOP3), now)
+    batch = await store.read_jobs("inline-cancel", 100, 0)
+    assert len(batch) == 40
+    # Not started: no read loop, no committer; only the batch's shared task runs.
+    await consumer._start(batch)
+    assert consumer.counters().active == 40
+    shared = next(iter(consumer._jobs.values())).task
+    assert shared is not None
+    await asyncio.sleep(0)  # the task runs its first group and yields
+    assert not shared.done()
+    shared.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await shared
+    # The first group ended (their commits wait in the committer's buffer); the
+    # other attempts were never run and gave their slots back.
+    assert consumer._free == 100 - len(consumer._committer._endings)
+    assert len(consumer._committer._endings) == 16
