@@ -81,7 +81,7 @@ class StoreQueue:
         self._store = store
         self._scheduler = scheduler
         self._batcher: MicroBatcher[JobSpec, Status] = MicroBatcher(
-            self._send, name="nodedrop-store-enqueue", max_batch=max_batch
+            self._send, name="nodedrop-store-enqueue", max_batch=max_batch, concurrency=1
         )
         # Looked up once: get_tracer per call was ~4% of the API's CPU. A
         # tracer taken before the provider is configured follows it later.
