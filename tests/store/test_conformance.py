@@ -442,3 +442,41 @@ async def test_trim_keeps_pending_and_waiting_entries(store: Store) -> None:
     got = sorted(d.execution_id for d in await store.read_jobs("w2", 100, 0))
     left = next(a.delivery.execution_id for a in acqs if a not in done)
     assert got == sorted([later.execution_id, left])
+
+
+async def test_take_reads_and_leases_at_most_count_without_waiting(store: Store) -> None:
+    assert await asyncio.wait_for(store.take("w1", 10, LEASE, now()), 0.5) == []
+    cancelled = spec()
+    await store.enqueue(cancelled, now())
+    await store.cancel(cancelled.execution_id, "t1", now())
+    specs = [spec() for _ in range(5)]
+    high = spec(priority=50)
+    for s in [*specs, high]:
+        await store.enqueue(s, now())
+    got = await store.take("w1", 3, LEASE, now())
+    assert len(got) == 3
+    leased = [a for a in got if a.lease is not None]
+    skipped = [a for a in got if a.lease is None]
+    # The cancelled one's entry, if read, is acked unstarted, as acquire does.
+    assert all(a.skipped == "terminal" for a in skipped)
+    assert all(a.delivery.execution_id == cancelled.execution_id for a in skipped)
+    for a in leased:
+        assert a.context is not None and a.context.trigger_json == '{"n": 1}'
+        assert a.lease is not None and a.lease.fence >= 1
+        events = await store.read(a.delivery.execution_id, 0, 10)
+        assert [e.type for e in events][-1] is EventType.EXECUTION_STARTED
+    rest = await store.take("w1", 100, LEASE, now())
+    ids = [a.delivery.execution_id for a in [*got, *rest]]
+    # Every entry exactly once over the two calls.
+    assert sorted(ids) == sorted(s.execution_id for s in [cancelled, *specs, high])
+    assert await store.take("w1", 100, LEASE, now()) == []
+    # Leased entries stay pending until their end; the skipped one was acked.
+    assert await store.pending() == 6
+
+
+async def test_take_serves_the_higher_lane_first(store: Store) -> None:
+    low, high = spec(priority=0), spec(priority=50)
+    await store.enqueue(low, now())
+    await store.enqueue(high, now())
+    got = await store.take("w1", 100, LEASE, now())
+    assert [a.delivery.execution_id for a in got] == [high.execution_id, low.execution_id]

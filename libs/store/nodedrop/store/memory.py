@@ -191,15 +191,16 @@ class MemoryStore:
             except TimeoutError:
                 return self._take(consumer, count)
 
-    def _take(self, consumer: str, count: int) -> list[Delivery]:
+    def _take(self, consumer: str, count: int, cap: int | None = None) -> list[Delivery]:
         out: list[Delivery] = []
         now = time.monotonic() * 1000
         per_stream = max(1, -(-count // len(self._streams)))
+        limit = cap if cap is not None else len(self._streams) * per_stream
         for lane in self.config.lanes:
             for p in range(self._k.partitions):
                 s = self._streams[(p, lane)]
                 taken = 0
-                while s.undelivered and taken < per_stream:
+                while s.undelivered and taken < per_stream and len(out) < limit:
                     _, entry = s.undelivered.popitem(last=False)
                     entry.owner, entry.touched_ms = consumer, now
                     out.append(
@@ -430,6 +431,9 @@ class MemoryStore:
             lease = Lease(d.execution_id, d.partition, d.lane, d.entry_id, e.fence)
             out.append(Acquired(d, lease, ctx))
         return out
+
+    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
+        return await self.acquire(self._take(consumer, count, cap=count), lease_ms, now_ms)
 
     async def renew(
         self, leases: Sequence[Lease], lease_ms: int, now_ms: int, consumer: str

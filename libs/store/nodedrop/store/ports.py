@@ -93,6 +93,11 @@ class StateStore(Protocol):
         """Take a lease (new fence token) on each delivered attempt and load its context."""
         ...
 
+    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
+        """``acquire(read_jobs(consumer, count, 0), ...)`` in one step, never waiting and
+        never more than ``count``: how a busy worker refills its free slots."""
+        ...
+
     async def renew(
         self, leases: Sequence[Lease], lease_ms: int, now_ms: int, consumer: str
     ) -> list[Renewal]:

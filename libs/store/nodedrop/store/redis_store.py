@@ -73,6 +73,7 @@ class RedisStore:
         self._event_streams = [self._k.events(p) for p in range(self._k.partitions)]
         self._event_partition = {name: p for p, name in enumerate(self._event_streams)}
         self._groups_ready: set[str] = set()
+        self._take_from = 0
         # Job entries are parsed positionally (fields x, a, tp, t in that order):
         # the generic reply callback builds a dict per entry, a tenth of a
         # worker's time at full speed.
@@ -531,29 +532,56 @@ class RedisStore:
             )
             for d in deliveries
         ]
-        out: list[Acquired] = []
-        for d, r in zip(deliveries, await self._eval(calls), strict=True):
-            if not r[0]:
-                out.append(Acquired(d, None, None, skipped=r[1]))
-                continue
-            fence = int(r[1])
-            flat = r[12]
-            ctx = ExecutionContext(
-                execution_id=d.execution_id,
-                tenant_id=r[2],
-                workflow_id=r[3],
-                workflow_json=r[4],
-                trigger_json=r[5],
-                attempt=int(r[6]),
-                max_attempts=int(r[7]),
-                backoff_s=float(r[8]),
-                timeout_s=float(r[9]),
-                traceparent=r[10],
-                round_attempt=int(r[11]),
-                outputs=dict(zip(flat[::2], flat[1::2], strict=True)),
+        return [_acquired(d, r) for d, r in zip(deliveries, await self._eval(calls), strict=True)]
+
+    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
+        partitions = self._k.partitions
+        each, extra = divmod(count, partitions)
+        # The partitions that get one more start one further on each call, so a
+        # small count does not always drain the same partitions first.
+        start = self._take_from
+        self._take_from = (start + extra) % partitions
+        lanes = self.config.lanes
+        calls: list[_Call] = []
+        order: list[int] = []
+        for k in range(partitions):
+            n = each + (k < extra)
+            if n == 0:
+                break
+            p = (start + k) % partitions
+            order.append(p)
+            calls.append(
+                (
+                    SCRIPTS["take"],
+                    self._k.jobs(p, lanes[0]),
+                    [
+                        self._k.base(p),
+                        consumer,
+                        n,
+                        now_ms + lease_ms,
+                        now_ms,
+                        self.config.events_maxlen,
+                        self.config.completion_ttl_s,
+                        *lanes,
+                    ],
+                )
             )
-            lease = Lease(d.execution_id, d.partition, d.lane, d.entry_id, fence)
-            out.append(Acquired(d, lease, ctx))
+        try:
+            replies = await self._eval(calls)
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            # Redis lost its data (restart without persistence): recreate and go on.
+            self._groups_ready.discard(JOBS_GROUP)
+            await self.ensure_groups()
+            return []
+        out: list[Acquired] = []
+        for p, items in zip(order, replies, strict=True):
+            for entry_id, lane, x, a, tp, t, r in items:
+                out.append(_acquired(Delivery(p, int(lane), entry_id, x, int(a), tp, int(t)), r))
+        out.sort(key=lambda acq: self._lane_rank[acq.delivery.lane])
         return out
 
     async def renew(
@@ -783,3 +811,26 @@ def _parse_token(token: str) -> tuple[int, str]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _acquired(d: Delivery, r: list[Any]) -> Acquired:
+    """An acquire_one reply (_lib.lua) as the Acquired it stands for."""
+    if not r[0]:
+        return Acquired(d, None, None, skipped=r[1])
+    fence = int(r[1])
+    flat = r[12]
+    ctx = ExecutionContext(
+        execution_id=d.execution_id,
+        tenant_id=r[2],
+        workflow_id=r[3],
+        workflow_json=r[4],
+        trigger_json=r[5],
+        attempt=int(r[6]),
+        max_attempts=int(r[7]),
+        backoff_s=float(r[8]),
+        timeout_s=float(r[9]),
+        traceparent=r[10],
+        round_attempt=int(r[11]),
+        outputs=dict(zip(flat[::2], flat[1::2], strict=True)),
+    )
+    return Acquired(d, Lease(d.execution_id, d.partition, d.lane, d.entry_id, fence), ctx)

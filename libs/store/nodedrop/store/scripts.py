@@ -13,6 +13,7 @@ from importlib import resources
 _NAMES = (
     "enqueue",
     "acquire",
+    "take",
     "commit",
     "renew",
     "release",

@@ -28,6 +28,7 @@ from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
 from nodedrop.store import (
     DEFAULT_CANCEL_REASON,
+    Acquired,
     Delivery,
     EventDraft,
     EventError,
@@ -125,6 +126,8 @@ class Consumer:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._consuming = False
+        # The last read found work: refill with take (no BLOCK) until one comes back empty.
+        self._busy = False
         self._completed = 0
         self._failed = 0
         self._refusals = 0
@@ -217,6 +220,12 @@ class Consumer:
                     batch = [
                         self._backlog.popleft() for _ in range(min(self._free, len(self._backlog)))
                     ]
+                elif self._busy:
+                    # Work was waiting a moment ago: read and lease in one round
+                    # trip, without BLOCK (an empty take falls back to the read).
+                    await self._take()
+                    delay = 0.05
+                    continue
                 else:
                     count = min(self._free, self._cfg.read_batch)
                     self._consuming = True
@@ -227,6 +236,7 @@ class Consumer:
                         return
                     batch, rest = got[: self._free], got[self._free :]
                     self._backlog.extend(rest)
+                    self._busy = bool(got)
                 if batch:
                     await self._start(batch)
                 delay = 0.05
@@ -248,10 +258,25 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
+    async def _take(self) -> None:
+        count = min(self._free, self._cfg.read_batch)
+        lease_ms = int(self._cfg.lease_s * 1000)
+        acquired = await self._store.take(self._cfg.worker_id, count, lease_ms, _now_ms())
+        self._busy = bool(acquired)
+        if self._stopping.is_set():
+            # Leased while the drain began: hand them back for another worker.
+            leases = [a.lease for a in acquired if a.lease is not None]
+            if leases:
+                await self._store.release(leases)
+            return
+        self._begin(acquired)
+
     async def _start(self, batch: list[Delivery]) -> None:
         now = _now_ms()
         lease_ms = int(self._cfg.lease_s * 1000)
-        acquired = await self._store.acquire(batch, lease_ms, now)
+        self._begin(await self._store.acquire(batch, lease_ms, now))
+
+    def _begin(self, acquired: list[Acquired]) -> None:
         started = 0
         inline: list[Job] = []
         for a in acquired:
