@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
@@ -13,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nodedrop.common.auth import bearer_metadata
 from nodedrop.common.client import call, open_channel
 from nodedrop.common.errors import FieldViolation, InvalidArgument, Unauthenticated
-from nodedrop.common.server import GrpcServer
+from nodedrop.common.server import GC_THRESHOLDS, GrpcServer, serve
 from nodedrop.common.settings import Address, ServerSettings
 from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
@@ -182,3 +184,13 @@ async def test_unimplemented_stays_unimplemented() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.GetWorkerStatus(worker_service_pb2.GetWorkerStatusRequest(), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_serve_settles_the_heap_once_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(t))
+    stop = asyncio.Event()
+    stop.set()
+    await serve([], 1.0, stop_event=stop)
+    assert calls == ["freeze", GC_THRESHOLDS]
