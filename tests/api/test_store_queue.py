@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from nodedrop.api.definitions import to_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest
 from nodedrop.api.store_queue import StoreQueue
+from nodedrop.common import telemetry
 from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.common.settings import TelemetrySettings
 from nodedrop.common.telemetry import configure_tracing, install_in_memory_tracing
@@ -133,3 +134,27 @@ async def test_job_keeps_the_enqueue_span_as_its_traceparent(store: RedisStore) 
         f"{enqueue.context.trace_id:032x}",
         f"{enqueue.context.span_id:016x}",
     )
+
+
+async def test_job_names_the_callers_trace_when_nothing_records_spans(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No span is started then; the job entry still carries a traceparent of
+    # its own under the caller's span, as the dropped span would have had.
+    monkeypatch.setattr(telemetry, "_exporting", False)
+    await store.ensure_groups()
+    queue = StoreQueue(store, FakeQueue())
+    queue.start()
+    execution_id = str(uuid.uuid4())
+    caller = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+    try:
+        with trace.use_span(NonRecordingSpan(caller)):
+            assert await queue.enqueue(_request(execution_id)) is Status.QUEUED
+    finally:
+        await queue.stop()
+    (delivery,) = [
+        d for d in await store.read_jobs("w", 100, 100) if d.execution_id == execution_id
+    ]
+    version, trace_id, span_id, flags = delivery.traceparent.split("-")
+    assert (version, trace_id, flags) == ("00", f"{0xABC:032x}", "00")
+    assert span_id not in (f"{0xDEF:016x}", "0" * 16)

@@ -30,6 +30,7 @@ from nodedrop.common.tracing import (
     server_interceptor,
     structlog_trace_ids,
     traceparent_of,
+    unrecorded_enqueue_traceparent,
 )
 
 
@@ -226,3 +227,21 @@ async def test_grpc_interceptors_trace_calls_but_leave_health_alone(
     (say_server,) = server_spans
     assert say_server.context.trace_id == root.get_span_context().trace_id
     assert answer.decode().split("-")[1] == f"{root.get_span_context().trace_id:032x}"
+
+
+def test_unrecorded_enqueue_traceparent_names_a_new_span_under_the_parent() -> None:
+    fresh = unrecorded_enqueue_traceparent()
+    version, trace_id, span_id, flags = fresh.split("-")
+    assert (version, flags) == ("00", "00")
+    assert int(trace_id, 16) and int(span_id, 16)
+    assert unrecorded_enqueue_traceparent().split("-")[1] != trace_id
+    # enqueue_span's rule: the current span is the parent, unless the
+    # request's field names another trace.
+    field = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    child = unrecorded_enqueue_traceparent(field).split("-")
+    assert child[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert child[2] != "b7ad6b7169203331"
+    current = trace.SpanContext(0xABC, 0xDEF, is_remote=True)
+    with trace.use_span(trace.NonRecordingSpan(current)):
+        assert unrecorded_enqueue_traceparent().split("-")[1] == f"{0xABC:032x}"
+        assert unrecorded_enqueue_traceparent(field).split("-")[1] == child[1]

@@ -43,6 +43,7 @@ from opentelemetry.instrumentation.grpc import (
     aio_server_interceptor,
     filters,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
     Link,
     Span,
@@ -82,6 +83,7 @@ __all__ = [
     "server_interceptor",
     "structlog_trace_ids",
     "traceparent_of",
+    "unrecorded_enqueue_traceparent",
 ]
 
 TRACER_NAME = "nodedrop"
@@ -219,6 +221,19 @@ def enqueue_span(
         "enqueue", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
     ) as span:
         yield span
+
+
+_IDS = RandomIdGenerator()
+
+
+def unrecorded_enqueue_traceparent(parent_traceparent: str | None = None) -> str:
+    """What ``current_traceparent()`` gives inside :func:`enqueue_span` when nothing
+    records spans (the sampler drops them): a new span id under the same parent,
+    or in a new trace, not sampled. For a hot path that would otherwise start,
+    make current and end a span only to name it."""
+    parent = trace.get_current_span(_enqueue_parent(parent_traceparent)).get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else _IDS.generate_trace_id()
+    return f"00-{trace_id:032x}-{_IDS.generate_span_id():016x}-00"
 
 
 def _enqueue_parent(parent_traceparent: str | None) -> Context | None:

@@ -31,7 +31,13 @@ from nodedrop.api.definitions import from_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest, KnownState, QueueFigures, QueuePort
 from nodedrop.common.errors import FailedPrecondition, Unavailable
-from nodedrop.common.tracing import TRACER_NAME, current_traceparent, enqueue_span
+from nodedrop.common.telemetry import spans_exported
+from nodedrop.common.tracing import (
+    TRACER_NAME,
+    current_traceparent,
+    enqueue_span,
+    unrecorded_enqueue_traceparent,
+)
 from nodedrop.store import InvalidJob, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2
@@ -94,6 +100,11 @@ class StoreQueue:
         await self._batcher.stop()
 
     async def enqueue(self, request: EnqueueRequest) -> Status:
+        if not spans_exported():
+            # The span would be dropped: only its traceparent is needed, for
+            # the job entry (a fifth of the handler's CPU per call otherwise).
+            spec = _spec(request, unrecorded_enqueue_traceparent(request.traceparent))
+            return await self._batcher.submit(spec)
         with enqueue_span(
             request.execution_id, parent_traceparent=request.traceparent, tracer=self._tracer
         ):
