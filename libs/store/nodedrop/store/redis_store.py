@@ -54,6 +54,10 @@ def _draft_args(d: EventDraft) -> list[str]:
     return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
 
 
+# Entries one take script call asks its partition for, when the refill is small.
+_TAKE_PER_PARTITION = 8
+
+
 class RedisStore:
     """Needs a client created with ``decode_responses=True`` (``from_url`` does that)."""
 
@@ -538,15 +542,17 @@ class RedisStore:
         if JOBS_GROUP not in self._groups_ready:
             await self.ensure_groups()
         partitions = self._k.partitions
-        each, extra = divmod(count, partitions)
-        # The partitions that get one more start one further on each call, so a
-        # small count does not always drain the same partitions first.
+        # A script call costs Redis about as much as leasing a few entries, so a
+        # small refill asks a few partitions for several entries each rather than
+        # every partition for one; the partitions asked rotate from call to call.
+        used = min(partitions, max(1, -(-count // _TAKE_PER_PARTITION)))
+        each, extra = divmod(count, used)
         start = self._take_from
-        self._take_from = (start + extra) % partitions
+        self._take_from = (start + used) % partitions
         lanes = self.config.lanes
         calls: list[_Call] = []
         order: list[int] = []
-        for k in range(partitions):
+        for k in range(used):
             n = each + (k < extra)
             if n == 0:
                 break
