@@ -236,7 +236,10 @@ class Consumer:
                         return
                     batch, rest = got[: self._free], got[self._free :]
                     self._backlog.extend(rest)
-                    self._busy = bool(got)
+                    # Only a full read suggests more is waiting; after a partial
+                    # one the next read blocks again, so an idle worker answers
+                    # a new job from its blocking read at once.
+                    self._busy = len(got) >= count
                 if batch:
                     await self._start(batch)
                 delay = 0.05
