@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 
-from nodedrop.store import ExecutionContext, ExecutionStatus
+from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.consumer import Consumer, ConsumerConfig
 from nodedrop.worker.engine_runner import EngineRunner, build_config
@@ -105,3 +105,46 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # other attempts were never run and gave their slots back.
     assert consumer._free == 100 - len(consumer._committer._endings)
     assert len(consumer._committer._endings) == 16
+
+
+async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
+    store: RedisStore,
+) -> None:
+    takes: list[int] = []
+    real_take = store.take
+
+    async def counting_take(consumer: str, count: int, lease_ms: int, now_ms: int) -> list:  # type: ignore[type-arg]
+        got = await real_take(consumer, count, lease_ms, now_ms)
+        takes.append(len(got))
+        return got
+
+    store.take = counting_take  # type: ignore[method-assign]
+    consumer = Consumer(
+        store,
+        EngineRunner(build_config(("nd_test_nodes",))),
+        ConsumerConfig(
+            worker_id="busy",
+            concurrency=12,
+            lease_s=30,
+            heartbeat_s=10,
+            read_block_s=0.1,
+            read_batch=5,
+        ),
+    )
+    now = int(time.time() * 1000)
+    ids = [f"busy-{i}" for i in range(60)]
+    for x in ids:
+        await store.enqueue(spec(x, NOOP3), now)
+    await consumer.start()
+    try:
+        await wait_status(store, ids, {S.COMPLETED}, 20)
+    finally:
+        await consumer.stop(2.0)
+    # Reads came back full, so the worker went on with take, which leased work.
+    assert sum(takes) > 0
+    assert consumer.counters().completed == 60
+    for x in ids:
+        events = await store.read(x, 0, 100)
+        assert_gap_free(events)
+        assert [e.type for e in events].count(EventType.EXECUTION_STARTED) == 1
+    assert await store.pending() == 0
