@@ -107,8 +107,10 @@ AUTH = (("authorization", f"Bearer {KEY}"),)
 
 
 async def test_statuses_metric_and_log_line(
-    metrics: Metrics, log_lines: pytest.CaptureFixture[str]
+    metrics: Metrics, log_lines: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Whatever an earlier test installed: no server span here.
+    monkeypatch.setattr(telemetry, "_exporting", False)
     server, target = await _server(ServerCallInterceptor(Keys(), PUBLIC, metrics=metrics))
     try:
         async with grpc.aio.insecure_channel(target) as channel:
@@ -176,7 +178,11 @@ async def test_statuses_metric_and_log_line(
     assert crash["method"] == "/test.Echo/Say"
 
 
-async def test_wrapped_handlers_are_built_once_per_method(metrics: Metrics) -> None:
+async def test_wrapped_handlers_are_built_once_per_method(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (With spans exported, the span's own wrapper is added per call.)
+    monkeypatch.setattr(telemetry, "_exporting", False)
     interceptor = ServerCallInterceptor(None, metrics=metrics)
     handler = grpc.unary_unary_rpc_method_handler(_say, _identity, _identity)
 
