@@ -10,6 +10,7 @@ there for as long, from its stored definition.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ class CachedWorkflow:
     definition: Definition
 
 
+_PendingKey = tuple[str, str, int | None]
+
+
 class WorkflowCache:
     def __init__(
         self,
@@ -40,6 +44,7 @@ class WorkflowCache:
         self._max_entries = max_entries
         self._versions: OrderedDict[tuple[str, str, int], CachedWorkflow] = OrderedDict()
         self._latest: dict[tuple[str, str], tuple[float, int]] = {}
+        self._pending: dict[_PendingKey, asyncio.Future[CachedWorkflow | None]] = {}
 
     async def get(
         self, tenant_id: str, workflow_id: str, version: int | None
@@ -53,6 +58,27 @@ class WorkflowCache:
             if hit is not None:
                 self._versions.move_to_end((tenant_id, workflow_id, version))
                 return hit
+        # One read per key at a time: when "the latest" expires under load,
+        # every call in flight would otherwise read the same row. The read is
+        # a task of its own, so a caller that goes away cancels no one else's.
+        key = (tenant_id, workflow_id, version)
+        read = self._pending.get(key)
+        if read is None:
+            read = asyncio.ensure_future(self._read(tenant_id, workflow_id, version))
+            self._pending[key] = read
+            read.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(read)
+
+    def _settled(self, key: _PendingKey, read: asyncio.Future[CachedWorkflow | None]) -> None:
+        if self._pending.get(key) is read:
+            del self._pending[key]
+        if not read.cancelled():
+            # Retrieved here too, so a read nobody awaits any more logs nothing.
+            read.exception()
+
+    async def _read(
+        self, tenant_id: str, workflow_id: str, version: int | None
+    ) -> CachedWorkflow | None:
         record = await self._repo.get_workflow(tenant_id, workflow_id, version)
         if record is None:
             return None
@@ -72,6 +98,8 @@ class WorkflowCache:
     def invalidate(self, tenant_id: str, workflow_id: str) -> None:
         """This replica changed the workflow: forget which version is the latest."""
         self._latest.pop((tenant_id, workflow_id), None)
+        # A read begun before the change answers only those already waiting.
+        self._pending.pop((tenant_id, workflow_id, None), None)
 
     def forget(self, tenant_id: str, workflow_id: str) -> None:
         """This replica deleted the workflow: drop every cached version."""
