@@ -29,6 +29,7 @@ from nodedrop.common.tracing import (
     node_span,
     server_interceptor,
     structlog_trace_ids,
+    trace_id_of,
     traceparent_of,
     unrecorded_enqueue_traceparent,
 )
@@ -245,3 +246,17 @@ def test_unrecorded_enqueue_traceparent_names_a_new_span_under_the_parent() -> N
     with trace.use_span(trace.NonRecordingSpan(current)):
         assert unrecorded_enqueue_traceparent().split("-")[1] == f"{0xABC:032x}"
         assert unrecorded_enqueue_traceparent(field).split("-")[1] == child[1]
+
+
+def test_trace_id_of_reads_a_traceparent_and_rejects_anything_else() -> None:
+    tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert trace_id_of(f"00-{tid}-00f067aa0ba902b7-01") == tid
+    for bad in (
+        "",
+        "garbage",
+        f"00-{tid}-00f067aa0ba902b7",
+        f"00-{'0' * 32}-00f067aa0ba902b7-01",
+        f"00-{'z' * 32}-00f067aa0ba902b7-01",
+        f"00-{tid[:-1]}-00f067aa0ba902b7-01",
+    ):
+        assert trace_id_of(bad) == "", bad

@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
+import structlog
+
+from nodedrop.engine.cancel import CancelToken
 from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.consumer import Consumer, ConsumerConfig
 from nodedrop.worker.engine_runner import EngineRunner, build_config
+from nodedrop.worker.runner import Ending, JobSink, RunOutcome
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
 S = ExecutionStatus
@@ -148,3 +153,55 @@ async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
         assert_gap_free(events)
         assert [e.type for e in events].count(EventType.EXECUTION_STARTED) == 1
     assert await store.pending() == 0
+
+
+class _ContextRecorder:
+    """Runs nothing; records the log context each attempt runs under."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    def runs_inline(self, ctx: ExecutionContext) -> bool:
+        return True
+
+    async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
+        self.seen[ctx.execution_id] = structlog.contextvars.get_contextvars()
+        return RunOutcome(Ending.COMPLETED, result_json="{}")
+
+
+async def test_an_attempts_log_context_has_its_execution_and_trace_ids(
+    store: RedisStore,
+) -> None:
+    """Also with no span at all: the trace id comes from the job's traceparent."""
+    tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+    recorder = _ContextRecorder()
+    consumer = Consumer(
+        store,
+        recorder,
+        ConsumerConfig(
+            worker_id="ctx",
+            concurrency=10,
+            lease_s=30,
+            heartbeat_s=10,
+            read_block_s=0.1,
+            read_batch=10,
+        ),
+    )
+    now = int(time.time() * 1000)
+    # Same partition, enqueued after it: read in the same batch and run after it
+    # on the same shared task.
+    partition = store.config.keys.partition
+    after = next(
+        f"untraced-{i}" for i in range(1000) if partition(f"untraced-{i}") == partition("traced")
+    )
+    await store.enqueue(spec("traced", NOOP3, traceparent=f"00-{tid}-00f067aa0ba902b7-01"), now)
+    await store.enqueue(spec(after, NOOP3), now)
+    await consumer.start()
+    try:
+        await wait_status(store, ["traced", after], {S.COMPLETED}, 10)
+    finally:
+        await consumer.stop(2.0)
+    assert recorder.seen["traced"]["execution_id"] == "traced"
+    assert recorder.seen["traced"]["trace_id"] == tid
+    assert recorder.seen[after]["execution_id"] == after
+    assert "trace_id" not in recorder.seen[after]

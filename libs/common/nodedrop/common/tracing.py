@@ -82,6 +82,7 @@ __all__ = [
     "node_span",
     "server_interceptor",
     "structlog_trace_ids",
+    "trace_id_of",
     "traceparent_of",
     "unrecorded_enqueue_traceparent",
 ]
@@ -399,6 +400,18 @@ class NodeSpans:
 
 
 # -- logs ----------------------------------------------------------------------
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id (32 hex digits) a W3C ``traceparent`` names, or '' if none."""
+    parts = traceparent.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return ""
+    try:
+        int(parts[1], 16)
+    except ValueError:
+        return ""
+    return parts[1]
 
 
 def structlog_trace_ids(

@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
+from nodedrop.common.tracing import trace_id_of
 from nodedrop.store import (
     DEFAULT_CANCEL_REASON,
     Acquired,
@@ -329,8 +330,16 @@ class Consumer:
 
     async def _run(self, job: Job) -> None:
         ctx = job.ctx
-        # Each job task has its own context: its log lines carry its execution id.
-        structlog.contextvars.bind_contextvars(execution_id=job.execution_id)
+        # Each job task has its own context: its log lines carry its execution id,
+        # and its trace id when its job has a traceparent (with no span at all
+        # when nothing exports spans).  Inline attempts share a task, so each
+        # one sets or clears both.
+        trace_id = trace_id_of(ctx.traceparent)
+        if trace_id:
+            structlog.contextvars.bind_contextvars(execution_id=job.execution_id, trace_id=trace_id)
+        else:
+            structlog.contextvars.bind_contextvars(execution_id=job.execution_id)
+            structlog.contextvars.unbind_contextvars("trace_id")
         ending = False
         try:
             try:
