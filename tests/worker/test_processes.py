@@ -178,6 +178,22 @@ async def test_sigterm_drains_and_exits_0(harness: Harness) -> None:
     await wait_status(store, ["long-1"], {S.RUNNING}, 5)
 
 
+async def test_drain_worker_with_a_shorter_grace_hands_back_sooner(harness: Harness) -> None:
+    store = harness.store
+    a = harness.worker("a", NODEDROP_SHUTDOWN_GRACE_S="30")
+    await a.wait_consuming()
+    await store.enqueue(spec("long-2", chain(sleepy("l", 20_000, 20_000))), now())
+    await wait_status(store, ["long-2"], {S.RUNNING}, 5)
+    t0 = time.monotonic()
+    assert (await a.drain(grace_s=0.5)).active_jobs == 1
+    assert await a.wait_exit(10) == 0
+    # Well within the configured 30 s: the request's half second, then the hand-back.
+    assert time.monotonic() - t0 < 5
+    (st,) = await store.states(["long-2"])
+    assert st is not None and st.status is S.QUEUED
+    assert await store.pending() == 0
+
+
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     r = PrivateRedis(tmp_path)

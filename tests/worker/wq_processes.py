@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -74,12 +75,13 @@ class Proc:
             )
             return status
 
-    async def drain(self) -> pb.DrainWorkerResponse:
+    async def drain(self, grace_s: float | None = None) -> pb.DrainWorkerResponse:
+        request = pb.DrainWorkerRequest()
+        if grace_s is not None:
+            request.grace.FromTimedelta(timedelta(seconds=grace_s))
         async with open_channel(self.addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
-            drained: pb.DrainWorkerResponse = await stub.DrainWorker(
-                pb.DrainWorkerRequest(), timeout=2
-            )
+            drained: pb.DrainWorkerResponse = await stub.DrainWorker(request, timeout=2)
             return drained
 
     async def wait_consuming(self, timeout_s: float = 15) -> None:

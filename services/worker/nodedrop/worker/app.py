@@ -53,6 +53,8 @@ class WorkerService:
         self._store: RedisStore | MemoryStore | None = None
         self._consumer: Consumer | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        # DrainWorker's grace, when it asked for one (see _grace).
+        self._requested_grace_s: float | None = None
         self._health: HealthReporter | None = None
         self._readiness_task: asyncio.Task[None] | None = None
 
@@ -118,15 +120,24 @@ class WorkerService:
             store=type(self._store).__name__,
         )
 
+    def _grace(self) -> float:
+        """The configured grace, or DrainWorker's if it asked for less: the process
+        lifecycle stops the service within the configured one, so a longer drain
+        than that would be cut short anyway."""
+        configured = self._settings.server.shutdown_grace_s
+        if self._requested_grace_s is None:
+            return configured
+        return min(configured, self._requested_grace_s)
+
     def _drain(self, grace_s: float | None) -> None:
         if self._consumer is None:
             return
+        self._requested_grace_s = grace_s
         self._consumer.begin_drain()
         if self._dev:
             # One process hosts every service: drain the consumer, leave the rest up.
-            grace = self._settings.server.shutdown_grace_s if grace_s is None else grace_s
             if self._drain_task is None:
-                self._drain_task = asyncio.create_task(self._consumer.stop(grace))
+                self._drain_task = asyncio.create_task(self._consumer.stop(self._grace()))
             return
         # As SIGTERM does: the process lifecycle drains and exits 0.
         os.kill(os.getpid(), signal.SIGTERM)
@@ -137,7 +148,7 @@ class WorkerService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._readiness_task
         if self._consumer is not None:
-            await self._consumer.stop(self._settings.server.shutdown_grace_s)
+            await self._consumer.stop(self._grace())
         if isinstance(self._store, RedisStore):
             await self._store.close()
 
