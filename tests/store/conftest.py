@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,16 +24,28 @@ def make_config() -> StoreConfig:
     )
 
 
-@pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore | MemoryStore]:
-    config = make_config()
-    if request.param == "memory":
-        yield MemoryStore(config)
-        return
-    s = RedisStore.from_url(REDIS_URL, config)
+@contextlib.asynccontextmanager
+async def _redis_store() -> AsyncIterator[RedisStore]:
+    s = RedisStore.from_url(REDIS_URL, make_config())
     await s.ensure_groups()
     try:
         yield s
     finally:
         await s.delete_all()
         await s.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore | MemoryStore]:
+    if request.param == "memory":
+        yield MemoryStore(make_config())
+        return
+    async with _redis_store() as s:
+        yield s
+
+
+@pytest.fixture
+async def redis_store() -> AsyncIterator[RedisStore]:
+    """The Redis adapter alone, for what only it does."""
+    async with _redis_store() as s:
+        yield s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import orjson
@@ -13,7 +12,6 @@ import pytest
 from nodedrop.store import Commit, EventDraft, EventError, EventRecord, EventType, JobSpec
 from nodedrop.store.records import event_tail
 from nodedrop.store.redis_store import RedisStore
-from tests.store.conftest import REDIS_URL, make_config
 
 # The store's client decodes responses: stream entries come back as str.
 Entries = list[tuple[str, dict[str, str]]]
@@ -100,17 +98,6 @@ def test_tail_is_the_end_of_the_array() -> None:
         1700,
     )
     assert rec.error == EventError("e")
-
-
-@pytest.fixture
-async def redis_store() -> AsyncIterator[RedisStore]:
-    s = RedisStore.from_url(REDIS_URL, make_config())
-    await s.ensure_groups()
-    try:
-        yield s
-    finally:
-        await s.delete_all()
-        await s.close()
 
 
 async def test_scripts_write_one_field_to_both_streams(redis_store: RedisStore) -> None:

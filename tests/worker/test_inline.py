@@ -15,7 +15,7 @@ from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.consumer import Consumer, ConsumerConfig
 from nodedrop.worker.engine_runner import EngineRunner, build_config
-from nodedrop.worker.runner import Ending, JobSink, RunOutcome
+from nodedrop.worker.runner import Ending, JobSink, Runner, RunOutcome
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
 S = ExecutionStatus
@@ -38,6 +38,21 @@ def _ctx(workflow_json: str) -> ExecutionContext:
         round_attempt=1,
         outputs={},
     )
+
+
+def _quiet_consumer(
+    store: RedisStore, runner: Runner, worker_id: str, concurrency: int, read_batch: int
+) -> Consumer:
+    """A consumer whose lease and heartbeat stay out of a short test's way."""
+    config = ConsumerConfig(
+        worker_id=worker_id,
+        concurrency=concurrency,
+        lease_s=30,
+        heartbeat_s=10,
+        read_block_s=0.1,
+        read_batch=read_batch,
+    )
+    return Consumer(store, runner, config)
 
 
 def test_which_attempts_run_inline() -> None:
@@ -79,17 +94,8 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
 ) -> None:
     """The shared task yields after every group of attempts; a cancel landing there
     (drain, shutdown) must still free the slots of the attempts it never ran."""
-    consumer = Consumer(
-        store,
-        EngineRunner(build_config(("nd_test_nodes",))),
-        ConsumerConfig(
-            worker_id="inline-cancel",
-            concurrency=100,
-            lease_s=30,
-            heartbeat_s=10,
-            read_block_s=0.1,
-            read_batch=100,
-        ),
+    consumer = _quiet_consumer(
+        store, EngineRunner(build_config(("nd_test_nodes",))), "inline-cancel", 100, 100
     )
     now = int(time.time() * 1000)
     for i in range(40):
@@ -124,18 +130,7 @@ async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
         return got
 
     store.take = counting_take  # type: ignore[method-assign]
-    consumer = Consumer(
-        store,
-        EngineRunner(build_config(("nd_test_nodes",))),
-        ConsumerConfig(
-            worker_id="busy",
-            concurrency=12,
-            lease_s=30,
-            heartbeat_s=10,
-            read_block_s=0.1,
-            read_batch=5,
-        ),
-    )
+    consumer = _quiet_consumer(store, EngineRunner(build_config(("nd_test_nodes",))), "busy", 12, 5)
     now = int(time.time() * 1000)
     ids = [f"busy-{i}" for i in range(60)]
     for x in ids:
@@ -175,18 +170,7 @@ async def test_an_attempts_log_context_has_its_execution_and_trace_ids(
     """Also with no span at all: the trace id comes from the job's traceparent."""
     tid = "4bf92f3577b34da6a3ce929d0e0e4736"
     recorder = _ContextRecorder()
-    consumer = Consumer(
-        store,
-        recorder,
-        ConsumerConfig(
-            worker_id="ctx",
-            concurrency=10,
-            lease_s=30,
-            heartbeat_s=10,
-            read_block_s=0.1,
-            read_batch=10,
-        ),
-    )
+    consumer = _quiet_consumer(store, recorder, "ctx", 10, 10)
     now = int(time.time() * 1000)
     # Same partition, enqueued after it: read in the same batch and run after it
     # on the same shared task.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -56,6 +56,8 @@ def _draft_args(d: EventDraft) -> list[str]:
 
 # Entries one take script call asks its partition for, when the refill is small.
 _TAKE_PER_PARTITION = 8
+
+_T = TypeVar("_T")
 
 
 class RedisStore:
@@ -180,6 +182,19 @@ class RedisStore:
         finally:
             await pool.release(conn)
 
+    async def _unless_group_lost(self, call: Awaitable[_T]) -> _T | None:
+        """The call's reply, or None when the job streams' group was gone: Redis lost
+        its data (a restart without persistence); the group is recreated for the
+        next call."""
+        try:
+            return await call
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            self._groups_ready.discard(JOBS_GROUP)
+            await self.ensure_groups()
+            return None
+
     async def ensure_groups(self) -> None:
         """Create the worker group on every job stream (MKSTREAM); idempotent."""
         pipe = self._r.pipeline(transaction=False)
@@ -236,16 +251,12 @@ class RedisStore:
         args: list[Any] = ["XREADGROUP", "GROUP", JOBS_GROUP, consumer, "COUNT", per_stream]
         if block_ms:
             args += ["BLOCK", block_ms]
-        try:
-            # Sent raw: redis-py's command path (retry wrapper, reply callbacks) cost
-            # a worker more than the read itself when batches are small.
-            resp: _RawStreams = await self._command(*args, *self._read_tail)
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            # Redis lost its data (restart without persistence): recreate and go on.
-            self._groups_ready.discard(JOBS_GROUP)
-            await self.ensure_groups()
+        # Sent raw: redis-py's command path (retry wrapper, reply callbacks) cost
+        # a worker more than the read itself when batches are small.
+        resp: _RawStreams | None = await self._unless_group_lost(
+            self._command(*args, *self._read_tail)
+        )
+        if resp is None:
             return []
         out: list[Delivery] = []
         for stream, entries in resp or ():
@@ -338,13 +349,8 @@ class RedisStore:
             )
             for p, lane, name in self._streams
         ]
-        try:
-            results = await self._eval(calls)
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            self._groups_ready.discard(JOBS_GROUP)
-            await self.ensure_groups()
+        results = await self._unless_group_lost(self._eval(calls))
+        if results is None:
             return ReclaimReport()
         return ReclaimReport(
             requeued=sum(int(r[0]) for r in results),
@@ -574,14 +580,8 @@ class RedisStore:
                     ],
                 )
             )
-        try:
-            replies = await self._eval(calls)
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            # Redis lost its data (restart without persistence): recreate and go on.
-            self._groups_ready.discard(JOBS_GROUP)
-            await self.ensure_groups()
+        replies = await self._unless_group_lost(self._eval(calls))
+        if replies is None:
             return []
         out: list[Acquired] = []
         for p, items in zip(order, replies, strict=True):
