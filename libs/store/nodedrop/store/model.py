@@ -1,10 +1,20 @@
-"""Domain values the queue ports exchange."""
+"""Domain values the queue ports exchange.
+
+The values a worker builds for every execution (Delivery, Lease,
+ExecutionContext, Acquired, Transition, Commit, CommitResult, and EventDraft
+in records) are NamedTuples: as immutable as the frozen dataclasses around
+them, and built in a fraction of the time (a frozen dataclass sets each field
+through object.__setattr__; a dozen of them per execution were a tenth of a
+worker's CPU).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import NamedTuple
 
 from nodedrop.store.records import EventDraft, EventError, EventRecord
 
@@ -60,8 +70,7 @@ class EnqueueResult:
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One job stream entry handed to a worker."""
 
     partition: int
@@ -73,8 +82,7 @@ class Delivery:
     enqueued_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     """A worker's hold on one attempt; every write it makes is checked against ``fence``."""
 
     execution_id: str
@@ -84,8 +92,7 @@ class Lease:
     fence: int
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionContext:
+class ExecutionContext(NamedTuple):
     execution_id: str
     tenant_id: str
     workflow_id: str
@@ -108,8 +115,7 @@ class ExecutionContext:
         return max(0, self.max_attempts - self.round_attempt)
 
 
-@dataclass(frozen=True, slots=True)
-class Acquired:
+class Acquired(NamedTuple):
     """Outcome of acquiring one delivery: a lease to run, or nothing to do (entry acked)."""
 
     delivery: Delivery
@@ -136,8 +142,7 @@ def cancel_error(reason: str) -> EventError:
     return EventError(reason or DEFAULT_CANCEL_REASON, "cancelled", False)
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """How a fenced commit ends the attempt.
 
     ``status`` RETRY_SCHEDULED puts the next attempt on the delayed set at
@@ -152,12 +157,14 @@ class Transition:
     failed_node: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+_NO_OUTPUTS: Mapping[str, str] = MappingProxyType({})
+
+
+class Commit(NamedTuple):
     """One atomic, fenced write: node outputs, events, and optionally the end of the attempt."""
 
     lease: Lease
-    outputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = _NO_OUTPUTS
     events: tuple[EventDraft, ...] = ()
     transition: Transition | None = None
     # 1, 2, ... per lease: a commit resent after a lost reply is applied once.
@@ -165,8 +172,7 @@ class Commit:
     number: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     """``ok`` False: the fence refused the write (another worker owns the execution)."""
 
     ok: bool

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 
@@ -72,8 +73,7 @@ class EventError:
         return cls(str(raw["message"]), str(raw.get("code", "")), bool(raw.get("retryable")))
 
 
-@dataclass(frozen=True, slots=True)
-class EventDraft:
+class EventDraft(NamedTuple):
     """An event before the store stamps it with sequence, time, workflow, tenant, attempt."""
 
     type: EventType

@@ -825,18 +825,19 @@ def _acquired(d: Delivery, r: list[Any]) -> Acquired:
         return Acquired(d, None, None, skipped=r[1])
     fence = int(r[1])
     flat = r[12]
+    # Positional: keywords cost a NamedTuple about twice as much to build.
     ctx = ExecutionContext(
-        execution_id=d.execution_id,
-        tenant_id=r[2],
-        workflow_id=r[3],
-        workflow_json=r[4],
-        trigger_json=r[5],
-        attempt=int(r[6]),
-        max_attempts=int(r[7]),
-        backoff_s=float(r[8]),
-        timeout_s=float(r[9]),
-        traceparent=r[10],
-        round_attempt=int(r[11]),
-        outputs=dict(zip(flat[::2], flat[1::2], strict=True)),
+        d.execution_id,  # execution_id
+        r[2],  # tenant_id
+        r[3],  # workflow_id
+        r[4],  # workflow_json
+        r[5],  # trigger_json
+        int(r[6]),  # attempt
+        int(r[7]),  # max_attempts
+        float(r[8]),  # backoff_s
+        float(r[9]),  # timeout_s
+        r[10],  # traceparent
+        int(r[11]),  # round_attempt
+        dict(zip(flat[::2], flat[1::2], strict=True)),  # outputs
     )
     return Acquired(d, Lease(d.execution_id, d.partition, d.lane, d.entry_id, fence), ctx)

@@ -51,12 +51,6 @@ class Job:
         if not self.outputs and not self.events and transition is None:
             return None
         self.commits_sent += 1
-        commit = Commit(
-            self.lease,
-            outputs=self.outputs,
-            events=tuple(self.events),
-            transition=transition,
-            number=self.commits_sent,
-        )
+        commit = Commit(self.lease, self.outputs, tuple(self.events), transition, self.commits_sent)
         self.outputs, self.events = {}, []
         return commit
