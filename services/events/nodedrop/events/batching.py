@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
 
-from nodedrop.events.live import LiveEvent
+from nodedrop.events.live import EventRun, LiveEvent
 
 # Well under gRPC's default 4 MiB receive limit, so a client that kept the
 # default still accepts every response.
@@ -36,8 +36,9 @@ def pack(
     if max_events < 1 or max_bytes < 1:
         raise ValueError("batch limits must be positive")
     if len(events) <= max_events:
-        # The usual case, joined without a Python step per event.
-        body = b"".join(map(_frame, events))
+        # The usual case, joined without a Python step per event, and for a
+        # published run once for all its subscribers.
+        body = events.body if isinstance(events, EventRun) else b"".join(map(_frame, events))
         if len(body) <= max_bytes:
             if body:
                 yield body

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from nodedrop.common.metrics import Metrics
-from nodedrop.events.live import LiveEvent
+from nodedrop.events.live import EventRun, LiveEvent
 from nodedrop.events.mailbox import Mailbox
 
 
@@ -86,15 +86,21 @@ class FanoutHub:
         # event (at 100 subscribers the per-event calls were most of it).
         by_execution = self._by_execution
         by_tenant = self._by_tenant
-        for_execution: dict[str, list[LiveEvent]] = {}
-        for_tenant: dict[str, list[LiveEvent]] = {}
+        for_execution: dict[str, EventRun] = {}
+        for_tenant: dict[str, EventRun] = {}
         published = 0
         for event in events:
             published += 1
             if event.execution_id in by_execution:
-                for_execution.setdefault(event.execution_id, []).append(event)
+                run = for_execution.get(event.execution_id)
+                if run is None:
+                    run = for_execution[event.execution_id] = EventRun()
+                run.append(event)
             if event.tenant_id in by_tenant:
-                for_tenant.setdefault(event.tenant_id, []).append(event)
+                run = for_tenant.get(event.tenant_id)
+                if run is None:
+                    run = for_tenant[event.tenant_id] = EventRun()
+                run.append(event)
         self.published += published
         delivered = 0
         for index, groups in ((by_execution, for_execution), (by_tenant, for_tenant)):

@@ -7,6 +7,7 @@ shares the same immutable value, so a thousand subscribers cost one decode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from nodedrop.event.v1 import event_pb2
 from nodedrop.store import EventRecord, EventType
@@ -109,3 +110,51 @@ class LiveEvent:
         event = event_pb2.ExecutionEvent()
         event.ParseFromString(self.frame[pos + 1 :])
         return event
+
+
+_sequence = attrgetter("sequence")
+_type = attrgetter("type")
+_frame = attrgetter("frame")
+
+
+class EventRun(list[LiveEvent]):
+    """Events of one key (an execution, or a tenant) published together.
+
+    The hub hands this same list to every subscriber of the key and nobody
+    mutates it after the publish, so what each subscriber would otherwise
+    work out per event (are the sequences contiguous, is there a terminal
+    event, the response body) is computed once, by the first that asks.
+    """
+
+    __slots__ = ("_body", "_first", "_terminal_at")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._body: bytes | None = None
+        self._first: int | None = None
+        self._terminal_at: int | None = None
+
+    def follows(self, last: int) -> bool:
+        """Whether this holds exactly the sequences last+1, last+2, ... in order."""
+        if self._first is None:
+            sequences = list(map(_sequence, self))
+            first = sequences[0] if sequences else -1
+            contiguous = sequences == list(range(first, first + len(sequences)))
+            self._first = first if sequences and contiguous else -1
+        return self._first >= 0 and self._first == last + 1
+
+    @property
+    def terminal_at(self) -> int:
+        """Index of the first terminal event, or -1."""
+        if self._terminal_at is None:
+            self._terminal_at = -1
+            if not TERMINAL_TYPES.isdisjoint(map(_type, self)):
+                self._terminal_at = next(i for i, e in enumerate(self) if e.terminal)
+        return self._terminal_at
+
+    @property
+    def body(self) -> bytes:
+        """The concatenated frames: one response holding all these events."""
+        if self._body is None:
+            self._body = b"".join(map(_frame, self))
+        return self._body

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from nodedrop.events.live import LiveEvent
+from nodedrop.events.live import EventRun, LiveEvent
 
 
 class MailboxOverflow(Exception):
@@ -25,7 +25,7 @@ class MailboxOverflow(Exception):
 
 
 class Mailbox:
-    __slots__ = ("_capacity", "_items", "_matches", "_overflowed", "_waiter")
+    __slots__ = ("_capacity", "_items", "_matches", "_overflowed", "_run", "_waiter")
 
     def __init__(self, capacity: int, matches: Callable[[LiveEvent], bool] | None = None) -> None:
         if capacity < 1:
@@ -35,6 +35,9 @@ class Mailbox:
         self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._matches = matches
+        # The one run that is all the buffer holds, if so: take() then returns
+        # it as is, with its shared precomputed response (see EventRun).
+        self._run: EventRun | None = None
 
     @property
     def overflowed(self) -> bool:
@@ -59,7 +62,9 @@ class Mailbox:
             # the last sequence it received, so keeping them would only hold memory.
             self._overflowed = True
             self._items.clear()
+            self._run = None
         else:
+            self._run = events if not self._items and isinstance(events, EventRun) else None
             self._items.extend(events)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -77,6 +82,7 @@ class Mailbox:
                 self._waiter = None
         if self._overflowed:
             raise MailboxOverflow(self._capacity)
-        batch = list(self._items)
+        run, self._run = self._run, None
+        batch = run if run is not None and len(run) == len(self._items) else list(self._items)
         self._items.clear()
         return batch

@@ -21,7 +21,7 @@ from nodedrop.common.auth import Principal
 from nodedrop.common.errors import NotFound, OutOfRange, ResourceExhausted, Unavailable
 from nodedrop.events.history import History
 from nodedrop.events.hub import FanoutHub
-from nodedrop.events.live import TERMINAL_TYPES, LiveEvent
+from nodedrop.events.live import TERMINAL_TYPES, EventRun, LiveEvent
 from nodedrop.events.mailbox import Mailbox, MailboxOverflow
 from nodedrop.events.source import EventSource
 from nodedrop.store import EventRecord
@@ -232,10 +232,15 @@ _type = attrgetter("type")
 
 def _follows(batch: list[LiveEvent], last: int) -> bool:
     """Whether `batch` holds exactly the sequences last+1, last+2, ... in order."""
+    if isinstance(batch, EventRun):
+        return batch.follows(last)
     return list(map(_sequence, batch)) == list(range(last + 1, last + 1 + len(batch)))
 
 
 def _through_terminal(events: list[LiveEvent]) -> list[LiveEvent]:
+    if isinstance(events, EventRun):
+        at = events.terminal_at
+        return events if at < 0 else events[: at + 1]
     if TERMINAL_TYPES.isdisjoint(map(_type, events)):
         return events
     for i, event in enumerate(events):
