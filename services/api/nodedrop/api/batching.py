@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -45,14 +46,19 @@ class MicroBatcher(Generic[T, R]):
         self._flush_items = flush
         self._name = name
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        # A deque and one wake-up future rather than an asyncio.Queue: the
+        # queue looks the running loop up (a getpid syscall) on every wait.
+        self._items: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._arrived: asyncio.Future[None] | None = None
         self._slots = asyncio.Semaphore(concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name=self._name)
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._drain(), name=self._name)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -62,27 +68,31 @@ class MicroBatcher(Generic[T, R]):
                 await task
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+        while self._items:
+            _, future = self._items.popleft()
             if not future.done():
                 future.set_exception(Unavailable("the API is shutting down"))
 
     async def submit(self, item: T) -> R:
-        if self._task is None:
+        if self._task is None or self._loop is None:
             # Not started (tests, CLI): one call of its own.
             return (await self._flush_items([item]))[0]
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
+        future: asyncio.Future[R] = self._loop.create_future()
+        self._items.append((item, future))
+        arrived, self._arrived = self._arrived, None
+        if arrived is not None and not arrived.done():
+            arrived.set_result(None)
         return await future
 
     async def _drain(self) -> None:
+        assert self._loop is not None
         while True:
-            first = await self._queue.get()
+            if not self._items:
+                self._arrived = self._loop.create_future()
+                await self._arrived
             await self._slots.acquire()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            task = asyncio.create_task(self._flush(batch))
+            batch = [self._items.popleft() for _ in range(min(len(self._items), self._max_batch))]
+            task = self._loop.create_task(self._flush(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
