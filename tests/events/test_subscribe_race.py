@@ -8,21 +8,15 @@ from nodedrop.common.auth import Principal
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.live import LiveEvent
 from nodedrop.events.subscription import Subscriptions
-from nodedrop.store import EventRecord, EventType, TailCursor, TailEntry
+from nodedrop.store import EventRecord, EventType
+from tests.events.replay_only import ReplayOnly, record
 
 
 def _record(seq: int, kind: EventType) -> EventRecord:
-    return EventRecord(
-        execution_id="ex-race",
-        sequence=seq,
-        type=kind,
-        time_ms=1_700_000_000_000 + seq,
-        workflow_id="wf",
-        tenant_id="tenant-a",
-    )
+    return record("ex-race", seq, kind)
 
 
-class CommitDuringFirstRead:
+class CommitDuringFirstRead(ReplayOnly):
     """The first read finds nothing; the execution commits its first events right after."""
 
     def __init__(self, hub: FanoutHub) -> None:
@@ -41,14 +35,6 @@ class CommitDuringFirstRead:
             ]
             self._hub.publish([LiveEvent.from_record(r) for r in self._records])
         return found
-
-    async def tail_position(self) -> TailCursor:
-        raise AssertionError("not used")
-
-    async def tail(
-        self, cursor: TailCursor, count: int, block_ms: int
-    ) -> tuple[list[TailEntry], TailCursor]:
-        raise AssertionError("not used")
 
 
 async def test_events_committed_between_the_reads_are_tailed() -> None:

@@ -9,14 +9,15 @@ from nodedrop.common.auth import Principal
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.live import LiveEvent
 from nodedrop.events.subscription import Subscriptions
-from nodedrop.store import EventRecord, EventType, TailCursor, TailEntry
+from nodedrop.store import EventRecord, EventType
+from tests.events.replay_only import ReplayOnly, record
 
 
 def _record(seq: int, kind: EventType = EventType.NODE_COMPLETED) -> EventRecord:
-    return EventRecord("ex-1", seq, kind, 1_700_000_000_000 + seq, "wf", "tenant-a")
+    return record("ex-1", seq, kind)
 
 
-class Log:
+class Log(ReplayOnly):
     """The execution's stored events; `late` ones show from the `reveal_at`-th read on.
 
     The subscription reads twice before it tails (the replay, then an empty
@@ -36,14 +37,6 @@ class Log:
         self._reads += 1
         visible = self.records + (self._late if self._reads >= self._reveal_at else [])
         return [r for r in visible if r.sequence > after_seq][:limit]
-
-    async def tail_position(self) -> TailCursor:
-        raise AssertionError("not used")
-
-    async def tail(
-        self, cursor: TailCursor, count: int, block_ms: int
-    ) -> tuple[list[TailEntry], TailCursor]:
-        raise AssertionError("not used")
 
 
 async def _follow(log: Log, hub: FanoutHub, after_replay: Callable[[], None]) -> list[list[int]]:
