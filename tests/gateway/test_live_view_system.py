@@ -9,32 +9,22 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts"
-EXAMPLE_NODES = ["start", "pause", "big", "vip", "std", "all"]
+from .browser import ARTIFACTS, live_view, needs_chromium, run_the_example
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"{CHROMIUM} not installed (apt-get install chromium)",
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
 
 @dataclass(frozen=True)
@@ -112,39 +102,13 @@ async def live_system(redis: Redis) -> AsyncIterator[LiveSystem]:
 
 
 async def test_live_view_on_the_real_system(live_system: LiveSystem) -> None:
-    from playwright.async_api import async_playwright, expect  # noqa: PLC0415
+    from playwright.async_api import expect  # noqa: PLC0415
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1200, "height": 760})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{live_system.gateway}/#key={live_system.api_key}")
-            await expect(page.locator("#conn")).to_have_text("online", timeout=15_000)
-            await page.click("#run")
-            for node in EXAMPLE_NODES:
-                await expect(page.locator(f'.node[data-node="{node}"]')).to_have_attribute(
-                    "data-status", "completed", timeout=20_000
-                )
-            await expect(page.locator("#status")).to_have_attribute(
-                "data-status", "completed", timeout=10_000
-            )
-            # Real outputs: the if node routed the two orders to its two ports.
-            await expect(page.locator('.node[data-node="big"] pre')).to_contain_text("true:")
-            await expect(page.locator('.node[data-node="all"] pre')).to_contain_text('"vip"')
-            await page.screenshot(path=str(ARTIFACTS / "live-view-system.png"), full_page=True)
-            assert errors == []
-        finally:
-            await browser.close()
+    url = f"{live_system.gateway}/#key={live_system.api_key}"
+    async with live_view(url, online_timeout_ms=15_000) as page:
+        await run_the_example(page, node_timeout_ms=20_000)
+        # Real outputs: the if node routed the two orders to its two ports.
+        await expect(page.locator('.node[data-node="big"] pre')).to_contain_text("true:")
+        await expect(page.locator('.node[data-node="all"] pre')).to_contain_text('"vip"')
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "live-view-system.png"), full_page=True)
