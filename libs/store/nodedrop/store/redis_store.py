@@ -750,9 +750,18 @@ class RedisStore:
     async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None:
         if not entries:
             return
-        pipe = self._r.pipeline(transaction=False)
+        # One XACK per partition (it takes many ids): a batch of hundreds of
+        # entries was as many commands for Redis to parse and answer.
+        ids: dict[int, list[str]] = {}
         for e in entries:
-            pipe.xack(self._event_streams[e.partition], group, e.entry_id)
+            ids.setdefault(e.partition, []).append(e.entry_id)
+        if len(ids) == 1:
+            ((partition, entry_ids),) = ids.items()
+            await self._r.xack(self._event_streams[partition], group, *entry_ids)
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for partition, entry_ids in ids.items():
+            pipe.xack(self._event_streams[partition], group, *entry_ids)
         await pipe.execute()
 
     async def _ensure_event_group(self, group: str) -> None:
