@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 __all__ = [
     "Address",
@@ -29,6 +29,7 @@ __all__ = [
     "PostgresSettings",
     "RedisSettings",
     "ServerSettings",
+    "ServiceBasics",
     "SettingsError",
     "TelemetrySettings",
     "env_addr",
@@ -38,6 +39,7 @@ __all__ = [
     "env_int",
     "env_str",
     "process_env",
+    "service_basics",
 ]
 
 Env = Mapping[str, str]
@@ -378,3 +380,26 @@ class LimitSettings:
                 env, "NODEDROP_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, minimum=1024
             ),
         )
+
+
+ServiceName = Literal["api", "scheduler", "events", "worker", "gateway"]
+
+
+class ServiceBasics(TypedDict):
+    """What every service's settings begin with (unpacked into them with ``**``)."""
+
+    server: ServerSettings
+    addresses: Addresses
+    log: LogSettings
+    telemetry: TelemetrySettings
+
+
+def service_basics(env: Env, service: ServiceName) -> ServiceBasics:
+    """The service's server (on its own address), every address, logging, telemetry."""
+    addresses = Addresses.from_env(env)
+    return ServiceBasics(
+        server=ServerSettings.from_env(env, getattr(addresses, service)),
+        addresses=addresses,
+        log=LogSettings.from_env(env),
+        telemetry=TelemetrySettings.from_env(env, f"nodedrop-{service}"),
+    )

@@ -19,6 +19,7 @@ from nodedrop.common.settings import (
     env_int,
     env_str,
     process_env,
+    service_basics,
 )
 
 
@@ -86,12 +87,8 @@ class ApiSettings:
     def from_env(cls, env: Env | None = None) -> ApiSettings:
         """Raises SettingsError naming the first bad variable."""
         env = process_env() if env is None else env
-        addresses = Addresses.from_env(env)
         return cls(
-            server=ServerSettings.from_env(env, addresses.api),
-            addresses=addresses,
-            log=LogSettings.from_env(env),
-            telemetry=TelemetrySettings.from_env(env, "nodedrop-api"),
+            **service_basics(env, "api"),
             redis=RedisSettings.from_env(env),
             postgres=PostgresSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),

@@ -13,6 +13,7 @@ from nodedrop.common.settings import (
     TelemetrySettings,
     env_int,
     process_env,
+    service_basics,
 )
 
 
@@ -31,12 +32,8 @@ class EventsSettings:
     def from_env(cls, env: Env | None = None) -> EventsSettings:
         """Raises SettingsError naming the first bad variable."""
         env = process_env() if env is None else env
-        addresses = Addresses.from_env(env)
         return cls(
-            server=ServerSettings.from_env(env, addresses.events),
-            addresses=addresses,
-            log=LogSettings.from_env(env),
-            telemetry=TelemetrySettings.from_env(env, "nodedrop-events"),
+            **service_basics(env, "events"),
             redis=RedisSettings.from_env(env),
             subscriber_buffer=env_int(
                 env, "NODEDROP_EVENTS_SUBSCRIBER_BUFFER", 4096, minimum=16, maximum=1_000_000

@@ -15,6 +15,7 @@ from nodedrop.common.settings import (
     env_int,
     env_str,
     process_env,
+    service_basics,
 )
 
 _DEFAULT_ORIGINS = "http://127.0.0.1:8080,http://localhost:8080"
@@ -55,12 +56,8 @@ class GatewaySettings:
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
         """Raises SettingsError naming the first bad variable."""
         env = process_env() if env is None else env
-        addresses = Addresses.from_env(env)
         return cls(
-            server=ServerSettings.from_env(env, addresses.gateway),
-            addresses=addresses,
-            log=LogSettings.from_env(env),
-            telemetry=TelemetrySettings.from_env(env, "nodedrop-gateway"),
+            **service_basics(env, "gateway"),
             allowed_origins=_origins(env),
             max_frame_bytes=env_int(
                 env, "NODEDROP_GATEWAY_MAX_FRAME_BYTES", 64 * 1024, minimum=256, maximum=16 << 20

@@ -17,6 +17,7 @@ from nodedrop.common.settings import (
     env_int,
     env_str,
     process_env,
+    service_basics,
 )
 
 
@@ -83,12 +84,8 @@ class SchedulerSettings:
     def from_env(cls, env: Env | None = None) -> SchedulerSettings:
         """Raises SettingsError naming the first bad variable."""
         env = process_env() if env is None else env
-        addresses = Addresses.from_env(env)
         return cls(
-            server=ServerSettings.from_env(env, addresses.scheduler),
-            addresses=addresses,
-            log=LogSettings.from_env(env),
-            telemetry=TelemetrySettings.from_env(env, "nodedrop-scheduler"),
+            **service_basics(env, "scheduler"),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             queue=QueueSettings.from_env(env),

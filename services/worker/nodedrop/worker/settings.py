@@ -20,6 +20,7 @@ from nodedrop.common.settings import (
     env_int,
     env_str,
     process_env,
+    service_basics,
 )
 
 
@@ -89,12 +90,8 @@ class WorkerSettings:
     def from_env(cls, env: Env | None = None) -> WorkerSettings:
         """Raises SettingsError naming the first bad variable."""
         env = process_env() if env is None else env
-        addresses = Addresses.from_env(env)
         return cls(
-            server=ServerSettings.from_env(env, addresses.worker),
-            addresses=addresses,
-            log=LogSettings.from_env(env),
-            telemetry=TelemetrySettings.from_env(env, "nodedrop-worker"),
+            **service_basics(env, "worker"),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),
