@@ -202,6 +202,7 @@ class ApiService:
                 self._store_queue = StoreQueue(self._store, self._queue)
                 self._store_queue.start()
                 self._queue = self._store_queue
+                self._batcher.hand_on = self._store_queue.hand_on
         if self._store is not None:
             self._direct = DirectRunner(
                 self._store, self._store, self._store.config, on_failure=self._direct_failed
@@ -246,11 +247,13 @@ class ApiService:
             await self._direct.stop()
         if self._recorder is not None:
             await self._recorder.stop()
+        # The INSERT flush in flight hands its jobs on to the store queue: stop
+        # it first, so they are enqueued rather than failed.
+        if self._batcher is not None:
+            await self._batcher.stop()
         if self._store_queue is not None:
             await self._store_queue.stop()
             self._store_queue = None
-        if self._batcher is not None:
-            await self._batcher.stop()
         if isinstance(self._store, RedisStore):
             await self._store.close()
         self._store = None

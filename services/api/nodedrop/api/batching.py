@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from nodedrop.api.model import NewExecution
+from nodedrop.api.model import NewExecution, Status
 from nodedrop.api.repository import ExecutionRepository, InsertOutcome
 from nodedrop.common.errors import Unavailable
+from nodedrop.store import JobSpec
 
-__all__ = ["InsertBatcher", "MicroBatcher"]
+__all__ = ["Insert", "InsertBatcher", "MicroBatcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,6 +61,10 @@ class MicroBatcher(Generic[T, R]):
             self._loop = asyncio.get_running_loop()
             self._task = self._loop.create_task(self._drain(), name=self._name)
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
@@ -78,11 +83,19 @@ class MicroBatcher(Generic[T, R]):
             # Not started (tests, CLI): one call of its own.
             return (await self._flush_items([item]))[0]
         future: asyncio.Future[R] = self._loop.create_future()
+        self.push(item, future)
+        return await future
+
+    def push(self, item: T, future: asyncio.Future[R]) -> None:
+        """Queues ``item`` for a caller that awaits ``future`` (made on this loop):
+        an earlier stage's flush hands its items on without waking their callers."""
+        if self._task is None:
+            future.set_exception(Unavailable(f"{self._name} is not running"))
+            return
         self._items.append((item, future))
         arrived, self._arrived = self._arrived, None
         if arrived is not None and not arrived.done():
             arrived.set_result(None)
-        return await future
 
     async def _drain(self) -> None:
         assert self._loop is not None
@@ -106,25 +119,90 @@ class MicroBatcher(Generic[T, R]):
             if not isinstance(exc, Exception):
                 raise
         else:
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            self._settle(batch, results)
         finally:
             self._slots.release()
 
+    def _settle(self, batch: list[tuple[T, asyncio.Future[R]]], results: Sequence[R]) -> None:
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
-class InsertBatcher(MicroBatcher[NewExecution, InsertOutcome]):
-    """Execution rows, one multi-row INSERT per batch."""
+
+class Insert:
+    """One row through the InsertBatcher, and the job to enqueue once it is created."""
+
+    __slots__ = ("execution", "job", "outcome")
+
+    def __init__(self, execution: NewExecution, job: JobSpec | None = None) -> None:
+        self.execution = execution
+        self.job = job
+        self.outcome: InsertOutcome | None = None
+
+
+class InsertBatcher(MicroBatcher[Insert, Status]):
+    """Execution rows, one multi-row INSERT per batch.
+
+    A row submitted with its job (``insert_then_enqueue``) is handed on by the
+    flush to ``hand_on`` (the store enqueue's batcher) together with its
+    caller's future once its row is committed: the caller wakes once, with its
+    job enqueued, instead of waking to enqueue its job itself; and the jobs of
+    one INSERT batch reach the enqueue batcher together, as soon as it commits.
+    """
 
     def __init__(
-        self, repository: ExecutionRepository, *, max_batch: int = 256, concurrency: int = 1
+        self,
+        repository: ExecutionRepository,
+        *,
+        hand_on: Callable[[JobSpec, asyncio.Future[Status]], None] | None = None,
+        max_batch: int = 256,
+        concurrency: int = 1,
     ) -> None:
         super().__init__(
-            repository.insert_executions,
+            self._insert,
             name="nodedrop-insert-batcher",
             max_batch=max_batch,
             concurrency=concurrency,
         )
+        self._repo = repository
+        self.hand_on = hand_on
+
+    async def _insert(self, items: Sequence[Insert]) -> list[Status]:
+        outcomes = await self._repo.insert_executions([i.execution for i in items])
+        for item, outcome in zip(items, outcomes, strict=True):
+            item.outcome = outcome
+        return [o.status for o in outcomes]
+
+    def _settle(
+        self, batch: list[tuple[Insert, asyncio.Future[Status]]], results: Sequence[Status]
+    ) -> None:
+        hand_on = self.hand_on
+        for (item, future), status in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            job = item.job
+            if (
+                job is not None
+                and hand_on is not None
+                and item.outcome is not None
+                and item.outcome.created
+            ):
+                hand_on(job, future)
+            else:
+                future.set_result(status)
+
+    @property
+    def hands_on(self) -> bool:
+        """Whether a job submitted with its row is enqueued by the flush."""
+        return self.running and self.hand_on is not None
 
     async def insert(self, execution: NewExecution) -> InsertOutcome:
-        return await self.submit(execution)
+        item = Insert(execution)
+        await self.submit(item)
+        assert item.outcome is not None
+        return item.outcome
+
+    async def insert_then_enqueue(self, item: Insert) -> Status:
+        """The row's status; once created, the status its job's enqueue returned.
+        A failure with ``item.outcome`` still None is the INSERT's, otherwise the enqueue's."""
+        return await self.submit(item)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from nodedrop.api.batching import InsertBatcher
+from nodedrop.api.batching import Insert, InsertBatcher
 from nodedrop.api.definitions import Definition, from_json, to_proto
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.model import ExecutionRecord, NewExecution, Status
 from nodedrop.api.queueing import EnqueueRequest, QueuePort
 from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.store_queue import StoreQueue
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.store import ExecutionStatus as StoreStatus
@@ -72,6 +73,12 @@ class Submitted:
     deduplicated: bool
 
 
+def _enqueue_failed(new: NewExecution, exc: Exception) -> None:
+    # The row is committed, so the execution is acknowledged: orphan
+    # recovery enqueues it once the scheduler or the store is back.
+    log.warning("enqueue failed; left to orphan recovery", execution_id=new.id, error=str(exc))
+
+
 def _unavailable(exc: StoreUnavailableError) -> Unavailable:
     return Unavailable(f"the execution store is unavailable: {exc}")
 
@@ -118,6 +125,10 @@ class ExecutionManager:
             # came from the workflow cache or from a stored execution (retry).
             definition_is_version=s.workflow_id is not None and s.workflow_version > 0,
         )
+        if s.mode == "queue" and self._batcher.hands_on and isinstance(self._queue, StoreQueue):
+            job = self._queue.prepared(self._request(new, s.definition, s.delay_s, s))
+            if job is not None:
+                return await self._insert_then_enqueue(Insert(new, job))
         try:
             outcome = await self._batcher.insert(new)
         except StoreUnavailableError as exc:
@@ -132,11 +143,32 @@ class ExecutionManager:
         status = await self._enqueue(new, s.definition, s.delay_s, s)
         return Submitted(new.id, status, False)
 
-    async def _enqueue(
-        self, new: NewExecution, definition: Definition, delay_s: float, s: Submission
-    ) -> Status:
-        assert self._queue is not None
-        request = EnqueueRequest(
+    async def _insert_then_enqueue(self, item: Insert) -> Submitted:
+        new = item.execution
+        try:
+            status = await self._batcher.insert_then_enqueue(item)
+        except StoreUnavailableError as exc:
+            if item.outcome is not None:
+                _enqueue_failed(new, exc)
+                status = Status.QUEUED
+            else:
+                raise _unavailable(exc) from exc
+        except NodedropError as exc:
+            if item.outcome is None:
+                raise
+            _enqueue_failed(new, exc)
+            status = Status.QUEUED
+        outcome = item.outcome
+        assert outcome is not None
+        if not outcome.created:
+            return Submitted(outcome.execution_id, outcome.status, True)
+        return Submitted(new.id, status, False)
+
+    @staticmethod
+    def _request(
+        new: NewExecution, definition: Definition, delay_s: float, s: Submission
+    ) -> EnqueueRequest:
+        return EnqueueRequest(
             execution_id=new.id,
             tenant_id=new.tenant_id,
             workflow=_snapshot(definition, new.workflow_id, new.workflow_version),
@@ -147,14 +179,15 @@ class ExecutionManager:
             completed_outputs=dict(s.completed_outputs or {}),
             workflow_json=definition.json,
         )
+
+    async def _enqueue(
+        self, new: NewExecution, definition: Definition, delay_s: float, s: Submission
+    ) -> Status:
+        assert self._queue is not None
         try:
-            return await self._queue.enqueue(request)
+            return await self._queue.enqueue(self._request(new, definition, delay_s, s))
         except NodedropError as exc:
-            # The row is committed, so the execution is acknowledged: orphan
-            # recovery enqueues it once the scheduler is back.
-            log.warning(
-                "enqueue failed; left to orphan recovery", execution_id=new.id, error=str(exc)
-            )
+            _enqueue_failed(new, exc)
             return Status.QUEUED
 
     async def enqueue_existing(

@@ -19,6 +19,7 @@ scheduler's, whose traceparent the job entry keeps.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -111,6 +112,17 @@ class StoreQueue:
             # Taken inside the span: the worker's execution span is its child.
             spec = _spec(request, current_traceparent())
             return await self._batcher.submit(spec)
+
+    def prepared(self, request: EnqueueRequest) -> JobSpec | None:
+        """The job built before its row is committed, for the INSERT flush to hand
+        on (``hand_on``); None when spans are exported: the enqueue span must
+        then start once the row is committed, and the job carries its context."""
+        if spans_exported() or not self._batcher.running:
+            return None
+        return _spec(request, unrecorded_enqueue_traceparent(request.traceparent))
+
+    def hand_on(self, job: JobSpec, future: asyncio.Future[Status]) -> None:
+        self._batcher.push(job, future)
 
     async def _send(self, specs: Sequence[JobSpec]) -> list[Status]:
         try:
