@@ -112,10 +112,11 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     shared.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await shared
-    # The first group ended (their commits wait in the committer's buffer); the
-    # other attempts were never run and gave their slots back.
-    assert consumer._free == 100 - len(consumer._committer._endings)
+    # The first group ended: their slots went back with their engines' end while
+    # the ends wait in the committer's buffer; the other attempts were never run
+    # and gave their slots back too.
     assert len(consumer._committer._endings) == 16
+    assert consumer._free == 100
 
 
 async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
@@ -155,12 +156,14 @@ class _ContextRecorder:
 
     def __init__(self) -> None:
         self.seen: dict[str, dict[str, Any]] = {}
+        self.ran = asyncio.Event()
 
     def runs_inline(self, ctx: ExecutionContext) -> bool:
         return True
 
     async def run(self, ctx: ExecutionContext, sink: JobSink, cancel: CancelToken) -> RunOutcome:
         self.seen[ctx.execution_id] = structlog.contextvars.get_contextvars()
+        self.ran.set()
         return RunOutcome(Ending.COMPLETED, result_json="{}")
 
 
@@ -189,3 +192,39 @@ async def test_an_attempts_log_context_has_its_execution_and_trace_ids(
     assert recorder.seen["traced"]["trace_id"] == tid
     assert recorder.seen[after]["execution_id"] == after
     assert "trace_id" not in recorder.seen[after]
+
+
+async def test_a_slot_goes_back_when_the_engine_ends_and_at_most_concurrency_ends_wait(
+    store: RedisStore,
+) -> None:
+    """Concurrency 1: while the first end's commit is held up, the second attempt
+    runs; the third waits, since one end is already waiting for its commit."""
+    gate = asyncio.Event()
+    real_commit = store.commit
+
+    async def held_commit(commits: Any, now_ms: int) -> Any:
+        await gate.wait()
+        return await real_commit(commits, now_ms)
+
+    store.commit = held_commit  # type: ignore[method-assign]
+    recorder = _ContextRecorder()
+    consumer = _quiet_consumer(store, recorder, "slots", 1, 10)
+    now = int(time.time() * 1000)
+    for x in ("s-1", "s-2", "s-3"):
+        await store.enqueue(spec(x, NOOP3), now)
+    await consumer.start()
+    try:
+        while len(recorder.seen) < 2:
+            recorder.ran.clear()
+            await asyncio.wait_for(recorder.ran.wait(), 5)
+        await asyncio.sleep(0.3)
+        # Two engines ran although neither end is committed; not a third.
+        assert len(recorder.seen) == 2
+        assert consumer.counters().completed == 0
+        gate.set()
+        await wait_status(store, ["s-1", "s-2", "s-3"], {S.COMPLETED}, 10)
+    finally:
+        gate.set()
+        await consumer.stop(2.0)
+    assert consumer.counters().completed == 3
+    assert consumer.counters().active == 0

@@ -121,6 +121,9 @@ class Consumer:
         self._jobs: dict[str, Job] = {}
         self._backlog: deque[Delivery] = deque()
         self._free = config.concurrency
+        # Attempts whose engine is done and whose slot went back before their
+        # end committed (see _run); at most `concurrency` of them.
+        self._ends_waiting = 0
         self._slot_freed = asyncio.Event()
         self._committer = Committer(store, self._refused)
         self._inline = runner.runs_inline if isinstance(runner, InlineRunner) else None
@@ -362,6 +365,14 @@ class Consumer:
 
             self._committer.finish(job, transition, ended)
             ending = True
+            if self._ends_waiting < self._cfg.concurrency:
+                # Its engine is done: the slot takes the next attempt while this
+                # end commits, so Redis applies ends while new work runs instead
+                # of the two taking turns. The job keeps its lease (and its
+                # heartbeat) until the end is committed.
+                job.slot_returned = True
+                self._ends_waiting += 1
+                self._return_slot()
         finally:
             if not ending:
                 self._release(job)
@@ -384,10 +395,16 @@ class Consumer:
         # may hold the slot in the table by now: remove only this job.
         if self._jobs.get(job.execution_id) is job:
             del self._jobs[job.execution_id]
-        self._free += 1
-        self._slot_freed.set()
+        if job.slot_returned:
+            self._ends_waiting -= 1
+        else:
+            self._return_slot()
         if self._metrics is not None:
             self._metrics.worker_active_jobs.set(len(self._jobs))
+
+    def _return_slot(self) -> None:
+        self._free += 1
+        self._slot_freed.set()
 
     async def _hand_back(self, job: Job) -> None:
         if job.fenced_out:

@@ -23,6 +23,7 @@ class Job:
         "handed_back",
         "lease",
         "outputs",
+        "slot_returned",
         "started",
         "task",
     )
@@ -40,6 +41,8 @@ class Job:
         self.fenced_out = False
         # Set when the worker drains: the attempt is handed back, not ended.
         self.handed_back = False
+        # Its slot went back when its engine finished; its end still commits.
+        self.slot_returned = False
         self.task: asyncio.Task[None] | None = None
 
     @property
