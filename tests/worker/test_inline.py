@@ -13,7 +13,7 @@ import structlog
 from nodedrop.engine.cancel import CancelToken
 from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer, ConsumerConfig
+from nodedrop.worker.consumer import _INLINE_GROUP, Consumer, ConsumerConfig
 from nodedrop.worker.engine_runner import EngineRunner, build_config
 from nodedrop.worker.runner import Ending, JobSink, Runner, RunOutcome
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
@@ -115,7 +115,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # The first group ended: their slots went back with their engines' end while
     # the ends wait in the committer's buffer; the other attempts were never run
     # and gave their slots back too.
-    assert len(consumer._committer._endings) == 16
+    assert len(consumer._committer._endings) == _INLINE_GROUP
     assert consumer._free == 100
 
 
