@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio as aredis
 from _cpu import group_cpu_s
+from _lifetime import die_with_parent
 
 DONE = "bench:done"
 T_FIRST = "bench:t_first"
@@ -94,6 +95,7 @@ def _start_worker(argv: Sequence[str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(HERE, "..", ".envs", "worker.log"), "ab"),
         start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call (see _lifetime)
     )
 
 

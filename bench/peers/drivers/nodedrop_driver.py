@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from _cpu import group_cpu_s
+from _lifetime import die_with_parent
 from nodedrop_events import run_events
 
 from nodedrop.store import JobSpec
@@ -100,7 +101,12 @@ def start_worker() -> subprocess.Popen[bytes]:
         ]
     # Own session: its CPU time is read per process group (see _cpu.py).
     return subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call (see _lifetime)
     )
 
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import grpc
+from _lifetime import die_with_parent
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
@@ -63,6 +64,7 @@ def _start_events(env: dict[str, str], api_addr: str, events_addr: str) -> subpr
         env=dict(env, NODEDROP_API_ADDR=api_addr, NODEDROP_EVENTS_ADDR=events_addr),
         stdout=subprocess.DEVNULL,
         stderr=log,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call (see _lifetime)
     )
 
 
