@@ -159,6 +159,8 @@ async def test_direct_cancel_from_another_replica_reaches_the_run(
     assert status in (Status.RUNNING, Status.CANCELLED)
     done = await api.wait_terminal(submitted.execution_id, timeout_s=5)
     assert done.status == execution_pb2.EXECUTION_STATUS_CANCELLED
+    # The running replica learnt the reason from the store, not only the flag.
+    assert done.error.message == "from elsewhere"
 
 
 async def test_another_tenant_cannot_cancel_a_direct_run(api: RunningApi) -> None:

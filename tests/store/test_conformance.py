@@ -320,6 +320,10 @@ async def test_a_cancel_reason_reaches_the_event_or_the_running_worker(store: St
     assert await store.cancel(y.execution_id, "t1", now(), "stop it") is S.RUNNING
     (r,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert r.cancel_error == EventError("stop it", "cancelled", False)
+    # And so does anyone reading the state (a direct run on another API replica).
+    (st,) = await store.states([y.execution_id])
+    assert st is not None and st.cancel_requested
+    assert st.cancel_error == EventError("stop it", "cancelled", False)
 
 
 async def test_a_lease_without_stream_entry_ends_the_hold(store: Store) -> None:

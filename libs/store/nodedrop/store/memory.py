@@ -521,7 +521,9 @@ class MemoryStore:
             out.append(
                 None
                 if e is None
-                else StateSnapshot(x, e.spec.tenant_id, e.status, e.attempt, e.cancel)
+                else StateSnapshot(
+                    x, e.spec.tenant_id, e.status, e.attempt, e.cancel, e.cancel_error
+                )
             )
         return out
 

@@ -189,6 +189,8 @@ class StateSnapshot:
     status: ExecutionStatus
     attempt: int
     cancel_requested: bool
+    # The cancel's error (its reason), when one was asked for.
+    cancel_error: EventError | None = None
 
 
 @dataclass(frozen=True, slots=True)

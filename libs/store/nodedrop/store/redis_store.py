@@ -669,14 +669,17 @@ class RedisStore:
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
         pipe = self._r.pipeline(transaction=False)
         for x in execution_ids:
-            pipe.hmget(self._k.exec(x), "st", "tn", "a", "cx")
+            pipe.hmget(self._k.exec(x), "st", "tn", "a", "cx", "ce")
         out: list[StateSnapshot | None] = []
         for x, h in zip(execution_ids, await pipe.execute(), strict=True):
             if h[0] is None:
                 out.append(None)
             else:
+                error = EventError.from_json(h[4]) if h[3] == "1" and h[4] else None
                 out.append(
-                    StateSnapshot(x, h[1] or "", ExecutionStatus(h[0]), int(h[2]), h[3] == "1")
+                    StateSnapshot(
+                        x, h[1] or "", ExecutionStatus(h[0]), int(h[2]), h[3] == "1", error
+                    )
                 )
         return out
 

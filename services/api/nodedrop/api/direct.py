@@ -328,7 +328,8 @@ class DirectRunner:
                 log.warning("direct cancel check failed", error=str(exc))
                 continue
             if state is not None and state.cancel_requested:
-                token.cancel(DEFAULT_CANCEL_REASON)
+                error = state.cancel_error
+                token.cancel(error.message if error is not None else DEFAULT_CANCEL_REASON)
             elif state is None or sink.fenced_out:
                 token.cancel("the execution's state in the store was lost")
 
