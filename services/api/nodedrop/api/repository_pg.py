@@ -34,6 +34,7 @@ from nodedrop.api.model import (
 )
 from nodedrop.api.queries import POSTGRES as Q
 from nodedrop.api.repository import InsertOutcome
+from nodedrop.api.rows import RowReader
 
 __all__ = ["RECOVERY_LOCK_KEY", "PostgresRepository", "create_pool"]
 
@@ -84,29 +85,8 @@ async def create_pool(
     return pool
 
 
-def _key(row: asyncpg.Record) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        key_hash=bytes(row["key_hash"]),
-        scopes=tuple(Scope(s) for s in row["scopes"]),
-        prefix=row["prefix"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _workflow(row: asyncpg.Record) -> WorkflowRecord:
-    return WorkflowRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        version=row["version"],
-        name=row["name"],
-        definition_json=row["definition"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+# asyncpg hands timestamptz columns over as datetimes already.
+_ROWS = RowReader(time=lambda value: value, scope_names=lambda value: value)
 
 
 def _definition(row: asyncpg.Record) -> str:
@@ -117,60 +97,6 @@ def _definition(row: asyncpg.Record) -> str:
         # does not parse, which recovery fails with a reason.
         text = row["version_definition"] or ""
     return str(text)
-
-
-def _execution(row: asyncpg.Record, runs: tuple[NodeRunRecord, ...] = ()) -> ExecutionRecord:
-    return ExecutionRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        definition_json=_definition(row),
-        status=Status(row["status"]),
-        mode=row["mode"],
-        trigger_kind=row["trigger_kind"],
-        trigger_data_json=row["trigger_data"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        priority=row["priority"],
-        idempotency_key=row["idempotency_key"],
-        retry_of=row["retry_of"],
-        trace_id=row["trace_id"],
-        created_at=row["created_at"],
-        run_at=row["run_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        error_json=row["error"],
-        result_json=row["result"],
-        last_sequence=row["last_sequence"],
-        node_runs=runs,
-    )
-
-
-def _node_run(row: asyncpg.Record) -> NodeRunRecord:
-    return NodeRunRecord(
-        node_id=row["node_id"],
-        attempt=row["attempt"],
-        status=row["status"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        error_json=row["error"],
-        output_item_count=row["output_item_count"],
-        outputs_json=row["outputs"],
-    )
-
-
-def _event(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        execution_id=row["execution_id"],
-        sequence=row["sequence"],
-        type=row["type"],
-        time=row["time"],
-        node_id=row["node_id"],
-        attempt=row["attempt"],
-        data_json=row["data"],
-        error_json=row["error"],
-    )
 
 
 class PostgresRepository:
@@ -219,12 +145,12 @@ class PostgresRepository:
                 prefix,
             )
         assert row is not None
-        return _key(row)
+        return _ROWS.key(row)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(Q["get_api_key"], key_id)
-        return _key(row) if row is not None else None
+        return _ROWS.key(row) if row is not None else None
 
     async def list_api_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
         async with self._conn() as conn:
@@ -232,12 +158,12 @@ class PostgresRepository:
                 rows = await conn.fetch(Q["list_all_api_keys"])
             else:
                 rows = await conn.fetch(Q["list_api_keys"], tenant_id)
-        return [_key(r) for r in rows]
+        return [_ROWS.key(r) for r in rows]
 
     async def revoke_api_key(self, key_id: str, tenant_id: str | None) -> ApiKeyRecord | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(Q["revoke_api_key"], key_id, tenant_id)
-        return _key(row) if row is not None else None
+        return _ROWS.key(row) if row is not None else None
 
     # workflows
 
@@ -256,7 +182,7 @@ class PostgresRepository:
     ) -> WorkflowRecord | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(Q["get_workflow"], workflow_id, tenant_id, version)
-        return _workflow(row) if row is not None else None
+        return _ROWS.workflow(row) if row is not None else None
 
     async def list_workflows(
         self, tenant_id: str, name_prefix: str, after: tuple[str, str] | None, limit: int
@@ -266,7 +192,7 @@ class PostgresRepository:
             rows = await conn.fetch(
                 Q["list_workflows"], tenant_id, name_prefix, after_name, after_id, limit
             )
-        return [_workflow(r) for r in rows]
+        return [_ROWS.workflow(r) for r in rows]
 
     async def update_workflow(
         self,
@@ -308,7 +234,7 @@ class PostgresRepository:
             rows = await conn.fetch(
                 Q["list_workflow_versions"], workflow_id, tenant_id, before, limit
             )
-        return [_workflow(r) for r in rows]
+        return [_ROWS.workflow(r) for r in rows]
 
     # executions
 
@@ -377,9 +303,9 @@ class PostgresRepository:
             runs: tuple[NodeRunRecord, ...] = ()
             if with_node_runs:
                 runs = tuple(
-                    _node_run(r) for r in await conn.fetch(Q["get_node_runs"], execution_id)
+                    _ROWS.node_run(r) for r in await conn.fetch(Q["get_node_runs"], execution_id)
                 )
-        return _execution(row, runs)
+        return _ROWS.execution(row, _definition(row), runs)
 
     async def list_executions(
         self,
@@ -401,7 +327,7 @@ class PostgresRepository:
                 after_id,
                 limit,
             )
-        return [_execution(r) for r in rows]
+        return [_ROWS.execution(r, _definition(r)) for r in rows]
 
     async def set_status(self, execution_id: str, status: Status, error_json: str | None) -> bool:
         terminal = status not in (Status.QUEUED, Status.RUNNING, Status.RETRY_SCHEDULED)
@@ -425,7 +351,7 @@ class PostgresRepository:
             rows = await conn.fetch(
                 Q["list_unfinished"], created_before, after_time, after_id, limit, mode
             )
-        return [_execution(r) for r in rows]
+        return [_ROWS.execution(r, _definition(r)) for r in rows]
 
     async def reset_for_rerun(self, execution_id: str) -> bool:
         async with self._conn() as conn, conn.transaction():
@@ -526,7 +452,7 @@ class PostgresRepository:
     ) -> list[RecordedEvent]:
         async with self._conn() as conn:
             rows = await conn.fetch(Q["list_events"], execution_id, after_sequence, limit)
-        return [_event(r) for r in rows]
+        return [_ROWS.event(r) for r in rows]
 
     async def stats(
         self, tenant_id: str, workflow_id: str | None, start: datetime, end: datetime

@@ -36,6 +36,7 @@ from nodedrop.api.model import (
 from nodedrop.api.queries import SQLITE as Q
 from nodedrop.api.repository import InsertOutcome
 from nodedrop.api.repository_pg import build_stats
+from nodedrop.api.rows import RowReader
 
 __all__ = ["SqliteRepository"]
 
@@ -83,70 +84,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def _key(row: sqlite3.Row) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        key_hash=bytes(row["key_hash"]),
-        scopes=tuple(Scope(s) for s in row["scopes"].split(",") if s),
-        prefix=row["prefix"],
-        created_at=_dt_req(row["created_at"]),
-        revoked_at=_dt(row["revoked_at"]),
-    )
-
-
-def _workflow(row: sqlite3.Row) -> WorkflowRecord:
-    return WorkflowRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        version=row["version"],
-        name=row["name"],
-        definition_json=row["definition"],
-        created_at=_dt_req(row["created_at"]),
-        updated_at=_dt_req(row["updated_at"]),
-    )
-
-
-def _execution(row: sqlite3.Row, runs: tuple[NodeRunRecord, ...] = ()) -> ExecutionRecord:
-    return ExecutionRecord(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        definition_json=row["definition"],
-        status=Status(row["status"]),
-        mode=row["mode"],
-        trigger_kind=row["trigger_kind"],
-        trigger_data_json=row["trigger_data"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        priority=row["priority"],
-        idempotency_key=row["idempotency_key"],
-        retry_of=row["retry_of"],
-        trace_id=row["trace_id"],
-        created_at=_dt_req(row["created_at"]),
-        run_at=_dt_req(row["run_at"]),
-        started_at=_dt(row["started_at"]),
-        finished_at=_dt(row["finished_at"]),
-        error_json=row["error"],
-        result_json=row["result"],
-        last_sequence=row["last_sequence"],
-        node_runs=runs,
-    )
-
-
-def _node_run(row: sqlite3.Row) -> NodeRunRecord:
-    return NodeRunRecord(
-        node_id=row["node_id"],
-        attempt=row["attempt"],
-        status=row["status"],
-        started_at=_dt(row["started_at"]),
-        finished_at=_dt(row["finished_at"]),
-        error_json=row["error"],
-        output_item_count=row["output_item_count"],
-        outputs_json=row["outputs"],
-    )
+# Times are microseconds since the epoch; scopes a comma-separated string.
+_ROWS = RowReader(time=_dt, scope_names=lambda value: (s for s in value.split(",") if s))
 
 
 class SqliteRepository:
@@ -229,22 +168,22 @@ class SqliteRepository:
             "now": _now_us(),
         }
         row = await self._run(lambda: self._db.execute(Q["insert_api_key"], params).fetchone())
-        return _key(row)
+        return _ROWS.key(row)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         row = await self._run(lambda: self._db.execute(Q["get_api_key"], {"id": key_id}).fetchone())
-        return _key(row) if row is not None else None
+        return _ROWS.key(row) if row is not None else None
 
     async def list_api_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
         rows = await self._run(
             lambda: self._db.execute(Q["list_api_keys"], {"tenant_id": tenant_id}).fetchall()
         )
-        return [_key(r) for r in rows]
+        return [_ROWS.key(r) for r in rows]
 
     async def revoke_api_key(self, key_id: str, tenant_id: str | None) -> ApiKeyRecord | None:
         params = {"id": key_id, "tenant_id": tenant_id, "now": _now_us()}
         row = await self._run(lambda: self._db.execute(Q["revoke_api_key"], params).fetchone())
-        return _key(row) if row is not None else None
+        return _ROWS.key(row) if row is not None else None
 
     # workflows
 
@@ -276,7 +215,7 @@ class SqliteRepository:
     ) -> WorkflowRecord | None:
         params = {"id": workflow_id, "tenant_id": tenant_id, "version": version}
         row = await self._run(lambda: self._db.execute(Q["get_workflow"], params).fetchone())
-        return _workflow(row) if row is not None else None
+        return _ROWS.workflow(row) if row is not None else None
 
     async def list_workflows(
         self, tenant_id: str, name_prefix: str, after: tuple[str, str] | None, limit: int
@@ -290,7 +229,7 @@ class SqliteRepository:
             "limit": limit,
         }
         rows = await self._run(lambda: self._db.execute(Q["list_workflows"], params).fetchall())
-        return [_workflow(r) for r in rows]
+        return [_ROWS.workflow(r) for r in rows]
 
     async def update_workflow(
         self,
@@ -364,7 +303,7 @@ class SqliteRepository:
         rows = await self._run(
             lambda: self._db.execute(Q["list_workflow_versions"], params).fetchall()
         )
-        return [_workflow(r) for r in rows]
+        return [_ROWS.workflow(r) for r in rows]
 
     # executions
 
@@ -418,9 +357,10 @@ class SqliteRepository:
             runs: tuple[NodeRunRecord, ...] = ()
             if with_node_runs:
                 runs = tuple(
-                    _node_run(r) for r in self._db.execute(Q["get_node_runs"], {"id": execution_id})
+                    _ROWS.node_run(r)
+                    for r in self._db.execute(Q["get_node_runs"], {"id": execution_id})
                 )
-            return _execution(row, runs)
+            return _ROWS.execution(row, row["definition"], runs)
 
         return await self._run(work)
 
@@ -442,7 +382,7 @@ class SqliteRepository:
             "limit": limit,
         }
         rows = await self._run(lambda: self._db.execute(Q["list_executions"], params).fetchall())
-        return [_execution(r) for r in rows]
+        return [_ROWS.execution(r, r["definition"]) for r in rows]
 
     async def set_status(self, execution_id: str, status: Status, error_json: str | None) -> bool:
         params = {
@@ -470,7 +410,7 @@ class SqliteRepository:
             "limit": limit,
         }
         rows = await self._run(lambda: self._db.execute(Q["list_unfinished"], params).fetchall())
-        return [_execution(r) for r in rows]
+        return [_ROWS.execution(r, r["definition"]) for r in rows]
 
     async def reset_for_rerun(self, execution_id: str) -> bool:
         def reset(db: sqlite3.Connection) -> bool:
@@ -573,19 +513,7 @@ class SqliteRepository:
     ) -> list[RecordedEvent]:
         params = {"id": execution_id, "after": after_sequence, "limit": limit}
         rows = await self._run(lambda: self._db.execute(Q["list_events"], params).fetchall())
-        return [
-            RecordedEvent(
-                execution_id=r["execution_id"],
-                sequence=r["sequence"],
-                type=r["type"],
-                time=_dt_req(r["time"]),
-                node_id=r["node_id"],
-                attempt=r["attempt"],
-                data_json=r["data"],
-                error_json=r["error"],
-            )
-            for r in rows
-        ]
+        return [_ROWS.event(r) for r in rows]
 
     async def stats(
         self, tenant_id: str, workflow_id: str | None, start: datetime, end: datetime
