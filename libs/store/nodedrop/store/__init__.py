@@ -23,6 +23,7 @@ from nodedrop.store.model import (
     TailEntry,
     Transition,
     cancel_error,
+    cancel_reason,
 )
 from nodedrop.store.ports import EventLog, JobQueue, StateStore, TailCursor
 from nodedrop.store.records import (
@@ -68,5 +69,6 @@ __all__ = [
     "TailEntry",
     "Transition",
     "cancel_error",
+    "cancel_reason",
     "partition_of",
 ]

@@ -142,6 +142,11 @@ def cancel_error(reason: str) -> EventError:
     return EventError(reason or DEFAULT_CANCEL_REASON, "cancelled", False)
 
 
+def cancel_reason(error: EventError | None) -> str:
+    """What a run is stopped with, from the cancel's error where one was kept."""
+    return error.message if error is not None else DEFAULT_CANCEL_REASON
+
+
 class Transition(NamedTuple):
     """How a fenced commit ends the attempt.
 

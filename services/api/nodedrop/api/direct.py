@@ -60,6 +60,7 @@ from nodedrop.store import (
     Lease,
     StateStore,
     Transition,
+    cancel_reason,
 )
 from nodedrop.store import ExecutionStatus as StoreStatus
 from nodedrop.store import NotFound as StoreNotFound
@@ -328,8 +329,7 @@ class DirectRunner:
                 log.warning("direct cancel check failed", error=str(exc))
                 continue
             if state is not None and state.cancel_requested:
-                error = state.cancel_error
-                token.cancel(error.message if error is not None else DEFAULT_CANCEL_REASON)
+                token.cancel(cancel_reason(state.cancel_error))
             elif state is None or sink.fenced_out:
                 token.cancel("the execution's state in the store was lost")
 

@@ -28,7 +28,6 @@ from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
 from nodedrop.common.tracing import trace_id_of
 from nodedrop.store import (
-    DEFAULT_CANCEL_REASON,
     Acquired,
     Delivery,
     EventDraft,
@@ -38,6 +37,7 @@ from nodedrop.store import (
     JobQueue,
     StateStore,
     Transition,
+    cancel_reason,
 )
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.committer import Committer
@@ -497,7 +497,7 @@ class Consumer:
                     job.fenced_out = True
                     self._refused(job)
                 elif r.cancel_requested:
-                    job.cancel.cancel(_reason(r.cancel_error))
+                    job.cancel.cancel(cancel_reason(r.cancel_error))
 
     async def _cancel_listener(self) -> None:
         assert isinstance(self._store, RedisStore)
@@ -517,7 +517,7 @@ class Consumer:
                     execution_id, _, error = text.partition("\n")
                     job = self._jobs.get(execution_id)
                     if job is not None:
-                        job.cancel.cancel(_reason(_parse_error(error)))
+                        job.cancel.cancel(cancel_reason(_parse_error(error)))
             except (*_TRANSIENT, RedisError) as e:
                 log.warning("cancel listener lost redis", error=str(e), delay_s=delay)
                 await asyncio.sleep(delay)
@@ -532,10 +532,6 @@ def _parse_error(text: str) -> EventError | None:
         return EventError.from_json(text) if text else None
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-
-
-def _reason(error: EventError | None) -> str:
-    return error.message if error is not None else DEFAULT_CANCEL_REASON
 
 
 def _now_ms() -> int:
