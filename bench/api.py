@@ -58,6 +58,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _with_children(pid: int) -> list[int]:
+    """``pid`` and its child processes (an API with NODEDROP_API_PROCESSES > 1)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
 def _cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(_cpu_seconds(p) for p in ps) for name, ps in pids.items()}
 
@@ -122,6 +131,7 @@ class LoadPlan:
     # Call the server's gRPC health Check instead: the bare-call ceiling of
     # the same server process on the same machine, for comparison.
     health: bool = False
+    clients_per_connection: int = 8
 
 
 def _redis_pid(url: str) -> int:
@@ -155,7 +165,13 @@ def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
     health_request = health_pb2.HealthCheckRequest()
 
     async def main() -> tuple[list[float], int]:
-        channels = [grpc.aio.insecure_channel(target) for _ in range(max(1, clients // 16))]
+        # A connection each: channels to one target otherwise share one
+        # (gRPC's global subchannel pool), and with several API processes
+        # on the port the kernel spreads connections, not calls.
+        channels = [
+            grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(max(1, clients // plan.clients_per_connection))
+        ]
         stubs = [pb_grpc.ExecutionServiceStub(c) for c in channels]
         checks = [health_pb2_grpc.HealthStub(c) for c in channels]
         latencies: list[float] = []
@@ -262,6 +278,18 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--inline", action="store_true", help="inline definitions, not by id")
     parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=2,
+        help="NODEDROP_API_PROCESSES of the API under test (one per core here)",
+    )
+    parser.add_argument(
+        "--clients-per-connection",
+        type=int,
+        default=8,
+        help="callers sharing one HTTP/2 connection",
+    )
+    parser.add_argument(
         "--enqueue",
         choices=("store", "scheduler"),
         default="store",
@@ -295,6 +323,7 @@ def main() -> int:
         "LOG_FORMAT": "json",
         "NODEDROP_RESULT_CACHE_TTL_S": "0",
         "NODEDROP_API_ENQUEUE": args.enqueue,
+        "NODEDROP_API_PROCESSES": str(args.api_processes),
     }
     procs = [
         subprocess.Popen(
@@ -331,6 +360,7 @@ def main() -> int:
                         measure_from,
                         stop_at,
                         args.health,
+                        args.clients_per_connection,
                     ),
                     out,
                 ),
@@ -341,7 +371,7 @@ def main() -> int:
             loader.start()
         time.sleep(max(0.0, measure_from - time.time()))
         pids = {
-            "api": [procs[1].pid],
+            "api": _with_children(procs[1].pid),
             "scheduler": [procs[0].pid],
             "postgres": asyncio.run(_backend_pids(args.database_url, setup["db"])),
             "redis": [_redis_pid(args.redis_url)],
@@ -383,6 +413,9 @@ def main() -> int:
                 "enqueue": args.enqueue,
                 "clients": args.clients,
                 "procs": args.procs,
+                "api_processes": args.api_processes,
+                "connections": args.procs
+                * max(1, args.clients // args.procs // args.clients_per_connection),
                 "call": "health.Check"
                 if args.health
                 else "ExecuteWorkflow(" + ("inline" if args.inline else "workflow_id") + ")",

@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from nodedrop.common.auth import Authenticator
 from nodedrop.common.interceptors import DEFAULT_PUBLIC_METHODS, ServerCallInterceptor
@@ -56,6 +57,7 @@ __all__ = [
     "ReportsReadiness",
     "Runnable",
     "Service",
+    "Supervisor",
     "grpc_options",
     "metrics_settings",
     "run_loop",
@@ -155,6 +157,18 @@ class ReportsReadiness(Protocol):
 
 
 @runtime_checkable
+class Supervisor(Protocol):
+    """A ``Runnable`` over other processes (``ProcessGroup``): it can stop the
+    process on its own, and its ``/metrics`` are its children's."""
+
+    metrics_registry: CollectorRegistry
+
+    def bind_stop(self, stop: asyncio.Event) -> None:
+        """Called once, before ``start``; set ``stop`` to shut the process down."""
+        ...
+
+
+@runtime_checkable
 class Runnable(Protocol):
     """Something ``serve`` can run: listens on start, drains on stop."""
 
@@ -234,7 +248,12 @@ class GrpcServer:
         interceptors = [ServerCallInterceptor(self._service.authenticator, self._public_methods)]
         server = grpc.aio.server(
             interceptors=interceptors,
-            options=grpc_options(self._settings.grpc_max_message_bytes),
+            # SO_REUSEPORT (gRPC's default on Linux, made explicit): the
+            # processes of a ProcessGroup listen on one port.
+            options=[
+                *grpc_options(self._settings.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 1),
+            ],
         )
         self._service_names = tuple(self._service.register(server))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -293,9 +312,14 @@ async def serve(
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    registry = REGISTRY
+    for runnable in runnables:
+        if isinstance(runnable, Supervisor):
+            runnable.bind_stop(stop)
+            registry = runnable.metrics_registry
     # Only when spans go somewhere: instrumented clients cost on every call.
     instrument_clients()
-    exporter = await _start_metrics(metrics)
+    exporter = await _start_metrics(metrics, registry)
     started: list[Runnable] = []
     try:
         for runnable in runnables:
@@ -328,10 +352,12 @@ def _settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def _start_metrics(settings: MetricsSettings | None) -> MetricsServer | None:
+async def _start_metrics(
+    settings: MetricsSettings | None, registry: CollectorRegistry
+) -> MetricsServer | None:
     if settings is None or settings.addr is None:
         return None
-    server = MetricsServer(settings.addr.bind)
+    server = MetricsServer(settings.addr.bind, registry)
     try:
         await server.start()
     except OSError as exc:

@@ -22,6 +22,8 @@ from nodedrop.common.settings import (
     service_basics,
 )
 
+PROCESSES_VAR = "NODEDROP_API_PROCESSES"
+
 
 @dataclass(frozen=True, slots=True)
 class ApiOptions:
@@ -47,6 +49,9 @@ class ApiOptions:
     # batched (see store_queue; the default), or through the scheduler's RPC
     # (one call each, and the scheduler checks the workflow again).
     enqueue_via: str
+    # Processes serving the API's address (SO_REUSEPORT): one Python process
+    # uses one core. Above 1, `nodedrop api` supervises that many.
+    processes: int
 
     @classmethod
     def from_env(cls, env: Env) -> ApiOptions:
@@ -68,6 +73,7 @@ class ApiOptions:
             enqueue_via=env_str(
                 env, "NODEDROP_API_ENQUEUE", "store", choices=("store", "scheduler")
             ),
+            processes=env_int(env, PROCESSES_VAR, 1, minimum=1, maximum=64),
         )
 
 

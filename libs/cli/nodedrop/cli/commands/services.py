@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodedrop.common.logging import configure_logging, get_logger
+from nodedrop.common.process_group import ProcessGroup, die_with_supervisor
 from nodedrop.common.server import GrpcServer, Runnable, run_service
 from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
 from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
@@ -41,9 +42,18 @@ class Hosted:
 
 
 def _api(env: Env, dev: bool) -> Hosted:
-    from nodedrop.api.settings import ApiSettings  # noqa: PLC0415
+    from nodedrop.api.settings import PROCESSES_VAR, ApiSettings  # noqa: PLC0415
 
     s = ApiSettings.from_env(env)
+    if s.api.processes > 1 and not dev:
+        group = ProcessGroup(
+            "api",
+            [sys.executable, "-m", "nodedrop.cli.main", "api"],
+            env,
+            s.api.processes,
+            single_var=PROCESSES_VAR,
+        )
+        return Hosted(group, s.log, s.telemetry, s.server.shutdown_grace_s)
     from nodedrop.api.app import create_service  # noqa: PLC0415
 
     server = GrpcServer(create_service(s, dev=dev), s.server)
@@ -117,6 +127,7 @@ def _run_dev(args: argparse.Namespace) -> int:
 
 def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool) -> int:
     env = process_env()
+    die_with_supervisor(env)
     try:
         hosted = [build(env, dev) for build in builders]
     except SettingsError as exc:
