@@ -90,3 +90,45 @@ async def test_not_started_calls_flush_directly() -> None:
     batcher: MicroBatcher[int, int] = MicroBatcher(flush, name="t")
     assert await batcher.submit(4) == 8
     assert flush.batches == [[4]]
+
+
+async def test_under_concurrent_load_a_linger_lets_later_arrivals_join_the_batch() -> None:
+    flush = Flusher()
+    flush.gate.set()
+    batcher: MicroBatcher[int, int] = MicroBatcher(flush, name="t", concurrency=1, linger_s=0.2)
+    batcher.start()
+    try:
+        # Concurrent callers: a burst, so the batcher has seen batches of more than one.
+        for burst in range(4):
+            await asyncio.gather(*(batcher.submit(i) for i in range(8 * burst, 8 * burst + 8)))
+        # Then callers arriving 20 ms apart, well within the linger.
+        staggered = []
+        for i in range(32, 37):
+            staggered.append(asyncio.create_task(batcher.submit(i)))
+            await asyncio.sleep(0.02)
+        assert await asyncio.gather(*staggered) == [2 * i for i in range(32, 37)]
+    finally:
+        await batcher.stop()
+    # Without the linger each staggered item would be a batch of its own.
+    assert [32, 33, 34, 35, 36] in flush.batches, flush.batches
+
+
+async def test_a_lone_caller_calling_back_to_back_never_waits_for_the_linger() -> None:
+    flush = Flusher()
+    flush.gate.set()
+    linger_s = 0.5
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        flush, name="t", concurrency=1, linger_s=linger_s
+    )
+    batcher.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        for i in range(6):
+            assert await batcher.submit(i) == 2 * i
+        elapsed = loop.time() - started
+    finally:
+        await batcher.stop()
+    assert flush.batches == [[i] for i in range(6)]
+    # Six waits of the linger would take 3 s.
+    assert elapsed < linger_s, elapsed

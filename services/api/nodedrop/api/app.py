@@ -191,7 +191,7 @@ class ApiService:
             # The store's adapter needs decoded replies; the cache's client does not.
             self._store = RedisStore.from_url(s.redis.url, config)
         self._authenticator = KeyAuthenticator(self._repo)
-        self._batcher = InsertBatcher(self._repo)
+        self._batcher = InsertBatcher(self._repo, linger_s=s.api.batch_linger_s)
         self._batcher.start()
         if self._queue is None:
             self._channel = open_channel(

@@ -52,6 +52,9 @@ class ApiOptions:
     # Processes serving the API's address (SO_REUSEPORT): one Python process
     # uses one core. Above 1, `nodedrop api` supervises that many.
     processes: int
+    # How long a batch of new execution rows may wait for more under load
+    # (batching.MicroBatcher); 0 turns the wait off.
+    batch_linger_s: float
 
     @classmethod
     def from_env(cls, env: Env) -> ApiOptions:
@@ -74,6 +77,10 @@ class ApiOptions:
                 env, "NODEDROP_API_ENQUEUE", "store", choices=("store", "scheduler")
             ),
             processes=env_int(env, PROCESSES_VAR, 1, minimum=1, maximum=64),
+            batch_linger_s=env_float(
+                env, "NODEDROP_API_BATCH_LINGER_MS", 2.0, minimum=0.0, maximum=100.0
+            )
+            / 1000,
         )
 
 
