@@ -17,8 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from tests.common.stream_app import STREAM_EVENTS
-from tests.helpers.ports import free_port
-from tests.helpers.services import ADDR_VARS, start_service
+from tests.helpers.services import isolated_env, start_service
 
 GRACE_S = 5.0
 
@@ -37,15 +36,7 @@ SERVICES = {
 @pytest.fixture
 def service_env(redis_url: str, redis_prefix: str, pg_dsn: str) -> dict[str, str]:
     """Isolated backing stores, and the other services on ports nobody uses."""
-    env = {
-        "REDIS_URL": redis_url,
-        "NODEDROP_REDIS_PREFIX": redis_prefix,
-        "DATABASE_URL": pg_dsn,
-        "NODEDROP_SHUTDOWN_GRACE_S": str(GRACE_S),
-    }
-    for variable in ADDR_VARS.values():
-        env[variable] = f"127.0.0.1:{free_port()}"
-    return env
+    return isolated_env(redis_url, redis_prefix, pg_dsn, GRACE_S)
 
 
 async def _reflected(target: str) -> set[str]:

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nodedrop.execution.v1 import execution_service_pb2 as pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as pb_grpc
 from tests.helpers.ports import free_port
-from tests.helpers.services import ADDR_VARS, ServiceProcess, start_service
+from tests.helpers.services import ServiceProcess, isolated_env, start_service
 
 GRACE_S = 5.0
 pytestmark = pytest.mark.slow
@@ -25,17 +25,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def group_env(redis_url: str, redis_prefix: str, pg_dsn: str) -> dict[str, str]:
-    env = {
-        "REDIS_URL": redis_url,
-        "NODEDROP_REDIS_PREFIX": redis_prefix,
-        "DATABASE_URL": pg_dsn,
-        "NODEDROP_SHUTDOWN_GRACE_S": str(GRACE_S),
+    return {
+        **isolated_env(redis_url, redis_prefix, pg_dsn, GRACE_S),
         "NODEDROP_API_PROCESSES": "2",
         "NODEDROP_METRICS_ADDR": f"127.0.0.1:{free_port()}",
     }
-    for variable in ADDR_VARS.values():
-        env[variable] = f"127.0.0.1:{free_port()}"
-    return env
 
 
 def _children(pid: int) -> list[int]:

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers.ports import free_port
 
-__all__ = ["ADDR_VARS", "ServiceProcess", "start_service"]
+__all__ = ["ADDR_VARS", "ServiceProcess", "isolated_env", "start_service"]
 
 # The variable that sets each service's listen address.
 ADDR_VARS = {
@@ -101,6 +101,19 @@ async def _http_ready(target: str) -> None:
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def isolated_env(redis_url: str, redis_prefix: str, pg_dsn: str, grace_s: float) -> dict[str, str]:
+    """A test's own backing stores, and every service address on a port nobody uses."""
+    env = {
+        "REDIS_URL": redis_url,
+        "NODEDROP_REDIS_PREFIX": redis_prefix,
+        "DATABASE_URL": pg_dsn,
+        "NODEDROP_SHUTDOWN_GRACE_S": str(grace_s),
+    }
+    for variable in ADDR_VARS.values():
+        env[variable] = f"127.0.0.1:{free_port()}"
+    return env
 
 
 def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -17,13 +17,13 @@ from nodedrop.api.convert import (
 )
 from nodedrop.api.definitions import Definition
 from nodedrop.api.executions import ExecutionManager, Submission
+from nodedrop.api.inline_definitions import InlineDefinitions
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import ExecutionFilter
 from nodedrop.api.node_test import NodeTester
 from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
-from nodedrop.api.validation import problems_of
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
@@ -79,6 +79,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._limits = limits
         self._workflows = workflows or WorkflowCache(repository)
         self._node_tester = NodeTester(max_request_bytes=limits.max_request_bytes)
+        self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
 
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: object
@@ -108,9 +109,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         elif source == "workflow_id":
             v.uuid("workflow_id", request.workflow_id)
         else:
-            definition, problems = problems_of(
-                request.workflow, "workflow", max_nodes=self._limits.max_nodes
-            )
+            definition, problems = self._inline.check(request.workflow, "workflow")
             for p in problems:
                 v.add(p.path, f"{p.code}: {p.message}")
         version = request.workflow_version if request.HasField("workflow_version") else None
