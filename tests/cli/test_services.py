@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,8 +35,11 @@ SERVICES = {
 
 
 @pytest.fixture
-def service_env(redis_url: str, redis_prefix: str, pg_dsn: str) -> dict[str, str]:
-    """Isolated backing stores, and the other services on ports nobody uses."""
+def service_env(
+    redis_url: str, redis_prefix: str, pg_dsn: str, redis_client: aioredis.Redis
+) -> dict[str, str]:
+    """Isolated backing stores, and the other services on ports nobody uses
+    (``redis_client`` deletes what the services wrote under the prefix)."""
     return isolated_env(redis_url, redis_prefix, pg_dsn, GRACE_S)
 
 
