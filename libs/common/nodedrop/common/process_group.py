@@ -16,7 +16,8 @@ connections over them. The parent only supervises:
   (PR_SET_PDEATHSIG, see ``die_with_supervisor``), so none is left serving
   on the port unsupervised;
 - ``/metrics`` on the parent's address gathers every child's, each sample
-  labelled with its ``process`` index (``metrics_fanin``).
+  labelled with its ``process`` index (``metrics_fanin``); with metrics
+  off (NODEDROP_METRICS_ADDR=off) no process serves any.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics_fanin import ProcessFanIn
+from nodedrop.common.settings import MetricsSettings
 
 __all__ = ["SUPERVISOR_PID_VAR", "ProcessGroup", "die_with_supervisor"]
 
@@ -97,17 +99,15 @@ class ProcessGroup:
         self._on_crash = stop
 
     async def start(self) -> None:
+        metrics = MetricsSettings.from_env(self._env, "127.0.0.1:0").addr is not None
         for index in range(self._count):
-            metrics_port = _free_local_port()
-            env = {
-                **self._env,
-                self._single_var: "1",
-                "NODEDROP_METRICS_ADDR": f"127.0.0.1:{metrics_port}",
-                SUPERVISOR_PID_VAR: str(os.getpid()),
-            }
+            env = {**self._env, self._single_var: "1", SUPERVISOR_PID_VAR: str(os.getpid())}
+            if metrics:
+                port = _free_local_port()
+                env["NODEDROP_METRICS_ADDR"] = f"127.0.0.1:{port}"
+                self._fanin.add(str(index), f"http://127.0.0.1:{port}/metrics")
             child = await asyncio.create_subprocess_exec(*self._argv, env=env)
             self._children.append(child)
-            self._fanin.add(str(index), f"http://127.0.0.1:{metrics_port}/metrics")
             self._watchers.append(asyncio.create_task(self._watch(index, child)))
         log.info("processes started", service=self._name, pids=self.pids)
 
