@@ -733,10 +733,14 @@ async def test_cross_tenant_not_found_and_unauthenticated(api: Api) -> None:
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, (method, metadata)
 
 
-async def test_rate_limit_resource_exhausted(pg_repo: PostgresRepository) -> None:
+async def test_rate_limit_resource_exhausted(
+    pg_repo: PostgresRepository, redis_url: str, redis_prefix: str, redis_client: object
+) -> None:
     settings = ApiSettings.from_env(
         {
             "NODEDROP_API_ADDR": "127.0.0.1:0",
+            "REDIS_URL": redis_url,
+            "NODEDROP_REDIS_PREFIX": redis_prefix,
             "NODEDROP_EXECUTE_RATE_PER_S": "0.001",
             "NODEDROP_EXECUTE_RATE_BURST": "3",
         }
