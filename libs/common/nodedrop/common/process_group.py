@@ -103,6 +103,9 @@ class ProcessGroup:
         for index in range(self._count):
             env = {**self._env, self._single_var: "1", SUPERVISOR_PID_VAR: str(os.getpid())}
             if metrics:
+                # Picked here, bound by the child a moment later: should another
+                # process take it meanwhile, that child serves no metrics (it
+                # logs why) and nodedrop_process_up reports it.
                 port = _free_local_port()
                 env["NODEDROP_METRICS_ADDR"] = f"127.0.0.1:{port}"
                 self._fanin.add(str(index), f"http://127.0.0.1:{port}/metrics")
