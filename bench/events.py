@@ -50,6 +50,7 @@ import orjson
 from redis.asyncio import Redis
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from nodedrop.common.server import run_loop
 from nodedrop.event.v1 import event_service_pb2
 from nodedrop.store import EventRecord, EventType, Keys
 
@@ -93,6 +94,18 @@ class _BenchAuth(auth_service_pb2_grpc.AuthServiceServicer):
         return auth_service_pb2.AuthenticateResponse(
             tenant_id="bench", scopes=[auth_service_pb2.SCOPE_READ], key_id="bench"
         )
+
+
+async def _spawn_self(*argv: str) -> asyncio.subprocess.Process:
+    """This script again, in another of its modes (``serve``, ``subscribe``,
+    ``write``) over pipes: it prints ``ready``, then waits on stdin (go, or its end)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
 
 
 async def _serve(prefix: str, events_port: int, auth_port: int) -> None:
@@ -346,17 +359,13 @@ async def _scenario(
     shares = [subscribers // clients + (i < subscribers % clients) for i in range(clients)]
     paths = [os.path.join(workdir, f"{execution_id}-{i}.bin") for i in range(clients)]
     procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
+        await _spawn_self(
             "subscribe",
             addresses[i % len(addresses)],
             execution_id,
             str(share),
             str(min(share, 8)),
             path,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
         )
         for i, (share, path) in enumerate(zip(shares, paths, strict=True))
     ]
@@ -368,16 +377,12 @@ async def _scenario(
                 raise SystemExit("a subscriber process did not start")
         # Started and connected before the run, so its interpreter start (about
         # 0.3 s of CPU) does not compete with the deliveries being measured.
-        writer = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
+        writer = await _spawn_self(
             "write",
             prefix,
             execution_id,
             str(total),
             str(rate),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
         )
         procs.append(writer)
         assert writer.stdout is not None
@@ -511,15 +516,11 @@ async def _main(
     try:
         for _ in range(server_count):
             events_port, auth_port = _free_port(), _free_port()
-            server = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
+            server = await _spawn_self(
                 "serve",
                 prefix,
                 str(events_port),
                 str(auth_port),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
             )
             servers.append(server)
             assert server.stdout is not None
@@ -597,22 +598,15 @@ async def _main(
                 server.kill()
 
 
-def _run(coro: object) -> None:
-    try:
-        import uvloop  # noqa: PLC0415
-
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-
-
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        _run(_serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+        run_loop(_serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     elif len(sys.argv) > 1 and sys.argv[1] == "subscribe":
-        _run(_subscribe(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]))
+        run_loop(
+            _subscribe(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "write":
-        _run(_write(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), 50))
+        run_loop(_write(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), 50))
     else:
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--quick", action="store_true", help="5x shorter runs")
@@ -662,7 +656,7 @@ if __name__ == "__main__":
             parser.error(
                 "--clients, --servers and --repeat must be at least 1, --only between 1 and 5"
             )
-        _run(
+        run_loop(
             _main(
                 quick=args.quick,
                 clients=args.clients,

@@ -32,6 +32,8 @@ from collections.abc import AsyncIterator
 import grpc
 import orjson
 
+from nodedrop.common.server import run_loop
+
 # 50 events of about 170 bytes, framed: the size of the target row's responses.
 _PAYLOAD = (b"\x0a\xa8\x01" + b"x" * 168) * 50
 
@@ -237,20 +239,11 @@ async def _main(streams: int, clients: int, ticks: int, rate: float, repeat: int
         print(await _run_once(streams, clients, ticks, rate), flush=True)
 
 
-def _run(coro: object) -> None:
-    try:
-        import uvloop  # noqa: PLC0415
-
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-
-
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        _run(_serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))
+        run_loop(_serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))
     elif len(sys.argv) > 1 and sys.argv[1] == "subscribe":
-        _run(_subscribe(int(sys.argv[2]), int(sys.argv[3])))
+        run_loop(_subscribe(int(sys.argv[2]), int(sys.argv[3])))
     else:
         parser = argparse.ArgumentParser(description=__doc__)
         parser.add_argument("--streams", type=int, default=100)
@@ -261,4 +254,4 @@ if __name__ == "__main__":
         args = parser.parse_args()
         if min(args.streams, args.clients, args.ticks, args.repeat) < 1 or args.rate <= 0:
             parser.error("every option must be positive")
-        _run(_main(args.streams, args.clients, args.ticks, args.rate, args.repeat))
+        run_loop(_main(args.streams, args.clients, args.ticks, args.rate, args.repeat))
