@@ -147,14 +147,11 @@ class ExecutionManager:
         new = item.execution
         try:
             status = await self._batcher.insert_then_enqueue(item)
-        except StoreUnavailableError as exc:
-            if item.outcome is not None:
-                _enqueue_failed(new, exc)
-                status = Status.QUEUED
-            else:
-                raise _unavailable(exc) from exc
         except NodedropError as exc:
             if item.outcome is None:
+                # The INSERT failed: nothing is acknowledged.
+                if isinstance(exc, StoreUnavailableError):
+                    raise _unavailable(exc) from exc
                 raise
             _enqueue_failed(new, exc)
             status = Status.QUEUED
