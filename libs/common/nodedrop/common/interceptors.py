@@ -194,12 +194,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if behaviour is None:
                 continue
             rules = self._rules(method, timed_shape)
-            if not streams:
-                wrapped = self._unary(behaviour, rules)
-            elif inspect.isasyncgenfunction(behaviour):
+            if streams and inspect.isasyncgenfunction(behaviour):
                 wrapped = self._generator(behaviour, rules)
             else:
-                wrapped = self._writer(behaviour, rules)
+                wrapped = self._call(behaviour, rules, writes=streams)
             return make(
                 wrapped,
                 request_deserializer=handler.request_deserializer,
@@ -207,11 +205,15 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         return handler
 
-    def _unary(self, behaviour: Handler, rules: _Rules) -> Handler:
+    def _call(self, behaviour: Handler, rules: _Rules, *, writes: bool) -> Handler:
+        """A handler that returns its response, or, with ``writes``, streams by
+        ``context.write`` (the health service's Watch) or returns an iterable
+        (a plain function); the generated base classes' UNIMPLEMENTED answers
+        come through here too."""
         enter, finish = self._enter, self._finish
         needs_entry = rules.authenticate or rules.application
 
-        async def unary(request: Any, context: Context) -> Any:
+        async def call(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             failed = True
             try:
@@ -220,6 +222,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     result = behaviour(request, context)
                     if inspect.isawaitable(result):
                         result = await result
+                    elif writes and isinstance(result, Iterable):
+                        for response in result:
+                            await context.write(response)
+                        result = None
                 finally:
                     if entered is not None:
                         _leave(entered)
@@ -231,7 +237,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 finish(rules, context, started, failed)
 
-        return unary
+        return call
 
     def _generator(self, behaviour: Handler, rules: _Rules) -> Handler:
         enter, finish = self._enter, self._finish
@@ -260,34 +266,6 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finish(rules, context, started, failed)
 
         return generator
-
-    def _writer(self, behaviour: Handler, rules: _Rules) -> Handler:
-        # ``context.write`` style (the health service's Watch) or a plain
-        # function (generated base classes answering UNIMPLEMENTED).
-        enter, finish = self._enter, self._finish
-
-        async def writer(request: Any, context: Context) -> None:
-            started = time.perf_counter()
-            failed = True
-            try:
-                entered = await enter(rules, context)
-                try:
-                    result = behaviour(request, context)
-                    if inspect.isawaitable(result):
-                        await result
-                    elif isinstance(result, Iterable):
-                        for response in result:
-                            await context.write(response)
-                finally:
-                    _leave(entered)
-                failed = False
-            except Exception as exc:
-                await _abort(exc, rules.method, context)
-                raise
-            finally:
-                finish(rules, context, started, failed)
-
-        return writer
 
 
 def _leave(entered: _Entered) -> None:
