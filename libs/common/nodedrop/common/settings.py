@@ -15,8 +15,11 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypedDict
+from urllib.parse import urlsplit
+
+from nodedrop.common.redaction import MASK, Redactor, is_secret_name, known_secrets
 
 __all__ = [
     "Address",
@@ -38,6 +41,7 @@ __all__ = [
     "env_float",
     "env_int",
     "env_str",
+    "env_url",
     "process_env",
     "service_basics",
 ]
@@ -51,12 +55,17 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 class SettingsError(ValueError):
-    """A variable holds a value the service cannot start with."""
+    """A variable holds a value the service cannot start with.
+
+    The message shows the value so the operator sees what is wrong, with its
+    secrets masked: a secret-named variable's value entirely, a URL's password.
+    """
 
     def __init__(self, name: str, value: str, expected: str) -> None:
-        super().__init__(f"invalid value for {name}: {value!r} (expected {expected})")
+        shown = MASK if is_secret_name(name) else Redactor().text(value)
+        super().__init__(f"invalid value for {name}: {shown!r} (expected {expected})")
         self.name = name
-        self.value = value
+        self.value = shown
         self.expected = expected
 
 
@@ -188,6 +197,23 @@ def env_addr(env: Env, name: str, default: str) -> Address:
         raise SettingsError(name, value or default, "host:port, e.g. 127.0.0.1:50051") from None
 
 
+def env_url(env: Env, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    """A URL with one of ``schemes`` whose host and port parse; the error
+    shows it with its password masked."""
+    url = env_str(env, name, default)
+    expected = "a " + ", ".join(f"{s}://" for s in schemes) + " URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise SettingsError(name, url, expected + " with a numeric port") from None
+    if parts.scheme not in schemes:
+        raise SettingsError(name, url, expected)
+    if parts.scheme != "unix" and not parts.hostname and not parts.path:
+        raise SettingsError(name, url, expected + " with a host")
+    return url
+
+
 def _check_range(
     name: str, raw: str, number: float, minimum: float | None, maximum: float | None
 ) -> None:
@@ -247,11 +273,20 @@ class ServerSettings:
         )
 
 
+DEFAULT_LOG_MAX_LINE_BYTES = 16 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str
     # "auto" picks console output on a TTY and JSON otherwise.
     format: Literal["auto", "json", "console"]
+    # A longer line is cut and says so (``truncated``): one record of a huge
+    # payload must not fill a disk or a log pipeline.
+    max_line_bytes: int = DEFAULT_LOG_MAX_LINE_BYTES
+    # Literal secrets of this environment (secret-named variables, URL
+    # passwords), masked wherever they appear in a line; never shown.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Env) -> LogSettings:
@@ -259,7 +294,18 @@ class LogSettings:
             env, "LOG_LEVEL", "info", choices=("debug", "info", "warning", "error", "critical")
         )
         fmt = env_str(env, "LOG_FORMAT", "auto", choices=("auto", "json", "console"))
-        return cls(level=level, format=fmt)  # type: ignore[arg-type]
+        return cls(
+            level=level,
+            format=fmt,  # type: ignore[arg-type]
+            max_line_bytes=env_int(
+                env,
+                "NODEDROP_LOG_MAX_LINE_BYTES",
+                DEFAULT_LOG_MAX_LINE_BYTES,
+                minimum=1024,
+                maximum=16 << 20,
+            ),
+            secrets=known_secrets(env),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,9 +351,9 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> RedisSettings:
-        url = env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("REDIS_URL", url, "a redis://, rediss:// or unix:// URL")
+        url = env_url(
+            env, "REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")
+        )
         prefix = env_str(env, "NODEDROP_REDIS_PREFIX", "nd")
         if any(c in prefix for c in "{}: \t"):
             raise SettingsError("NODEDROP_REDIS_PREFIX", prefix, "no braces, colons or whitespace")
@@ -327,9 +373,12 @@ class PostgresSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> PostgresSettings:
-        url = env_str(env, "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise SettingsError("DATABASE_URL", url, "a postgresql:// URL")
+        url = env_url(
+            env,
+            "DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            schemes=("postgresql", "postgres"),
+        )
         min_size = env_int(env, "NODEDROP_PG_POOL_MIN", 1, minimum=0, maximum=1000)
         max_size = env_int(env, "NODEDROP_PG_POOL_MAX", 10, minimum=1, maximum=1000)
         if max_size < min_size:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Sequence
 from urllib.parse import urlparse
 
+import asyncpg
 import grpc
 import orjson
 import redis.asyncio as aioredis
@@ -44,6 +45,7 @@ from nodedrop.common.auth import Authenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.redis import connect_redis
+from nodedrop.common.startup import DependencyUnavailable
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
@@ -157,16 +159,23 @@ class ApiService:
         if embedded:
             log.info("no PostgreSQL found; using the embedded store", path=s.api.sqlite_path)
             return await SqliteRepository.open(s.api.sqlite_path)
-        if s.api.run_migrations:
-            applied = await migrations.apply(s.postgres.url)
-            if applied:
-                log.info("migrations applied", versions=applied)
-        return await PostgresRepository.connect(
-            s.postgres.url,
-            min_size=s.postgres.pool_min_size,
-            max_size=s.postgres.pool_max_size,
-            command_timeout=s.postgres.command_timeout_s,
-        )
+        try:
+            if s.api.run_migrations:
+                applied = await migrations.apply(s.postgres.url)
+                if applied:
+                    log.info("migrations applied", versions=applied)
+            return await PostgresRepository.connect(
+                s.postgres.url,
+                min_size=s.postgres.pool_min_size,
+                max_size=s.postgres.pool_max_size,
+                command_timeout=s.postgres.command_timeout_s,
+            )
+        except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
+            # Refused, unreachable, wrong password, no such database, or a
+            # URL the driver cannot parse: the operator fixes DATABASE_URL.
+            raise DependencyUnavailable("PostgreSQL", "DATABASE_URL", exc) from None
+        except StoreUnavailableError as exc:
+            raise DependencyUnavailable("PostgreSQL", "DATABASE_URL", exc.reason) from None
 
     async def start(self) -> None:
         s = self._settings

@@ -36,7 +36,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         try:
             identity = await self._auth.identify(request.credential)
         except StoreUnavailableError as exc:
-            raise Unavailable(f"the key store is unavailable: {exc}") from exc
+            raise Unavailable(f"the key store is unavailable: {exc.message}") from exc
         principal = identity.principal
         response = pb.AuthenticateResponse(
             tenant_id=principal.tenant_id,

@@ -42,4 +42,16 @@ class VersionConflictError(Aborted, ApiDomainError):
 
 
 class StoreUnavailableError(Unavailable, ApiDomainError):
-    """The execution store is unreachable; the caller may retry."""
+    """The execution store is unreachable; the caller may retry.
+
+    ``message`` is what a client is told; ``reason`` (the driver's error) is
+    for the logs only (``str(error)`` has both): it names hosts, users and
+    database internals a caller has no business seeing.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.reason}" if self.reason else self.message

@@ -80,7 +80,7 @@ def _enqueue_failed(new: NewExecution, exc: Exception) -> None:
 
 
 def _unavailable(exc: StoreUnavailableError) -> Unavailable:
-    return Unavailable(f"the execution store is unavailable: {exc}")
+    return Unavailable(f"the execution store is unavailable: {exc.message}")
 
 
 class ExecutionManager:

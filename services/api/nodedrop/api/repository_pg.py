@@ -81,7 +81,7 @@ async def create_pool(
             reset=_keep_session,
         )
     except _UNAVAILABLE as exc:
-        raise StoreUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise StoreUnavailableError("cannot connect to PostgreSQL", repr(exc)) from exc
     return pool
 
 
@@ -116,7 +116,7 @@ class PostgresRepository:
             async with self._pool.acquire(timeout=2.0) as conn:
                 yield conn
         except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+            raise StoreUnavailableError("PostgreSQL is unavailable", repr(exc)) from exc
 
     # tenants and keys
 

@@ -1,10 +1,12 @@
 """``nodedrop api|scheduler|worker|events|gateway`` and ``nodedrop dev``.
 
-Each service command reads its settings once (a bad value exits with status 2
-and a message naming the variable), configures logging and tracing, and runs
-until SIGTERM/SIGINT. ``dev`` hosts every service in one process on the
-default addresses; each service's ``create_service(settings, dev=True)`` picks
-its development adapters.
+Each service command reads its settings once, configures logging and tracing,
+and runs until SIGTERM/SIGINT. A failed start prints one line naming what
+failed and the variable to fix, and exits with the status
+``nodedrop.common.startup`` documents (2: a bad setting, 3: a dependency).
+``dev`` hosts every service in one process on the default addresses; each
+service's ``create_service(settings, dev=True)`` picks its development
+adapters.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 from nodedrop.common.logging import configure_logging, get_logger
 from nodedrop.common.process_group import ProcessGroup, die_with_supervisor
+from nodedrop.common.redaction import known_secrets
 from nodedrop.common.server import GrpcServer, Runnable, run_service
 from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
+from nodedrop.common.startup import describe_failure
 from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
 
 __all__ = ["SERVICES", "register"]
@@ -118,29 +122,41 @@ def register(subparsers: Any) -> None:
 
 def _run_one(args: argparse.Namespace) -> int:
     build, _ = SERVICES[args.service]
-    return _run([build], dev=False)
+    return _run([build], dev=False, what=f"nodedrop {args.service}")
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    return _run([build for build, _ in SERVICES.values()], dev=True)
+    return _run([build for build, _ in SERVICES.values()], dev=True, what="nodedrop dev")
 
 
-def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool) -> int:
+def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str) -> int:
     env = process_env()
+    secrets = known_secrets(env)
     die_with_supervisor(env)
+    # Until the settings are read, whatever is logged (a library warning
+    # while a builder imports) is already redacted and locals-free.
+    configure_logging(LogSettings(level="info", format="auto", secrets=secrets))
     try:
         hosted = [build(env, dev) for build in builders]
     except SettingsError as exc:
-        print(f"nodedrop: {exc}", file=sys.stderr)
-        return 2
+        return _failed(what, exc, secrets)
     # One process, one logging and tracing setup: the services read the same
     # environment, so the first one's pieces hold for all.
     configure_logging(hosted[0].log)
     configure_tracing(hosted[0].telemetry)
     try:
         return run_service([h.runnable for h in hosted], grace_s=max(h.grace_s for h in hosted))
-    except Exception:
-        log.exception("service failed")
-        return 1
+    except Exception as exc:
+        return _failed(what, exc, secrets)
     finally:
         shutdown_tracing()
+
+
+def _failed(what: str, exc: BaseException, secrets: tuple[str, ...]) -> int:
+    """One line naming what failed and what to fix, then the documented status."""
+    failure = describe_failure(what, exc, secrets)
+    if failure.unexpected:
+        # Nobody foresaw this one: the traceback (redacted, no locals) helps.
+        log.error("service failed", exc_info=exc)
+    print(failure.line, file=sys.stderr, flush=True)
+    return failure.status
