@@ -22,6 +22,7 @@ from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.errors import PermissionDenied, Unauthenticated, Unavailable
 
 __all__ = [
+    "DEFAULT_AUTH_CACHE_TTL_S",
     "SCOPE_ADMIN",
     "SCOPE_EXECUTE",
     "SCOPE_READ",
@@ -36,6 +37,9 @@ __all__ = [
     "reset_principal",
     "set_principal",
 ]
+
+# How long the events service and the gateway trust a successful check.
+DEFAULT_AUTH_CACHE_TTL_S = 10.0
 
 SCOPE_READ = "read"
 SCOPE_EXECUTE = "execute"
@@ -53,8 +57,13 @@ class Principal:
     tenant_id: str
     scopes: frozenset[str]
     key_id: str
+    # A browser ticket: it reads and subscribes for its tenant and nothing
+    # else, whatever the scopes of the key that issued it.
+    ticket: bool = False
 
     def has_scope(self, scope: str) -> bool:
+        if self.ticket:
+            return scope == SCOPE_READ
         # Admin implies every other scope.
         return scope in self.scopes or SCOPE_ADMIN in self.scopes
 
@@ -124,7 +133,7 @@ class RemoteAuthenticator:
         self,
         channel: grpc.aio.Channel,
         *,
-        ttl_s: float = 10.0,
+        ttl_s: float = DEFAULT_AUTH_CACHE_TTL_S,
         max_entries: int = 10_000,
         timeout_s: float = 2.0,
     ) -> None:
@@ -175,14 +184,25 @@ class RemoteAuthenticator:
         scopes = frozenset(_SCOPE_NAMES[s] for s in response.scopes if s in _SCOPE_NAMES)
         if not response.tenant_id:
             raise Unauthenticated("invalid credentials")
-        principal = Principal(tenant_id=response.tenant_id, scopes=scopes, key_id=response.key_id)
+        # Only tickets expire (AuthenticateResponse.expire_time).
+        ticket = response.HasField("expire_time")
+        principal = Principal(
+            tenant_id=response.tenant_id,
+            scopes=frozenset({SCOPE_READ}) if ticket else scopes,
+            key_id=response.key_id,
+            ticket=ticket,
+        )
         expires_at = None
-        if response.HasField("expire_time"):
+        if ticket:
             # A ticket must not outlive its expiry through the cache.
             expire = response.expire_time
             remaining = expire.seconds + expire.nanos / 1e9 - time.time()
             expires_at = time.monotonic() + remaining
         return principal, expires_at
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl_s
 
     def _remember(self, credential: str, principal: Principal, expires_at: float | None) -> None:
         deadline = time.monotonic() + self._ttl_s

@@ -19,7 +19,10 @@ Hierarchy::
 status (the server interceptor calls it); ``from_rpc_error`` is its inverse
 on the client side, so a caller handles ``NotFound`` rather than status codes.
 Anything that is not a ``NodedropError`` becomes INTERNAL with a generic
-message: internals never leak to callers.
+message: internals never leak to callers. The message and field descriptions
+of a domain error go through the same redaction as log lines
+(``nodedrop.common.redaction``), so a secret quoted back (a malformed URL, a
+key in a bad field) does not reach the caller either.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import ClassVar
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from nodedrop.common.redaction import Redactor
 
 __all__ = [
     "STATUS_DETAILS_KEY",
@@ -56,6 +61,7 @@ __all__ = [
 # The trailing-metadata key where gRPC carries a serialized google.rpc.Status.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 INTERNAL_MESSAGE = "internal error"
+_redact = Redactor().text
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +167,13 @@ class RpcStatus:
 
 
 def to_rpc_status(error: NodedropError) -> RpcStatus:
-    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    message = _redact(error.message)
+    status = status_pb2.Status(code=error.code.value[0], message=message)
     if isinstance(error, InvalidArgument) and error.violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=v.field, description=_redact(v.description)
                 )
                 for v in error.violations
             ]
@@ -176,7 +183,7 @@ def to_rpc_status(error: NodedropError) -> RpcStatus:
         status.details.append(detail)
     return RpcStatus(
         code=error.code,
-        details=error.message,
+        details=message,
         trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
     )
 

@@ -35,6 +35,7 @@ __all__ = [
     "ServiceBasics",
     "SettingsError",
     "TelemetrySettings",
+    "auth_cache_ttl",
     "env_addr",
     "env_bool",
     "env_duration",
@@ -429,6 +430,18 @@ class LimitSettings:
                 env, "NODEDROP_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, minimum=1024
             ),
         )
+
+
+DEFAULT_AUTH_CACHE_TTL_S = 10.0
+
+
+def auth_cache_ttl(env: Env) -> float:
+    """Seconds the events service and the gateway trust a credential check;
+    open streams re-check on half this period, so a revoked key's streams end
+    within 1.5 times it (docs/operations.md)."""
+    return env_duration(
+        env, "NODEDROP_AUTH_CACHE_TTL", DEFAULT_AUTH_CACHE_TTL_S, minimum=0.2, maximum=3600
+    )
 
 
 ServiceName = Literal["api", "scheduler", "events", "worker", "gateway"]

@@ -145,7 +145,13 @@ class ApiService:
             WorkflowServicer(repo, max_nodes=s.limits.max_nodes, cache=workflows), server
         )
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(repo, self._authenticator), server
+            AuthServicer(
+                repo,
+                self._authenticator,
+                ticket_ttl_s=s.api.ticket_ttl_s,
+                max_ticket_ttl_s=s.api.max_ticket_ttl_s,
+            ),
+            server,
         )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,

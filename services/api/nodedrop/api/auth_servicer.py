@@ -14,7 +14,7 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.auth.v1 import auth_service_pb2 as pb
 from nodedrop.auth.v1 import auth_service_pb2_grpc
 from nodedrop.common.auth import SCOPE_ADMIN, SCOPE_READ, require_scope
-from nodedrop.common.errors import NotFound, Unauthenticated, Unavailable
+from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 
 __all__ = ["DEFAULT_TICKET_TTL_S", "MAX_TICKET_TTL_S", "AuthServicer"]
 
@@ -24,9 +24,18 @@ _SCOPE_TO_PROTO = {str(k): v for v, k in SCOPE_FROM_PROTO.items()}
 
 
 class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
-    def __init__(self, repository: ExecutionRepository, authenticator: KeyAuthenticator) -> None:
+    def __init__(
+        self,
+        repository: ExecutionRepository,
+        authenticator: KeyAuthenticator,
+        *,
+        ticket_ttl_s: int = DEFAULT_TICKET_TTL_S,
+        max_ticket_ttl_s: int = MAX_TICKET_TTL_S,
+    ) -> None:
         self._repo = repository
         self._auth = authenticator
+        self._ticket_ttl_s = ticket_ttl_s
+        self._max_ticket_ttl_s = max(max_ticket_ttl_s, ticket_ttl_s)
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: object
@@ -51,12 +60,15 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         self, request: pb.IssueTicketRequest, context: object
     ) -> pb.IssueTicketResponse:
         principal = require_scope(SCOPE_READ)
+        if principal.ticket:
+            # A ticket renews only through the key that issued it.
+            raise PermissionDenied("a ticket cannot issue tickets; use an API key")
         v = Violations()
-        ttl = DEFAULT_TICKET_TTL_S
+        ttl = self._ticket_ttl_s
         if request.HasField("ttl"):
             seconds = request.ttl.seconds + request.ttl.nanos / 1e9
-            if seconds < 0 or seconds > MAX_TICKET_TTL_S:
-                v.add("ttl", f"must be 0..{MAX_TICKET_TTL_S} seconds")
+            if seconds < 0 or seconds > self._max_ticket_ttl_s:
+                v.add("ttl", f"must be 0..{self._max_ticket_ttl_s} seconds")
             elif seconds > 0:
                 ttl = max(1, int(seconds))
         v.raise_if_any()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from nodedrop.api.keys import hash_key, key_id_of, parse_ticket, ticket_mac_ok
 from nodedrop.api.model import ApiKeyRecord
 from nodedrop.api.repository import ExecutionRepository
-from nodedrop.common.auth import Principal
+from nodedrop.common.auth import SCOPE_READ, Principal
 from nodedrop.common.errors import Unauthenticated
 
 __all__ = ["Identity", "KeyAuthenticator"]
@@ -71,7 +71,10 @@ class KeyAuthenticator:
         found = await self._lookup(ticket.key_id)
         if found is None or not ticket_mac_ok(ticket, found[0].key_hash):
             raise Unauthenticated("invalid ticket")
-        return Identity(found[1], ticket.expires_at)
+        # Read and subscribe only, whatever the issuing key may do.
+        key = found[1]
+        principal = Principal(key.tenant_id, frozenset({SCOPE_READ}), key.key_id, ticket=True)
+        return Identity(principal, ticket.expires_at)
 
     async def _lookup(self, key_id: str) -> tuple[ApiKeyRecord, Principal] | None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ from nodedrop.common.settings import (
     ServerSettings,
     TelemetrySettings,
     env_bool,
+    env_duration,
     env_float,
     env_int,
     env_str,
@@ -55,6 +56,10 @@ class ApiOptions:
     # How long a batch of new execution rows may wait for more under load
     # (batching.MicroBatcher); 0 turns the wait off.
     batch_linger_s: float
+    # Browser tickets: the lifetime IssueTicket gives when the request names
+    # none, and the longest a request may ask for.
+    ticket_ttl_s: int
+    max_ticket_ttl_s: int
 
     @classmethod
     def from_env(cls, env: Env) -> ApiOptions:
@@ -81,6 +86,12 @@ class ApiOptions:
                 env, "NODEDROP_API_BATCH_LINGER_MS", 2.0, minimum=0.0, maximum=100.0
             )
             / 1000,
+            ticket_ttl_s=int(
+                env_duration(env, "NODEDROP_TICKET_TTL", 60, minimum=1, maximum=86400)
+            ),
+            max_ticket_ttl_s=int(
+                env_duration(env, "NODEDROP_TICKET_MAX_TTL", 3600, minimum=1, maximum=86400)
+            ),
         )
 
 

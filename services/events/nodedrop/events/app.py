@@ -61,7 +61,9 @@ class EventsService:
             self._settings.addresses.api,
             max_message_bytes=self._settings.server.grpc_max_message_bytes,
         )
-        self._authenticator = RemoteAuthenticator(self._api_channel)
+        self._authenticator = RemoteAuthenticator(
+            self._api_channel, ttl_s=self._settings.auth_cache_ttl_s
+        )
         redis = self._settings.redis
         config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))
         self._store = await open_store(redis.url, config, dev=self._dev)
@@ -73,6 +75,7 @@ class EventsService:
         self._servicer = EventServicer(
             subscriptions,
             self._authenticator,
+            recheck_s=self._settings.auth_cache_ttl_s / 2,
             # Half the configured limit leaves room for a client that set the same one.
             max_batch_bytes=min(
                 DEFAULT_MAX_BATCH_BYTES, self._settings.server.grpc_max_message_bytes // 2

@@ -5,6 +5,10 @@ Handlers are async generators (the OpenTelemetry interceptor breaks
 serialized once, through an identity serializer registered in `add_to_server`.
 Each response carries everything that was ready when the stream could send
 again, so a busy subscriber costs one message per wake-up, not per event.
+
+An open stream re-checks its caller's credential every ``recheck_s`` (half
+the authenticator's cache TTL): a revoked key's or an expired ticket's
+stream ends with UNAUTHENTICATED (docs/events.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from nodedrop.common.auth import (
+    DEFAULT_AUTH_CACHE_TTL_S,
     SCOPE_READ,
     Authenticator,
     Principal,
@@ -21,6 +26,7 @@ from nodedrop.common.auth import (
     current_principal,
     parse_bearer,
 )
+from nodedrop.common.credential_watch import CredentialWatch
 from nodedrop.common.errors import (
     FieldViolation,
     InvalidArgument,
@@ -45,9 +51,11 @@ class EventServicer:
         *,
         max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        recheck_s: float = DEFAULT_AUTH_CACHE_TTL_S / 2,
     ) -> None:
         self._subscriptions = subscriptions
         self._authenticator = authenticator
+        self._recheck_s = recheck_s
         self._max_events = max_batch_events
         self._max_bytes = max_batch_bytes
 
@@ -68,6 +76,14 @@ class EventServicer:
             raise PermissionDenied("streaming events needs the 'read' scope")
         return principal, credential
 
+    def _watch(self, principal: Principal, credential: str) -> CredentialWatch:
+        async def check() -> None:
+            current = await self._authenticator.authenticate(credential)
+            if current.tenant_id != principal.tenant_id or not current.has_scope(SCOPE_READ):
+                raise PermissionDenied("the credential no longer reads this tenant")
+
+        return CredentialWatch(check, self._recheck_s)
+
     async def StreamExecutionEvents(
         self,
         request: event_service_pb2.StreamExecutionEventsRequest,
@@ -81,11 +97,14 @@ class EventServicer:
                     [FieldViolation("execution_id", f"required, at most {_MAX_ID_LEN} characters")],
                 )
             principal, credential = await self._caller(context)
-            async for batch in self._subscriptions.execution(
-                principal, credential, execution_id, request.after_sequence
-            ):
-                for response in pack(batch, max_events=self._max_events, max_bytes=self._max_bytes):
-                    yield response
+            async with self._watch(principal, credential):
+                async for batch in self._subscriptions.execution(
+                    principal, credential, execution_id, request.after_sequence
+                ):
+                    for response in pack(
+                        batch, max_events=self._max_events, max_bytes=self._max_bytes
+                    ):
+                        yield response
         except NodedropError as exc:
             status = to_rpc_status(exc)
             context.set_trailing_metadata(status.trailing_metadata)
@@ -103,11 +122,14 @@ class EventServicer:
             ]
             if bad:
                 raise InvalidArgument("invalid event_types", bad)
-            principal, _ = await self._caller(context)
+            principal, credential = await self._caller(context)
             matches = TenantFilter(request.workflow_id, frozenset(request.event_types))
-            async for batch in self._subscriptions.tenant(principal, matches):
-                for response in pack(batch, max_events=self._max_events, max_bytes=self._max_bytes):
-                    yield response
+            async with self._watch(principal, credential):
+                async for batch in self._subscriptions.tenant(principal, matches):
+                    for response in pack(
+                        batch, max_events=self._max_events, max_bytes=self._max_bytes
+                    ):
+                        yield response
         except NodedropError as exc:
             status = to_rpc_status(exc)
             context.set_trailing_metadata(status.trailing_metadata)

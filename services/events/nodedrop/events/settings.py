@@ -11,6 +11,7 @@ from nodedrop.common.settings import (
     RedisSettings,
     ServerSettings,
     TelemetrySettings,
+    auth_cache_ttl,
     env_int,
     process_env,
     service_basics,
@@ -27,6 +28,8 @@ class EventsSettings:
     # Events a subscriber may fall behind before its stream ends with
     # RESOURCE_EXHAUSTED (it then resumes from its last sequence).
     subscriber_buffer: int
+    # How long a credential check is trusted (RemoteAuthenticator's cache).
+    auth_cache_ttl_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> EventsSettings:
@@ -38,4 +41,5 @@ class EventsSettings:
             subscriber_buffer=env_int(
                 env, "NODEDROP_EVENTS_SUBSCRIBER_BUFFER", 4096, minimum=16, maximum=1_000_000
             ),
+            auth_cache_ttl_s=auth_cache_ttl(env),
         )

@@ -65,7 +65,7 @@ class GatewayService:
         events = open_channel(s.addresses.events, max_message_bytes=s.server.grpc_max_message_bytes)
         self._channels = [api, events]
         if self._authenticator is None:
-            self._authenticator = RemoteAuthenticator(api)
+            self._authenticator = RemoteAuthenticator(api, ttl_s=s.auth_cache_ttl_s)
         self._upstream = Upstream(events, api)
         addr = s.server.addr
         self._server = await serve(
@@ -186,6 +186,8 @@ class GatewayService:
             credential,
             outbox_size=self._settings.outbox_size,
             max_subscriptions=self._settings.max_subscriptions,
+            authenticator=self._authenticator,
+            recheck_s=self._settings.auth_cache_ttl_s / 2,
         )
         await session.run()
 

@@ -5,14 +5,17 @@ Client -> gateway:
     {"type": "unsubscribe", "execution_id": str}
     {"type": "ping", "id": any}
     {"type": "list_executions", "limit": int}        the live view's recent list
-    {"type": "run_example"}                           runs the built-in example
-    {"type": "cancel", "execution_id": str}
+    {"type": "run_example", "api_key"?: str}          runs the built-in example
+    {"type": "cancel", "execution_id": str, "api_key"?: str}
+    {"type": "renew", "ticket": str}                  the session goes on with a fresh ticket
 Gateway -> client:
     {"type": "event", ...event fields}
     {"type": "complete", "execution_id", "last_sequence"}
     {"type": "error", "code", "message", "execution_id"?}
     {"type": "pong", "id"}, {"type": "executions", "items"}, {"type": "started", ...},
-    {"type": "cancelled", ...}
+    {"type": "cancelled", ...}, {"type": "renewed"}
+
+``api_key`` is how a session opened with a ticket (which only watches) acts.
 """
 
 from __future__ import annotations
@@ -58,15 +61,33 @@ class ListExecutions:
 
 @dataclass(frozen=True, slots=True)
 class RunExample:
-    pass
+    api_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
     execution_id: str
+    api_key: str | None = None
 
 
-Command = Subscribe | Unsubscribe | Ping | ListExecutions | RunExample | Cancel
+@dataclass(frozen=True, slots=True)
+class Renew:
+    ticket: str
+
+
+Command = Subscribe | Unsubscribe | Ping | ListExecutions | RunExample | Cancel | Renew
+
+# Keys and tickets are short; anything longer is not one (and is not echoed).
+MAX_CREDENTIAL_LEN = 512
+
+
+def _credential(raw: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = raw.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CREDENTIAL_LEN:
+        raise ProtocolError(f"{name} must be a non-empty string of at most {MAX_CREDENTIAL_LEN}")
+    return value.strip()
 
 
 def _execution_id(raw: dict[str, Any]) -> str:
@@ -100,9 +121,13 @@ def parse(message: str | bytes) -> Command:
             raise ProtocolError("limit must be an integer within 1..100")
         return ListExecutions(limit)
     if kind == "run_example":
-        return RunExample()
+        return RunExample(_credential(raw, "api_key", required=False))
     if kind == "cancel":
-        return Cancel(_execution_id(raw))
+        return Cancel(_execution_id(raw), _credential(raw, "api_key", required=False))
+    if kind == "renew":
+        ticket = _credential(raw, "ticket", required=True)
+        assert ticket is not None
+        return Renew(ticket)
     raise ProtocolError(f"unknown message type {kind!r}")
 
 

@@ -4,6 +4,11 @@ Everything sent to the client goes through one bounded outbox drained by one
 sender task; a client that does not read fills it and is closed with 1013
 (try again later) so it reconnects and resumes from its last sequence, while
 the gateway never buffers without limit.
+
+The session's credential is re-checked every ``recheck_s``: once its key is
+revoked, or its ticket expired without a ``renew``, the socket is closed with
+1008 (policy violation). A ticket session reads and subscribes; commands that
+act (run_example, cancel) carry the API key they act with (docs/events.md).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from nodedrop.common.auth import SCOPE_EXECUTE, Principal
+from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, Authenticator, Principal
+from nodedrop.common.credential_watch import CredentialWatch
+from nodedrop.common.errors import PermissionDenied, Unauthenticated, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.gateway import protocol
@@ -25,6 +32,7 @@ from nodedrop.gateway.upstream import Upstream, UpstreamError
 log = get_logger("nodedrop.gateway.session")
 
 SLOW_CONSUMER_REASON = "slow consumer: reconnect and resume from the last sequence"
+CREDENTIAL_REASON = "credentials expired or revoked: renew the ticket or reconnect"
 
 
 class Session:
@@ -37,8 +45,12 @@ class Session:
         *,
         outbox_size: int,
         max_subscriptions: int,
+        authenticator: Authenticator | None = None,
+        recheck_s: float = 5.0,
     ) -> None:
         self._connection = connection
+        self._authenticator = authenticator
+        self._recheck_s = recheck_s
         self._upstream = upstream
         self._principal = principal
         self._credential = credential
@@ -54,10 +66,16 @@ class Session:
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         try:
-            async for message in self._connection:
-                await self._handle(message)
+            if self._authenticator is None:
+                await self._receive()
+            else:
+                async with CredentialWatch(self._still_valid, self._recheck_s):
+                    await self._receive()
         except ConnectionClosed:
             pass
+        except (Unauthenticated, PermissionDenied) as exc:
+            log.info("closing session", reason=exc.message, tenant_id=self._principal.tenant_id)
+            await self._connection.close(CloseCode.POLICY_VIOLATION, CREDENTIAL_REASON)
         finally:
             tasks = [*self._subscriptions.values(), sender]
             for task in tasks:
@@ -65,6 +83,16 @@ class Session:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._closing is not None:
                 await asyncio.gather(self._closing, return_exceptions=True)
+
+    async def _receive(self) -> None:
+        async for message in self._connection:
+            await self._handle(message)
+
+    async def _still_valid(self) -> None:
+        assert self._authenticator is not None
+        current = await self._authenticator.authenticate(self._credential)
+        if current.tenant_id != self._principal.tenant_id or not current.has_scope(SCOPE_READ):
+            raise PermissionDenied("the credential no longer reads this tenant")
 
     def _push(self, frame: bytes) -> None:
         if self._closing is not None:
@@ -98,27 +126,67 @@ class Session:
                 self._push(protocol.reply("pong", id=ping_id))
             case protocol.ListExecutions(limit):
                 await self._call("executions", self._list(limit))
-            case protocol.RunExample():
-                if self._may_execute():
-                    await self._call("started", self._upstream.run_example(self._credential))
-            case protocol.Cancel(execution_id):
-                if self._may_execute(execution_id):
-                    await self._call(
-                        "cancelled", self._upstream.cancel(self._credential, execution_id)
-                    )
+            case protocol.RunExample(api_key):
+                credential = await self._acting(api_key)
+                if credential is not None:
+                    await self._call("started", self._upstream.run_example(credential))
+            case protocol.Cancel(execution_id, api_key):
+                credential = await self._acting(api_key, execution_id)
+                if credential is not None:
+                    await self._call("cancelled", self._upstream.cancel(credential, execution_id))
+            case protocol.Renew(ticket):
+                await self._renew(ticket)
 
     async def _list(self, limit: int) -> dict[str, object]:
         return {"items": await self._upstream.list_executions(self._credential, limit)}
 
-    def _may_execute(self, execution_id: str = "") -> bool:
-        if self._principal.has_scope(SCOPE_EXECUTE):
-            return True
-        self._push(
-            protocol.error_message(
-                "PERMISSION_DENIED", "this needs the 'execute' scope", execution_id
-            )
-        )
-        return False
+    async def _acting(self, api_key: str | None, execution_id: str = "") -> str | None:
+        """The credential a command that acts is made with: the key it carries
+        (of this session's tenant, with the execute scope), else the session's
+        own when that is a key that may execute; None after an error reply."""
+        if api_key is None:
+            if self._principal.has_scope(SCOPE_EXECUTE):
+                return self._credential
+            message = "this needs the 'execute' scope"
+            if self._principal.ticket:
+                message = "a ticket only watches: send the command with an 'api_key'"
+            self._push(protocol.error_message("PERMISSION_DENIED", message, execution_id))
+            return None
+        code, message = "", ""
+        try:
+            principal = await self._authenticate(api_key)
+        except (Unauthenticated, Unavailable) as exc:
+            code = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "UNAVAILABLE"
+            message = exc.message
+        else:
+            if principal.ticket or principal.tenant_id != self._principal.tenant_id:
+                code, message = "PERMISSION_DENIED", "api_key must be a key of this tenant"
+            elif not principal.has_scope(SCOPE_EXECUTE):
+                code, message = "PERMISSION_DENIED", "this needs the 'execute' scope"
+        if code:
+            self._push(protocol.error_message(code, message, execution_id))
+            return None
+        return api_key
+
+    async def _authenticate(self, credential: str) -> Principal:
+        if self._authenticator is None:
+            raise Unavailable("the gateway cannot check credentials")
+        return await self._authenticator.authenticate(credential)
+
+    async def _renew(self, ticket: str) -> None:
+        """Swaps the session's credential for a fresh one of the same tenant;
+        subscriptions move to it when the events service ends the old one's."""
+        try:
+            principal = await self._authenticate(ticket)
+        except (Unauthenticated, Unavailable) as exc:
+            code = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "UNAVAILABLE"
+            self._push(protocol.error_message(code, exc.message))
+            return
+        if principal.tenant_id != self._principal.tenant_id or not principal.has_scope(SCOPE_READ):
+            self._push(protocol.error_message("PERMISSION_DENIED", "not a ticket of this tenant"))
+            return
+        self._principal, self._credential = principal, ticket
+        self._push(protocol.reply("renewed"))
 
     async def _call(self, kind: str, pending: object) -> None:
         try:
@@ -144,28 +212,39 @@ class Session:
         self._subscriptions[execution_id] = asyncio.create_task(self._follow(execution_id, after))
 
     async def _follow(self, execution_id: str, after: int) -> None:
-        call = self._upstream.stream_execution(self._credential, execution_id, after)
         last = after
         self._m_subscribers.inc()
         try:
-            async for response in call:
-                # One WebSocket frame per event even though upstream batches: the
-                # browser protocol stays one message per event (docs/events.md).
-                for event in response.events:
-                    last = event.sequence
-                    self._push(protocol.event_message(event))
-                self._m_delivered.inc(len(response.events))
-            self._push(protocol.complete_message(execution_id, last))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                # The events service cut this subscriber off: same remedy as a full outbox.
-                self._close_slow()
-            elif exc.code() != grpc.StatusCode.CANCELLED:
-                error = UpstreamError.from_rpc(exc)
-                self._push(protocol.error_message(error.code, error.message, execution_id))
+            while True:
+                credential = self._credential
+                call = self._upstream.stream_execution(credential, execution_id, last)
+                try:
+                    async for response in call:
+                        # One WebSocket frame per event even though upstream batches: the
+                        # browser protocol stays one message per event (docs/events.md).
+                        for event in response.events:
+                            last = event.sequence
+                            self._push(protocol.event_message(event))
+                        self._m_delivered.inc(len(response.events))
+                    self._push(protocol.complete_message(execution_id, last))
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code == grpc.StatusCode.UNAUTHENTICATED and credential != self._credential:
+                        # The ticket it was opened with expired after a renew:
+                        # go on with the current one from the last event sent.
+                        continue
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        # The events service cut this subscriber off: same remedy as a full outbox.
+                        self._close_slow()
+                    elif code != grpc.StatusCode.CANCELLED:
+                        error = UpstreamError.from_rpc(exc)
+                        self._push(protocol.error_message(error.code, error.message, execution_id))
+                    return
+                finally:
+                    call.cancel()
         finally:
             self._m_subscribers.dec()
-            call.cancel()
             if self._subscriptions.get(execution_id) is asyncio.current_task():
                 del self._subscriptions[execution_id]
 

@@ -11,6 +11,7 @@ from nodedrop.common.settings import (
     ServerSettings,
     SettingsError,
     TelemetrySettings,
+    auth_cache_ttl,
     env_float,
     env_int,
     env_str,
@@ -51,6 +52,9 @@ class GatewaySettings:
     # socket (websockets' write_limit); past it, frames queue in the outbox.
     write_limit_bytes: int
     max_subscriptions: int
+    # How long a credential check is trusted (RemoteAuthenticator's cache);
+    # sessions re-check theirs on half this period.
+    auth_cache_ttl_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -77,4 +81,5 @@ class GatewaySettings:
             max_subscriptions=env_int(
                 env, "NODEDROP_GATEWAY_MAX_SUBSCRIPTIONS", 32, minimum=1, maximum=10_000
             ),
+            auth_cache_ttl_s=auth_cache_ttl(env),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import grpc
@@ -120,4 +122,6 @@ class Upstream:
         except grpc.aio.AioRpcError as exc:
             raise UpstreamError.from_rpc(exc) from None
         expire = reply.expire_time.ToJsonString() if reply.HasField("expire_time") else None
-        return {"ticket": reply.ticket, "expire_time": expire}
+        # Relative too: a browser's clock may be off, and it must renew in time.
+        expires_in = max(0.0, reply.expire_time.seconds - time.time()) if expire else None
+        return {"ticket": reply.ticket, "expire_time": expire, "expires_in_s": expires_in}

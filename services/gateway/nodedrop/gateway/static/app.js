@@ -15,6 +15,7 @@ const state = {
   key: sessionStorage.getItem("nodedrop.key") || "",
   ws: null,
   retry: 0,
+  renewTimer: null,
   example: null,          // {nodes, edges} of the example workflow
   exampleIds: new Set(),  // executions started from the example button
   selected: null,         // execution id
@@ -33,23 +34,56 @@ function send(msg) {
 
 function setConn(s) { const el = $("conn"); el.dataset.state = s; el.textContent = s; $("run").disabled = s !== "online"; }
 
+// A ticket only watches, and expires (docs/events.md): the socket opens with
+// one, is renewed with a fresh one before it runs out, and commands that act
+// carry the key itself.
+class Refused extends Error {}
+
+async function fetchTicket() {
+  const r = await fetch("/api/ticket", { headers: { Authorization: `Bearer ${state.key}` } });
+  const body = await r.json();
+  if (!r.ok) {
+    const message = body.error ? body.error.message : r.statusText;
+    if (r.status === 401 || r.status === 403) throw new Refused(message);
+    throw new Error(message);
+  }
+  return body;
+}
+
+function scheduleRenewal(ws, expiresInS) {
+  // Two thirds of the lifetime: time to retry once if the first try fails.
+  const delay = Math.max(1000, (expiresInS || 60) * 1000 * 2 / 3);
+  clearTimeout(state.renewTimer);
+  state.renewTimer = setTimeout(() => renew(ws), delay);
+}
+
+async function renew(ws) {
+  if (state.ws !== ws) return;
+  try {
+    const body = await fetchTicket();
+    if (state.ws !== ws) return;
+    send({ type: "renew", ticket: body.ticket });
+    scheduleRenewal(ws, body.expires_in_s);
+  } catch (e) {
+    if (e instanceof Refused) { ws.close(); return showLogin(e.message); }
+    clearTimeout(state.renewTimer);
+    state.renewTimer = setTimeout(() => renew(ws), 2000);
+  }
+}
+
 async function connect() {
   setConn("connecting");
   let ticket;
   try {
-    const r = await fetch("/api/ticket", { headers: { Authorization: `Bearer ${state.key}` } });
-    const body = await r.json();
-    if (!r.ok) {
-      if (r.status === 401 || r.status === 403) return showLogin(body.error ? body.error.message : "refused");
-      throw new Error(body.error ? body.error.message : r.statusText);
-    }
-    ticket = body.ticket;
+    ticket = await fetchTicket();
   } catch (e) {
+    if (e instanceof Refused) return showLogin(e.message);
     return scheduleReconnect();
   }
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${proto}://${location.host}/ws?ticket=${encodeURIComponent(ticket)}`);
+  const ws = new WebSocket(`${proto}://${location.host}/ws?ticket=${encodeURIComponent(ticket.ticket)}`);
   state.ws = ws;
+  scheduleRenewal(ws, ticket.expires_in_s);
   ws.onopen = () => {
     state.retry = 0;
     setConn("online");
@@ -61,7 +95,9 @@ async function connect() {
     }
   };
   ws.onmessage = (m) => onMessage(JSON.parse(m.data));
-  ws.onclose = () => { if (state.ws === ws) { state.ws = null; setConn("offline"); scheduleReconnect(); } };
+  ws.onclose = () => {
+    if (state.ws === ws) { state.ws = null; clearTimeout(state.renewTimer); setConn("offline"); scheduleReconnect(); }
+  };
 }
 
 function scheduleReconnect() {
@@ -82,6 +118,7 @@ function onMessage(msg) {
       send({ type: "list_executions", limit: 20 });
       return;
     case "cancelled": return send({ type: "list_executions", limit: 20 });
+    case "renewed": return undefined;
     case "error": return notice(`${msg.code}: ${msg.message}`);
     default: return undefined;
   }
@@ -225,8 +262,8 @@ $("login").onsubmit = (ev) => {
   sessionStorage.setItem("nodedrop.key", state.key);
   start();
 };
-$("run").onclick = () => send({ type: "run_example" });
-$("cancel").onclick = () => state.selected && send({ type: "cancel", execution_id: state.selected });
+$("run").onclick = () => send({ type: "run_example", api_key: state.key });
+$("cancel").onclick = () => state.selected && send({ type: "cancel", execution_id: state.selected, api_key: state.key });
 setInterval(() => send({ type: "list_executions", limit: 20 }), 5000);
 
 async function start() {
