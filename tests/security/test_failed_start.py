@@ -1,0 +1,142 @@
+"""A failed start says, in one line, what failed and which variable to fix,
+exits with the documented status (docs/operations.md), and prints no secret
+from any setting, whichever entry point fails and however."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import pytest
+
+from nodedrop.common.startup import EXIT_DEPENDENCY, EXIT_FAILED, EXIT_SETTINGS
+from tests.helpers.ports import free_port
+from tests.helpers.services import service_env
+
+from .perimeter_stack import (
+    PLANTED_OTHER_SECRET,
+    PLANTED_PASSWORD,
+    PLANTED_SERVICE_TOKEN,
+    assert_clean,
+)
+
+ENTRY_POINTS = ["api", "scheduler", "worker", "events", "gateway", "dev"]
+ADDR_VARS = [
+    "NODEDROP_API_ADDR",
+    "NODEDROP_SCHEDULER_ADDR",
+    "NODEDROP_EVENTS_ADDR",
+    "NODEDROP_WORKER_ADDR",
+    "NODEDROP_GATEWAY_ADDR",
+]
+
+
+def _planted(**extra: str) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:5432/x",
+        "REDIS_URL": f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:6379/0",
+        "NODEDROP_SERVICE_TOKEN": PLANTED_SERVICE_TOKEN,
+        "VENDOR_API_KEY": PLANTED_OTHER_SECRET,
+        "NODEDROP_METRICS_ADDR": "off",
+        "NODEDROP_SHUTDOWN_GRACE_S": "1",
+        "LOG_FORMAT": "json",
+    }
+    for variable in ADDR_VARS:
+        env[variable] = f"127.0.0.1:{free_port()}"
+    env.update(extra)
+    return env
+
+
+async def _run(command: str, env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nodedrop.cli.main",
+        command,
+        env=service_env(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 40)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"nodedrop {command} did not stop:\n{out.decode()}") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("command", ["api", "dev"])
+async def test_unreachable_database_is_one_line_naming_database_url(command: str) -> None:
+    env = _planted(DATABASE_URL=f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:1/x")
+    status, out = await _run(command, env)
+    assert_clean(out)
+    lines = out.strip().splitlines()
+    assert status == EXIT_DEPENDENCY, out
+    assert len(lines) == 1, out
+    assert "DATABASE_URL" in lines[0] and "PostgreSQL" in lines[0]
+    assert lines[0].startswith(f"nodedrop {command}: cannot start")
+
+
+@pytest.mark.parametrize("command", ["api", "dev"])
+async def test_refused_login_is_one_line_naming_database_url(command: str) -> None:
+    # The server answers, but refuses this role: the password would be the next suspect.
+    env = _planted(DATABASE_URL=f"postgresql://no_such_role:{PLANTED_PASSWORD}@127.0.0.1:5432/x")
+    status, out = await _run(command, env)
+    assert_clean(out)
+    assert status == EXIT_DEPENDENCY, out
+    assert len(out.strip().splitlines()) == 1 and "DATABASE_URL" in out, out
+
+
+@pytest.mark.parametrize("command", [c for c in ENTRY_POINTS if c != "gateway"])
+async def test_malformed_redis_url_names_redis_url(command: str) -> None:
+    env = _planted(REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:port/0")
+    status, out = await _run(command, env)
+    assert_clean(out)
+    assert status == EXIT_SETTINGS, out
+    assert len(out.strip().splitlines()) == 1 and "REDIS_URL" in out, out
+    # The operator still sees where it points, password masked.
+    assert "redis://default:***@127.0.0.1:port/0" in out
+
+
+@pytest.mark.parametrize("command", ["api", "dev"])
+async def test_malformed_database_url_names_database_url(command: str) -> None:
+    env = _planted(DATABASE_URL=f"postgres://u:{PLANTED_PASSWORD}@127.0.0.1:nope/x")
+    status, out = await _run(command, env)
+    assert_clean(out)
+    assert status == EXIT_SETTINGS, out
+    assert "DATABASE_URL" in out and "u:***@" in out, out
+
+
+async def test_a_bad_setting_next_to_secrets_names_only_itself() -> None:
+    status, out = await _run("api", _planted(NODEDROP_PG_POOL_MAX="lots"))
+    assert_clean(out)
+    assert status == EXIT_SETTINGS, out
+    assert out.strip().splitlines() == [
+        "nodedrop api: invalid value for NODEDROP_PG_POOL_MAX: 'lots' (expected an integer)"
+    ]
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+async def test_a_taken_port_fails_without_secrets(command: str) -> None:
+    # Nothing foreseen: a traceback is logged, redacted and without locals.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        variable = (
+            "NODEDROP_GATEWAY_ADDR" if command == "dev" else f"NODEDROP_{command.upper()}_ADDR"
+        )
+        # Without PostgreSQL's password problem: the API must get as far as binding.
+        status, out = await _run(
+            command,
+            _planted(
+                **{variable: f"127.0.0.1:{port}"},
+                DATABASE_URL=f"postgresql://postgres:{PLANTED_PASSWORD}@127.0.0.1:5432/postgres",
+                NODEDROP_MIGRATE_ON_START="false",
+            ),
+        )
+    assert_clean(out)
+    assert status == EXIT_FAILED, out
+    assert out.strip().splitlines()[-1].startswith(f"nodedrop {command}: failed"), out
