@@ -94,8 +94,9 @@ async def make_key_unsaved() -> str:
 
 @pytest.mark.timeout(120)
 async def test_deeply_nested_and_oversized_triggers_keep_log_lines_bounded(stack: Stack) -> None:
-    # orjson refuses more than 254 levels; the text is built by hand.
-    deep = "[" + '{"child":[' * 1000 + '{"leaf":1}' + "]}" * 1000 + "]"
+    # A thousand levels: within what the API's JSON parser reads (1024), far
+    # beyond what orjson writes (254). Built by hand for that reason.
+    deep = "[" + '{"c":' * 999 + '{"leaf":1}' + "}" * 999 + "]"
     wide = orjson.dumps([{"blob": "y" * 900_000}]).decode()
     ids = []
     async with grpc.aio.insecure_channel(stack.api.target) as channel:
