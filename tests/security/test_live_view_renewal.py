@@ -164,4 +164,5 @@ async def test_live_view_renews_its_ticket_and_still_runs_and_cancels(
         if await notice.is_visible():
             assert "UNAUTHENTICATED" not in (await notice.text_content() or "")
     # Only the page's open saw tickets; nothing logged one or the key.
-    assert_clean(Path(dev_system.log).read_text(errors="replace"), [dev_system.api_key])
+    logged = await asyncio.to_thread(Path(dev_system.log).read_text, errors="replace")
+    assert_clean(logged, [dev_system.api_key])
