@@ -86,7 +86,8 @@ def test_settings_errors_mask_passwords() -> None:
 def test_client_messages_are_redacted() -> None:
     status = to_rpc_status(InvalidArgument.field("url", "cannot reach http://u:Sup3rSecret@h/"))
     assert "Sup3rSecret" not in status.details
-    assert b"Sup3rSecret" not in status.trailing_metadata[0][1]  # type: ignore[operator]
+    details = status.trailing_metadata[0][1]
+    assert isinstance(details, bytes) and b"Sup3rSecret" not in details
 
 
 @pytest.fixture
@@ -129,9 +130,10 @@ def test_long_lines_are_cut_and_say_so(capsys: pytest.CaptureFixture[str]) -> No
     big, many = _lines(capsys)
     for line in (big, many):
         assert len(orjson.dumps(line)) <= 2048
-        assert isinstance(line["truncated"], int) and line["truncated"] > 2048
+        truncated = line["truncated"]
+        assert isinstance(truncated, int) and truncated > 2048
     assert big["event"] == "big" and big["execution_id"] == "ex-1"
-    assert big["truncated"] >= 100_000
+    assert int(str(big["truncated"])) >= 100_000
 
 
 @pytest.mark.usefixtures("json_logs")
@@ -140,4 +142,4 @@ def test_stdlib_records_take_the_same_path(capsys: pytest.CaptureFixture[str]) -
     logging.getLogger("grpc").error("z" * 10_000)
     lost, big = _lines(capsys)
     assert lost["event"] == "lost postgresql://u:***@h/x" and lost["logger"] == "asyncpg"
-    assert big["truncated"] > 10_000
+    assert int(str(big["truncated"])) > 10_000
