@@ -140,3 +140,25 @@ async def test_a_taken_port_fails_without_secrets(command: str) -> None:
     assert_clean(out)
     assert status == EXIT_FAILED, out
     assert out.strip().splitlines()[-1].startswith(f"nodedrop {command}: failed"), out
+
+
+@pytest.mark.parametrize("command", ["scheduler", "worker", "events"])
+async def test_unreachable_redis_is_retried_naming_redis_url(command: str) -> None:
+    # Not fatal by design (no crash loop while Redis restarts): the service
+    # serves, says which setting points nowhere, and prints no password.
+    env = _planted(REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:1/0")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nodedrop.cli.main",
+        command,
+        env=service_env(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    await asyncio.sleep(8)
+    process.terminate()
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    text = out.decode(errors="replace")
+    assert_clean(text)
+    assert '"setting":"REDIS_URL"' in text, text

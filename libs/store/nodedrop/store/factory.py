@@ -44,5 +44,9 @@ async def open_store(url: str, config: StoreConfig, *, dev: bool) -> RedisStore 
         if dev:
             await store.close()
             return shared_memory_store(config)
-        log.warning("redis unavailable at start; retrying in the background", error=str(e))
+        log.warning(
+            "redis unavailable at start; retrying in the background",
+            error=str(e),
+            setting="REDIS_URL",
+        )
     return store
