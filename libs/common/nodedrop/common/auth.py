@@ -20,6 +20,7 @@ import grpc
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.errors import PermissionDenied, Unauthenticated, Unavailable
+from nodedrop.common.settings import DEFAULT_AUTH_CACHE_TTL_S
 
 __all__ = [
     "DEFAULT_AUTH_CACHE_TTL_S",
@@ -37,9 +38,6 @@ __all__ = [
     "reset_principal",
     "set_principal",
 ]
-
-# How long the events service and the gateway trust a successful check.
-DEFAULT_AUTH_CACHE_TTL_S = 10.0
 
 SCOPE_READ = "read"
 SCOPE_EXECUTE = "execute"
@@ -199,10 +197,6 @@ class RemoteAuthenticator:
             remaining = expire.seconds + expire.nanos / 1e9 - time.time()
             expires_at = time.monotonic() + remaining
         return principal, expires_at
-
-    @property
-    def ttl_s(self) -> float:
-        return self._ttl_s
 
     def _remember(self, credential: str, principal: Principal, expires_at: float | None) -> None:
         deadline = time.monotonic() + self._ttl_s
