@@ -162,3 +162,14 @@ async def test_unreachable_redis_is_retried_naming_redis_url(command: str) -> No
     text = out.decode(errors="replace")
     assert_clean(text)
     assert '"setting":"REDIS_URL"' in text, text
+
+
+async def test_a_process_group_exits_with_its_processes_status() -> None:
+    env = _planted(
+        DATABASE_URL=f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:1/x",
+        NODEDROP_API_PROCESSES="2",
+    )
+    status, out = await _run("api", env)
+    assert_clean(out)
+    assert status == EXIT_DEPENDENCY, out
+    assert "check DATABASE_URL" in out

@@ -151,10 +151,22 @@ class ProcessGroup:
             watcher.cancel()
         failed = [(i, c) for i, c in enumerate(codes) if c != 0]
         if self._crashed or failed:
-            raise ChildProcessError(
+            first = (self._crashed or failed)[0][1]
+            raise GroupFailed(
                 f"{self._name}: processes exited with errors: "
-                + ", ".join(f"#{i} exit {c}" for i, c in (self._crashed or failed))
+                + ", ".join(f"#{i} exit {c}" for i, c in (self._crashed or failed)),
+                first,
             )
+
+
+class GroupFailed(ChildProcessError):
+    """A process of the group failed; ``exit_code`` is the first failure's
+    status, which the supervisor exits with (a child that could not start
+    has already said why in its one line)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def die_with_supervisor(env: Mapping[str, str]) -> None:

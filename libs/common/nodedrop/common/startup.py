@@ -71,6 +71,10 @@ def describe_failure(what: str, exc: BaseException, secrets: tuple[str, ...] = (
     redact = Redactor(secrets).text
     if isinstance(exc, SettingsError):
         return StartFailure(f"{what}: {exc}", EXIT_SETTINGS, unexpected=False)
+    child_status = getattr(exc, "exit_code", None)
+    if isinstance(exc, ChildProcessError) and child_status in (EXIT_SETTINGS, EXIT_DEPENDENCY):
+        # Processes of a group (NODEDROP_API_PROCESSES) printed their line.
+        return StartFailure(f"{what}: {exc}", child_status, unexpected=False)
     if isinstance(exc, DependencyUnavailable):
         reason = redact(exc.reason)[:_MAX_REASON_CHARS]
         line = (
