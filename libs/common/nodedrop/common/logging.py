@@ -69,6 +69,8 @@ _CUT_MARK = "...[cut]"
 _REMOVED = "_nodedrop_removed_bytes"
 _EXCEPTION_FIELDS = ("exception", "exc_info")
 
+_SCALARS = (bool, int, float)
+
 EventDict = MutableMapping[str, Any]
 Processor = Callable[[Any, str, EventDict], Any]
 
@@ -87,7 +89,7 @@ def _redacting(redactor: Redactor, max_value_chars: int) -> Processor:
                     removed += len(text[max_value_chars:].encode("utf-8", "replace"))
                     text = text[:max_value_chars] + _CUT_MARK
                 event_dict[key] = redactor.text(text)
-            elif value is not None and not isinstance(value, bool | int | float):
+            elif value is not None and not isinstance(value, _SCALARS):
                 event_dict[key] = redactor.value(value)
         if removed:
             event_dict[_REMOVED] = removed
@@ -104,6 +106,9 @@ def _bounded(render: Processor, max_line_bytes: int) -> Processor:
     def bounded(logger: Any, method: str, event_dict: EventDict) -> Any:
         removed = event_dict.pop(_REMOVED, 0)
         line = render(logger, method, event_dict)
+        # A character is at most 4 bytes: short lines need no encoding to measure.
+        if not removed and len(line) * 4 <= max_line_bytes:
+            return line
         size = len(line.encode("utf-8", "replace")) if isinstance(line, str) else len(line)
         if size <= max_line_bytes and not removed:
             return line
