@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 
 import orjson
@@ -99,6 +101,10 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+    # configure_logging also routes warnings and uncaught exceptions to the log.
+    logging.captureWarnings(False)
+    sys.excepthook = sys.__excepthook__
+    threading.excepthook = threading.__excepthook__
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
