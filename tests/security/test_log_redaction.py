@@ -81,8 +81,9 @@ async def test_database_error_while_checking_a_key_logs_no_key(stack: Stack, pg_
     finally:
         await admin.execute("ALTER TABLE api_keys_gone RENAME TO api_keys")
         await admin.close()
-    deadline = time.monotonic() + 5
-    while "unhandled error in rpc" not in stack.api.output() and time.monotonic() < deadline:
+    for _ in range(50):  # the line is written before the status; allow a busy machine
+        if "unhandled error in rpc" in stack.api.output():
+            break
         await asyncio.sleep(0.1)
     out = stack.api.output()
     assert "unhandled error in rpc" in out, out[-3000:]  # the failure was logged ...
