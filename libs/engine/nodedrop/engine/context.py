@@ -26,6 +26,17 @@ class NodeContext:
     config: EngineConfig
     cancel: CancelToken | None = None
     depth: int = 0
+    # time.monotonic() past which the node's expressions stop it (node_timeout).
+    deadline: float | None = None
+    deadline_message: str = ""
 
     def env(self, items: Items) -> EvalEnv:
-        return EvalEnv(items, self.nodes, self.trigger, self.execution)
+        return EvalEnv(
+            items,
+            self.nodes,
+            self.trigger,
+            self.execution,
+            limits=self.config.limits,
+            deadline=self.deadline,
+            deadline_message=self.deadline_message,
+        )

@@ -12,6 +12,7 @@ import base64
 import datetime as _dt
 import functools
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 import cel
 import orjson
 
-from nodedrop.engine.errors import ExpressionError
+from nodedrop.engine.errors import ExpressionCostError, ExpressionError, NodeTimeoutError
+from nodedrop.engine.expression_cost import measure, shape_of
+from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import Item, Items
 
 VARIABLES = ("json", "index", "items", "nodes", "trigger", "execution")
@@ -33,9 +36,15 @@ _INT_DOUBLE_HINT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Evaluations between two looks at the clock: one evaluation is bounded by
+# the cost limit, so a deadline is seen well within a second.
+_CLOCK_EVERY = 32
+
+
+@dataclass(slots=True)
 class EvalEnv:
-    """What every expression of one node run can see, besides the current item."""
+    """What every expression of one node run can see, besides the current item,
+    and what that run may still spend (expression cost, time)."""
 
     items: Items
     nodes: Mapping[str, Items]
@@ -45,6 +54,26 @@ class EvalEnv:
     # `index`), computed once per node run: `size(items)` must not convert the
     # whole list again for every item.
     cache: dict[int, Any] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS
+    # time.monotonic() past which the node stops, and the message it stops with.
+    deadline: float | None = None
+    deadline_message: str = ""
+    # measure() of the shared variables, taken once per node run.
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    spent: int = 0
+    countdown: int = _CLOCK_EVERY
+
+    def tick(self) -> None:
+        """Called every _CLOCK_EVERY evaluations: stops a node past its deadline."""
+        self.countdown = _CLOCK_EVERY
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise NodeTimeoutError(self.deadline_message)
+
+    def size(self, name: str, value: Any) -> tuple[int, int]:
+        got = self.sizes.get(name)
+        if got is None:
+            got = self.sizes[name] = measure(value)
+        return got
 
 
 class CompileError(ValueError):
@@ -76,12 +105,14 @@ class Expression:
     """One compiled CEL expression, evaluated per item."""
 
     __slots__ = (
+        "_costed",
         "_exec",
         "_execution",
         "_index",
         "_items",
         "_json",
         "_nodes",
+        "_shape",
         "_trigger",
         "path",
         "source",
@@ -102,8 +133,16 @@ class Expression:
         self._nodes = "nodes" in names
         self._trigger = "trigger" in names
         self._execution = "execution" in names
+        self._shape = shape_of(source)
+        # Most expressions read one item and no comprehension: their cost is
+        # bounded by the item's size and the expression's length, and they
+        # skip the estimate. The shared variables can be as large as all items.
+        self._costed = self._shape.depth > 0 or self._items or self._nodes or self._trigger
 
     def evaluate(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
+        env.countdown -= 1
+        if env.countdown <= 0:
+            env.tick()
         if not (self._json or self._index):
             key = id(self)
             cache = env.cache
@@ -127,11 +166,44 @@ class Expression:
             ctx["trigger"] = env.trigger
         if self._execution:
             ctx["execution"] = env.execution
+        if self._costed:
+            self._charge(env, ctx)
         try:
             value = self._exec(ctx)
         except Exception as exc:  # CEL reports every runtime error as some builtin exception
             raise ExpressionError(self._runtime_message(exc)) from None
         return to_json_value(value)
+
+    def _charge(self, env: EvalEnv, ctx: dict[str, Any]) -> None:
+        """Raises ExpressionCostError, before evaluating, when this evaluation's
+        estimated cost (expression_cost.py) is over the limit or would take
+        the node run's total over its own."""
+        total = 0
+        longest = 0
+        for name, value in ctx.items():
+            if name == "index":
+                continue
+            count, length = measure(value) if name == "json" else env.size(name, value)
+            total += count
+            if length > longest:
+                longest = length
+        shape = self._shape
+        cost = total + max(longest, 1) ** shape.depth * (total if shape.fans_out else 1)
+        limits = env.limits
+        if cost > limits.max_expression_cost:
+            raise ExpressionCostError(
+                f"expression `{self.source}` ({self.path}) would cost about {cost:,} "
+                f"(comprehensions nested {shape.depth} deep over up to {longest:,} elements, "
+                f"{total:,} values read); the limit (max_expression_cost) is "
+                f"{limits.max_expression_cost:,}"
+            )
+        env.spent += cost
+        if env.spent > limits.max_node_expression_cost:
+            raise ExpressionCostError(
+                f"expression `{self.source}` ({self.path}): the node's expressions would "
+                f"cost more than {limits.max_node_expression_cost:,} in all "
+                f"(max_node_expression_cost); each evaluation reads {total:,} values"
+            )
 
     def evaluate_bool(self, env: EvalEnv, item: Item, index: int) -> bool:
         value = self.evaluate(env, item, index)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from nodedrop.engine.budget import Budget, check_data_depth
 from nodedrop.engine.config import EngineConfig
 from nodedrop.engine.context import NodeContext
 from nodedrop.engine.errors import ErrorInfo, NodeError, NodeTimeoutError, ValidationError
@@ -21,12 +23,16 @@ async def execute_node(
     config: EngineConfig | None = None,
     execution: ExecutionInfo | None = None,
     nodes: dict[str, Items] | None = None,
+    timeout_s: float | None = None,
 ) -> NodeOutputs:
     """Run one node on the given input items and return its outputs per port.
 
     Raises ValidationError for bad parameters (or an unknown type) and NodeError
-    (with ``.info``) when the node fails. Retry and on_error do not apply: a
-    test run shows the node's own behaviour.
+    (with ``.info``) when the node fails, LimitExceededError included when the
+    inputs or outputs are over the budgets. Retry and on_error do not apply: a
+    test run shows the node's own behaviour. ``timeout_s`` bounds the whole
+    run, CPU-bound nodes included (TimeoutError), as the node's own timeout_s
+    does (NodeTimeoutError).
     """
     cfg = config if config is not None else EngineConfig()
     ntype = cfg.registry.find(node.type)
@@ -38,8 +44,25 @@ async def execute_node(
     if prepared is None:
         raise ValidationError(reporter.problems)
     info = execution or ExecutionInfo("test")
-    ctx = NodeContext(node, trigger_data, info.as_variable(""), info, dict(nodes or {}), cfg)
+    started = time.monotonic()
+    outer = started + timeout_s if timeout_s is not None else float("inf")
+    deadline, message = outer, f"the test run was stopped after {timeout_s or 0:g}s"
+    if node.timeout_s is not None and started + node.timeout_s < outer:
+        deadline = started + node.timeout_s
+        message = f"node {node.id!r} timed out after {node.timeout_s:g}s"
+    ctx = NodeContext(
+        node,
+        trigger_data,
+        info.as_variable(""),
+        info,
+        dict(nodes or {}),
+        cfg,
+        deadline=deadline,
+        deadline_message=message,
+    )
     try:
+        check_data_depth(trigger_data, cfg.limits, "the trigger data")
+        check_data_depth(inputs, cfg.limits, "the input items")
         if node.timeout_s is not None:
             try:
                 async with asyncio.timeout(node.timeout_s):
@@ -54,6 +77,11 @@ async def execute_node(
             result = prepared.run(inputs, ctx)
             if not isinstance(result, dict):
                 result = await result
+        Budget(cfg.limits).completed(node.id, result)
+    except NodeTimeoutError as exc:
+        if time.monotonic() >= outer:
+            raise TimeoutError(message) from None
+        raise exc.for_node(node.id) from None
     except NodeError as exc:
         raise exc.for_node(node.id) from None
     except Exception as exc:  # a node's bug is reported as that node's failure

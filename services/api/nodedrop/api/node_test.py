@@ -106,7 +106,11 @@ class NodeTester:
         try:
             async with asyncio.timeout(self._max_run_s):
                 outputs = await execute_node(
-                    node, inputs, trigger_data=trigger, config=self._config
+                    node,
+                    inputs,
+                    trigger_data=trigger,
+                    config=self._config,
+                    timeout_s=self._max_run_s,
                 )
         except ValidationError as exc:
             v = Violations()

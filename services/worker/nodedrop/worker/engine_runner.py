@@ -117,8 +117,8 @@ class _Events:
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
         self._telemetry.observe(event)
-        data = orjson.dumps(outputs).decode()
-        self._sink.checkpoint(node_id, data, event_draft(event, data))
+        data = event.checkpoint_json or orjson.dumps(outputs).decode()
+        self._sink.checkpoint(node_id, data, event_draft(event))
 
 
 class EngineRunner:
