@@ -113,6 +113,4 @@ class ExpressionCostError(NodeError):
     """An expression's estimated cost is over the limit; it was not evaluated."""
 
     def __init__(self, message: str, *, node_id: str | None = None) -> None:
-        super().__init__(
-            message, code="expression_cost_exceeded", node_id=node_id, retryable=False
-        )
+        super().__init__(message, code="expression_cost_exceeded", node_id=node_id, retryable=False)

@@ -118,7 +118,7 @@ def _fans_out(
     """True when a map's transform reads a name besides its own variable (and the
     variables of macros inside it): such a result can be as big as that name's
     value for every element."""
-    start, end, var, _, commas = span
+    _start, end, var, _, commas = span
     body_start = commas[-1] + 1
     bound = {var} | {s[2] for s in spans if body_start <= s[0] and s[1] <= end}
     names = set(_IDENT.findall(text, body_start, end))
@@ -141,6 +141,5 @@ def measure(value: Any) -> tuple[int, int]:
             stack.extend(v)
         else:
             continue
-        if n > longest:
-            longest = n
+        longest = max(longest, n)
     return count, longest

@@ -185,8 +185,7 @@ class Expression:
                 continue
             count, length = measure(value) if name == "json" else env.size(name, value)
             total += count
-            if length > longest:
-                longest = length
+            longest = max(longest, length)
         shape = self._shape
         cost = total + max(longest, 1) ** shape.depth * (total if shape.fans_out else 1)
         limits = env.limits

@@ -185,7 +185,9 @@ def _parse_retry(raw: Any, path: str, r: Reporter) -> NodeRetry | None:
         r.add(f"{path}.max_tries", "invalid_retry", "max_tries must be an integer from 1 to 100")
         return None
     if not _in_range(wait_s, MAX_WAIT_S):
-        r.add(f"{path}.wait_s", "invalid_retry", f"wait_s must be a number from 0 to {MAX_WAIT_S:g}")
+        r.add(
+            f"{path}.wait_s", "invalid_retry", f"wait_s must be a number from 0 to {MAX_WAIT_S:g}"
+        )
         return None
     return NodeRetry(max_tries=max_tries, wait_s=float(wait_s))
 
