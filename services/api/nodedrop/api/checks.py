@@ -50,7 +50,9 @@ class Violations:
             self.add(field, f"must be 0..{MAX_PAGE_SIZE}")
         return value or 50
 
-    def json_items(self, field: str, text: str, *, allow_object: bool) -> object:
+    def json_items(
+        self, field: str, text: str, *, allow_object: bool, max_depth: int = MAX_DATA_DEPTH
+    ) -> object:
         """Empty, a JSON object (when allowed) or a JSON array of objects."""
         if not text.strip():
             return None
@@ -59,8 +61,8 @@ class Violations:
         except orjson.JSONDecodeError as exc:
             self.add(field, f"not valid JSON: {exc}")
             return None
-        if data_depth(value, MAX_DATA_DEPTH + 1) > MAX_DATA_DEPTH:
-            self.add(field, f"nests deeper than {MAX_DATA_DEPTH} levels")
+        if data_depth(value, max_depth + 1) > max_depth:
+            self.add(field, f"nests deeper than {max_depth} levels")
             return None
         if isinstance(value, dict) and allow_object:
             return value

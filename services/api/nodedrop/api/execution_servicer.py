@@ -27,6 +27,7 @@ from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
+from nodedrop.engine import EngineConfig
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
 from nodedrop.execution.v1 import execution_service_pb2 as pb
 from nodedrop.store import MAX_CANCEL_REASON
@@ -53,12 +54,14 @@ class ExecutionLimits:
         max_nodes: int,
         rate: TokenBuckets | None,
         default_mode: str,
+        engine: EngineConfig | None = None,
     ) -> None:
         self.max_request_bytes = max_request_bytes
         self.max_trigger_bytes = max_trigger_bytes
         self.max_nodes = max_nodes
         self.rate = rate
         self.default_mode = default_mode
+        self.engine = engine or EngineConfig()
 
 
 class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
@@ -78,7 +81,9 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._cache = cache
         self._limits = limits
         self._workflows = workflows or WorkflowCache(repository)
-        self._node_tester = NodeTester(max_request_bytes=limits.max_request_bytes)
+        self._node_tester = NodeTester(
+            max_request_bytes=limits.max_request_bytes, config=limits.engine
+        )
         self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
 
     async def ExecuteWorkflow(
@@ -118,7 +123,12 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         version = request.workflow_version if request.HasField("workflow_version") else None
         if version is not None and (source != "workflow_id" or version < 1):
             v.add("workflow_version", "must be >= 1 and only with workflow_id")
-        v.json_items("trigger_data_json", request.trigger_data_json, allow_object=True)
+        v.json_items(
+            "trigger_data_json",
+            request.trigger_data_json,
+            allow_object=True,
+            max_depth=self._limits.engine.limits.max_data_depth,
+        )
         mode = self._limits.default_mode
         if request.mode != execution_pb2.EXECUTION_MODE_UNSPECIFIED:
             if request.mode not in _MODES:
