@@ -133,11 +133,13 @@ class Expression:
         self._nodes = "nodes" in names
         self._trigger = "trigger" in names
         self._execution = "execution" in names
-        self._shape = shape_of(source)
-        # Most expressions read one item and no comprehension: their cost is
-        # bounded by the item's size and the expression's length, and they
-        # skip the estimate. The shared variables can be as large as all items.
-        self._costed = self._shape.depth > 0 or self._items or self._nodes or self._trigger
+        self._shape = shape = shape_of(source)
+        # Most expressions name the item once or twice and have no comprehension:
+        # their cost and result are bounded by the item's size, and they skip the
+        # estimate. The shared variables can be as large as all items.
+        self._costed = (
+            shape.depth > 0 or shape.refs > 2 or self._items or self._nodes or self._trigger
+        )
 
     def evaluate(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
         env.countdown -= 1
@@ -147,8 +149,14 @@ class Expression:
             key = id(self)
             cache = env.cache
             if key in cache:
-                return cache[key]
-            value = cache[key] = self._evaluate(env, item, index)
+                value, cost = cache[key]
+                if cost:
+                    # Each use puts the value in another item: it costs again.
+                    self._spend(env, cost)
+                return value
+            spent = env.spent
+            value = self._evaluate(env, item, index)
+            cache[key] = (value, env.spent - spent)
             return value
         return self._evaluate(env, item, index)
 
@@ -187,7 +195,7 @@ class Expression:
             total += count
             longest = max(longest, length)
         shape = self._shape
-        cost = total + max(longest, 1) ** shape.depth * (total if shape.fans_out else 1)
+        cost = total * shape.refs + shape.iterations(longest) * (total if shape.fans_out else 1)
         limits = env.limits
         if cost > limits.max_expression_cost:
             raise ExpressionCostError(
@@ -196,12 +204,16 @@ class Expression:
                 f"{total:,} values read); the limit (max_expression_cost) is "
                 f"{limits.max_expression_cost:,}"
             )
+        self._spend(env, cost)
+
+    def _spend(self, env: EvalEnv, cost: int) -> None:
         env.spent += cost
-        if env.spent > limits.max_node_expression_cost:
+        limit = env.limits.max_node_expression_cost
+        if env.spent > limit:
             raise ExpressionCostError(
                 f"expression `{self.source}` ({self.path}): the node's expressions would "
-                f"cost more than {limits.max_node_expression_cost:,} in all "
-                f"(max_node_expression_cost); each evaluation reads {total:,} values"
+                f"cost more than {limit:,} in all (max_node_expression_cost); this one "
+                f"costs about {cost:,} per item"
             )
 
     def evaluate_bool(self, env: EvalEnv, item: Item, index: int) -> bool:

@@ -34,7 +34,7 @@ class Limits:
     # Estimated cost of one expression evaluation (see expression_cost.py).
     max_expression_cost: int = 100_000
     # Sum of the estimated costs of one node run's costly evaluations.
-    max_node_expression_cost: int = 2_000_000
+    max_node_expression_cost: int = 1_000_000
 
 
 DEFAULT_LIMITS = Limits()

@@ -221,9 +221,7 @@ async def _send(  # noqa: PLR0917 - one call site, the request parts
             try:
                 location = resp.headers.get("location")
                 if resp.status_code not in _REDIRECTS or not location:
-                    content = await _read_capped(
-                        resp, policy.max_response_bytes, f"{method} {url}"
-                    )
+                    content = await _read_capped(resp, policy.max_response_bytes, f"{method} {url}")
                     return resp, content
             finally:
                 await resp.aclose()
