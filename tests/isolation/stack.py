@@ -161,10 +161,8 @@ class LagProbe:
             await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # connect first
             while not stop.is_set():
                 started = time.perf_counter()
-                try:
+                with contextlib.suppress(grpc.aio.AioRpcError):
                     await stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-                except grpc.aio.AioRpcError:
-                    pass
                 self.times.append(time.perf_counter() - started)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), PROBE_EVERY_S)

@@ -7,6 +7,7 @@ tests/engine/test_http.py; without one the SSRF guard refuses it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -143,15 +144,13 @@ def _port(s: _Server) -> int:
 async def test_response_body_is_capped_while_it_streams(servers: tuple[_Server, _Server]) -> None:
     a, _ = servers
     started = time.perf_counter()
-    run = await run_local(
-        _wf({"url": f"http://127.0.0.1:{_port(a)}/big"}), {}, config=_config(a)
-    )
+    run = await run_local(_wf({"url": f"http://127.0.0.1:{_port(a)}/big"}), {}, config=_config(a))
     assert run.result.status is ExecutionStatus.FAILED
     error = run.result.error
     assert error is not None and error.code == "limit_exceeded", error
     assert "max_response_bytes" in error.message
     # The read stopped at the cap: the server could not push the 200 MiB.
-    time.sleep(0.2)
+    await asyncio.sleep(0.2)
     assert a.big_sent < 100 * _MIB, a.big_sent
     assert time.perf_counter() - started < 10
 
@@ -195,9 +194,7 @@ async def test_credentials_stay_on_the_same_origin(servers: tuple[_Server, _Serv
     body = same.result.outputs["h"][0]["body"]
     assert body["authorization"] == "Bearer secret" and body["cookie"] == "session=1"
 
-    config = EngineConfig(
-        http=HttpPolicy(allow=(f"127.0.0.1:{_port(a)}", f"127.0.0.1:{_port(b)}"))
-    )
+    config = EngineConfig(http=HttpPolicy(allow=(f"127.0.0.1:{_port(a)}", f"127.0.0.1:{_port(b)}")))
     other = await run_local(
         _wf({"url": f"http://127.0.0.1:{_port(a)}/other-origin", "headers": headers}),
         {},

@@ -149,14 +149,13 @@ class Expression:
             key = id(self)
             cache = env.cache
             if key in cache:
-                value, cost = cache[key]
-                if cost:
-                    # Each use puts the value in another item: it costs again.
-                    self._spend(env, cost)
+                value, size = cache[key]
+                if size:
+                    # Each use puts the value into another item: its size counts again.
+                    self._spend(env, size)
                 return value
-            spent = env.spent
             value = self._evaluate(env, item, index)
-            cache[key] = (value, env.spent - spent)
+            cache[key] = (value, measure(value)[0] if self._costed else 0)
             return value
         return self._evaluate(env, item, index)
 
