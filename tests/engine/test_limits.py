@@ -86,7 +86,8 @@ async def test_a_shared_value_in_every_item_is_charged_at_each_use() -> None:
     assert run.result.outputs["n"][-1]["n"] == 5000
 
 
-_BUSY = {"type": "set", "parameters": {"fields": {"y": "json.a + 1", "z": "json.a * 2"}}}
+_FIELDS: dict[str, Any] = {"fields": {"y": "json.a + 1", "z": "json.a * 2"}}
+_BUSY: dict[str, Any] = {"type": "set", "parameters": _FIELDS}
 
 
 async def test_node_timeout_stops_a_cpu_bound_node() -> None:
@@ -112,7 +113,7 @@ async def test_execution_timeout_stops_a_cpu_bound_node() -> None:
 
 
 async def test_execute_node_limit_stops_a_cpu_bound_node() -> None:
-    node = Node(id="n", type="set", parameters=_BUSY["parameters"])
+    node = Node(id="n", type="set", parameters=_FIELDS)
     started = time.perf_counter()
     with pytest.raises(TimeoutError):
         await execute_node(node, {"main": [{"a": i} for i in range(90_000)]}, timeout_s=0.05)

@@ -51,7 +51,11 @@ class Stack:
         return (("authorization", f"Bearer {self.keys[tenant]}"),)
 
     async def execute(
-        self, tenant: str, workflow: Mapping[str, Any], trigger: Any, mode: int
+        self,
+        tenant: str,
+        workflow: Mapping[str, Any],
+        trigger: Any,
+        mode: execution_pb2.ExecutionMode.ValueType,
     ) -> str:
         response = await self.ex.ExecuteWorkflow(
             ex_pb.ExecuteWorkflowRequest(
@@ -86,7 +90,9 @@ def to_proto(workflow: Mapping[str, Any]) -> workflow_pb2.Workflow:
     nodes = []
     for n in workflow["nodes"]:
         node = workflow_pb2.Node(
-            id=n["id"], type=n["type"], parameters_json=orjson.dumps(n.get("parameters", {}))
+            id=n["id"],
+            type=n["type"],
+            parameters_json=orjson.dumps(n.get("parameters", {})).decode(),
         )
         if "timeout_s" in n:
             node.timeout_s = n["timeout_s"]
@@ -118,7 +124,10 @@ async def running_stack(
     env = isolated_env(redis_url, redis_prefix, pg_dsn, 2.0)
     env.update({"NODEDROP_PARTITIONS": "4", "NODEDROP_READ_BLOCK_S": "0.1", "LOG_LEVEL": "warning"})
     env.update(extra or {})
-    port = lambda var: int(env[var].rsplit(":", 1)[1])  # noqa: E731
+
+    def port(var: str) -> int:
+        return int(env[var].rsplit(":", 1)[1])
+
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(
             start_service("scheduler", env=env, port=port("NODEDROP_SCHEDULER_ADDR"))

@@ -79,7 +79,12 @@ CASES = {
 }
 
 
-async def _tenant_b(stack: Stack, mode: int, stop: asyncio.Event, done: list[float]) -> None:
+async def _tenant_b(
+    stack: Stack,
+    mode: execution_pb2.ExecutionMode.ValueType,
+    stop: asyncio.Event,
+    done: list[float],
+) -> None:
     """One-node executions, one after another, each timed from submit to end."""
     while not stop.is_set():
         started = time.perf_counter()
@@ -89,7 +94,9 @@ async def _tenant_b(stack: Stack, mode: int, stop: asyncio.Event, done: list[flo
         done.append(time.perf_counter() - started)
 
 
-async def _run_case(stack: Stack, case: str, mode: int, target: str, pid: int) -> None:
+async def _run_case(
+    stack: Stack, case: str, mode: execution_pb2.ExecutionMode.ValueType, target: str, pid: int
+) -> None:
     workflow, trigger, code = CASES[case]
     # Warm up both tenants' paths, so the probe measures the adversarial run only.
     warm = await stack.execute("tenant-b", TRIVIAL, {"n": 0}, mode)

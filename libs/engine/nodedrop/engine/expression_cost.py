@@ -61,7 +61,7 @@ class Shape:
             return 0
         s = max(longest, 1)
         build = s * max(1, s // _COPY_RATIO)
-        return self.macros * max(s**scans * build**builds for scans, builds in self.chains)
+        return int(self.macros * max(s**scans * build**builds for scans, builds in self.chains))
 
 
 def _blank_strings(source: str) -> str:

@@ -66,7 +66,7 @@ def _is_number(v: Any) -> bool:
 def _in_range(v: Any, top: float, *, positive: bool = False) -> bool:
     if not _is_number(v):
         return False
-    return (v > 0 if positive else v >= 0) and v <= top
+    return bool((v > 0 if positive else v >= 0) and v <= top)
 
 
 def _unknown(obj: Mapping[str, Any], allowed: set[str], path: str, r: Reporter) -> None:

@@ -95,7 +95,8 @@ class Violations:
                 elif "\x00" in value:
                     self.add(path, "must not contain NUL characters")
             elif fd.type == fd.TYPE_MESSAGE:
-                if fd.message_type.GetOptions().map_entry:
+                entry = fd.message_type
+                if entry is not None and entry.GetOptions().map_entry:
                     for key, item in value.items():
                         if isinstance(item, str):
                             if "\x00" in item or "\x00" in str(key):
