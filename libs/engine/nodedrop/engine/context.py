@@ -26,9 +26,10 @@ class NodeContext:
     config: EngineConfig
     cancel: CancelToken | None = None
     depth: int = 0
-    # time.monotonic() past which the node's expressions stop it (node_timeout).
+    # time.monotonic() past which the node's expressions stop it (node_timeout);
+    # with timeout_s when that deadline is the node's own.
     deadline: float | None = None
-    deadline_message: str = ""
+    timeout_s: float | None = None
 
     def env(self, items: Items) -> EvalEnv:
         return EvalEnv(
@@ -38,5 +39,6 @@ class NodeContext:
             self.execution,
             limits=self.config.limits,
             deadline=self.deadline,
-            deadline_message=self.deadline_message,
+            node_id=self.node.id,
+            timeout_s=self.timeout_s,
         )

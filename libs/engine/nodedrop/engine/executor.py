@@ -332,12 +332,11 @@ class _Run:
         execution's deadline or, when sooner, its own timeout_s from now."""
         node = self.plan.nodes[i]
         deadline = self.deadline
-        message = f"node {node.id!r} ran past the execution's deadline"
+        own_timeout = None
         if node.timeout_s is not None:
             own = time.monotonic() + node.timeout_s
             if own < deadline:
-                deadline = own
-                message = f"node {node.id!r} timed out after {node.timeout_s:g}s"
+                deadline, own_timeout = own, node.timeout_s
         return NodeContext(
             node,
             self.trigger,
@@ -348,7 +347,7 @@ class _Run:
             self.token,
             self.depth,
             deadline,
-            message,
+            own_timeout,
         )
 
     def _spawn(self, i: int, inputs: dict[str, Items], first_try: int) -> None:

@@ -55,11 +55,13 @@ class EvalEnv:
     # whole list again for every item.
     cache: dict[int, Any] = field(default_factory=dict)
     limits: Limits = DEFAULT_LIMITS
-    # time.monotonic() past which the node stops, and the message it stops with.
+    # time.monotonic() past which the node stops: its own timeout_s (given
+    # here, for the message) or, when None, the execution's deadline.
     deadline: float | None = None
-    deadline_message: str = ""
+    node_id: str = ""
+    timeout_s: float | None = None
     # measure() of the shared variables, taken once per node run.
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] | None = None
     spent: int = 0
     countdown: int = _CLOCK_EVERY
 
@@ -67,9 +69,13 @@ class EvalEnv:
         """Called every _CLOCK_EVERY evaluations: stops a node past its deadline."""
         self.countdown = _CLOCK_EVERY
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise NodeTimeoutError(self.deadline_message)
+            if self.timeout_s is not None:
+                raise NodeTimeoutError(f"node {self.node_id!r} timed out after {self.timeout_s:g}s")
+            raise NodeTimeoutError(f"node {self.node_id!r} ran past the execution's deadline")
 
     def size(self, name: str, value: Any) -> tuple[int, int]:
+        if self.sizes is None:
+            self.sizes = {}
         got = self.sizes.get(name)
         if got is None:
             got = self.sizes[name] = measure(value)

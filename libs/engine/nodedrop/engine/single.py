@@ -46,10 +46,9 @@ async def execute_node(
     info = execution or ExecutionInfo("test")
     started = time.monotonic()
     outer = started + timeout_s if timeout_s is not None else float("inf")
-    deadline, message = outer, f"the test run was stopped after {timeout_s or 0:g}s"
+    deadline, own_timeout = outer, None
     if node.timeout_s is not None and started + node.timeout_s < outer:
-        deadline = started + node.timeout_s
-        message = f"node {node.id!r} timed out after {node.timeout_s:g}s"
+        deadline, own_timeout = started + node.timeout_s, node.timeout_s
     ctx = NodeContext(
         node,
         trigger_data,
@@ -58,7 +57,7 @@ async def execute_node(
         dict(nodes or {}),
         cfg,
         deadline=deadline,
-        deadline_message=message,
+        timeout_s=own_timeout,
     )
     try:
         check_data_depth(trigger_data, cfg.limits, "the trigger data")
@@ -80,7 +79,7 @@ async def execute_node(
         Budget(cfg.limits).completed(node.id, result)
     except NodeTimeoutError as exc:
         if time.monotonic() >= outer:
-            raise TimeoutError(message) from None
+            raise TimeoutError(f"the test run was stopped after {timeout_s}s") from None
         raise exc.for_node(node.id) from None
     except NodeError as exc:
         raise exc.for_node(node.id) from None
