@@ -28,7 +28,7 @@ class Limits:
     # JSON-encoded bytes of one node's outputs (what its checkpoint holds).
     max_output_bytes: int = 16 * 1024 * 1024
     # Bytes of a NODE_COMPLETED event's data; larger outputs go out as a summary.
-    max_event_bytes: int = 64 * 1024
+    max_event_bytes: int = 1024 * 1024
     # Sum of every node output's encoded bytes in one execution attempt.
     max_execution_bytes: int = 64 * 1024 * 1024
     # Estimated cost of one expression evaluation (see expression_cost.py).

@@ -26,8 +26,9 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
-from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
+from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, ResourceExhausted
 from nodedrop.engine import EngineConfig
+from nodedrop.engine.budget import SUMMARY_KEY
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
 from nodedrop.execution.v1 import execution_service_pb2 as pb
 from nodedrop.store import MAX_CANCEL_REASON
@@ -226,6 +227,13 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             raise NotFound(f"node {request.node_id!r} has no output in this execution")
         latest = max(runs, key=lambda r: r.attempt)
         ports = orjson.loads(latest.outputs_json or "{}")
+        if isinstance(ports, dict) and SUMMARY_KEY in ports:
+            summary = ports[SUMMARY_KEY]
+            raise FailedPrecondition(
+                f"node {request.node_id!r} output {summary.get('bytes')} bytes, more than "
+                f"its events carry (NODEDROP_MAX_EVENT_BYTES, {summary.get('max_event_bytes')}); "
+                "the history has their summary only"
+            )
         items = ports.get(request.port or "main") if isinstance(ports, dict) else None
         if not isinstance(items, list):
             raise NotFound(
