@@ -3,6 +3,7 @@ budgets, event summaries, data depth, strict ids and settings ranges."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -245,3 +246,36 @@ def test_node_timing_ranges() -> None:
     }
     paths = {p.path for p in validate_workflow(wf)}
     assert {"nodes[1].timeout_s", "nodes[1].retry.wait_s"} <= paths
+
+
+def _thread_registry() -> tuple[Any, list[int]]:
+    from nodedrop.engine import NodeType  # noqa: PLC0415 - only these tests need it
+    from nodedrop.engine.nodes import default_registry  # noqa: PLC0415
+    from nodedrop.engine.registry import Prepared  # noqa: PLC0415
+
+    seen: list[int] = []
+
+    def factory(*_: Any) -> Prepared:
+        def run(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            seen.append(threading.get_ident())
+            return {"main": inputs.get("main", [])}
+
+        return Prepared(run, is_async=False)
+
+    registry = default_registry().copy()
+    registry.register(NodeType("where", params=(), factory=factory))
+    return registry, seen
+
+
+@pytest.mark.parametrize("items", [10, 2000])
+async def test_large_synchronous_nodes_run_off_the_loop(items: int) -> None:
+    registry, seen = _thread_registry()
+    config = EngineConfig(registry=registry, offload_items=1000)
+    run = await run_local(_two({"type": "where"}), [{"i": i} for i in range(items)], config=config)
+    assert run.result.ok, run.result.error
+    on_loop = seen == [threading.get_ident()]
+    assert on_loop is (items < 1000), (items, seen)
+    node = Node(id="n", type="where")
+    seen.clear()
+    await execute_node(node, {"main": [{"i": i} for i in range(items)]}, config=config)
+    assert (seen == [threading.get_ident()]) is (items < 1000)

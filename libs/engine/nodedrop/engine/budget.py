@@ -24,11 +24,13 @@ SUMMARY_KEY = "$summary"
 
 
 class Budget:
-    __slots__ = ("limits", "spent")
+    __slots__ = ("largest", "limits", "spent")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.spent = 0
+        # Most items any node output so far (no node can have many inputs before).
+        self.largest = 0
 
     def completed(self, node_id: str, outputs: NodeOutputs) -> EngineEvent:
         """NODE_COMPLETED for ``outputs``, with the encoding the checkpoint stores;
@@ -37,6 +39,7 @@ class Budget:
         count = 0
         for items in outputs.values():
             count += len(items)
+        self.largest = max(self.largest, count)
         if count > limits.max_output_items:
             raise LimitExceededError(
                 f"node {node_id!r} output {count:,} items; the limit (max_output_items) "

@@ -41,4 +41,5 @@ class NodeContext:
             deadline=self.deadline,
             node_id=self.node.id,
             timeout_s=self.timeout_s,
+            cancel=self.cancel,
         )

@@ -22,6 +22,7 @@ from nodedrop.engine.context import NodeContext
 from nodedrop.engine.errors import ErrorInfo, LimitExceededError, NodeError, NodeTimeoutError
 from nodedrop.engine.events import EngineEvent, EventType
 from nodedrop.engine.model import MAIN, Items, NodeOutputs, OnError, Workflow
+from nodedrop.engine.offload import run_node
 from nodedrop.engine.plan import Plan, get_plan
 from nodedrop.engine.ports import CheckpointStore, EventSink
 from nodedrop.engine.results import ExecutionInfo, ExecutionResult, ExecutionStatus
@@ -80,7 +81,11 @@ async def run_workflow(
     plan = get_plan(workflow, cfg.registry, cfg.limits)
     limit = timeout_s if timeout_s is not None else workflow.settings.timeout_s
     try:
-        check_data_depth(trigger_data, cfg.limits, "the trigger data")
+        if isinstance(trigger_data, list) and len(trigger_data) >= cfg.offload_items:
+            # A walk of many items is long: on a thread the loop keeps serving.
+            await asyncio.to_thread(check_data_depth, trigger_data, cfg.limits, "the trigger data")
+        else:
+            check_data_depth(trigger_data, cfg.limits, "the trigger data")
     except LimitExceededError as exc:
         return ExecutionResult(ExecutionStatus.FAILED, {}, exc.info, ())
     token, watcher = _token(cancel)
@@ -315,7 +320,12 @@ class _Run:
             return
         ctx = self._ctx(i)
         try:
-            outputs = prepared.run(inputs, ctx)
+            # Every node's inputs are some nodes' outputs: while none had many
+            # items, no node is given many and counting them is skipped.
+            if self.budget.largest >= self.config.offload_items:
+                outputs = await run_node(prepared, inputs, ctx)
+            else:
+                outputs = prepared.run(inputs, ctx)  # type: ignore[assignment]
         except NodeError as exc:
             if isinstance(exc, NodeTimeoutError) and time.monotonic() >= self.deadline:
                 raise _TimedOut from None
@@ -325,7 +335,7 @@ class _Run:
             outputs = await self._failed(i, exc)
         except Exception as exc:  # a node's bug must fail the node, not the engine
             outputs = await self._failed(i, _internal(exc))
-        await self._complete(i, outputs)  # type: ignore[arg-type]
+        await self._complete(i, outputs)
 
     def _ctx(self, i: int) -> NodeContext:
         """The context of one try of node ``i``: its expressions stop it at the
@@ -369,17 +379,13 @@ class _Run:
                     if node.timeout_s is not None:
                         try:
                             async with asyncio.timeout(node.timeout_s):
-                                result = prepared.run(inputs, ctx)
-                                if not isinstance(result, dict):
-                                    result = await result
+                                result = await run_node(prepared, inputs, ctx)
                         except TimeoutError:
                             raise NodeTimeoutError(
                                 f"node {node.id!r} timed out after {node.timeout_s:g}s"
                             ) from None
                     else:
-                        result = prepared.run(inputs, ctx)
-                        if not isinstance(result, dict):
-                            result = await result
+                        result = await run_node(prepared, inputs, ctx)
                 return result
             except NodeError as exc:
                 if isinstance(exc, NodeTimeoutError) and time.monotonic() >= self.deadline:

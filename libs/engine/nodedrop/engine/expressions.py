@@ -20,7 +20,13 @@ from typing import Any
 import cel
 import orjson
 
-from nodedrop.engine.errors import ExpressionCostError, ExpressionError, NodeTimeoutError
+from nodedrop.engine.cancel import CancelToken
+from nodedrop.engine.errors import (
+    ExpressionCostError,
+    ExpressionError,
+    NodeError,
+    NodeTimeoutError,
+)
 from nodedrop.engine.expression_cost import measure, shape_of
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import Item, Items
@@ -62,12 +68,20 @@ class EvalEnv:
     timeout_s: float | None = None
     # measure() of the shared variables, taken once per node run.
     sizes: dict[str, tuple[int, int]] | None = None
+    cancel: CancelToken | None = None
     spent: int = 0
     countdown: int = _CLOCK_EVERY
 
     def tick(self) -> None:
-        """Called every _CLOCK_EVERY evaluations: stops a node past its deadline."""
+        """Called every _CLOCK_EVERY evaluations: stops a node past its deadline
+        or of a cancelled execution (one running on a thread is not interrupted)."""
         self.countdown = _CLOCK_EVERY
+        if self.cancel is not None and self.cancel.cancelled:
+            raise NodeError(
+                f"node {self.node_id!r} stopped: the execution was cancelled",
+                code="cancelled",
+                retryable=False,
+            )
         if self.deadline is not None and time.monotonic() >= self.deadline:
             if self.timeout_s is not None:
                 raise NodeTimeoutError(f"node {self.node_id!r} timed out after {self.timeout_s:g}s")

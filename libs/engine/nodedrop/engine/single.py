@@ -11,6 +11,7 @@ from nodedrop.engine.config import EngineConfig
 from nodedrop.engine.context import NodeContext
 from nodedrop.engine.errors import ErrorInfo, NodeError, NodeTimeoutError, ValidationError
 from nodedrop.engine.model import Items, Node, NodeOutputs
+from nodedrop.engine.offload import item_count, run_node
 from nodedrop.engine.registry import CompileContext, Reporter
 from nodedrop.engine.results import ExecutionInfo
 
@@ -61,21 +62,20 @@ async def execute_node(
     )
     try:
         check_data_depth(trigger_data, cfg.limits, "the trigger data")
-        check_data_depth(inputs, cfg.limits, "the input items")
+        if item_count(inputs) >= cfg.offload_items:
+            await asyncio.to_thread(check_data_depth, inputs, cfg.limits, "the input items")
+        else:
+            check_data_depth(inputs, cfg.limits, "the input items")
         if node.timeout_s is not None:
             try:
                 async with asyncio.timeout(node.timeout_s):
-                    result = prepared.run(inputs, ctx)
-                    if not isinstance(result, dict):
-                        result = await result
+                    result = await run_node(prepared, inputs, ctx)
             except TimeoutError:
                 raise NodeTimeoutError(
                     f"node {node.id!r} timed out after {node.timeout_s:g}s"
                 ) from None
         else:
-            result = prepared.run(inputs, ctx)
-            if not isinstance(result, dict):
-                result = await result
+            result = await run_node(prepared, inputs, ctx)
         Budget(cfg.limits).completed(node.id, result)
     except NodeTimeoutError as exc:
         if time.monotonic() >= outer:
