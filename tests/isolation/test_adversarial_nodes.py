@@ -1,7 +1,8 @@
 """One tenant's adversarial workflow against real API and worker processes.
 
-Tenant A runs a cubic CEL comprehension (1,000 elements, timeout_s 1) or a
-chain of 26 merges that doubles its items at each step; meanwhile a probe
+Tenant A runs a cubic CEL comprehension (1,000 elements, timeout_s 1), a
+chain of 26 merges that doubles its items at each step, or a set node that
+copies all items into each item; meanwhile a probe
 checks the health of the process running it every 20 ms and tenant B runs
 one-node executions. The process must never stall past 100 ms, B's runs
 must complete, A's node must fail with the documented code within 2 s and
@@ -73,9 +74,21 @@ TRIVIAL = {
     "connections": [{"from": "start", "to": "s"}],
 }
 
+# Every output item gets all input items: the result grows with the square
+# of the trigger (1,500 items of 30 bytes would make 68 MB of JSON).
+FAN = {
+    "name": "fan",
+    "nodes": [
+        {"id": "start", "type": "manual_trigger"},
+        {"id": "s", "type": "set", "parameters": {"fields": {"all": "items"}}},
+    ],
+    "connections": [{"from": "start", "to": "s"}],
+}
+
 CASES = {
     "cubic": (CUBIC, {"l": list(range(1000))}, "expression_cost_exceeded"),
     "doubling": (_doubling(26), {"x": 1}, "limit_exceeded"),
+    "fan": (FAN, [{"i": i, "s": "abcdefghij"} for i in range(1500)], "expression_cost_exceeded"),
 }
 
 
