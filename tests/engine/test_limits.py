@@ -3,6 +3,7 @@ budgets, event summaries, data depth, strict ids and settings ranges."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from nodedrop.engine import (
+    CancelToken,
     EngineConfig,
     ExecutionStatus,
     Node,
@@ -279,3 +281,16 @@ async def test_large_synchronous_nodes_run_off_the_loop(items: int) -> None:
     seen.clear()
     await execute_node(node, {"main": [{"i": i} for i in range(items)]}, config=config)
     assert (seen == [threading.get_ident()]) is (items < 1000)
+
+
+async def test_cancel_stops_a_cpu_bound_node_running_on_a_thread() -> None:
+    token = CancelToken()
+    wf = _two(_BUSY)
+    items = [{"a": i} for i in range(90_000)]
+    task = asyncio.ensure_future(run_local(wf, items, cancel=token))
+    await asyncio.sleep(0.2)
+    started = time.perf_counter()
+    token.cancel("stop")
+    run = await asyncio.wait_for(task, 5)
+    assert run.result.status is ExecutionStatus.CANCELLED, run.result
+    assert time.perf_counter() - started < 1.0

@@ -329,6 +329,8 @@ class _Run:
         except NodeError as exc:
             if isinstance(exc, NodeTimeoutError) and time.monotonic() >= self.deadline:
                 raise _TimedOut from None
+            if self.token is not None and self.token.cancelled:
+                raise _Stopped from None
             if node.retry is not None and node.retry.max_tries > 1 and exc.retryable:
                 self._spawn(i, inputs, first_try=2)
                 return
