@@ -30,3 +30,8 @@ class EngineConfig:
     workflow_resolver: WorkflowResolver | None = None
     limits: Limits = DEFAULT_LIMITS
     max_subworkflow_depth: int = 8
+    # A synchronous node given at least this many items runs on a thread, so
+    # that the event loop keeps serving between its expression evaluations
+    # (each bounded by the cost limit); smaller runs stay inline, where a
+    # thread would cost more than the node.
+    offload_items: int = 1000

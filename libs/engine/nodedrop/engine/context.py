@@ -26,6 +26,20 @@ class NodeContext:
     config: EngineConfig
     cancel: CancelToken | None = None
     depth: int = 0
+    # time.monotonic() past which the node's expressions stop it (node_timeout);
+    # with timeout_s when that deadline is the node's own.
+    deadline: float | None = None
+    timeout_s: float | None = None
 
     def env(self, items: Items) -> EvalEnv:
-        return EvalEnv(items, self.nodes, self.trigger, self.execution)
+        return EvalEnv(
+            items,
+            self.nodes,
+            self.trigger,
+            self.execution,
+            limits=self.config.limits,
+            deadline=self.deadline,
+            node_id=self.node.id,
+            timeout_s=self.timeout_s,
+            cancel=self.cancel,
+        )

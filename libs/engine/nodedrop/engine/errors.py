@@ -6,7 +6,9 @@ Hierarchy (one root, structured fields rather than parsed messages)::
     ├── ValidationError      a workflow definition is malformed (every problem at once)
     ├── NodeError            a node failed; carries ErrorInfo (code, retryable)
     │   ├── ExpressionError  a CEL expression did not compile or evaluate
-    │   └── NodeTimeoutError a node ran past its timeout_s
+    │   ├── NodeTimeoutError a node ran past its timeout_s (or the execution deadline)
+    │   ├── LimitExceededError a node went past a budget (items, bytes, nesting)
+    │   └── ExpressionCostError an expression would cost more than the limit
     └── UnknownNodeTypeError the registry has no such type (single-node runs)
 """
 
@@ -97,3 +99,18 @@ class UnknownNodeTypeError(EngineError):
     def __init__(self, node_type: str) -> None:
         super().__init__(f"unknown node type {node_type!r}")
         self.node_type = node_type
+
+
+class LimitExceededError(NodeError):
+    """A node went past a budget of its execution (items, bytes, nesting)."""
+
+    def __init__(self, message: str, *, node_id: str | None = None) -> None:
+        # The same data goes past the same budget again on a retry.
+        super().__init__(message, code="limit_exceeded", node_id=node_id, retryable=False)
+
+
+class ExpressionCostError(NodeError):
+    """An expression's estimated cost is over the limit; it was not evaluated."""
+
+    def __init__(self, message: str, *, node_id: str | None = None) -> None:
+        super().__init__(message, code="expression_cost_exceeded", node_id=node_id, retryable=False)

@@ -36,13 +36,20 @@ NODE_EVENTS = frozenset(
 @dataclass(frozen=True, slots=True)
 class EngineEvent:
     """One event. ``time`` is Unix epoch seconds; ``data`` is JSON-ready (for
-    NODE_COMPLETED the node's outputs per port, for execution ends the result outputs)."""
+    NODE_COMPLETED the node's outputs per port, or their summary when they are
+    over max_event_bytes; for execution ends the result outputs).
+
+    For NODE_COMPLETED the engine encodes once: ``data_json`` is ``data`` as
+    JSON and ``checkpoint_json`` the whole outputs, for the checkpoint.
+    """
 
     type: EventType
     node_id: str | None
     time: float
     data: Any = None
     error: ErrorInfo | None = None
+    data_json: str = ""
+    checkpoint_json: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -15,12 +15,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nodedrop.engine.budget import Budget, check_data_depth
 from nodedrop.engine.cancel import CancelToken
 from nodedrop.engine.config import EngineConfig
 from nodedrop.engine.context import NodeContext
-from nodedrop.engine.errors import ErrorInfo, NodeError, NodeTimeoutError
+from nodedrop.engine.errors import ErrorInfo, LimitExceededError, NodeError, NodeTimeoutError
 from nodedrop.engine.events import EngineEvent, EventType
 from nodedrop.engine.model import MAIN, Items, NodeOutputs, OnError, Workflow
+from nodedrop.engine.offload import run_node
 from nodedrop.engine.plan import Plan, get_plan
 from nodedrop.engine.ports import CheckpointStore, EventSink
 from nodedrop.engine.results import ExecutionInfo, ExecutionResult, ExecutionStatus
@@ -78,6 +80,14 @@ async def run_workflow(
     cfg = config if config is not None else _default_config()
     plan = get_plan(workflow, cfg.registry, cfg.limits)
     limit = timeout_s if timeout_s is not None else workflow.settings.timeout_s
+    try:
+        if isinstance(trigger_data, list) and len(trigger_data) >= cfg.offload_items:
+            # A walk of many items is long: on a thread the loop keeps serving.
+            await asyncio.to_thread(check_data_depth, trigger_data, cfg.limits, "the trigger data")
+        else:
+            check_data_depth(trigger_data, cfg.limits, "the trigger data")
+    except LimitExceededError as exc:
+        return ExecutionResult(ExecutionStatus.FAILED, {}, exc.info, ())
     token, watcher = _token(cancel)
     run = _Run(plan, execution, trigger_data, sink, checkpoints, completed or {}, cfg, token, depth)
     task = asyncio.current_task()
@@ -187,6 +197,9 @@ class _Run:
         self.execution_var = info.as_variable(plan.workflow.name)
         self.arm: Callable[[], None] = _no_arm
         self.completed = self._usable_checkpoints(completed)
+        self.budget = Budget(config.limits)
+        # The execution's deadline on time.monotonic(), for nodes' expressions.
+        self.deadline = float("inf")
 
     def _usable_checkpoints(self, completed: Mapping[str, NodeOutputs]) -> dict[int, NodeOutputs]:
         """Checkpoints to reuse. A loop's body ran many times; unless the loop
@@ -213,6 +226,7 @@ class _Run:
         """
         plan = self.plan
         clock = asyncio.get_running_loop().time
+        self.deadline = deadline - clock() + time.monotonic()
         self.ready.append(plan.trigger)
         for i, p in enumerate(self.pending):
             if p == 0 and i != plan.trigger:
@@ -306,19 +320,37 @@ class _Run:
             return
         ctx = self._ctx(i)
         try:
-            outputs = prepared.run(inputs, ctx)
+            # Every node's inputs are some nodes' outputs: while none had many
+            # items, no node is given many and counting them is skipped.
+            if self.budget.largest >= self.config.offload_items:
+                outputs = await run_node(prepared, inputs, ctx)
+            else:
+                outputs = prepared.run(inputs, ctx)  # type: ignore[assignment]
         except NodeError as exc:
+            if isinstance(exc, NodeTimeoutError) and time.monotonic() >= self.deadline:
+                raise _TimedOut from None
+            if self.token is not None and self.token.cancelled:
+                raise _Stopped from None
             if node.retry is not None and node.retry.max_tries > 1 and exc.retryable:
                 self._spawn(i, inputs, first_try=2)
                 return
             outputs = await self._failed(i, exc)
         except Exception as exc:  # a node's bug must fail the node, not the engine
             outputs = await self._failed(i, _internal(exc))
-        await self._complete(i, outputs)  # type: ignore[arg-type]
+        await self._complete(i, outputs)
 
     def _ctx(self, i: int) -> NodeContext:
+        """The context of one try of node ``i``: its expressions stop it at the
+        execution's deadline or, when sooner, its own timeout_s from now."""
+        node = self.plan.nodes[i]
+        deadline = self.deadline
+        own_timeout = None
+        if node.timeout_s is not None:
+            own = time.monotonic() + node.timeout_s
+            if own < deadline:
+                deadline, own_timeout = own, node.timeout_s
         return NodeContext(
-            self.plan.nodes[i],
+            node,
             self.trigger,
             self.execution_var,
             self.info,
@@ -326,6 +358,8 @@ class _Run:
             self.config,
             self.token,
             self.depth,
+            deadline,
+            own_timeout,
         )
 
     def _spawn(self, i: int, inputs: dict[str, Items], first_try: int) -> None:
@@ -335,31 +369,29 @@ class _Run:
     async def _run_async(self, i: int, inputs: dict[str, Items], first_try: int) -> NodeOutputs:
         node = self.plan.nodes[i]
         prepared = self.plan.prepared[i]
-        ctx = self._ctx(i)
         tries = node.retry.max_tries if node.retry is not None else 1
         wait_s = node.retry.wait_s if node.retry is not None else 0.0
         attempt = first_try
         while True:
             if attempt > 1 and wait_s > 0:
                 await asyncio.sleep(wait_s)
+            ctx = self._ctx(i)
             try:
                 async with self.sem:
                     if node.timeout_s is not None:
                         try:
                             async with asyncio.timeout(node.timeout_s):
-                                result = prepared.run(inputs, ctx)
-                                if not isinstance(result, dict):
-                                    result = await result
+                                result = await run_node(prepared, inputs, ctx)
                         except TimeoutError:
                             raise NodeTimeoutError(
                                 f"node {node.id!r} timed out after {node.timeout_s:g}s"
                             ) from None
                     else:
-                        result = prepared.run(inputs, ctx)
-                        if not isinstance(result, dict):
-                            result = await result
+                        result = await run_node(prepared, inputs, ctx)
                 return result
             except NodeError as exc:
+                if isinstance(exc, NodeTimeoutError) and time.monotonic() >= self.deadline:
+                    raise _TimedOut from None
                 if attempt >= tries or not exc.retryable:
                     return await self._failed(i, exc)
             except Exception as exc:  # a node's bug must fail the node, not the engine
@@ -390,7 +422,12 @@ class _Run:
 
     async def _complete(self, i: int, outputs: NodeOutputs) -> None:
         node_id = self.plan.ids[i]
-        event = EngineEvent(EventType.NODE_COMPLETED, node_id, time.time(), outputs)
+        try:
+            event = self.budget.completed(node_id, outputs)
+        except LimitExceededError as exc:
+            # Fails the run, or (on_error) gives one error item, well in budget.
+            outputs = await self._failed(i, exc)
+            event = self.budget.completed(node_id, outputs)
         await self.checkpoints.save(node_id, outputs, event)
         self._deliver(i, outputs)
 
@@ -498,7 +535,11 @@ class _Run:
             await self.sink.emit(EngineEvent(EventType.NODE_STARTED, node_id, time.time()))
             self._reset_body(L)
             outputs: NodeOutputs = {"loop": batch, "done": []}
-            event = EngineEvent(EventType.NODE_COMPLETED, node_id, time.time(), outputs)
+            try:
+                event = self.budget.completed(node_id, outputs)
+            except LimitExceededError as exc:
+                await self._complete_loop(L, await self._failed(L, exc))
+                return
             await self.checkpoints.save(node_id, outputs, event)
             self._deliver(L, outputs, only="loop")
             if self.unresolved[L] > 0:
@@ -507,7 +548,11 @@ class _Run:
     async def _complete_loop(self, L: int, outputs: NodeOutputs) -> None:
         self.loops.pop(L, None)
         node_id = self.plan.ids[L]
-        event = EngineEvent(EventType.NODE_COMPLETED, node_id, time.time(), outputs)
+        try:
+            event = self.budget.completed(node_id, outputs)
+        except LimitExceededError as exc:
+            outputs = await self._failed(L, exc)
+            event = self.budget.completed(node_id, outputs)
         await self.checkpoints.save(node_id, outputs, event)
         self.outputs[L] = outputs
         only = "done" if "done" in outputs else None

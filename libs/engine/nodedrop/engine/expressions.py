@@ -12,6 +12,7 @@ import base64
 import datetime as _dt
 import functools
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,15 @@ from typing import Any
 import cel
 import orjson
 
-from nodedrop.engine.errors import ExpressionError
+from nodedrop.engine.cancel import CancelToken
+from nodedrop.engine.errors import (
+    ExpressionCostError,
+    ExpressionError,
+    NodeError,
+    NodeTimeoutError,
+)
+from nodedrop.engine.expression_cost import measure, shape_of
+from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import Item, Items
 
 VARIABLES = ("json", "index", "items", "nodes", "trigger", "execution")
@@ -33,9 +42,15 @@ _INT_DOUBLE_HINT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Evaluations between two looks at the clock: one evaluation is bounded by
+# the cost limit, so a deadline is seen well within a second.
+_CLOCK_EVERY = 32
+
+
+@dataclass(slots=True)
 class EvalEnv:
-    """What every expression of one node run can see, besides the current item."""
+    """What every expression of one node run can see, besides the current item,
+    and what that run may still spend (expression cost, time)."""
 
     items: Items
     nodes: Mapping[str, Items]
@@ -45,6 +60,40 @@ class EvalEnv:
     # `index`), computed once per node run: `size(items)` must not convert the
     # whole list again for every item.
     cache: dict[int, Any] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS
+    # time.monotonic() past which the node stops: its own timeout_s (given
+    # here, for the message) or, when None, the execution's deadline.
+    deadline: float | None = None
+    node_id: str = ""
+    timeout_s: float | None = None
+    # measure() of the shared variables, taken once per node run.
+    sizes: dict[str, tuple[int, int]] | None = None
+    cancel: CancelToken | None = None
+    spent: int = 0
+    countdown: int = _CLOCK_EVERY
+
+    def tick(self) -> None:
+        """Called every _CLOCK_EVERY evaluations: stops a node past its deadline
+        or of a cancelled execution (one running on a thread is not interrupted)."""
+        self.countdown = _CLOCK_EVERY
+        if self.cancel is not None and self.cancel.cancelled:
+            raise NodeError(
+                f"node {self.node_id!r} stopped: the execution was cancelled",
+                code="cancelled",
+                retryable=False,
+            )
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            if self.timeout_s is not None:
+                raise NodeTimeoutError(f"node {self.node_id!r} timed out after {self.timeout_s:g}s")
+            raise NodeTimeoutError(f"node {self.node_id!r} ran past the execution's deadline")
+
+    def size(self, name: str, value: Any) -> tuple[int, int]:
+        if self.sizes is None:
+            self.sizes = {}
+        got = self.sizes.get(name)
+        if got is None:
+            got = self.sizes[name] = measure(value)
+        return got
 
 
 class CompileError(ValueError):
@@ -76,12 +125,14 @@ class Expression:
     """One compiled CEL expression, evaluated per item."""
 
     __slots__ = (
+        "_costed",
         "_exec",
         "_execution",
         "_index",
         "_items",
         "_json",
         "_nodes",
+        "_shape",
         "_trigger",
         "path",
         "source",
@@ -102,14 +153,29 @@ class Expression:
         self._nodes = "nodes" in names
         self._trigger = "trigger" in names
         self._execution = "execution" in names
+        self._shape = shape = shape_of(source)
+        # Most expressions name the item once or twice and have no comprehension:
+        # their cost and result are bounded by the item's size, and they skip the
+        # estimate. The shared variables can be as large as all items.
+        self._costed = (
+            shape.depth > 0 or shape.refs > 2 or self._items or self._nodes or self._trigger
+        )
 
     def evaluate(self, env: EvalEnv, item: Item | None = None, index: int = 0) -> Any:
+        env.countdown -= 1
+        if env.countdown <= 0:
+            env.tick()
         if not (self._json or self._index):
             key = id(self)
             cache = env.cache
             if key in cache:
-                return cache[key]
-            value = cache[key] = self._evaluate(env, item, index)
+                value, size = cache[key]
+                if size:
+                    # Each use puts the value into another item: its size counts again.
+                    self._spend(env, size)
+                return value
+            value = self._evaluate(env, item, index)
+            cache[key] = (value, measure(value)[0] if self._costed else 0)
             return value
         return self._evaluate(env, item, index)
 
@@ -127,11 +193,47 @@ class Expression:
             ctx["trigger"] = env.trigger
         if self._execution:
             ctx["execution"] = env.execution
+        if self._costed:
+            self._charge(env, ctx)
         try:
             value = self._exec(ctx)
         except Exception as exc:  # CEL reports every runtime error as some builtin exception
             raise ExpressionError(self._runtime_message(exc)) from None
         return to_json_value(value)
+
+    def _charge(self, env: EvalEnv, ctx: dict[str, Any]) -> None:
+        """Raises ExpressionCostError, before evaluating, when this evaluation's
+        estimated cost (expression_cost.py) is over the limit or would take
+        the node run's total over its own."""
+        total = 0
+        longest = 0
+        for name, value in ctx.items():
+            if name == "index":
+                continue
+            count, length = measure(value) if name == "json" else env.size(name, value)
+            total += count
+            longest = max(longest, length)
+        shape = self._shape
+        cost = total * shape.refs + shape.iterations(longest) * (total if shape.fans_out else 1)
+        limits = env.limits
+        if cost > limits.max_expression_cost:
+            raise ExpressionCostError(
+                f"expression `{self.source}` ({self.path}) would cost about {cost:,} "
+                f"(comprehensions nested {shape.depth} deep over up to {longest:,} elements, "
+                f"{total:,} values read); the limit (max_expression_cost) is "
+                f"{limits.max_expression_cost:,}"
+            )
+        self._spend(env, cost)
+
+    def _spend(self, env: EvalEnv, cost: int) -> None:
+        env.spent += cost
+        limit = env.limits.max_node_expression_cost
+        if env.spent > limit:
+            raise ExpressionCostError(
+                f"expression `{self.source}` ({self.path}): the node's expressions would "
+                f"cost more than {limit:,} in all (max_node_expression_cost); this one "
+                f"costs about {cost:,} per item"
+            )
 
     def evaluate_bool(self, env: EvalEnv, item: Item, index: int) -> bool:
         value = self.evaluate(env, item, index)

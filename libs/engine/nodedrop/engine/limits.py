@@ -1,4 +1,10 @@
-"""Size limits checked by validation, so one workflow cannot exhaust a service."""
+"""Limits that keep one workflow from exhausting the process that runs it.
+
+The definition limits are checked by validation; the data budgets are
+checked as the execution runs (a node over one fails with ``limit_exceeded``),
+and the expression costs before each costly evaluation (over the limit fails
+with ``expression_cost_exceeded``). docs/workflows.md lists them all.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,21 @@ class Limits:
     max_expression_length: int = 4096
     # Depth of nested objects/arrays inside parameters (and inline sub-workflows).
     max_nesting_depth: int = 32
+    # Depth of nested objects/arrays in data: trigger data, test inputs and
+    # node outputs (the API checks the same number).
+    max_data_depth: int = 64
+    # Items one node may output, summed over its ports.
+    max_output_items: int = 100_000
+    # JSON-encoded bytes of one node's outputs (what its checkpoint holds).
+    max_output_bytes: int = 16 * 1024 * 1024
+    # Bytes of a NODE_COMPLETED event's data; larger outputs go out as a summary.
+    max_event_bytes: int = 1024 * 1024
+    # Sum of every node output's encoded bytes in one execution attempt.
+    max_execution_bytes: int = 64 * 1024 * 1024
+    # Estimated cost of one expression evaluation (see expression_cost.py).
+    max_expression_cost: int = 100_000
+    # Sum of the estimated costs of one node run's costly evaluations.
+    max_node_expression_cost: int = 1_000_000
 
 
 DEFAULT_LIMITS = Limits()

@@ -19,8 +19,15 @@ from nodedrop.engine.model import (
 )
 from nodedrop.engine.registry import Reporter
 
-NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-PORT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline, so "ok\n" passed.
+NODE_ID = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+PORT = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+
+# Ranges of the timing values (seconds): past these a value is a mistake, and
+# an unbounded one (1e300) overflows the deadlines computed from it.
+MAX_TIMEOUT_S = 86_400.0
+MAX_WAIT_S = 3_600.0
+MAX_BACKOFF_S = 3_600.0
 
 _TOP_KEYS = {"id", "version", "name", "description", "nodes", "connections", "settings"}
 _NODE_KEYS = {
@@ -54,6 +61,12 @@ def parse_workflow(data: Mapping[str, Any]) -> Workflow:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _in_range(v: Any, top: float, *, positive: bool = False) -> bool:
+    if not _is_number(v):
+        return False
+    return bool((v > 0 if positive else v >= 0) and v <= top)
 
 
 def _unknown(obj: Mapping[str, Any], allowed: set[str], path: str, r: Reporter) -> None:
@@ -129,8 +142,12 @@ def _parse_node(raw: Any, path: str, r: Reporter) -> Node | None:
         disabled = False
     retry = _parse_retry(raw.get("retry"), f"{path}.retry", r)
     timeout_s = raw.get("timeout_s")
-    if timeout_s is not None and (not _is_number(timeout_s) or timeout_s <= 0):
-        r.add(f"{path}.timeout_s", "invalid_timeout", "timeout_s must be a number > 0")
+    if timeout_s is not None and not _in_range(timeout_s, MAX_TIMEOUT_S, positive=True):
+        r.add(
+            f"{path}.timeout_s",
+            "invalid_timeout",
+            f"timeout_s must be a number > 0 and <= {MAX_TIMEOUT_S:g}",
+        )
         timeout_s = None
     on_error_raw = raw.get("on_error", "fail")
     try:
@@ -167,8 +184,10 @@ def _parse_retry(raw: Any, path: str, r: Reporter) -> NodeRetry | None:
     if not isinstance(max_tries, int) or isinstance(max_tries, bool) or not 1 <= max_tries <= 100:
         r.add(f"{path}.max_tries", "invalid_retry", "max_tries must be an integer from 1 to 100")
         return None
-    if not _is_number(wait_s) or wait_s < 0:
-        r.add(f"{path}.wait_s", "invalid_retry", "wait_s must be a number >= 0")
+    if not _in_range(wait_s, MAX_WAIT_S):
+        r.add(
+            f"{path}.wait_s", "invalid_retry", f"wait_s must be a number from 0 to {MAX_WAIT_S:g}"
+        )
         return None
     return NodeRetry(max_tries=max_tries, wait_s=float(wait_s))
 
@@ -211,16 +230,24 @@ def _parse_settings(raw: Any, r: Reporter) -> WorkflowSettings:
     _unknown(raw, _SETTINGS_KEYS, "settings", r)
     d = WorkflowSettings()
     timeout_s = raw.get("timeout_s", d.timeout_s)
-    if not _is_number(timeout_s) or timeout_s <= 0:
-        r.add("settings.timeout_s", "invalid_settings", "timeout_s must be a number > 0")
+    if not _in_range(timeout_s, MAX_TIMEOUT_S, positive=True):
+        r.add(
+            "settings.timeout_s",
+            "invalid_settings",
+            f"timeout_s must be a number > 0 and <= {MAX_TIMEOUT_S:g}",
+        )
         timeout_s = d.timeout_s
     attempts = raw.get("max_attempts", d.max_attempts)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
         r.add("settings.max_attempts", "invalid_settings", "max_attempts must be 1 to 100")
         attempts = d.max_attempts
     backoff = raw.get("backoff_s", d.backoff_s)
-    if not _is_number(backoff) or backoff < 0:
-        r.add("settings.backoff_s", "invalid_settings", "backoff_s must be a number >= 0")
+    if not _in_range(backoff, MAX_BACKOFF_S):
+        r.add(
+            "settings.backoff_s",
+            "invalid_settings",
+            f"backoff_s must be a number from 0 to {MAX_BACKOFF_S:g}",
+        )
         backoff = d.backoff_s
     return WorkflowSettings(float(timeout_s), attempts, float(backoff))
 

@@ -24,6 +24,8 @@ def event_error(info: ErrorInfo) -> EventError:
 
 def event_draft(event: EngineEvent, data_json: str = "") -> EventDraft:
     """``data_json``: the event's data already encoded (a checkpoint's outputs), if any."""
+    if not data_json:
+        data_json = event.data_json
     if not data_json and event.data is not None:
         data_json = orjson.dumps(event.data).decode()
     return EventDraft(

@@ -46,6 +46,7 @@ from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.redis import connect_redis
 from nodedrop.common.startup import DependencyUnavailable
+from nodedrop.engine import EngineConfig
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
@@ -84,6 +85,7 @@ class ApiService:
         """`repository`, `queue` and `redis` given here are used as they are (tests)."""
         self._settings = settings
         self._dev = dev
+        self._engine_config = EngineConfig(http=settings.engine.http, limits=settings.engine.limits)
         self._repo = repository
         self._owns_repo = repository is None
         self._queue = queue
@@ -135,6 +137,7 @@ class ApiService:
                 TokenBuckets(s.api.rate_per_s, s.api.rate_burst) if s.api.rate_per_s > 0 else None
             ),
             default_mode=s.api.default_mode,
+            engine=self._engine_config,
         )
         workflows = WorkflowCache(repo)
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
@@ -220,7 +223,11 @@ class ApiService:
                 self._batcher.hand_on = self._store_queue.hand_on
         if self._store is not None:
             self._direct = DirectRunner(
-                self._store, self._store, self._store.config, on_failure=self._direct_failed
+                self._store,
+                self._store,
+                self._store.config,
+                engine=self._engine_config,
+                on_failure=self._direct_failed,
             )
             self._recorder = HistoryRecorder(
                 self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"

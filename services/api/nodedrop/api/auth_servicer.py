@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from nodedrop.api.authenticator import KeyAuthenticator
-from nodedrop.api.checks import Violations
+from nodedrop.api.checks import Violations, reject_nul
 from nodedrop.api.convert import SCOPE_FROM_PROTO, api_key
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.keys import generate_key, make_ticket
@@ -86,6 +86,7 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         self, request: pb.CreateApiKeyRequest, context: object
     ) -> pb.CreateApiKeyResponse:
         principal = require_scope(SCOPE_ADMIN)
+        reject_nul(request)
         v = Violations()
         name = request.name.strip()
         if not name:

@@ -10,18 +10,17 @@ the engine reports its own.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from nodedrop.engine.parse import NODE_ID
 from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["Definition", "DefinitionProblem", "from_json", "from_proto", "to_proto"]
 
-_NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ON_ERROR = {
     workflow_pb2.ON_ERROR_CONTINUE: "continue",
     workflow_pb2.ON_ERROR_ERROR_OUTPUT: "error_output",
@@ -98,7 +97,7 @@ def from_proto(
     seen: set[str] = set()
     for i, node in enumerate(wf.nodes):
         path = f"nodes[{i}]"
-        if not _NODE_ID.match(node.id):
+        if not NODE_ID.match(node.id):
             problem(f"{path}.id", "invalid_id", "must match [A-Za-z0-9_-]{1,64}")
         elif node.id in seen:
             problem(f"{path}.id", "duplicate_id", f"node id {node.id!r} is used twice")

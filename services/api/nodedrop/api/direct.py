@@ -119,9 +119,9 @@ class _Sink:
         self._wake.set()
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
-        data = orjson.dumps(outputs).decode()
+        data = event.checkpoint_json or orjson.dumps(outputs).decode()
         self._outputs[node_id] = data
-        self._drafts.append(event_draft(event, data))
+        self._drafts.append(event_draft(event))
         self._wake.set()
 
     async def _flush_loop(self) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from nodedrop.api import pagination
-from nodedrop.api.checks import Violations
+from nodedrop.api.checks import Violations, reject_nul
 from nodedrop.api.convert import (
     TRIGGER_FROM_PROTO,
     duration,
@@ -26,7 +26,9 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
-from nodedrop.common.errors import NodedropError, NotFound, ResourceExhausted
+from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, ResourceExhausted
+from nodedrop.engine import EngineConfig
+from nodedrop.engine.budget import SUMMARY_KEY
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
 from nodedrop.execution.v1 import execution_service_pb2 as pb
 from nodedrop.store import MAX_CANCEL_REASON
@@ -53,12 +55,14 @@ class ExecutionLimits:
         max_nodes: int,
         rate: TokenBuckets | None,
         default_mode: str,
+        engine: EngineConfig | None = None,
     ) -> None:
         self.max_request_bytes = max_request_bytes
         self.max_trigger_bytes = max_trigger_bytes
         self.max_nodes = max_nodes
         self.rate = rate
         self.default_mode = default_mode
+        self.engine = engine or EngineConfig()
 
 
 class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
@@ -78,21 +82,26 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._cache = cache
         self._limits = limits
         self._workflows = workflows or WorkflowCache(repository)
-        self._node_tester = NodeTester(max_request_bytes=limits.max_request_bytes)
+        self._node_tester = NodeTester(
+            max_request_bytes=limits.max_request_bytes, config=limits.engine
+        )
         self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
 
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: object
     ) -> pb.ExecuteWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
+        reject_nul(request)
         if request.ByteSize() > self._limits.max_request_bytes:
             raise ResourceExhausted(
                 f"request is {request.ByteSize()} bytes; "
                 f"the limit is {self._limits.max_request_bytes}"
             )
-        if len(request.trigger_data_json) > self._limits.max_trigger_bytes:
+        # Bytes, not characters: a character takes up to four bytes in UTF-8.
+        trigger_bytes = len(request.trigger_data_json.encode())
+        if trigger_bytes > self._limits.max_trigger_bytes:
             raise ResourceExhausted(
-                f"trigger_data_json is {len(request.trigger_data_json)} bytes; "
+                f"trigger_data_json is {trigger_bytes} bytes; "
                 f"the limit is {self._limits.max_trigger_bytes}"
             )
         if self._limits.rate is not None:
@@ -115,7 +124,12 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         version = request.workflow_version if request.HasField("workflow_version") else None
         if version is not None and (source != "workflow_id" or version < 1):
             v.add("workflow_version", "must be >= 1 and only with workflow_id")
-        v.json_items("trigger_data_json", request.trigger_data_json, allow_object=True)
+        v.json_items(
+            "trigger_data_json",
+            request.trigger_data_json,
+            allow_object=True,
+            max_depth=self._limits.engine.limits.max_data_depth,
+        )
         mode = self._limits.default_mode
         if request.mode != execution_pb2.EXECUTION_MODE_UNSPECIFIED:
             if request.mode not in _MODES:
@@ -213,6 +227,13 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             raise NotFound(f"node {request.node_id!r} has no output in this execution")
         latest = max(runs, key=lambda r: r.attempt)
         ports = orjson.loads(latest.outputs_json or "{}")
+        if isinstance(ports, dict) and SUMMARY_KEY in ports:
+            summary = ports[SUMMARY_KEY]
+            raise FailedPrecondition(
+                f"node {request.node_id!r} output {summary.get('bytes')} bytes, more than "
+                f"its events carry (NODEDROP_MAX_EVENT_BYTES, {summary.get('max_event_bytes')}); "
+                "the history has their summary only"
+            )
         items = ports.get(request.port or "main") if isinstance(ports, dict) else None
         if not isinstance(items, list):
             raise NotFound(
@@ -230,6 +251,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: pb.ListExecutionsRequest, context: object
     ) -> pb.ListExecutionsResponse:
         principal = require_scope(SCOPE_READ)
+        reject_nul(request)
         v = Violations()
         v.uuid("workflow_id", request.workflow_id, required=False)
         size = v.page_size("page_size", request.page_size)
@@ -241,10 +263,14 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             else:
                 statuses.append(status)
         after_t = (
-            request.created_after.ToDatetime(UTC) if request.HasField("created_after") else None
+            v.timestamp("created_after", request.created_after)
+            if request.HasField("created_after")
+            else None
         )
         before_t = (
-            request.created_before.ToDatetime(UTC) if request.HasField("created_before") else None
+            v.timestamp("created_before", request.created_before)
+            if request.HasField("created_before")
+            else None
         )
         if after_t and before_t and after_t >= before_t:
             v.add("created_before", "must be later than created_after")
@@ -268,6 +294,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: pb.CancelExecutionRequest, context: object
     ) -> pb.CancelExecutionResponse:
         principal = require_scope(SCOPE_EXECUTE)
+        reject_nul(request)
         v = Violations()
         v.uuid("execution_id", request.execution_id)
         if len(request.reason) > MAX_CANCEL_REASON:
@@ -309,6 +336,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: pb.ExecuteNodeRequest, context: object
     ) -> pb.ExecuteNodeResponse:
         require_scope(SCOPE_EXECUTE)
+        reject_nul(request)
         return await self._node_tester.run(request)
 
     async def GetExecutionStats(
@@ -318,17 +346,19 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         v = Violations()
         v.uuid("workflow_id", request.workflow_id, required=False)
         now = datetime.now(UTC)
-        end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else now
+        end = v.timestamp("end_time", request.end_time) if request.HasField("end_time") else now
         start = (
-            request.start_time.ToDatetime(UTC)
+            v.timestamp("start_time", request.start_time)
             if request.HasField("start_time")
-            else end - timedelta(days=1)
+            else _day_before(end, v)
         )
-        if start >= end:
-            v.add("start_time", "must be earlier than end_time")
-        elif end - start > timedelta(days=366):
-            v.add("start_time", "the window is at most 366 days")
+        if start is not None and end is not None:
+            if start >= end:
+                v.add("start_time", "must be earlier than end_time")
+            elif end - start > timedelta(days=366):
+                v.add("start_time", "the window is at most 366 days")
         v.raise_if_any()
+        assert start is not None and end is not None
         rows = await self._repo.stats(principal.tenant_id, request.workflow_id or None, start, end)
         response = pb.GetExecutionStatsResponse()
         for row in rows:
@@ -390,3 +420,13 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             delayed=figures.delayed,
             failed=figures.failed,
         )
+
+
+def _day_before(end: datetime | None, v: Violations) -> datetime | None:
+    if end is None:
+        return None
+    try:
+        return end - timedelta(days=1)
+    except OverflowError:
+        v.add("end_time", "must be a time from year 1 to 9999")
+        return None

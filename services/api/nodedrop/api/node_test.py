@@ -66,20 +66,25 @@ class NodeTester:
         if not request.HasField("node"):
             v.add("node", "required")
         inputs: dict[str, Any] = {"main": []}
-        main = v.json_items("input_items_json", request.input_items_json, allow_object=False)
+        depth = self._config.limits.max_data_depth
+        main = v.json_items(
+            "input_items_json", request.input_items_json, allow_object=False, max_depth=depth
+        )
         if isinstance(main, list):
             inputs["main"] = main
         if len(request.inputs_json) > MAX_PORTS:
             v.add("inputs_json", f"at most {MAX_PORTS} ports")
         for port, text in sorted(request.inputs_json.items()):
-            items = v.json_items(f"inputs_json[{port}]", text, allow_object=False)
+            items = v.json_items(f"inputs_json[{port}]", text, allow_object=False, max_depth=depth)
             if not text.strip():
                 v.add(f"inputs_json[{port}]", "must be a JSON array of objects")
             elif isinstance(items, list):
                 if port == "main" and request.input_items_json.strip():
                     v.add(f"inputs_json[{port}]", "main is given in input_items_json already")
                 inputs[port] = items
-        trigger = v.json_items("trigger_data_json", request.trigger_data_json, allow_object=True)
+        trigger = v.json_items(
+            "trigger_data_json", request.trigger_data_json, allow_object=True, max_depth=depth
+        )
         v.raise_if_any()
         assert node is not None
         return await self._execute(node, inputs, trigger)
@@ -106,7 +111,11 @@ class NodeTester:
         try:
             async with asyncio.timeout(self._max_run_s):
                 outputs = await execute_node(
-                    node, inputs, trigger_data=trigger, config=self._config
+                    node,
+                    inputs,
+                    trigger_data=trigger,
+                    config=self._config,
+                    timeout_s=self._max_run_s,
                 )
         except ValidationError as exc:
             v = Violations()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodedrop.common.engine_settings import EngineSettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -106,6 +107,7 @@ class ApiSettings:
     execution: ExecutionSettings
     limits: LimitSettings
     api: ApiOptions
+    engine: EngineSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ApiSettings:
@@ -118,4 +120,5 @@ class ApiSettings:
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),
             api=ApiOptions.from_env(env),
+            engine=EngineSettings.from_env(env),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from nodedrop.api import pagination
-from nodedrop.api.checks import Violations
+from nodedrop.api.checks import Violations, reject_nul
 from nodedrop.api.convert import workflow
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.validation import check_definition, problems_of
@@ -35,6 +35,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.CreateWorkflowRequest, context: object
     ) -> pb.CreateWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
+        reject_nul(request)
         definition = check_definition(request.workflow, "workflow", max_nodes=self._max_nodes)
         record = await self._repo.create_workflow(
             principal.tenant_id, str(uuid.uuid4()), definition.name, definition.json
@@ -60,6 +61,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.ListWorkflowsRequest, context: object
     ) -> pb.ListWorkflowsResponse:
         principal = require_scope(SCOPE_READ)
+        reject_nul(request)
         v = Violations()
         size = v.page_size("page_size", request.page_size)
         if len(request.name_prefix) > 200:
@@ -82,6 +84,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.UpdateWorkflowRequest, context: object
     ) -> pb.UpdateWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
+        reject_nul(request)
         v = Violations()
         v.uuid("workflow_id", request.workflow_id)
         expected = request.expected_version if request.HasField("expected_version") else None

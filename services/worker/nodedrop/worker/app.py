@@ -91,7 +91,7 @@ class WorkerService:
     async def start(self) -> None:
         s = self._settings
         # Plugins load first: a bad NODEDROP_PLUGINS stops the start with its error.
-        runner = EngineRunner(build_config(s.consumer.plugins))
+        runner = EngineRunner(build_config(s.consumer.plugins, s.engine))
         config = store_config(s)
         self._store = await open_store(s.redis.url, config, dev=self._dev)
         self._consumer = Consumer(

@@ -14,6 +14,7 @@ import orjson
 from opentelemetry import trace
 
 from nodedrop.common import tracing
+from nodedrop.common.engine_settings import EngineSettings
 from nodedrop.common.metrics import Metrics, get_metrics
 from nodedrop.common.telemetry import spans_exported
 from nodedrop.engine import (
@@ -47,8 +48,12 @@ _ENDINGS = {
 }
 
 
-def build_config(plugins: tuple[str, ...] = ()) -> EngineConfig:
-    return EngineConfig(registry=build_registry(plugins))
+def build_config(
+    plugins: tuple[str, ...] = (), engine: EngineSettings | None = None
+) -> EngineConfig:
+    if engine is None:
+        return EngineConfig(registry=build_registry(plugins))
+    return EngineConfig(registry=build_registry(plugins), http=engine.http, limits=engine.limits)
 
 
 class _NodeTimes:
@@ -117,8 +122,8 @@ class _Events:
 
     async def save(self, node_id: str, outputs: NodeOutputs, event: EngineEvent) -> None:
         self._telemetry.observe(event)
-        data = orjson.dumps(outputs).decode()
-        self._sink.checkpoint(node_id, data, event_draft(event, data))
+        data = event.checkpoint_json or orjson.dumps(outputs).decode()
+        self._sink.checkpoint(node_id, data, event_draft(event))
 
 
 class EngineRunner:

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from nodedrop.common.engine_settings import EngineSettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -83,6 +84,7 @@ class WorkerSettings:
     execution: ExecutionSettings
     limits: LimitSettings
     consumer: ConsumerSettings
+    engine: EngineSettings
     # Largest batch one read takes (bounded by the free slots too).
     read_batch: int
 
@@ -96,5 +98,6 @@ class WorkerSettings:
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),
             consumer=ConsumerSettings.from_env(env),
+            engine=EngineSettings.from_env(env),
             read_batch=env_int(env, "NODEDROP_READ_BATCH", 1000, minimum=1, maximum=100_000),
         )

@@ -3,7 +3,12 @@
 The host is resolved here, every address is checked, and the connection goes to
 the checked address with the original Host header (and TLS server name), so a
 second, different DNS answer cannot be used. Redirects are followed by hand so
-that every hop is checked the same way.
+that every hop is checked the same way, and a hop to another origin carries
+no credentials (Authorization, Cookie) and no body.
+
+One deadline bounds the whole request (DNS, connection, redirects, the body),
+not each read, and the body is read in chunks up to the policy's
+max_response_bytes, so neither a slow nor a large response holds a process.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import httpx
 import orjson
 
 from nodedrop.engine.context import NodeContext
-from nodedrop.engine.errors import NodeError
+from nodedrop.engine.errors import LimitExceededError, NodeError
 from nodedrop.engine.expressions import Template, render_nested
 from nodedrop.engine.http_policy import (
     HttpPolicy,
@@ -44,6 +49,8 @@ from nodedrop.engine.registry import (
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _REDIRECTS = {301, 302, 303, 307, 308}
+# Request headers that carry the caller's identity: never sent to another origin.
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,21 +112,48 @@ def _pinned(url: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, st
     return url.copy_with(host=ip.strip("[]")), {"Host": host_header}, extensions
 
 
-def _response_item(resp: httpx.Response, method: str) -> Item:
+def _response_item(resp: httpx.Response, content: bytes, method: str) -> Item:
     headers: dict[str, str] = {}
     for raw_key, v in resp.headers.multi_items():
         k = raw_key.lower()
         headers[k] = f"{headers[k]}, {v}" if k in headers else v
     body: Any = None
-    if method != "HEAD" and resp.content:
+    if method != "HEAD" and content:
+        text = content.decode(resp.encoding or "utf-8", errors="replace")
         if "json" in resp.headers.get("content-type", ""):
             try:
-                body = orjson.loads(resp.content)
+                body = orjson.loads(content)
             except orjson.JSONDecodeError:
-                body = resp.text
+                body = text
         else:
-            body = resp.text
+            body = text
     return {"status": resp.status_code, "headers": headers, "body": body}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+async def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
+    """The body, decoded (gzip and the like), refused past ``limit`` bytes."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(what, f"declares {int(declared):,} bytes", limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(what, f"is over {limit:,} bytes", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str, detail: str, limit: int) -> LimitExceededError:
+    return LimitExceededError(
+        f"the response of {what} {detail}; the limit (max_response_bytes, "
+        f"NODEDROP_HTTP_MAX_RESPONSE_BYTES) is {limit:,} bytes"
+    )
 
 
 async def send_checked(  # noqa: PLR0917 - one call site, the request parts
@@ -131,7 +165,26 @@ async def send_checked(  # noqa: PLR0917 - one call site, the request parts
     query: dict[str, Any],
     body: Any,
     timeout_s: float,
-) -> httpx.Response:
+) -> tuple[httpx.Response, bytes]:
+    """The final response of ``method url`` and its body; ``timeout_s`` bounds it all."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _send(client, policy, method, url_text, headers, query, body)
+    except TimeoutError:
+        raise NodeError(
+            f"{method} {url_text} timed out after {timeout_s:g}s", code="http_timeout"
+        ) from None
+
+
+async def _send(  # noqa: PLR0917 - one call site, the request parts
+    client: httpx.AsyncClient,
+    policy: HttpPolicy,
+    method: str,
+    url_text: str,
+    headers: dict[str, str],
+    query: dict[str, Any],
+    body: Any,
+) -> tuple[httpx.Response, bytes]:
     try:
         url = httpx.URL(url_text)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -158,21 +211,23 @@ async def send_checked(  # noqa: PLR0917 - one call site, the request parts
             method,
             target,
             headers={**headers, **extra_headers},
-            timeout=timeout_s,
+            # The caller's deadline bounds the whole request; no per-read timeout.
+            timeout=None,
             extensions=extensions,
             **kwargs,
         )
         try:
-            resp = await client.send(request, follow_redirects=False)
-        except httpx.TimeoutException:
-            raise NodeError(
-                f"{method} {url} timed out after {timeout_s:g}s", code="http_timeout"
-            ) from None
+            resp = await client.send(request, follow_redirects=False, stream=True)
+            try:
+                location = resp.headers.get("location")
+                if resp.status_code not in _REDIRECTS or not location:
+                    content = await _read_capped(resp, policy.max_response_bytes, f"{method} {url}")
+                    return resp, content
+            finally:
+                await resp.aclose()
         except httpx.HTTPError as exc:
             raise NodeError(f"{method} {url} failed: {exc}", code="http_error") from None
-        location = resp.headers.get("location")
-        if resp.status_code not in _REDIRECTS or not location:
-            return resp
+        previous = url
         url = url.join(location)
         if url.scheme not in ("http", "https"):
             raise NodeError(
@@ -180,6 +235,17 @@ async def send_checked(  # noqa: PLR0917 - one call site, the request parts
             )
         if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
             method, body = "GET", None
+        if _origin(url) != _origin(previous):
+            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
+            if body is not None and method not in ("GET", "HEAD"):
+                # A 307/308 asks for the same body again: it is not sent to
+                # another origin, and dropping it would change the request.
+                raise NodeError(
+                    f"{method} {previous} redirects ({resp.status_code}) to another origin, "
+                    f"{url}; the request body is not sent there",
+                    code="redirect_refused",
+                    retryable=False,
+                )
     raise NodeError(
         f"more than {policy.max_redirects} redirects from {url_text}",
         code="too_many_redirects",
@@ -216,7 +282,7 @@ def _http_factory(
                 headers = {k: str(render_nested(v, env, item, i)) for k, v in headers_t.items()}
                 query = {k: render_nested(v, env, item, i) for k, v in query_t.items()}
                 body = render_nested(body_t, env, item, i)
-                resp = await send_checked(
+                resp, content = await send_checked(
                     client, policy, method, url_text, headers, query, body, timeout_s
                 )
                 if resp.status_code >= 400 and not ignore_errors:
@@ -226,7 +292,7 @@ def _http_factory(
                         # Server errors and throttling may pass; client errors will not.
                         retryable=resp.status_code >= 500 or resp.status_code == 429,
                     )
-                out.append(_response_item(resp, method))
+                out.append(_response_item(resp, content, method))
         return {"main": out}
 
     return Prepared(run, is_async=True)

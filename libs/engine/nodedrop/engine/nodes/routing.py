@@ -24,7 +24,7 @@ from nodedrop.engine.registry import (
     string,
 )
 
-PORT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PORT_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 
 def _if_factory(
