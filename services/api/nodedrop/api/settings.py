@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -90,6 +91,8 @@ class ApiSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     postgres: PostgresSettings
     execution: ExecutionSettings
@@ -102,6 +105,7 @@ class ApiSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "api"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             postgres=PostgresSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),

@@ -57,11 +57,13 @@ class EventsService:
         return [SERVICE_NAME]
 
     async def start(self) -> None:
+        security = self._settings.security
         self._api_channel = open_channel(
             self._settings.addresses.api,
             max_message_bytes=self._settings.server.grpc_max_message_bytes,
+            tls=security.tls,
         )
-        self._authenticator = RemoteAuthenticator(self._api_channel)
+        self._authenticator = RemoteAuthenticator(self._api_channel, metadata=security.metadata())
         redis = self._settings.redis
         config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))
         self._store = await open_store(redis.url, config, dev=self._dev)

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -79,6 +80,8 @@ class WorkerSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     execution: ExecutionSettings
     limits: LimitSettings
@@ -92,6 +95,7 @@ class WorkerSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "worker"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),

@@ -2,14 +2,17 @@
 
 Each service command reads its settings once (a bad value exits with status 2
 and a message naming the variable), configures logging and tracing, and runs
-until SIGTERM/SIGINT. ``dev`` hosts every service in one process on the
-default addresses; each service's ``create_service(settings, dev=True)`` picks
-its development adapters.
+until SIGTERM/SIGINT. A service run on its own needs the service credential
+(NODEDROP_SERVICE_TOKEN or mutual TLS): without one it exits with status 2 and
+one line naming the variable. ``dev`` hosts every service in one process on
+the default addresses, with a token of its own unless one is given; each
+service's ``create_service(settings, dev=True)`` picks its development adapters.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +20,12 @@ from typing import Any
 
 from nodedrop.common.logging import configure_logging, get_logger
 from nodedrop.common.process_group import ProcessGroup, die_with_supervisor
+from nodedrop.common.security import require_service_identity
 from nodedrop.common.server import GrpcServer, Runnable, run_service
+from nodedrop.common.service_auth import TOKEN_FILE_VAR, TOKEN_VAR
 from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
 from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
+from nodedrop.common.tls import CERT_VAR
 
 __all__ = ["SERVICES", "register"]
 
@@ -45,6 +51,7 @@ def _api(env: Env, dev: bool) -> Hosted:
     from nodedrop.api.settings import PROCESSES_VAR, ApiSettings  # noqa: PLC0415
 
     s = ApiSettings.from_env(env)
+    require_service_identity(s.security, "api")
     if s.api.processes > 1 and not dev:
         group = ProcessGroup(
             "api",
@@ -56,7 +63,7 @@ def _api(env: Env, dev: bool) -> Hosted:
         return Hosted(group, s.log, s.telemetry, s.server.shutdown_grace_s)
     from nodedrop.api.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -64,9 +71,10 @@ def _scheduler(env: Env, dev: bool) -> Hosted:
     from nodedrop.scheduler.settings import SchedulerSettings  # noqa: PLC0415
 
     s = SchedulerSettings.from_env(env)
+    require_service_identity(s.security, "scheduler")
     from nodedrop.scheduler.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -74,9 +82,10 @@ def _worker(env: Env, dev: bool) -> Hosted:
     from nodedrop.worker.settings import WorkerSettings  # noqa: PLC0415
 
     s = WorkerSettings.from_env(env)
+    require_service_identity(s.security, "worker")
     from nodedrop.worker.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -84,9 +93,10 @@ def _events(env: Env, dev: bool) -> Hosted:
     from nodedrop.events.settings import EventsSettings  # noqa: PLC0415
 
     s = EventsSettings.from_env(env)
+    require_service_identity(s.security, "events")
     from nodedrop.events.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -94,9 +104,21 @@ def _gateway(env: Env, dev: bool) -> Hosted:
     from nodedrop.gateway.settings import GatewaySettings  # noqa: PLC0415
 
     s = GatewaySettings.from_env(env)
+    require_service_identity(s.security, "gateway")
     from nodedrop.gateway.app import create_service  # noqa: PLC0415
 
     return Hosted(create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def dev_env(env: Env) -> Env:
+    """`nodedrop dev`'s environment: its services talk to each other with a
+    token made for this run, unless one is given (to call them from outside)."""
+    if any(env.get(var, "").strip() for var in _IDENTITY_VARS):
+        return env
+    return {**env, TOKEN_VAR: secrets.token_urlsafe(32)}
+
+
+_IDENTITY_VARS = (TOKEN_VAR, TOKEN_FILE_VAR, CERT_VAR)
 
 
 SERVICES: dict[str, tuple[Callable[[Env, bool], Hosted], str]] = {
@@ -127,6 +149,8 @@ def _run_dev(args: argparse.Namespace) -> int:
 
 def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool) -> int:
     env = process_env()
+    if dev:
+        env = dev_env(env)
     die_with_supervisor(env)
     try:
         hosted = [build(env, dev) for build in builders]

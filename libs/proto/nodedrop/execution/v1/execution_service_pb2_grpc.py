@@ -5,7 +5,7 @@ import warnings
 
 from nodedrop.execution.v1 import execution_service_pb2 as nodedrop_dot_execution_dot_v1_dot_execution__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -5,7 +5,7 @@ import warnings
 
 from nodedrop.workflow.v1 import workflow_service_pb2 as nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
