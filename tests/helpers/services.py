@@ -197,7 +197,8 @@ async def start_service(
 
 
 class _ServiceCredentialInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
 ):
     """Adds the test service credential to every call that carries none."""
 
