@@ -70,7 +70,8 @@ def _show(s: Any, as_json: bool) -> None:
         print(orjson.dumps(d).decode())
         return
     state = "paused" if d["paused"] else f"next {d['next_fire_time']}"
-    print(f"{d['id']}  {d['cron']} ({d['timezone']})  workflow {d['workflow_id']}  {state}")
+    workflow = d["workflow_id"] or "(inline)"
+    print(f"{d['id']}  {d['cron']} ({d['timezone']})  workflow {workflow}  {state}")
 
 
 def _create_request(args: argparse.Namespace) -> Any:
