@@ -21,11 +21,16 @@ from nodedrop.api.provisioning import create_key
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.auth.v1 import auth_service_pb2 as auth_pb
 from nodedrop.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from nodedrop.cli.remote import workflow_proto
+from nodedrop.execution.v1 import execution_pb2
+from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
+from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.store.redis_store import RedisStore
 from tests.helpers.services import service_env, start_service
 from tests.security.conftest import fail_jobs
 
-pytestmark = pytest.mark.slow
+# Each CLI call is a Python process of its own (about a second on a busy machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 WORKFLOW = {
     "name": "nightly",
@@ -93,32 +98,45 @@ async def _failed_ids(d: Deployment, key: str) -> set[str]:
 
 async def test_failed_queue_and_stats_by_tenant(deployment: Deployment, store: RedisStore) -> None:
     d = deployment
-    # No key, or a key without the admin scope: nothing.
-    for argv in (("stats",), ("failed", "list"), ("failed", "purge", "--all")):
-        code, out, err = await _cli(d, None, *argv)
-        assert code == 2 and "NODEDROP_API_KEY" in err and not out, (argv, out, err)
-        code, out, err = await _cli(d, d.read_a, *argv)
-        assert code == 2 and "PERMISSION_DENIED" in err and not out, (argv, out, err)
+    # No key, or a key without the admin scope: nothing. (Independent CLI
+    # runs go in parallel: each is a process of its own.)
+    argvs = (("stats",), ("failed", "list"), ("failed", "purge", "--all"))
+    refusals = await asyncio.gather(
+        *(_cli(d, key, *argv) for key in (None, d.read_a) for argv in argvs)
+    )
+    for (code, out, err), expected in zip(
+        refusals, ["NODEDROP_API_KEY"] * 3 + ["PERMISSION_DENIED"] * 3, strict=True
+    ):
+        assert code == 2 and expected in err and not out, (out, err)
 
-    assert await _failed_ids(d, d.admin_a) == {"fail-a1", "fail-a2"}
-    assert await _failed_ids(d, d.admin_b) == {"fail-b1"}
-    assert await _failed_ids(d, d.operator) == {"fail-a1", "fail-a2", "fail-b1"}
+    listed = await asyncio.gather(*(_failed_ids(d, k) for k in (d.admin_a, d.admin_b, d.operator)))
+    assert listed == [{"fail-a1", "fail-a2"}, {"fail-b1"}, {"fail-a1", "fail-a2", "fail-b1"}]
 
-    code, out, err = await _cli(d, d.admin_a, "stats", "--json")
-    assert code == 0, err
-    stats = orjson.loads(out)
-    assert (stats["tenant_id"], stats["failed"]) == ("tenant-a", 2)
-    assert "partitions" not in stats
-    code, out, err = await _cli(d, d.operator, "stats", "--json")
-    assert code == 0, err
-    stats = orjson.loads(out)
-    assert (stats["tenant_id"], stats["failed"], stats["partitions"]) == (None, 3, 4)
+    # One execution of A's waits in the queue (no worker runs here).
+    async with grpc.aio.insecure_channel(d.api_target) as channel:
+        await ex_grpc.ExecutionServiceStub(channel).ExecuteWorkflow(
+            ex_pb.ExecuteWorkflowRequest(
+                workflow=workflow_proto(WORKFLOW), mode=execution_pb2.EXECUTION_MODE_QUEUE
+            ),
+            metadata=(("authorization", f"Bearer {d.read_a}"),),
+            timeout=10,
+        )
+    runs = await asyncio.gather(
+        *(_cli(d, k, "stats", "--json") for k in (d.admin_a, d.admin_b, d.operator))
+    )
+    assert all(code == 0 for code, _, _ in runs), runs
+    a, b, everyone = (orjson.loads(out) for _, out, _ in runs)
+    assert (a["tenant_id"], a["waiting"], a["failed"]) == ("tenant-a", 1, 2)
+    assert "partitions" not in a
+    assert (b["tenant_id"], b["waiting"], b["failed"]) == ("tenant-b", 0, 1)
+    assert (everyone["tenant_id"], everyone["failed"], everyone["partitions"]) == (None, 3, 4)
 
     # A's key cannot touch B's job, by id or with --all.
-    code, out, _ = await _cli(d, d.admin_a, "failed", "retry", "fail-b1")
-    assert (code, out.strip()) == (0, "retried 0")
-    code, out, _ = await _cli(d, d.admin_a, "failed", "purge", "fail-b1")
-    assert (code, out.strip()) == (0, "purged 0")
+    others = await asyncio.gather(
+        _cli(d, d.admin_a, "failed", "retry", "fail-b1"),
+        _cli(d, d.admin_a, "failed", "purge", "fail-b1"),
+    )
+    assert [(code, out.strip()) for code, out, _ in others] == [(0, "retried 0"), (0, "purged 0")]
     code, out, _ = await _cli(d, d.admin_a, "failed", "retry", "fail-a1")
     assert (code, out.strip()) == (0, "retried 1")
     code, out, _ = await _cli(d, d.admin_a, "failed", "purge", "--all")
@@ -150,13 +168,14 @@ async def test_schedules_belong_to_the_key_s_tenant(deployment: Deployment, tmp_
         assert code == 0, err
         return [orjson.loads(line) for line in out.splitlines()]
 
-    assert [s["id"] for s in await listed(d.admin_a)] == [schedule_id]
-    assert await listed(d.admin_b) == []
-    assert [s["id"] for s in await listed(d.operator)] == [schedule_id]
+    seen = await asyncio.gather(*(listed(k) for k in (d.admin_a, d.admin_b, d.operator)))
+    assert [[s["id"] for s in one] for one in seen] == [[schedule_id], [], [schedule_id]]
     # B cannot see, pause or delete A's schedule: it does not exist for B.
-    for action in ("pause", "resume", "delete"):
-        code, _, err = await _cli(d, d.admin_b, "schedules", action, schedule_id)
-        assert code == 2 and "NOT_FOUND" in err, (action, err)
+    runs = await asyncio.gather(
+        *(_cli(d, d.admin_b, "schedules", a, schedule_id) for a in ("pause", "resume", "delete"))
+    )
+    for code, _, err in runs:
+        assert code == 2 and "NOT_FOUND" in err, err
     assert [s["paused"] for s in await listed(d.admin_a)] == [False]
     code, out, err = await _cli(d, d.admin_a, "schedules", "pause", schedule_id)
     assert code == 0, err
