@@ -328,6 +328,10 @@ async def test_auth_rpcs(api: Api) -> None:
     by_ticket = await api.auth.Authenticate(
         auth_pb.AuthenticateRequest(credential=ticket.ticket), metadata=service_metadata()
     )
+    # The service credential is no tenant's key: it opens no tenant method.
+    with pytest.raises(grpc.aio.AioRpcError) as not_a_key:
+        await api.ex.ListExecutions(ex_pb.ListExecutionsRequest(), metadata=service_metadata())
+    assert not_a_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert (
         by_ticket.tenant_id == "tenant-a"
         and by_ticket.expire_time.seconds == ticket.expire_time.seconds
