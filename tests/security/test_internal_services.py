@@ -21,8 +21,8 @@ from nodedrop.queue.v1 import worker_service_pb2_grpc as wpb_grpc
 from nodedrop.store import ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.helpers.failed_jobs import WAIT_WF, fail_jobs
 from tests.helpers.services import service_metadata, start_service
-from tests.security.conftest import WAIT_WF, fail_jobs
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.failed_jobs import fail_jobs
 from tests.helpers.services import service_env, start_service
-from tests.security.conftest import fail_jobs
 
 # Each CLI call is a Python process of its own (about a second on a busy machine).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

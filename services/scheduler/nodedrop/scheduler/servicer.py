@@ -158,8 +158,8 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             found.extend(j for j in jobs if j.tenant_id == tenant_id)
             if not token or len(found) >= size:
                 break
-        # Stopping mid-page would skip the rest of it: a page is kept whole
-        # even when that makes the answer longer than asked.
+        # The store's pages are kept whole (its token continues after the
+        # last job it read), so an answer can hold up to page_size - 1 more.
         return found, token
 
     async def _tenant_failed(self, ids: list[str], all_: bool, tenant_id: str) -> list[str]:

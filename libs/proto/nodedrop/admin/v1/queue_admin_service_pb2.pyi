@@ -95,8 +95,9 @@ class ListFailedJobsResponse(_message.Message):
     next_page_token: _builtins.str
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_scheduler_service_pb2.FailedJob]:
-        """A page can hold fewer jobs than page_size (other tenants' are left out);
-        only an empty next_page_token ends the list.
+        """With an admin key a page can hold fewer jobs than page_size (other
+        tenants' are left out) or up to page_size - 1 more; only an empty
+        next_page_token ends the list.
         """
 
     def __init__(

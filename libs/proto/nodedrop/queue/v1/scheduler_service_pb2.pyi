@@ -381,7 +381,9 @@ class ListFailedJobsRequest(_message.Message):
     page_size: _builtins.int
     page_token: _builtins.str
     tenant_id: _builtins.str
-    """Only this tenant's jobs; a page can then hold fewer than page_size."""
+    """Only this tenant's jobs; a page can then hold fewer jobs than
+    page_size, or up to page_size - 1 more.
+    """
     def __init__(
         self,
         *,
