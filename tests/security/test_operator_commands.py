@@ -207,3 +207,16 @@ async def test_only_an_operator_key_grants_the_operator_scope(deployment: Deploy
             timeout=5,
         )
         assert {j.tenant_id for j in mine.jobs} == {"tenant-a"}
+        # A ticket (it travels in URLs) administers nothing, an operator's neither.
+        ticket = await auth.IssueTicket(
+            auth_pb.IssueTicketRequest(),
+            metadata=(("authorization", f"Bearer {d.operator_admin}"),),
+            timeout=5,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await admin.ListFailedJobs(
+                apb.ListFailedJobsRequest(),
+                metadata=(("authorization", f"Bearer {ticket.ticket}"),),
+                timeout=5,
+            )
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -20,7 +20,13 @@ from nodedrop.api.definitions import to_proto
 from nodedrop.api.model import Status
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.workflow_cache import WorkflowCache
-from nodedrop.common.auth import SCOPE_ADMIN, SCOPE_OPERATOR, Principal, current_principal
+from nodedrop.common.auth import (
+    SCOPE_ADMIN,
+    SCOPE_OPERATOR,
+    Principal,
+    current_credential,
+    current_principal,
+)
 from nodedrop.common.client import call
 from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
@@ -29,12 +35,16 @@ from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
 __all__ = ["QueueAdminServicer"]
 
 _TIMEOUT_S = 10.0
+_TICKET_PREFIX = "ndt_"
 _UUID_CHARS = 36
 
 
 def _caller() -> tuple[Principal, str]:
     """The caller and the tenant filter its key allows ("" for every tenant)."""
     principal = current_principal()
+    if (current_credential() or "").startswith(_TICKET_PREFIX):
+        # Tickets travel in URLs: they read and subscribe, never administer.
+        raise PermissionDenied("queue administration takes an API key, not a ticket")
     if principal.has_scope(SCOPE_OPERATOR):
         return principal, ""
     if principal.has_scope(SCOPE_ADMIN):
