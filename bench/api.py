@@ -334,6 +334,8 @@ def main() -> int:
         "NODEDROP_RESULT_CACHE_TTL_S": "0",
         "NODEDROP_API_ENQUEUE": args.enqueue,
         "NODEDROP_API_PROCESSES": str(args.api_processes),
+        # The API and the scheduler share a credential for this run.
+        "NODEDROP_SERVICE_TOKEN": f"bench-{uuid.uuid4().hex}",
     }
     procs = [
         subprocess.Popen(

@@ -43,6 +43,10 @@ from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
 
+# The workers' service credential for this run; GetWorkerStatus needs it.
+SERVICE_TOKEN = f"bench-{uuid.uuid4().hex}"
+SERVICE_METADATA = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 16
 
@@ -111,6 +115,7 @@ def start_worker(
         # A free port each: two workers would both want the default :9104.
         NODEDROP_METRICS_ADDR="127.0.0.1:0",
         LOG_LEVEL="warning",
+        NODEDROP_SERVICE_TOKEN=SERVICE_TOKEN,
     )
     exe = shutil.which("nodedrop", path=str(ROOT / ".venv" / "bin")) or "nodedrop"
     return subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL), addr
@@ -124,7 +129,9 @@ async def wait_consuming(addrs: list[str]) -> None:
             for _ in range(300):
                 try:
                     status = await stub.GetWorkerStatus(
-                        worker_service_pb2.GetWorkerStatusRequest(), timeout=1
+                        worker_service_pb2.GetWorkerStatusRequest(),
+                        timeout=1,
+                        metadata=SERVICE_METADATA,
                     )
                     if status.consuming:
                         break

@@ -22,6 +22,7 @@ from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wfs_grpc
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 TERMINAL = {
     execution_pb2.EXECUTION_STATUS_COMPLETED,
@@ -83,6 +84,7 @@ def api_settings(
         "NODEDROP_REDIS_PREFIX": prefix,
         "NODEDROP_PARTITIONS": "4",
         "NODEDROP_RESULT_CACHE_TTL_S": "0",
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
     env.update(extra or {})
     return ApiSettings.from_env(env)
@@ -96,7 +98,7 @@ async def running_api(
     queue: QueuePort | None = None,
 ) -> AsyncIterator[RunningApi]:
     service = ApiService(settings, repository=repo, queue=queue, redis=redis)
-    server = GrpcServer(service, settings.server)
+    server = GrpcServer(service, settings.server, security=settings.security)
     await server.start()
     key, _ = await create_key(repo, "tenant-a", "a", ALL_SCOPES)
     other, _ = await create_key(repo, "tenant-b", "b", ALL_SCOPES)

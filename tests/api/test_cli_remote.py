@@ -25,6 +25,7 @@ from nodedrop.scheduler.settings import SchedulerSettings
 from nodedrop.worker.app import WorkerService
 from nodedrop.worker.settings import WorkerSettings
 from tests.api.harness import RunningApi, api_settings, running_api
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 WORKFLOW = {
     "name": "greet",
@@ -46,7 +47,11 @@ SLOW = {
 
 @contextlib.asynccontextmanager
 async def _server(service: object, settings: object) -> AsyncIterator[GrpcServer]:
-    server = GrpcServer(service, settings.server)  # type: ignore[arg-type, attr-defined]
+    server = GrpcServer(
+        service,  # type: ignore[arg-type]
+        settings.server,  # type: ignore[attr-defined]
+        security=settings.security,  # type: ignore[attr-defined]
+    )
     await server.start()
     try:
         yield server
@@ -69,6 +74,7 @@ async def stack(
         "NODEDROP_PARTITIONS": "4",
         "NODEDROP_READ_BLOCK_S": "0.1",
         "NODEDROP_WORKER_ADDR": "127.0.0.1:0",
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
     sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
     async with _server(SchedulerService(sched_settings), sched_settings) as sched:

@@ -29,6 +29,7 @@ from nodedrop.scheduler.settings import SchedulerSettings
 from nodedrop.worker.app import WorkerService
 from nodedrop.worker.settings import WorkerSettings
 from tests.api.harness import TERMINAL, RunningApi, api_settings, running_api
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 from tests.workflows.cases import Case, Observed, load_cases
 
 CASES = load_cases()
@@ -55,9 +56,12 @@ async def api(
         "NODEDROP_PARTITIONS": "4",
         "NODEDROP_READ_BLOCK_S": "0.1",
         "EXECUTION_WORKER_CONCURRENCY": "64",
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
     sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
-    sched = GrpcServer(SchedulerService(sched_settings), sched_settings.server)
+    sched = GrpcServer(
+        SchedulerService(sched_settings), sched_settings.server, security=sched_settings.security
+    )
     await sched.start()
     worker = WorkerService(WorkerSettings.from_env(base))
     await worker.start()

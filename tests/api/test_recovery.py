@@ -26,6 +26,7 @@ from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.api.harness import RunningApi, api_settings, running_api
 from tests.helpers.redis_server import PrivateRedis, private_redis
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 QUEUE = execution_pb2.EXECUTION_MODE_QUEUE
 
@@ -47,12 +48,15 @@ async def stack(pg_repo: PostgresRepository, *, scheduler_up: bool = True) -> As
             "EXECUTION_WORKER_CONCURRENCY": "100",
             "NODEDROP_LEASE_S": "2",
             "NODEDROP_READ_BLOCK_S": "0.1",
+            SERVICE_TOKEN_VAR: SERVICE_TOKEN,
         }
+        sched_settings = SchedulerSettings.from_env(
+            {**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"}
+        )
         sched = GrpcServer(
-            SchedulerService(
-                SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
-            ),
-            SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"}).server,
+            SchedulerService(sched_settings),
+            sched_settings.server,
+            security=sched_settings.security,
         )
         await sched.start()
         worker = WorkerService(WorkerSettings.from_env({**base, "NODEDROP_WORKER_ID": "w1"}))

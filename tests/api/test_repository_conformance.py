@@ -227,6 +227,22 @@ async def test_list_unfinished(tenants: ExecutionRepository) -> None:
     assert {e.id for e in found + rest} == {ids[0], ids[2]}
 
 
+async def test_count_unfinished_by_tenant(tenants: ExecutionRepository) -> None:
+    repo = tenants
+    ids = [(await repo.insert_executions([new_execution()]))[0].execution_id for _ in range(4)]
+    await repo.insert_executions([new_execution(T2)])
+    await repo.set_status(ids[0], Status.RUNNING, None)
+    await repo.set_status(ids[1], Status.RETRY_SCHEDULED, None)
+    await repo.set_status(ids[2], Status.FAILED, None)
+    assert await repo.count_unfinished(T1) == {
+        Status.QUEUED: 1,
+        Status.RUNNING: 1,
+        Status.RETRY_SCHEDULED: 1,
+    }
+    assert await repo.count_unfinished(T2) == {Status.QUEUED: 1}
+    assert await repo.count_unfinished("nobody") == {}
+
+
 async def test_adopt_unknown_executions(tenants: ExecutionRepository) -> None:
     from nodedrop.api.model import AdoptedExecution  # noqa: PLC0415
 

@@ -29,6 +29,7 @@ from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from nodedrop.workflow.v1 import workflow_service_pb2 as wfs_pb
 from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wfs_grpc
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR, service_metadata
 
 
 @dataclass
@@ -91,11 +92,12 @@ async def api(
             "NODEDROP_EXECUTE_RATE_PER_S": "1000",
             "NODEDROP_EXECUTE_RATE_BURST": "1000",
             "NODEDROP_MAX_TRIGGER_BYTES": "4096",
+            SERVICE_TOKEN_VAR: SERVICE_TOKEN,
         }
     )
     queue = FakeQueue()
     service = ApiService(settings, repository=pg_repo, queue=queue)
-    server = GrpcServer(service, settings.server)
+    server = GrpcServer(service, settings.server, security=settings.security)
     await server.start()
     key_a, _ = await create_key(pg_repo, "tenant-a", "a", ALL_SCOPES)
     key_b, _ = await create_key(pg_repo, "tenant-b", "b", ALL_SCOPES)
@@ -317,10 +319,19 @@ async def test_execution_rpcs_good_path(api: Api) -> None:
 
 async def test_auth_rpcs(api: Api) -> None:
     m = md(api.key_a)
-    who = await api.auth.Authenticate(auth_pb.AuthenticateRequest(credential=api.key_a))
+    # Authenticate is for services (the events service, the gateway).
+    who = await api.auth.Authenticate(
+        auth_pb.AuthenticateRequest(credential=api.key_a), metadata=service_metadata()
+    )
     assert who.tenant_id == "tenant-a" and set(who.scopes) == {1, 2, 3}
     ticket = await api.auth.IssueTicket(auth_pb.IssueTicketRequest(), metadata=m)
-    by_ticket = await api.auth.Authenticate(auth_pb.AuthenticateRequest(credential=ticket.ticket))
+    by_ticket = await api.auth.Authenticate(
+        auth_pb.AuthenticateRequest(credential=ticket.ticket), metadata=service_metadata()
+    )
+    # The service credential is no tenant's key: it opens no tenant method.
+    with pytest.raises(grpc.aio.AioRpcError) as not_a_key:
+        await api.ex.ListExecutions(ex_pb.ListExecutionsRequest(), metadata=service_metadata())
+    assert not_a_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert (
         by_ticket.tenant_id == "tenant-a"
         and by_ticket.expire_time.seconds == ticket.expire_time.seconds
@@ -640,11 +651,12 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
         INV,
         "ttl",
     ),
+    # An API key is no service credential: Authenticate is internal.
     (
         "auth",
         "Authenticate",
         auth_pb.AuthenticateRequest(credential="ndk_nope"),
-        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
         None,
     ),
 ]

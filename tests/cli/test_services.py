@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from tests.common.stream_app import STREAM_EVENTS
-from tests.helpers.services import isolated_env, start_service
+from tests.helpers.services import isolated_env, service_metadata, start_service
 
 GRACE_S = 5.0
 
@@ -130,7 +130,7 @@ async def test_a_malformed_field_gets_invalid_argument_with_bad_request() -> Non
             stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
             request = worker_service_pb2.DrainWorkerRequest(grace=duration_pb2.Duration(seconds=-1))
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await stub.DrainWorker(request, timeout=5)
+                await stub.DrainWorker(request, timeout=5, metadata=service_metadata())
         error = info.value
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         blob = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]

@@ -28,6 +28,7 @@ import grpc
 from nodedrop.common.auth import Authenticator, Principal, current_principal
 from nodedrop.common.errors import InvalidArgument, Unauthenticated
 from nodedrop.common.logging import configure_logging
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.server import GrpcServer, run_service
 from nodedrop.common.settings import Address, LogSettings, ServerSettings, env_int, process_env
 from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
@@ -130,7 +131,8 @@ def main() -> int:
     port = env_int(env, "NODEDROP_TEST_PORT", 0, minimum=1, maximum=65535)
     settings = ServerSettings.from_env(env, Address("127.0.0.1", port))
     configure_logging(LogSettings.from_env(env))
-    server = GrpcServer(StreamTestService(), settings)
+    # WorkerService is internal: the credential start_service passes opens it.
+    server = GrpcServer(StreamTestService(), settings, security=SecuritySettings.from_env(env))
     return run_service([server], settings.shutdown_grace_s)
 
 

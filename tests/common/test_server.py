@@ -15,21 +15,33 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nodedrop.common.auth import bearer_metadata
 from nodedrop.common.client import call, open_channel
 from nodedrop.common.errors import FieldViolation, InvalidArgument, Unauthenticated
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.server import GC_THRESHOLDS, GrpcServer, serve
+from nodedrop.common.service_auth import ServiceCredential
 from nodedrop.common.settings import Address, ServerSettings
 from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from tests.common.stream_app import API_KEY, STREAM_EVENTS, StaticAuthenticator, StreamTestService
+from tests.helpers.services import SERVICE_TOKEN, service_channel
 
 SETTINGS = ServerSettings(
     addr=Address("127.0.0.1", 0), shutdown_grace_s=2.0, grpc_max_message_bytes=1024 * 1024
 )
 
 
-async def _serve(service: StreamTestService) -> AsyncIterator[tuple[GrpcServer, grpc.aio.Channel]]:
-    server = GrpcServer(service, SETTINGS)
+# The test service registers WorkerService, an internal service: its calls
+# need the service credential.
+SECURITY = SecuritySettings(ServiceCredential.of(SERVICE_TOKEN), None)
+
+
+async def _serve(
+    service: StreamTestService, *, as_service: bool = True
+) -> AsyncIterator[tuple[GrpcServer, grpc.aio.Channel]]:
+    """``as_service``: the channel sends the service credential on calls that carry none."""
+    server = GrpcServer(service, SETTINGS, security=SECURITY)
     await server.start()
-    channel = open_channel(f"127.0.0.1:{server.port}")
+    target = f"127.0.0.1:{server.port}"
+    channel = service_channel(target) if as_service else open_channel(target)
     try:
         yield server, channel
     finally:
@@ -46,7 +58,7 @@ async def plain() -> AsyncIterator[tuple[GrpcServer, grpc.aio.Channel]]:
 
 @pytest.fixture
 async def authed() -> AsyncIterator[tuple[GrpcServer, grpc.aio.Channel]]:
-    async for pair in _serve(StreamTestService(StaticAuthenticator())):
+    async for pair in _serve(StreamTestService(StaticAuthenticator()), as_service=False):
         yield pair
 
 

@@ -137,3 +137,28 @@ def test_grafana_dashboard_queries_exported_metrics() -> None:
     assert bases <= exported
     # Every metric of the issue is on the dashboard.
     assert exported <= bases
+
+
+def test_only_the_api_and_the_gateway_are_published(compose: dict[str, Any]) -> None:
+    published = {
+        name: service["ports"]
+        for name, service in compose["services"].items()
+        if "ports" in service
+    }
+    assert published.pop("api") == ["50051:50051"]
+    assert published.pop("gateway") == ["8080:8080"]
+    # Whatever else is published (the Jaeger and Prometheus UIs) listens on
+    # the host's loopback only.
+    for name, ports in published.items():
+        assert name not in SERVICES
+        assert all(str(p).startswith("127.0.0.1:") for p in ports), (name, ports)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_credential_comes_from_a_secret(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["secrets"] == ["nodedrop_service_token"]
+    env = service["environment"]
+    assert env["NODEDROP_SERVICE_TOKEN_FILE"] == "/run/secrets/nodedrop_service_token"
+    assert "NODEDROP_SERVICE_TOKEN" not in env
+    assert compose["secrets"]["nodedrop_service_token"] == {"environment": "NODEDROP_SERVICE_TOKEN"}

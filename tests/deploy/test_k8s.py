@@ -44,6 +44,8 @@ SECRET_VALUES = {
     "redis-url": "redis://redis:6379/0",
     "redis-address": "redis:6379",
     "redis-password": "secret",
+    "service-token": "k8s-test-service-token-0123456789",
+    "service-token-previous": "k8s-test-previous-token-0123456789",
 }
 
 Doc = dict[str, Any]
@@ -245,3 +247,70 @@ def test_keda_overlay_replaces_hpa_with_scaled_object(rendered: dict[str, list[D
         assert host and port
         assert meta["passwordFromEnv"] in env
     assert any(t["type"] == "cpu" for t in scaled["spec"]["triggers"])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_service_credential_comes_from_the_secret(
+    rendered: dict[str, list[Doc]], target: str, component: str
+) -> None:
+    docs = rendered[target]
+    deployment = one(docs, "Deployment", f"nodedrop-{component}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    refs = {
+        var["name"]: var["valueFrom"]["secretKeyRef"]
+        for var in container["env"]
+        if "valueFrom" in var and "secretKeyRef" in var["valueFrom"]
+    }
+    token = refs["NODEDROP_SERVICE_TOKEN"]
+    # The dev overlay's generated Secret carries a content hash suffix.
+    assert token["name"].startswith("nodedrop-service-token") and token["key"] == "service-token"
+    assert not token.get("optional", False)
+    previous = refs["NODEDROP_SERVICE_TOKEN_PREVIOUS"]
+    assert previous["name"] == token["name"] and previous["optional"] is True
+    # The service starts with it: settings see a credential.
+    assert SETTINGS[component](container_env(docs, deployment)).security.configured
+    if target == "overlays/dev":
+        assert find(docs, "Secret", "nodedrop-service-token")
+
+
+def _allowed_from(docs: list[Doc], component: str, port_name: str) -> list[Any]:
+    """The `from` clauses of every policy that opens this component's port
+    (None for "from anywhere"); a pod no policy selects would be open."""
+    pod_labels = {"app.kubernetes.io/name": "nodedrop", "app.kubernetes.io/component": component}
+    selecting = [
+        p
+        for p in find(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    ]
+    assert selecting, f"no NetworkPolicy selects the {component} pods"
+    sources: list[Any] = []
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            if any(p["port"] == port_name for p in rule.get("ports", [])):
+                sources.append(rule.get("from"))
+    return sources
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policies_let_only_callers_in(rendered: dict[str, list[Doc]], target: str) -> None:
+    docs = rendered[target]
+
+    def components(sources: list[Any]) -> set[str]:
+        found: set[str] = set()
+        for source in sources:
+            assert source is not None, "opened to everyone"
+            for peer in source:
+                labels = peer["podSelector"]["matchLabels"]
+                assert labels["app.kubernetes.io/name"] == "nodedrop" and len(peer) == 1
+                found.add(labels["app.kubernetes.io/component"])
+        return found
+
+    assert components(_allowed_from(docs, "scheduler", "grpc")) == {"api"}
+    assert components(_allowed_from(docs, "events", "grpc")) == {"gateway"}
+    assert _allowed_from(docs, "worker", "grpc") == []
+    # The public edge, and every pod's metrics port for the scrapers.
+    assert _allowed_from(docs, "api", "grpc") == [None]
+    assert _allowed_from(docs, "gateway", "http") == [None]
+    for component in COMPONENTS:
+        assert None in _allowed_from(docs, component, "metrics")

@@ -27,7 +27,27 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers.ports import free_port
 
-__all__ = ["ADDR_VARS", "ServiceProcess", "isolated_env", "start_service"]
+__all__ = [
+    "ADDR_VARS",
+    "SERVICE_TOKEN",
+    "SERVICE_TOKEN_VAR",
+    "ServiceProcess",
+    "isolated_env",
+    "service_channel",
+    "service_metadata",
+    "start_service",
+]
+
+# Every service a test starts shares this service credential (services
+# refuse to start without one); clients of internal methods send it with
+# ``service_metadata()``. A test of the refusals passes its own env instead.
+SERVICE_TOKEN_VAR = "NODEDROP_SERVICE_TOKEN"
+SERVICE_TOKEN = "nd-test-service-token-0123456789abcdef"
+
+
+def service_metadata() -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+
 
 # The variable that sets each service's listen address.
 ADDR_VARS = {
@@ -110,6 +130,7 @@ def isolated_env(redis_url: str, redis_prefix: str, pg_dsn: str, grace_s: float)
         "NODEDROP_REDIS_PREFIX": redis_prefix,
         "DATABASE_URL": pg_dsn,
         "NODEDROP_SHUTDOWN_GRACE_S": str(grace_s),
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
     for variable in ADDR_VARS.values():
         env[variable] = f"127.0.0.1:{free_port()}"
@@ -119,6 +140,7 @@ def isolated_env(redis_url: str, redis_prefix: str, pg_dsn: str, grace_s: float)
 def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("LOG_FORMAT", "json")
+    env.setdefault(SERVICE_TOKEN_VAR, SERVICE_TOKEN)
     env["PYTHONUNBUFFERED"] = "1"
     # Test scripts (``-m tests.common.stream_app``) import from the repository.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -172,3 +194,29 @@ async def start_service(
             await asyncio.wait_for(process.wait(), 10)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(log_file.name)
+
+
+class _ServiceCredentialInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the test service credential to every call that carries none."""
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if "authorization" not in metadata:
+            metadata.add("authorization", f"Bearer {SERVICE_TOKEN}")
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+
+def service_channel(target: str) -> grpc.aio.Channel:
+    """A channel to an internal service (scheduler, worker) that calls as a nodedrop service."""
+    return grpc.aio.insecure_channel(target, interceptors=[_ServiceCredentialInterceptor()])

@@ -20,6 +20,7 @@ from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.scheduler.schedules import RedisScheduleStore, Schedule, tick_execution_id
 from nodedrop.store import EventType
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.helpers.failed_jobs import fail_jobs
 
 
 def workflow(*extra: wf_pb.Node) -> wf_pb.Workflow:
@@ -145,6 +146,37 @@ async def test_failed_queue_rpcs_validate_and_work(scheduler: Any) -> None:
         await call(stub.PurgeFailedJobs, pb.PurgeFailedJobsRequest(execution_ids=["a"], all=True))
     assert (await call(stub.RetryFailedJobs, pb.RetryFailedJobsRequest(all=True))).retried == 0
     assert (await call(stub.PurgeFailedJobs, pb.PurgeFailedJobsRequest(all=True))).purged == 0
+
+
+async def test_failed_queue_by_tenant(scheduler: Any) -> None:
+    stub = scheduler.stub
+    jobs = {f"f{i:02d}": ("ta" if i % 3 == 0 else "tb") for i in range(12)}
+    await fail_jobs(scheduler.store, jobs)
+    mine = {x for x, t in jobs.items() if t == "ta"}
+    # None of another tenant's, none skipped, pages bounded.
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await call(
+            stub.ListFailedJobs,
+            pb.ListFailedJobsRequest(page_size=2, page_token=token, tenant_id="ta"),
+        )
+        assert len(page.jobs) <= 2 * 2 - 1
+        seen += [j.execution_id for j in page.jobs]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(mine)
+    # Another tenant's ids are left alone; `all` means all of the tenant's.
+    retried = await call(
+        stub.RetryFailedJobs,
+        pb.RetryFailedJobsRequest(execution_ids=["f01", "f03"], tenant_id="ta"),
+    )
+    assert retried.retried == 1
+    purged = await call(stub.PurgeFailedJobs, pb.PurgeFailedJobsRequest(all=True, tenant_id="ta"))
+    assert purged.purged == len(mine) - 1
+    left = await call(stub.ListFailedJobs, pb.ListFailedJobsRequest(page_size=100))
+    assert {j.tenant_id for j in left.jobs} == {"tb"} and len(left.jobs) == len(jobs) - len(mine)
 
 
 async def test_schedules_lifecycle(scheduler: Any) -> None:

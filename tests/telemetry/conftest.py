@@ -14,6 +14,7 @@ from nodedrop.scheduler.app import SchedulerService
 from nodedrop.scheduler.settings import SchedulerSettings
 from nodedrop.worker.app import WorkerService
 from nodedrop.worker.settings import WorkerSettings
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 
 @dataclass
@@ -30,13 +31,15 @@ class Stack:
 
     async def start_scheduler(self) -> None:
         settings = SchedulerSettings.from_env(self.env)
-        self.scheduler = GrpcServer(SchedulerService(settings), settings.server)
+        self.scheduler = GrpcServer(
+            SchedulerService(settings), settings.server, security=settings.security
+        )
         await self.scheduler.start()
 
     async def start_worker(self) -> None:
         settings = WorkerSettings.from_env(self.env)
         self.worker_service = WorkerService(settings)
-        self.worker = GrpcServer(self.worker_service, settings.server)
+        self.worker = GrpcServer(self.worker_service, settings.server, security=settings.security)
         await self.worker.start()
 
     async def stop(self) -> None:
@@ -65,6 +68,7 @@ async def stack_factory(
             "NODEDROP_READ_BLOCK_S": "0.05",
             "NODEDROP_QUEUE_SAMPLE_S": "0.1",
             "NODEDROP_SHUTDOWN_GRACE_S": "2",
+            SERVICE_TOKEN_VAR: SERVICE_TOKEN,
             **extra,
         }
         stack = Stack(env)

@@ -23,6 +23,7 @@ from nodedrop.execution.v1 import execution_pb2 as ex
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.helpers.services import service_metadata
 from tests.telemetry.conftest import Stack
 
 
@@ -78,11 +79,13 @@ async def test_queued_execution_is_one_trace_with_a_link_between_attempts(
                 backoff=Duration(nanos=20_000_000),
                 traceparent=current_traceparent(),
             )
-            assert (await call(stub.EnqueueExecution, request)).created
+            assert (await call(stub.EnqueueExecution, request, metadata=service_metadata())).created
         deadline = time.monotonic() + 15
         while True:
             states = await call(
-                stub.GetExecutionStates, pb.GetExecutionStatesRequest(execution_ids=["ex-trace"])
+                stub.GetExecutionStates,
+                pb.GetExecutionStatesRequest(execution_ids=["ex-trace"]),
+                metadata=service_metadata(),
             )
             if states.states[0].status == ex.EXECUTION_STATUS_COMPLETED:
                 break

@@ -24,6 +24,7 @@ from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.ports import free_port, port_open
+from tests.helpers.services import service_metadata
 from tests.telemetry.conftest import Stack
 
 EXECUTIONS = 300
@@ -105,6 +106,7 @@ async def test_metrics_move_as_the_queue_fills_and_drains(
                         pb.EnqueueExecutionRequest(
                             execution_id=f"load-{i}", tenant_id="t1", workflow=wf
                         ),
+                        metadata=service_metadata(),
                     )
                     for i in range(start, start + 50)
                 )

@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from nodedrop.common.client import call, open_channel
+from nodedrop.common.client import call
 from nodedrop.common.server import GrpcServer
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
@@ -20,6 +20,7 @@ from nodedrop.store.memory import MemoryStore
 from nodedrop.worker.app import create_service as create_worker
 from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR, service_channel
 from tests.worker.wq_processes import free_port
 
 
@@ -30,11 +31,13 @@ async def test_dev_mode_runs_queue_executions_in_memory() -> None:
         "NODEDROP_REDIS_PREFIX": f"dev{int(time.time() * 1000)}",
         "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0",
         "NODEDROP_WORKER_ADDR": "127.0.0.1:0",
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
     scheduler = create_scheduler(SchedulerSettings.from_env(env), dev=True)
     worker = create_worker(WorkerSettings.from_env(env), dev=True)
-    s_server = GrpcServer(scheduler, SchedulerSettings.from_env(env).server)
-    w_server = GrpcServer(worker, WorkerSettings.from_env(env).server)
+    s_settings, w_settings = SchedulerSettings.from_env(env), WorkerSettings.from_env(env)
+    s_server = GrpcServer(scheduler, s_settings.server, security=s_settings.security)
+    w_server = GrpcServer(worker, w_settings.server, security=w_settings.security)
     await s_server.start()
     await w_server.start()
     try:
@@ -45,7 +48,7 @@ async def test_dev_mode_runs_queue_executions_in_memory() -> None:
             nodes=[wf_pb.Node(id="start", type="manual_trigger"), wf_pb.Node(id="a", type="noop")],
             connections=[wf_pb.Connection(source="start", target="a")],
         )
-        async with open_channel(f"127.0.0.1:{s_server.port}") as channel:
+        async with service_channel(f"127.0.0.1:{s_server.port}") as channel:
             stub = pb_grpc.SchedulerServiceStub(channel)
             req = pb.EnqueueExecutionRequest(
                 execution_id="dev-1", tenant_id="t1", workflow=wf, trigger_data_json='{"v": 1}'
@@ -64,7 +67,7 @@ async def test_dev_mode_runs_queue_executions_in_memory() -> None:
         events = await store.read("dev-1", 0, 100)
         assert events[-1].type is EventType.EXECUTION_COMPLETED
         assert orjson.loads(events[-1].data_json) == {"a": [{"v": 1}]}
-        async with open_channel(f"127.0.0.1:{w_server.port}") as channel:
+        async with service_channel(f"127.0.0.1:{w_server.port}") as channel:
             status = await wpb_grpc.WorkerServiceStub(channel).GetWorkerStatus(
                 wpb.GetWorkerStatusRequest(), timeout=2
             )

@@ -15,6 +15,7 @@ import orjson
 
 from nodedrop.store import EventRecord, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 PLUGIN = "nd_test_nodes"
 HERE = Path(__file__).parent
@@ -95,5 +96,6 @@ def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         LOG_LEVEL="warning",
     )
+    env[SERVICE_TOKEN_VAR] = SERVICE_TOKEN
     env.update(extra)
     return env

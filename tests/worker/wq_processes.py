@@ -13,9 +13,9 @@ from pathlib import Path
 
 import grpc
 
-from nodedrop.common.client import open_channel
 from nodedrop.queue.v1 import worker_service_pb2 as pb
 from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc
+from tests.helpers.services import service_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 NODEDROP = str(ROOT / ".venv" / "bin" / "nodedrop")
@@ -68,7 +68,7 @@ class Proc:
         self._log_file.close()
 
     async def status(self) -> pb.GetWorkerStatusResponse:
-        async with open_channel(self.addr) as channel:
+        async with service_channel(self.addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
             status: pb.GetWorkerStatusResponse = await stub.GetWorkerStatus(
                 pb.GetWorkerStatusRequest(), timeout=2
@@ -79,7 +79,7 @@ class Proc:
         request = pb.DrainWorkerRequest()
         if grace_s is not None:
             request.grace.FromTimedelta(timedelta(seconds=grace_s))
-        async with open_channel(self.addr) as channel:
+        async with service_channel(self.addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
             drained: pb.DrainWorkerResponse = await stub.DrainWorker(request, timeout=2)
             return drained
@@ -104,7 +104,7 @@ async def wait_scheduler(addr: str, timeout_s: float = 15) -> None:
     from nodedrop.queue.v1 import scheduler_service_pb2_grpc as spb_grpc  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout_s
-    async with open_channel(addr) as channel:
+    async with service_channel(addr) as channel:
         stub = spb_grpc.SchedulerServiceStub(channel)
         while True:
             try:

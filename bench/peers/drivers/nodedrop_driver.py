@@ -62,6 +62,9 @@ def workflow(nodes: int) -> str:
     return orjson.dumps({"name": f"noop{nodes}", "nodes": body, "connections": conns}).decode()
 
 
+SERVICE_TOKEN = f"bench-{uuid.uuid4().hex}"
+
+
 def worker_env() -> dict[str, str]:
     env = dict(
         os.environ,
@@ -71,6 +74,8 @@ def worker_env() -> dict[str, str]:
         NODEDROP_WORKER_ADDR="127.0.0.1:0",
         NODEDROP_WORKER_ID=f"bench-{uuid.uuid4().hex[:6]}",
         LOG_LEVEL="warning",
+        # The services a run starts (the worker, the events service) share it.
+        NODEDROP_SERVICE_TOKEN=SERVICE_TOKEN,
     )
     if CONCURRENCY:
         env["EXECUTION_WORKER_CONCURRENCY"] = CONCURRENCY

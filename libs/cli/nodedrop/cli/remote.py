@@ -2,7 +2,8 @@
 
 The CLI finds the API through NODEDROP_API_ADDR (default 127.0.0.1:50051) and
 the events service through NODEDROP_EVENTS_ADDR (default 127.0.0.1:50053),
-and sends NODEDROP_API_KEY as ``authorization: Bearer``. API errors become
+and sends NODEDROP_API_KEY as ``authorization: Bearer``. With NODEDROP_TLS_CERT,
+NODEDROP_TLS_KEY and NODEDROP_TLS_CA set, both channels use mutual TLS. API errors become
 ``RemoteError`` with the status, the message and one line per field
 violation, and an exit status: 2 for what the user can fix (bad input,
 unknown id, credentials), 1 for the rest (the service is down, ...).
@@ -25,7 +26,9 @@ import grpc
 import orjson
 from google.rpc import error_details_pb2, status_pb2
 
+from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as admin_grpc
 from nodedrop.common.settings import SettingsError, env_addr, env_str, process_env
+from nodedrop.common.tls import TlsSettings
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
@@ -95,6 +98,16 @@ class Api:
     channel: grpc.aio.Channel
     key: str
     events_addr: str
+    tls: TlsSettings | None = None
+
+    def events_channel(self) -> grpc.aio.Channel:
+        from nodedrop.common.client import open_channel  # noqa: PLC0415
+
+        return open_channel(self.events_addr, tls=self.tls)
+
+    @property
+    def admin(self) -> admin_grpc.QueueAdminServiceStub:
+        return admin_grpc.QueueAdminServiceStub(self.channel)
 
     @property
     def ex(self) -> ex_grpc.ExecutionServiceStub:
@@ -122,6 +135,7 @@ async def connect() -> AsyncIterator[Api]:
         target = env_addr(env, "NODEDROP_API_ADDR", DEFAULT_API_ADDR)
         events = env_addr(env, "NODEDROP_EVENTS_ADDR", DEFAULT_EVENTS_ADDR)
         key = env_str(env, "NODEDROP_API_KEY", "")
+        tls = TlsSettings.from_env(env)
     except SettingsError as exc:
         raise RemoteError(str(exc), 2) from None
     if not key:
@@ -132,9 +146,9 @@ async def connect() -> AsyncIterator[Api]:
         )
     from nodedrop.common.client import open_channel  # noqa: PLC0415
 
-    channel = open_channel(target)
+    channel = open_channel(target, tls=tls)
     try:
-        yield Api(channel, key, events.target)
+        yield Api(channel, key, events.target, tls)
     finally:
         await channel.close()
 
@@ -247,9 +261,8 @@ async def run_remote(args: argparse.Namespace, printer: Any) -> dict[str, Any]:
 
 async def _follow(api: Api, execution_id: str, stream: Any) -> None:
     from nodedrop.cli.follow import EventPrinter, FollowError, follow_execution  # noqa: PLC0415
-    from nodedrop.common.client import open_channel  # noqa: PLC0415
 
-    channel = open_channel(api.events_addr)
+    channel = api.events_channel()
     try:
         await follow_execution(
             channel,

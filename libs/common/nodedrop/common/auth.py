@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,7 +27,9 @@ __all__ = [
     "DEFAULT_AUTH_CACHE_TTL_S",
     "SCOPE_ADMIN",
     "SCOPE_EXECUTE",
+    "SCOPE_OPERATOR",
     "SCOPE_READ",
+    "SCOPE_SERVICE",
     "Authenticator",
     "Principal",
     "RemoteAuthenticator",
@@ -42,12 +45,19 @@ __all__ = [
 SCOPE_READ = "read"
 SCOPE_EXECUTE = "execute"
 SCOPE_ADMIN = "admin"
+# The deployment's own operators: the queue administration of every tenant.
+SCOPE_OPERATOR = "operator"
+# A nodedrop service (nodedrop.common.service_auth), never a key's scope.
+SCOPE_SERVICE = "service"
 
 _SCOPE_NAMES = {
     auth_service_pb2.SCOPE_READ: SCOPE_READ,
     auth_service_pb2.SCOPE_EXECUTE: SCOPE_EXECUTE,
     auth_service_pb2.SCOPE_ADMIN: SCOPE_ADMIN,
+    auth_service_pb2.SCOPE_OPERATOR: SCOPE_OPERATOR,
 }
+# What admin implies; not operator, which reaches beyond the key's tenant.
+_TENANT_SCOPES = frozenset({SCOPE_READ, SCOPE_EXECUTE, SCOPE_ADMIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +72,8 @@ class Principal:
     def has_scope(self, scope: str) -> bool:
         if self.ticket:
             return scope == SCOPE_READ
-        # Admin implies every other scope.
-        return scope in self.scopes or SCOPE_ADMIN in self.scopes
+        # Admin implies every other scope of its tenant.
+        return scope in self.scopes or (SCOPE_ADMIN in self.scopes and scope in _TENANT_SCOPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +144,11 @@ class RemoteAuthenticator:
         ttl_s: float = DEFAULT_AUTH_CACHE_TTL_S,
         max_entries: int = 10_000,
         timeout_s: float = 2.0,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
+        """``metadata``: this service's credential; Authenticate is an internal method."""
         self._stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+        self._metadata = tuple(metadata) or None
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._timeout_s = timeout_s
@@ -174,10 +187,15 @@ class RemoteAuthenticator:
             response = await self._stub.Authenticate(
                 auth_service_pb2.AuthenticateRequest(credential=credential),
                 timeout=self._timeout_s,
+                metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise Unauthenticated(exc.details() or "invalid credentials") from None
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                # The API refused this service, not the caller's credential:
+                # a misconfigured deployment, reported as an outage.
+                raise Unavailable("the credential service refused this service") from exc
             raise Unavailable("the credential service is unavailable") from exc
         scopes = frozenset(_SCOPE_NAMES[s] for s in response.scopes if s in _SCOPE_NAMES)
         if not response.tenant_id:

@@ -15,6 +15,7 @@ from nodedrop.common.auth import bearer_metadata
 from nodedrop.common.errors import from_rpc_error
 from nodedrop.common.server import grpc_options
 from nodedrop.common.settings import Address
+from nodedrop.common.tls import TlsSettings
 from nodedrop.common.tracing import client_interceptors
 
 __all__ = ["DEFAULT_TIMEOUT_S", "call", "open_channel"]
@@ -26,16 +27,28 @@ ResponseT = TypeVar("ResponseT")
 
 
 def open_channel(
-    target: Address | str, *, max_message_bytes: int = _DEFAULT_MAX_MESSAGE_BYTES
+    target: Address | str,
+    *,
+    max_message_bytes: int = _DEFAULT_MAX_MESSAGE_BYTES,
+    tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure channel (traffic stays inside the deployment's network).
+    """A channel with mutual TLS when ``tls`` is given (NODEDROP_TLS_*), else
+    a plain one (traffic stays inside the deployment's network).
 
     Every call carries the caller's trace context, so the callee's server
     span joins the caller's trace (api -> scheduler, gateway -> events).
     """
     address = target.target if isinstance(target, Address) else target
-    return grpc.aio.insecure_channel(
-        address, options=grpc_options(max_message_bytes), interceptors=client_interceptors()
+    options: list[tuple[str, Any]] = list(grpc_options(max_message_bytes))
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            address, options=options, interceptors=client_interceptors()
+        )
+    return grpc.aio.secure_channel(
+        address,
+        tls.channel_credentials(),
+        options=options + tls.channel_options(),
+        interceptors=client_interceptors(),
     )
 
 

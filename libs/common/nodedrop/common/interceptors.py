@@ -17,8 +17,12 @@ reused; what runs per call is one function per shape, in this order
 - one ``rpc`` log line with the method, final status and duration;
 - exceptions become gRPC statuses here and only here;
 - ``authorization: Bearer <credential>`` resolved to the call's principal
-  (except for public methods). Auth failures are domain errors, so they go
-  through the same mapping as everything else.
+  (except for public methods): on internal methods by the service verifier
+  (the service credential or a service's client certificate), on the others
+  by the service's authenticator (tenant keys). Which one a method gets is
+  decided once per method, so the check costs tenant calls nothing. Auth
+  failures are domain errors, so they go through the same mapping as
+  everything else.
 
 The shape of each handler is preserved (unary, server-streaming as an async
 generator or ``context.write`` style, client-streaming, bidirectional),
@@ -41,10 +45,11 @@ from nodedrop.common.auth import Authenticator, parse_bearer, reset_principal, s
 from nodedrop.common.errors import NodedropError, Unauthenticated, internal_status, to_rpc_status
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics, get_metrics
+from nodedrop.common.service_auth import ServiceVerifier
 from nodedrop.common.telemetry import spans_exported
 from nodedrop.common.tracing import TRACEPARENT, context_from_traceparent, server_interceptor
 
-__all__ = ["DEFAULT_PUBLIC_METHODS", "ServerCallInterceptor"]
+__all__ = ["DEFAULT_INTERNAL_METHODS", "DEFAULT_PUBLIC_METHODS", "ServerCallInterceptor"]
 
 log = get_logger("nodedrop.rpc")
 
@@ -59,8 +64,18 @@ DEFAULT_PUBLIC_METHODS: frozenset[str] = frozenset(
         "/grpc.health.v1.Health/",
         "/grpc.reflection.v1alpha.ServerReflection/",
         "/grpc.reflection.v1.ServerReflection/",
-        "/nodedrop.auth.v1.AuthService/Authenticate",
         "/nodedrop.execution.v1.ExecutionService/GetSystemHealth",
+    }
+)
+
+# Methods only nodedrop services may call (same notation): the queue and the
+# workers act for any tenant the caller names, and Authenticate answers
+# whether a credential is valid.
+DEFAULT_INTERNAL_METHODS: frozenset[str] = frozenset(
+    {
+        "/nodedrop.queue.v1.SchedulerService/",
+        "/nodedrop.queue.v1.WorkerService/",
+        "/nodedrop.auth.v1.AuthService/Authenticate",
     }
 )
 
@@ -71,6 +86,8 @@ class _Rules:
 
     method: str
     authenticate: bool
+    # Authenticated as a nodedrop service rather than a tenant.
+    internal: bool
     # Application methods: traced, and timed when their shape is.
     application: bool
     timed: bool
@@ -86,10 +103,15 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         authenticator: Authenticator | None,
         public_methods: Iterable[str] = DEFAULT_PUBLIC_METHODS,
         *,
+        verifier: ServiceVerifier | None = None,
+        internal_methods: Iterable[str] = DEFAULT_INTERNAL_METHODS,
         metrics: Metrics | None = None,
     ) -> None:
+        """Without a ``verifier``, every call to an internal method is refused."""
         self._authenticator = authenticator
+        self._verifier = verifier
         self._public = tuple(public_methods)
+        self._internal = tuple(internal_methods)
         self._histogram = (metrics if metrics is not None else get_metrics()).request_duration
         # (method, code) -> labelled child: labels() costs more than observe().
         self._observers: dict[tuple[str, str], Any] = {}
@@ -136,6 +158,16 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace_token = otel_context.attach(context_from_traceparent(traceparent))
         if not rules.authenticate:
             return None, trace_token
+        if rules.internal:
+            try:
+                if self._verifier is None:
+                    raise Unauthenticated("this server accepts no service credential")
+                principal = self._verifier.verify(header, context)
+            except BaseException:
+                _leave((None, trace_token))
+                raise
+            # The token stays out of the contextvar: nothing downstream forwards it.
+            return set_principal(principal, ""), trace_token
         try:
             if header is None:
                 raise Unauthenticated("missing authorization metadata ('Bearer <api key>')")
@@ -174,11 +206,13 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     # -- wrapping, once per method -------------------------------------------
 
     def _rules(self, method: str, timed_shape: bool) -> _Rules:
-        public = any(method.startswith(p) if p.endswith("/") else method == p for p in self._public)
+        public = _matches(method, self._public)
+        internal = not public and _matches(method, self._internal)
         application = not method.startswith("/grpc.")
         return _Rules(
             method=method,
-            authenticate=self._authenticator is not None and not public,
+            authenticate=internal or (self._authenticator is not None and not public),
+            internal=internal,
             application=application,
             timed=application and timed_shape,
         )
@@ -266,6 +300,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finish(rules, context, started, failed)
 
         return generator
+
+
+def _matches(method: str, patterns: tuple[str, ...]) -> bool:
+    return any(method.startswith(p) if p.endswith("/") else method == p for p in patterns)
 
 
 def _leave(entered: _Entered) -> None:

@@ -42,6 +42,7 @@ from nodedrop.common.auth import Authenticator
 from nodedrop.common.interceptors import DEFAULT_PUBLIC_METHODS, ServerCallInterceptor
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import DEFAULT_METRICS_ADDRS, MetricsServer
+from nodedrop.common.security import NO_SECURITY, SecuritySettings
 from nodedrop.common.settings import (
     Env,
     MetricsSettings,
@@ -83,7 +84,8 @@ class Service(Protocol):
 
     @property
     def authenticator(self) -> Authenticator | None:
-        """None: calls are not authenticated here (internal services)."""
+        """Tenant credentials; None: no tenant calls here (the internal
+        methods are checked by the server's service verifier instead)."""
         ...
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
@@ -203,17 +205,24 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 class GrpcServer:
-    """Hosts one ``Service`` on its address with the standard equipment."""
+    """Hosts one ``Service`` on its address with the standard equipment.
+
+    ``security``: with mutual TLS the port requires client certificates; the
+    service credential (or a service's certificate) opens the internal
+    methods, which nothing opens without it.
+    """
 
     def __init__(
         self,
         service: Service,
         settings: ServerSettings,
         *,
+        security: SecuritySettings = NO_SECURITY,
         public_methods: frozenset[str] = DEFAULT_PUBLIC_METHODS,
     ) -> None:
         self._service = service
         self._settings = settings
+        self._security = security
         self._public_methods = public_methods
         self._health = health.aio.HealthServicer()
         self._reporter = HealthReporter(self._health)
@@ -233,7 +242,13 @@ class GrpcServer:
         await self._service.start()
         try:
             server = self._build()
-            self.port = server.add_insecure_port(self._settings.addr.bind)
+            tls = self._security.tls
+            if tls is None:
+                self.port = server.add_insecure_port(self._settings.addr.bind)
+            else:
+                self.port = server.add_secure_port(
+                    self._settings.addr.bind, tls.server_credentials()
+                )
             await server.start()
         except BaseException:
             await self._stop_service(self._settings.shutdown_grace_s)
@@ -245,7 +260,12 @@ class GrpcServer:
     def _build(self) -> grpc.aio.Server:
         # One interceptor for the span, latency, log line, errors and auth:
         # a chain of them cost every call an await and new handlers per layer.
-        interceptors = [ServerCallInterceptor(self._service.authenticator, self._public_methods)]
+        verifier = self._security.verifier() if self._security.configured else None
+        interceptors = [
+            ServerCallInterceptor(
+                self._service.authenticator, self._public_methods, verifier=verifier
+            )
+        ]
         server = grpc.aio.server(
             interceptors=interceptors,
             # SO_REUSEPORT (gRPC's default on Linux, made explicit): the

@@ -18,6 +18,7 @@ import grpc
 import orjson
 import redis.asyncio as aioredis
 
+from nodedrop.admin.v1 import queue_admin_service_pb2, queue_admin_service_pb2_grpc
 from nodedrop.api import migrations
 from nodedrop.api.auth_servicer import AuthServicer
 from nodedrop.api.authenticator import KeyAuthenticator
@@ -29,6 +30,7 @@ from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import Status
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
+from nodedrop.api.queue_admin_servicer import QueueAdminServicer
 from nodedrop.api.queueing import QueuePort, SchedulerQueue
 from nodedrop.api.recorder import HistoryRecorder
 from nodedrop.api.recovery import OrphanRecovery
@@ -156,10 +158,14 @@ class ApiService:
             ),
             server,
         )
+        queue_admin_service_pb2_grpc.add_QueueAdminServiceServicer_to_server(
+            QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows), server
+        )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
             workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+            queue_admin_service_pb2.DESCRIPTOR.services_by_name["QueueAdminService"].full_name,
         ]
 
     async def _open_repository(self) -> ExecutionRepository:
@@ -213,9 +219,11 @@ class ApiService:
         self._batcher.start()
         if self._queue is None:
             self._channel = open_channel(
-                s.addresses.scheduler, max_message_bytes=s.server.grpc_max_message_bytes
+                s.addresses.scheduler,
+                max_message_bytes=s.server.grpc_max_message_bytes,
+                tls=s.security.tls,
             )
-            self._queue = SchedulerQueue(self._channel)
+            self._queue = SchedulerQueue(self._channel, metadata=s.security.metadata())
             if s.api.enqueue_via == "store" and isinstance(self._store, RedisStore):
                 self._store_queue = StoreQueue(self._store, self._queue)
                 self._store_queue.start()

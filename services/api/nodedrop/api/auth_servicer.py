@@ -13,7 +13,7 @@ from nodedrop.api.model import Scope
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.auth.v1 import auth_service_pb2 as pb
 from nodedrop.auth.v1 import auth_service_pb2_grpc
-from nodedrop.common.auth import SCOPE_ADMIN, SCOPE_READ, require_scope
+from nodedrop.common.auth import SCOPE_ADMIN, SCOPE_OPERATOR, SCOPE_READ, require_scope
 from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 
 __all__ = ["DEFAULT_TICKET_TTL_S", "MAX_TICKET_TTL_S", "AuthServicer"]
@@ -102,6 +102,9 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
             elif SCOPE_FROM_PROTO[s] not in scopes:
                 scopes.append(SCOPE_FROM_PROTO[s])
         v.raise_if_any()
+        if Scope.OPERATOR in scopes and not principal.has_scope(SCOPE_OPERATOR):
+            # Operator reaches every tenant: a tenant's admin cannot grant it.
+            raise PermissionDenied("only a key with the 'operator' scope can grant it")
         key = generate_key()
         record = await self._repo.insert_api_key(
             key.key_id,

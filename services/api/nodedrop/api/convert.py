@@ -35,6 +35,7 @@ SCOPE_TO_PROTO = {
     Scope.READ: auth_service_pb2.SCOPE_READ,
     Scope.EXECUTE: auth_service_pb2.SCOPE_EXECUTE,
     Scope.ADMIN: auth_service_pb2.SCOPE_ADMIN,
+    Scope.OPERATOR: auth_service_pb2.SCOPE_OPERATOR,
 }
 SCOPE_FROM_PROTO = {v: k for k, v in SCOPE_TO_PROTO.items()}
 MODE_TO_PROTO = {

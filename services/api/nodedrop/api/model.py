@@ -47,6 +47,8 @@ class Scope(enum.StrEnum):
     READ = "read"
     EXECUTE = "execute"
     ADMIN = "admin"
+    # Queue administration of every tenant (nodedrop.common.auth.SCOPE_OPERATOR).
+    OPERATOR = "operator"
 
 
 @dataclass(frozen=True, slots=True)

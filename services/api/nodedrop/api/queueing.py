@@ -101,9 +101,17 @@ class QueuePort(Protocol):
 
 
 class SchedulerQueue:
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout_s: float = 5.0,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """``metadata``: the API's service credential; the scheduler takes no other."""
         self._stub = sched_grpc.SchedulerServiceStub(channel)
         self._timeout_s = timeout_s
+        self._metadata = tuple(metadata)
 
     async def enqueue(self, request: EnqueueRequest) -> Status:
         msg = sched_pb2.EnqueueExecutionRequest(
@@ -147,7 +155,7 @@ class SchedulerQueue:
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
-            return await call(method, request, timeout_s=self._timeout_s)
+            return await call(method, request, timeout_s=self._timeout_s, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _REFUSALS:
                 # The scheduler answered and said no: retrying will not help.

@@ -129,6 +129,10 @@ class ExecutionRepository(Protocol):
         """Unfinished executions of one mode, oldest first, for orphan recovery."""
         ...
 
+    async def count_unfinished(self, tenant_id: str) -> dict[Status, int]:
+        """The tenant's queued, running and retry-scheduled executions, by status."""
+        ...
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         """Back to queued with no recorded events (its new run numbers events from 1).
 

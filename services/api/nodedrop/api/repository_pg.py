@@ -353,6 +353,11 @@ class PostgresRepository:
             )
         return [_ROWS.execution(r, _definition(r)) for r in rows]
 
+    async def count_unfinished(self, tenant_id: str) -> dict[Status, int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(Q["count_unfinished"], tenant_id)
+        return {Status(r["status"]): int(r["n"]) for r in rows}
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         async with self._conn() as conn, conn.transaction():
             row = await conn.fetchrow(Q["reset_for_rerun"], execution_id)

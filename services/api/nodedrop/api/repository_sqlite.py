@@ -412,6 +412,12 @@ class SqliteRepository:
         rows = await self._run(lambda: self._db.execute(Q["list_unfinished"], params).fetchall())
         return [_ROWS.execution(r, r["definition"]) for r in rows]
 
+    async def count_unfinished(self, tenant_id: str) -> dict[Status, int]:
+        rows = await self._run(
+            lambda: self._db.execute(Q["count_unfinished"], {"tenant_id": tenant_id}).fetchall()
+        )
+        return {Status(r["status"]): int(r["n"]) for r in rows}
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         def reset(db: sqlite3.Connection) -> bool:
             if db.execute(Q["reset_for_rerun"], {"id": execution_id}).fetchone() is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nodedrop.common.engine_settings import EngineSettings
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -102,6 +103,8 @@ class ApiSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     postgres: PostgresSettings
     execution: ExecutionSettings
@@ -115,6 +118,7 @@ class ApiSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "api"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             postgres=PostgresSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),

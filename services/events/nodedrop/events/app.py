@@ -57,12 +57,16 @@ class EventsService:
         return [SERVICE_NAME]
 
     async def start(self) -> None:
+        security = self._settings.security
         self._api_channel = open_channel(
             self._settings.addresses.api,
             max_message_bytes=self._settings.server.grpc_max_message_bytes,
+            tls=security.tls,
         )
         self._authenticator = RemoteAuthenticator(
-            self._api_channel, ttl_s=self._settings.auth_cache_ttl_s
+            self._api_channel,
+            ttl_s=self._settings.auth_cache_ttl_s,
+            metadata=security.metadata(),
         )
         redis = self._settings.redis
         config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -24,6 +25,8 @@ class EventsSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     # Events a subscriber may fall behind before its stream ends with
     # RESOURCE_EXHAUSTED (it then resumes from its last sequence).
@@ -37,6 +40,7 @@ class EventsSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "events"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             subscriber_buffer=env_int(
                 env, "NODEDROP_EVENTS_SUBSCRIBER_BUFFER", 4096, minimum=16, maximum=1_000_000

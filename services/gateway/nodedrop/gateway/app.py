@@ -61,11 +61,14 @@ class GatewayService:
 
     async def start(self) -> None:
         s = self._settings
-        api = open_channel(s.addresses.api, max_message_bytes=s.server.grpc_max_message_bytes)
-        events = open_channel(s.addresses.events, max_message_bytes=s.server.grpc_max_message_bytes)
+        size, tls = s.server.grpc_max_message_bytes, s.security.tls
+        api = open_channel(s.addresses.api, max_message_bytes=size, tls=tls)
+        events = open_channel(s.addresses.events, max_message_bytes=size, tls=tls)
         self._channels = [api, events]
         if self._authenticator is None:
-            self._authenticator = RemoteAuthenticator(api, ttl_s=s.auth_cache_ttl_s)
+            self._authenticator = RemoteAuthenticator(
+                api, ttl_s=s.auth_cache_ttl_s, metadata=s.security.metadata()
+            )
         self._upstream = Upstream(events, api)
         addr = s.server.addr
         self._server = await serve(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -39,6 +40,8 @@ class GatewaySettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     # Origins a browser may open a WebSocket from (exact scheme://host[:port], or *).
     allowed_origins: frozenset[str]
     # Largest frame a client may send; a bigger one closes the connection (1009).
@@ -62,6 +65,7 @@ class GatewaySettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "gateway"),
+            security=SecuritySettings.from_env(env),
             allowed_origins=_origins(env),
             max_frame_bytes=env_int(
                 env, "NODEDROP_GATEWAY_MAX_FRAME_BYTES", 64 * 1024, minimum=256, maximum=16 << 20

@@ -51,7 +51,8 @@ class SchedulerService:
 
     @property
     def authenticator(self) -> Authenticator | None:
-        # Internal service: the API authenticated the caller already.
+        # No tenant calls: every method is internal, for nodedrop services
+        # only (the server's service verifier), which name the tenant.
         return None
 
     @property

@@ -30,10 +30,12 @@ from nodedrop.scheduler.schedules import (
     new_schedule_id,
     next_fire_ms,
 )
-from nodedrop.store import MAX_CANCEL_REASON, JobQueue, StateStore
+from nodedrop.store import MAX_CANCEL_REASON, FailedJob, JobQueue, StateStore
 
 _MAX_IDS = 1000
 _MAX_PAGE = 1000
+# Store pages of the failed queue one tenant-filtered page may read.
+_SCAN_PAGES = 10
 
 
 class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
@@ -110,8 +112,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         size = request.page_size or 100
         if size < 0 or size > _MAX_PAGE:
             raise InvalidArgument.field("page_size", f"must be within 0..{_MAX_PAGE}")
-        with store_errors():
-            jobs, token = await self._q.list_failed(size, request.page_token)
+        jobs, token = await self._failed_page(size, request.page_token, request.tenant_id)
         return pb.ListFailedJobsResponse(
             jobs=[failed_to_proto(j) for j in jobs], next_page_token=token
         )
@@ -120,15 +121,66 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         self, request: pb.RetryFailedJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryFailedJobsResponse:
         ids = _ids_or_all(request.execution_ids, request.all)
-        n = await self._q.retry_failed(ids, request.all, now_ms())
+        if request.tenant_id:
+            ids = await self._tenant_failed(ids, request.all, request.tenant_id)
+            n = await self._q.retry_failed(ids, False, now_ms()) if ids else 0
+        else:
+            n = await self._q.retry_failed(ids, request.all, now_ms())
         return pb.RetryFailedJobsResponse(retried=n)
 
     async def PurgeFailedJobs(
         self, request: pb.PurgeFailedJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.PurgeFailedJobsResponse:
         ids = _ids_or_all(request.execution_ids, request.all)
-        n = await self._q.purge_failed(ids, request.all)
+        if request.tenant_id:
+            ids = await self._tenant_failed(ids, request.all, request.tenant_id)
+            n = await self._q.purge_failed(ids, False) if ids else 0
+        else:
+            n = await self._q.purge_failed(ids, request.all)
         return pb.PurgeFailedJobsResponse(purged=n)
+
+    async def _failed_page(
+        self, size: int, token: str, tenant_id: str
+    ) -> tuple[list[FailedJob], str]:
+        """A page of the failed queue, of one tenant when ``tenant_id`` is set.
+
+        The store pages the whole queue; a tenant's page is filtered from up
+        to ``_SCAN_PAGES`` of those, so one call stays bounded however few of
+        the jobs are the tenant's (the token continues the scan).
+        """
+        if not tenant_id:
+            with store_errors():
+                return await self._q.list_failed(size, token)
+        found: list[FailedJob] = []
+        for _ in range(_SCAN_PAGES):
+            with store_errors():
+                jobs, token = await self._q.list_failed(size, token)
+            found.extend(j for j in jobs if j.tenant_id == tenant_id)
+            if not token or len(found) >= size:
+                break
+        # The store's pages are kept whole (its token continues after the
+        # last job it read), so an answer can hold up to page_size - 1 more.
+        return found, token
+
+    async def _tenant_failed(self, ids: list[str], all_: bool, tenant_id: str) -> list[str]:
+        """The ids among ``ids`` (or in the whole failed queue) that are the tenant's."""
+        if all_:
+            owned: list[str] = []
+            token = ""
+            while True:
+                jobs, token = await self._failed_page(_MAX_PAGE, token, tenant_id)
+                owned.extend(j.execution_id for j in jobs)
+                if not token:
+                    return owned
+        with store_errors():
+            states = await self._state.states(ids)
+        # An execution whose state expired has no known tenant: only an
+        # unfiltered (operator) call can act on it.
+        return [
+            x
+            for x, st in zip(ids, states, strict=True)
+            if st is not None and st.tenant_id == tenant_id
+        ]
 
     async def CreateSchedule(
         self, request: pb.CreateScheduleRequest, context: grpc.aio.ServicerContext

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -76,6 +77,8 @@ class SchedulerSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     execution: ExecutionSettings
     queue: QueueSettings
@@ -86,6 +89,7 @@ class SchedulerSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "scheduler"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             queue=QueueSettings.from_env(env),

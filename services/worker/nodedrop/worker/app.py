@@ -60,7 +60,8 @@ class WorkerService:
 
     @property
     def authenticator(self) -> Authenticator | None:
-        # Admin endpoint on the internal network only.
+        # No tenant calls: the admin methods are internal, for nodedrop
+        # services and operators holding the service credential.
         return None
 
     @property

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 
 from nodedrop.common.engine_settings import EngineSettings
+from nodedrop.common.security import SecuritySettings
 from nodedrop.common.settings import (
     Addresses,
     Env,
@@ -80,6 +81,8 @@ class WorkerSettings:
     addresses: Addresses
     log: LogSettings
     telemetry: TelemetrySettings
+    # The service credential and mutual TLS, for its server and its channels.
+    security: SecuritySettings
     redis: RedisSettings
     execution: ExecutionSettings
     limits: LimitSettings
@@ -94,6 +97,7 @@ class WorkerSettings:
         env = process_env() if env is None else env
         return cls(
             **service_basics(env, "worker"),
+            security=SecuritySettings.from_env(env),
             redis=RedisSettings.from_env(env),
             execution=ExecutionSettings.from_env(env),
             limits=LimitSettings.from_env(env),

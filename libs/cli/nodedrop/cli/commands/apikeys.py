@@ -13,6 +13,8 @@ from nodedrop.common.settings import PostgresSettings, SettingsError, process_en
 __all__ = ["register"]
 
 _SCOPES = ("read", "execute", "admin")
+# Granted only when asked for: it reaches every tenant's queue administration.
+_ALL_SCOPES = (*_SCOPES, "operator")
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +24,10 @@ def register(subparsers: Any) -> None:
     create.add_argument("--tenant", required=True, help="tenant id (created if new)")
     create.add_argument("--name", required=True)
     create.add_argument(
-        "--scope", action="append", choices=_SCOPES, help="repeatable; default: all three"
+        "--scope",
+        action="append",
+        choices=_ALL_SCOPES,
+        help="repeatable; default: read, execute and admin (operator only when named)",
     )
     create.set_defaults(func=_create)
     listing = sub.add_parser("list", help="list keys (never the secrets)")

@@ -200,13 +200,12 @@ async def _retry(args: argparse.Namespace) -> int:
 async def _watch(args: argparse.Namespace) -> int:
     from nodedrop.cli.follow import EventPrinter, FollowError, follow_execution  # noqa: PLC0415
     from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.common.client import open_channel  # noqa: PLC0415
 
     if args.after < 0:
         print("nodedrop executions watch: --after must be >= 0", file=sys.stderr)
         return 2
     async with connect() as api:
-        channel = open_channel(api.events_addr)
+        channel = api.events_channel()
         try:
             result = await follow_execution(
                 channel,

@@ -3,15 +3,18 @@
 Each service command reads its settings once, configures logging and tracing,
 and runs until SIGTERM/SIGINT. A failed start prints one line naming what
 failed and the variable to fix, and exits with the status
-``nodedrop.common.startup`` documents (2: a bad setting, 3: a dependency).
-``dev`` hosts every service in one process on the default addresses; each
-service's ``create_service(settings, dev=True)`` picks its development
-adapters.
+``nodedrop.common.startup`` documents (2: a bad setting, 3: a dependency). A
+service run on its own needs the service credential (NODEDROP_SERVICE_TOKEN or
+mutual TLS): without one it exits with status 2 and one line naming the
+variable. ``dev`` hosts every service in one process on the default addresses,
+with a token of its own unless one is given; each service's
+``create_service(settings, dev=True)`` picks its development adapters.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +23,13 @@ from typing import Any
 from nodedrop.common.logging import configure_logging, get_logger
 from nodedrop.common.process_group import ProcessGroup, die_with_supervisor
 from nodedrop.common.redaction import known_secrets
+from nodedrop.common.security import require_service_identity
 from nodedrop.common.server import GrpcServer, Runnable, run_service
+from nodedrop.common.service_auth import TOKEN_FILE_VAR, TOKEN_VAR
 from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
 from nodedrop.common.startup import describe_failure
 from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
+from nodedrop.common.tls import CERT_VAR
 
 __all__ = ["SERVICES", "register"]
 
@@ -49,6 +55,7 @@ def _api(env: Env, dev: bool) -> Hosted:
     from nodedrop.api.settings import PROCESSES_VAR, ApiSettings  # noqa: PLC0415
 
     s = ApiSettings.from_env(env)
+    require_service_identity(s.security, "api")
     if s.api.processes > 1 and not dev:
         group = ProcessGroup(
             "api",
@@ -60,7 +67,7 @@ def _api(env: Env, dev: bool) -> Hosted:
         return Hosted(group, s.log, s.telemetry, s.server.shutdown_grace_s)
     from nodedrop.api.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -68,9 +75,10 @@ def _scheduler(env: Env, dev: bool) -> Hosted:
     from nodedrop.scheduler.settings import SchedulerSettings  # noqa: PLC0415
 
     s = SchedulerSettings.from_env(env)
+    require_service_identity(s.security, "scheduler")
     from nodedrop.scheduler.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -78,9 +86,10 @@ def _worker(env: Env, dev: bool) -> Hosted:
     from nodedrop.worker.settings import WorkerSettings  # noqa: PLC0415
 
     s = WorkerSettings.from_env(env)
+    require_service_identity(s.security, "worker")
     from nodedrop.worker.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -88,9 +97,10 @@ def _events(env: Env, dev: bool) -> Hosted:
     from nodedrop.events.settings import EventsSettings  # noqa: PLC0415
 
     s = EventsSettings.from_env(env)
+    require_service_identity(s.security, "events")
     from nodedrop.events.app import create_service  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server)
+    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
     return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
 
 
@@ -98,9 +108,21 @@ def _gateway(env: Env, dev: bool) -> Hosted:
     from nodedrop.gateway.settings import GatewaySettings  # noqa: PLC0415
 
     s = GatewaySettings.from_env(env)
+    require_service_identity(s.security, "gateway")
     from nodedrop.gateway.app import create_service  # noqa: PLC0415
 
     return Hosted(create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s)
+
+
+def dev_env(env: Env) -> Env:
+    """`nodedrop dev`'s environment: its services talk to each other with a
+    token made for this run, unless one is given (to call them from outside)."""
+    if any(env.get(var, "").strip() for var in _IDENTITY_VARS):
+        return env
+    return {**env, TOKEN_VAR: secrets.token_urlsafe(32)}
+
+
+_IDENTITY_VARS = (TOKEN_VAR, TOKEN_FILE_VAR, CERT_VAR)
 
 
 SERVICES: dict[str, tuple[Callable[[Env, bool], Hosted], str]] = {
@@ -131,15 +153,17 @@ def _run_dev(args: argparse.Namespace) -> int:
 
 def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str) -> int:
     env = process_env()
-    secrets = known_secrets(env)
+    if dev:
+        env = dev_env(env)
+    known = known_secrets(env)
     die_with_supervisor(env)
     # Until the settings are read, whatever is logged (a library warning
     # while a builder imports) is already redacted and locals-free.
-    configure_logging(LogSettings(level="info", format="auto", secrets=secrets))
+    configure_logging(LogSettings(level="info", format="auto", secrets=known))
     try:
         hosted = [build(env, dev) for build in builders]
     except SettingsError as exc:
-        return _failed(what, exc, secrets)
+        return _failed(what, exc, known)
     # One process, one logging and tracing setup: the services read the same
     # environment, so the first one's pieces hold for all.
     configure_logging(hosted[0].log)
@@ -147,7 +171,7 @@ def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str)
     try:
         return run_service([h.runnable for h in hosted], grace_s=max(h.grace_s for h in hosted))
     except Exception as exc:
-        return _failed(what, exc, secrets)
+        return _failed(what, exc, known)
     finally:
         shutdown_tracing()
 

@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from nodedrop.cli.follow import FollowError, follow_execution  # noqa: PLC0415
     from nodedrop.common.client import open_channel  # noqa: PLC0415
+    from nodedrop.common.tls import TlsSettings  # noqa: PLC0415
 
     if args.after < 0:
         print("nodedrop watch: --after must be >= 0", file=sys.stderr)
@@ -38,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         target = env_addr(env, "NODEDROP_EVENTS_ADDR", DEFAULT_EVENTS_ADDR)
         key = env_str(env, "NODEDROP_API_KEY", "")
+        tls = TlsSettings.from_env(env)
     except SettingsError as exc:
         print(f"nodedrop: {exc}", file=sys.stderr)
         return 2
@@ -46,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> int:
-        channel = open_channel(target)
+        channel = open_channel(target, tls=tls)
         try:
             result = await follow_execution(
                 channel, key, args.execution_id, after_sequence=args.after

@@ -31,6 +31,10 @@ class _ScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Scope.ValueType
     SCOPE_READ: _Scope.ValueType  # 1
     SCOPE_EXECUTE: _Scope.ValueType  # 2
     SCOPE_ADMIN: _Scope.ValueType  # 3
+    SCOPE_OPERATOR: _Scope.ValueType  # 4
+    """The deployment's operators: queue administration (stats, failed jobs,
+    schedules) across every tenant. Only a key that holds it can grant it.
+    """
 
 class Scope(_Scope, metaclass=_ScopeEnumTypeWrapper): ...
 
@@ -38,6 +42,10 @@ SCOPE_UNSPECIFIED: Scope.ValueType  # 0
 SCOPE_READ: Scope.ValueType  # 1
 SCOPE_EXECUTE: Scope.ValueType  # 2
 SCOPE_ADMIN: Scope.ValueType  # 3
+SCOPE_OPERATOR: Scope.ValueType  # 4
+"""The deployment's operators: queue administration (stats, failed jobs,
+schedules) across every tenant. Only a key that holds it can grant it.
+"""
 Global___Scope: _TypeAlias = Scope  # noqa: Y015
 
 @_typing.final

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class AuthServiceStub:
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     def __init__(self, channel):
@@ -65,7 +66,8 @@ class AuthServiceStub:
 
 class AuthServiceServicer:
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     def Authenticate(self, request, context):
@@ -138,7 +140,8 @@ def add_AuthServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     @staticmethod

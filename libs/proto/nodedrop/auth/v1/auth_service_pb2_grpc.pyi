@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class AuthServiceStub:
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     @_typing.overload
@@ -46,7 +47,8 @@ class AuthServiceStub:
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -60,7 +62,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Credentials, owned by the API. The events service and the gateway call
-    Authenticate (with a short cache) instead of reading the key table.
+    Authenticate (with a short cache) instead of reading the key table;
+    Authenticate is for nodedrop services only (the service credential).
     """
 
     @_abc_1.abstractmethod

@@ -26,8 +26,11 @@ if _version_not_supported:
 
 
 class SchedulerServiceStub:
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     def __init__(self, channel):
@@ -99,8 +102,11 @@ class SchedulerServiceStub:
 
 
 class SchedulerServiceServicer:
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     def EnqueueExecution(self, request, context):
@@ -250,8 +256,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SchedulerService:
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     @staticmethod

@@ -27,8 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SchedulerServiceStub:
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     @_typing.overload
@@ -54,8 +57,11 @@ class SchedulerServiceStub:
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -77,8 +83,11 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.DeleteScheduleRequest, _scheduler_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The queue, inside the trust boundary: the API calls it with the tenant
-    it has already authenticated.
+    """The queue, inside the trust boundary: every method needs the service
+    credential (or a service's client certificate under mutual TLS), and
+    trusts the tenant a request names only because a nodedrop service (the
+    API, which took it from the caller's key) sent it. A tenant_id filter
+    left empty means every tenant.
     """
 
     @_abc_1.abstractmethod

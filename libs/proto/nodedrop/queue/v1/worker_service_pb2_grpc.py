@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """Administration of one worker process.
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
     """
 
     def __init__(self, channel):
@@ -48,7 +49,8 @@ class WorkerServiceStub:
 
 
 class WorkerServiceServicer:
-    """Administration of one worker process.
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
     """
 
     def GetWorkerStatus(self, request, context):
@@ -86,7 +88,8 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """Administration of one worker process.
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
     """
 
     @staticmethod

@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkerServiceStub:
-    """Administration of one worker process."""
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -39,7 +41,9 @@ class WorkerServiceStub:
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
-    """Administration of one worker process."""
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetWorkerStatus: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.GetWorkerStatusRequest, _worker_service_pb2.GetWorkerStatusResponse]  # type: ignore[assignment]
@@ -47,7 +51,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Stops taking jobs and drains within the grace period, as SIGTERM does."""
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Administration of one worker process."""
+    """Administration of one worker process. Internal: needs the service
+    credential (or a service's client certificate under mutual TLS).
+    """
 
     @_abc_1.abstractmethod
     def GetWorkerStatus(

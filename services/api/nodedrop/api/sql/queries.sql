@@ -145,6 +145,12 @@ WHERE e.status IN ('queued', 'running', 'retry_scheduled')
 ORDER BY e.created_at, e.id
 LIMIT $4;
 
+-- name: count_unfinished
+-- A tenant's unfinished executions by status (queue administration).
+SELECT status, count(*) AS n FROM executions
+WHERE tenant_id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
+GROUP BY status;
+
 -- name: insert_events
 -- Events of executions this database knows; a replayed (execution, sequence)
 -- inserts nothing and is not returned, so it changes nothing downstream.

@@ -112,6 +112,11 @@ WHERE status IN ('queued', 'running', 'retry_scheduled') AND mode = :mode
 ORDER BY created_at, id
 LIMIT :limit;
 
+-- name: count_unfinished
+SELECT status, count(*) AS n FROM executions
+WHERE tenant_id = :tenant_id AND status IN ('queued', 'running', 'retry_scheduled')
+GROUP BY status;
+
 -- name: insert_event
 INSERT INTO execution_events (execution_id, sequence, type, time, node_id, attempt, data, error)
 SELECT :execution_id, :sequence, :type, :time, :node_id, :attempt, :data, :error

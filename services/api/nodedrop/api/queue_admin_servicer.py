@@ -1,0 +1,218 @@
+"""QueueAdminService: the queue's administration for API keys.
+
+The scheduler takes only the service credential and trusts the tenant a
+request names; this servicer is where a tenant's key becomes that name. An
+admin key acts on its own tenant (the tenant filter is always set); an
+operator key on every tenant (no filter). Nothing in a request names a
+tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from nodedrop.admin.v1 import queue_admin_service_pb2 as pb
+from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as pb_grpc
+from nodedrop.api.definitions import to_proto
+from nodedrop.api.model import Status
+from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.workflow_cache import WorkflowCache
+from nodedrop.common.auth import (
+    SCOPE_ADMIN,
+    SCOPE_OPERATOR,
+    Principal,
+    current_credential,
+    current_principal,
+)
+from nodedrop.common.client import call
+from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
+from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
+from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
+
+__all__ = ["QueueAdminServicer"]
+
+_TIMEOUT_S = 10.0
+_TICKET_PREFIX = "ndt_"
+_UUID_CHARS = 36
+
+
+def _caller() -> tuple[Principal, str]:
+    """The caller and the tenant filter its key allows ("" for every tenant)."""
+    principal = current_principal()
+    if (current_credential() or "").startswith(_TICKET_PREFIX):
+        # Tickets travel in URLs: they read and subscribe, never administer.
+        raise PermissionDenied("queue administration takes an API key, not a ticket")
+    if principal.has_scope(SCOPE_OPERATOR):
+        return principal, ""
+    if principal.has_scope(SCOPE_ADMIN):
+        return principal, principal.tenant_id
+    raise PermissionDenied("queue administration needs the 'admin' or 'operator' scope")
+
+
+class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
+    def __init__(
+        self,
+        scheduler: grpc.aio.Channel | None,
+        metadata: Sequence[tuple[str, str]],
+        repository: ExecutionRepository,
+        workflows: WorkflowCache,
+    ) -> None:
+        """``metadata``: the API's service credential for the scheduler."""
+        self._stub = None if scheduler is None else sched_grpc.SchedulerServiceStub(scheduler)
+        self._metadata = tuple(metadata)
+        self._repo = repository
+        self._workflows = workflows
+
+    async def _call(self, method_name: str, request: Any) -> Any:
+        """The scheduler's answer; its refusals of the caller's request (a bad
+        cron, an unknown schedule) come back as they are, field violations
+        included, but its refusing the API itself is an outage to the caller."""
+        if self._stub is None:
+            raise Unavailable("queue administration needs the scheduler, which is not configured")
+        try:
+            return await call(
+                getattr(self._stub, method_name),
+                request,
+                timeout_s=_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except Unauthenticated as exc:
+            raise Unavailable("the scheduler refused the API's service credential") from exc
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"the scheduler failed: {exc.code().name}") from exc
+
+    async def GetQueueStats(
+        self, request: pb.GetQueueStatsRequest, context: object
+    ) -> pb.GetQueueStatsResponse:
+        _, tenant = _caller()
+        if not tenant:
+            stats = await self._call("GetQueueStats", sched_pb.GetQueueStatsRequest())
+            return pb.GetQueueStatsResponse(stats=stats)
+        counts = await self._repo.count_unfinished(tenant)
+        failed = 0
+        token = ""
+        while True:
+            page = await self._call(
+                "ListFailedJobs",
+                sched_pb.ListFailedJobsRequest(page_size=1000, page_token=token, tenant_id=tenant),
+            )
+            failed += len(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return pb.GetQueueStatsResponse(
+            tenant_id=tenant,
+            stats=sched_pb.GetQueueStatsResponse(
+                waiting=counts.get(Status.QUEUED, 0),
+                active=counts.get(Status.RUNNING, 0),
+                delayed=counts.get(Status.RETRY_SCHEDULED, 0),
+                failed=failed,
+            ),
+        )
+
+    async def ListFailedJobs(
+        self, request: pb.ListFailedJobsRequest, context: object
+    ) -> pb.ListFailedJobsResponse:
+        _, tenant = _caller()
+        r = await self._call(
+            "ListFailedJobs",
+            sched_pb.ListFailedJobsRequest(
+                page_size=request.page_size, page_token=request.page_token, tenant_id=tenant
+            ),
+        )
+        return pb.ListFailedJobsResponse(jobs=r.jobs, next_page_token=r.next_page_token)
+
+    async def RetryFailedJobs(
+        self, request: pb.RetryFailedJobsRequest, context: object
+    ) -> pb.RetryFailedJobsResponse:
+        _, tenant = _caller()
+        r = await self._call(
+            "RetryFailedJobs",
+            sched_pb.RetryFailedJobsRequest(
+                execution_ids=request.execution_ids, all=request.all, tenant_id=tenant
+            ),
+        )
+        return pb.RetryFailedJobsResponse(retried=r.retried)
+
+    async def PurgeFailedJobs(
+        self, request: pb.PurgeFailedJobsRequest, context: object
+    ) -> pb.PurgeFailedJobsResponse:
+        _, tenant = _caller()
+        r = await self._call(
+            "PurgeFailedJobs",
+            sched_pb.PurgeFailedJobsRequest(
+                execution_ids=request.execution_ids, all=request.all, tenant_id=tenant
+            ),
+        )
+        return pb.PurgeFailedJobsResponse(purged=r.purged)
+
+    async def CreateSchedule(
+        self, request: pb.CreateScheduleRequest, context: object
+    ) -> pb.CreateScheduleResponse:
+        principal, _ = _caller()
+        # Always the key's own tenant, operator or not: a schedule runs as
+        # its tenant, and no request may choose one.
+        schedule = sched_pb.Schedule(
+            tenant_id=principal.tenant_id,
+            cron=request.cron,
+            timezone=request.timezone,
+            paused=request.paused,
+        )
+        source = request.WhichOneof("source")
+        if source == "workflow_id":
+            workflow_id = request.workflow_id
+            # Not a stored id's shape: unknown, without a database read.
+            cached = (
+                await self._workflows.get(principal.tenant_id, workflow_id, None)
+                if len(workflow_id) == _UUID_CHARS
+                else None
+            )
+            if cached is None:
+                raise NotFound(f"workflow {workflow_id!r} not found")
+            workflow = to_proto(cached.definition.document)
+            workflow.id = cached.record.id
+            workflow.version = cached.record.version
+            schedule.workflow.CopyFrom(workflow)
+            schedule.workflow_id = cached.record.id
+        elif source == "workflow":
+            schedule.workflow.CopyFrom(request.workflow)
+        r = await self._call("CreateSchedule", sched_pb.CreateScheduleRequest(schedule=schedule))
+        return pb.CreateScheduleResponse(schedule=r.schedule)
+
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: object
+    ) -> pb.ListSchedulesResponse:
+        _, tenant = _caller()
+        r = await self._call("ListSchedules", sched_pb.ListSchedulesRequest(tenant_id=tenant))
+        return pb.ListSchedulesResponse(schedules=r.schedules)
+
+    async def PauseSchedule(
+        self, request: pb.PauseScheduleRequest, context: object
+    ) -> pb.PauseScheduleResponse:
+        r = await self._on_schedule("PauseSchedule", sched_pb.PauseScheduleRequest, request)
+        return pb.PauseScheduleResponse(schedule=r.schedule)
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: object
+    ) -> pb.ResumeScheduleResponse:
+        r = await self._on_schedule("ResumeSchedule", sched_pb.ResumeScheduleRequest, request)
+        return pb.ResumeScheduleResponse(schedule=r.schedule)
+
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: object
+    ) -> pb.DeleteScheduleResponse:
+        await self._on_schedule("DeleteSchedule", sched_pb.DeleteScheduleRequest, request)
+        return pb.DeleteScheduleResponse()
+
+    async def _on_schedule(self, method: str, message: Any, request: Any) -> Any:
+        _, tenant = _caller()
+        try:
+            return await self._call(
+                method, message(schedule_id=request.schedule_id, tenant_id=tenant)
+            )
+        except PermissionDenied:
+            # Another tenant's schedule is not revealed to exist.
+            raise NotFound(f"schedule {request.schedule_id!r} not found") from None
