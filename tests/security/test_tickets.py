@@ -17,7 +17,15 @@ from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_g
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from tests.helpers.services import ServiceProcess
 
-from .perimeter_stack import Key, assert_clean, issue_ticket, make_key, planted_env, running
+from .perimeter_stack import (
+    PLANTED_SERVICE_TOKEN,
+    Key,
+    assert_clean,
+    issue_ticket,
+    make_key,
+    planted_env,
+    running,
+)
 
 auth = auth_service_pb2
 ex = execution_service_pb2
@@ -71,9 +79,12 @@ async def test_an_admin_keys_ticket_cannot_act(api: tuple[ServiceProcess, Key]) 
             ex.ListExecutionsRequest(page_size=5), metadata=bearer_metadata(ticket), timeout=5
         )
         assert list(listed.executions) == []
-        # ... and says what it is to the services that ask.
+        # ... and says what it is to the services that ask (Authenticate is
+        # for services: it takes the service credential).
         who = await stubs["auth"].Authenticate(  # type: ignore[attr-defined]
-            auth.AuthenticateRequest(credential=ticket), timeout=5
+            auth.AuthenticateRequest(credential=ticket),
+            timeout=5,
+            metadata=bearer_metadata(PLANTED_SERVICE_TOKEN),
         )
         assert who.tenant_id == "tenant-t" and list(who.scopes) == [auth.SCOPE_READ]
         assert who.HasField("expire_time")
