@@ -1,0 +1,106 @@
+-- Fair admission between tenants (docs/redis-layout.md, "Fairness between
+-- tenants"), prepended after _lib.lua.  Per partition, a tenant holds at most
+-- ``cap`` places in the job streams (entries waiting or running), listed in
+-- ``in:<tenant>``; what is over goes to ``park:<tenant>`` and enters a stream
+-- when one of the tenant's places frees.  So another tenant's job never queues
+-- behind more than ``cap`` entries of a busy tenant per partition.  ``cap`` 0
+-- turns admission off: every job goes straight to its stream.
+--
+-- Membership, not a counter: adding and removing an id twice is harmless, so
+-- a requeue, a reclaim or a resent commit can never make the count drift.
+
+-- A parked job's score: lane rank (0 = highest lane) above arrival time, so a
+-- tenant's backlog is served by priority, then in arrival order.
+local PARK_RANK = 1e13
+
+local function in_key(base, tn) return base .. 'in:' .. (tn or '') end
+local function park_key(base, tn) return base .. 'park:' .. (tn or '') end
+
+local function num(x) return string.format('%.0f', x) end
+
+-- Promote parked jobs of tenant ``tn`` while it has room under ``cap``
+-- (cap 0: all of them, admission was turned off).  Jobs whose state is gone or
+-- no longer waiting (cancelled, expired) are dropped on the way.
+local function fair_fill(base, tn, cap, now)
+  local pk = park_key(base, tn)
+  local ik = in_key(base, tn)
+  local room = 1e18
+  if cap > 0 then room = cap - redis.call('ZCARD', ik) end
+  local moved = 0
+  while room > 0 do
+    local top = redis.call('ZPOPMIN', pk)
+    if #top == 0 then break end
+    local id = top[1]
+    local h = redis.call('HMGET', exec_key(base, id), 'st', 'a', 'tp', 'ln')
+    if h[1] == 'QUEUED' or h[1] == 'RETRY_SCHEDULED' then
+      if cap > 0 then redis.call('ZADD', ik, now, id) end
+      redis.call('XADD', jobs_key(base, h[4]), '*', 'x', id, 'a', h[2], 'tp', h[3] or '',
+                 't', now)
+      room = room - 1
+      moved = moved + 1
+    end
+  end
+  if redis.call('EXISTS', pk) == 0 then redis.call('SREM', base .. 'parked', tn or '') end
+  return moved
+end
+
+-- A job becomes runnable (enqueue, a due retry or delayed run, a failed-queue
+-- retry): into its lane stream when the tenant has room and nothing parked
+-- before it, else parked.  ``rank``: its lane's rank, 0 for the highest.
+local function fair_admit(base, tn, id, lane, rank, attempt, tp, now, cap)
+  if cap > 0 then
+    local pk = park_key(base, tn)
+    if redis.call('EXISTS', pk) == 1 or redis.call('ZCARD', in_key(base, tn)) >= cap then
+      redis.call('ZADD', pk, num(tonumber(rank) * PARK_RANK + tonumber(now)), id)
+      redis.call('SADD', base .. 'parked', tn or '')
+      fair_fill(base, tn, cap, now)
+      return 0
+    end
+    redis.call('ZADD', in_key(base, tn), now, id)
+  end
+  redis.call('XADD', jobs_key(base, lane), '*', 'x', id, 'a', attempt, 'tp', tp or '', 't', now)
+  return 1
+end
+
+-- The execution gives up its place (its attempt ended, it was cancelled or
+-- dead-lettered): the tenant's next parked job takes it.
+local function fair_leave(base, tn, id, cap, now)
+  redis.call('ZREM', in_key(base, tn), id)
+  if redis.call('EXISTS', park_key(base, tn)) == 1 then fair_fill(base, tn, cap, now) end
+end
+
+-- A parked execution is cancelled: out of the backlog.
+local function fair_unpark(base, tn, id)
+  if redis.call('ZREM', park_key(base, tn), id) == 1 then
+    if redis.call('EXISTS', park_key(base, tn)) == 0 then
+      redis.call('SREM', base .. 'parked', tn or '')
+    end
+  end
+end
+
+-- Lane rank from a lane value, given the lanes highest first as ARGV from ``at``.
+local function lane_rank(lane, at)
+  for i = at, #ARGV do
+    if ARGV[i] == lane then return i - at end
+  end
+  return #ARGV - at
+end
+
+-- The scheduler's pass (with move_due): up to ``n`` tenants with a backlog, in
+-- random order, get their free places filled.  A tenant at its cap first has its
+-- oldest places checked: a place whose execution ended or whose state expired
+-- (an entry acked as unknown cannot name its tenant) is given back.
+local function fair_sweep(base, cap, now, n)
+  local moved = 0
+  for _, tn in ipairs(redis.call('SRANDMEMBER', base .. 'parked', n)) do
+    local ik = in_key(base, tn)
+    if cap > 0 and redis.call('ZCARD', ik) >= cap then
+      for _, id in ipairs(redis.call('ZRANGE', ik, 0, 7)) do
+        local st = redis.call('HGET', exec_key(base, id), 'st')
+        if not st or TERMINAL[st] then redis.call('ZREM', ik, id) end
+      end
+    end
+    moved = moved + fair_fill(base, tn, cap, now)
+  end
+  return moved
+end
