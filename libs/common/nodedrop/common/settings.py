@@ -369,7 +369,7 @@ class ExecutionSettings:
             state_ttl_s=env_int(env, "EXECUTION_STATE_TTL", 86400, minimum=1),
             completion_ttl_s=env_int(env, "EXECUTION_COMPLETION_TTL", 3600, minimum=1),
             tenant_max_active=env_int(
-                env, "NODEDROP_TENANT_MAX_ACTIVE", 256, minimum=0, maximum=1_000_000
+                env, "NODEDROP_TENANT_MAX_ACTIVE", 64, minimum=0, maximum=1_000_000
             ),
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from nodedrop.store.keys import DEFAULT_LANE, Keys
 
 # NODEDROP_TENANT_MAX_ACTIVE: executions of one tenant in the job streams at once.
-DEFAULT_TENANT_MAX_ACTIVE = 256
+DEFAULT_TENANT_MAX_ACTIVE = 64
 MAX_TENANT_MAX_ACTIVE = 1_000_000
 # A parked job's score: lane rank * PARK_RANK + arrival ms (lua/_fair.lua).
 PARK_RANK = 10**13
