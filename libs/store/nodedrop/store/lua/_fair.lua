@@ -50,10 +50,11 @@ end
 local function fair_admit(base, tn, id, lane, rank, attempt, tp, now, cap)
   if cap > 0 then
     local pk = park_key(base, tn)
-    if redis.call('EXISTS', pk) == 1 or redis.call('ZCARD', in_key(base, tn)) >= cap then
+    local held = redis.call('ZCARD', in_key(base, tn))
+    if held >= cap or redis.call('EXISTS', pk) == 1 then
       redis.call('ZADD', pk, num(tonumber(rank) * PARK_RANK + tonumber(now)), id)
       redis.call('SADD', base .. 'parked', tn or '')
-      fair_fill(base, tn, cap, now)
+      if held < cap then fair_fill(base, tn, cap, now) end
       return 0
     end
     redis.call('ZADD', in_key(base, tn), now, id)
