@@ -54,7 +54,7 @@ local function fair_admit(base, tn, id, lane, rank, attempt, tp, now, cap)
     if held >= cap or redis.call('EXISTS', pk) == 1 then
       redis.call('ZADD', pk, num(tonumber(rank) * PARK_RANK + tonumber(now)), id)
       redis.call('SADD', base .. 'parked', tn or '')
-      if held < cap then fair_fill(base, tn, cap, now) end
+      if held < cap then return fair_fill(base, tn, cap, now) end
       return 0
     end
     redis.call('ZADD', in_key(base, tn), now, id)
