@@ -53,7 +53,8 @@ PARTITIONS = 16
 
 def _queue_bench() -> ModuleType:
     """bench/queue.py's process helpers (private Redis, worker, readiness)."""
-    spec = importlib.util.spec_from_file_location("nd_bench_queue", Path(__file__).with_name("queue.py"))
+    path = Path(__file__).with_name("queue.py")
+    spec = importlib.util.spec_from_file_location("nd_bench_queue", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -47,7 +47,9 @@ async def test_retry_and_execute_node_take_from_the_tenant_bucket(
             "NODEDROP_EXECUTE_RATE_BURST": "2",
         }
     )
-    server = GrpcServer(ApiService(settings, repository=pg_repo, queue=FakeQueue()), settings.server)
+    server = GrpcServer(
+        ApiService(settings, repository=pg_repo, queue=FakeQueue()), settings.server
+    )
     await server.start()
     busy, _ = await create_key(pg_repo, "tenant-busy", "busy", ALL_SCOPES)
     other, _ = await create_key(pg_repo, "tenant-other", "other", ALL_SCOPES)
@@ -70,12 +72,9 @@ async def test_retry_and_execute_node_take_from_the_tenant_bucket(
                 await stub.RetryExecution(retry, metadata=a)
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "RetryExecution" in (info.value.details() or "")
-            assert (
-                await _code(
-                    stub.ExecuteWorkflow(ex_pb.ExecuteWorkflowRequest(workflow=workflow()), metadata=a)
-                )
-                == grpc.StatusCode.RESOURCE_EXHAUSTED
-            )
+            execute = ex_pb.ExecuteWorkflowRequest(workflow=workflow())
+            code = await _code(stub.ExecuteWorkflow(execute, metadata=a))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
             # Another tenant has its own bucket: its retry of an unknown execution
             # gets as far as the lookup.
             assert await _code(stub.RetryExecution(retry, metadata=b)) == grpc.StatusCode.NOT_FOUND

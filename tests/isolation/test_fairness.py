@@ -36,9 +36,8 @@ def workflow(wait_s: float | None) -> wf_pb.Workflow:
     nodes = [wf_pb.Node(id="t", type="manual_trigger", parameters_json="{}")]
     connections = []
     if wait_s is not None:
-        nodes.append(
-            wf_pb.Node(id="w", type="wait", parameters_json=orjson.dumps({"seconds": wait_s}).decode())
-        )
+        params = orjson.dumps({"seconds": wait_s}).decode()
+        nodes.append(wf_pb.Node(id="w", type="wait", parameters_json=params))
         connections.append(wf_pb.Connection(source="t", target="w"))
     return wf_pb.Workflow(name="fair", nodes=nodes, connections=connections)
 
@@ -58,11 +57,12 @@ async def cluster(redis_url: str) -> AsyncIterator[tuple[pb_grpc.SchedulerServic
     }
     store = RedisStore.from_url(redis_url, StoreConfig(keys=Keys(prefix, PARTITIONS)))
     try:
-        async with start_service("scheduler", env=env) as scheduler, start_service(
-            "worker", env=env
+        async with (
+            start_service("scheduler", env=env) as scheduler,
+            start_service("worker", env=env),
+            grpc.aio.insecure_channel(scheduler.target) as channel,
         ):
-            async with grpc.aio.insecure_channel(scheduler.target) as channel:
-                yield pb_grpc.SchedulerServiceStub(channel), prefix
+            yield pb_grpc.SchedulerServiceStub(channel), prefix
     finally:
         await store.delete_all()
         await store.close()

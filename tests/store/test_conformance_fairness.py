@@ -31,14 +31,13 @@ LEASE = 30_000
 MAX_ACTIVE = 8
 
 
-_last = 0
+_last = [0]
 
 
 def now() -> int:
     """Strictly increasing: parked jobs are ordered by arrival ms (then by id)."""
-    global _last
-    _last = max(_last + 1, int(time.time() * 1000))
-    return _last
+    _last[0] = max(_last[0] + 1, int(time.time() * 1000))
+    return _last[0]
 
 
 def fair_config(max_active: int = MAX_ACTIVE):  # type: ignore[no-untyped-def]

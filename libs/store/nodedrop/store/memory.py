@@ -124,60 +124,59 @@ class MemoryStore:
         self._wake()
 
     def _admit(self, e: _Exec, now_ms: int) -> bool:
-        """Into the stream when the tenant has room and nothing parked, else parked."""
+        """Into the stream when the tenant has a free place, else parked (a tenant
+        with parked jobs has none: see lua/_fair.lua)."""
         cap = self.config.tenant_cap
         if not cap:
             self._push(e, now_ms)
             return True
         key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
         admitted = self._admitted.setdefault(key, set())
-        if key not in self._parked and len(admitted) < cap:
+        if len(admitted) < cap:
             admitted.add(e.spec.execution_id)
             self._push(e, now_ms)
             return True
         rank = self.config.lane_rank(e.lane)
-        bisect.insort(
-            self._parked.setdefault(key, []),
-            (rank, now_ms, e.spec.execution_id),
-        )
-        self._fill(key, now_ms)
+        bisect.insort(self._parked.setdefault(key, []), (rank, now_ms, e.spec.execution_id))
+        return False
+
+    def _promote(self, key: tuple[int, str], now_ms: int, hold: bool) -> bool:
+        """The tenant's next parked job that still waits, into its stream."""
+        backlog = self._parked.get(key, [])
+        while backlog:
+            x = backlog.pop(0)[2]
+            e = self._live(x)
+            if e is not None and e.status in (S.QUEUED, S.RETRY_SCHEDULED):
+                if hold:
+                    self._admitted.setdefault(key, set()).add(x)
+                self._push(e, now_ms)
+                return True
         return False
 
     def _fill(self, key: tuple[int, str], now_ms: int) -> int:
         """Promote the tenant's parked jobs while it has room (all without a cap)."""
         cap = self.config.tenant_cap
-        admitted = self._admitted.setdefault(key, set())
-        backlog = self._parked.get(key, [])
         moved = 0
-        while backlog and (not cap or len(admitted) < cap):
-            x = backlog.pop(0)[2]
-            e = self._live(x)
-            if e is not None and e.status in (S.QUEUED, S.RETRY_SCHEDULED):
-                if cap:
-                    admitted.add(x)
-                self._push(e, now_ms)
-                moved += 1
-        if not backlog:
-            self._parked.pop(key, None)
-        if not admitted:
-            self._admitted.pop(key, None)
+        while (not cap or len(self._admitted.get(key, ())) < cap) and self._promote(
+            key, now_ms, bool(cap)
+        ):
+            moved += 1
         return moved
 
     def _leave(self, e: _Exec, now_ms: int) -> None:
+        if not self.config.tenant_cap:
+            return
         key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
-        self._admitted.get(key, set()).discard(e.spec.execution_id)
-        if key in self._parked:
-            self._fill(key, now_ms)
-        elif not self._admitted.get(key, True):
-            del self._admitted[key]
+        admitted = self._admitted.get(key)
+        if admitted is not None and e.spec.execution_id in admitted:
+            admitted.discard(e.spec.execution_id)
+            self._promote(key, now_ms, True)
 
     def _unpark(self, e: _Exec) -> None:
         key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
         backlog = self._parked.get(key)
         if backlog:
             backlog[:] = [b for b in backlog if b[2] != e.spec.execution_id]
-            if not backlog:
-                del self._parked[key]
 
     def _sweep(self, now_ms: int) -> int:
         """The scheduler's pass: tenants with a backlog get their free places
@@ -185,6 +184,9 @@ class MemoryStore:
         cap = self.config.tenant_cap
         moved = 0
         for key in list(self._parked):
+            if not self._parked[key]:
+                del self._parked[key]
+                continue
             admitted = self._admitted.get(key, set())
             if cap and len(admitted) >= cap:
                 for x in list(admitted):
