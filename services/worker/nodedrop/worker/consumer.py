@@ -527,7 +527,7 @@ class Consumer:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
 
 def _parse_error(text: str) -> EventError | None:
