@@ -1,6 +1,7 @@
 """Queue benchmark: executions per second end to end, and idle latency.
 
     .venv/bin/python bench/queue.py [--count 20000] [--workers 1 2] [--concurrency 2000]
+        [--max-active N]
 
 Starts a private redis-server (no persistence) on a free port, real worker
 processes (`nodedrop worker`), submits COUNT executions of a 1-node and a
@@ -8,6 +9,10 @@ processes (`nodedrop worker`), submits COUNT executions of a 1-node and a
 scheduler's EnqueueExecution minus gRPC) and measures from the first submit to
 the last EXECUTION_COMPLETED.  Then idle latency: one execution at a time, from
 the enqueue call to the EXECUTION_STARTED event read back from its stream.
+Every execution is one tenant's: NODEDROP_TENANT_MAX_ACTIVE is the workers'
+slots (concurrency x workers, as docs/operations.md advises), unless
+--max-active says otherwise, so most of a submitted batch waits parked and is
+admitted as the executions before it end.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
 
 
 def start_worker(
-    url: str, prefix: str, concurrency: int, index: int
+    url: str, prefix: str, concurrency: int, index: int, max_active: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     addr = f"127.0.0.1:{free_port()}"
     env = dict(os.environ)
@@ -117,6 +122,8 @@ def start_worker(
         LOG_LEVEL="warning",
         NODEDROP_SERVICE_TOKEN=SERVICE_TOKEN,
     )
+    if max_active is not None:
+        env["NODEDROP_TENANT_MAX_ACTIVE"] = str(max_active)
     exe = shutil.which("nodedrop", path=str(ROOT / ".venv" / "bin")) or "nodedrop"
     return subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL), addr
 
@@ -237,13 +244,20 @@ async def run(args: argparse.Namespace) -> None:
     try:
         for n_workers in args.workers:
             prefix = f"bench{n_workers}"
-            store = RedisStore.from_url(url, StoreConfig(keys=Keys(prefix, PARTITIONS)))
+            cap = args.max_active if args.max_active is not None else args.concurrency * n_workers
+            config = StoreConfig(keys=Keys(prefix, PARTITIONS), tenant_max_active=cap)
+            store = RedisStore.from_url(url, config)
             await store.ensure_groups()
-            started = [start_worker(url, prefix, args.concurrency, i) for i in range(n_workers)]
+            started = [
+                start_worker(url, prefix, args.concurrency, i, cap) for i in range(n_workers)
+            ]
             procs = [p for p, _ in started]
             try:
                 await wait_consuming([a for _, a in started])
-                print(f"{n_workers} worker process(es), concurrency {args.concurrency}:")
+                print(
+                    f"{n_workers} worker process(es), concurrency {args.concurrency}, "
+                    f"tenant max active {cap}:"
+                )
                 pids = {"workers": [p.pid for p in procs], "redis": [redis.pid]}
                 await throughput(store, 1, min(2000, args.count), pids)  # warm-up
                 for nodes in (1, 5):
@@ -273,6 +287,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--concurrency", type=int, default=2000)
     ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument(
+        "--max-active",
+        type=int,
+        default=None,
+        help="NODEDROP_TENANT_MAX_ACTIVE (default: concurrency x workers; 0 = no limit)",
+    )
     ap.add_argument(
         "--commandstats", action="store_true", help="print Redis CPU per command per execution"
     )

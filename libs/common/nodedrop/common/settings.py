@@ -405,6 +405,10 @@ class ExecutionSettings:
     state_ttl_s: int
     # ... and after it ends, cut short so finished work does not pile up.
     completion_ttl_s: int
+    # Fairness: executions of one tenant in the job streams at once (waiting or
+    # running); the rest waits parked.  0 = no limit.  Every service that
+    # touches the queue must use the same value.
+    tenant_max_active: int
 
     @classmethod
     def from_env(cls, env: Env) -> ExecutionSettings:
@@ -414,6 +418,9 @@ class ExecutionSettings:
             ),
             state_ttl_s=env_int(env, "EXECUTION_STATE_TTL", 86400, minimum=1),
             completion_ttl_s=env_int(env, "EXECUTION_COMPLETION_TTL", 3600, minimum=1),
+            tenant_max_active=env_int(
+                env, "NODEDROP_TENANT_MAX_ACTIVE", 64, minimum=0, maximum=1_000_000
+            ),
         )
 
 

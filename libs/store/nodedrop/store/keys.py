@@ -11,6 +11,9 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:exec:<id>       hash: execution context
     nd:{p07}:exec:<id>:out   hash: node id -> outputs JSON ({"port": [items]})
     nd:{p07}:exec:<id>:ev    stream: the execution's events, entry id = "<sequence>-0"
+    nd:{p07}:in:<tenant>     zset exec id -> admission ms: the tenant's jobs in the streams
+    nd:{p07}:park:<tenant>   zset exec id -> lane rank * 1e13 + ms: the tenant's parked jobs
+    nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
     nd:{global}:fire:<id>:<tick>  string, SET NX: one firing per cron tick
 
@@ -76,6 +79,15 @@ class Keys:
 
     def events(self, p: int) -> str:
         return f"{self.base(p)}events"
+
+    def admitted(self, p: int, tenant: str) -> str:
+        return f"{self.base(p)}in:{tenant}"
+
+    def park(self, p: int, tenant: str) -> str:
+        return f"{self.base(p)}park:{tenant}"
+
+    def parked(self, p: int) -> str:
+        return f"{self.base(p)}parked"
 
     def exec(self, execution_id: str) -> str:
         return self._bases[self.partition(execution_id)] + "exec:" + execution_id

@@ -7,6 +7,7 @@ code cannot tell them apart.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import time
 from collections import OrderedDict
@@ -96,6 +97,11 @@ class MemoryStore:
         self._events: list[list[tuple[str, EventRecord]]] = [[] for _ in range(self._k.partitions)]
         self._groups: dict[str, list[int]] = {}
         self._changed = asyncio.Event()
+        # Fairness (docs/redis-layout.md): per (partition, tenant) the executions
+        # in the streams, and the parked ones as (lane rank, arrival ms, id): the
+        # order Redis keeps them in (score, then member).
+        self._admitted: dict[tuple[int, str], set[str]] = {}
+        self._parked: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
 
     # -- helpers ----------------------------------------------------------------
 
@@ -116,6 +122,79 @@ class MemoryStore:
         s.entries[entry.entry_id] = entry
         s.undelivered[entry.entry_id] = entry
         self._wake()
+
+    def _admit(self, e: _Exec, now_ms: int) -> bool:
+        """Into the stream when the tenant has a free place, else parked (a tenant
+        with parked jobs has none: see lua/_fair.lua)."""
+        cap = self.config.tenant_cap
+        if not cap:
+            self._push(e, now_ms)
+            return True
+        key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
+        admitted = self._admitted.setdefault(key, set())
+        if len(admitted) < cap:
+            admitted.add(e.spec.execution_id)
+            self._push(e, now_ms)
+            return True
+        rank = self.config.lane_rank(e.lane)
+        bisect.insort(self._parked.setdefault(key, []), (rank, now_ms, e.spec.execution_id))
+        return False
+
+    def _promote(self, key: tuple[int, str], now_ms: int, hold: bool) -> bool:
+        """The tenant's next parked job that still waits, into its stream."""
+        backlog = self._parked.get(key, [])
+        while backlog:
+            x = backlog.pop(0)[2]
+            e = self._live(x)
+            if e is not None and e.status in (S.QUEUED, S.RETRY_SCHEDULED):
+                if hold:
+                    self._admitted.setdefault(key, set()).add(x)
+                self._push(e, now_ms)
+                return True
+        return False
+
+    def _fill(self, key: tuple[int, str], now_ms: int) -> int:
+        """Promote the tenant's parked jobs while it has room (all without a cap)."""
+        cap = self.config.tenant_cap
+        moved = 0
+        while (not cap or len(self._admitted.get(key, ())) < cap) and self._promote(
+            key, now_ms, bool(cap)
+        ):
+            moved += 1
+        return moved
+
+    def _leave(self, e: _Exec, now_ms: int) -> None:
+        if not self.config.tenant_cap:
+            return
+        key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
+        admitted = self._admitted.get(key)
+        if admitted is not None and e.spec.execution_id in admitted:
+            admitted.discard(e.spec.execution_id)
+            self._promote(key, now_ms, True)
+
+    def _unpark(self, e: _Exec) -> None:
+        key = (self._k.partition(e.spec.execution_id), e.spec.tenant_id)
+        backlog = self._parked.get(key)
+        if backlog:
+            backlog[:] = [b for b in backlog if b[2] != e.spec.execution_id]
+
+    def _sweep(self, now_ms: int) -> int:
+        """The scheduler's pass: tenants with a backlog get their free places
+        filled, after places of ended or vanished executions are given back."""
+        cap = self.config.tenant_cap
+        moved = 0
+        for key in list(self._parked):
+            if not self._parked[key]:
+                del self._parked[key]
+                continue
+            admitted = self._admitted.get(key, set())
+            if cap and len(admitted) >= cap:
+                for x in list(admitted):
+                    e = self._live(x)
+                    if e is None or e.status in TERMINAL_STATUSES:
+                        admitted.discard(x)
+            moved += self._fill(key, now_ms)
+        return moved
 
     def _wake(self) -> None:
         self._changed.set()
@@ -176,7 +255,7 @@ class MemoryStore:
         if spec.run_at_ms > now_ms:
             self._delayed[spec.execution_id] = spec.run_at_ms
         else:
-            self._push(e, now_ms)
+            self._admit(e, now_ms)
         return EnqueueResult(spec.execution_id, S.QUEUED, True)
 
     async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
@@ -266,9 +345,8 @@ class MemoryStore:
             del self._delayed[x]
             e = self._live(x)
             if e is not None and e.status in (S.QUEUED, S.RETRY_SCHEDULED):
-                self._push(e, now_ms)
-                moved += 1
-        return moved
+                moved += self._admit(e, now_ms)
+        return moved + self._sweep(now_ms)
 
     async def reclaim(self, min_idle_ms: int, max_reclaims: int, limit: int) -> ReclaimReport:
         now = time.monotonic() * 1000
@@ -290,6 +368,7 @@ class MemoryStore:
                     err = EventError(reason, "STALLED", False)
                     self._emit(e, _now_ms(), EventDraft(EventType.EXECUTION_FAILED, error=err))
                     self._dead_letter(e, _now_ms(), reason, "")
+                    self._leave(e, _now_ms())
                     dead += 1
                 else:
                     self._push(e, _now_ms())
@@ -342,7 +421,7 @@ class MemoryStore:
             e.fence += 1
             e.expires_at = time.monotonic() + self.config.state_ttl_s
             self._emit(e, now_ms, EventDraft(EventType.EXECUTION_QUEUED))
-            self._push(e, now_ms)
+            self._admit(e, now_ms)
             n += 1
         return n
 
@@ -367,6 +446,12 @@ class MemoryStore:
             if s.undelivered:
                 first = next(iter(s.undelivered.values()))
                 oldest[lane] = max(oldest[lane], now_ms - first.enqueued_at)
+        # Parked jobs wait too.
+        for backlog in self._parked.values():
+            for rank, arrived, _ in backlog:
+                lane = self.config.lanes[rank]
+                waiting[lane] += 1
+                oldest[lane] = max(oldest[lane], now_ms - arrived)
         return QueueStats(
             waiting=sum(waiting.values()),
             active=active,
@@ -399,6 +484,9 @@ class MemoryStore:
                     e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED, error=e.cancel_error)
                 )
                 self._finish(e, S.CANCELLED)
+                # Its place is given back; the scheduler's sweep promotes the next.
+                key = (d.partition, e.spec.tenant_id)
+                self._admitted.get(key, set()).discard(d.execution_id)
                 skip = "cancelled"
             if skip or e is None:
                 self._ack(d.partition, d.lane, d.entry_id)
@@ -491,6 +579,7 @@ class MemoryStore:
                 else:
                     self._finish(e, t.status)
                 self._ack(lz.partition, lz.lane, lz.entry_id)
+                self._leave(e, now_ms)
             out.append(CommitResult(True, first))
         return out
 
@@ -512,6 +601,8 @@ class MemoryStore:
         e.fence += 1
         self._emit(e, now_ms, EventDraft(EventType.EXECUTION_CANCELLED, error=e.cancel_error))
         self._finish(e, S.CANCELLED)
+        self._unpark(e)
+        self._leave(e, now_ms)
         return S.CANCELLED
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:

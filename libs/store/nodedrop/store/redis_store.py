@@ -15,7 +15,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from nodedrop.store.config import StoreConfig
+from nodedrop.store.config import PARK_RANK, SWEEP_TENANTS, StoreConfig
 from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied
 from nodedrop.store.keys import JOBS_GROUP
 from nodedrop.store.model import (
@@ -212,9 +212,11 @@ class RedisStore:
 
     async def enqueue_many(self, specs: Sequence[JobSpec], now_ms: int) -> list[EnqueueResult]:
         calls: list[_Call] = []
+        cap = self.config.tenant_cap
         for spec in specs:
             validate_spec(spec)
             p = self._k.partition(spec.execution_id)
+            lane = self.config.lane_of(spec.priority)
             args: list[Any] = [
                 self._k.base(p),
                 spec.execution_id,
@@ -222,7 +224,7 @@ class RedisStore:
                 spec.workflow_id,
                 spec.workflow_json,
                 spec.trigger_json,
-                self.config.lane_of(spec.priority),
+                lane,
                 spec.max_attempts,
                 repr(spec.backoff_s),
                 repr(spec.timeout_s),
@@ -235,6 +237,7 @@ class RedisStore:
             ]
             for node, out in spec.completed_outputs.items():
                 args += [node, out]
+            args += [cap, self.config.lane_rank(lane)]
             calls.append((SCRIPTS["enqueue"], self._k.exec_in(p, spec.execution_id), args))
         results = await self._eval(calls)
         return [
@@ -324,7 +327,18 @@ class RedisStore:
 
     async def move_due(self, now_ms: int, limit: int) -> int:
         calls: list[_Call] = [
-            (SCRIPTS["move_due"], self._k.delayed(p), [self._k.base(p), now_ms, limit])
+            (
+                SCRIPTS["move_due"],
+                self._k.delayed(p),
+                [
+                    self._k.base(p),
+                    now_ms,
+                    limit,
+                    self.config.tenant_cap,
+                    SWEEP_TENANTS,
+                    *self.config.lanes,
+                ],
+            )
             for p in range(self._k.partitions)
         ]
         return sum(int(r) for r in await self._eval(calls))
@@ -345,6 +359,7 @@ class RedisStore:
                     limit,
                     now,
                     self.config.events_maxlen,
+                    self.config.tenant_cap,
                 ],
             )
             for p, lane, name in self._streams
@@ -430,6 +445,8 @@ class RedisStore:
                         now_ms,
                         self.config.events_maxlen,
                         self.config.state_ttl_s,
+                        self.config.tenant_cap,
+                        *self.config.lanes,
                     ],
                 )
             )
@@ -498,6 +515,7 @@ class RedisStore:
                     oldest_by_lane[lane] = max(oldest_by_lane[lane], age)
             for (lane, _, _), entries in zip(uncounted, replies[len(heads) :], strict=True):
                 waiting_by_lane[lane] += len(entries)
+        await self._add_parked(now_ms, waiting_by_lane, oldest_by_lane)
         base = 3 * len(self._streams)
         delayed = failed = completed = 0
         for p in range(self._k.partitions):
@@ -518,6 +536,32 @@ class RedisStore:
             lanes=lanes,
             partitions=self._k.partitions,
         )
+
+    async def _add_parked(
+        self, now_ms: int, waiting: dict[int, int], oldest: dict[int, int]
+    ) -> None:
+        """Parked jobs wait too: counted per lane, their age from their arrival."""
+        pipe = self._r.pipeline(transaction=False)
+        for p in range(self._k.partitions):
+            pipe.smembers(self._k.parked(p))
+        parked = [(p, t) for p, ts in enumerate(await pipe.execute()) for t in sorted(ts)]
+        if not parked:
+            return
+        lanes = self.config.lanes
+        pipe = self._r.pipeline(transaction=False)
+        for p, tenant in parked:
+            key = self._k.park(p, tenant)
+            for rank in range(len(lanes)):
+                low, high = rank * PARK_RANK, (rank + 1) * PARK_RANK
+                pipe.zcount(key, low, f"({high}")
+                pipe.zrangebyscore(key, low, f"({high}", start=0, num=1, withscores=True)
+        replies = iter(await pipe.execute())
+        for _ in parked:
+            for rank, lane in enumerate(lanes):
+                waiting[lane] += int(next(replies))
+                for _, score in next(replies):
+                    age = max(0, now_ms - (int(score) - rank * PARK_RANK))
+                    oldest[lane] = max(oldest[lane], age)
 
     # -- StateStore -------------------------------------------------------------
 
@@ -615,6 +659,7 @@ class RedisStore:
 
     async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
         calls: list[_Call] = []
+        cap = self.config.tenant_cap
         for c in commits:
             lz = c.lease
             args: list[Any] = [
@@ -638,7 +683,7 @@ class RedisStore:
                 args += ["", 0, "", ""]
             else:
                 args += [t.status.value, t.retry_at_ms, t.dead_letter_reason, t.failed_node]
-            args.append(c.number)
+            args += [c.number, cap]
             calls.append((SCRIPTS["commit"], self._k.exec_in(lz.partition, lz.execution_id), args))
         return [
             CommitResult(bool(r[0]), int(r[1]), duplicate=r[0] == 2)
@@ -658,6 +703,7 @@ class RedisStore:
             self.config.completion_ttl_s,
             self._k.cancel_channel(),
             cancel_error(reason).to_json(),
+            self.config.tenant_cap,
         ]
         (r,) = await self._eval([(SCRIPTS["cancel"], self._k.exec(execution_id), args)])
         if r == "unknown":

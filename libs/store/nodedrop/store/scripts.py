@@ -1,6 +1,7 @@
 """The Lua scripts, loaded once per connection pool and run with EVALSHA.
 
-Each script is the static text of ``lua/_lib.lua`` followed by its own file;
+Each script is the static text of ``lua/_lib.lua`` and ``lua/_fair.lua`` followed
+by its own file;
 nothing of it ever comes from user input.
 """
 
@@ -37,7 +38,7 @@ class LuaScript:
 
 def _load() -> dict[str, LuaScript]:
     folder = resources.files("nodedrop.store") / "lua"
-    lib = (folder / "_lib.lua").read_text()
+    lib = (folder / "_lib.lua").read_text() + "\n" + (folder / "_fair.lua").read_text()
     out = {}
     for name in _NAMES:
         src = lib + "\n" + (folder / f"{name}.lua").read_text()

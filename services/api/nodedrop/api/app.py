@@ -200,6 +200,7 @@ class ApiService:
             keys=Keys(prefix=s.redis.prefix, partitions=s.redis.partitions),
             state_ttl_s=s.execution.state_ttl_s,
             completion_ttl_s=s.execution.completion_ttl_s,
+            tenant_max_active=s.execution.tenant_max_active,
         )
         if self._dev and self._redis is None:
             # As the scheduler, workers and events service of `nodedrop dev`

@@ -87,6 +87,16 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         )
         self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
 
+    def _rate_check(self, tenant_id: str, call: str) -> None:
+        """Every call that starts work takes from the tenant's one bucket, so no
+        call is a way around the limit."""
+        if self._limits.rate is not None:
+            wait = self._limits.rate.try_take(tenant_id)
+            if wait > 0:
+                raise ResourceExhausted(
+                    f"{call}: the rate limit of this tenant is reached; retry in {wait:.2f} s"
+                )
+
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: object
     ) -> pb.ExecuteWorkflowResponse:
@@ -104,12 +114,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 f"trigger_data_json is {trigger_bytes} bytes; "
                 f"the limit is {self._limits.max_trigger_bytes}"
             )
-        if self._limits.rate is not None:
-            wait = self._limits.rate.try_take(principal.tenant_id)
-            if wait > 0:
-                raise ResourceExhausted(
-                    f"ExecuteWorkflow rate limit of this tenant reached; retry in {wait:.2f} s"
-                )
+        self._rate_check(principal.tenant_id, "ExecuteWorkflow")
         v = Violations()
         source = request.WhichOneof("source")
         definition: Definition | None = None
@@ -311,6 +316,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: pb.RetryExecutionRequest, context: object
     ) -> pb.RetryExecutionResponse:
         principal = require_scope(SCOPE_EXECUTE)
+        self._rate_check(principal.tenant_id, "RetryExecution")
         v = Violations()
         v.uuid("execution_id", request.execution_id)
         if request.retry_from not in (0, pb.RETRY_FROM_FAILED_NODE, pb.RETRY_FROM_START):
@@ -335,8 +341,9 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def ExecuteNode(
         self, request: pb.ExecuteNodeRequest, context: object
     ) -> pb.ExecuteNodeResponse:
-        require_scope(SCOPE_EXECUTE)
+        principal = require_scope(SCOPE_EXECUTE)
         reject_nul(request)
+        self._rate_check(principal.tenant_id, "ExecuteNode")
         return await self._node_tester.run(request)
 
     async def GetExecutionStats(

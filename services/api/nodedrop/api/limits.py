@@ -1,4 +1,5 @@
-"""Per-tenant rate limit of ExecuteWorkflow: a token bucket per tenant.
+"""Per-tenant rate limit of the calls that start work (ExecuteWorkflow,
+RetryExecution, ExecuteNode): one token bucket per tenant, shared by them.
 
 Per process on purpose: each replica enforces `rate` on what it receives, so
 the cluster-wide limit is rate x replicas, the usual trade for not paying a

@@ -34,6 +34,7 @@ def store_config(settings: SchedulerSettings) -> StoreConfig:
         lanes=settings.queue.lanes,
         state_ttl_s=settings.execution.state_ttl_s,
         completion_ttl_s=settings.execution.completion_ttl_s,
+        tenant_max_active=settings.execution.tenant_max_active,
     )
 
 

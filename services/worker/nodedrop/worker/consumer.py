@@ -242,10 +242,13 @@ class Consumer:
                         return
                     batch, rest = got[: self._free], got[self._free :]
                     self._backlog.extend(rest)
-                    # Only a full read suggests more is waiting; after a partial
-                    # one the next read blocks again, so an idle worker answers
-                    # a new job from its blocking read at once.
-                    self._busy = len(got) >= count
+                    # A full read suggests more is waiting, and so does a read of
+                    # several entries: fair admission keeps a busy tenant's
+                    # backlog out of the streams, so reads come back partial
+                    # while it drains.  After a single entry the next read blocks
+                    # again, so an idle worker answers a new job from its
+                    # blocking read at once.
+                    self._busy = len(got) >= count or len(got) > 1
                 if batch:
                     await self._start(batch)
                 delay = 0.05

@@ -112,6 +112,9 @@ local function acquire_one(base, id, lane, entry, attempt, lease_until, now, max
     emit(base, id, now, maxlen, 'EXECUTION_CANCELLED', '', '', h[15] or '')
     finish(base, id, 'CANCELLED', completion_ttl)
     ack(base, lane, entry)
+    -- Its place among the tenant's admitted jobs (_fair.lua) is given back; the
+    -- scheduler's sweep promotes the next parked one.
+    redis.call('ZREM', base .. 'in:' .. (h[5] or ''), id)
     return {0, 'cancelled'}
   end
   local fence = tonumber(h[14]) + 1

@@ -1,6 +1,6 @@
 -- KEYS[1] exec hash.  ARGV: base, id, tenant ('' = any), now_ms, maxlen, completion_ttl,
 -- channel, error (the EXECUTION_CANCELLED event's error, JSON, kept as 'ce' for the
--- worker that ends a running attempt).  Returns the status after the call,
+-- worker that ends a running attempt), tenant_cap.  Returns the status after the call,
 -- 'unknown' or 'denied'.
 local base, id = ARGV[1], ARGV[2]
 local h = redis.call('HMGET', KEYS[1], 'st', 'tn')
@@ -18,4 +18,8 @@ redis.call('ZREM', base .. 'delayed', id)
 redis.call('HINCRBY', KEYS[1], 'f', 1)
 emit(base, id, ARGV[4], ARGV[5], 'EXECUTION_CANCELLED', '', '', ARGV[8])
 finish(base, id, 'CANCELLED', ARGV[6])
+-- Parked: out of the backlog; in a stream: its place goes to the next parked job
+-- now (the entry is acked unstarted when read).
+fair_unpark(base, h[2], id)
+fair_leave(base, h[2], id, tonumber(ARGV[9]), ARGV[4])
 return 'CANCELLED'

@@ -1,6 +1,6 @@
 -- KEYS[1] exec hash (routing).  ARGV: base, id, tenant, workflow_id, workflow_json,
 -- trigger_json, lane, max_attempts, backoff_s, timeout_s, traceparent, run_at_ms,
--- now_ms, state_ttl, maxlen, n_outputs, (node, outputs_json)*
+-- now_ms, state_ttl, maxlen, n_outputs, (node, outputs_json)*, tenant_cap, lane_rank
 -- Returns {created (0|1), status}.
 local base, id = ARGV[1], ARGV[2]
 local ek = KEYS[1]
@@ -28,6 +28,6 @@ if n > 0 then redis.call('EXPIRE', ek .. ':out', ttl) end
 if tonumber(ARGV[12]) > tonumber(now) then
   redis.call('ZADD', base .. 'delayed', ARGV[12], id)
 else
-  redis.call('XADD', jobs_key(base, ARGV[7]), '*', 'x', id, 'a', '1', 'tp', ARGV[11], 't', now)
+  fair_admit(base, ARGV[3], id, ARGV[7], ARGV[#ARGV], '1', ARGV[11], now, tonumber(ARGV[#ARGV - 1]))
 end
 return {1, 'QUEUED'}

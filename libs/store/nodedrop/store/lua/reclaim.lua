@@ -1,5 +1,5 @@
 -- Requeue entries of dead workers.  KEYS[1] jobs stream of one lane.
--- ARGV: base, lane, min_idle_ms, max_reclaims, limit, now_ms, maxlen
+-- ARGV: base, lane, min_idle_ms, max_reclaims, limit, now_ms, maxlen, tenant_cap
 -- Returns {requeued, dead_lettered, dropped}.
 local base, lane, now = ARGV[1], ARGV[2], ARGV[6]
 local r = redis.call('XAUTOCLAIM', KEYS[1], GROUP, 'reclaimer', ARGV[3], '0-0', 'COUNT', ARGV[5])
@@ -27,6 +27,7 @@ for _, e in ipairs(r[2]) do
       emit(base, id, now, ARGV[7], 'EXECUTION_FAILED', '', '',
            cjson.encode({message = reason, code = 'STALLED', retryable = false}))
       dead_letter(base, id, now, reason, '')
+      fair_leave(base, redis.call('HGET', ek, 'tn'), id, tonumber(ARGV[8]), now)
       dead = dead + 1
     else
       redis.call('XADD', KEYS[1], '*', 'x', id, 'a', attempt, 'tp', tp, 't', now)
