@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import grpc
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +21,7 @@ from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
-from tests.helpers.services import start_service
+from tests.helpers.services import service_channel, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ async def cluster(redis_url: str) -> AsyncIterator[tuple[pb_grpc.SchedulerServic
         async with (
             start_service("scheduler", env=env) as scheduler,
             start_service("worker", env=env),
-            grpc.aio.insecure_channel(scheduler.target) as channel,
+            service_channel(scheduler.target) as channel,
         ):
             yield pb_grpc.SchedulerServiceStub(channel), prefix
     finally:
