@@ -235,6 +235,7 @@ class RedisStore:
             ]
             for node, out in spec.completed_outputs.items():
                 args += [node, out]
+            args += [spec.attempt, spec.attempt_base]
             calls.append((SCRIPTS["enqueue"], self._k.exec_in(p, spec.execution_id), args))
         results = await self._eval(calls)
         return [
@@ -522,7 +523,7 @@ class RedisStore:
     # -- StateStore -------------------------------------------------------------
 
     async def acquire(
-        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
     ) -> list[Acquired]:
         calls: list[_Call] = [
             (
@@ -538,6 +539,7 @@ class RedisStore:
                     now_ms,
                     self.config.events_maxlen,
                     self.config.completion_ttl_s,
+                    consumer,
                 ],
             )
             for d in deliveries
@@ -766,6 +768,27 @@ class RedisStore:
         for partition, entry_ids in ids.items():
             pipe.xack(self._event_streams[partition], group, *entry_ids)
         await pipe.execute()
+
+    async def group_claim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[TailEntry]:
+        if group not in self._groups_ready:
+            await self._ensure_event_group(group)
+        out: list[TailEntry] = []
+        for p, name in enumerate(self._event_streams):
+            # Entries trimmed away meanwhile (MAXLEN) come back as deleted ids and
+            # leave the group's pending list; nothing is left to record of them.
+            try:
+                reply = await self._command(
+                    "XAUTOCLAIM", name, group, consumer, min_idle_ms, "0-0", "COUNT", count
+                )
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                await self._ensure_event_group(group)
+                return out
+            out.extend(TailEntry(p, entry_id, _record(f)) for entry_id, f in reply[1] if f)
+        return out
 
     async def _ensure_event_group(self, group: str) -> None:
         pipe = self._r.pipeline(transaction=False)

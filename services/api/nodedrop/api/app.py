@@ -208,7 +208,10 @@ class ApiService:
                 self._store, self._store, self._store.config, on_failure=self._direct_failed
             )
             self._recorder = HistoryRecorder(
-                self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
+                self._store,
+                self._repo,
+                consumer=f"api-{socket.gethostname()}-{os.getpid()}",
+                claim_idle_s=s.api.history_claim_idle_s,
             )
             self._recorder.start()
         self._manager = ExecutionManager(

@@ -188,10 +188,13 @@ class ExecutionManager:
             return Status.QUEUED
 
     async def enqueue_existing(
-        self, record: ExecutionRecord, completed_outputs: Mapping[str, str] | None = None
+        self,
+        record: ExecutionRecord,
+        completed_outputs: Mapping[str, str] | None = None,
+        attempt: int = 1,
     ) -> Status:
         """Re-enqueue a stored execution from its definition and trigger data,
-        resuming after `completed_outputs` (node id -> outputs JSON)."""
+        resuming after `completed_outputs` (node id -> outputs JSON) at `attempt`."""
         new = NewExecution(
             id=record.id,
             tenant_id=record.tenant_id,
@@ -217,6 +220,7 @@ class ExecutionManager:
             priority=new.priority,
             run_at=new.run_at if delay > 0 else None,
             completed_outputs=dict(completed_outputs or {}),
+            attempt=attempt,
         )
         return await self._queue.enqueue(request)
 

@@ -7,7 +7,7 @@ a PostgreSQL advisory lock in production):
   retry_scheduled, older than ``min_age_s``, that the scheduler does not
   know (Redis lost its data, or the enqueue after the insert failed) is
   enqueued again from its stored definition and trigger data, resuming
-  after the nodes the recorder saw complete. Its recorded events are
+  after the nodes the recorder saw complete, at the attempt it recorded. Its recorded events are
   dropped first: the new run numbers its events from 1 again. When that
   cannot work (the stored definition no longer parses, the scheduler
   refuses it) the execution is failed with the reason.
@@ -70,6 +70,17 @@ def _timeout_s(record: ExecutionRecord) -> float:
         return float(value) if value else DEFAULT_TIMEOUT_S
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         return DEFAULT_TIMEOUT_S
+
+
+def _resume_attempt(record: ExecutionRecord) -> int:
+    """The attempt a re-run starts at: the recorded one, which was running or
+    about to (a lost attempt is run again, as the reclaimer does), or the next
+    after a recorded retry. Starting from 1 again would run a failing node more
+    than max_attempts times."""
+    attempt = max(1, record.attempt)
+    if record.status is Status.RETRY_SCHEDULED:
+        return attempt + 1
+    return attempt
 
 
 class OrphanRecovery:
@@ -192,7 +203,7 @@ class OrphanRecovery:
         if not await self._repo.reset_for_rerun(record.id):
             return True  # it finished meanwhile
         try:
-            await self._manager.enqueue_existing(full, completed)
+            await self._manager.enqueue_existing(full, completed, _resume_attempt(full))
         except FailedPrecondition as exc:
             await self._fail(record, f"lost by the queue and refused on re-enqueue: {exc}")
             return False

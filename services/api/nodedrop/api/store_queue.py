@@ -80,6 +80,7 @@ def _spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
         timeout_s=settings.timeout_s if settings.HasField("timeout_s") else 300.0,
         traceparent=traceparent,
         completed_outputs=dict(request.completed_outputs),
+        attempt=request.attempt,
     )
 
 

@@ -158,11 +158,15 @@ RETURNING execution_id, sequence;
 
 -- name: apply_execution_patch
 -- One row per execution of the batch (the fold guarantees it), in one statement.
--- A terminal status is final: later non-terminal events cannot reopen it.
+-- A terminal status is final: later non-terminal events cannot reopen it; nor
+-- can a batch older than what is recorded (entries a dead replica had read,
+-- reclaimed after newer ones were recorded) set an older open status.
 UPDATE executions e SET
     status = CASE
         WHEN p.status IS NULL THEN e.status
         WHEN e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
+        WHEN p.last_sequence < e.last_sequence
              AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
         ELSE p.status END,
     attempt = GREATEST(e.attempt, p.attempt),

@@ -125,6 +125,8 @@ UPDATE executions SET
         WHEN :status IS NULL THEN status
         WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
              AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
+        WHEN :last_sequence < last_sequence
+             AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
         ELSE :status END,
     attempt = MAX(attempt, :attempt),
     started_at = COALESCE(started_at, :started_at),
