@@ -74,6 +74,18 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoredFailure:
+    """A dead-lettered execution PostgreSQL knows and Redis lost: put back in the
+    failed queue as it was (``spec.attempt`` the attempt it failed at)."""
+
+    spec: JobSpec
+    last_sequence: int
+    reason: str
+    failed_node: str
+    fail_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class EnqueueResult:
     execution_id: str
     status: ExecutionStatus

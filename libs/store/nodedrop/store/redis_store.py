@@ -33,6 +33,7 @@ from nodedrop.store.model import (
     QueueStats,
     ReclaimReport,
     Renewal,
+    RestoredFailure,
     StateSnapshot,
     TailEntry,
     cancel_error,
@@ -450,6 +451,46 @@ class RedisStore:
             )
             for p in parts
         ]
+        return sum(int(r) for r in await self._eval(calls))
+
+    async def failed_queue_lost(self) -> bool:
+        """True until ``mark_failed_queue_rebuilt``, and again after Redis lost its data."""
+        return not await self._r.exists(self._k.data_marker())
+
+    async def mark_failed_queue_rebuilt(self) -> None:
+        await self._r.set(self._k.data_marker(), str(_now_ms()))
+
+    async def restore_failed(self, items: Sequence[RestoredFailure]) -> int:
+        """Puts each back in the failed queue unless Redis knows the execution."""
+        calls: list[_Call] = []
+        for item in items:
+            spec = item.spec
+            validate_spec(spec)
+            p = self._k.partition(spec.execution_id)
+            args: list[Any] = [
+                self._k.base(p),
+                spec.execution_id,
+                spec.tenant_id,
+                spec.workflow_id,
+                spec.workflow_json,
+                spec.trigger_json,
+                self.config.lane_of(spec.priority),
+                spec.max_attempts,
+                repr(spec.backoff_s),
+                repr(spec.timeout_s),
+                spec.traceparent,
+                self.config.state_ttl_s,
+                spec.attempt,
+                spec.attempt_base,
+                item.last_sequence,
+                item.reason,
+                item.failed_node,
+                item.fail_time_ms,
+                len(spec.completed_outputs),
+            ]
+            for node, out in spec.completed_outputs.items():
+                args += [node, out]
+            calls.append((SCRIPTS["restore_failed"], self._k.exec_in(p, spec.execution_id), args))
         return sum(int(r) for r in await self._eval(calls))
 
     async def stats(self, now_ms: int) -> QueueStats:

@@ -14,6 +14,8 @@ a PostgreSQL advisory lock in production):
 - the other way round, an execution the scheduler knows as ended that
   PostgreSQL still holds as unfinished (the recorder missed its events) has
   its events replayed from its own event log, so both agree;
+- after Redis lost its data, the failed queue is rebuilt from PostgreSQL
+  first (nodedrop.api.failed_rebuild);
 - direct mode: an execution still unfinished well past its timeout was
   running in an API process that is gone; it is failed with that reason.
 
@@ -32,6 +34,7 @@ import orjson
 
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.executions import ExecutionManager
+from nodedrop.api.failed_rebuild import FailedQueueRebuild
 from nodedrop.api.model import TERMINAL_STATUSES, ExecutionRecord, Status
 from nodedrop.api.queueing import QueuePort
 from nodedrop.api.recorder import to_recorded
@@ -96,8 +99,10 @@ class OrphanRecovery:
         max_pages: int = 50,
         direct_margin_s: float = 120.0,
         events: EventLog | None = None,
+        failed_rebuild: FailedQueueRebuild | None = None,
     ) -> None:
         self._repo = repository
+        self._failed_rebuild = failed_rebuild
         self._events = events
         self._queue = queue
         self._manager = manager
@@ -144,6 +149,9 @@ class OrphanRecovery:
                 return RecoveryReport(ran=False)
             now = datetime.now(UTC)
             checked = requeued = failed = 0
+            if self._failed_rebuild is not None:
+                # Before the re-enqueues: they would make the queue look intact.
+                await self._failed_rebuild.run_once()
             if self._queue is not None:
                 c, r, f = await self._queue_mode(now - timedelta(seconds=self._min_age_s))
                 checked, requeued, failed = checked + c, requeued + r, failed + f

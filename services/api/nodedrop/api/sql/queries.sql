@@ -134,6 +134,18 @@ SET status = $2, error = COALESCE($3, error),
 WHERE id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
 RETURNING status;
 
+-- name: list_failed_since
+-- Queue-mode executions that failed since $1, oldest first: the candidates of
+-- a failed-queue rebuild after Redis lost its data (rare; a scan is fine).
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.status = 'failed' AND e.mode = 'queue' AND e.finished_at >= $1
+  AND (e.finished_at, e.id) > ($2, $3)
+ORDER BY e.finished_at, e.id
+LIMIT $4;
+
 -- name: list_unfinished
 SELECT e.*, v.definition AS version_definition
 FROM executions e
