@@ -48,10 +48,10 @@ class FailedQueueStore(Protocol):
     async def restore_failed(self, items: Sequence[RestoredFailure]) -> int: ...
 
 
-def dead_letter_of(record: ExecutionRecord) -> tuple[str, str] | None:
-    """(reason, failed node) when the recorded failure put it in the failed queue."""
+def dead_letter_of(error_json: str | None) -> tuple[str, str] | None:
+    """(reason, failed node) when a recorded failure put it in the failed queue."""
     try:
-        error = orjson.loads(record.error_json or "null")
+        error = orjson.loads(error_json or "null")
     except orjson.JSONDecodeError:
         return None
     if not isinstance(error, dict):
@@ -104,7 +104,7 @@ class FailedQueueRebuild:
         return restored
 
     async def _item(self, record: ExecutionRecord) -> RestoredFailure | None:
-        dead = dead_letter_of(record)
+        dead = dead_letter_of(record.error_json)
         if dead is None or record.finished_at is None:
             return None
         full = await self._repo.get_execution(None, record.id, with_node_runs=True)

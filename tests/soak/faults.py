@@ -1,0 +1,198 @@
+"""The faults, injected one at a time in a seeded random order.
+
+The schedule deals from a shuffled deck of every enabled fault, so a short
+run still meets each of them; a fault is bounded in time and leaves the
+system running (whatever it killed is started again). ``worker2`` is the
+control worker: no fault ever targets it, so a lease it loses can only be
+taken from a healthy worker, which is a violation (unless Redis itself was
+paused longer than the lease: leases run on Redis' clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tests.soak.cluster import Cluster
+
+__all__ = ["ALL_FAULTS", "FaultLog", "Injector", "wipe_redis"]
+
+TARGET_WORKERS = ("worker0", "worker1")
+CONTROL_WORKER = "worker2"
+
+
+@dataclass
+class FaultRecord:
+    name: str
+    target: str
+    start: float
+    end: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class FaultLog:
+    records: list[FaultRecord] = field(default_factory=list)
+    drain_seconds: list[float] = field(default_factory=list)
+
+    def redis_pauses(self) -> list[tuple[float, float]]:
+        """Wall-clock windows when Redis was paused (SIGSTOP) or lost."""
+        return [(r.start, r.end) for r in self.records if r.name in ("redis_pause", "redis_wipe")]
+
+
+@dataclass
+class Injector:
+    cluster: Cluster
+    rng: random.Random
+    log: FaultLog
+    enabled: tuple[str, ...]
+
+    def _lease(self) -> float:
+        return self.cluster.settings.lease_s
+
+    async def run(self, stop: asyncio.Event, gap_s: tuple[float, float]) -> None:
+        deck: list[str] = []
+        if not self.enabled:
+            await stop.wait()
+            return
+        for _ in range(10_000):
+            if stop.is_set():
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), self.rng.uniform(*gap_s))
+                return
+            except TimeoutError:
+                pass
+            if not deck:
+                deck = list(self.enabled)
+                self.rng.shuffle(deck)
+            name = deck.pop()
+            await self.inject(name)
+
+    async def inject(self, name: str) -> None:
+        fault: Callable[[FaultRecord], Awaitable[None]] = getattr(self, f"_{name}")
+        record = FaultRecord(name, "", time.time())
+        self.log.records.append(record)
+        try:
+            await fault(record)
+        finally:
+            record.end = time.time()
+        print(
+            f"  fault {name:<14} {record.target:<10} {record.end - record.start:5.1f} s"
+            + (f"  {record.note}" if record.note else ""),
+            flush=True,
+        )
+
+    async def _restart_later(self, name: str, record: FaultRecord) -> None:
+        record.target = name
+        await self.cluster.services[name].kill()
+        await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+        self.cluster.services[name].start()
+
+    async def _kill_worker(self, record: FaultRecord) -> None:
+        await self._restart_later(self.rng.choice(TARGET_WORKERS), record)
+
+    async def _kill_scheduler(self, record: FaultRecord) -> None:
+        await self._restart_later("scheduler", record)
+
+    async def _kill_api(self, record: FaultRecord) -> None:
+        await self._restart_later("api", record)
+
+    async def _kill_events(self, record: FaultRecord) -> None:
+        await self._restart_later("events", record)
+
+    async def _stop_worker(self, record: FaultRecord) -> None:
+        """SIGSTOP past the lease: its jobs are reclaimed; on SIGCONT it is fenced."""
+        name = self.rng.choice(TARGET_WORKERS)
+        record.target = name
+        s = self.cluster.services[name]
+        s.signal(signal.SIGSTOP)
+        await asyncio.sleep(self._lease() + 1.5)
+        s.signal(signal.SIGCONT)
+
+    async def _drain_worker(self, record: FaultRecord) -> None:
+        """SIGTERM: stops reading, lets running attempts finish within the grace."""
+        name = self.rng.choice(TARGET_WORKERS)
+        record.target = name
+        s = self.cluster.services[name]
+        began = time.monotonic()
+        s.signal(signal.SIGTERM)
+        code = await s.wait_exit(self.cluster.settings.grace_s + 10)
+        took = time.monotonic() - began
+        self.log.drain_seconds.append(took)
+        record.note = f"drained in {took:.2f} s, exit {code}"
+        await s.kill()
+        s.start()
+
+    async def _pg_restart(self, record: FaultRecord) -> None:
+        record.target = "postgres"
+        pg = self.cluster.pg
+        assert pg is not None
+        await asyncio.to_thread(pg.stop)
+        await asyncio.sleep(self.rng.uniform(1.0, 2.0))
+        await asyncio.to_thread(pg.start)
+
+    async def _redis_pause(self, record: FaultRecord) -> None:
+        """SIGSTOP of Redis longer than the lease: every lease outlives its renewals."""
+        record.target = "redis"
+        redis = self.cluster.redis
+        assert redis is not None
+        redis.signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(self._lease() + 1.5)
+        finally:
+            redis.signal(signal.SIGCONT)
+
+    async def _partition(self, record: FaultRecord) -> None:
+        """worker0 loses Redis: connections reset (cut) or go silent (stall)."""
+        proxy = self.cluster.proxy
+        assert proxy is not None
+        silent = self.rng.random() < 0.6
+        record.target = "worker0"
+        record.note = "silent" if silent else "reset"
+        if silent:
+            proxy.stall()
+        else:
+            proxy.cut()
+        try:
+            await asyncio.sleep(self._lease() + 1.5)
+        finally:
+            proxy.heal()
+
+    async def _clock_skew(self, record: FaultRecord) -> None:
+        """worker1 restarts with its wall clock off by several leases (either way)."""
+        record.target = "worker1"
+        skew = self.rng.choice((-1, 1)) * self._lease() * self.rng.uniform(3, 6)
+        record.note = f"skew {skew:+.1f} s"
+        await self.cluster.restart("worker1", self.cluster.worker_env(1, skew_s=skew))
+
+
+ALL_FAULTS = (
+    "kill_worker",
+    "kill_scheduler",
+    "kill_api",
+    "kill_events",
+    "stop_worker",
+    "drain_worker",
+    "pg_restart",
+    "redis_pause",
+    "partition",
+    "clock_skew",
+)
+
+
+async def wipe_redis(cluster: Cluster, log: FaultLog) -> None:
+    """Redis restarts empty (no persistence): every key is gone."""
+    record = FaultRecord("redis_wipe", "redis", time.time())
+    log.records.append(record)
+    redis = cluster.redis
+    assert redis is not None
+    redis.kill()
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(redis.start)
+    record.end = time.time()
+    print(f"  fault redis_wipe     redis      {record.end - record.start:5.1f} s", flush=True)
