@@ -25,8 +25,8 @@ from pathlib import Path
 
 import asyncpg
 
-from nodedrop.store import Keys
-from tests.soak.checks import Report, check, settle
+from nodedrop.store import EventRecord, Keys
+from tests.soak.checks import Report, check, redis_logs, settle
 from tests.soak.cluster import Cluster, SoakSettings
 from tests.soak.faults import ALL_FAULTS, FaultLog, Injector, wipe_redis
 from tests.soak.workload import Submitter, Watcher
@@ -41,7 +41,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--faults", default="all", help="comma-separated names, 'all' or 'none'")
     p.add_argument("--fault-gap", default="1,3", help="min,max seconds between faults")
     p.add_argument("--no-wipe", action="store_true", help="skip the Redis wipe phase")
-    p.add_argument("--wipe-burst", type=int, default=80, help="executions submitted around the wipe")
+    p.add_argument(
+        "--wipe-burst", type=int, default=80, help="executions submitted around the wipe"
+    )
     p.add_argument("--lease", type=float, default=3.0, help="worker lease, seconds")
     p.add_argument("--settle", type=float, default=60.0, help="max seconds to settle")
     p.add_argument("--keep", action="store_true", help="keep the logs even when all passed")
@@ -130,17 +132,26 @@ async def run(a: argparse.Namespace) -> int:
             )
             for w in watchers
         ]
-        load = asyncio.create_task(submitter.run(stop_load, max_count=int(a.rate * a.duration) + 10 * a.wipe_burst))
+        load = asyncio.create_task(
+            submitter.run(stop_load, max_count=int(a.rate * a.duration) + 10 * a.wipe_burst)
+        )
         fault_task = asyncio.create_task(injector.run(stop_faults, a.fault_gap))
         await asyncio.sleep(a.duration)
         stop_faults.set()
         await fault_task
         attempts_before_wipe: dict[str, tuple[int, str]] = {}
+        logs_before_wipe: dict[str, list[EventRecord]] = {}
         if not a.no_wipe:
             # A burst, then Redis restarts empty under it; orphan recovery re-enqueues.
             submitter.rate_per_s = max(a.rate, a.wipe_burst / 4)
             await asyncio.sleep(2.0)
             attempts_before_wipe = await _snapshot_attempts(cluster.database_url)
+            assert cluster.redis is not None
+            logs_before_wipe = await redis_logs(
+                cluster.redis.url,
+                Keys(cluster.prefix, settings.partitions),
+                [s.execution_id for s in submitter.submitted],
+            )
             await wipe_redis(cluster, faults)
             await asyncio.sleep(2.0)
         stop_load.set()
@@ -153,7 +164,9 @@ async def run(a: argparse.Namespace) -> int:
         )
         print(f"soak: settled in {took:.1f} s {missing}", flush=True)
         stop_watch.set()
-        await asyncio.wait(watch_tasks, timeout=30)
+        # Every execution has ended: a watch still open now is cut by the wipe or
+        # will never see its end (a violation the check reports).
+        await asyncio.wait(watch_tasks, timeout=5)
         for t in watch_tasks:
             t.cancel()
         print(f"soak: watchers done at {time.monotonic() - began:.1f} s", flush=True)
@@ -166,6 +179,7 @@ async def run(a: argparse.Namespace) -> int:
             key_conflicts=submitter.key_conflicts,
             watches=[w for wt in watchers for w in wt.watches],
             attempts_before_wipe=attempts_before_wipe,
+            logs_before_wipe=logs_before_wipe,
             faults=faults,
             logdir=workdir,
             lease_s=settings.lease_s,

@@ -21,7 +21,7 @@ from nodedrop.store import EventRecord, EventType, Keys
 from tests.soak.faults import CONTROL_WORKER, FaultLog
 from tests.soak.workload import BY_NAME, Submitted, Watch, expected_outputs
 
-__all__ = ["Report", "check", "settle"]
+__all__ = ["Report", "check", "redis_logs", "settle"]
 
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 JOBS_GROUP = "workers"
@@ -89,7 +89,7 @@ async def _read_state(
         failed: set[str] = set()
         job_pending = history_pending = 0
         for p in range(keys.partitions):
-            failed.update(await r.zrange(keys.failed(p), 0, -1))
+            failed.update(str(m) for m in await r.zrange(keys.failed(p), 0, -1))
             for name, group in ((keys.jobs(p), JOBS_GROUP), (keys.events(p), HISTORY_GROUP)):
                 try:
                     info = await r.xpending(name, group)
@@ -111,6 +111,24 @@ async def _read_state(
         job_pending=job_pending,
         history_pending=history_pending,
     )
+
+
+async def redis_logs(redis_url: str, keys: Keys, ids: list[str]) -> dict[str, list[EventRecord]]:
+    """Each execution's event log in Redis (kept before the wipe, which loses them)."""
+    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    out: dict[str, list[EventRecord]] = {}
+    try:
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            pipe = r.pipeline(transaction=False)
+            for x in chunk:
+                pipe.xrange(keys.exec_events(x))
+            for x, entries in zip(chunk, await pipe.execute(), strict=True):
+                if entries:
+                    out[x] = [EventRecord.from_fields(f) for _, f in entries]
+    finally:
+        await r.aclose()
+    return out
 
 
 async def settle(
@@ -151,9 +169,8 @@ def _reruns(events: list[tuple[str, str]]) -> list[str]:
     for typ, node in events:
         if not node:
             continue
-        if typ in ("NODE_STARTED", "NODE_COMPLETED", "node_started", "node_completed"):
-            if node in done:
-                again.append(node)
+        if node in done and typ.upper() in ("NODE_STARTED", "NODE_COMPLETED"):
+            again.append(node)
         if typ in ("NODE_COMPLETED", "node_completed"):
             done.add(node)
     return again
@@ -182,6 +199,15 @@ def _log_times(path: Path, pattern: re.Pattern[str]) -> list[float]:
     return out
 
 
+def _worker_logs(logdir: Path) -> tuple[list[float], int, int]:
+    """Times the control worker was fenced, drains stuck to their grace, all refusals."""
+    logs = sorted(logdir.glob("worker*.log"))
+    control = _log_times(logdir / f"{CONTROL_WORKER}.log", _FENCED)
+    stuck = sum(len(_log_times(p, _DRAIN_STUCK)) for p in logs)
+    refusals = sum(len(_log_times(p, _FENCED)) for p in logs)
+    return control, stuck, refusals
+
+
 async def check(
     *,
     dsn: str,
@@ -191,6 +217,7 @@ async def check(
     key_conflicts: list[str],
     watches: list[Watch],
     attempts_before_wipe: dict[str, tuple[int, str]],
+    logs_before_wipe: dict[str, list[EventRecord]],
     faults: FaultLog,
     logdir: Path,
     lease_s: float,
@@ -235,12 +262,18 @@ async def check(
                 "attempts over max",
                 f"{x} ({s.kind}) ended at attempt {row['attempt']}, expected {kind.final_attempt}",
             )
-        # Redis: the execution's own event log (gone for executions of before a wipe).
+        # Redis: the execution's own event log; of an execution that had ended
+        # before the wipe, as it was just before it.
         revents = st.redis_events.get(x)
+        before_wipe = logs_before_wipe.get(x)
+        last = st.redis_seq.get(x, -1)
+        if revents is None and before_wipe and before_wipe[-1].type.terminal:
+            revents = before_wipe
+            last = before_wipe[-1].sequence
         if revents is not None:
             redis_event_count += len(revents)
             seqs = [e.sequence for e in revents]
-            if not _gap_free(seqs) or seqs[-1] != st.redis_seq.get(x, -1):
+            if not _gap_free(seqs) or seqs[-1] != last:
                 report.bad("redis event gap", f"{x} sequences {seqs[:3]}..{seqs[-3:]}")
             if any(e.attempt > row["max_attempts"] for e in revents):
                 report.bad("attempts over max", f"{x} event attempt over max")
@@ -267,7 +300,8 @@ async def check(
             )
         elif revents is not None and len(pseqs) != len(revents):
             report.bad(
-                "history gap", f"{x} ({s.kind}) PostgreSQL {len(pseqs)} events, Redis {len(revents)}"
+                "history gap",
+                f"{x} ({s.kind}) PostgreSQL {len(pseqs)} events, Redis {len(revents)}",
             )
         again = _reruns([(str(e["type"]), str(e["node_id"] or "")) for e in pev])
         if again:
@@ -330,7 +364,7 @@ async def check(
     # The control worker is never faulted: losing a lease means it was taken from
     # a healthy worker, unless Redis paused past the lease meanwhile.
     pauses = faults.redis_pauses()
-    control = _log_times(logdir / f"{CONTROL_WORKER}.log", _FENCED)
+    control, stuck_drains, refusals = _worker_logs(logdir)
     healthy = [
         t for t in control if not any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in pauses)
     ]
@@ -338,12 +372,8 @@ async def check(
         report.bad(
             "healthy worker fenced", f"{CONTROL_WORKER} lost {len(healthy)} leases outside faults"
         )
-    stuck_drains = sum(
-        len(_log_times(p, _DRAIN_STUCK)) for p in logdir.glob("worker*.log")
-    )
     if stuck_drains:
         report.bad("slow drain", f"{stuck_drains} drains sat out their grace period")
-    refusals = sum(len(_log_times(p, _FENCED)) for p in logdir.glob("worker*.log"))
 
     f = report.figures
     f["executions acknowledged"] = len(submitted)
@@ -361,4 +391,3 @@ async def check(
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
     f["executions resumed after the wipe"] = len(attempts_before_wipe)
-

@@ -98,6 +98,7 @@ class Service:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    started_at: float = 0.0
     stopped: bool = False  # SIGSTOPped
 
     def start(self) -> None:
@@ -113,6 +114,7 @@ class Service:
         finally:
             log.close()
         self.starts += 1
+        self.started_at = time.monotonic()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -127,10 +129,12 @@ class Service:
                 self.stopped = False
 
     async def wait_exit(self, timeout_s: float) -> int | None:
-        deadline = time.monotonic() + timeout_s
-        while self.alive() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return None if self.proc is None else self.proc.poll()
+        if self.proc is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout_s)
+        except TimeoutError:
+            return None
 
     async def kill(self) -> None:
         if self.alive():

@@ -119,6 +119,8 @@ class Injector:
         name = self.rng.choice(TARGET_WORKERS)
         record.target = name
         s = self.cluster.services[name]
+        # A process killed before it installed its handlers would not drain.
+        await asyncio.sleep(max(0.0, s.started_at + 4.0 - time.monotonic()))
         began = time.monotonic()
         s.signal(signal.SIGTERM)
         code = await s.wait_exit(self.cluster.settings.grace_s + 10)
