@@ -280,8 +280,10 @@ async def check(
             again = _reruns([(e.type.value, e.node_id) for e in revents])
             if again:
                 report.bad("completed node re-run", f"{x} ({s.kind}) re-ran {again}")
+            # Only a log written after the wipe tells how the execution resumed.
             before = attempts_before_wipe.get(x)
-            started = [e.attempt for e in revents if e.type is EventType.EXECUTION_STARTED]
+            after_wipe = st.redis_events.get(x) or []
+            started = [e.attempt for e in after_wipe if e.type is EventType.EXECUTION_STARTED]
             if before is not None and started and min(started) < before[0]:
                 report.bad(
                     "attempt count reset",
