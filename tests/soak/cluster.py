@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tests.api.private_pg import PrivatePostgres, private_postgres
 from tests.helpers.ports import free_port, port_open
-from tests.soak.proxy import TcpProxy
+from tests.helpers.tcp_proxy import TcpProxy
 
 __all__ = ["Cluster", "Service", "SoakSettings", "service_env"]
 

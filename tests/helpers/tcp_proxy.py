@@ -3,7 +3,8 @@
 One worker reaches Redis through it. ``cut()`` closes every connection and
 refuses new ones until ``heal()`` (what a host sees when its network to
 Redis drops); ``stall()`` keeps connections open but stops forwarding bytes
-(a partition where packets vanish, no reset), until ``heal()``.
+(a partition where packets vanish, no reset), until ``heal()``. ``delay_s``
+holds every chunk that long before forwarding it (a slow link).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ _CHUNK = 65536
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, *, host: str = "127.0.0.1", delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
         self._host = host
         self._target_port = target_port
         self._server: asyncio.Server | None = None
@@ -83,6 +85,8 @@ class TcpProxy:
             data = await reader.read(_CHUNK)
             if not data:
                 break
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             await self._flowing.wait()
             if self.cut_now:
                 break
