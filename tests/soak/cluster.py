@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.api.private_pg import PrivatePostgres, private_postgres
 from tests.helpers.ports import free_port, port_open
+from tests.helpers.services import ADDR_VARS
 from tests.helpers.tcp_proxy import TcpProxy
 
 __all__ = ["Cluster", "Service", "SoakSettings", "service_env"]
@@ -285,6 +286,21 @@ class Cluster:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{name} not ready; see {self.workdir}") from None
                     await asyncio.sleep(0.2)
+
+    async def wait_serving(self, name: str, timeout_s: float) -> bool:
+        """Until the service answers its health check (False after ``timeout_s``)."""
+        from tests.helpers.services import _grpc_ready  # noqa: PLC0415
+
+        s = self.services[name]
+        addr = s.env[ADDR_VARS[s.kind]]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                await _grpc_ready(addr)
+                return True
+            except Exception:
+                await asyncio.sleep(0.2)
+        return False
 
     async def restart(self, name: str, env: dict[str, str] | None = None) -> None:
         s = self.services[name]

@@ -119,8 +119,8 @@ class Injector:
         name = self.rng.choice(TARGET_WORKERS)
         record.target = name
         s = self.cluster.services[name]
-        # A process killed before it installed its handlers would not drain.
-        await asyncio.sleep(max(0.0, s.started_at + 4.0 - time.monotonic()))
+        # A process signalled before it installed its handlers would not drain.
+        await self.cluster.wait_serving(name, 30.0)
         began = time.monotonic()
         s.signal(signal.SIGTERM)
         code = await s.wait_exit(self.cluster.settings.grace_s + 10)
@@ -131,12 +131,16 @@ class Injector:
         s.start()
 
     async def _pg_restart(self, record: FaultRecord) -> None:
-        record.target = "postgres"
+        """PostgreSQL restarts, and the API dies while it is down: its history
+        recorder then holds entries it read and could not record."""
+        record.target = "postgres+api"
         pg = self.cluster.pg
         assert pg is not None
         await asyncio.to_thread(pg.stop)
         await asyncio.sleep(self.rng.uniform(1.0, 2.0))
+        await self.cluster.services["api"].kill()
         await asyncio.to_thread(pg.start)
+        self.cluster.services["api"].start()
 
     async def _redis_pause(self, record: FaultRecord) -> None:
         """SIGSTOP of Redis longer than the lease: every lease outlives its renewals."""
