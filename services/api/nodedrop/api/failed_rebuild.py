@@ -120,10 +120,16 @@ class FailedQueueRebuild:
         except Exception as exc:  # a definition that no longer parses cannot run again
             log.warning("failed-queue rebuild skipped one", execution_id=record.id, error=str(exc))
             return None
+        # The recorded error names its node only when the node's failure was
+        # recorded in the same batch; the node runs always tell.
+        failed_runs = sorted(
+            (run.attempt, run.node_id) for run in full.node_runs if run.status == "failed"
+        )
+        node = dead[1] or (failed_runs[-1][1] if failed_runs else "")
         return RestoredFailure(
             spec=job_spec(request, ""),
             last_sequence=full.last_sequence,
             reason=dead[0],
-            failed_node=dead[1],
+            failed_node=node,
             fail_time_ms=int(record.finished_at.timestamp() * 1000),
         )
