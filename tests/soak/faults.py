@@ -115,15 +115,23 @@ class Injector:
         s.signal(signal.SIGCONT)
 
     async def _drain_worker(self, record: FaultRecord) -> None:
-        """SIGTERM: stops reading, lets running attempts finish within the grace."""
-        name = self.rng.choice(TARGET_WORKERS)
+        """SIGTERM of worker0 over a slow link to Redis: it stops reading, lets
+        running attempts finish within the grace and exits once their last
+        commits are sent (the slow link spreads them over several rounds)."""
+        name = "worker0"
         record.target = name
         s = self.cluster.services[name]
+        proxy = self.cluster.proxy
+        assert proxy is not None
         # A process signalled before it installed its handlers would not drain.
         await self.cluster.wait_serving(name, 30.0)
+        proxy.delay_s = 0.1
         began = time.monotonic()
-        s.signal(signal.SIGTERM)
-        code = await s.wait_exit(self.cluster.settings.grace_s + 10)
+        try:
+            s.signal(signal.SIGTERM)
+            code = await s.wait_exit(self.cluster.settings.grace_s + 10)
+        finally:
+            proxy.delay_s = 0.0
         took = time.monotonic() - began
         self.log.drain_seconds.append(took)
         record.note = f"drained in {took:.2f} s, exit {code}"
