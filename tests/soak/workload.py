@@ -197,6 +197,7 @@ class Submitted:
     execution_id: str
     acked_at: float
     cancel_acked: bool = False
+    cancel_time: float = 0.0  # wall clock, when the cancel was acknowledged
 
 
 @dataclass
@@ -282,6 +283,7 @@ class Submitter:
                 if kind.cancel:
                     await asyncio.sleep(self.rng.uniform(0.5, 1.5))
                     sub.cancel_acked = await self._cancel(stub, sub.execution_id)
+                    sub.cancel_time = time.time()
 
             seq = 0
             next_at = time.monotonic()
