@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from nodedrop.api.failed_rebuild import dead_letter_of
 from nodedrop.store import EventRecord, EventType, Keys
-from tests.soak.faults import CONTROL_WORKER, FaultLog
+from tests.soak.faults import JUDGED_WORKERS, FaultLog
 from tests.soak.workload import BY_NAME, Submitted, Watch, expected_outputs
 
 __all__ = ["Report", "check", "redis_logs", "settle"]
@@ -199,13 +199,13 @@ def _log_times(path: Path, pattern: re.Pattern[str]) -> list[float]:
     return out
 
 
-def _worker_logs(logdir: Path) -> tuple[list[float], int, int]:
-    """Times the control worker was fenced, drains stuck to their grace, all refusals."""
+def _worker_logs(logdir: Path) -> tuple[dict[str, list[float]], int, int]:
+    """When each judged worker was fenced, drains stuck to their grace, all refusals."""
     logs = sorted(logdir.glob("worker*.log"))
-    control = _log_times(logdir / f"{CONTROL_WORKER}.log", _FENCED)
+    fenced = {name: _log_times(logdir / f"{name}.log", _FENCED) for name in JUDGED_WORKERS}
     stuck = sum(len(_log_times(p, _DRAIN_STUCK)) for p in logs)
     refusals = sum(len(_log_times(p, _FENCED)) for p in logs)
-    return control, stuck, refusals
+    return fenced, stuck, refusals
 
 
 async def check(
@@ -370,17 +370,20 @@ async def check(
         if any(b < a for a, b in zip(w.attempts, w.attempts[1:], strict=False)):
             report.bad("attempt count reset", f"{w.execution_id} watcher saw {w.attempts}")
 
-    # The control worker is never faulted: losing a lease means it was taken from
-    # a healthy worker, unless Redis paused past the lease meanwhile.
-    pauses = faults.redis_pauses()
-    control, stuck_drains, refusals = _worker_logs(logdir)
-    healthy = [
-        t for t in control if not any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in pauses)
-    ]
-    if healthy:
-        report.bad(
-            "healthy worker fenced", f"{CONTROL_WORKER} lost {len(healthy)} leases outside faults"
-        )
+    # A lease lost by a worker outside its own faults and Redis pauses was taken
+    # from a healthy worker.
+    fenced, stuck_drains, refusals = _worker_logs(logdir)
+    healthy_losses = 0
+    for name, times in fenced.items():
+        windows = faults.redis_pauses() + [
+            (r.start, r.end) for r in faults.records if r.target == name
+        ]
+        lost = [
+            t for t in times if not any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in windows)
+        ]
+        healthy_losses += len(lost)
+        if lost:
+            report.bad("healthy worker fenced", f"{name} lost {len(lost)} leases outside faults")
     if stuck_drains:
         report.bad("slow drain", f"{stuck_drains} drains sat out their grace period")
 
@@ -396,7 +399,8 @@ async def check(
     f["watches cut by the Redis wipe"] = cut_by_wipe
     f["failed queue (Redis / PostgreSQL)"] = f"{len(st.failed_queue)} / {len(pg_dead)}"
     f["fence refusals (all workers)"] = refusals
-    f["control worker fence refusals"] = f"{len(control)} ({len(healthy)} outside Redis pauses)"
+    judged = sum(len(t) for t in fenced.values())
+    f["fence refusals of worker1/2"] = f"{judged} ({healthy_losses} outside their faults)"
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
     f["executions resumed after the wipe"] = len(attempts_before_wipe)

@@ -3,9 +3,12 @@
 The schedule deals from a shuffled deck of every enabled fault, so a short
 run still meets each of them; a fault is bounded in time and leaves the
 system running (whatever it killed is started again). ``worker2`` is the
-control worker: no fault ever targets it, so a lease it loses can only be
-taken from a healthy worker, which is a violation (unless Redis itself was
-paused longer than the lease: leases run on Redis' clock).
+control worker: no fault ever targets it, and ``worker1`` is only killed or
+paused; a lease either loses outside those windows can only have been taken
+from a healthy worker, which is a violation (unless Redis itself was paused
+longer than the lease: leases run on Redis' clock). ``worker0`` reaches Redis
+through the proxy and takes the partitions, the drains and the clock skew
+(its log times follow its skewed clock, so its leases are not judged).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = ["ALL_FAULTS", "FaultLog", "Injector", "wipe_redis"]
 
 TARGET_WORKERS = ("worker0", "worker1")
 CONTROL_WORKER = "worker2"
+JUDGED_WORKERS = ("worker1", "worker2")
 
 
 @dataclass
@@ -161,13 +165,10 @@ class Injector:
         finally:
             redis.signal(signal.SIGCONT)
 
-    async def _partition(self, record: FaultRecord) -> None:
-        """worker0 loses Redis: connections reset (cut) or go silent (stall)."""
+    async def _partition(self, record: FaultRecord, *, silent: bool) -> None:
         proxy = self.cluster.proxy
         assert proxy is not None
-        silent = self.rng.random() < 0.6
         record.target = "worker0"
-        record.note = "silent" if silent else "reset"
         if silent:
             proxy.stall()
         else:
@@ -177,12 +178,21 @@ class Injector:
         finally:
             proxy.heal()
 
+    async def _partition_reset(self, record: FaultRecord) -> None:
+        """worker0 loses Redis: its connections are reset, new ones refused."""
+        await self._partition(record, silent=False)
+
+    async def _partition_silent(self, record: FaultRecord) -> None:
+        """worker0 loses Redis silently: bytes stop, nothing is reset; a read reply
+        held up past the lease reaches it on heal."""
+        await self._partition(record, silent=True)
+
     async def _clock_skew(self, record: FaultRecord) -> None:
-        """worker1 restarts with its wall clock off by several leases (either way)."""
-        record.target = "worker1"
+        """worker0 restarts with its wall clock off by several leases (either way)."""
+        record.target = "worker0"
         skew = self.rng.choice((-1, 1)) * self._lease() * self.rng.uniform(3, 6)
         record.note = f"skew {skew:+.1f} s"
-        await self.cluster.restart("worker1", self.cluster.worker_env(1, skew_s=skew))
+        await self.cluster.restart("worker0", self.cluster.worker_env(0, skew_s=skew))
 
 
 ALL_FAULTS = (
@@ -194,7 +204,8 @@ ALL_FAULTS = (
     "drain_worker",
     "pg_restart",
     "redis_pause",
-    "partition",
+    "partition_reset",
+    "partition_silent",
     "clock_skew",
 )
 
