@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from tests.api.private_pg import PrivatePostgres, private_postgres
 from tests.helpers.ports import free_port, port_open
 from tests.helpers.services import ADDR_VARS
@@ -301,6 +303,27 @@ class Cluster:
             except Exception:
                 await asyncio.sleep(0.2)
         return False
+
+    async def wait_active_jobs(self, name: str, at_least: int, timeout_s: float) -> int:
+        """Until the worker runs ``at_least`` attempts (or ``timeout_s``); the count."""
+        from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415
+        from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc  # noqa: PLC0415
+
+        addr = self.services[name].env[ADDR_VARS["worker"]]
+        deadline = time.monotonic() + timeout_s
+        active = 0
+        async with grpc.aio.insecure_channel(addr) as channel:
+            stub = pb_grpc.WorkerServiceStub(channel)
+            while time.monotonic() < deadline:
+                try:
+                    status = await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
+                    active = int(status.active_jobs)
+                    if active >= at_least:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.05)
+        return active
 
     async def restart(self, name: str, env: dict[str, str] | None = None) -> None:
         s = self.services[name]

@@ -72,9 +72,11 @@ class Injector:
             except TimeoutError:
                 pass
             if not deck:
-                # The silent partition twice: it is the one fault where a read
-                # reply reaches a worker after its entry was reclaimed.
-                deck = list(self.enabled) + [f for f in self.enabled if f == "partition_silent"]
+                # Twice each: the silent partition (a read reply reaching a worker
+                # after its entry was reclaimed) and the drain over a slow link.
+                deck = list(self.enabled) + [
+                    f for f in self.enabled if f in ("partition_silent", "drain_worker")
+                ]
                 self.rng.shuffle(deck)
             name = deck.pop()
             await self.inject(name)
@@ -129,9 +131,11 @@ class Injector:
         s = self.cluster.services[name]
         proxy = self.cluster.proxy
         assert proxy is not None
-        # A process signalled before it installed its handlers would not drain.
+        # A process signalled before it installed its handlers would not drain;
+        # and a drain with several attempts running ends them in several rounds.
         await self.cluster.wait_serving(name, 30.0)
-        proxy.delay_s = 0.1
+        await self.cluster.wait_active_jobs(name, 3, 10.0)
+        proxy.delay_s = 0.25
         began = time.monotonic()
         try:
             s.signal(signal.SIGTERM)
