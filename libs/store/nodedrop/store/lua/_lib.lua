@@ -110,8 +110,9 @@ end
 local function acquire_one(base, id, lane, entry, attempt, lease_until, now, maxlen,
                            completion_ttl, consumer)
   if consumer and consumer ~= '' and entry ~= '' then
-    local held = redis.call('XCLAIM', jobs_key(base, lane), GROUP, consumer, 0, entry, 'JUSTID')
-    if #held == 0 then return {0, 'reclaimed'} end
+    -- pcall: a group lost with Redis' data (NOGROUP) means the entry is gone too.
+    local held = redis.pcall('XCLAIM', jobs_key(base, lane), GROUP, consumer, 0, entry, 'JUSTID')
+    if type(held) ~= 'table' or held.err or #held == 0 then return {0, 'reclaimed'} end
   end
   local ek = exec_key(base, id)
   local h = redis.call('HMGET', ek, 'st', 'cx', 'a', 'seq', 'tn', 'w', 'wf', 'tr', 'ab', 'ma',
