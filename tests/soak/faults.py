@@ -89,8 +89,9 @@ class Injector:
             await fault(record)
         finally:
             record.end = time.time()
+        at = time.strftime("%H:%M:%S", time.gmtime(record.start))
         print(
-            f"  fault {name:<14} {record.target:<10} {record.end - record.start:5.1f} s"
+            f"  {at} fault {name:<16} {record.target:<12} {record.end - record.start:5.1f} s"
             + (f"  {record.note}" if record.note else ""),
             flush=True,
         )
@@ -228,4 +229,6 @@ async def wipe_redis(cluster: Cluster, log: FaultLog) -> None:
     await asyncio.sleep(0.5)
     await asyncio.to_thread(redis.start)
     record.end = time.time()
-    print(f"  fault redis_wipe     redis      {record.end - record.start:5.1f} s", flush=True)
+    at = time.strftime("%H:%M:%S", time.gmtime(record.start))
+    took = record.end - record.start
+    print(f"  {at} fault redis_wipe       redis        {took:5.1f} s", flush=True)
