@@ -39,7 +39,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=8.0, help="submissions per second")
     p.add_argument("--watchers", type=int, default=5)
     p.add_argument("--faults", default="all", help="comma-separated names, 'all' or 'none'")
-    p.add_argument("--fault-gap", default="1,3", help="min,max seconds between faults")
+    p.add_argument("--fault-gap", default="0.5,1.5", help="min,max seconds between faults")
     p.add_argument("--no-wipe", action="store_true", help="skip the Redis wipe phase")
     p.add_argument(
         "--wipe-burst", type=int, default=80, help="executions submitted around the wipe"

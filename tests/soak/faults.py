@@ -135,7 +135,7 @@ class Injector:
         # A process signalled before it installed its handlers would not drain;
         # and a drain with several attempts running ends them in several rounds.
         await self.cluster.wait_serving(name, 30.0)
-        await self.cluster.wait_active_jobs(name, 3, 10.0)
+        await self.cluster.wait_active_jobs(name, 3, 5.0)
         proxy.delay_s = 0.25
         began = time.monotonic()
         try:
