@@ -325,6 +325,30 @@ class Cluster:
                 await asyncio.sleep(0.05)
         return active
 
+    async def history_pending(self, timeout_s: float) -> int:
+        """Until the history recorder holds read, unacknowledged entries; how many."""
+        import redis.asyncio as aioredis  # noqa: PLC0415
+
+        from nodedrop.store import Keys  # noqa: PLC0415
+
+        assert self.redis is not None
+        keys = Keys(self.prefix, self.settings.partitions)
+        client = aioredis.Redis.from_url(self.redis.url, decode_responses=True)
+        deadline = time.monotonic() + timeout_s
+        total = 0
+        try:
+            while time.monotonic() < deadline:
+                total = 0
+                for p in range(keys.partitions):
+                    with contextlib.suppress(aioredis.ResponseError):
+                        total += int((await client.xpending(keys.events(p), "history"))["pending"])
+                if total:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
+        return total
+
     async def restart(self, name: str, env: dict[str, str] | None = None) -> None:
         s = self.services[name]
         await s.kill()

@@ -157,6 +157,9 @@ class Injector:
         assert pg is not None
         await asyncio.to_thread(pg.stop)
         await asyncio.sleep(self.rng.uniform(1.0, 2.0))
+        # Killed once its recorder holds entries it read and could not record.
+        held = await self.cluster.history_pending(5.0)
+        record.note = f"{held} history entries held"
         await self.cluster.services["api"].kill()
         await asyncio.to_thread(pg.start)
         self.cluster.services["api"].start()
