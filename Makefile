@@ -9,7 +9,7 @@ TYPED := libs/common libs/engine libs/store libs/cli services tests
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto lint format typecheck buf codegen-check check check-k8s test bench run clean
+.PHONY: help install proto lint format typecheck buf codegen-check check check-k8s test bench soak run clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ check-k8s: install ## render every kustomize overlay and validate it strictly (o
 
 bench: install ## nodedrop-exec vs BullMQ, Celery, Dramatiq, arq, RQ, taskiq, saq (BENCH_ARGS=--quick)
 	$(BIN)/python bench/peers/run.py $(BENCH_ARGS)
+
+soak: install ## fault-injection soak on separate processes (SOAK_ARGS="--duration 300 --seed 7")
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 run: install ## run every service in one process (nodedrop dev)
 	$(BIN)/nodedrop dev

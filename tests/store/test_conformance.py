@@ -489,3 +489,39 @@ async def test_take_serves_the_higher_lane_first(store: Store) -> None:
     await store.enqueue(high, now())
     got = await store.take("w1", 100, LEASE, now())
     assert [a.delivery.execution_id for a in got] == [high.execution_id, low.execution_id]
+
+
+async def test_acquire_refuses_an_entry_reclaimed_while_it_waited(store: Store) -> None:
+    s = spec()
+    await store.enqueue(s, now())
+    held = await store.read_jobs("w1", 100, 0)
+    # The reader's reply was held up past the lease: the reclaimer requeued it.
+    await asyncio.sleep(0.02)
+    assert (await store.reclaim(0, 3, 100)).requeued == 1
+    (late,) = await store.acquire(held, LEASE, now(), "w1")
+    assert late.lease is None and late.skipped == "reclaimed"
+    fresh = await store.read_jobs("w2", 100, 0)
+    (acq,) = await store.acquire(fresh, LEASE, now(), "w2")
+    assert acq.lease is not None and acq.context is not None
+
+
+async def test_acquire_restarts_the_entry_idle_time(store: Store) -> None:
+    await store.enqueue(spec(), now())
+    ds = await store.read_jobs("w1", 100, 0)
+    await asyncio.sleep(0.15)
+    (acq,) = await store.acquire(ds, LEASE, now(), "w1")
+    assert acq.lease is not None
+    # Idle 150 ms since the read, but just claimed by the acquire: not stalled.
+    assert (await store.reclaim(100, 3, 100)).requeued == 0
+
+
+async def test_enqueue_at_a_recorded_attempt(store: Store) -> None:
+    s = spec(attempt=2, max_attempts=3)
+    await store.enqueue(s, now())
+    (d,) = await store.read_jobs("w1", 100, 0)
+    assert d.attempt == 2
+    (acq,) = await store.acquire([d], LEASE, now(), "w1")
+    assert acq.context is not None
+    assert acq.context.attempt == 2 and acq.context.attempts_left == 1
+    events = await store.read(s.execution_id, 0, 10)
+    assert [e.attempt for e in events] == [2, 2]

@@ -108,6 +108,10 @@ class Keys:
     def schedule_fire(self, schedule_id: str, tick_ms: int) -> str:
         return f"{self.prefix}:{{global}}:fire:{schedule_id}:{tick_ms}"
 
+    def data_marker(self) -> str:
+        # Set once the failed queue was rebuilt; gone when Redis lost its data.
+        return f"{self.prefix}:{{global}}:failed-queue-rebuilt"
+
     def cancel_channel(self) -> str:
         # Pub/sub is cluster-wide, so one channel nudges every worker.
         return f"{self.prefix}:cancel"

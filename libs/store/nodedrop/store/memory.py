@@ -249,6 +249,7 @@ class MemoryStore:
         if known is not None:
             return EnqueueResult(spec.execution_id, known.status, False)
         e = _Exec(spec, self.config.lane_of(spec.priority), outputs=dict(spec.completed_outputs))
+        e.attempt, e.attempt_base = spec.attempt, spec.attempt_base
         e.expires_at = time.monotonic() + self.config.state_ttl_s
         self._execs[spec.execution_id] = e
         self._emit(e, now_ms, EventDraft(EventType.EXECUTION_QUEUED))
@@ -466,10 +467,17 @@ class MemoryStore:
     # -- StateStore -------------------------------------------------------------
 
     async def acquire(
-        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
     ) -> list[Acquired]:
         out = []
+        mono = time.monotonic() * 1000
         for d in deliveries:
+            if consumer and d.entry_id:
+                entry = self._streams[(d.partition, d.lane)].entries.get(d.entry_id)
+                if entry is None or d.entry_id in self._streams[(d.partition, d.lane)].undelivered:
+                    out.append(Acquired(d, None, None, skipped="reclaimed"))
+                    continue
+                entry.owner, entry.touched_ms = consumer, mono
             e = self._live(d.execution_id)
             skip = ""
             if e is None:
@@ -689,6 +697,12 @@ class MemoryStore:
     async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None:
         # Delivery is in order within a process; nothing is redelivered.
         return None
+
+    async def group_claim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[TailEntry]:
+        # One process holds every reader: nothing read is ever left behind.
+        return []
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

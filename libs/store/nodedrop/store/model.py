@@ -61,6 +61,28 @@ class JobSpec:
     traceparent: str = ""
     # Node id -> outputs JSON of nodes completed before (resume of a retry).
     completed_outputs: Mapping[str, str] = field(default_factory=dict)
+    # The attempt to start at: 1 for a new execution; orphan recovery passes
+    # the attempt PostgreSQL recorded, so losing Redis never resets the count.
+    attempt: int = 1
+
+    @property
+    def attempt_base(self) -> int:
+        """First attempt of the round ``attempt`` belongs to, as far as it can be
+        told without the round's history: never more than ``max_attempts``
+        attempts are left counting from it."""
+        return max(1, self.attempt - self.max_attempts + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredFailure:
+    """A dead-lettered execution PostgreSQL knows and Redis lost: put back in the
+    failed queue as it was (``spec.attempt`` the attempt it failed at)."""
+
+    spec: JobSpec
+    last_sequence: int
+    reason: str
+    failed_node: str
+    fail_time_ms: int
 
 
 @dataclass(frozen=True, slots=True)

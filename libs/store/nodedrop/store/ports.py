@@ -88,9 +88,14 @@ class JobQueue(Protocol):
 @runtime_checkable
 class StateStore(Protocol):
     async def acquire(
-        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
     ) -> list[Acquired]:
-        """Take a lease (new fence token) on each delivered attempt and load its context."""
+        """Take a lease (new fence token) on each delivered attempt and load its context.
+
+        With ``consumer`` (the reader of the deliveries), an entry must still be
+        pending in the group: one the reclaimer took over meanwhile is skipped
+        as ``reclaimed``, and a leased one is claimed afresh (its idle time
+        restarts with the lease)."""
         ...
 
     async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
@@ -150,3 +155,10 @@ class EventLog(Protocol):
         ...
 
     async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None: ...
+
+    async def group_claim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[TailEntry]:
+        """Entries of ``group`` read but not acknowledged for ``min_idle_ms`` (their
+        reader died), claimed for ``consumer``: at most ``count`` per partition."""
+        ...

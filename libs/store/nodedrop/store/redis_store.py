@@ -33,6 +33,7 @@ from nodedrop.store.model import (
     QueueStats,
     ReclaimReport,
     Renewal,
+    RestoredFailure,
     StateSnapshot,
     TailEntry,
     cancel_error,
@@ -237,7 +238,7 @@ class RedisStore:
             ]
             for node, out in spec.completed_outputs.items():
                 args += [node, out]
-            args += [cap, self.config.lane_rank(lane)]
+            args += [spec.attempt, spec.attempt_base, cap, self.config.lane_rank(lane)]
             calls.append((SCRIPTS["enqueue"], self._k.exec_in(p, spec.execution_id), args))
         results = await self._eval(calls)
         return [
@@ -468,6 +469,46 @@ class RedisStore:
         ]
         return sum(int(r) for r in await self._eval(calls))
 
+    async def failed_queue_lost(self) -> bool:
+        """True until ``mark_failed_queue_rebuilt``, and again after Redis lost its data."""
+        return not await self._r.exists(self._k.data_marker())
+
+    async def mark_failed_queue_rebuilt(self) -> None:
+        await self._r.set(self._k.data_marker(), str(_now_ms()))
+
+    async def restore_failed(self, items: Sequence[RestoredFailure]) -> int:
+        """Puts each back in the failed queue unless Redis knows the execution."""
+        calls: list[_Call] = []
+        for item in items:
+            spec = item.spec
+            validate_spec(spec)
+            p = self._k.partition(spec.execution_id)
+            args: list[Any] = [
+                self._k.base(p),
+                spec.execution_id,
+                spec.tenant_id,
+                spec.workflow_id,
+                spec.workflow_json,
+                spec.trigger_json,
+                self.config.lane_of(spec.priority),
+                spec.max_attempts,
+                repr(spec.backoff_s),
+                repr(spec.timeout_s),
+                spec.traceparent,
+                self.config.state_ttl_s,
+                spec.attempt,
+                spec.attempt_base,
+                item.last_sequence,
+                item.reason,
+                item.failed_node,
+                item.fail_time_ms,
+                len(spec.completed_outputs),
+            ]
+            for node, out in spec.completed_outputs.items():
+                args += [node, out]
+            calls.append((SCRIPTS["restore_failed"], self._k.exec_in(p, spec.execution_id), args))
+        return sum(int(r) for r in await self._eval(calls))
+
     async def stats(self, now_ms: int) -> QueueStats:
         pipe = self._r.pipeline(transaction=False)
         for _, _, name in self._streams:
@@ -566,7 +607,7 @@ class RedisStore:
     # -- StateStore -------------------------------------------------------------
 
     async def acquire(
-        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
     ) -> list[Acquired]:
         calls: list[_Call] = [
             (
@@ -582,6 +623,7 @@ class RedisStore:
                     now_ms,
                     self.config.events_maxlen,
                     self.config.completion_ttl_s,
+                    consumer,
                 ],
             )
             for d in deliveries
@@ -812,6 +854,27 @@ class RedisStore:
         for partition, entry_ids in ids.items():
             pipe.xack(self._event_streams[partition], group, *entry_ids)
         await pipe.execute()
+
+    async def group_claim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[TailEntry]:
+        if group not in self._groups_ready:
+            await self._ensure_event_group(group)
+        out: list[TailEntry] = []
+        for p, name in enumerate(self._event_streams):
+            # Entries trimmed away meanwhile (MAXLEN) come back as deleted ids and
+            # leave the group's pending list; nothing is left to record of them.
+            try:
+                reply = await self._command(
+                    "XAUTOCLAIM", name, group, consumer, min_idle_ms, "0-0", "COUNT", count
+                )
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                await self._ensure_event_group(group)
+                return out
+            out.extend(TailEntry(p, entry_id, _record(f)) for entry_id, f in reply[1] if f)
+        return out
 
     async def _ensure_event_group(self, group: str) -> None:
         pipe = self._r.pipeline(transaction=False)

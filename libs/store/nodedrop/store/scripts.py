@@ -23,6 +23,7 @@ _NAMES = (
     "cancel",
     "retry_failed",
     "purge_failed",
+    "restore_failed",
     "append",
     "requeue",
     "trim",

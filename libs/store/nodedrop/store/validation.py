@@ -22,6 +22,8 @@ def validate_spec(spec: JobSpec) -> None:
         raise InvalidJob("backoff", "must be a finite duration >= 0")
     if not math.isfinite(spec.timeout_s) or spec.timeout_s <= 0:
         raise InvalidJob("timeout", "must be a finite duration > 0")
+    if spec.attempt < 1:
+        raise InvalidJob("attempt", "must be >= 1")
     if spec.run_at_ms < 0:
         raise InvalidJob("run_time", "must not be before the epoch")
     if not _ID.match(spec.tenant_id or "-"):

@@ -27,6 +27,7 @@ from nodedrop.api.direct import DirectRunner
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.execution_servicer import ExecutionLimits, ExecutionServicer
 from nodedrop.api.executions import ExecutionManager
+from nodedrop.api.failed_rebuild import FailedQueueRebuild
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import Status
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
@@ -239,7 +240,10 @@ class ApiService:
                 on_failure=self._direct_failed,
             )
             self._recorder = HistoryRecorder(
-                self._store, self._repo, consumer=f"api-{socket.gethostname()}-{os.getpid()}"
+                self._store,
+                self._repo,
+                consumer=f"api-{socket.gethostname()}-{os.getpid()}",
+                claim_idle_s=s.api.history_claim_idle_s,
             )
             self._recorder.start()
         self._manager = ExecutionManager(
@@ -252,6 +256,11 @@ class ApiService:
             interval_s=s.api.recovery_interval_s,
             min_age_s=s.api.recovery_min_age_s,
             events=self._store,
+            failed_rebuild=(
+                FailedQueueRebuild(self._repo, self._store, window_s=self._store.config.state_ttl_s)
+                if isinstance(self._store, RedisStore) and self._queue is not None
+                else None
+            ),
         )
         self._recovery.start()
         if self._dev:

@@ -188,37 +188,15 @@ class ExecutionManager:
             return Status.QUEUED
 
     async def enqueue_existing(
-        self, record: ExecutionRecord, completed_outputs: Mapping[str, str] | None = None
+        self,
+        record: ExecutionRecord,
+        completed_outputs: Mapping[str, str] | None = None,
+        attempt: int = 1,
     ) -> Status:
         """Re-enqueue a stored execution from its definition and trigger data,
-        resuming after `completed_outputs` (node id -> outputs JSON)."""
-        new = NewExecution(
-            id=record.id,
-            tenant_id=record.tenant_id,
-            workflow_id=record.workflow_id,
-            workflow_version=record.workflow_version,
-            definition_json=record.definition_json,
-            mode=record.mode,
-            trigger_kind=record.trigger_kind,
-            trigger_data_json=record.trigger_data_json,
-            max_attempts=record.max_attempts,
-            priority=record.priority,
-            run_at=record.run_at,
-        )
+        resuming after `completed_outputs` (node id -> outputs JSON) at `attempt`."""
         assert self._queue is not None
-        delay = max(0.0, (record.run_at - datetime.now(UTC)).total_seconds())
-        definition = from_json(record.definition_json)
-        request = EnqueueRequest(
-            execution_id=new.id,
-            tenant_id=new.tenant_id,
-            workflow=_snapshot(definition, record.workflow_id, record.workflow_version),
-            workflow_json=definition.json,
-            trigger_data_json=new.trigger_data_json,
-            priority=new.priority,
-            run_at=new.run_at if delay > 0 else None,
-            completed_outputs=dict(completed_outputs or {}),
-        )
-        return await self._queue.enqueue(request)
+        return await self._queue.enqueue(stored_request(record, completed_outputs, attempt))
 
     async def _get(self, tenant_id: str, execution_id: str) -> ExecutionRecord:
         try:
@@ -293,6 +271,25 @@ class ExecutionManager:
 
 _SNAPSHOTS: OrderedDict[tuple[str, str, int], workflow_pb2.Workflow] = OrderedDict()
 _SNAPSHOT_CACHE = 256
+
+
+def stored_request(
+    record: ExecutionRecord, completed_outputs: Mapping[str, str] | None, attempt: int
+) -> EnqueueRequest:
+    """The enqueue request of a stored execution, from its definition and trigger data."""
+    delay = max(0.0, (record.run_at - datetime.now(UTC)).total_seconds())
+    definition = from_json(record.definition_json)
+    return EnqueueRequest(
+        execution_id=record.id,
+        tenant_id=record.tenant_id,
+        workflow=_snapshot(definition, record.workflow_id, record.workflow_version),
+        workflow_json=definition.json,
+        trigger_data_json=record.trigger_data_json,
+        priority=record.priority,
+        run_at=record.run_at if delay > 0 else None,
+        completed_outputs=dict(completed_outputs or {}),
+        attempt=attempt,
+    )
 
 
 def _snapshot(

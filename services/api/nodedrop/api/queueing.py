@@ -72,6 +72,8 @@ class EnqueueRequest:
     # The same definition as NODES.md JSON when the caller has it already, so
     # an adapter that stores JSON need not convert `workflow` back.
     workflow_json: str = ""
+    # The attempt to start at (orphan recovery: the recorded one).
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class SchedulerQueue:
             priority=request.priority,
             traceparent=request.traceparent,
             completed_outputs_json=dict(request.completed_outputs),
+            attempt=request.attempt,
         )
         if request.run_at is not None:
             ts = timestamp_pb2.Timestamp()

@@ -6,6 +6,13 @@ sequence) and applies only new ones, so a redelivered or replayed entry
 changes nothing. A batch is acknowledged only after it is committed; while
 the database is down the recorder keeps retrying the same batch (with
 backoff) instead of reading further, so nothing is acknowledged unrecorded.
+
+Each process reads under its own consumer name, so what a process had read
+when it died stays pending in the group under that name. Every recorder
+claims, now and then, the group's entries left unacknowledged longer than
+``claim_idle_s`` (XAUTOCLAIM), whichever replica read them, and records them
+like new ones; applying them is idempotent, so a slow replica that still
+commits its batch afterwards changes nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class HistoryRecorder:
         block_ms: int = 1000,
         max_backoff_s: float = 5.0,
         gather_s: float = 0.05,
+        claim_idle_s: float = 30.0,
+        claim_every_s: float | None = None,
     ) -> None:
         self._events = events
         self._repo = repository
@@ -78,8 +87,12 @@ class HistoryRecorder:
         # batch: each batch costs five PostgreSQL round trips and an XACK
         # pipeline however few events it holds. History lags by at most this.
         self._gather_s = gather_s
+        self._claim_idle_ms = int(claim_idle_s * 1000)
+        # Often enough that an orphaned entry waits at most about 1.25 idle periods.
+        self._claim_every_s = claim_every_s if claim_every_s is not None else claim_idle_s / 4
         self._task: asyncio.Task[None] | None = None
         self.recorded = 0
+        self.claimed = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -99,6 +112,17 @@ class HistoryRecorder:
             await self._commit(entries)
         return len(entries)
 
+    async def claim(self) -> int:
+        """Records the group's entries whose reader left them pending; returns how many."""
+        entries = await self._events.group_claim(
+            GROUP, self._consumer, self._claim_idle_ms, self._batch
+        )
+        if entries:
+            log.info("history: claimed entries another reader left pending", entries=len(entries))
+            await self._commit(entries)
+            self.claimed += len(entries)
+        return len(entries)
+
     async def _commit(self, entries: list[TailEntry]) -> None:
         backoff = 0.1
         while True:
@@ -116,9 +140,13 @@ class HistoryRecorder:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        next_claim = loop.time()
         while True:
             began = loop.time()
             try:
+                if began >= next_claim:
+                    next_claim = began + self._claim_every_s
+                    await self.claim()
                 handled = await self.step()
             except asyncio.CancelledError:
                 raise

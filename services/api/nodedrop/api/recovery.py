@@ -7,13 +7,15 @@ a PostgreSQL advisory lock in production):
   retry_scheduled, older than ``min_age_s``, that the scheduler does not
   know (Redis lost its data, or the enqueue after the insert failed) is
   enqueued again from its stored definition and trigger data, resuming
-  after the nodes the recorder saw complete. Its recorded events are
+  after the nodes the recorder saw complete, at the attempt it recorded. Its recorded events are
   dropped first: the new run numbers its events from 1 again. When that
   cannot work (the stored definition no longer parses, the scheduler
   refuses it) the execution is failed with the reason.
 - the other way round, an execution the scheduler knows as ended that
   PostgreSQL still holds as unfinished (the recorder missed its events) has
   its events replayed from its own event log, so both agree;
+- after Redis lost its data, the failed queue is rebuilt from PostgreSQL
+  first (nodedrop.api.failed_rebuild);
 - direct mode: an execution still unfinished well past its timeout was
   running in an API process that is gone; it is failed with that reason.
 
@@ -32,6 +34,7 @@ import orjson
 
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.executions import ExecutionManager
+from nodedrop.api.failed_rebuild import FailedQueueRebuild
 from nodedrop.api.model import TERMINAL_STATUSES, ExecutionRecord, Status
 from nodedrop.api.queueing import QueuePort
 from nodedrop.api.recorder import to_recorded
@@ -72,6 +75,17 @@ def _timeout_s(record: ExecutionRecord) -> float:
         return DEFAULT_TIMEOUT_S
 
 
+def _resume_attempt(record: ExecutionRecord) -> int:
+    """The attempt a re-run starts at: the recorded one, which was running or
+    about to (a lost attempt is run again, as the reclaimer does), or the next
+    after a recorded retry. Starting from 1 again would run a failing node more
+    than max_attempts times."""
+    attempt = max(1, record.attempt)
+    if record.status is Status.RETRY_SCHEDULED:
+        return attempt + 1
+    return attempt
+
+
 class OrphanRecovery:
     def __init__(
         self,
@@ -85,8 +99,10 @@ class OrphanRecovery:
         max_pages: int = 50,
         direct_margin_s: float = 120.0,
         events: EventLog | None = None,
+        failed_rebuild: FailedQueueRebuild | None = None,
     ) -> None:
         self._repo = repository
+        self._failed_rebuild = failed_rebuild
         self._events = events
         self._queue = queue
         self._manager = manager
@@ -133,6 +149,9 @@ class OrphanRecovery:
                 return RecoveryReport(ran=False)
             now = datetime.now(UTC)
             checked = requeued = failed = 0
+            if self._failed_rebuild is not None:
+                # Before the re-enqueues: they would make the queue look intact.
+                await self._failed_rebuild.run_once()
             if self._queue is not None:
                 c, r, f = await self._queue_mode(now - timedelta(seconds=self._min_age_s))
                 checked, requeued, failed = checked + c, requeued + r, failed + f
@@ -192,7 +211,7 @@ class OrphanRecovery:
         if not await self._repo.reset_for_rerun(record.id):
             return True  # it finished meanwhile
         try:
-            await self._manager.enqueue_existing(full, completed)
+            await self._manager.enqueue_existing(full, completed, _resume_attempt(full))
         except FailedPrecondition as exc:
             await self._fail(record, f"lost by the queue and refused on re-enqueue: {exc}")
             return False

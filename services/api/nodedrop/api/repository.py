@@ -133,6 +133,13 @@ class ExecutionRepository(Protocol):
         """The tenant's queued, running and retry-scheduled executions, by status."""
         ...
 
+    async def list_failed_since(
+        self, finished_since: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        """Queue-mode executions failed since ``finished_since``, oldest first (the
+        failed-queue rebuild after Redis lost its data)."""
+        ...
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         """Back to queued with no recorded events (its new run numbers events from 1).
 

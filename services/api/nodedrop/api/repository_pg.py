@@ -358,6 +358,16 @@ class PostgresRepository:
             rows = await conn.fetch(Q["count_unfinished"], tenant_id)
         return {Status(r["status"]): int(r["n"]) for r in rows}
 
+    async def list_failed_since(
+        self, finished_since: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        after_time, after_id = after if after is not None else (finished_since, "")
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["list_failed_since"], finished_since, after_time, after_id, limit
+            )
+        return [_ROWS.execution(r, _definition(r)) for r in rows]
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         async with self._conn() as conn, conn.transaction():
             row = await conn.fetchrow(Q["reset_for_rerun"], execution_id)

@@ -418,6 +418,18 @@ class SqliteRepository:
         )
         return {Status(r["status"]): int(r["n"]) for r in rows}
 
+    async def list_failed_since(
+        self, finished_since: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ExecutionRecord]:
+        params = {
+            "since": _us(finished_since),
+            "after_time": _us(after[0]) if after else -1,
+            "after_id": after[1] if after else "",
+            "limit": limit,
+        }
+        rows = await self._run(lambda: self._db.execute(Q["list_failed_since"], params).fetchall())
+        return [_ROWS.execution(r, r["definition"]) for r in rows]
+
     async def reset_for_rerun(self, execution_id: str) -> bool:
         def reset(db: sqlite3.Connection) -> bool:
             if db.execute(Q["reset_for_rerun"], {"id": execution_id}).fetchone() is None:

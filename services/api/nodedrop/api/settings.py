@@ -41,6 +41,9 @@ class ApiOptions:
     # Orphan recovery: how often, and how old an unfinished execution must be.
     recovery_interval_s: float
     recovery_min_age_s: float
+    # History recorder: entries of the consumer group read and not acknowledged
+    # for this long (their API process died) are claimed and recorded.
+    history_claim_idle_s: float
     # `nodedrop dev`: the key to register for the development tenant.
     dev_api_key: str
     sqlite_path: str
@@ -75,6 +78,7 @@ class ApiOptions:
             result_cache_ttl_s=env_int(env, "NODEDROP_RESULT_CACHE_TTL_S", 300, minimum=0),
             recovery_interval_s=env_float(env, "NODEDROP_RECOVERY_INTERVAL_S", 30.0, minimum=0.1),
             recovery_min_age_s=env_float(env, "NODEDROP_RECOVERY_MIN_AGE_S", 30.0, minimum=0.0),
+            history_claim_idle_s=env_float(env, "NODEDROP_HISTORY_CLAIM_IDLE_S", 30.0, minimum=1.0),
             dev_api_key=env_str(env, "NODEDROP_API_KEY", ""),
             sqlite_path=env_str(env, "NODEDROP_SQLITE_PATH", "nodedrop-dev.sqlite3"),
             database_url_set=bool(env.get("DATABASE_URL", "").strip()),

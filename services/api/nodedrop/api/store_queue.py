@@ -64,7 +64,7 @@ def _workflow_json(wf: workflow_pb2.Workflow) -> str:
     return text
 
 
-def _spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
+def job_spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
     wf = request.workflow
     settings = wf.settings
     return JobSpec(
@@ -80,6 +80,7 @@ def _spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
         timeout_s=settings.timeout_s if settings.HasField("timeout_s") else 300.0,
         traceparent=traceparent,
         completed_outputs=dict(request.completed_outputs),
+        attempt=request.attempt,
     )
 
 
@@ -104,13 +105,13 @@ class StoreQueue:
         if not spans_exported():
             # The span would be dropped: only its traceparent is needed, for
             # the job entry (a fifth of the handler's CPU per call otherwise).
-            spec = _spec(request, unrecorded_enqueue_traceparent(request.traceparent))
+            spec = job_spec(request, unrecorded_enqueue_traceparent(request.traceparent))
             return await self._batcher.submit(spec)
         with enqueue_span(
             request.execution_id, parent_traceparent=request.traceparent, tracer=self._tracer
         ):
             # Taken inside the span: the worker's execution span is its child.
-            spec = _spec(request, current_traceparent())
+            spec = job_spec(request, current_traceparent())
             return await self._batcher.submit(spec)
 
     def prepared(self, request: EnqueueRequest) -> JobSpec | None:
@@ -119,7 +120,7 @@ class StoreQueue:
         then start once the row is committed, and the job carries its context."""
         if spans_exported() or not self._batcher.running:
             return None
-        return _spec(request, unrecorded_enqueue_traceparent(request.traceparent))
+        return job_spec(request, unrecorded_enqueue_traceparent(request.traceparent))
 
     def hand_on(self, job: JobSpec, future: asyncio.Future[Status]) -> None:
         self._batcher.push(job, future)

@@ -91,6 +91,8 @@ def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> 
     backoff = _seconds(req.backoff) if req.HasField("backoff") else settings.backoff_s
     timeout = _seconds(req.timeout) if req.HasField("timeout") else settings.timeout_s
     run_at = _ms(req.run_time) if req.HasField("run_time") else 0
+    if req.attempt < 0:
+        raise InvalidArgument.field("attempt", "must be >= 0")
     return JobSpec(
         execution_id=req.execution_id,
         tenant_id=req.tenant_id,
@@ -104,6 +106,7 @@ def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> 
         timeout_s=timeout,
         traceparent=req.traceparent,
         completed_outputs=dict(req.completed_outputs_json),
+        attempt=max(1, req.attempt),
     )
 
 

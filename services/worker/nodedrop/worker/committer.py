@@ -76,6 +76,12 @@ class Committer:
                     return
                 continue
             await self._round()
+            # stop() may have set the wake while this round ran, and the wake
+            # was then consumed by the round itself: once a stopping committer
+            # has nothing left, it must end here, not wait for a wake-up that
+            # nobody will send (the drain would sit out its whole grace).
+            if self._stopping and not self._dirty and not self._endings:
+                return
 
     async def _round(self) -> None:
         dirty, self._dirty = self._dirty, {}

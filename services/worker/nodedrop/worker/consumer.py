@@ -286,7 +286,7 @@ class Consumer:
     async def _start(self, batch: list[Delivery]) -> None:
         now = _now_ms()
         lease_ms = int(self._cfg.lease_s * 1000)
-        self._begin(await self._store.acquire(batch, lease_ms, now))
+        self._begin(await self._store.acquire(batch, lease_ms, now, self._cfg.worker_id))
 
     def _begin(self, acquired: list[Acquired]) -> None:
         started = 0

@@ -57,6 +57,7 @@ class EnqueueExecutionRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     COMPLETED_OUTPUTS_JSON_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     tenant_id: _builtins.str
     trigger_data_json: _builtins.str
@@ -66,6 +67,11 @@ class EnqueueExecutionRequest(_message.Message):
     """Overrides of the workflow's settings; unset means the workflow's."""
     traceparent: _builtins.str
     """W3C traceparent of the submitting span."""
+    attempt: _builtins.int
+    """The attempt to start at; 0 means 1 (a new execution). Orphan recovery
+    passes the attempt PostgreSQL recorded, so an execution Redis lost keeps
+    its count and never runs more than max_attempts attempts.
+    """
     @_builtins.property
     def workflow(self) -> _workflow_pb2.Workflow:
         """The definition snapshot the workers run."""
@@ -98,10 +104,11 @@ class EnqueueExecutionRequest(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         traceparent: _builtins.str = ...,
         completed_outputs_json: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_attempts", b"_max_attempts", "backoff", b"backoff", "max_attempts", b"max_attempts", "run_time", b"run_time", "timeout", b"timeout", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_attempts", b"_max_attempts", "backoff", b"backoff", "completed_outputs_json", b"completed_outputs_json", "execution_id", b"execution_id", "max_attempts", b"max_attempts", "priority", b"priority", "run_time", b"run_time", "tenant_id", b"tenant_id", "timeout", b"timeout", "traceparent", b"traceparent", "trigger_data_json", b"trigger_data_json", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_attempts", b"_max_attempts", "attempt", b"attempt", "backoff", b"backoff", "completed_outputs_json", b"completed_outputs_json", "execution_id", b"execution_id", "max_attempts", b"max_attempts", "priority", b"priority", "run_time", b"run_time", "tenant_id", b"tenant_id", "timeout", b"timeout", "traceparent", b"traceparent", "trigger_data_json", b"trigger_data_json", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_attempts: _TypeAlias = _typing.Literal["max_attempts"]  # noqa: Y015
     _WhichOneofArgType__max_attempts: _TypeAlias = _typing.Literal["_max_attempts", b"_max_attempts"]  # noqa: Y015

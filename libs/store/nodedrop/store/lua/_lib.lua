@@ -99,8 +99,21 @@ end
 -- Returns {0, reason} (entry acked, nothing to run) or
 -- {1, fence, tenant, workflow_id, workflow_json, trigger, attempt, max_attempts,
 --  backoff, timeout, traceparent, attempt within the round, outputs (flat node/json list)}.
+--
+-- ``consumer`` (acquire only; '' skips it) is the worker that read the entry.
+-- The entry must still be pending: a delivery the reclaimer took over while it
+-- waited in the worker is refused ({0, 'reclaimed'}; the reclaimer acked it
+-- and queued a fresh entry).  Claiming it to the same consumer resets its idle
+-- time, so a delivery older than the lease is not reclaimed right after this
+-- lease began.  One XCLAIM ... JUSTID per acquired entry; take reads its
+-- entries in the same script (idle 0), so it passes ''.
 local function acquire_one(base, id, lane, entry, attempt, lease_until, now, maxlen,
-                           completion_ttl)
+                           completion_ttl, consumer)
+  if consumer and consumer ~= '' and entry ~= '' then
+    -- pcall: a group lost with Redis' data (NOGROUP) means the entry is gone too.
+    local held = redis.pcall('XCLAIM', jobs_key(base, lane), GROUP, consumer, 0, entry, 'JUSTID')
+    if type(held) ~= 'table' or held.err or #held == 0 then return {0, 'reclaimed'} end
+  end
   local ek = exec_key(base, id)
   local h = redis.call('HMGET', ek, 'st', 'cx', 'a', 'seq', 'tn', 'w', 'wf', 'tr', 'ab', 'ma',
                        'bo', 'to', 'tp', 'f', 'ce')

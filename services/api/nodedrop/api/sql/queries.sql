@@ -134,6 +134,18 @@ SET status = $2, error = COALESCE($3, error),
 WHERE id = $1 AND status IN ('queued', 'running', 'retry_scheduled')
 RETURNING status;
 
+-- name: list_failed_since
+-- Queue-mode executions that failed since $1, oldest first: the candidates of
+-- a failed-queue rebuild after Redis lost its data (rare; a scan is fine).
+SELECT e.*, v.definition AS version_definition
+FROM executions e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+WHERE e.status = 'failed' AND e.mode = 'queue' AND e.finished_at >= $1
+  AND (e.finished_at, e.id) > ($2, $3)
+ORDER BY e.finished_at, e.id
+LIMIT $4;
+
 -- name: list_unfinished
 SELECT e.*, v.definition AS version_definition
 FROM executions e
@@ -164,11 +176,15 @@ RETURNING execution_id, sequence;
 
 -- name: apply_execution_patch
 -- One row per execution of the batch (the fold guarantees it), in one statement.
--- A terminal status is final: later non-terminal events cannot reopen it.
+-- A terminal status is final: later non-terminal events cannot reopen it; nor
+-- can a batch older than what is recorded (entries a dead replica had read,
+-- reclaimed after newer ones were recorded) set an older open status.
 UPDATE executions e SET
     status = CASE
         WHEN p.status IS NULL THEN e.status
         WHEN e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
+        WHEN p.last_sequence < e.last_sequence
              AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
         ELSE p.status END,
     attempt = GREATEST(e.attempt, p.attempt),

@@ -104,6 +104,13 @@ SET status = :status, error = COALESCE(:error, error),
 WHERE id = :id AND status IN ('queued', 'running', 'retry_scheduled')
 RETURNING status;
 
+-- name: list_failed_since
+SELECT * FROM executions
+WHERE status = 'failed' AND mode = 'queue' AND finished_at >= :since
+  AND (finished_at > :after_time OR (finished_at = :after_time AND id > :after_id))
+ORDER BY finished_at, id
+LIMIT :limit;
+
 -- name: list_unfinished
 SELECT * FROM executions
 WHERE status IN ('queued', 'running', 'retry_scheduled') AND mode = :mode
@@ -129,6 +136,8 @@ UPDATE executions SET
     status = CASE
         WHEN :status IS NULL THEN status
         WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
+             AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
+        WHEN :last_sequence < last_sequence
              AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
         ELSE :status END,
     attempt = MAX(attempt, :attempt),
