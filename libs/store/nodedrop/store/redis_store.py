@@ -218,18 +218,8 @@ class RedisStore:
             validate_spec(spec)
             p = self._k.partition(spec.execution_id)
             lane = self.config.lane_of(spec.priority)
-            args: list[Any] = [
-                self._k.base(p),
-                spec.execution_id,
-                spec.tenant_id,
-                spec.workflow_id,
-                spec.workflow_json,
-                spec.trigger_json,
-                lane,
-                spec.max_attempts,
-                repr(spec.backoff_s),
-                repr(spec.timeout_s),
-                spec.traceparent,
+            args = self._context_args(p, spec, lane)
+            args += [
                 spec.run_at_ms,
                 now_ms,
                 self.config.state_ttl_s,
@@ -476,6 +466,22 @@ class RedisStore:
     async def mark_failed_queue_rebuilt(self) -> None:
         await self._r.set(self._k.data_marker(), str(_now_ms()))
 
+    def _context_args(self, p: int, spec: JobSpec, lane: int) -> list[Any]:
+        """The execution context's arguments, first in both `enqueue` and `restore_failed`."""
+        return [
+            self._k.base(p),
+            spec.execution_id,
+            spec.tenant_id,
+            spec.workflow_id,
+            spec.workflow_json,
+            spec.trigger_json,
+            lane,
+            spec.max_attempts,
+            repr(spec.backoff_s),
+            repr(spec.timeout_s),
+            spec.traceparent,
+        ]
+
     async def restore_failed(self, items: Sequence[RestoredFailure]) -> int:
         """Puts each back in the failed queue unless Redis knows the execution."""
         calls: list[_Call] = []
@@ -483,18 +489,8 @@ class RedisStore:
             spec = item.spec
             validate_spec(spec)
             p = self._k.partition(spec.execution_id)
-            args: list[Any] = [
-                self._k.base(p),
-                spec.execution_id,
-                spec.tenant_id,
-                spec.workflow_id,
-                spec.workflow_json,
-                spec.trigger_json,
-                self.config.lane_of(spec.priority),
-                spec.max_attempts,
-                repr(spec.backoff_s),
-                repr(spec.timeout_s),
-                spec.traceparent,
+            args = self._context_args(p, spec, self.config.lane_of(spec.priority))
+            args += [
                 self.config.state_ttl_s,
                 spec.attempt,
                 spec.attempt_base,
