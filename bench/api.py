@@ -150,7 +150,7 @@ def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
         uvloop.install()
     except ImportError:
         pass
-    from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+    from nodedrop.contract import to_proto  # noqa: PLC0415
     from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
     from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
 
@@ -238,7 +238,7 @@ async def _setup(args: argparse.Namespace) -> dict[str, str]:
 
 
 async def _create_workflow(target: str, key: str) -> str:
-    from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+    from nodedrop.contract import to_proto  # noqa: PLC0415
     from nodedrop.workflow.v1 import workflow_service_pb2 as wpb  # noqa: PLC0415
     from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wgrpc  # noqa: PLC0415
 

@@ -18,10 +18,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from nodedrop.api.definitions import to_proto
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.cli.remote import execution_outcome
 from nodedrop.common.server import GrpcServer
+from nodedrop.contract import to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.scheduler.app import SchedulerService

@@ -202,10 +202,10 @@ async def _stored_direct(repo: PostgresRepository) -> ExecutionRecord:
     import uuid  # noqa: PLC0415
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from nodedrop.api.definitions import from_proto  # noqa: PLC0415
     from nodedrop.api.model import NewExecution  # noqa: PLC0415
+    from nodedrop.contract import check  # noqa: PLC0415
 
-    definition, problems = from_proto(_flow(), "workflow", max_nodes=100)
+    definition, problems = check(_flow())
     assert definition is not None, problems
     await repo.ensure_tenant("tenant-a", "a")
     new = NewExecution(

@@ -12,12 +12,12 @@ import orjson
 import pytest
 
 from nodedrop.api.batching import InsertBatcher
-from nodedrop.api.definitions import from_json
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.model import NewExecution, Status
 from nodedrop.api.repository import ExecutionRepository, InsertOutcome
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.common import telemetry
+from nodedrop.contract import from_json
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.redis_store import RedisStore

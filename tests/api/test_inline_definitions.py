@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from nodedrop.api import inline_definitions, validation
-from nodedrop.api.definitions import to_proto
 from nodedrop.api.inline_definitions import InlineDefinitions
+from nodedrop.api.validation import Rules
+from nodedrop.contract import to_proto
 
 
 def _workflow(name: str, *, valid: bool = True) -> Any:
@@ -24,18 +24,18 @@ def _workflow(name: str, *, valid: bool = True) -> Any:
 @pytest.fixture
 def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
-    real = validation.problems_of
+    real = Rules.problems_of
 
-    def counting(wf: Any, prefix: str, *, max_nodes: int) -> Any:
+    def counting(self: Rules, wf: Any, prefix: str) -> Any:
         seen.append(wf.name)
-        return real(wf, prefix, max_nodes=max_nodes)
+        return real(self, wf, prefix)
 
-    monkeypatch.setattr(inline_definitions, "problems_of", counting)
+    monkeypatch.setattr(Rules, "problems_of", counting)
     return seen
 
 
 def test_a_valid_definition_is_checked_once(checks: list[str]) -> None:
-    inline = InlineDefinitions(max_nodes=100)
+    inline = InlineDefinitions(Rules(max_nodes=100))
     first, problems = inline.check(_workflow("a"), "workflow")
     assert first is not None and problems == []
     again, problems = inline.check(_workflow("a"), "workflow")
@@ -44,7 +44,7 @@ def test_a_valid_definition_is_checked_once(checks: list[str]) -> None:
 
 
 def test_a_definition_with_problems_is_checked_every_time(checks: list[str]) -> None:
-    inline = InlineDefinitions(max_nodes=100)
+    inline = InlineDefinitions(Rules(max_nodes=100))
     for _ in range(2):
         definition, problems = inline.check(_workflow("bad", valid=False), "workflow")
         assert definition is None
@@ -53,7 +53,7 @@ def test_a_definition_with_problems_is_checked_every_time(checks: list[str]) -> 
 
 
 def test_the_least_recently_used_definition_is_forgotten(checks: list[str]) -> None:
-    inline = InlineDefinitions(max_nodes=100, size=2)
+    inline = InlineDefinitions(Rules(max_nodes=100), size=2)
     for name in ("a", "b", "a", "c", "a", "b"):
         inline.check(_workflow(name), "workflow")
     # "b" was the least recently used when "c" came in.

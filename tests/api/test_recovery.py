@@ -181,13 +181,13 @@ async def test_one_replica_at_a_time(pg_repo: PostgresRepository) -> None:
 async def test_recorder_adopts_an_execution_the_scheduler_started(
     pg_repo: PostgresRepository,
 ) -> None:
-    from nodedrop.api.definitions import from_proto  # noqa: PLC0415
+    from nodedrop.contract import check  # noqa: PLC0415
     from nodedrop.store import JobSpec, Keys  # noqa: PLC0415
     from nodedrop.store.config import StoreConfig  # noqa: PLC0415
     from nodedrop.store.redis_store import RedisStore  # noqa: PLC0415
 
     async with stack(pg_repo) as s:
-        definition, _ = from_proto(_flow(0.0), "workflow", max_nodes=10)
+        definition, _ = check(_flow(0.0))
         assert definition is not None
         wf = await pg_repo.create_workflow("tenant-a", str(uuid.uuid4()), "slow", definition.json)
         store = RedisStore.from_url(s.redis.url, StoreConfig(keys=Keys("nd", 4)))

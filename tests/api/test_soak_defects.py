@@ -26,9 +26,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from nodedrop.api import migrations
-from nodedrop.api.definitions import to_proto
 from nodedrop.api.provisioning import ALL_SCOPES, create_key
 from nodedrop.api.repository_pg import PostgresRepository
+from nodedrop.contract import to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc

@@ -12,7 +12,6 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from nodedrop.api.definitions import to_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest
 from nodedrop.api.store_queue import StoreQueue
@@ -20,6 +19,7 @@ from nodedrop.common import telemetry
 from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.common.settings import TelemetrySettings
 from nodedrop.common.telemetry import configure_tracing, install_in_memory_tracing
+from nodedrop.contract import to_proto
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.redis_store import RedisStore

@@ -1,8 +1,8 @@
-"""Workflow validation reports every problem: the edge checks' and the engine's."""
+"""Workflow validation at the API: every problem of the decoding and the engine, once each."""
 
 from __future__ import annotations
 
-from nodedrop.api.validation import problems_of
+from nodedrop.api.validation import Rules
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 
 
@@ -21,13 +21,13 @@ def test_edge_and_engine_problems_come_together_once_each() -> None:
             wf_pb.Connection(source="start", target="cond"),
         ],
     )
-    definition, problems = problems_of(wf, "workflow", max_nodes=100)
+    definition, problems = Rules(max_nodes=100).problems_of(wf, "workflow")
     assert definition is None
     paths = [p.path for p in problems]
-    # Edge checks: the malformed id and the dangling connection.
+    # The malformed id and the dangling connection, at the message's field names.
     assert "workflow.nodes[1].id" in paths
     assert "workflow.connections[0].target" in paths
-    # Engine checks on the rest: the unknown type and the bad expression.
+    # The unknown type and the bad expression, at the indices of the request.
     assert any(p.startswith("workflow.nodes[2]") for p in paths), paths
     assert any(p.startswith("workflow.nodes[3].parameters") for p in paths), paths
     # Nothing about nodes[1] or connections[0] a second time.
@@ -41,5 +41,5 @@ def test_a_valid_workflow_has_no_problems() -> None:
         nodes=[wf_pb.Node(id="start", type="manual_trigger"), wf_pb.Node(id="n", type="noop")],
         connections=[wf_pb.Connection(source="start", target="n")],
     )
-    definition, problems = problems_of(wf, "workflow", max_nodes=100)
+    definition, problems = Rules(max_nodes=100).problems_of(wf, "workflow")
     assert definition is not None and problems == []

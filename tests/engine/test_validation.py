@@ -391,3 +391,23 @@ def test_fuzz_mutated_valid_workflow_never_raises(data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(["nodes", "connections", "settings", "name"]))
         wf[key] = value
     assert isinstance(validate_workflow(wf), list)
+
+
+def test_paths_after_a_node_left_out_keep_their_index() -> None:
+    problems = validate_workflow(
+        {
+            "nodes": [
+                {"id": "bad id", "type": "noop"},
+                {"id": "t", "type": "manual_trigger"},
+                {"id": "n", "type": "noop", "parameters": {"unknown": 1}},
+            ],
+            "connections": [
+                {"from": "t", "to": "bad id"},
+                {"from": "t", "to": "ghost"},
+                {"from": "t", "to": "n"},
+            ],
+        }
+    )
+    paths = sorted(p.path for p in problems)
+    # The node with the bad id is reported once: the connection to it is not dangling.
+    assert paths == ["connections[1].to", "nodes[0].id", "nodes[2].parameters.unknown"], paths

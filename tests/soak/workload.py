@@ -220,7 +220,7 @@ class Submitter:
         return (("authorization", f"Bearer {self.api_key}"),)
 
     def _workflow(self, kind: Kind) -> Any:
-        from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+        from nodedrop.contract import to_proto  # noqa: PLC0415
 
         if kind.name not in self._protos:
             self._protos[kind.name] = to_proto(kind.document)

@@ -155,7 +155,7 @@ async def connect() -> AsyncIterator[Api]:
 
 def workflow_proto(document: Any) -> workflow_pb2.Workflow:
     """A NODES.md workflow document as the API's protobuf (the API validates it)."""
-    from nodedrop.api.definitions import to_proto  # noqa: PLC0415
+    from nodedrop.contract import to_proto  # noqa: PLC0415
 
     if not isinstance(document, dict):
         raise RemoteError("a workflow file must hold a JSON object", 2)
@@ -164,11 +164,10 @@ def workflow_proto(document: Any) -> workflow_pb2.Workflow:
 
 def document_of(wf: workflow_pb2.Workflow) -> dict[str, Any]:
     """The protobuf back as the NODES.md document, with the stored id and version."""
-    from nodedrop.api.definitions import from_proto  # noqa: PLC0415
+    from nodedrop.contract import document_of  # noqa: PLC0415
 
-    definition, _ = from_proto(wf, "workflow", max_nodes=1_000_000)
-    body = dict(definition.document) if definition is not None else {"name": wf.name}
-    return {"id": wf.id, "version": wf.version, **body}
+    document, _ = document_of(wf)
+    return {"id": wf.id, "version": wf.version, **document}
 
 
 def status_name(value: int) -> str:

@@ -28,6 +28,7 @@ PORT = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 MAX_TIMEOUT_S = 86_400.0
 MAX_WAIT_S = 3_600.0
 MAX_BACKOFF_S = 3_600.0
+MAX_NAME_CHARS = 200
 
 _TOP_KEYS = {"id", "version", "name", "description", "nodes", "connections", "settings"}
 _NODE_KEYS = {
@@ -76,8 +77,13 @@ def _unknown(obj: Mapping[str, Any], allowed: set[str], path: str, r: Reporter) 
             r.add(where, "unknown_field", f"unknown field {key!r}")
 
 
-def parse_into(data: Any, r: Reporter) -> Workflow | None:
-    """Parse as much as possible, reporting problems; None when nothing usable is left."""
+def parse_into(
+    data: Any, r: Reporter, kept: tuple[list[int], list[int]] | None = None
+) -> Workflow | None:
+    """Parse as much as possible, reporting problems; None when nothing usable is left.
+
+    A node or connection with a problem is left out; ``kept`` (when given)
+    receives the index in ``data`` of each node and connection kept."""
     if not isinstance(data, Mapping):
         r.add("", "invalid_type", f"a workflow must be a JSON object, not {type(data).__name__}")
         return None
@@ -86,6 +92,8 @@ def parse_into(data: Any, r: Reporter) -> Workflow | None:
     if not isinstance(name, str):
         r.add("name", "invalid_type", "name must be a string")
         name = ""
+    elif len(name) > MAX_NAME_CHARS:
+        r.add("name", "too_long", f"a name has at most {MAX_NAME_CHARS} characters")
     raw_nodes = data.get("nodes")
     nodes: list[Node] = []
     if raw_nodes is None:
@@ -97,6 +105,8 @@ def parse_into(data: Any, r: Reporter) -> Workflow | None:
             node = _parse_node(raw, f"nodes[{i}]", r)
             if node is not None:
                 nodes.append(node)
+                if kept is not None:
+                    kept[0].append(i)
     raw_conns = data.get("connections", [])
     conns: list[Connection] = []
     if not isinstance(raw_conns, list):
@@ -106,6 +116,8 @@ def parse_into(data: Any, r: Reporter) -> Workflow | None:
             conn = _parse_connection(raw, f"connections[{i}]", r)
             if conn is not None:
                 conns.append(conn)
+                if kept is not None:
+                    kept[1].append(i)
     settings = _parse_settings(data.get("settings"), r)
     return Workflow(name=name, nodes=tuple(nodes), connections=tuple(conns), settings=settings)
 
@@ -219,6 +231,11 @@ def _parse_connection(raw: Any, path: str, r: Reporter) -> Connection | None:
         source_output=raw.get("output", MAIN),
         target_input=raw.get("input", MAIN),
     )
+
+
+def parse_settings(raw: Any) -> WorkflowSettings:
+    """The settings object of a checked definition; what it leaves out takes the defaults."""
+    return _parse_settings(raw, Reporter())
 
 
 def _parse_settings(raw: Any, r: Reporter) -> WorkflowSettings:

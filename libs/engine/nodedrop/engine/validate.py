@@ -6,6 +6,7 @@ a workflow that validated never compiles its expressions a second time.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from nodedrop.engine.model import MAIN, OnError, Workflow
 from nodedrop.engine.nodes.control import LOOP
 from nodedrop.engine.parse import parse_into, workflow_to_dict
 from nodedrop.engine.registry import CompileContext, NodeRegistry, Prepared, Reporter
+
+_INDEXED = re.compile(r"(nodes|connections)\[(\d+)\]")
 
 
 @dataclass
@@ -62,12 +65,43 @@ def validate_workflow(
                         f"the definition nests deeper than {limits.max_nesting_depth} levels",
                     )
                 ]
-            wf = parse_into(data, reporter)
+            kept: tuple[list[int], list[int]] = ([], [])
+            wf = parse_into(data, reporter, kept)
+            if wf is None:
+                return reporter.problems
+            # Nodes left out for a problem of their own still exist: a connection
+            # to one is not dangling (one cause, one report).
+            absent = frozenset(_ids(data)) - {n.id for n in wf.nodes}
+            analysis = analyze(wf, registry, limits, absent=absent)
+            return reporter.problems + _renumber(analysis.problems, kept)
         if wf is None:
             return reporter.problems
         return reporter.problems + analyze(wf, registry, limits).problems
     except RecursionError:
         return [Problem("", "nesting_too_deep", "the definition nests too deeply")]
+
+
+def _ids(data: Mapping[str, Any]) -> list[str]:
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list):
+        return []
+    return [n["id"] for n in nodes if isinstance(n, Mapping) and isinstance(n.get("id"), str)]
+
+
+def _renumber(problems: list[Problem], kept: tuple[list[int], list[int]]) -> list[Problem]:
+    """Paths of the analysis (indices into the parsed workflow, which left out
+    what had a problem) as indices into the definition."""
+    out = []
+    for p in problems:
+        m = _INDEXED.match(p.path)
+        if m is None:
+            out.append(p)
+            continue
+        table = kept[0] if m.group(1) == "nodes" else kept[1]
+        i = int(m.group(2))
+        at = table[i] if i < len(table) else i
+        out.append(Problem(f"{m.group(1)}[{at}]{p.path[m.end() :]}", p.code, p.message))
+    return out
 
 
 def _depth(value: Any, cap: int) -> int:
@@ -103,7 +137,13 @@ def _long_strings(value: Any, path: str, limit: int, out: list[str]) -> None:
             _long_strings(v, f"{path}[{i}]", limit, out)
 
 
-def analyze(wf: Workflow, registry: NodeRegistry, limits: Limits, depth: int = 0) -> Analysis:
+def analyze(
+    wf: Workflow,
+    registry: NodeRegistry,
+    limits: Limits,
+    depth: int = 0,
+    absent: frozenset[str] = frozenset(),
+) -> Analysis:
     r = Reporter()
     cctx = CompileContext(registry, limits, depth)
     if len(wf.nodes) > limits.max_nodes:
@@ -114,6 +154,10 @@ def analyze(wf: Workflow, registry: NodeRegistry, limits: Limits, depth: int = 0
             "too_many_connections",
             f"{len(wf.connections)} connections, the limit is {limits.max_connections}",
         )
+    if r.problems:
+        # Refused whatever else is wrong with it; analysing it would cost in
+        # proportion to a size the limits exist to refuse.
+        return Analysis(r.problems)
 
     index: dict[str, int] = {}
     outputs: dict[str, tuple[str, ...]] = {}
@@ -200,7 +244,8 @@ def analyze(wf: Workflow, registry: NodeRegistry, limits: Limits, depth: int = 0
         ok = True
         for end, key in ((c.source, "from"), (c.target, "to")):
             if end not in index:
-                r.add(f"{path}.{key}", "dangling_connection", f"no node with id {end!r}")
+                if end not in absent:
+                    r.add(f"{path}.{key}", "dangling_connection", f"no node with id {end!r}")
                 ok = False
         if not ok:
             continue

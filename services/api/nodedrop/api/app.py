@@ -148,7 +148,10 @@ class ApiService:
             server,
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(repo, max_nodes=s.limits.max_nodes, cache=workflows), server
+            WorkflowServicer(
+                repo, max_nodes=s.limits.max_nodes, cache=workflows, engine=self._engine_config
+            ),
+            server,
         )
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(

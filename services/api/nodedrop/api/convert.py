@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import orjson
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from nodedrop.api.definitions import from_json, to_proto
 from nodedrop.api.model import (
     ApiKeyRecord,
     ExecutionRecord,
@@ -18,6 +17,7 @@ from nodedrop.api.model import (
 )
 from nodedrop.api.queueing import status_to_proto
 from nodedrop.auth.v1 import auth_service_pb2
+from nodedrop.contract import from_json, to_proto
 from nodedrop.event.v1 import event_pb2
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.workflow.v1 import workflow_pb2

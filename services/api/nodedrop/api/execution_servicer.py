@@ -15,7 +15,6 @@ from nodedrop.api.convert import (
     event,
     execution,
 )
-from nodedrop.api.definitions import Definition
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.inline_definitions import InlineDefinitions
 from nodedrop.api.limits import TokenBuckets
@@ -24,9 +23,11 @@ from nodedrop.api.node_test import NodeTester
 from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
+from nodedrop.api.validation import Rules
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, ResourceExhausted
+from nodedrop.contract import Definition
 from nodedrop.engine import EngineConfig
 from nodedrop.engine.budget import SUMMARY_KEY
 from nodedrop.execution.v1 import execution_pb2, execution_service_pb2_grpc
@@ -85,7 +86,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._node_tester = NodeTester(
             max_request_bytes=limits.max_request_bytes, config=limits.engine
         )
-        self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
+        self._inline = InlineDefinitions(Rules(max_nodes=limits.max_nodes, engine=limits.engine))
 
     def _rate_check(self, tenant_id: str, call: str) -> None:
         """Every call that starts work takes from the tenant's one bucket, so no

@@ -10,14 +10,12 @@ executions exist (orphan recovery relies on it).
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from nodedrop.api.batching import Insert, InsertBatcher
-from nodedrop.api.definitions import Definition, from_json, to_proto
 from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.model import ExecutionRecord, NewExecution, Status
 from nodedrop.api.queueing import EnqueueRequest, QueuePort
@@ -25,15 +23,13 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
+from nodedrop.contract import Definition, from_json
 from nodedrop.store import ExecutionStatus as StoreStatus
 from nodedrop.store import cancel_error
-from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["DirectRunner", "ExecutionManager", "Submission", "Submitted"]
 
 log = get_logger("nodedrop.api.executions")
-
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 class DirectRunner(Protocol):
@@ -104,7 +100,6 @@ class ExecutionManager:
 
     async def submit(self, s: Submission) -> Submitted:
         self._require_mode(s.mode)
-        settings = s.definition.document.get("settings") or {}
         now = datetime.now(UTC)
         new = NewExecution(
             id=str(uuid.uuid4()),
@@ -115,7 +110,7 @@ class ExecutionManager:
             mode=s.mode,
             trigger_kind=s.trigger_kind,
             trigger_data_json=s.trigger_data_json,
-            max_attempts=int(settings.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            max_attempts=s.definition.settings.max_attempts,
             priority=s.priority,
             run_at=now + timedelta(seconds=s.delay_s),
             idempotency_key=s.idempotency_key,
@@ -168,13 +163,14 @@ class ExecutionManager:
         return EnqueueRequest(
             execution_id=new.id,
             tenant_id=new.tenant_id,
-            workflow=_snapshot(definition, new.workflow_id, new.workflow_version),
+            definition=definition,
+            workflow_id=new.workflow_id or "",
+            workflow_version=new.workflow_version,
             trigger_data_json=new.trigger_data_json,
             priority=new.priority,
             run_at=new.run_at if delay_s > 0 else None,
             traceparent=s.traceparent,
             completed_outputs=dict(s.completed_outputs or {}),
-            workflow_json=definition.json,
         )
 
     async def _enqueue(
@@ -269,41 +265,20 @@ class ExecutionManager:
         )
 
 
-_SNAPSHOTS: OrderedDict[tuple[str, str, int], workflow_pb2.Workflow] = OrderedDict()
-_SNAPSHOT_CACHE = 256
-
-
 def stored_request(
     record: ExecutionRecord, completed_outputs: Mapping[str, str] | None, attempt: int
 ) -> EnqueueRequest:
     """The enqueue request of a stored execution, from its definition and trigger data."""
     delay = max(0.0, (record.run_at - datetime.now(UTC)).total_seconds())
-    definition = from_json(record.definition_json)
     return EnqueueRequest(
         execution_id=record.id,
         tenant_id=record.tenant_id,
-        workflow=_snapshot(definition, record.workflow_id, record.workflow_version),
-        workflow_json=definition.json,
+        definition=from_json(record.definition_json),
+        workflow_id=record.workflow_id or "",
+        workflow_version=record.workflow_version,
         trigger_data_json=record.trigger_data_json,
         priority=record.priority,
         run_at=record.run_at if delay > 0 else None,
         completed_outputs=dict(completed_outputs or {}),
         attempt=attempt,
     )
-
-
-def _snapshot(
-    definition: Definition, workflow_id: str | None, version: int
-) -> workflow_pb2.Workflow:
-    """The definition as the scheduler's protobuf; a burst of submissions of one
-    workflow builds it once (callers never mutate it: it is copied into requests)."""
-    key = (definition.json, workflow_id or "", version)
-    wf = _SNAPSHOTS.get(key)
-    if wf is None:
-        wf = to_proto(definition.document)
-        wf.id = workflow_id or ""
-        wf.version = version
-        _SNAPSHOTS[key] = wf
-        if len(_SNAPSHOTS) > _SNAPSHOT_CACHE:
-            _SNAPSHOTS.popitem(last=False)
-    return wf

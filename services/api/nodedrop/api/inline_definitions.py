@@ -12,29 +12,30 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from nodedrop.api.definitions import Definition, DefinitionProblem
-from nodedrop.api.validation import problems_of
+from nodedrop.api.validation import Rules
+from nodedrop.contract import Definition
+from nodedrop.engine import Problem
 from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["InlineDefinitions"]
 
 
 class InlineDefinitions:
-    def __init__(self, *, max_nodes: int, size: int = 256) -> None:
-        self._max_nodes = max_nodes
+    def __init__(self, rules: Rules, *, size: int = 256) -> None:
+        self._rules = rules
         self._size = size
         self._valid: OrderedDict[bytes, Definition] = OrderedDict()
 
     def check(
         self, wf: workflow_pb2.Workflow, prefix: str
-    ) -> tuple[Definition | None, list[DefinitionProblem]]:
-        """As ``problems_of``: the definition, or None and every problem."""
+    ) -> tuple[Definition | None, list[Problem]]:
+        """As ``Rules.problems_of``: the definition, or None and every problem."""
         key = wf.SerializeToString(deterministic=True)
         known = self._valid.get(key)
         if known is not None:
             self._valid.move_to_end(key)
             return known, []
-        definition, problems = problems_of(wf, prefix, max_nodes=self._max_nodes)
+        definition, problems = self._rules.problems_of(wf, prefix)
         if definition is not None:
             self._valid[key] = definition
             if len(self._valid) > self._size:

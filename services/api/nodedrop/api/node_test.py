@@ -17,8 +17,8 @@ import orjson
 
 from nodedrop.api.checks import Violations
 from nodedrop.api.convert import duration
-from nodedrop.api.definitions import from_proto
 from nodedrop.common.errors import ResourceExhausted
+from nodedrop.contract import document_of
 from nodedrop.engine import EngineConfig, Node, NodeError, Problem, ValidationError, execute_node
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.execution.v1 import execution_pb2
@@ -91,13 +91,13 @@ class NodeTester:
 
     def _node(self, request: pb.ExecuteNodeRequest, v: Violations) -> Node | None:
         wrapper = workflow_pb2.Workflow(name="node-test", nodes=[request.node])
-        definition, problems = from_proto(wrapper, "node_test", max_nodes=1)
+        document, problems = document_of(wrapper, "node_test")
         for p in problems:
             v.add(_node_path(p.path), f"{p.code}: {p.message}")
-        if definition is None:
+        if problems:
             return None
         try:
-            workflow = parse_workflow(definition.document)
+            workflow = parse_workflow(document)
         except ValidationError as exc:
             _add_problems(v, exc.problems)
             return None

@@ -16,7 +16,6 @@ import grpc
 
 from nodedrop.admin.v1 import queue_admin_service_pb2 as pb
 from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as pb_grpc
-from nodedrop.api.definitions import to_proto
 from nodedrop.api.model import Status
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.workflow_cache import WorkflowCache
@@ -29,6 +28,7 @@ from nodedrop.common.auth import (
 )
 from nodedrop.common.client import call
 from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
+from nodedrop.contract import to_proto
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
 

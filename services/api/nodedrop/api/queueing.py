@@ -6,6 +6,7 @@ The API enqueues, cancels and asks about executions through this port only;
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from google.protobuf import timestamp_pb2
 from nodedrop.api.model import Status
 from nodedrop.common.client import call
 from nodedrop.common.errors import FailedPrecondition, Unavailable
+from nodedrop.contract import Definition, to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
@@ -63,15 +65,15 @@ def status_from_proto(value: int) -> Status | None:
 class EnqueueRequest:
     execution_id: str
     tenant_id: str
-    workflow: workflow_pb2.Workflow
+    definition: Definition
+    # The stored workflow's id and version; "" and 0 for an inline definition.
+    workflow_id: str
+    workflow_version: int
     trigger_data_json: str
     priority: int
     run_at: datetime | None
     traceparent: str = ""
     completed_outputs: Mapping[str, str] = field(default_factory=dict)
-    # The same definition as NODES.md JSON when the caller has it already, so
-    # an adapter that stores JSON need not convert `workflow` back.
-    workflow_json: str = ""
     # The attempt to start at (orphan recovery: the recorded one).
     attempt: int = 1
 
@@ -102,6 +104,25 @@ class QueuePort(Protocol):
     async def figures(self) -> QueueFigures: ...
 
 
+_SNAPSHOTS: OrderedDict[tuple[str, str, int], workflow_pb2.Workflow] = OrderedDict()
+_SNAPSHOT_CACHE = 256
+
+
+def _snapshot(request: EnqueueRequest) -> workflow_pb2.Workflow:
+    """The definition as the scheduler's message; a burst of submissions of one
+    workflow builds it once (never mutated: the request message copies it)."""
+    key = (request.definition.json, request.workflow_id, request.workflow_version)
+    wf = _SNAPSHOTS.get(key)
+    if wf is None:
+        wf = to_proto(request.definition.document)
+        wf.id = request.workflow_id
+        wf.version = request.workflow_version
+        _SNAPSHOTS[key] = wf
+        if len(_SNAPSHOTS) > _SNAPSHOT_CACHE:
+            _SNAPSHOTS.popitem(last=False)
+    return wf
+
+
 class SchedulerQueue:
     def __init__(
         self,
@@ -119,7 +140,7 @@ class SchedulerQueue:
         msg = sched_pb2.EnqueueExecutionRequest(
             execution_id=request.execution_id,
             tenant_id=request.tenant_id,
-            workflow=request.workflow,
+            workflow=_snapshot(request),
             trigger_data_json=request.trigger_data_json,
             priority=request.priority,
             traceparent=request.traceparent,

@@ -41,7 +41,8 @@ from nodedrop.api.recorder import to_recorded
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.common.logging import get_logger
-from nodedrop.engine import ValidationError
+from nodedrop.contract import from_json
+from nodedrop.engine import ValidationError, WorkflowSettings
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.store import EventLog
 
@@ -49,7 +50,6 @@ __all__ = ["OrphanRecovery", "RecoveryReport"]
 
 log = get_logger("nodedrop.api.recovery")
 
-DEFAULT_TIMEOUT_S = 300.0
 # Events replayed per execution when the history catches up with the queue.
 MAX_REPLAY = 100_000
 
@@ -68,11 +68,9 @@ def _error(message: str, code: str) -> str:
 
 def _timeout_s(record: ExecutionRecord) -> float:
     try:
-        doc = orjson.loads(record.definition_json)
-        value = (doc.get("settings") or {}).get("timeout_s")
-        return float(value) if value else DEFAULT_TIMEOUT_S
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return DEFAULT_TIMEOUT_S
+        return from_json(record.definition_json).settings.timeout_s
+    except (orjson.JSONDecodeError, ValueError):
+        return WorkflowSettings().timeout_s
 
 
 def _resume_attempt(record: ExecutionRecord) -> int:

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from nodedrop.api.batching import MicroBatcher
-from nodedrop.api.definitions import from_proto
 from nodedrop.api.model import Status
 from nodedrop.api.queueing import EnqueueRequest, KnownState, QueueFigures, QueuePort
 from nodedrop.common.errors import FailedPrecondition, Unavailable
@@ -41,43 +39,23 @@ from nodedrop.common.tracing import (
 )
 from nodedrop.store import InvalidJob, JobSpec
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["StoreQueue"]
 
-_SNAPSHOT_CACHE = 256
-_snapshots: OrderedDict[bytes, str] = OrderedDict()
-
-
-def _workflow_json(wf: workflow_pb2.Workflow) -> str:
-    """The NODES.md JSON the workers parse; a burst of one workflow converts it once."""
-    key = wf.SerializeToString(deterministic=True)
-    text = _snapshots.get(key)
-    if text is None:
-        definition, problems = from_proto(wf, "workflow", max_nodes=1_000_000)
-        if definition is None:
-            raise FailedPrecondition(f"the workflow cannot be queued: {problems[0].message}")
-        text = definition.json
-        _snapshots[key] = text
-        if len(_snapshots) > _SNAPSHOT_CACHE:
-            _snapshots.popitem(last=False)
-    return text
-
 
 def job_spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
-    wf = request.workflow
-    settings = wf.settings
+    settings = request.definition.settings
     return JobSpec(
         execution_id=request.execution_id,
         tenant_id=request.tenant_id,
-        workflow_id=wf.id,
-        workflow_json=request.workflow_json or _workflow_json(wf),
+        workflow_id=request.workflow_id,
+        workflow_json=request.definition.json,
         trigger_json=request.trigger_data_json,
         priority=request.priority,
         run_at_ms=int(request.run_at.timestamp() * 1000) if request.run_at else 0,
-        max_attempts=settings.max_attempts if settings.HasField("max_attempts") else 3,
-        backoff_s=settings.backoff_s if settings.HasField("backoff_s") else 2.0,
-        timeout_s=settings.timeout_s if settings.HasField("timeout_s") else 300.0,
+        max_attempts=settings.max_attempts,
+        backoff_s=settings.backoff_s,
+        timeout_s=settings.timeout_s,
         traceparent=traceparent,
         completed_outputs=dict(request.completed_outputs),
         attempt=request.attempt,

@@ -15,9 +15,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from nodedrop.api.definitions import Definition, from_json
 from nodedrop.api.model import WorkflowRecord
 from nodedrop.api.repository import ExecutionRepository
+from nodedrop.contract import Definition, from_json
 
 __all__ = ["CachedWorkflow", "WorkflowCache"]
 

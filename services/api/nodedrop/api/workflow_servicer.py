@@ -8,13 +8,14 @@ from nodedrop.api import pagination
 from nodedrop.api.checks import Violations, reject_nul
 from nodedrop.api.convert import workflow
 from nodedrop.api.repository import ExecutionRepository
-from nodedrop.api.validation import check_definition, problems_of
+from nodedrop.api.validation import Rules
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NotFound
+from nodedrop.contract import problems_to_proto
+from nodedrop.engine import EngineConfig
 from nodedrop.workflow.v1 import workflow_service_pb2 as pb
 from nodedrop.workflow.v1 import workflow_service_pb2_grpc
-from nodedrop.workflow.v1.workflow_pb2 import ValidationProblem
 
 __all__ = ["WorkflowServicer"]
 
@@ -26,9 +27,10 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         *,
         max_nodes: int,
         cache: WorkflowCache | None = None,
+        engine: EngineConfig | None = None,
     ) -> None:
         self._repo = repository
-        self._max_nodes = max_nodes
+        self._rules = Rules(max_nodes=max_nodes, engine=engine)
         self._cache = cache
 
     async def CreateWorkflow(
@@ -36,7 +38,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> pb.CreateWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
         reject_nul(request)
-        definition = check_definition(request.workflow, "workflow", max_nodes=self._max_nodes)
+        definition = self._rules.definition(request.workflow, "workflow")
         record = await self._repo.create_workflow(
             principal.tenant_id, str(uuid.uuid4()), definition.name, definition.json
         )
@@ -90,7 +92,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         expected = request.expected_version if request.HasField("expected_version") else None
         if expected is not None and expected < 1:
             v.add("expected_version", "must be >= 1")
-        definition, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
+        definition, problems = self._rules.problems_of(request.workflow, "workflow")
         for p in problems:
             v.add(p.path, f"{p.code}: {p.message}")
         v.raise_if_any()
@@ -145,10 +147,5 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.ValidateWorkflowRequest, context: object
     ) -> pb.ValidateWorkflowResponse:
         require_scope(SCOPE_READ)
-        _, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
-        return pb.ValidateWorkflowResponse(
-            valid=not problems,
-            problems=[
-                ValidationProblem(path=p.path, code=p.code, message=p.message) for p in problems
-            ],
-        )
+        _, problems = self._rules.problems_of(request.workflow, "workflow")
+        return pb.ValidateWorkflowResponse(valid=not problems, problems=problems_to_proto(problems))

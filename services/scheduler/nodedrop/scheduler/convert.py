@@ -10,10 +10,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodedrop.common.errors import FieldViolation, InvalidArgument
-from nodedrop.engine import NodeRegistry, ValidationError, Workflow
-from nodedrop.engine.parse import workflow_to_dict
-from nodedrop.engine.protobuf import workflow_from_proto, workflow_to_proto
-from nodedrop.engine.validate import validate_workflow
+from nodedrop.contract import Definition, check, to_proto
+from nodedrop.engine import NodeRegistry
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.scheduler.schedules import Schedule
@@ -38,29 +36,18 @@ def status_to_proto(status: ExecutionStatus) -> Any:
 
 def workflow_snapshot(
     msg: workflow_pb2.Workflow, registry: NodeRegistry, field: str = "workflow"
-) -> tuple[Workflow, str]:
-    """Validated domain workflow and its JSON snapshot; INVALID_ARGUMENT lists every problem."""
-    if not msg.nodes:
-        raise InvalidArgument.field(f"{field}.nodes", "a workflow needs at least one node")
-    try:
-        wf = workflow_from_proto(msg)
-    except ValidationError as e:
-        raise _invalid(e.problems, field) from None
-    problems = validate_workflow(wf, registry=registry)
+) -> Definition:
+    """The validated definition; INVALID_ARGUMENT lists every problem."""
+    definition, problems = check(msg, field, registry=registry)
     if problems:
-        raise _invalid(problems, field)
-    return wf, orjson.dumps(workflow_to_dict(wf)).decode()
-
-
-def _invalid(problems: Any, field: str) -> InvalidArgument:
-    violations = [
-        FieldViolation(f"{field}.{p.path}" if p.path else field, f"{p.code}: {p.message}")
-        for p in problems
-    ]
-    return InvalidArgument(
-        "invalid workflow: " + "; ".join(v.field + ": " + v.description for v in violations[:5]),
-        violations,
-    )
+        violations = [FieldViolation(p.path, f"{p.code}: {p.message}") for p in problems]
+        raise InvalidArgument(
+            "invalid workflow: "
+            + "; ".join(v.field + ": " + v.description for v in violations[:5]),
+            violations,
+        )
+    assert definition is not None
+    return definition
 
 
 def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> JobSpec:
@@ -68,7 +55,7 @@ def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> 
         raise InvalidArgument.field("execution_id", "is required")
     if not req.HasField("workflow"):
         raise InvalidArgument.field("workflow", "is required")
-    wf, snapshot = workflow_snapshot(req.workflow, registry)
+    definition = workflow_snapshot(req.workflow, registry)
     trigger = req.trigger_data_json
     if trigger:
         if len(trigger) > _MAX_TRIGGER_BYTES:
@@ -86,7 +73,7 @@ def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> 
             raise InvalidArgument.field(
                 f"completed_outputs_json[{node}]", 'must be a JSON object {"port": [items]}'
             )
-    settings = wf.settings
+    settings = definition.settings
     max_attempts = req.max_attempts if req.HasField("max_attempts") else settings.max_attempts
     backoff = _seconds(req.backoff) if req.HasField("backoff") else settings.backoff_s
     timeout = _seconds(req.timeout) if req.HasField("timeout") else settings.timeout_s
@@ -97,7 +84,7 @@ def enqueue_to_spec(req: pb.EnqueueExecutionRequest, registry: NodeRegistry) -> 
         execution_id=req.execution_id,
         tenant_id=req.tenant_id,
         workflow_id=req.workflow.id,
-        workflow_json=snapshot,
+        workflow_json=definition.json,
         trigger_json=trigger,
         priority=req.priority,
         run_at_ms=run_at,
@@ -143,9 +130,7 @@ def failed_to_proto(j: FailedJob) -> pb.FailedJob:
 
 
 def schedule_to_proto(s: Schedule) -> pb.Schedule:
-    from nodedrop.engine.parse import parse_workflow  # noqa: PLC0415 - edge only
-
-    wf = workflow_to_proto(parse_workflow(orjson.loads(s.workflow_json)))
+    wf = to_proto(orjson.loads(s.workflow_json))
     wf.id = s.workflow_id
     return pb.Schedule(
         id=s.id,

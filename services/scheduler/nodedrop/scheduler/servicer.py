@@ -194,7 +194,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             check_cron(s.cron, s.timezone)
         except ScheduleError as e:
             raise InvalidArgument.field(e.field, e.reason) from None
-        _, snapshot = workflow_snapshot(s.workflow, self._registry, "schedule.workflow")
+        snapshot = workflow_snapshot(s.workflow, self._registry, "schedule.workflow").json
         schedule = Schedule(
             id=new_schedule_id(),
             tenant_id=s.tenant_id,
