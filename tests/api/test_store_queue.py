@@ -19,7 +19,7 @@ from nodedrop.common import telemetry
 from nodedrop.common.errors import FailedPrecondition, Unavailable
 from nodedrop.common.settings import TelemetrySettings
 from nodedrop.common.telemetry import configure_tracing, install_in_memory_tracing
-from nodedrop.contract import to_proto
+from nodedrop.contract import check, to_proto
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.redis_store import RedisStore
@@ -38,12 +38,14 @@ DOC = {
 
 
 def _request(execution_id: str, tenant: str = "tenant-a", **kw: object) -> EnqueueRequest:
-    wf = to_proto(DOC)
-    wf.id = "wf-1"
+    definition, problems = check(to_proto(DOC))
+    assert definition is not None, problems
     fields: dict[str, object] = {
         "execution_id": execution_id,
         "tenant_id": tenant,
-        "workflow": wf,
+        "definition": definition,
+        "workflow_id": "wf-1",
+        "workflow_version": 0,
         "trigger_data_json": '{"a": 1}',
         "priority": 0,
         "run_at": None,

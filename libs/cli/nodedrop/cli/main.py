@@ -1,4 +1,5 @@
-"""Entry point of ``nodedrop``: discovers the command modules and dispatches."""
+"""Entry point of ``nodedrop``: discovers the command modules (``nodedrop.cli.commands``
+and the composition root ``nodedrop.cli.compose``) and dispatches."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nodedrop.cli import commands
+from nodedrop.cli import commands, compose
 
 __all__ = ["build_parser", "main"]
 
@@ -17,13 +18,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _command_modules() -> list[Any]:
+    """The client commands, then the composition root's (start and administer services)."""
     modules = []
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        if callable(getattr(module, "register", None)):
-            modules.append(module)
+    for package in (commands, compose):
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            if callable(getattr(module, "register", None)):
+                modules.append(module)
     return modules
 
 
