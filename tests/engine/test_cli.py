@@ -97,3 +97,25 @@ def test_live_printer_on_terminal() -> None:
     text = stream.getvalue()
     assert "\r\x1b[2K[1 nodes] ✓ a" in text
     assert text.endswith("execution_completed\n")
+
+
+def test_validate_refuses_a_function_cel_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wf = tmp_path / "max.json"
+    wf.write_text(
+        json.dumps(
+            {
+                "name": "max",
+                "nodes": [
+                    {"id": "t", "type": "manual_trigger"},
+                    {"id": "top", "type": "set", "parameters": {"fields": {"m": "json.v.max()"}}},
+                ],
+                "connections": [{"from": "t", "to": "top"}],
+            }
+        )
+    )
+    assert main(["validate", str(wf)]) == 1
+    out = capsys.readouterr().out
+    assert "nodes[1].parameters.fields.m: unknown_function" in out
+    assert "max()" in out

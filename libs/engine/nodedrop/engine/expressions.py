@@ -105,9 +105,60 @@ class CompileError(ValueError):
         self.code = code
 
 
+# The functions the CEL library in use evaluates. It compiles a call to any
+# name and fails only when the call runs ("Undefined variable or function"),
+# so validation checks each called name against these. Operators (`_+_`,
+# `@in`, `!_`) are the parser's own and always known; macros (has, all,
+# exists, exists_one, map, filter) are expanded before this check.
+FUNCTIONS = frozenset(
+    {
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "string",
+        "bytes",
+        "double",
+        "int",
+        "uint",
+        "dyn",
+        "type",
+        "timestamp",
+        "duration",
+        "getFullYear",
+        "getMonth",
+        "getDayOfYear",
+        "getDayOfMonth",
+        "getDate",
+        "getDayOfWeek",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+        # optional.of(x), optional.none(), optional.ofNonZeroValue(x) and their methods.
+        "of",
+        "none",
+        "ofNonZeroValue",
+        "hasValue",
+        "value",
+        "or",
+        "orValue",
+    }
+)
+# A called name that is no identifier is an operator.
+_FUNCTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
 @functools.lru_cache(maxsize=8192)
 def _compile_program(source: str) -> Any:
     return cel.compile(source)
+
+
+def _unknown_functions(program: Any) -> list[str]:
+    return sorted(
+        name for name in program.functions() if name not in FUNCTIONS and _FUNCTION_NAME.match(name)
+    )
 
 
 def _compile_error_message(source: str, path: str, exc: Exception) -> str:
@@ -145,6 +196,16 @@ class Expression:
             program = _compile_program(source)
         except Exception as exc:  # the binding raises ValueError and, for some input, others
             raise CompileError(_compile_error_message(source, path, exc), path) from None
+        unknown = _unknown_functions(program)
+        if unknown:
+            raise CompileError(
+                f"expression `{source}` ({path}) calls "
+                + ", ".join(f"{name}()" for name in unknown)
+                + ", which CEL does not have; it has "
+                + ", ".join(sorted(FUNCTIONS)),
+                path,
+                "unknown_function",
+            )
         self._exec = program.execute
         names = set(program.variables())
         self._json = "json" in names
