@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -18,7 +18,7 @@ from nodedrop.execution.v1 import execution_pb2 as ex
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.scheduler.schedules import RedisScheduleStore, Schedule, tick_execution_id
-from nodedrop.store import EventType
+from nodedrop.store import EventType, JobSpec
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.failed_jobs import fail_jobs
 
@@ -263,6 +263,42 @@ async def test_a_tick_fires_once_across_replicas(scheduler: Any) -> None:
     # The execution's trigger carries the tick time.
     h = await store.client.hget(store.config.keys.exec(x), "tr")
     assert "scheduled_at" in orjson.loads(h)
+
+
+async def test_a_tick_runs_with_the_workflows_settings(scheduler: Any) -> None:
+    store = scheduler.store
+    schedules = RedisScheduleStore(store.client, store.config.keys)
+    tick = (int(time.time()) - 30) * 1000
+    wf_json = orjson.dumps(
+        {
+            "name": "t",
+            "nodes": [{"id": "s", "type": "schedule_trigger", "parameters": {"cron": "* * * * *"}}],
+            "settings": {"timeout_s": 42, "max_attempts": 7, "backoff_s": 0.5},
+        }
+    ).decode()
+    await schedules.put(Schedule("sch_s", "t1", "wf-1", wf_json, "* * * * *", "", False, tick))
+    specs: list[JobSpec] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def enqueue(self, spec: JobSpec, now_ms: int) -> Any:
+            specs.append(spec)
+            return await store.enqueue(spec, now_ms)
+
+    maintenance = Maintenance(
+        cast(Any, Recording()),
+        schedules,
+        lease_s=30,
+        max_reclaims=3,
+        mover_interval_s=1,
+        reclaim_interval_s=1,
+        cron_interval_s=1,
+    )
+    await maintenance.fire_due()
+    (spec,) = specs
+    assert (spec.timeout_s, spec.max_attempts, spec.backoff_s) == (42.0, 7, 0.5)
 
 
 async def test_too_many_ids_is_invalid_argument(scheduler: Any) -> None:

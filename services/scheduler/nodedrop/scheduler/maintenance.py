@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import LaneSample, Metrics, QueueSample
+from nodedrop.contract import from_json
 from nodedrop.scheduler.schedules import (
     Schedule,
     ScheduleStore,
@@ -149,12 +150,16 @@ class Maintenance:
     async def _fire(self, s: Schedule, now: int) -> None:
         tick = s.next_fire_ms
         if await self._schedules.claim_tick(s.id, tick):
+            settings = from_json(s.workflow_json).settings
             spec = JobSpec(
                 execution_id=tick_execution_id(s.id, tick),
                 tenant_id=s.tenant_id,
                 workflow_id=s.workflow_id,
                 workflow_json=s.workflow_json,
                 trigger_json=orjson.dumps({"scheduled_at": tick_time_iso(tick)}).decode(),
+                max_attempts=settings.max_attempts,
+                backoff_s=settings.backoff_s,
+                timeout_s=settings.timeout_s,
             )
             try:
                 await self._q.enqueue(spec, now)
