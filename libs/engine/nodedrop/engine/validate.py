@@ -49,7 +49,7 @@ def validate_workflow(
         registry = default_registry()
     try:
         if isinstance(data, Workflow):
-            # Built in code or from protobuf: check it as if it came from JSON,
+            # Built in code: check it as if it came from JSON,
             # so ids, retry, timeouts and settings get the same checks.
             reporter = Reporter()
             parse_into(workflow_to_dict(data), reporter)
