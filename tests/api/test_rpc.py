@@ -677,7 +677,7 @@ async def test_bad_requests_table(api: Api) -> None:
     assert await api.repo.list_executions("tenant-a", ExecutionFilter(), None, 10) == []
     assert await api.repo.list_workflows("tenant-a", "", None, 10) == []
     assert api.queue.enqueued == []
-    assert len(await api.repo.list_api_keys("tenant-a")) == 2
+    assert len(await api.repo.list_api_keys("tenant-a")) == 1
 
 
 async def test_cross_tenant_not_found_and_unauthenticated(api: Api) -> None:
