@@ -143,9 +143,9 @@ async def _write(prefix: str, execution_id: str, total: int, rate: float, batch:
     """Commits `total` events as pipelines of `batch` (two XADDs each, not atomic).
 
     Commands are packed and replies parsed by hiredis on a plain socket:
-    redis-py's pipeline spent about 70 µs of Python per event here, a third of
-    a core at 5,000 events/s taken from the processes being measured. What
-    Redis receives is unchanged.
+    redis-py's pipeline spends enough Python per event to take CPU from the
+    processes being measured (docs/benchmarks/events-history.md). What Redis
+    receives is unchanged.
     """
     import hiredis  # noqa: PLC0415
 
