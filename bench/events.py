@@ -375,8 +375,8 @@ async def _scenario(
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
             if line.strip() != b"ready":
                 raise SystemExit("a subscriber process did not start")
-        # Started and connected before the run, so its interpreter start (about
-        # 0.3 s of CPU) does not compete with the deliveries being measured.
+        # Started and connected before the run, so its interpreter start does
+        # not compete with the deliveries being measured.
         writer = await _spawn_self(
             "write",
             prefix,
