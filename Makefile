@@ -9,7 +9,7 @@ TYPED := libs/common libs/engine libs/contract libs/store libs/cli services test
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto lint format typecheck buf codegen-check check check-k8s test bench soak run clean
+.PHONY: help install proto lint format typecheck buf codegen-check layers deadcode check check-k8s test bench soak run clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,7 +46,13 @@ codegen-check: install ## regenerate libs/proto and fail on any difference
 	@untracked="$$(git ls-files --others --exclude-standard -- libs/proto)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
 
-check: lint typecheck buf codegen-check ## every static check CI runs
+layers: install ## import-linter: the dependency rules between packages (pyproject.toml)
+	$(BIN)/lint-imports --no-cache
+
+deadcode: install ## vulture: no unused code (framework names in vulture_whitelist.py)
+	$(BIN)/vulture
+
+check: lint typecheck buf codegen-check layers deadcode ## every static check CI runs
 
 test: install ## run the test suite (needs Redis and PostgreSQL; see README)
 	$(BIN)/pytest $(PYTEST_ARGS)

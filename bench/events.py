@@ -143,9 +143,9 @@ async def _write(prefix: str, execution_id: str, total: int, rate: float, batch:
     """Commits `total` events as pipelines of `batch` (two XADDs each, not atomic).
 
     Commands are packed and replies parsed by hiredis on a plain socket:
-    redis-py's pipeline spent about 70 µs of Python per event here, a third of
-    a core at 5,000 events/s taken from the processes being measured. What
-    Redis receives is unchanged.
+    redis-py's pipeline spends enough Python per event to take CPU from the
+    processes being measured (docs/benchmarks/events-history.md). What Redis
+    receives is unchanged.
     """
     import hiredis  # noqa: PLC0415
 
@@ -375,8 +375,8 @@ async def _scenario(
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
             if line.strip() != b"ready":
                 raise SystemExit("a subscriber process did not start")
-        # Started and connected before the run, so its interpreter start (about
-        # 0.3 s of CPU) does not compete with the deliveries being measured.
+        # Started and connected before the run, so its interpreter start does
+        # not compete with the deliveries being measured.
         writer = await _spawn_self(
             "write",
             prefix,

@@ -61,7 +61,6 @@ class Api:
     queue: FakeQueue
     key_a: str
     key_b: str
-    key_read: str
 
     @property
     def ex(self) -> ex_grpc.ExecutionServiceStub:
@@ -101,10 +100,9 @@ async def api(
     await server.start()
     key_a, _ = await create_key(pg_repo, "tenant-a", "a", ALL_SCOPES)
     key_b, _ = await create_key(pg_repo, "tenant-b", "b", ALL_SCOPES)
-    key_r, _ = await create_key(pg_repo, "tenant-a", "reader", (ALL_SCOPES[0],))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Api(channel, pg_repo, queue, key_a.secret, key_b.secret, key_r.secret)
+        yield Api(channel, pg_repo, queue, key_a.secret, key_b.secret)
     finally:
         await channel.close()
         await server.set_not_serving()
@@ -679,7 +677,7 @@ async def test_bad_requests_table(api: Api) -> None:
     assert await api.repo.list_executions("tenant-a", ExecutionFilter(), None, 10) == []
     assert await api.repo.list_workflows("tenant-a", "", None, 10) == []
     assert api.queue.enqueued == []
-    assert len(await api.repo.list_api_keys("tenant-a")) == 2
+    assert len(await api.repo.list_api_keys("tenant-a")) == 1
 
 
 async def test_cross_tenant_not_found_and_unauthenticated(api: Api) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
-import time
 import types
 import uuid
 from collections.abc import AsyncIterator
@@ -189,7 +188,3 @@ async def open_gateway_stack(
 async def gw(redis: Redis) -> AsyncIterator[GatewayStack]:
     async for stack in open_gateway_stack(redis):
         yield stack
-
-
-def expire_soon() -> float:
-    return time.time() - 1

@@ -100,7 +100,6 @@ class Service:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
     started_at: float = 0.0
     stopped: bool = False  # SIGSTOPped
 
@@ -116,7 +115,6 @@ class Service:
             )
         finally:
             log.close()
-        self.starts += 1
         self.started_at = time.monotonic()
 
     def alive(self) -> bool:

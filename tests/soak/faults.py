@@ -25,7 +25,6 @@ from tests.soak.cluster import Cluster
 __all__ = ["ALL_FAULTS", "FaultLog", "Injector", "wipe_redis"]
 
 TARGET_WORKERS = ("worker0", "worker1")
-CONTROL_WORKER = "worker2"
 JUDGED_WORKERS = ("worker1", "worker2")
 
 

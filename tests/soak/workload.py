@@ -195,7 +195,6 @@ class Submitted:
     kind: str
     n: int
     execution_id: str
-    acked_at: float
     cancel_acked: bool = False
     cancel_time: float = 0.0  # wall clock, when the cancel was acknowledged
 
@@ -277,7 +276,7 @@ class Submitter:
                     return
                 if len(ids) > 1:
                     self.key_conflicts.append(key)
-                sub = Submitted(key, kind.name, n, sorted(ids)[0], time.monotonic())
+                sub = Submitted(key, kind.name, n, sorted(ids)[0])
                 self.by_key[key] = sub.execution_id
                 self.submitted.append(sub)
                 if kind.cancel:

@@ -17,7 +17,6 @@ from nodedrop.store import EventRecord, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
-PLUGIN = "nd_test_nodes"
 HERE = Path(__file__).parent
 LEASE_S = 1.0
 

@@ -2,8 +2,8 @@
 
 A driver killed mid-run (Ctrl-C on the harness, a timeout) must not leave a
 worker or an events server behind on the shared Redis: an orphaned nodedrop
-events server once kept tailing the partition streams of database 8 and cost
-every later nodedrop run there a fifth of its throughput.
+events server once kept tailing the partition streams of database 8 and
+slowed every later nodedrop run there (docs/benchmarks/peers-history.md).
 """
 
 from __future__ import annotations

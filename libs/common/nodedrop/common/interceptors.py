@@ -3,9 +3,9 @@ logging, error mapping and authentication around every RPC.
 
 One interceptor instead of a chain of five: each interceptor costs every call
 an await of its continuation, and a scope built per call (new handler
-tuples, asynccontextmanager generators) cost the API a fifth of its CPU per
-ExecuteWorkflow. The wrapped handler of each method is built once and
-reused; what runs per call is one function per shape, in this order
+tuples, asynccontextmanager generators) was a large share of the API's CPU
+per ExecuteWorkflow (docs/benchmarks.md, API). The wrapped handler of each
+method is built once and reused; what runs per call is one function per shape, in this order
 (outermost first):
 
 - the server span (OpenTelemetry's interceptor) when spans are exported;

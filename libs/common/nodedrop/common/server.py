@@ -358,10 +358,10 @@ async def serve(
                 await exporter.stop()
 
 
-# Python's default (700 net allocations) ran a young collection every call
-# or two in the API, with start-up's objects scanned again by the older
-# generations: about a tenth of its CPU under load. What a call allocates
-# nearly all dies by reference counting, so collections can be rarer.
+# Python's default (700 net allocations) runs a young collection every call
+# or two in the API, and the older generations scan start-up's objects again
+# each time (its cost under load: docs/benchmarks.md, API). What a call
+# allocates nearly all dies by reference counting, so collections can be rarer.
 GC_THRESHOLDS = (10_000, 10, 10)
 
 

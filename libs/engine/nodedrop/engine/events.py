@@ -23,16 +23,6 @@ class EventType(enum.StrEnum):
     EXECUTION_TIMED_OUT = "EXECUTION_TIMED_OUT"
 
 
-NODE_EVENTS = frozenset(
-    {
-        EventType.NODE_STARTED,
-        EventType.NODE_COMPLETED,
-        EventType.NODE_FAILED,
-        EventType.NODE_SKIPPED,
-    }
-)
-
-
 @dataclass(frozen=True, slots=True)
 class EngineEvent:
     """One event. ``time`` is Unix epoch seconds; ``data`` is JSON-ready (for

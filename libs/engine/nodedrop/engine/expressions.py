@@ -31,8 +31,6 @@ from nodedrop.engine.expression_cost import measure, shape_of
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.model import Item, Items
 
-VARIABLES = ("json", "index", "items", "nodes", "trigger", "execution")
-
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*?)(?:\n|$)")
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 

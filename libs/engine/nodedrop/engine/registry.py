@@ -322,10 +322,6 @@ def string_map_templates(value: Any, path: str, reporter: Reporter) -> dict[str,
     }
 
 
-def any_json(value: Any, path: str, reporter: Reporter) -> Any:
-    return value
-
-
 def json_object(value: Any, path: str, reporter: Reporter) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         _type_error(reporter, path, "an object", value)

@@ -4,8 +4,8 @@ The values a worker builds for every execution (Delivery, Lease,
 ExecutionContext, Acquired, Transition, Commit, CommitResult, and EventDraft
 in records) are NamedTuples: as immutable as the frozen dataclasses around
 them, and built in a fraction of the time (a frozen dataclass sets each field
-through object.__setattr__; a dozen of them per execution were a tenth of a
-worker's CPU).
+through object.__setattr__, and a worker builds a dozen of them per
+execution; docs/benchmarks.md, Queue).
 """
 
 from __future__ import annotations

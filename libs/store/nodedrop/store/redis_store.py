@@ -82,8 +82,8 @@ class RedisStore:
         self._groups_ready: set[str] = set()
         self._take_from = 0
         # Job entries are parsed positionally (fields x, a, tp, t in that order):
-        # the generic reply callback builds a dict per entry, a tenth of a
-        # worker's time at full speed.
+        # the generic reply callback builds a dict per entry, on a worker's hot
+        # path (docs/benchmarks.md, Queue).
         client.set_response_callback("XREADGROUP", _raw_reply)
 
     @classmethod
@@ -942,7 +942,7 @@ def _acquired(d: Delivery, r: list[Any]) -> Acquired:
         return Acquired(d, None, None, skipped=r[1])
     fence = int(r[1])
     flat = r[12]
-    # Positional: keywords cost a NamedTuple about twice as much to build.
+    # Positional: a NamedTuple built with keywords goes through a slower path.
     ctx = ExecutionContext(
         d.execution_id,  # execution_id
         r[2],  # tenant_id

@@ -10,17 +10,17 @@ for the pipelined enqueue into the store.
 Both use one flush in flight (group commit): whatever arrives during a flush
 is the next batch, so batches grow with the load and the round trip time
 instead of splitting across parallel flushes: each flush is a round trip
-and a pool checkout, whatever its size (bench/api.py, four in flight vs one:
-3.3 vs 4.9 rows per INSERT, 4.2 vs 5.3 jobs per pipeline).
+and a pool checkout, whatever its size, so parallel flushes make smaller
+batches (docs/benchmarks.md, API).
 
-Group commit alone still left batches of 3-5 rows under full load: a flush
-takes well under a millisecond, and a process busy with gRPC hands over
-only a few calls meanwhile. With a ``linger``, the drain holds a batch that
-long for more items, but only while items arrive faster than one per
-linger (an average of the gaps between arrivals) and the previous batch
-held more than one: a call on an idle API, or a lone client calling back
-to back, waits for nothing: bench/api.py, 2 ms linger: 9 rows per INSERT, and
-the whole path's CPU per call down by a fifth (docs/benchmarks.md).
+Group commit alone still leaves small batches under full load: a flush is
+quick, and a process busy with gRPC hands over only a few calls meanwhile.
+With a ``linger``, the drain holds a batch that long for more items, but
+only while items arrive faster than one per linger (an average of the gaps
+between arrivals) and the previous batch held more than one: a call on an
+idle API, or a lone client calling back to back, waits for nothing. Fuller
+batches mean fewer INSERTs and round trips per call (figures in
+docs/benchmarks.md, API).
 """
 
 from __future__ import annotations

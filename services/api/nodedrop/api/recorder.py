@@ -92,7 +92,6 @@ class HistoryRecorder:
         self._claim_every_s = claim_every_s if claim_every_s is not None else claim_idle_s / 4
         self._task: asyncio.Task[None] | None = None
         self.recorded = 0
-        self.claimed = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -120,7 +119,6 @@ class HistoryRecorder:
         if entries:
             log.info("history: claimed entries another reader left pending", entries=len(entries))
             await self._commit(entries)
-            self.claimed += len(entries)
         return len(entries)
 
     async def _commit(self, entries: list[TailEntry]) -> None:

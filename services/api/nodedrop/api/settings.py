@@ -47,9 +47,8 @@ class ApiOptions:
     # `nodedrop dev`: the key to register for the development tenant.
     dev_api_key: str
     sqlite_path: str
-    # Whether DATABASE_URL / REDIS_URL were given (dev falls back when not).
+    # Whether DATABASE_URL was given (dev falls back to SQLite when not).
     database_url_set: bool
-    redis_url_set: bool
     run_migrations: bool
     # Where queue-mode submissions are enqueued: straight into the store,
     # batched (see store_queue; the default), or through the scheduler's RPC
@@ -82,7 +81,6 @@ class ApiOptions:
             dev_api_key=env_str(env, "NODEDROP_API_KEY", ""),
             sqlite_path=env_str(env, "NODEDROP_SQLITE_PATH", "nodedrop-dev.sqlite3"),
             database_url_set=bool(env.get("DATABASE_URL", "").strip()),
-            redis_url_set=bool(env.get("REDIS_URL", "").strip()),
             run_migrations=env_bool(env, "NODEDROP_MIGRATE_ON_START", True),
             enqueue_via=env_str(
                 env, "NODEDROP_API_ENQUEUE", "store", choices=("store", "scheduler")

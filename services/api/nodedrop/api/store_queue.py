@@ -2,8 +2,8 @@
 the default with Redis).
 
 The other path enqueues through the scheduler's EnqueueExecution RPC: one
-gRPC call per submission (about 1.4 ms of scheduler CPU each), and the
-scheduler validates the workflow again. This adapter writes the same job
+gRPC call per submission, each costing the scheduler a gRPC handler's CPU,
+and the scheduler validates the workflow again. This adapter writes the same job
 with the store's own enqueue script (the one the scheduler runs),
 coalescing the submissions that arrive together into one pipelined
 ``enqueue_many``: under load, N round trips and N gRPC calls become about
@@ -69,7 +69,7 @@ class StoreQueue:
         self._batcher: MicroBatcher[JobSpec, Status] = MicroBatcher(
             self._send, name="nodedrop-store-enqueue", max_batch=max_batch, concurrency=1
         )
-        # Looked up once: get_tracer per call was ~4% of the API's CPU. A
+        # Looked up once: get_tracer per call showed in the API's profile. A
         # tracer taken before the provider is configured follows it later.
         self._tracer = trace.get_tracer(TRACER_NAME)
 
@@ -82,7 +82,7 @@ class StoreQueue:
     async def enqueue(self, request: EnqueueRequest) -> Status:
         if not spans_exported():
             # The span would be dropped: only its traceparent is needed, for
-            # the job entry (a fifth of the handler's CPU per call otherwise).
+            # the job entry; building an unrecorded span per call is not free.
             spec = job_spec(request, unrecorded_enqueue_traceparent(request.traceparent))
             return await self._batcher.submit(spec)
         with enqueue_span(

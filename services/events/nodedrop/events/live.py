@@ -79,8 +79,6 @@ class LiveEvent:
     type: int
     # One element of a response's `events` field, serialized (tag, length, event).
     frame: bytes
-    # Event time (seconds since the epoch) as written by the committer.
-    time_s: float
 
     @property
     def terminal(self) -> bool:
@@ -95,7 +93,6 @@ class LiveEvent:
             sequence=event.sequence,
             type=event.type,
             frame=frame_response(event.SerializeToString()),
-            time_s=event.time.seconds + event.time.nanos / 1e9,
         )
 
     @classmethod

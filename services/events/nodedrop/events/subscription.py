@@ -250,5 +250,6 @@ def _through_terminal(events: list[LiveEvent]) -> list[LiveEvent]:
 
 
 async def _empty() -> AsyncIterator[Sequence[LiveEvent]]:
-    return
-    yield
+    nothing: tuple[Sequence[LiveEvent], ...] = ()
+    for events in nothing:
+        yield events

@@ -3,16 +3,9 @@ before the upgrade so a refused browser never gets a socket."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.http11 import Request
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    status: int
-    message: str
 
 
 def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
