@@ -48,7 +48,8 @@ async def _execution(api: ApiClient, execution_id: str) -> execution_pb2.Executi
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
         return None
-    return reply.execution
+    execution: execution_pb2.Execution = reply.execution
+    return execution
 
 
 async def test_a_cron_run_is_shown_cancelled_and_retried_through_the_api(
