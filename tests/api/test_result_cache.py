@@ -104,3 +104,5 @@ async def test_every_replica_serves_the_retried_attempt(
         for api in (second, first):
             shown = await _shown(api, x)
             assert (shown.status, shown.attempt) == (COMPLETED, 2), shown
+            # Nothing of the first round's end is left on the completed one.
+            assert not shown.HasField("error"), shown
