@@ -10,6 +10,12 @@ Where the backing services come from, in order:
 
 Isolation: each test gets its own Redis key prefix (keys deleted afterwards)
 and its own PostgreSQL database cloned from a migrated template.
+
+Every test takes Redis and PostgreSQL from these fixtures (``redis_url``,
+``redis_client``, ``redis_prefix``, ``database_url``, ``pg_dsn``,
+``empty_pg_dsn``), never from an address of its own, so a run against other
+servers (REDIS_URL / DATABASE_URL, or containers) tests them and nothing else.
+Only tests that stop or restart a server start a private one (tests/helpers).
 """
 
 from __future__ import annotations
@@ -143,7 +149,8 @@ async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aiore
         await client.aclose()
 
 
-def _with_database(dsn: str, database: str) -> str:
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` pointing at another database of the same server."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{database}"))
 
@@ -161,7 +168,7 @@ async def pg_template(database_url: str) -> AsyncIterator[str]:
         if importlib.util.find_spec("nodedrop.api.migrations") is not None:
             from nodedrop.api import migrations  # noqa: PLC0415
 
-            await migrations.apply(_with_database(database_url, name))
+            await migrations.apply(with_database(database_url, name))
         yield name
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -177,7 +184,20 @@ async def pg_dsn(database_url: str, pg_template: str) -> AsyncIterator[str]:
         # CREATE DATABASE ... TEMPLATE needs no other session on the
         # template; sessions only touch it while this fixture runs.
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-        yield _with_database(database_url, name)
+        yield with_database(database_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_pg_dsn(database_url: str) -> AsyncIterator[str]:
+    """A fresh database with no schema (for the migrations themselves), dropped afterwards."""
+    name = f"nd_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(database_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

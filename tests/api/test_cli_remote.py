@@ -236,7 +236,7 @@ async def test_executions_commands(
     assert code == 1
     code, out, _ = await cli(capsys, "executions", "watch", running_id)
     assert "EXECUTION_CANCELLED" in out or "already ended" in out
-    code, _, err = await cli(capsys, "executions", "show", "not-a-uuid")
+    code, _, err = await cli(capsys, "executions", "show", "not an id")
     assert code == 2 and "execution_id" in err
 
 

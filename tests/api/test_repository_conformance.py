@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -181,6 +182,48 @@ async def test_record_events_idempotent(tenants: ExecutionRepository) -> None:
     assert await repo.record_events([ev("unknown", 1, "execution_started")]) == 0
     listed = await repo.list_events(eid, 5, 2)
     assert [e.sequence for e in listed] == [6, 7]
+
+
+def at(eid: str, seq: int, type_: str, attempt: int, **kw: object) -> RecordedEvent:
+    base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=seq)
+    return RecordedEvent(eid, seq, type_, base, "", attempt, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_failed_queue_retry_opens_a_new_round(tenants: ExecutionRepository) -> None:
+    repo = tenants
+    ended = [
+        at("", 1, "execution_queued", 1),
+        at("", 2, "execution_started", 1),
+        at("", 3, "execution_failed", 1, error_json='{"message":"boom"}'),
+    ]
+    # The retry's events carry the next attempt, in a later batch ...
+    eid = (await repo.insert_executions([new_execution()]))[0].execution_id
+    await repo.record_events([dataclasses.replace(e, execution_id=eid) for e in ended])
+    await repo.record_events([at(eid, 4, "execution_queued", 2)])
+    reopened = await repo.get_execution(T1, eid)
+    assert reopened is not None
+    assert (reopened.status, reopened.attempt) == (Status.QUEUED, 2)
+    assert reopened.finished_at is None and reopened.error_json is None
+    await repo.record_events(
+        [
+            at(eid, 5, "execution_started", 2),
+            at(eid, 6, "execution_completed", 2, data_json='{"ok": true}'),
+        ]
+    )
+    done = await repo.get_execution(T1, eid)
+    assert done is not None
+    assert (done.status, done.attempt, done.error_json) == (Status.COMPLETED, 2, None)
+    assert done.finished_at is not None and done.result_json is not None
+    # ... or in the batch that ends the first round.
+    other = (await repo.insert_executions([new_execution()]))[0].execution_id
+    await repo.record_events(
+        [dataclasses.replace(e, execution_id=other) for e in ended]
+        + [at(other, 4, "execution_queued", 2), at(other, 5, "execution_started", 2)]
+    )
+    running = await repo.get_execution(T1, other)
+    assert running is not None
+    assert (running.status, running.attempt) == (Status.RUNNING, 2)
+    assert running.finished_at is None and running.error_json is None
 
 
 async def test_stats(tenants: ExecutionRepository) -> None:

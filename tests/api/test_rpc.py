@@ -385,6 +385,8 @@ def _violations(err: grpc.aio.AioRpcError) -> list[str]:
 
 
 BAD_ID = "not-a-uuid"
+# Execution ids are not all UUIDs (a cron run's is sch_<id>-<tick ms>); this one is no id.
+BAD_EXECUTION_ID = "not an id"
 SOME_ID = str(uuid.uuid4())
 INV = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -528,7 +530,13 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
         grpc.StatusCode.NOT_FOUND,
         None,
     ),
-    ("ex", "GetExecution", ex_pb.GetExecutionRequest(execution_id=BAD_ID), INV, "execution_id"),
+    (
+        "ex",
+        "GetExecution",
+        ex_pb.GetExecutionRequest(execution_id=BAD_EXECUTION_ID),
+        INV,
+        "execution_id",
+    ),
     ("ex", "GetExecution", ex_pb.GetExecutionRequest(), INV, "execution_id"),
     (
         "ex",
@@ -558,7 +566,7 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     (
         "ex",
         "CancelExecution",
-        ex_pb.CancelExecutionRequest(execution_id=BAD_ID),
+        ex_pb.CancelExecutionRequest(execution_id=BAD_EXECUTION_ID),
         INV,
         "execution_id",
     ),
@@ -586,7 +594,7 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     (
         "ex",
         "ListExecutionEvents",
-        ex_pb.ListExecutionEventsRequest(execution_id=BAD_ID),
+        ex_pb.ListExecutionEventsRequest(execution_id=BAD_EXECUTION_ID),
         INV,
         "execution_id",
     ),

@@ -1,14 +1,9 @@
-"""nodedrop.common.metrics: metric definitions, /metrics server, RPC latency."""
+"""nodedrop.common.metrics: metric definitions, /metrics server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
-import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from nodedrop.common.metrics import (
@@ -18,7 +13,6 @@ from nodedrop.common.metrics import (
     MetricsAddressError,
     MetricsServer,
     QueueSample,
-    RequestLatencyInterceptor,
     create_metrics,
     get_metrics,
     parse_listen_addr,
@@ -171,70 +165,3 @@ async def test_metrics_server_serves_and_stops(metrics: Metrics) -> None:
     async with httpx.AsyncClient(timeout=2) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{server.port}/metrics")
-
-
-# -- RequestLatencyInterceptor against a real grpc.aio server -------------------
-
-
-async def _say(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-    if request == b"bad":
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
-    if request == b"boom":
-        raise RuntimeError("boom")
-    return request
-
-
-async def _count(
-    request: bytes, context: grpc.aio.ServicerContext[Any, Any]
-) -> AsyncIterator[bytes]:
-    for i in range(int(request)):
-        yield str(i).encode()
-
-
-def _identity(b: bytes) -> bytes:
-    return b
-
-
-async def test_request_latency_interceptor(metrics: Metrics) -> None:
-    server = grpc.aio.server(interceptors=[RequestLatencyInterceptor(metrics)])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Echo",
-                {
-                    "Say": grpc.unary_unary_rpc_method_handler(_say, _identity, _identity),
-                    "Count": grpc.unary_stream_rpc_method_handler(_count, _identity, _identity),
-                },
-            ),
-        )
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            say = channel.unary_unary("/test.Echo/Say", _identity, _identity)
-            count = channel.unary_stream("/test.Echo/Count", _identity, _identity)
-            assert await say(b"hi", timeout=5) == b"hi"
-            for bad, code in (
-                (b"bad", grpc.StatusCode.INVALID_ARGUMENT),
-                (b"boom", grpc.StatusCode.UNKNOWN),
-            ):
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await say(bad, timeout=5)
-                assert info.value.code() == code
-            assert [r async for r in count(b"3", timeout=5)] == [b"0", b"1", b"2"]
-            await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
-            )
-    finally:
-        await server.stop(None)
-
-    def count_of(method: str, code: str) -> float | None:
-        return value(metrics, "nodedrop_request_duration_seconds_count", method=method, code=code)
-
-    assert count_of("/test.Echo/Say", "OK") == 1
-    assert count_of("/test.Echo/Say", "INVALID_ARGUMENT") == 1
-    assert count_of("/test.Echo/Say", "UNKNOWN") == 1
-    assert count_of("/test.Echo/Count", "OK") == 1
-    assert count_of("/grpc.health.v1.Health/Check", "OK") is None

@@ -230,8 +230,8 @@ async def start_events(
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis(host="127.0.0.1", port=6379, decode_responses=True, protocol=2)
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True, protocol=2)
     yield client
     await client.aclose()
 

@@ -17,11 +17,13 @@ from .conftest import KEY_A, KEY_B, EventWriter
 from .reader import EventReader
 
 
-async def test_service_streams_through_the_standard_server(redis: Redis, auth_address: str) -> None:
+async def test_service_streams_through_the_standard_server(
+    redis: Redis, redis_url: str, auth_address: str
+) -> None:
     prefix = f"t-ev-{uuid.uuid4().hex[:10]}"
     settings = EventsSettings.from_env(
         {
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "REDIS_URL": redis_url,
             "NODEDROP_REDIS_PREFIX": prefix,
             "NODEDROP_PARTITIONS": "4",
             "NODEDROP_EVENTS_ADDR": "127.0.0.1:0",

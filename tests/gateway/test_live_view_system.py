@@ -15,14 +15,11 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from .browser import ARTIFACTS, live_view, needs_chromium, run_the_example
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
@@ -45,17 +42,14 @@ def _free_ports(n: int) -> list[int]:
 
 
 @pytest.fixture
-async def live_system(redis: Redis) -> AsyncIterator[LiveSystem]:
-    suffix = secrets.token_hex(5)
-    database, prefix = f"nd_ev_e2e_{suffix}", f"t-e2e-{suffix}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
+async def live_system(redis: Redis, redis_url: str, empty_pg_dsn: str) -> AsyncIterator[LiveSystem]:
+    prefix = f"t-e2e-{secrets.token_hex(5)}"
     api, scheduler, events, worker, gateway = _free_ports(5)
     key = f"ndk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
     env = {
         **os.environ,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": empty_pg_dsn,
         "NODEDROP_REDIS_PREFIX": prefix,
         "NODEDROP_API_KEY": key,
         "NODEDROP_API_ADDR": f"127.0.0.1:{api}",
@@ -97,8 +91,6 @@ async def live_system(redis: Redis) -> AsyncIterator[LiveSystem]:
                 await process.wait()
         async for name in redis.scan_iter(match=f"{prefix}:*", count=1000):
             await redis.delete(name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_live_view_on_the_real_system(live_system: LiveSystem) -> None:

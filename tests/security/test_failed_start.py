@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -19,6 +21,7 @@ from .perimeter_stack import (
     PLANTED_PASSWORD,
     PLANTED_SERVICE_TOKEN,
     assert_clean,
+    with_password,
 )
 
 ENTRY_POINTS = ["api", "scheduler", "worker", "events", "gateway", "dev"]
@@ -31,10 +34,30 @@ ADDR_VARS = [
 ]
 
 
-def _planted(**extra: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Servers:
+    """The Redis and PostgreSQL of the test fixtures (tests/conftest.py)."""
+
+    redis_url: str
+    database_url: str
+
+    def database_as(self, role: str) -> str:
+        """DATABASE_URL of this server for ``role`` (with the planted password)."""
+        parts = urlsplit(self.database_url)
+        netloc = f"{role}:{PLANTED_PASSWORD}@{parts.hostname}:{parts.port or 5432}"
+        return urlunsplit(parts._replace(netloc=netloc, path="/x"))
+
+
+@pytest.fixture
+def servers(redis_url: str, database_url: str) -> Servers:
+    return Servers(redis_url, database_url)
+
+
+def _planted(servers: Servers, **extra: str) -> dict[str, str]:
     env = {
-        "DATABASE_URL": f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:5432/x",
-        "REDIS_URL": f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:6379/0",
+        # A role the server refuses: a service that needs PostgreSQL stops there.
+        "DATABASE_URL": servers.database_as("u"),
+        "REDIS_URL": with_password(servers.redis_url),
         "NODEDROP_SERVICE_TOKEN": PLANTED_SERVICE_TOKEN,
         "VENDOR_API_KEY": PLANTED_OTHER_SECRET,
         "NODEDROP_METRICS_ADDR": "off",
@@ -68,8 +91,10 @@ async def _run(command: str, env: dict[str, str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("command", ["api", "dev"])
-async def test_unreachable_database_is_one_line_naming_database_url(command: str) -> None:
-    env = _planted(DATABASE_URL=f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:1/x")
+async def test_unreachable_database_is_one_line_naming_database_url(
+    command: str, servers: Servers
+) -> None:
+    env = _planted(servers, DATABASE_URL=f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:1/x")
     status, out = await _run(command, env)
     assert_clean(out)
     lines = out.strip().splitlines()
@@ -80,9 +105,11 @@ async def test_unreachable_database_is_one_line_naming_database_url(command: str
 
 
 @pytest.mark.parametrize("command", ["api", "dev"])
-async def test_refused_login_is_one_line_naming_database_url(command: str) -> None:
+async def test_refused_login_is_one_line_naming_database_url(
+    command: str, servers: Servers
+) -> None:
     # The server answers, but refuses this role: the password would be the next suspect.
-    env = _planted(DATABASE_URL=f"postgresql://no_such_role:{PLANTED_PASSWORD}@127.0.0.1:5432/x")
+    env = _planted(servers, DATABASE_URL=servers.database_as("no_such_role"))
     status, out = await _run(command, env)
     assert_clean(out)
     assert status == EXIT_DEPENDENCY, out
@@ -90,8 +117,8 @@ async def test_refused_login_is_one_line_naming_database_url(command: str) -> No
 
 
 @pytest.mark.parametrize("command", [c for c in ENTRY_POINTS if c != "gateway"])
-async def test_malformed_redis_url_names_redis_url(command: str) -> None:
-    env = _planted(REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:port/0")
+async def test_malformed_redis_url_names_redis_url(command: str, servers: Servers) -> None:
+    env = _planted(servers, REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:port/0")
     status, out = await _run(command, env)
     assert_clean(out)
     assert status == EXIT_SETTINGS, out
@@ -101,16 +128,16 @@ async def test_malformed_redis_url_names_redis_url(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["api", "dev"])
-async def test_malformed_database_url_names_database_url(command: str) -> None:
-    env = _planted(DATABASE_URL=f"postgres://u:{PLANTED_PASSWORD}@127.0.0.1:nope/x")
+async def test_malformed_database_url_names_database_url(command: str, servers: Servers) -> None:
+    env = _planted(servers, DATABASE_URL=f"postgres://u:{PLANTED_PASSWORD}@127.0.0.1:nope/x")
     status, out = await _run(command, env)
     assert_clean(out)
     assert status == EXIT_SETTINGS, out
     assert "DATABASE_URL" in out and "u:***@" in out, out
 
 
-async def test_a_bad_setting_next_to_secrets_names_only_itself() -> None:
-    status, out = await _run("api", _planted(NODEDROP_PG_POOL_MAX="lots"))
+async def test_a_bad_setting_next_to_secrets_names_only_itself(servers: Servers) -> None:
+    status, out = await _run("api", _planted(servers, NODEDROP_PG_POOL_MAX="lots"))
     assert_clean(out)
     assert status == EXIT_SETTINGS, out
     assert out.strip().splitlines() == [
@@ -119,7 +146,7 @@ async def test_a_bad_setting_next_to_secrets_names_only_itself() -> None:
 
 
 @pytest.mark.parametrize("command", ENTRY_POINTS)
-async def test_a_taken_port_fails_without_secrets(command: str) -> None:
+async def test_a_taken_port_fails_without_secrets(command: str, servers: Servers) -> None:
     # Nothing foreseen: a traceback is logged, redacted and without locals.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -132,8 +159,9 @@ async def test_a_taken_port_fails_without_secrets(command: str) -> None:
         status, out = await _run(
             command,
             _planted(
+                servers,
                 **{variable: f"127.0.0.1:{port}"},
-                DATABASE_URL=f"postgresql://postgres:{PLANTED_PASSWORD}@127.0.0.1:5432/postgres",
+                DATABASE_URL=with_password(servers.database_url),
                 NODEDROP_MIGRATE_ON_START="false",
             ),
         )
@@ -143,10 +171,12 @@ async def test_a_taken_port_fails_without_secrets(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["scheduler", "worker", "events"])
-async def test_unreachable_redis_is_retried_naming_redis_url(command: str) -> None:
+async def test_unreachable_redis_is_retried_naming_redis_url(
+    command: str, servers: Servers
+) -> None:
     # Not fatal by design (no crash loop while Redis restarts): the service
     # serves, says which setting points nowhere, and prints no password.
-    env = _planted(REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:1/0")
+    env = _planted(servers, REDIS_URL=f"redis://default:{PLANTED_PASSWORD}@127.0.0.1:1/0")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -164,8 +194,9 @@ async def test_unreachable_redis_is_retried_naming_redis_url(command: str) -> No
     assert '"setting":"REDIS_URL"' in text, text
 
 
-async def test_a_process_group_exits_with_its_processes_status() -> None:
+async def test_a_process_group_exits_with_its_processes_status(servers: Servers) -> None:
     env = _planted(
+        servers,
         DATABASE_URL=f"postgresql://u:{PLANTED_PASSWORD}@127.0.0.1:1/x",
         NODEDROP_API_PROCESSES="2",
     )

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import grpc
 import httpx
 import orjson
@@ -32,7 +31,6 @@ from .perimeter_stack import assert_clean, with_password
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TICKET_TTL_S = 3
 # Several lifetimes: without renewal every command would answer UNAUTHENTICATED.
 HOLD_S = 4 * TICKET_TTL_S
@@ -47,17 +45,14 @@ class DevSystem:
 
 
 @pytest.fixture
-async def dev_system(redis_url: str) -> AsyncIterator[DevSystem]:
-    suffix = secrets.token_hex(5)
-    database, prefix = f"nd_sec_lv_{suffix}", f"t-sec-lv-{suffix}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
+async def dev_system(redis_url: str, empty_pg_dsn: str) -> AsyncIterator[DevSystem]:
+    prefix = f"t-sec-lv-{secrets.token_hex(5)}"
     ports = {name: free_port() for name in ("API", "SCHEDULER", "EVENTS", "WORKER", "GATEWAY")}
     key = f"ndk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
     env = {
         **os.environ,
         "REDIS_URL": with_password(redis_url),
-        "DATABASE_URL": with_password(f"postgresql://postgres@127.0.0.1:5432/{database}"),
+        "DATABASE_URL": with_password(empty_pg_dsn),
         "NODEDROP_REDIS_PREFIX": prefix,
         "NODEDROP_API_KEY": key,
         "NODEDROP_METRICS_ADDR": "off",
@@ -99,8 +94,6 @@ async def dev_system(redis_url: str) -> AsyncIterator[DevSystem]:
         async for name in redis.scan_iter(match=f"{prefix}:*", count=1000):
             await redis.delete(name)
         await redis.aclose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _long_execution(system: DevSystem) -> str:

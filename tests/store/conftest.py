@@ -11,8 +11,6 @@ from nodedrop.store.keys import Keys
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def make_config() -> StoreConfig:
     return StoreConfig(
@@ -25,8 +23,9 @@ def make_config() -> StoreConfig:
 
 
 @contextlib.asynccontextmanager
-async def _redis_store() -> AsyncIterator[RedisStore]:
-    s = RedisStore.from_url(REDIS_URL, make_config())
+async def open_redis_store(redis_url: str, config: StoreConfig) -> AsyncIterator[RedisStore]:
+    """The Redis adapter on the fixtures' Redis (tests/conftest.py), its keys deleted afterwards."""
+    s = RedisStore.from_url(redis_url, config)
     await s.ensure_groups()
     try:
         yield s
@@ -36,16 +35,18 @@ async def _redis_store() -> AsyncIterator[RedisStore]:
 
 
 @pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore | MemoryStore]:
+async def store(
+    request: pytest.FixtureRequest, redis_url: str
+) -> AsyncIterator[RedisStore | MemoryStore]:
     if request.param == "memory":
         yield MemoryStore(make_config())
         return
-    async with _redis_store() as s:
+    async with open_redis_store(redis_url, make_config()) as s:
         yield s
 
 
 @pytest.fixture
-async def redis_store() -> AsyncIterator[RedisStore]:
+async def redis_store(redis_url: str) -> AsyncIterator[RedisStore]:
     """The Redis adapter alone, for what only it does."""
-    async with _redis_store() as s:
+    async with open_redis_store(redis_url, make_config()) as s:
         yield s

@@ -22,7 +22,7 @@ from nodedrop.store import (
 )
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
-from tests.store.conftest import REDIS_URL, make_config
+from tests.store.conftest import make_config, open_redis_store
 
 Store = RedisStore | MemoryStore
 S = ExecutionStatus
@@ -45,22 +45,17 @@ def fair_config(max_active: int = MAX_ACTIVE):  # type: ignore[no-untyped-def]
 
 
 @contextlib.asynccontextmanager
-async def _open(kind: str, max_active: int = MAX_ACTIVE) -> AsyncIterator[Store]:
+async def _open(kind: str, redis_url: str, max_active: int = MAX_ACTIVE) -> AsyncIterator[Store]:
     if kind == "memory":
         yield MemoryStore(fair_config(max_active))
         return
-    s = RedisStore.from_url(REDIS_URL, fair_config(max_active))
-    await s.ensure_groups()
-    try:
+    async with open_redis_store(redis_url, fair_config(max_active)) as s:
         yield s
-    finally:
-        await s.delete_all()
-        await s.close()
 
 
 @pytest.fixture(params=["redis", "memory"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    async with _open(request.param) as s:
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
+    async with _open(request.param, redis_url) as s:
         yield s
 
 
@@ -224,9 +219,9 @@ async def test_the_sweep_promotes_into_places_given_back_without_a_promotion(
     assert await read_ids(store) == [a[2]]
 
 
-async def test_without_a_cap_every_job_goes_to_its_stream() -> None:
+async def test_without_a_cap_every_job_goes_to_its_stream(redis_url: str) -> None:
     for kind in ("redis", "memory"):
-        async with _open(kind, max_active=0) as store:
+        async with _open(kind, redis_url, max_active=0) as store:
             a = ids_in(store, 0, 5, "a")
             (b,) = ids_in(store, 0, 1, "b")
             for x in a:
@@ -235,10 +230,10 @@ async def test_without_a_cap_every_job_goes_to_its_stream() -> None:
             assert await read_ids(store) == [*a, b]
 
 
-async def test_places_of_vanished_executions_are_given_back() -> None:
+async def test_places_of_vanished_executions_are_given_back(redis_url: str) -> None:
     """Redis only: an entry whose state expired is acked as unknown without its
     tenant; the sweep finds the stale places of a tenant at its cap."""
-    async with _open("redis") as store:
+    async with _open("redis", redis_url) as store:
         assert isinstance(store, RedisStore)
         a = ids_in(store, 1, 3, "a")
         for x in a:

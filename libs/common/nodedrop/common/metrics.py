@@ -14,16 +14,12 @@ Naming follows the Prometheus conventions: ``nodedrop_`` prefix, base units
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_wsgi_server
 
@@ -34,7 +30,6 @@ __all__ = [
     "MetricsAddressError",
     "MetricsServer",
     "QueueSample",
-    "RequestLatencyInterceptor",
     "create_metrics",
     "get_metrics",
     "parse_listen_addr",
@@ -150,7 +145,7 @@ class Metrics:
     events_delivered: Counter
     event_subscribers: Gauge
     slow_subscriber_cutoffs: Counter
-    # RPC latency (RequestLatencyInterceptor).
+    # RPC latency (interceptors.ServerCallInterceptor).
     request_duration: Histogram
     # Labelled children by label values: prometheus-client's labels() lookup
     # costs more than the observation itself, and the worker calls it per node.
@@ -414,91 +409,3 @@ def _shutdown(server: WSGIServer, thread: threading.Thread | None) -> None:
     server.server_close()
     if thread is not None:
         thread.join(timeout=5)
-
-
-Handler = Callable[[Any, Any], Awaitable[Any]]
-
-
-class RequestLatencyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Records ``nodedrop_request_duration_seconds`` for every non-``grpc.*`` RPC.
-
-    Health checks and reflection are left out: probes every few seconds would
-    swamp the latency of real calls, and Health.Watch never ends. Streaming
-    responses are timed until the stream ends.
-    """
-
-    def __init__(self, metrics: Metrics | None = None) -> None:
-        self._histogram = (metrics if metrics is not None else get_metrics()).request_duration
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith("/grpc."):
-            return handler
-        histogram = self._histogram
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _timed_unary(handler.unary_unary, histogram, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner = handler.unary_stream
-            # An async-generator handler streams by yielding; one that uses
-            # context.write() is a coroutine, and the two styles cannot mix.
-            wrapped = (
-                _timed_stream(inner, histogram, method)
-                if inspect.isasyncgenfunction(inner)
-                else _timed_unary(inner, histogram, method)
-            )
-            return grpc.unary_stream_rpc_method_handler(
-                wrapped,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # Client-streaming and bidi RPCs are not part of the contracts.
-        return handler
-
-
-def _timed_unary(inner: Handler, histogram: Histogram, method: str) -> Handler:
-    async def timed(request: Any, context: Any) -> Any:
-        start = time.perf_counter()
-        failed = False
-        try:
-            return await inner(request, context)
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            _observe(histogram, method, context, start, failed)
-
-    return timed
-
-
-def _timed_stream(
-    inner: Callable[[Any, Any], AsyncIterator[Any]], histogram: Histogram, method: str
-) -> Callable[[Any, Any], AsyncIterator[Any]]:
-    async def timed(request: Any, context: Any) -> AsyncIterator[Any]:
-        start = time.perf_counter()
-        failed = False
-        try:
-            async for response in inner(request, context):
-                yield response
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            _observe(histogram, method, context, start, failed)
-
-    return timed
-
-
-def _observe(histogram: Histogram, method: str, context: Any, start: float, failed: bool) -> None:
-    code = context.code()
-    # No status set: a normal return is OK; an exception that was not an
-    # abort reaches the client as UNKNOWN.
-    default = "UNKNOWN" if failed else "OK"
-    name = default if code is None else getattr(code, "name", str(code))
-    histogram.labels(method=method, code=name).observe(time.perf_counter() - start)

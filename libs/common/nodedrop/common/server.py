@@ -188,19 +188,19 @@ class Runnable(Protocol):
         ...
 
 
-def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def grpc_options(max_message_bytes: int, *, keepalive_ms: int = 30_000) -> list[tuple[str, int]]:
     """Channel arguments shared by servers and clients."""
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         # Pings keep idle streams (event subscriptions) alive through NATs and
         # proxies, and detect dead peers within a minute.
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", keepalive_ms),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        # Clients ping every 30 s; allow that without tripping "too_many_pings".
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        # Clients ping every keepalive_ms; allow that without tripping "too_many_pings".
+        ("grpc.http2.min_ping_interval_without_data_ms", keepalive_ms // 3),
     ]
 
 

@@ -55,7 +55,6 @@ class _Exec:
     cancel_error: EventError | None = None
     reclaims: int = 0
     commit_number: int = 0
-    lease_until: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
     events: list[EventRecord] = field(default_factory=list)
     fail_reason: str = ""
@@ -230,14 +229,12 @@ class MemoryStore:
 
     def _finish(self, e: _Exec, status: ExecutionStatus) -> None:
         e.status = status
-        e.lease_until = 0
         if status is S.COMPLETED:
             self._completed += 1
         e.expires_at = time.monotonic() + self.config.completion_ttl_s
 
     def _dead_letter(self, e: _Exec, now_ms: int, reason: str, node: str) -> None:
         e.status = S.FAILED
-        e.lease_until = 0
         e.fail_reason, e.fail_node, e.fail_time = reason, node, now_ms
         self._failed[e.spec.execution_id] = now_ms
 
@@ -297,10 +294,6 @@ class MemoryStore:
                     taken += 1
         return out
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        for d in deliveries:
-            self._ack(d.partition, d.lane, d.entry_id)
-
     async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
         mono = time.monotonic() * 1000
         for d in deliveries:
@@ -333,7 +326,7 @@ class MemoryStore:
                 out.append(False)
                 continue
             e.fence += 1
-            e.status, e.lease_until = S.QUEUED, 0
+            e.status = S.QUEUED
             self._ack(lz.partition, lz.lane, lz.entry_id)
             self._push(e, _now_ms())
             out.append(True)
@@ -506,7 +499,7 @@ class MemoryStore:
                 # Leased without a stream entry (a direct run): no longer held back.
                 self._delayed.pop(d.execution_id, None)
             was = e.status
-            e.status, e.lease_until = S.RUNNING, now_ms + lease_ms
+            e.status = S.RUNNING
             if was is not S.RUNNING:
                 self._emit(e, now_ms, EventDraft(EventType.EXECUTION_STARTED))
             sp = e.spec
@@ -548,7 +541,6 @@ class MemoryStore:
                 # The attempt ended under this fence; nothing to renew, nothing refused.
                 out.append(Renewal(True, False))
                 continue
-            e.lease_until = now_ms + lease_ms
             entry = self._streams[(lz.partition, lz.lane)].entries.get(lz.entry_id)
             if entry is not None:
                 entry.touched_ms = mono
@@ -579,7 +571,7 @@ class MemoryStore:
             t = c.transition
             if t is not None:
                 if t.status is S.RETRY_SCHEDULED:
-                    e.status, e.lease_until, e.reclaims = S.RETRY_SCHEDULED, 0, 0
+                    e.status, e.reclaims = S.RETRY_SCHEDULED, 0
                     e.attempt += 1
                     self._delayed[lz.execution_id] = t.retry_at_ms
                 elif t.status is S.FAILED and t.dead_letter_reason:

@@ -43,10 +43,6 @@ class JobQueue(Protocol):
         ``count`` in all (at most ``count`` plus one per stream, less when few wait)."""
         ...
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Unfenced acknowledgement, for entries a worker hands back unstarted."""
-        ...
-
     async def touch(self, deliveries: Sequence[Delivery], consumer: str) -> None:
         """Restart the idle clock of entries read but not started yet, so the reclaimer
         leaves them to this consumer."""

@@ -268,14 +268,6 @@ class RedisStore:
         out.sort(key=lambda d: self._lane_rank[d.lane])
         return out
 
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        if not deliveries:
-            return
-        pipe = self._r.pipeline(transaction=False)
-        for d in deliveries:
-            pipe.xack(self._k.jobs(d.partition, d.lane), JOBS_GROUP, d.entry_id)
-        await pipe.execute()
-
     async def trim(self) -> int:
         """Drop acknowledged entries from every job stream (the scheduler calls it)."""
         calls: list[_Call] = [(SCRIPTS["trim"], name, []) for _, _, name in self._streams]
@@ -615,7 +607,6 @@ class RedisStore:
                     d.lane,
                     d.entry_id,
                     d.attempt,
-                    now_ms + lease_ms,
                     now_ms,
                     self.config.events_maxlen,
                     self.config.completion_ttl_s,
@@ -654,7 +645,6 @@ class RedisStore:
                         self._k.base(p),
                         consumer,
                         n,
-                        now_ms + lease_ms,
                         now_ms,
                         self.config.events_maxlen,
                         self.config.completion_ttl_s,
@@ -685,7 +675,6 @@ class RedisStore:
                     lz.lane,
                     lz.entry_id,
                     consumer or "heartbeat",
-                    now_ms + lease_ms,
                 ],
             )
             for lz in leases

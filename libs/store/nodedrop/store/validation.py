@@ -8,12 +8,19 @@ import re
 from nodedrop.store.errors import InvalidJob
 from nodedrop.store.model import JobSpec
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# What can name an execution or a tenant: the API's UUIDs and the scheduler's
+# cron run ids (``sch_<id>-<tick ms>``) alike.
+ID_PATTERN = "[A-Za-z0-9_.:-]{1,128}"
+_ID = re.compile(ID_PATTERN)
+
+
+def is_valid_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
 
 
 def validate_spec(spec: JobSpec) -> None:
-    if not _ID.match(spec.execution_id):
-        raise InvalidJob("execution_id", "must match [A-Za-z0-9_.:-]{1,128}")
+    if not is_valid_id(spec.execution_id):
+        raise InvalidJob("execution_id", f"must match {ID_PATTERN}")
     if not spec.workflow_json:
         raise InvalidJob("workflow", "is required")
     if spec.max_attempts < 1 or spec.max_attempts > 100:
@@ -26,5 +33,5 @@ def validate_spec(spec: JobSpec) -> None:
         raise InvalidJob("attempt", "must be >= 1")
     if spec.run_at_ms < 0:
         raise InvalidJob("run_time", "must not be before the epoch")
-    if not _ID.match(spec.tenant_id or "-"):
-        raise InvalidJob("tenant_id", "must match [A-Za-z0-9_.:-]{1,128}")
+    if not is_valid_id(spec.tenant_id or "-"):
+        raise InvalidJob("tenant_id", f"must match {ID_PATTERN}")

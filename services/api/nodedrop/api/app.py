@@ -126,8 +126,8 @@ class ApiService:
         s = self._settings
         assert self._authenticator is not None and self._batcher is not None
         cache = (
-            ResultCache(self._redis, s.redis.prefix, ttl_s=s.api.result_cache_ttl_s)
-            if self._redis is not None and s.api.result_cache_ttl_s > 0
+            ResultCache(self._redis, s.redis.prefix, self._store, ttl_s=s.api.result_cache_ttl_s)
+            if self._redis is not None and self._store is not None and s.api.result_cache_ttl_s > 0
             else None
         )
         manager = self._manager

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nodedrop.common.errors import FieldViolation, InvalidArgument
 from nodedrop.engine.budget import data_depth
 from nodedrop.engine.limits import DEFAULT_LIMITS
+from nodedrop.store.validation import ID_PATTERN, is_valid_id
 
 __all__ = ["Violations"]
 
@@ -44,6 +45,13 @@ class Violations:
             uuid.UUID(value)
         except ValueError:
             self.add(field, "must be a UUID")
+
+    def execution_id(self, field: str, value: str) -> None:
+        """Any id the system gives an execution: the API's UUIDs, the scheduler's cron run ids."""
+        if not value:
+            self.add(field, "required")
+        elif not is_valid_id(value):
+            self.add(field, f"must match {ID_PATTERN}")
 
     def page_size(self, field: str, value: int) -> int:
         if value < 0 or value > MAX_PAGE_SIZE:

@@ -194,7 +194,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     ) -> pb.GetExecutionResponse:
         principal = require_scope(SCOPE_READ)
         v = Violations()
-        v.uuid("execution_id", request.execution_id)
+        v.execution_id("execution_id", request.execution_id)
         if request.max_output_bytes < 0 or request.max_output_bytes > MAX_OUTPUT_CAP:
             v.add("max_output_bytes", f"must be 0..{MAX_OUTPUT_CAP}")
         v.raise_if_any()
@@ -215,7 +215,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     ) -> pb.GetExecutionOutputResponse:
         principal = require_scope(SCOPE_READ)
         v = Violations()
-        v.uuid("execution_id", request.execution_id)
+        v.execution_id("execution_id", request.execution_id)
         if not request.node_id:
             v.add("node_id", "required")
         size = v.page_size("page_size", request.page_size)
@@ -302,7 +302,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         principal = require_scope(SCOPE_EXECUTE)
         reject_nul(request)
         v = Violations()
-        v.uuid("execution_id", request.execution_id)
+        v.execution_id("execution_id", request.execution_id)
         if len(request.reason) > MAX_CANCEL_REASON:
             v.add("reason", f"at most {MAX_CANCEL_REASON} characters")
         v.raise_if_any()
@@ -319,7 +319,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         principal = require_scope(SCOPE_EXECUTE)
         self._rate_check(principal.tenant_id, "RetryExecution")
         v = Violations()
-        v.uuid("execution_id", request.execution_id)
+        v.execution_id("execution_id", request.execution_id)
         if request.retry_from not in (0, pb.RETRY_FROM_FAILED_NODE, pb.RETRY_FROM_START):
             v.add("retry_from", f"unknown value {request.retry_from}")
         mode = None
@@ -400,7 +400,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     ) -> pb.ListExecutionEventsResponse:
         principal = require_scope(SCOPE_READ)
         v = Violations()
-        v.uuid("execution_id", request.execution_id)
+        v.execution_id("execution_id", request.execution_id)
         size = v.page_size("page_size", request.page_size)
         v.raise_if_any()
         record = await self._repo.get_execution(principal.tenant_id, request.execution_id)

@@ -29,6 +29,7 @@ _EXECUTION_STATUS = {
 _TERMINAL_EVENTS = frozenset(
     {"execution_completed", "execution_failed", "execution_cancelled", "execution_timed_out"}
 )
+_ENDED = frozenset(_EXECUTION_STATUS[t] for t in _TERMINAL_EVENTS)
 _NODE_STATUS = {
     "node_started": "running",
     "node_completed": "completed",
@@ -92,6 +93,7 @@ class _Folding:
 
     __slots__ = (
         "attempt",
+        "ended_attempt",
         "error_json",
         "execution_id",
         "failed_node",
@@ -106,6 +108,7 @@ class _Folding:
         self.execution_id = execution_id
         self.status: Status | None = None
         self.attempt = 0
+        self.ended_attempt = 0
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.error_json: str | None = None
@@ -143,11 +146,16 @@ def fold(events: Iterable[RecordedEvent]) -> tuple[list[ExecutionPatch], list[No
         f.last_sequence = max(f.last_sequence, ev.sequence)
         status = _EXECUTION_STATUS.get(ev.type)
         if status is not None:
+            if f.status in _ENDED and ev.attempt > f.ended_attempt:
+                # A failed-queue retry: the same execution again, a new round at
+                # a later attempt; what the earlier round ended with is gone.
+                f.status = f.finished_at = f.error_json = f.result_json = f.failed_node = None
             if f.status is None or f.status in _OPEN:
                 f.status = status
             if ev.type == "execution_started" and f.started_at is None:
                 f.started_at = ev.time
             if ev.type in _TERMINAL_EVENTS:
+                f.ended_attempt = ev.attempt
                 f.finished_at = f.finished_at or ev.time
                 f.error_json = _with_node(ev.error_json, f.failed_node) or f.error_json
                 if ev.type == "execution_completed":

@@ -1,20 +1,31 @@
 """A Redis cache of finished executions as returned by GetExecution.
 
-A finished execution never changes, so its serialized protobuf is cached
-for `ttl_s`; repeated reads (dashboards polling a result) then skip
-PostgreSQL. The key carries the tenant, so a cached entry can never answer
-another tenant, and the read options (outputs, cap) since they change the
-answer. Redis errors fall back to the database: the cache is an optimisation,
-never a dependency.
+A finished execution changes only when a failed-queue retry starts it again,
+so its serialized protobuf is cached for `ttl_s` and served only while the
+store's live state of the execution (status and attempt) still agrees with it;
+repeated reads (dashboards polling a result) then skip PostgreSQL. The live
+state is in Redis, shared by every API replica, so a retry through any of them
+(or straight through the scheduler) ends every replica's cached answer at once.
+An execution the store no longer holds has ended for good: its entry stands.
+
+The key carries the tenant, so a cached entry can never answer another
+tenant, and the read options (outputs, cap) since they change the answer.
+Redis errors fall back to the database: the cache is an optimisation, never a
+dependency.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from nodedrop.api.model import Status
+from nodedrop.api.queueing import status_to_proto
 from nodedrop.common.logging import get_logger
 from nodedrop.execution.v1 import execution_pb2
+from nodedrop.store import StateSnapshot, StateStore
 
 __all__ = ["ResultCache"]
 
@@ -22,9 +33,12 @@ log = get_logger("nodedrop.api.result_cache")
 
 
 class ResultCache:
-    def __init__(self, client: aioredis.Redis, prefix: str, *, ttl_s: int = 300) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, states: StateStore, *, ttl_s: int = 300
+    ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._states = states
         self._ttl_s = ttl_s
 
     def _key(self, tenant_id: str, execution_id: str, outputs: bool, cap: int) -> str:
@@ -35,13 +49,17 @@ class ResultCache:
         self, tenant_id: str, execution_id: str, outputs: bool, cap: int
     ) -> execution_pb2.Execution | None:
         try:
-            raw = await self._redis.get(self._key(tenant_id, execution_id, outputs, cap))
+            raw, (live,) = await asyncio.gather(
+                self._redis.get(self._key(tenant_id, execution_id, outputs, cap)),
+                self._states.states([execution_id]),
+            )
         except RedisError as exc:
             log.warning("result cache read failed", error=str(exc))
             return None
         if not isinstance(raw, bytes):
             return None
-        return execution_pb2.Execution.FromString(raw)
+        message = execution_pb2.Execution.FromString(raw)
+        return message if _current(message, live) else None
 
     async def put(
         self,
@@ -52,6 +70,11 @@ class ResultCache:
         message: execution_pb2.Execution,
     ) -> None:
         try:
+            # PostgreSQL trails the store: an answer the store already moved past
+            # (the end of a retried attempt not yet recorded) is not kept.
+            (live,) = await self._states.states([execution_id])
+            if not _current(message, live):
+                return
             await self._redis.set(
                 self._key(tenant_id, execution_id, outputs, cap),
                 message.SerializeToString(),
@@ -59,3 +82,11 @@ class ResultCache:
             )
         except RedisError as exc:
             log.warning("result cache write failed", error=str(exc))
+
+
+def _current(message: execution_pb2.Execution, live: StateSnapshot | None) -> bool:
+    """Whether ``message`` still tells the execution as the store knows it."""
+    if live is None:
+        return True
+    status = status_to_proto(Status(live.status.value.lower()))
+    return (message.status, message.attempt) == (status, live.attempt)

@@ -12,6 +12,7 @@ from nodedrop.common.auth import Authenticator, RemoteAuthenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
+from nodedrop.common.server import HealthReporter
 from nodedrop.events.batching import DEFAULT_MAX_BATCH_BYTES
 from nodedrop.events.feed import LiveFeed
 from nodedrop.events.history import ApiHistory
@@ -43,11 +44,15 @@ class EventsService:
         self._feed_task: asyncio.Task[None] | None = None
         self.hub = FanoutHub(settings.subscriber_buffer, get_metrics())
         self._servicer: EventServicer | None = None
+        self._health: HealthReporter | None = None
 
     @property
     def authenticator(self) -> Authenticator | None:
         # Credentials are checked by the API's AuthService (cached briefly).
         return self._authenticator
+
+    def bind_health(self, reporter: HealthReporter) -> None:
+        self._health = reporter
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         # GrpcServer calls start() (which builds the servicer) before register().
@@ -71,7 +76,12 @@ class EventsService:
         redis = self._settings.redis
         config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))
         self._store = await open_store(redis.url, config, dev=self._dev)
-        feed = LiveFeed(self._store, self.hub)
+        # Ready means the live feed reads: a subscription waits for it to pin
+        # its start, and a feed that fails serves nothing new.
+        health = self._health
+        if health is not None:
+            await health.set_ready(False)
+        feed = LiveFeed(self._store, self.hub, health=health.set_ready if health else None)
         self._feed_task = asyncio.create_task(feed.run(), name="events-feed")
         subscriptions = Subscriptions(
             self.hub, self._store, feed.ready, history=ApiHistory(self._api_channel)

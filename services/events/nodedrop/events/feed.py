@@ -5,12 +5,17 @@ per-execution streams, not from here), then publishes each batch to the hub
 and keeps its cursor across Redis failures, so a restart loses no live event.
 An entry that cannot be decoded is logged and skipped (see salvage.py), never
 allowed to stall the feed.
+
+Any other failure does not end the feed: it is logged, the feed reports
+itself unhealthy (the service's readiness) and starts again from its cursor
+after a pause, healthy again once it reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,6 +31,10 @@ log = structlog.get_logger(__name__)
 
 _RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
+# Told whether the feed reads: True once its start is pinned and after each
+# read that follows a failure, False when a failure stops it.
+HealthReport = Callable[[bool], Awaitable[None]]
+
 
 class LiveFeed:
     def __init__(
@@ -36,6 +45,7 @@ class LiveFeed:
         block_ms: int = 1000,
         batch: int = 1000,
         salvage: EntrySalvage | None = None,
+        health: HealthReport | None = None,
     ) -> None:
         self._source = source
         self._salvage = salvage if salvage is not None else salvage_for(source)
@@ -43,38 +53,61 @@ class LiveFeed:
         self._block_ms = block_ms
         self._batch = batch
         self._cursor: TailCursor | None = None
+        self._health = health
+        self._healthy: bool | None = None
         # Subscriptions wait for this: before the cursor is pinned, an event
         # committed after a replay could be missed by both replay and tail.
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
+        """Reads until cancelled."""
         failures = 0
         while True:
             try:
-                if self._cursor is None:
-                    self._cursor = await self._source.tail_position()
-                    self.ready.set()
-                entries, self._cursor = await self._read(self._cursor, self._block_ms)
+                await self._step()
                 failures = 0
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
                 failures += 1
                 log.warning("event feed read failed; retrying", error=str(exc), delay_s=delay)
                 await asyncio.sleep(delay)
-                continue
-            if 0 < len(entries) < self._batch:
-                # Redis answers a blocked XREAD after the first XADD of a
-                # commit, so the rest of that commit is usually stored by now:
-                # one non-blocking read takes it into the same publish, and each
-                # subscriber gets one response per commit instead of two (a
-                # response costs a stream far more than an event in it does).
-                # A failure here is retried by the next blocking read; what was
-                # already read is published either way.
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                    more, self._cursor = await self._read(self._cursor, 0)
-                    entries += more
-            if entries:
-                self._hub.publish(_live_events(entries))
+            except Exception as exc:
+                delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.error(
+                    "event feed failed; restarting",
+                    error=f"{type(exc).__name__}: {exc}",
+                    delay_s=delay,
+                    exc_info=True,
+                )
+                await self._report(False)
+                await asyncio.sleep(delay)
+
+    async def _step(self) -> None:
+        if self._cursor is None:
+            self._cursor = await self._source.tail_position()
+            self.ready.set()
+            await self._report(True)
+        entries, self._cursor = await self._read(self._cursor, self._block_ms)
+        await self._report(True)
+        if 0 < len(entries) < self._batch:
+            # Redis answers a blocked XREAD after the first XADD of a
+            # commit, so the rest of that commit is usually stored by now:
+            # one non-blocking read takes it into the same publish, and each
+            # subscriber gets one response per commit instead of two (a
+            # response costs a stream far more than an event in it does).
+            # A failure here is retried by the next blocking read; what was
+            # already read is published either way.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                more, self._cursor = await self._read(self._cursor, 0)
+                entries += more
+        if entries:
+            self._hub.publish(_live_events(entries))
+
+    async def _report(self, healthy: bool) -> None:
+        if healthy is not self._healthy and self._health is not None:
+            await self._health(healthy)
+        self._healthy = healthy
 
     async def _read(self, cursor: TailCursor, block_ms: int) -> tuple[list[TailEntry], TailCursor]:
         try:

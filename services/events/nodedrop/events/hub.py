@@ -30,7 +30,6 @@ class FanoutHub:
         self._by_execution: dict[str, set[Mailbox]] = {}
         self._by_tenant: dict[str, set[Mailbox]] = {}
         self.published = 0
-        self.delivered = 0
         self.overflows = 0
         if metrics is None:
             self._m_delivered: Any = _NoMetric()
@@ -111,5 +110,4 @@ class FanoutHub:
                 delivered += len(group) * len(members)
         # One counter update per batch: the metric's lock is not free per event.
         if delivered:
-            self.delivered += delivered
             self._m_delivered.inc(delivered)

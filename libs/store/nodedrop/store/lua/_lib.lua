@@ -83,14 +83,13 @@ end
 
 -- Ends an execution in a terminal status: counters, TTL cut.
 local function finish(base, id, status, completion_ttl)
-  redis.call('HSET', exec_key(base, id), 'st', status, 'lu', '0')
+  redis.call('HSET', exec_key(base, id), 'st', status)
   redis.call('HINCRBY', base .. 'stats', status, 1)
   set_ttl(base, id, completion_ttl)
 end
 
 local function dead_letter(base, id, now, reason, node)
-  redis.call('HSET', exec_key(base, id), 'st', 'FAILED', 'lu', '0', 'fr', reason, 'fn', node,
-             'ft', now)
+  redis.call('HSET', exec_key(base, id), 'st', 'FAILED', 'fr', reason, 'fn', node)
   redis.call('HINCRBY', base .. 'stats', 'FAILED', 1)
   redis.call('ZADD', base .. 'failed', now, id)
 end
@@ -107,8 +106,8 @@ end
 -- time, so a delivery older than the lease is not reclaimed right after this
 -- lease began.  One XCLAIM ... JUSTID per acquired entry; take reads its
 -- entries in the same script (idle 0), so it passes ''.
-local function acquire_one(base, id, lane, entry, attempt, lease_until, now, maxlen,
-                           completion_ttl, consumer)
+local function acquire_one(base, id, lane, entry, attempt, now, maxlen, completion_ttl,
+                           consumer)
   if consumer and consumer ~= '' and entry ~= '' then
     -- pcall: a group lost with Redis' data (NOGROUP) means the entry is gone too.
     local held = redis.pcall('XCLAIM', jobs_key(base, lane), GROUP, consumer, 0, entry, 'JUSTID')
@@ -137,10 +136,10 @@ local function acquire_one(base, id, lane, entry, attempt, lease_until, now, max
   if entry == '' then redis.call('ZREM', base .. 'delayed', id) end
   if h[1] ~= 'RUNNING' then
     local seq = tonumber(h[4]) + 1
-    redis.call('HSET', ek, 'st', 'RUNNING', 'lu', lease_until, 'cn', '0', 'seq', seq, 'f', fence)
+    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'seq', seq, 'f', fence)
     put_event(base, id, seq, now, maxlen, {h[6], h[5], h[3]}, 'EXECUTION_STARTED', '', '', '')
   else
-    redis.call('HSET', ek, 'st', 'RUNNING', 'lu', lease_until, 'cn', '0', 'f', fence)
+    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'f', fence)
   end
   local round = tonumber(h[3]) - tonumber(h[9]) + 1
   return {1, fence, h[5], h[6], h[7], h[8], h[3], h[10], h[11], h[12], h[13], round,

@@ -42,7 +42,7 @@ if tonumber(ARGV[10]) > 0 and (status == '' or status == 'RETRY_SCHEDULED'
   redis.call('EXPIRE', ek .. ':out', ARGV[8])
 end
 if status == 'RETRY_SCHEDULED' then
-  for _, v in ipairs({'st', status, 'lu', '0', 'rc', '0', 'a', tonumber(h[7]) + 1}) do
+  for _, v in ipairs({'st', status, 'rc', '0', 'a', tonumber(h[7]) + 1}) do
     fields[#fields + 1] = v
   end
   redis.call('HSET', ek, unpack(fields))
@@ -55,7 +55,7 @@ elseif status == 'FAILED' and ARGV[i + 2] ~= '' then
   ack(base, lane, entry)
   fair_leave(base, h[6], id, tonumber(ARGV[#ARGV]), now)
 elseif status ~= '' then
-  for _, v in ipairs({'st', status, 'lu', '0'}) do fields[#fields + 1] = v end
+  for _, v in ipairs({'st', status}) do fields[#fields + 1] = v end
   redis.call('HSET', ek, unpack(fields))
   redis.call('HINCRBY', base .. 'stats', status, 1)
   set_ttl(base, id, ARGV[9])

@@ -12,7 +12,7 @@ local now, ttl = ARGV[13], tonumber(ARGV[14])
 local a, ab = ARGV[#ARGV - 3], ARGV[#ARGV - 2]
 redis.call('HSET', ek, 'st', 'QUEUED', 'tn', ARGV[3], 'w', ARGV[4], 'wf', ARGV[5], 'tr', ARGV[6],
   'ln', ARGV[7], 'a', a, 'ab', ab, 'ma', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10], 'tp', ARGV[11],
-  'f', '0', 'cx', '0', 'seq', '1', 'rc', '0', 'lu', '0', 'ea', now)
+  'f', '0', 'cx', '0', 'seq', '1', 'rc', '0')
 local n = tonumber(ARGV[16])
 if n > 0 then
   local out = {}

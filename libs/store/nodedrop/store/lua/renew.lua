@@ -1,4 +1,4 @@
--- Heartbeat.  KEYS[1] exec hash.  ARGV: base, fence, lane, entry_id, consumer, lease_until
+-- Heartbeat.  KEYS[1] exec hash.  ARGV: base, fence, lane, entry_id, consumer
 -- Returns {ok, cancel_flag, cancel error JSON}: ok 1 renewed, 2 the attempt already ended under this
 -- fence (its last commit landed first), 0 refused: another owner holds the fence.
 -- XCLAIM to the same consumer resets the entry's idle time, so the reclaimer
@@ -6,6 +6,5 @@
 local h = redis.call('HMGET', KEYS[1], 'f', 'cx', 'st', 'ce')
 if h[1] ~= ARGV[2] then return {0, h[2] == '1' and 1 or 0, h[4] or ''} end
 if h[3] ~= 'RUNNING' then return {2, 0, ''} end
-redis.call('HSET', KEYS[1], 'lu', ARGV[6])
 redis.call('XCLAIM', jobs_key(ARGV[1], ARGV[3]), GROUP, ARGV[5], 0, ARGV[4], 'JUSTID')
 return {1, h[2] == '1' and 1 or 0, h[4] or ''}

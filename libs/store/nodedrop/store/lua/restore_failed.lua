@@ -12,8 +12,8 @@ local ek = KEYS[1]
 if redis.call('EXISTS', ek) == 1 then return 0 end
 redis.call('HSET', ek, 'st', 'FAILED', 'tn', ARGV[3], 'w', ARGV[4], 'wf', ARGV[5], 'tr', ARGV[6],
   'ln', ARGV[7], 'a', ARGV[13], 'ab', ARGV[14], 'ma', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10],
-  'tp', ARGV[11], 'f', '0', 'cx', '0', 'seq', ARGV[15], 'rc', '0', 'lu', '0', 'ea', ARGV[18],
-  'fr', ARGV[16], 'fn', ARGV[17], 'ft', ARGV[18])
+  'tp', ARGV[11], 'f', '0', 'cx', '0', 'seq', ARGV[15], 'rc', '0', 'fr', ARGV[16],
+  'fn', ARGV[17])
 local n = tonumber(ARGV[19])
 if n > 0 then
   local out = {}

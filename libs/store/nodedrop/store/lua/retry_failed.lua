@@ -9,7 +9,7 @@ local h = redis.call('HMGET', KEYS[1], 'st', 'a', 'tp', 'ln', 'tn')
 if h[1] ~= 'FAILED' then return 0 end
 local a = tonumber(h[2]) + 1
 redis.call('HSET', KEYS[1], 'st', 'QUEUED', 'a', a, 'ab', a, 'rc', '0', 'cx', '0', 'ce', '', 'fr', '',
-           'fn', '', 'ft', '0')
+           'fn', '')
 redis.call('HINCRBY', KEYS[1], 'f', 1)
 emit(base, id, now, ARGV[4], 'EXECUTION_QUEUED', '', '', '')
 set_ttl(base, id, ARGV[5])

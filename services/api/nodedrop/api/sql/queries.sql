@@ -176,12 +176,16 @@ RETURNING execution_id, sequence;
 
 -- name: apply_execution_patch
 -- One row per execution of the batch (the fold guarantees it), in one statement.
--- A terminal status is final: later non-terminal events cannot reopen it; nor
--- can a batch older than what is recorded (entries a dead replica had read,
--- reclaimed after newer ones were recorded) set an older open status.
+-- A terminal status is final: later non-terminal events of its attempt cannot
+-- reopen it; nor can a batch older than what is recorded (entries a dead
+-- replica had read, reclaimed after newer ones were recorded) set an older
+-- open status. Only a later attempt after the end (a failed-queue retry: a new
+-- round of the same execution) opens it again, without what the earlier round
+-- ended with.
 UPDATE executions e SET
     status = CASE
         WHEN p.status IS NULL THEN e.status
+        WHEN p.attempt > e.attempt THEN p.status
         WHEN e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
              AND p.status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN e.status
         WHEN p.last_sequence < e.last_sequence
@@ -189,9 +193,15 @@ UPDATE executions e SET
         ELSE p.status END,
     attempt = GREATEST(e.attempt, p.attempt),
     started_at = COALESCE(e.started_at, p.started_at),
-    finished_at = COALESCE(p.finished_at, e.finished_at),
-    error = COALESCE(p.error, e.error),
-    result = COALESCE(p.result, e.result),
+    finished_at = CASE WHEN p.status IS NOT NULL AND p.attempt > e.attempt
+                            AND e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                       THEN p.finished_at ELSE COALESCE(p.finished_at, e.finished_at) END,
+    error = CASE WHEN p.status IS NOT NULL AND p.attempt > e.attempt
+                      AND e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                 THEN p.error ELSE COALESCE(p.error, e.error) END,
+    result = CASE WHEN p.status IS NOT NULL AND p.attempt > e.attempt
+                       AND e.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                  THEN p.result ELSE COALESCE(p.result, e.result) END,
     last_sequence = GREATEST(e.last_sequence, p.last_sequence)
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
             $6::text[], $7::text[], $8::bigint[])

@@ -132,9 +132,11 @@ ON CONFLICT (execution_id, sequence) DO NOTHING
 RETURNING execution_id;
 
 -- name: apply_execution_patch
+-- The rules of queries.sql's apply_execution_patch.
 UPDATE executions SET
     status = CASE
         WHEN :status IS NULL THEN status
+        WHEN :attempt > attempt THEN :status
         WHEN status IN ('completed', 'failed', 'cancelled', 'timed_out')
              AND :status NOT IN ('completed', 'failed', 'cancelled', 'timed_out') THEN status
         WHEN :last_sequence < last_sequence
@@ -142,9 +144,15 @@ UPDATE executions SET
         ELSE :status END,
     attempt = MAX(attempt, :attempt),
     started_at = COALESCE(started_at, :started_at),
-    finished_at = COALESCE(:finished_at, finished_at),
-    error = COALESCE(:error, error),
-    result = COALESCE(:result, result),
+    finished_at = CASE WHEN :status IS NOT NULL AND :attempt > attempt
+                            AND status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                       THEN :finished_at ELSE COALESCE(:finished_at, finished_at) END,
+    error = CASE WHEN :status IS NOT NULL AND :attempt > attempt
+                      AND status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                 THEN :error ELSE COALESCE(:error, error) END,
+    result = CASE WHEN :status IS NOT NULL AND :attempt > attempt
+                       AND status IN ('completed', 'failed', 'cancelled', 'timed_out')
+                  THEN :result ELSE COALESCE(:result, result) END,
     last_sequence = MAX(last_sequence, :last_sequence)
 WHERE id = :id;
 
