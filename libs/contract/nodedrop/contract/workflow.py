@@ -70,10 +70,6 @@ class Definition:
     def name(self) -> str:
         return str(self.document.get("name", ""))
 
-    @property
-    def node_count(self) -> int:
-        return len(self.document.get("nodes", ()))
-
 
 def settings_of(document: Mapping[str, Any]) -> WorkflowSettings:
     """The execution settings of a document, the engine's defaults for those it leaves out."""
