@@ -1,6 +1,6 @@
 """Queue storage: ports with Redis and in-memory adapters, key names, Lua scripts."""
 
-from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError
+from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError, Unavailable
 from nodedrop.store.keys import Keys, partition_of
 from nodedrop.store.model import (
     DEFAULT_CANCEL_REASON,
@@ -70,6 +70,7 @@ __all__ = [
     "TailCursor",
     "TailEntry",
     "Transition",
+    "Unavailable",
     "cancel_error",
     "cancel_reason",
     "partition_of",
