@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from nodedrop.store import (
+    BlobCache,
     Commit,
     Delivery,
     EventDraft,
     EventLog,
     EventType,
+    FailedQueueStore,
     JobQueue,
     JobSpec,
     Lease,
     RestoredFailure,
+    ScheduleTable,
     StateStore,
     TailEntry,
     Unavailable,
@@ -71,7 +74,16 @@ CALLS: dict[str, Call] = {
     "group_read": lambda s: s.group_read("g", "c", 10, 0),
     "group_ack": lambda s: s.group_ack("g", [ENTRY]),
     "group_claim": lambda s: s.group_claim("g", "c", 1000, 10),
-    # Start-up
+    # ScheduleTable
+    "put_schedule": lambda s: s.put_schedule("sch", "{}"),
+    "get_schedule": lambda s: s.get_schedule("sch"),
+    "delete_schedule": lambda s: s.delete_schedule("sch"),
+    "all_schedules": lambda s: s.all_schedules(),
+    "claim_tick": lambda s: s.claim_tick("sch", 1),
+    # BlobCache
+    "get_blob": lambda s: s.get_blob("b"),
+    "put_blob": lambda s: s.put_blob("b", b"x", 60),
+    # Start-up, shutdown
     "connect": lambda s: s.connect(),
 }
 
@@ -104,7 +116,7 @@ async def test_every_method_raises_unavailable_when_redis_is_unreachable(
 def test_every_port_method_is_covered() -> None:
     methods = {
         name
-        for port in (JobQueue, StateStore, EventLog)
+        for port in (JobQueue, StateStore, EventLog, ScheduleTable, BlobCache, FailedQueueStore)
         for name in vars(port)
         if not name.startswith("_")
     }

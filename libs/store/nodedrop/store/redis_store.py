@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
+import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,9 +48,18 @@ from nodedrop.store.model import (
     cancel_error,
 )
 from nodedrop.store.ports import TailCursor
-from nodedrop.store.records import EVENT_FIELD, EventDraft, EventError, EventRecord, event_tail
+from nodedrop.store.records import (
+    DECODE_ERRORS,
+    EVENT_FIELD,
+    EventDraft,
+    EventError,
+    EventRecord,
+    event_tail,
+)
 from nodedrop.store.scripts import SCRIPTS, LuaScript
 from nodedrop.store.validation import validate_spec
+
+log = structlog.get_logger("nodedrop.store")
 
 _Call = tuple[LuaScript, str, list[Any]]
 # Counting waiting entries by hand (when Redis has no lag) stops here.
@@ -62,6 +72,9 @@ _RawStreams = list[tuple[str, list[tuple[str, list[str]]]]] | None
 def _draft_args(d: EventDraft) -> list[str]:
     return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
 
+
+# A tick claim outlives any clock skew between scheduler replicas.
+_CLAIM_TTL_S = 86400
 
 # Entries one take script call asks its partition for, when the refill is small.
 _TAKE_PER_PARTITION = 8
@@ -180,14 +193,15 @@ class RedisStore:
                 raise r
         return results
 
-    async def _command(self, *args: Any) -> Any:
-        """One command packed by hiredis, its reply as the parser gives it."""
+    async def _command(self, *args: Any, raw: bool = False) -> Any:
+        """One command packed by hiredis, its reply as the parser gives it (bytes
+        left undecoded with ``raw``)."""
         pool = self._r.connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 await conn.send_packed_command(hiredis.pack_command(args))
-                return await conn.read_response()
+                return await conn.read_response(disable_decoding=raw)
             except ResponseError:
                 raise  # an error reply: the connection is still in step
             except BaseException:
@@ -821,6 +835,36 @@ class RedisStore:
         raw: dict[str, str] = await _run(self._r.hgetall(self._k.outputs(execution_id)))  # type: ignore[arg-type]
         return dict(raw)
 
+    # -- ScheduleTable ----------------------------------------------------------
+
+    async def put_schedule(self, schedule_id: str, value: str) -> None:
+        await _run(self._r.hset(self._k.schedules(), schedule_id, value))
+
+    async def get_schedule(self, schedule_id: str) -> str | None:
+        value: str | None = await _run(self._r.hget(self._k.schedules(), schedule_id))  # type: ignore[arg-type]
+        return value
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return bool(await _run(self._r.hdel(self._k.schedules(), schedule_id)))
+
+    async def all_schedules(self) -> list[str]:
+        values: dict[str, str] = await _run(self._r.hgetall(self._k.schedules()))  # type: ignore[arg-type]
+        return list(values.values())
+
+    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
+        key = self._k.schedule_fire(schedule_id, tick_ms)
+        return bool(await _run(self._r.set(key, "1", nx=True, ex=_CLAIM_TTL_S)))
+
+    # -- BlobCache --------------------------------------------------------------
+
+    async def get_blob(self, key: str) -> bytes | None:
+        # Raw: the client decodes replies as UTF-8, and a blob is any bytes.
+        value: bytes | None = await self._command("GET", self._k.blob(key), raw=True)
+        return value
+
+    async def put_blob(self, key: str, value: bytes, ttl_s: int) -> None:
+        await self._command("SET", self._k.blob(key), value, "EX", ttl_s)
+
     # -- EventLog ---------------------------------------------------------------
 
     async def append(
@@ -859,8 +903,18 @@ class RedisStore:
         for stream, entries in _stream_items(resp):
             p = self._event_partition[stream]
             for entry_id, f in entries:
-                out.append(TailEntry(p, entry_id, EventRecord.from_fields(f)))
                 pos[p] = entry_id
+                try:
+                    record = EventRecord.from_fields(f)
+                except DECODE_ERRORS as exc:
+                    log.error(
+                        "undecodable event entry skipped",
+                        partition=p,
+                        entry_id=entry_id,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    continue
+                out.append(TailEntry(p, entry_id, record))
         return out, tuple(pos)
 
     async def group_read(
