@@ -122,3 +122,8 @@ def test_every_port_method_is_covered() -> None:
     }
     # ``ack`` is unfenced and unused by any service.
     assert methods - {"ack"} <= set(CALLS)
+
+
+async def test_an_outage_is_also_a_connection_error(down: RedisStore) -> None:
+    with pytest.raises(ConnectionError):
+        await down.states(["ex-1"])

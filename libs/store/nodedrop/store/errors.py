@@ -30,6 +30,9 @@ class InvalidJob(StoreError):
         self.reason = reason
 
 
-class Unavailable(StoreError):
+class Unavailable(StoreError, ConnectionError):
     """Raised by every port method when its backend is down, unreachable, loading
-    or failing over; the backend's own exception is the ``__cause__``."""
+    or failing over; the backend's own exception is the ``__cause__``.
+
+    Also a ``ConnectionError`` (an ``OSError``): code that handles network
+    failures in general handles this one too."""
