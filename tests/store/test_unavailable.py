@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 
 from nodedrop.store import (
     BlobCache,
@@ -127,3 +128,29 @@ def test_every_port_method_is_covered() -> None:
 async def test_an_outage_is_also_a_connection_error(down: RedisStore) -> None:
     with pytest.raises(ConnectionError):
         await down.states(["ex-1"])
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised"),
+    [
+        # A replica since a failover: the primary is elsewhere, retry later.
+        (ReadOnlyError("You can't write against a read only replica."), Unavailable),
+        # A server still loading its data set.
+        (BusyLoadingError("Redis is loading the dataset in memory"), Unavailable),
+        # A refusal is not an outage: it stays what it is.
+        (ResponseError("ERR Error running script"), ResponseError),
+    ],
+)
+async def test_error_replies_are_outages_only_when_they_say_so(
+    redis_store: RedisStore,
+    monkeypatch: pytest.MonkeyPatch,
+    reply: Exception,
+    raised: type[Exception],
+) -> None:
+    async def answer(calls: object) -> list[Exception]:
+        return [reply]
+
+    monkeypatch.setattr(redis_store, "_pipe", answer)
+    with pytest.raises(raised) as info:
+        await redis_store.cancel("ex-1", "t1", _now())
+    assert info.type is raised
