@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import grpc
-import redis.asyncio as aioredis
 
 from nodedrop.api.app import ApiService
 from nodedrop.api.provisioning import ALL_SCOPES, create_key
@@ -94,10 +93,9 @@ def api_settings(
 async def running_api(
     settings: ApiSettings,
     repo: ExecutionRepository,
-    redis: aioredis.Redis | None,
     queue: QueuePort | None = None,
 ) -> AsyncIterator[RunningApi]:
-    service = ApiService(settings, repository=repo, queue=queue, redis=redis)
+    service = ApiService(settings, repository=repo, queue=queue)
     server = GrpcServer(service, settings.server, security=settings.security)
     await server.start()
     key, _ = await create_key(repo, "tenant-a", "a", ALL_SCOPES)

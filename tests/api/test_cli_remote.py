@@ -84,7 +84,7 @@ async def stack(
             redis_url, redis_prefix, {"NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}"}
         )
         try:
-            async with running_api(settings, pg_repo, redis_client) as api:
+            async with running_api(settings, pg_repo) as api:
                 ev_settings = EventsSettings.from_env(
                     {**base, "NODEDROP_EVENTS_ADDR": "127.0.0.1:0", "NODEDROP_API_ADDR": api.target}
                 )

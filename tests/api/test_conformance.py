@@ -75,7 +75,7 @@ async def api(
         },
     )
     try:
-        async with running_api(settings, pg_repo, redis_client) as a:
+        async with running_api(settings, pg_repo) as a:
             yield a
     finally:
         with contextlib.suppress(Exception):

@@ -33,7 +33,7 @@ DIRECT = execution_pb2.EXECUTION_MODE_DIRECT
 async def api(
     pg_repo: PostgresRepository, redis_client: aioredis.Redis, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[RunningApi]:
-    async with running_api(api_settings(redis_url, redis_prefix), pg_repo, redis_client) as a:
+    async with running_api(api_settings(redis_url, redis_prefix), pg_repo) as a:
         yield a
 
 

@@ -23,7 +23,7 @@ async def api(
     pg_repo: PostgresRepository, redis_client: aioredis.Redis, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[RunningApi]:
     settings = api_settings(redis_url, redis_prefix, {"NODEDROP_MAX_PAYLOAD_BYTES": "65536"})
-    async with running_api(settings, pg_repo, redis_client) as a:
+    async with running_api(settings, pg_repo) as a:
         yield a
 
 

@@ -62,7 +62,7 @@ async def _manager(
 ) -> tuple[ExecutionManager, InsertBatcher, StoreQueue]:
     await repo.ensure_tenant("tenant-a", "a")
     queue = StoreQueue(store, FakeQueue())
-    batcher = InsertBatcher(repo, hand_on=queue.hand_on)
+    batcher = InsertBatcher(repo, handoff=queue)
     queue.start()
     batcher.start()
     return ExecutionManager(repo, batcher, queue, None), batcher, queue

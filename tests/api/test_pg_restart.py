@@ -48,7 +48,7 @@ async def api(
     repo = await PostgresRepository.connect(pg.dsn, min_size=2, max_size=8, command_timeout=2.0)
     settings = api_settings(redis_url, redis_prefix, {"NODEDROP_MIGRATE_ON_START": "false"})
     try:
-        async with running_api(settings, repo, redis_client, FakeQueue()) as a:
+        async with running_api(settings, repo, FakeQueue()) as a:
             yield a
     finally:
         await repo.close()

@@ -73,7 +73,7 @@ async def stack(pg_repo: PostgresRepository, *, scheduler_up: bool = True) -> As
             },
         )
         try:
-            async with running_api(settings, pg_repo, client) as api:
+            async with running_api(settings, pg_repo) as api:
                 yield Stack(api, redis, client)
         finally:
             await client.aclose()

@@ -13,8 +13,10 @@ import redis.asyncio as aioredis
 from nodedrop.admin.v1 import queue_admin_service_pb2 as admin_pb
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
-from nodedrop.scheduler.schedules import RedisScheduleStore, tick_execution_id
+from nodedrop.scheduler.schedules import StoredSchedules, tick_execution_id
 from nodedrop.store import Keys
+from nodedrop.store.config import StoreConfig
+from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from nodedrop.workflow.v1 import workflow_service_pb2 as wfs_pb
 from tests.helpers.system import ApiClient, running_system, until
@@ -68,7 +70,8 @@ async def test_a_cron_run_is_shown_cancelled_and_retried_through_the_api(
         )
         schedule_id = created.schedule.id
         # Due now rather than at the next minute.
-        schedules = RedisScheduleStore(redis_client, Keys(redis_prefix, 4))
+        table = RedisStore(redis_client, StoreConfig(keys=Keys(redis_prefix, 4)))
+        schedules = StoredSchedules(table)
         current = await schedules.get(schedule_id)
         assert current is not None
         tick = int(time.time() * 1000) - 1

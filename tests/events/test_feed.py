@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from nodedrop.events.feed import LiveFeed
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.live import LiveEvent
-from nodedrop.store import EventRecord, EventType, TailCursor, TailEntry
+from nodedrop.store import EventRecord, EventType, TailCursor, TailEntry, Unavailable
 
 _Reply = tuple[list[TailEntry], TailCursor] | Exception
 
@@ -85,7 +83,7 @@ async def test_a_failed_second_read_still_publishes_the_first() -> None:
     source = ScriptedSource(
         [
             (_entries(1), ("1-0",)),
-            RedisConnectionError("gone"),
+            Unavailable("gone"),
             (_entries(2), ("2-0",)),
             ([], ("2-0",)),
         ]
@@ -102,3 +100,18 @@ async def test_a_full_read_is_published_without_a_second_one() -> None:
     await _run_until_spent(LiveFeed(source, hub, block_ms=1000, batch=2), source)
     assert hub.batches[0] == [1, 2]
     assert source.calls[1] == (("2-0",), 1000)
+
+
+async def test_a_store_outage_is_waited_out_with_the_cursor_kept() -> None:
+    source = ScriptedSource(
+        [
+            Unavailable("down"),
+            Unavailable("still down"),
+            (_entries(1), ("1-0",)),
+            ([], ("1-0",)),
+        ]
+    )
+    hub = RecordingHub()
+    await _run_until_spent(LiveFeed(source, hub, block_ms=1000, batch=10), source)
+    assert hub.batches == [[1]]
+    assert [cursor for cursor, _ in source.calls[:3]] == [("0-0",), ("0-0",), ("0-0",)]

@@ -17,7 +17,7 @@ from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
 from nodedrop.execution.v1 import execution_pb2 as ex
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.scheduler.schedules import RedisScheduleStore, Schedule, tick_execution_id
+from nodedrop.scheduler.schedules import Schedule, StoredSchedules, tick_execution_id
 from nodedrop.store import EventType, JobSpec
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.failed_jobs import fail_jobs
@@ -231,7 +231,7 @@ async def test_schedules_lifecycle(scheduler: Any) -> None:
 
 async def test_a_tick_fires_once_across_replicas(scheduler: Any) -> None:
     store = scheduler.store
-    schedules = RedisScheduleStore(store.client, store.config.keys)
+    schedules = StoredSchedules(store)
     tick = (int(time.time()) - 30) * 1000
     wf_json = orjson.dumps(
         {
@@ -267,7 +267,7 @@ async def test_a_tick_fires_once_across_replicas(scheduler: Any) -> None:
 
 async def test_a_tick_runs_with_the_workflows_settings(scheduler: Any) -> None:
     store = scheduler.store
-    schedules = RedisScheduleStore(store.client, store.config.keys)
+    schedules = StoredSchedules(store)
     tick = (int(time.time()) - 30) * 1000
     wf_json = orjson.dumps(
         {

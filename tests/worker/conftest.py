@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.scheduler.schedules import MemoryScheduleStore
+from nodedrop.scheduler.schedules import StoredSchedules
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
@@ -44,7 +44,7 @@ async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStore]:
 async def maintenance(store: RedisStore) -> AsyncIterator[Maintenance]:
     m = Maintenance(
         store,
-        MemoryScheduleStore(),
+        StoredSchedules(store),
         lease_s=LEASE_S,
         max_reclaims=3,
         mover_interval_s=0.02,

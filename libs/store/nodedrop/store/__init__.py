@@ -1,6 +1,6 @@
 """Queue storage: ports with Redis and in-memory adapters, key names, Lua scripts."""
 
-from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError
+from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError, Unavailable
 from nodedrop.store.keys import Keys, partition_of
 from nodedrop.store.model import (
     DEFAULT_CANCEL_REASON,
@@ -26,7 +26,16 @@ from nodedrop.store.model import (
     cancel_error,
     cancel_reason,
 )
-from nodedrop.store.ports import EventLog, JobQueue, StateStore, TailCursor
+from nodedrop.store.ports import (
+    BlobCache,
+    EventLog,
+    FailedQueueStore,
+    JobQueue,
+    ScheduleTable,
+    StateStore,
+    Store,
+    TailCursor,
+)
 from nodedrop.store.records import (
     TERMINAL_EVENT_TYPES,
     EventDraft,
@@ -40,6 +49,7 @@ __all__ = [
     "MAX_CANCEL_REASON",
     "TERMINAL_EVENT_TYPES",
     "Acquired",
+    "BlobCache",
     "Commit",
     "CommitResult",
     "Delivery",
@@ -52,6 +62,7 @@ __all__ = [
     "ExecutionContext",
     "ExecutionStatus",
     "FailedJob",
+    "FailedQueueStore",
     "InvalidJob",
     "JobQueue",
     "JobSpec",
@@ -64,12 +75,15 @@ __all__ = [
     "ReclaimReport",
     "Renewal",
     "RestoredFailure",
+    "ScheduleTable",
     "StateSnapshot",
     "StateStore",
+    "Store",
     "StoreError",
     "TailCursor",
     "TailEntry",
     "Transition",
+    "Unavailable",
     "cancel_error",
     "cancel_reason",
     "partition_of",

@@ -3,7 +3,9 @@
 StoreError
 ├── NotFound            the execution (or schedule) is unknown
 ├── PermissionDenied    the execution belongs to another tenant
-└── InvalidJob          a job spec the store refuses (field, reason)
+├── InvalidJob          a job spec the store refuses (field, reason)
+└── Unavailable         the store cannot be reached or did not answer in time:
+                        nothing was refused, the same call may succeed later
 """
 
 from __future__ import annotations
@@ -26,3 +28,11 @@ class InvalidJob(StoreError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class Unavailable(StoreError, ConnectionError):
+    """Raised by every port method when its backend is down, unreachable, loading
+    or failing over; the backend's own exception is the ``__cause__``.
+
+    Also a ``ConnectionError`` (an ``OSError``): code that handles network
+    failures in general handles this one too."""

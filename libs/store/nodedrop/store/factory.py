@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from redis.exceptions import RedisError
 
 from nodedrop.store.config import StoreConfig
+from nodedrop.store.errors import Unavailable
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
@@ -37,10 +37,8 @@ async def open_store(url: str, config: StoreConfig, *, dev: bool) -> RedisStore 
     """
     store = RedisStore.from_url(url, config)
     try:
-        await asyncio.wait_for(store.client.ping(), 0.5 if dev else 5.0)
-        await store.load_scripts()
-        await store.ensure_groups()
-    except (RedisError, OSError, TimeoutError) as e:
+        await asyncio.wait_for(store.connect(), 0.5 if dev else 5.0)
+    except (Unavailable, TimeoutError) as e:
         if dev:
             await store.close()
             return shared_memory_store(config)

@@ -16,6 +16,8 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
     nd:{global}:fire:<id>:<tick>  string, SET NX: one firing per cron tick
+    nd:<key>                 string with a TTL: a cached blob (the API's finished
+                             results under api:result:{<exec id>}:...)
 
 Every key of an execution shares its partition's hash tag, so a Lua script that
 touches an execution, its partition's streams and sets stays in one slot and
@@ -107,6 +109,10 @@ class Keys:
 
     def schedule_fire(self, schedule_id: str, tick_ms: int) -> str:
         return f"{self.prefix}:{{global}}:fire:{schedule_id}:{tick_ms}"
+
+    def blob(self, key: str) -> str:
+        """A cached blob (BlobCache); the caller's key carries its own hash tag."""
+        return f"{self.prefix}:{key}"
 
     def data_marker(self) -> str:
         # Set once the failed queue was rebuilt; gone when Redis lost its data.

@@ -1,4 +1,4 @@
-"""In-memory adapter of JobQueue, StateStore and EventLog, for direct mode and
+"""In-memory adapter of the store's ports (ports.Store), for direct mode and
 ``nodedrop dev`` without Redis.  One process only; same semantics as the Redis
 adapter (the conformance suite runs on both), including fencing, so the worker
 code cannot tell them apart.
@@ -101,6 +101,11 @@ class MemoryStore:
         # order Redis keeps them in (score, then member).
         self._admitted: dict[tuple[int, str], set[str]] = {}
         self._parked: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
+        self._schedules: dict[str, str] = {}
+        self._claims: set[tuple[str, int]] = set()
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays for the other services of the process."""
 
     # -- helpers ----------------------------------------------------------------
 
@@ -255,6 +260,9 @@ class MemoryStore:
         else:
             self._admit(e, now_ms)
         return EnqueueResult(spec.execution_id, S.QUEUED, True)
+
+    async def enqueue_many(self, specs: Sequence[JobSpec], now_ms: int) -> list[EnqueueResult]:
+        return [await self.enqueue(spec, now_ms) for spec in specs]
 
     async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         deadline = time.monotonic() + block_ms / 1000
@@ -621,6 +629,26 @@ class MemoryStore:
     async def outputs(self, execution_id: str) -> dict[str, str]:
         e = self._live(execution_id)
         return dict(e.outputs) if e else {}
+
+    # -- ScheduleTable ----------------------------------------------------------
+
+    async def put_schedule(self, schedule_id: str, value: str) -> None:
+        self._schedules[schedule_id] = value
+
+    async def get_schedule(self, schedule_id: str) -> str | None:
+        return self._schedules.get(schedule_id)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return self._schedules.pop(schedule_id, None) is not None
+
+    async def all_schedules(self) -> list[str]:
+        return list(self._schedules.values())
+
+    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
+        if (schedule_id, tick_ms) in self._claims:
+            return False
+        self._claims.add((schedule_id, tick_ms))
+        return True
 
     # -- EventLog ---------------------------------------------------------------
 

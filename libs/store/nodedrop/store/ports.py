@@ -1,6 +1,12 @@
 """The queue's ports.  Each has a Redis adapter (``redis_store``) and an
 in-memory adapter (``memory``); one conformance suite (tests/store) runs on both.
 
+``Store`` is what a service opens (``factory.open_store``): every port both
+adapters implement.  ``BlobCache`` and ``FailedQueueStore`` are capabilities
+only the Redis adapter has; a service checks for them with ``isinstance``
+against the protocol, never against an adapter class.  Every method raises
+``Unavailable`` (errors.py) when the backend cannot be reached.
+
 Batch-first on purpose: a worker acquires, commits and renews whole read
 batches, so the Redis adapter turns each call into one pipeline of EVALSHAs.
 """
@@ -10,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from nodedrop.store.config import StoreConfig
 from nodedrop.store.model import (
     Acquired,
     Commit,
@@ -23,6 +30,7 @@ from nodedrop.store.model import (
     QueueStats,
     ReclaimReport,
     Renewal,
+    RestoredFailure,
     StateSnapshot,
     TailEntry,
 )
@@ -36,6 +44,10 @@ TailCursor = tuple[str, ...]
 class JobQueue(Protocol):
     async def enqueue(self, spec: JobSpec, now_ms: int) -> EnqueueResult:
         """Store the execution and queue attempt 1; a known id is a no-op returning its status."""
+        ...
+
+    async def enqueue_many(self, specs: Sequence[JobSpec], now_ms: int) -> list[EnqueueResult]:
+        """``enqueue`` of each, in one round trip."""
         ...
 
     async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
@@ -121,6 +133,10 @@ class StateStore(Protocol):
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]: ...
 
+    async def outputs(self, execution_id: str) -> dict[str, str]:
+        """Checkpointed node outputs of an execution (node id -> outputs JSON)."""
+        ...
+
 
 @runtime_checkable
 class EventLog(Protocol):
@@ -141,7 +157,11 @@ class EventLog(Protocol):
     async def tail(
         self, cursor: TailCursor, count: int, block_ms: int
     ) -> tuple[list[TailEntry], TailCursor]:
-        """One blocking read over every partition's events stream after ``cursor``."""
+        """One blocking read over every partition's events stream after ``cursor``.
+
+        An entry that cannot be decoded (a hand-written XADD, a writer of another
+        version) is logged with its id and skipped, and the cursor moves past it:
+        one bad entry never stalls a reader."""
         ...
 
     async def group_read(
@@ -157,4 +177,60 @@ class EventLog(Protocol):
     ) -> list[TailEntry]:
         """Entries of ``group`` read but not acknowledged for ``min_idle_ms`` (their
         reader died), claimed for ``consumer``: at most ``count`` per partition."""
+        ...
+
+
+@runtime_checkable
+class ScheduleTable(Protocol):
+    """Cron schedules as opaque values (the scheduler's JSON) by id, and the claim
+    that lets one replica alone fire a tick."""
+
+    async def put_schedule(self, schedule_id: str, value: str) -> None: ...
+
+    async def get_schedule(self, schedule_id: str) -> str | None: ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool: ...
+
+    async def all_schedules(self) -> list[str]: ...
+
+    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
+        """True for exactly one caller per (schedule, tick)."""
+        ...
+
+
+class Store(JobQueue, StateStore, EventLog, ScheduleTable, Protocol):
+    """Everything a service runs on; both adapters are one."""
+
+    @property
+    def config(self) -> StoreConfig: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BlobCache(Protocol):
+    """Bytes kept for a while under a key, shared by every replica (the API's cache
+    of finished results).  The in-memory store has none: within one process the
+    database it would spare is local anyway."""
+
+    async def get_blob(self, key: str) -> bytes | None: ...
+
+    async def put_blob(self, key: str, value: bytes, ttl_s: int) -> None: ...
+
+
+@runtime_checkable
+class FailedQueueStore(Protocol):
+    """A failed queue kept apart from the API's database, which can lose it (a Redis
+    restart without persistence) and have it rebuilt from the database.  The
+    in-memory store (one `nodedrop dev` process) does not implement it: after a
+    restart its failed queue starts empty."""
+
+    async def failed_queue_lost(self) -> bool:
+        """True until ``mark_failed_queue_rebuilt``, and again after the data was lost."""
+        ...
+
+    async def mark_failed_queue_rebuilt(self) -> None: ...
+
+    async def restore_failed(self, items: Sequence[RestoredFailure]) -> int:
+        """Puts each back in the failed queue unless the store knows the execution."""
         ...

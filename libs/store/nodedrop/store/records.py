@@ -23,6 +23,11 @@ from typing import NamedTuple
 
 import orjson
 
+# What decoding a malformed entry raises: a missing field (KeyError), a bad
+# number, enum or JSON (ValueError, orjson's error included), a wrong shape
+# (TypeError, AttributeError).
+DECODE_ERRORS: tuple[type[Exception], ...] = (KeyError, ValueError, TypeError, AttributeError)
+
 EVENT_FIELD = "v"
 
 

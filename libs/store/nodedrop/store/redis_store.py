@@ -2,6 +2,10 @@
 
 Every call that touches several executions is one pipeline of EVALSHAs: a worker
 pays one round trip per stage of a read batch, not one per execution.
+
+Every round trip goes through ``_pipe``, ``_command`` or ``_run``, and those
+three turn redis-py's connection, timeout and loading errors into the store's
+``Unavailable``: no caller sees a redis-py exception for an outage.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.store.config import PARK_RANK, SWEEP_TENANTS, StoreConfig
-from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied
+from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, Unavailable
 from nodedrop.store.keys import JOBS_GROUP
 from nodedrop.store.model import (
     Acquired,
@@ -39,9 +48,18 @@ from nodedrop.store.model import (
     cancel_error,
 )
 from nodedrop.store.ports import TailCursor
-from nodedrop.store.records import EVENT_FIELD, EventDraft, EventError, EventRecord, event_tail
+from nodedrop.store.records import (
+    DECODE_ERRORS,
+    EVENT_FIELD,
+    EventDraft,
+    EventError,
+    EventRecord,
+    event_tail,
+)
 from nodedrop.store.scripts import SCRIPTS, LuaScript
 from nodedrop.store.validation import validate_spec
+
+log = structlog.get_logger("nodedrop.store")
 
 _Call = tuple[LuaScript, str, list[Any]]
 # Counting waiting entries by hand (when Redis has no lag) stops here.
@@ -55,10 +73,36 @@ def _draft_args(d: EventDraft) -> list[str]:
     return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
 
 
+# A tick claim outlives any clock skew between scheduler replicas.
+_CLAIM_TTL_S = 86400
+
 # Entries one take script call asks its partition for, when the refill is small.
 _TAKE_PER_PARTITION = 8
 
 _T = TypeVar("_T")
+
+# An outage, not a refusal: the server is down or unreachable, did not answer in
+# time, is still loading its data set (BusyLoadingError is a ConnectionError),
+# or is a replica since a failover (READONLY).  The same call may succeed later.
+# OSError: a socket error redis-py let through (asyncio's TimeoutError is one).
+_DOWN: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OSError,
+)
+
+
+def _unavailable(e: BaseException) -> Unavailable:
+    return Unavailable(f"redis unavailable: {type(e).__name__}: {e}")
+
+
+async def _run(call: Awaitable[_T]) -> _T:
+    """A redis-py command or pipeline, its outage errors as ``Unavailable``."""
+    try:
+        return await call
+    except _DOWN as e:
+        raise _unavailable(e) from e
 
 
 class RedisStore:
@@ -101,9 +145,19 @@ class RedisStore:
             socket_timeout=None,
             socket_keepalive=True,
             health_check_interval=30,
+            # One immediate retry, for a pooled connection a restarted server
+            # closed; past that an outage is the caller's to wait out, with its
+            # own retry policy (nodedrop.common.retry), not redis-py's.
+            retry=Retry(NoBackoff(), 1),
             **extra,
         )
         return cls(client, config)
+
+    async def connect(self) -> None:
+        """Check the server answers, load the scripts, create the job streams' group."""
+        await _run(self._r.ping())
+        await self.load_scripts()
+        await self.ensure_groups()
 
     @property
     def client(self) -> aioredis.Redis:
@@ -118,7 +172,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for s in SCRIPTS.values():
             pipe.script_load(s.source)
-        await pipe.execute()
+        await _run(pipe.execute())
 
     async def _eval(self, calls: Sequence[_Call]) -> list[Any]:
         """EVALSHA every call in one pipeline; on NOSCRIPT (a restarted or flushed
@@ -134,24 +188,30 @@ class RedisStore:
                 results[i] = r
         for r in results:
             if isinstance(r, Exception):
+                if isinstance(r, _DOWN):
+                    raise _unavailable(r) from r
                 raise r
         return results
 
-    async def _command(self, *args: Any) -> Any:
-        """One command packed by hiredis, its reply as the parser gives it."""
+    async def _command(self, *args: Any, raw: bool = False) -> Any:
+        """One command packed by hiredis, its reply as the parser gives it (bytes
+        left undecoded with ``raw``)."""
         pool = self._r.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(hiredis.pack_command(args))
-            return await conn.read_response()
-        except ResponseError:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            # Cancelled or broken mid-reply: never reuse a half-read connection.
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(hiredis.pack_command(args))
+                return await conn.read_response(disable_decoding=raw)
+            except ResponseError:
+                raise  # an error reply: the connection is still in step
+            except BaseException:
+                # Cancelled or broken mid-reply: never reuse a half-read connection.
+                await conn.disconnect()
+                raise
+            finally:
+                await pool.release(conn)
+        except _DOWN as e:
+            raise _unavailable(e) from e
 
     async def _pipe(self, calls: Sequence[_Call]) -> list[Any]:
         """EVALSHAs packed by hiredis into one write, replies read in order.
@@ -162,26 +222,29 @@ class RedisStore:
         is dropped, never reused half-read.
         """
         pool = self._r.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(
-                b"".join(
-                    hiredis.pack_command(("EVALSHA", script.sha, 1, key, *args))
-                    for script, key, args in calls
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(
+                    b"".join(
+                        hiredis.pack_command(("EVALSHA", script.sha, 1, key, *args))
+                        for script, key, args in calls
+                    )
                 )
-            )
-            out: list[Any] = []
-            for _ in calls:
-                try:
-                    out.append(await conn.read_response())
-                except ResponseError as e:
-                    out.append(e)
-            return out
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+                out: list[Any] = []
+                for _ in calls:
+                    try:
+                        out.append(await conn.read_response())
+                    except ResponseError as e:
+                        out.append(e)
+                return out
+            except BaseException:
+                await conn.disconnect()
+                raise
+            finally:
+                await pool.release(conn)
+        except _DOWN as e:
+            raise _unavailable(e) from e
 
     async def _unless_group_lost(self, call: Awaitable[_T]) -> _T | None:
         """The call's reply, or None when the job streams' group was gone: Redis lost
@@ -201,7 +264,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for _, _, name in self._streams:
             pipe.xgroup_create(name, JOBS_GROUP, id="0", mkstream=True)
-        for r in await pipe.execute(raise_on_error=False):
+        for r in await _run(pipe.execute(raise_on_error=False)):
             if isinstance(r, ResponseError) and "BUSYGROUP" not in str(r):
                 raise r
         self._groups_ready.add(JOBS_GROUP)
@@ -285,7 +348,7 @@ class RedisStore:
         for d in deliveries:
             name = self._k.jobs(d.partition, d.lane)
             pipe.xclaim(name, JOBS_GROUP, consumer, 0, [d.entry_id], justid=True)
-        await pipe.execute()
+        await _run(pipe.execute())
 
     async def requeue(self, deliveries: Sequence[Delivery]) -> int:
         by_stream: dict[str, list[Any]] = {}
@@ -361,7 +424,7 @@ class RedisStore:
         for _, _, name in self._streams:
             pipe.xpending(name, JOBS_GROUP)
         total = 0
-        for r in await pipe.execute(raise_on_error=False):
+        for r in await _run(pipe.execute(raise_on_error=False)):
             if isinstance(r, dict):
                 total += int(r.get("pending", 0))
         return total
@@ -376,7 +439,7 @@ class RedisStore:
             pipe.zrangebyscore(
                 self._k.failed(p), after_score, "+inf", start=0, num=limit + 1, withscores=True
             )
-        per_partition = await pipe.execute()
+        per_partition = await _run(pipe.execute())
         merged = heapq.merge(
             *[[(int(s), m) for m, s in part] for part in per_partition],
         )
@@ -392,7 +455,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for _, member in page:
             pipe.hmget(self._k.exec(member), "tn", "w", "a", "fr", "fn")
-        details = await pipe.execute()
+        details = await _run(pipe.execute())
         jobs = [
             FailedJob(
                 execution_id=member,
@@ -414,7 +477,7 @@ class RedisStore:
             pipe = self._r.pipeline(transaction=False)
             for p in range(self._k.partitions):
                 pipe.zrange(self._k.failed(p), 0, -1)
-            ids = [m for part in await pipe.execute() for m in part]
+            ids = [m for part in await _run(pipe.execute()) for m in part]
         calls: list[_Call] = []
         for x in ids:
             p = self._k.partition(x)
@@ -453,10 +516,10 @@ class RedisStore:
 
     async def failed_queue_lost(self) -> bool:
         """True until ``mark_failed_queue_rebuilt``, and again after Redis lost its data."""
-        return not await self._r.exists(self._k.data_marker())
+        return not await _run(self._r.exists(self._k.data_marker()))
 
     async def mark_failed_queue_rebuilt(self) -> None:
-        await self._r.set(self._k.data_marker(), str(_now_ms()))
+        await _run(self._r.set(self._k.data_marker(), str(_now_ms())))
 
     def _context_args(self, p: int, spec: JobSpec, lane: int) -> list[Any]:
         """The execution context's arguments, first in both `enqueue` and `restore_failed`."""
@@ -507,7 +570,7 @@ class RedisStore:
             pipe.zcard(self._k.delayed(p))
             pipe.zcard(self._k.failed(p))
             pipe.hget(self._k.stats(p), ExecutionStatus.COMPLETED.value)
-        res = await pipe.execute(raise_on_error=False)
+        res = await _run(pipe.execute(raise_on_error=False))
         waiting_by_lane: dict[int, int] = dict.fromkeys(self.config.lanes, 0)
         oldest_by_lane: dict[int, int] = dict.fromkeys(self.config.lanes, 0)
         active = 0
@@ -537,7 +600,7 @@ class RedisStore:
                 pipe.xrange(name, min=f"({last}", max="+", count=1)
             for _, name, last in uncounted:
                 pipe.xrange(name, min=f"({last}", max="+", count=_MAX_COUNTED)
-            replies = await pipe.execute()
+            replies = await _run(pipe.execute())
             for (lane, _, _), entries in zip(heads, replies[: len(heads)], strict=True):
                 if entries:
                     age = max(0, now_ms - int(entries[0][0].split("-")[0]))
@@ -573,7 +636,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for p in range(self._k.partitions):
             pipe.smembers(self._k.parked(p))
-        parked = [(p, t) for p, ts in enumerate(await pipe.execute()) for t in sorted(ts)]
+        parked = [(p, t) for p, ts in enumerate(await _run(pipe.execute())) for t in sorted(ts)]
         if not parked:
             return
         lanes = self.config.lanes
@@ -584,7 +647,7 @@ class RedisStore:
                 low, high = rank * PARK_RANK, (rank + 1) * PARK_RANK
                 pipe.zcount(key, low, f"({high}")
                 pipe.zrangebyscore(key, low, f"({high}", start=0, num=1, withscores=True)
-        replies = iter(await pipe.execute())
+        replies = iter(await _run(pipe.execute()))
         for _ in parked:
             for rank, lane in enumerate(lanes):
                 waiting[lane] += int(next(replies))
@@ -744,7 +807,7 @@ class RedisStore:
         for x in execution_ids:
             pipe.hmget(self._k.exec(x), "st", "tn", "a", "cx", "ce")
         out: list[StateSnapshot | None] = []
-        for x, h in zip(execution_ids, await pipe.execute(), strict=True):
+        for x, h in zip(execution_ids, await _run(pipe.execute()), strict=True):
             if h[0] is None:
                 out.append(None)
             else:
@@ -758,8 +821,38 @@ class RedisStore:
 
     async def outputs(self, execution_id: str) -> dict[str, str]:
         """Checkpointed node outputs of an execution (node id -> outputs JSON)."""
-        raw: dict[str, str] = await self._r.hgetall(self._k.outputs(execution_id))  # type: ignore[assignment]
+        raw: dict[str, str] = await _run(self._r.hgetall(self._k.outputs(execution_id)))  # type: ignore[arg-type]
         return dict(raw)
+
+    # -- ScheduleTable ----------------------------------------------------------
+
+    async def put_schedule(self, schedule_id: str, value: str) -> None:
+        await _run(self._r.hset(self._k.schedules(), schedule_id, value))
+
+    async def get_schedule(self, schedule_id: str) -> str | None:
+        value: str | None = await _run(self._r.hget(self._k.schedules(), schedule_id))  # type: ignore[arg-type]
+        return value
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return bool(await _run(self._r.hdel(self._k.schedules(), schedule_id)))
+
+    async def all_schedules(self) -> list[str]:
+        values: dict[str, str] = await _run(self._r.hgetall(self._k.schedules()))  # type: ignore[arg-type]
+        return list(values.values())
+
+    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
+        key = self._k.schedule_fire(schedule_id, tick_ms)
+        return bool(await _run(self._r.set(key, "1", nx=True, ex=_CLAIM_TTL_S)))
+
+    # -- BlobCache --------------------------------------------------------------
+
+    async def get_blob(self, key: str) -> bytes | None:
+        # Raw: the client decodes replies as UTF-8, and a blob is any bytes.
+        value: bytes | None = await self._command("GET", self._k.blob(key), raw=True)
+        return value
+
+    async def put_blob(self, key: str, value: bytes, ttl_s: int) -> None:
+        await self._command("SET", self._k.blob(key), value, "EX", ttl_s)
 
     # -- EventLog ---------------------------------------------------------------
 
@@ -776,8 +869,10 @@ class RedisStore:
         return await self.read(execution_id, int(first) - 1, len(drafts))
 
     async def read(self, execution_id: str, after_seq: int, limit: int) -> list[EventRecord]:
-        entries: list[tuple[str, dict[str, str]]] = await self._r.xrange(  # type: ignore[assignment]
-            self._k.exec_events(execution_id), min=f"({after_seq}-0", max="+", count=limit
+        entries: list[tuple[str, dict[str, str]]] = await _run(
+            self._r.xrange(  # type: ignore[arg-type]
+                self._k.exec_events(execution_id), min=f"({after_seq}-0", max="+", count=limit
+            )
         )
         return [EventRecord.from_fields(f) for _, f in entries]
 
@@ -785,20 +880,30 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for name in self._event_streams:
             pipe.xrevrange(name, count=1)
-        return tuple(e[0][0] if e else "0-0" for e in await pipe.execute())
+        return tuple(e[0][0] if e else "0-0" for e in await _run(pipe.execute()))
 
     async def tail(
         self, cursor: TailCursor, count: int, block_ms: int
     ) -> tuple[list[TailEntry], TailCursor]:
         streams: _StreamIds = dict(zip(self._event_streams, cursor, strict=True))
-        resp = await self._r.xread(streams, count=count, block=block_ms or None)
+        resp = await _run(self._r.xread(streams, count=count, block=block_ms or None))
         pos = list(cursor)
         out: list[TailEntry] = []
         for stream, entries in _stream_items(resp):
             p = self._event_partition[stream]
             for entry_id, f in entries:
-                out.append(TailEntry(p, entry_id, EventRecord.from_fields(f)))
                 pos[p] = entry_id
+                try:
+                    record = EventRecord.from_fields(f)
+                except DECODE_ERRORS as exc:
+                    log.error(
+                        "undecodable event entry skipped",
+                        partition=p,
+                        entry_id=entry_id,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    continue
+                out.append(TailEntry(p, entry_id, record))
         return out, tuple(pos)
 
     async def group_read(
@@ -808,8 +913,10 @@ class RedisStore:
             await self._ensure_event_group(group)
         streams: _StreamIds = dict.fromkeys(self._event_streams, ">")
         try:
-            resp: _RawStreams = await self._r.xreadgroup(  # type: ignore[assignment]
-                group, consumer, streams, count=count, block=block_ms
+            resp: _RawStreams = await _run(
+                self._r.xreadgroup(  # type: ignore[arg-type]
+                    group, consumer, streams, count=count, block=block_ms
+                )
             )
         except ResponseError as e:
             if "NOGROUP" not in str(e):
@@ -833,12 +940,12 @@ class RedisStore:
             ids.setdefault(e.partition, []).append(e.entry_id)
         if len(ids) == 1:
             ((partition, entry_ids),) = ids.items()
-            await self._r.xack(self._event_streams[partition], group, *entry_ids)
+            await _run(self._r.xack(self._event_streams[partition], group, *entry_ids))
             return
         pipe = self._r.pipeline(transaction=False)
         for partition, entry_ids in ids.items():
             pipe.xack(self._event_streams[partition], group, *entry_ids)
-        await pipe.execute()
+        await _run(pipe.execute())
 
     async def group_claim(
         self, group: str, consumer: str, min_idle_ms: int, count: int
@@ -865,7 +972,7 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=False)
         for name in self._event_streams:
             pipe.xgroup_create(name, group, id="0", mkstream=True)
-        for r in await pipe.execute(raise_on_error=False):
+        for r in await _run(pipe.execute(raise_on_error=False)):
             if isinstance(r, ResponseError) and "BUSYGROUP" not in str(r):
                 raise r
         self._groups_ready.add(group)

@@ -1,7 +1,8 @@
 """Composition root of the API service: builds its servicers and resources.
 
 Production: PostgreSQL (migrated at start), the scheduler over gRPC for
-queue mode, Redis for the result cache. `nodedrop dev` with DATABASE_URL
+queue mode, the store (Redis) for enqueues, direct runs, history and the
+result cache. `nodedrop dev` with DATABASE_URL
 unset and no PostgreSQL on the default port uses the embedded SQLite store,
 and registers (or creates and prints) the development API key.
 """
@@ -16,7 +17,6 @@ from urllib.parse import urlparse
 import asyncpg
 import grpc
 import orjson
-import redis.asyncio as aioredis
 
 from nodedrop.admin.v1 import queue_admin_service_pb2, queue_admin_service_pb2_grpc
 from nodedrop.api import migrations
@@ -47,15 +47,12 @@ from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.auth import Authenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
-from nodedrop.common.redis import connect_redis
 from nodedrop.common.startup import DependencyUnavailable
 from nodedrop.engine import EngineConfig
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
-from nodedrop.store import Keys
+from nodedrop.store import BlobCache, FailedQueueStore, Keys, Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
-from nodedrop.store.memory import MemoryStore
-from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 __all__ = ["ApiService", "create_service"]
@@ -83,22 +80,19 @@ class ApiService:
         dev: bool = False,
         repository: ExecutionRepository | None = None,
         queue: QueuePort | None = None,
-        redis: aioredis.Redis | None = None,
     ) -> None:
-        """`repository`, `queue` and `redis` given here are used as they are (tests)."""
+        """`repository` and `queue` given here are used as they are (tests)."""
         self._settings = settings
         self._dev = dev
         self._engine_config = EngineConfig(http=settings.engine.http, limits=settings.engine.limits)
         self._repo = repository
         self._owns_repo = repository is None
         self._queue = queue
-        self._redis = redis
-        self._owns_redis = False
         self._channel: grpc.aio.Channel | None = None
         self._authenticator: KeyAuthenticator | None = None
         self._batcher: InsertBatcher | None = None
         self._recorder: HistoryRecorder | None = None
-        self._store: RedisStore | MemoryStore | None = None
+        self._store: Store | None = None
         self._direct: DirectRunner | None = None
         self._manager: ExecutionManager | None = None
         self._store_queue: StoreQueue | None = None
@@ -126,8 +120,8 @@ class ApiService:
         s = self._settings
         assert self._authenticator is not None and self._batcher is not None
         cache = (
-            ResultCache(self._redis, s.redis.prefix, self._store, ttl_s=s.api.result_cache_ttl_s)
-            if self._redis is not None and self._store is not None and s.api.result_cache_ttl_s > 0
+            ResultCache(self._store, self._store, ttl_s=s.api.result_cache_ttl_s)
+            if isinstance(self._store, BlobCache) and s.api.result_cache_ttl_s > 0
             else None
         )
         manager = self._manager
@@ -206,19 +200,9 @@ class ApiService:
             completion_ttl_s=s.execution.completion_ttl_s,
             tenant_max_active=s.execution.tenant_max_active,
         )
-        if self._dev and self._redis is None:
-            # As the scheduler, workers and events service of `nodedrop dev`
-            # decide: Redis when it answers, else the shared in-memory store.
-            self._store = await open_store(s.redis.url, config, dev=True)
-            if isinstance(self._store, RedisStore):
-                self._redis = await connect_redis(s.redis, check=False)
-                self._owns_redis = True
-        else:
-            if self._redis is None:
-                self._redis = await connect_redis(s.redis, check=False)
-                self._owns_redis = True
-            # The store's adapter needs decoded replies; the cache's client does not.
-            self._store = RedisStore.from_url(s.redis.url, config)
+        # In `nodedrop dev`, as its scheduler, workers and events service decide:
+        # Redis when it answers, else the shared in-memory store.
+        self._store = await open_store(s.redis.url, config, dev=self._dev)
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo, linger_s=s.api.batch_linger_s)
         self._batcher.start()
@@ -229,26 +213,25 @@ class ApiService:
                 tls=s.security.tls,
             )
             self._queue = SchedulerQueue(self._channel, metadata=s.security.metadata())
-            if s.api.enqueue_via == "store" and isinstance(self._store, RedisStore):
+            if s.api.enqueue_via == "store":
                 self._store_queue = StoreQueue(self._store, self._queue)
                 self._store_queue.start()
                 self._queue = self._store_queue
-                self._batcher.hand_on = self._store_queue.hand_on
-        if self._store is not None:
-            self._direct = DirectRunner(
-                self._store,
-                self._store,
-                self._store.config,
-                engine=self._engine_config,
-                on_failure=self._direct_failed,
-            )
-            self._recorder = HistoryRecorder(
-                self._store,
-                self._repo,
-                consumer=f"api-{socket.gethostname()}-{os.getpid()}",
-                claim_idle_s=s.api.history_claim_idle_s,
-            )
-            self._recorder.start()
+                self._batcher.handoff = self._store_queue
+        self._direct = DirectRunner(
+            self._store,
+            self._store,
+            self._store.config,
+            engine=self._engine_config,
+            on_failure=self._direct_failed,
+        )
+        self._recorder = HistoryRecorder(
+            self._store,
+            self._repo,
+            consumer=f"api-{socket.gethostname()}-{os.getpid()}",
+            claim_idle_s=s.api.history_claim_idle_s,
+        )
+        self._recorder.start()
         self._manager = ExecutionManager(
             self._repo, self._batcher, self._queue, direct=self._direct
         )
@@ -261,7 +244,7 @@ class ApiService:
             events=self._store,
             failed_rebuild=(
                 FailedQueueRebuild(self._repo, self._store, window_s=self._store.config.state_ttl_s)
-                if isinstance(self._store, RedisStore) and self._queue is not None
+                if isinstance(self._store, FailedQueueStore) and self._queue is not None
                 else None
             ),
         )
@@ -297,15 +280,12 @@ class ApiService:
         if self._store_queue is not None:
             await self._store_queue.stop()
             self._store_queue = None
-        if isinstance(self._store, RedisStore):
+        if self._store is not None:
             await self._store.close()
         self._store = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
-        if self._redis is not None and self._owns_redis:
-            await self._redis.aclose()
-            self._redis = None
         if self._repo is not None and self._owns_repo:
             await self._repo.close()
             self._repo = None

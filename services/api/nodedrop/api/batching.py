@@ -29,9 +29,10 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from nodedrop.api.model import NewExecution, Status
+from nodedrop.api.queueing import EnqueueRequest
 from nodedrop.api.repository import ExecutionRepository, InsertOutcome
 from nodedrop.common.errors import Unavailable
 from nodedrop.store import JobSpec
@@ -170,11 +171,19 @@ class Insert:
         self.outcome: InsertOutcome | None = None
 
 
+class JobHandoff(Protocol):
+    """Where the INSERT flush hands a created row's job on (the store queue)."""
+
+    def prepared(self, request: EnqueueRequest) -> JobSpec | None: ...
+
+    def hand_on(self, job: JobSpec, future: asyncio.Future[Status]) -> None: ...
+
+
 class InsertBatcher(MicroBatcher[Insert, Status]):
     """Execution rows, one multi-row INSERT per batch.
 
     A row submitted with its job (``insert_then_enqueue``) is handed on by the
-    flush to ``hand_on`` (the store enqueue's batcher) together with its
+    flush to ``handoff`` (the store enqueue's batcher) together with its
     caller's future once its row is committed: the caller wakes once, with its
     job enqueued, instead of waking to enqueue its job itself; and the jobs of
     one INSERT batch reach the enqueue batcher together, as soon as it commits.
@@ -184,7 +193,7 @@ class InsertBatcher(MicroBatcher[Insert, Status]):
         self,
         repository: ExecutionRepository,
         *,
-        hand_on: Callable[[JobSpec, asyncio.Future[Status]], None] | None = None,
+        handoff: JobHandoff | None = None,
         max_batch: int = 256,
         concurrency: int = 1,
         linger_s: float = 0.0,
@@ -197,7 +206,7 @@ class InsertBatcher(MicroBatcher[Insert, Status]):
             linger_s=linger_s,
         )
         self._repo = repository
-        self.hand_on = hand_on
+        self.handoff = handoff
 
     async def _insert(self, items: Sequence[Insert]) -> list[Status]:
         outcomes = await self._repo.insert_executions([i.execution for i in items])
@@ -208,25 +217,30 @@ class InsertBatcher(MicroBatcher[Insert, Status]):
     def _settle(
         self, batch: list[tuple[Insert, asyncio.Future[Status]]], results: Sequence[Status]
     ) -> None:
-        hand_on = self.hand_on
+        handoff = self.handoff
         for (item, future), status in zip(batch, results, strict=True):
             if future.done():
                 continue
             job = item.job
             if (
                 job is not None
-                and hand_on is not None
+                and handoff is not None
                 and item.outcome is not None
                 and item.outcome.created
             ):
-                hand_on(job, future)
+                handoff.hand_on(job, future)
             else:
                 future.set_result(status)
 
     @property
     def hands_on(self) -> bool:
         """Whether a job submitted with its row is enqueued by the flush."""
-        return self.running and self.hand_on is not None
+        return self.running and self.handoff is not None
+
+    def prepared(self, request: EnqueueRequest) -> JobSpec | None:
+        """The job to submit with its row (``insert_then_enqueue``), when the
+        handoff takes one for this request."""
+        return self.handoff.prepared(request) if self.handoff is not None else None
 
     async def insert(self, execution: NewExecution) -> InsertOutcome:
         item = Insert(execution)

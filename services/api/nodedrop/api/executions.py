@@ -20,7 +20,6 @@ from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.model import ExecutionRecord, NewExecution, Status
 from nodedrop.api.queueing import EnqueueRequest, QueuePort
 from nodedrop.api.repository import ExecutionRepository
-from nodedrop.api.store_queue import StoreQueue
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.contract import Definition, from_json
@@ -120,8 +119,8 @@ class ExecutionManager:
             # came from the workflow cache or from a stored execution (retry).
             definition_is_version=s.workflow_id is not None and s.workflow_version > 0,
         )
-        if s.mode == "queue" and self._batcher.hands_on and isinstance(self._queue, StoreQueue):
-            job = self._queue.prepared(self._request(new, s.definition, s.delay_s, s))
+        if s.mode == "queue" and self._batcher.hands_on:
+            job = self._batcher.prepared(self._request(new, s.definition, s.delay_s, s))
             if job is not None:
                 return await self._insert_then_enqueue(Insert(new, job))
         try:

@@ -22,9 +22,7 @@ non-retryable error) never was in the queue and is not put there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import orjson
 
@@ -33,19 +31,11 @@ from nodedrop.api.model import ExecutionRecord
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.store_queue import job_spec
 from nodedrop.common.logging import get_logger
-from nodedrop.store import RestoredFailure
+from nodedrop.store import FailedQueueStore, RestoredFailure
 
-__all__ = ["FailedQueueRebuild", "FailedQueueStore", "dead_letter_of"]
+__all__ = ["FailedQueueRebuild", "dead_letter_of"]
 
 log = get_logger("nodedrop.api.failed_rebuild")
-
-
-class FailedQueueStore(Protocol):
-    async def failed_queue_lost(self) -> bool: ...
-
-    async def mark_failed_queue_rebuilt(self) -> None: ...
-
-    async def restore_failed(self, items: Sequence[RestoredFailure]) -> int: ...
 
 
 def dead_letter_of(error_json: str | None) -> tuple[str, str] | None:

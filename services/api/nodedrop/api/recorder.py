@@ -25,7 +25,8 @@ from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.model import AdoptedExecution, RecordedEvent
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.common.logging import get_logger
-from nodedrop.store import EventLog, EventRecord, TailEntry
+from nodedrop.common.retry import Backoff
+from nodedrop.store import EventLog, EventRecord, TailEntry, Unavailable
 
 __all__ = ["GROUP", "HistoryRecorder", "to_recorded"]
 
@@ -122,7 +123,7 @@ class HistoryRecorder:
         return len(entries)
 
     async def _commit(self, entries: list[TailEntry]) -> None:
-        backoff = 0.1
+        backoff = Backoff(0.1, self._max_backoff_s)
         while True:
             try:
                 await self._repo.adopt_executions(_first_seen(entries))
@@ -131,14 +132,15 @@ class HistoryRecorder:
                 )
                 break
             except StoreUnavailableError as exc:
-                log.warning("recording failed; retrying", error=str(exc), backoff_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(self._max_backoff_s, backoff * 2)
+                delay = backoff.next_delay()
+                log.warning("recording failed; retrying", error=str(exc), delay_s=delay)
+                await backoff.wait(delay)
         await self._events.group_ack(GROUP, entries)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_claim = loop.time()
+        backoff = Backoff(0.1, self._max_backoff_s)
         while True:
             began = loop.time()
             try:
@@ -146,11 +148,17 @@ class HistoryRecorder:
                     next_claim = began + self._claim_every_s
                     await self.claim()
                 handled = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep recording after a transient Redis error
-                log.warning("history read failed", error=repr(exc))
-                await asyncio.sleep(1.0)
+            except Unavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("history read failed", error=str(exc), delay_s=delay)
+                await backoff.wait(delay)
                 continue
+            except Exception:
+                # A bug must not end recording for good: log it loudly, go on.
+                delay = backoff.next_delay()
+                log.exception("history read crashed", delay_s=delay)
+                await backoff.wait(delay)
+                continue
+            backoff.reset()
             if 0 < handled < self._batch:
                 await asyncio.sleep(max(0.0, began + self._gather_s - loop.time()))

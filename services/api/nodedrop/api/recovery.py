@@ -45,6 +45,7 @@ from nodedrop.contract import from_json
 from nodedrop.engine import ValidationError, WorkflowSettings
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.store import EventLog
+from nodedrop.store import Unavailable as QueueStoreUnavailable
 
 __all__ = ["OrphanRecovery", "RecoveryReport"]
 
@@ -127,7 +128,7 @@ class OrphanRecovery:
             await asyncio.sleep(self._interval_s)
             try:
                 report = await self.run_once()
-            except (StoreUnavailableError, Unavailable) as exc:
+            except (StoreUnavailableError, Unavailable, QueueStoreUnavailable) as exc:
                 log.warning("orphan recovery pass stopped", error=str(exc))
                 continue
             except Exception as exc:  # the loop must outlive one bad pass

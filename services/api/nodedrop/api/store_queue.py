@@ -1,5 +1,5 @@
 """The queue port with enqueues straight into the store (NODEDROP_API_ENQUEUE=store,
-the default with Redis).
+the default).
 
 The other path enqueues through the scheduler's EnqueueExecution RPC: one
 gRPC call per submission, each costing the scheduler a gRPC handler's CPU,
@@ -24,7 +24,6 @@ import time
 from collections.abc import Sequence
 
 from opentelemetry import trace
-from redis.exceptions import RedisError
 
 from nodedrop.api.batching import MicroBatcher
 from nodedrop.api.model import Status
@@ -37,8 +36,8 @@ from nodedrop.common.tracing import (
     enqueue_span,
     unrecorded_enqueue_traceparent,
 )
-from nodedrop.store import InvalidJob, JobSpec
-from nodedrop.store.redis_store import RedisStore
+from nodedrop.store import InvalidJob, JobQueue, JobSpec
+from nodedrop.store import Unavailable as StoreUnavailable
 
 __all__ = ["StoreQueue"]
 
@@ -63,7 +62,7 @@ def job_spec(request: EnqueueRequest, traceparent: str) -> JobSpec:
 
 
 class StoreQueue:
-    def __init__(self, store: RedisStore, scheduler: QueuePort, *, max_batch: int = 256) -> None:
+    def __init__(self, store: JobQueue, scheduler: QueuePort, *, max_batch: int = 256) -> None:
         self._store = store
         self._scheduler = scheduler
         self._batcher: MicroBatcher[JobSpec, Status] = MicroBatcher(
@@ -108,7 +107,7 @@ class StoreQueue:
             results = await self._store.enqueue_many(specs, int(time.time() * 1000))
         except InvalidJob as exc:
             raise FailedPrecondition(f"the store refused the job: {exc}") from exc
-        except (RedisError, OSError) as exc:
+        except StoreUnavailable as exc:
             # The rows are committed: the caller acknowledges, recovery enqueues.
             raise Unavailable(f"enqueue into the store failed: {exc}") from exc
         return [Status(r.status.value.lower()) for r in results]

@@ -20,11 +20,9 @@ from nodedrop.events.hub import FanoutHub
 from nodedrop.events.servicer import SERVICE_NAME, EventServicer, add_to_server
 from nodedrop.events.settings import EventsSettings
 from nodedrop.events.subscription import Subscriptions
-from nodedrop.store import Keys
+from nodedrop.store import Keys, Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
-from nodedrop.store.memory import MemoryStore
-from nodedrop.store.redis_store import RedisStore
 
 __all__ = ["EventsService", "create_service"]
 
@@ -40,7 +38,7 @@ class EventsService:
         self._dev = dev
         self._api_channel: grpc.aio.Channel | None = None
         self._authenticator: RemoteAuthenticator | None = None
-        self._store: RedisStore | MemoryStore | None = None
+        self._store: Store | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self.hub = FanoutHub(settings.subscriber_buffer, get_metrics())
         self._servicer: EventServicer | None = None
@@ -103,7 +101,7 @@ class EventsService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         store, self._store = self._store, None
-        if isinstance(store, RedisStore):
+        if store is not None:
             await store.close()
         channel, self._api_channel = self._api_channel, None
         if channel is not None:

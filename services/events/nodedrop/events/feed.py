@@ -2,9 +2,10 @@
 
 It pins the current end of every stream once (history is replayed from the
 per-execution streams, not from here), then publishes each batch to the hub
-and keeps its cursor across Redis failures, so a restart loses no live event.
-An entry that cannot be decoded is logged and skipped (see salvage.py), never
-allowed to stall the feed.
+and keeps its cursor across store outages, so a restart loses no live event.
+An entry that cannot be decoded is logged and skipped (by the store's `tail`,
+or here when it decodes but cannot be represented), never allowed to stall
+the feed.
 
 Any other failure does not end the feed: it is logged, the feed reports
 itself unhealthy (the service's readiness) and starts again from its cursor
@@ -18,18 +19,15 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from nodedrop.common.retry import Backoff
 from nodedrop.events.hub import FanoutHub
 from nodedrop.events.live import LiveEvent
-from nodedrop.events.salvage import DECODE_ERRORS, EntrySalvage, salvage_for
 from nodedrop.events.source import EventSource
-from nodedrop.store import TailCursor, TailEntry
+from nodedrop.store import TailCursor, TailEntry, Unavailable
+from nodedrop.store.records import DECODE_ERRORS
 
 log = structlog.get_logger(__name__)
-
-_RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 # Told whether the feed reads: True once its start is pinned and after each
 # read that follows a failure, False when a failure stops it.
@@ -44,11 +42,9 @@ class LiveFeed:
         *,
         block_ms: int = 1000,
         batch: int = 1000,
-        salvage: EntrySalvage | None = None,
         health: HealthReport | None = None,
     ) -> None:
         self._source = source
-        self._salvage = salvage if salvage is not None else salvage_for(source)
         self._hub = hub
         self._block_ms = block_ms
         self._batch = batch
@@ -61,19 +57,17 @@ class LiveFeed:
 
     async def run(self) -> None:
         """Reads until cancelled."""
-        failures = 0
+        backoff = Backoff(0.05, 2.0)
         while True:
             try:
                 await self._step()
-                failures = 0
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
-                failures += 1
+                backoff.reset()
+            except Unavailable as exc:
+                delay = backoff.next_delay()
                 log.warning("event feed read failed; retrying", error=str(exc), delay_s=delay)
-                await asyncio.sleep(delay)
+                await backoff.wait(delay)
             except Exception as exc:
-                delay = _RETRY_DELAYS_S[min(failures, len(_RETRY_DELAYS_S) - 1)]
-                failures += 1
+                delay = backoff.next_delay()
                 log.error(
                     "event feed failed; restarting",
                     error=f"{type(exc).__name__}: {exc}",
@@ -81,14 +75,14 @@ class LiveFeed:
                     exc_info=True,
                 )
                 await self._report(False)
-                await asyncio.sleep(delay)
+                await backoff.wait(delay)
 
     async def _step(self) -> None:
         if self._cursor is None:
             self._cursor = await self._source.tail_position()
             self.ready.set()
             await self._report(True)
-        entries, self._cursor = await self._read(self._cursor, self._block_ms)
+        entries, self._cursor = await self._source.tail(self._cursor, self._batch, self._block_ms)
         await self._report(True)
         if 0 < len(entries) < self._batch:
             # Redis answers a blocked XREAD after the first XADD of a
@@ -98,8 +92,8 @@ class LiveFeed:
             # response costs a stream far more than an event in it does).
             # A failure here is retried by the next blocking read; what was
             # already read is published either way.
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                more, self._cursor = await self._read(self._cursor, 0)
+            with contextlib.suppress(Unavailable):
+                more, self._cursor = await self._source.tail(self._cursor, self._batch, 0)
                 entries += more
         if entries:
             self._hub.publish(_live_events(entries))
@@ -108,14 +102,6 @@ class LiveFeed:
         if healthy is not self._healthy and self._health is not None:
             await self._health(healthy)
         self._healthy = healthy
-
-    async def _read(self, cursor: TailCursor, block_ms: int) -> tuple[list[TailEntry], TailCursor]:
-        try:
-            return await self._source.tail(cursor, self._batch, block_ms)
-        except DECODE_ERRORS:
-            if self._salvage is None:
-                raise
-            return await self._salvage.read_after(cursor, self._batch)
 
 
 def _live_events(entries: list[TailEntry]) -> list[LiveEvent]:

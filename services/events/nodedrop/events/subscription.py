@@ -14,9 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from nodedrop.common.auth import Principal
 from nodedrop.common.errors import NotFound, OutOfRange, ResourceExhausted, Unavailable
 from nodedrop.events.history import History
@@ -25,6 +22,7 @@ from nodedrop.events.live import TERMINAL_TYPES, EventRun, LiveEvent
 from nodedrop.events.mailbox import Mailbox, MailboxOverflow
 from nodedrop.events.source import EventSource
 from nodedrop.store import EventRecord
+from nodedrop.store import Unavailable as StoreUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +102,7 @@ class Subscriptions:
         try:
             async with self._reads:
                 return await self._source.read(execution_id, after_seq, limit)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except StoreUnavailable:
             # Retryable by the client, which resumes from its last sequence.
             raise Unavailable("the event store is unreachable; retry") from None
 

@@ -11,21 +11,18 @@ from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.scheduler.schedules import MemoryScheduleStore, RedisScheduleStore, ScheduleStore
+from nodedrop.scheduler.schedules import ScheduleStore, StoredSchedules
 from nodedrop.scheduler.servicer import SchedulerServicer
 from nodedrop.scheduler.settings import SchedulerSettings
+from nodedrop.store import Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
 from nodedrop.store.keys import Keys
-from nodedrop.store.memory import MemoryStore
 from nodedrop.store.plugins import build_registry
-from nodedrop.store.redis_store import RedisStore
 
 __all__ = ["SchedulerService", "create_service"]
 
 log = get_logger("nodedrop.scheduler")
-
-_DEV_SCHEDULES = MemoryScheduleStore()
 
 
 def store_config(settings: SchedulerSettings) -> StoreConfig:
@@ -45,7 +42,7 @@ class SchedulerService:
         self._settings = settings
         # `nodedrop dev` passes dev=True: without Redis it runs on the in-memory store.
         self._dev = dev
-        self._store: RedisStore | MemoryStore | None = None
+        self._store: Store | None = None
         self._schedules: ScheduleStore | None = None
         self._maintenance: Maintenance | None = None
         self._registry = build_registry(settings.queue.plugins)
@@ -57,7 +54,7 @@ class SchedulerService:
         return None
 
     @property
-    def store(self) -> RedisStore | MemoryStore | None:
+    def store(self) -> Store | None:
         """The store in use once started (in `nodedrop dev`, maybe the shared in-memory one)."""
         return self._store
 
@@ -73,10 +70,7 @@ class SchedulerService:
         s = self._settings
         config = store_config(s)
         self._store = await open_store(s.redis.url, config, dev=self._dev)
-        if isinstance(self._store, RedisStore):
-            self._schedules = RedisScheduleStore(self._store.client, config.keys)
-        else:
-            self._schedules = _DEV_SCHEDULES
+        self._schedules = StoredSchedules(self._store)
         q = s.queue
         self._maintenance = Maintenance(
             self._store,
@@ -95,7 +89,7 @@ class SchedulerService:
     async def stop(self) -> None:
         if self._maintenance is not None:
             await self._maintenance.stop()
-        if isinstance(self._store, RedisStore):
+        if self._store is not None:
             await self._store.close()
 
 

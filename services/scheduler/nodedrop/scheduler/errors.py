@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from nodedrop.common import errors as common
-from nodedrop.store import InvalidJob, NotFound, PermissionDenied
+from nodedrop.store import InvalidJob, NotFound, PermissionDenied, Unavailable
 
 
 @contextmanager
@@ -19,3 +19,6 @@ def store_errors() -> Iterator[None]:
         raise common.NotFound(str(e)) from None
     except PermissionDenied as e:
         raise common.PermissionDenied(str(e)) from None
+    except Unavailable as e:
+        # The cause stays in the chain for the server's log; the caller may retry.
+        raise common.Unavailable("the queue store is unavailable") from e

@@ -1,5 +1,6 @@
 """The scheduler's background loops: move due delayed jobs, reclaim stalled ones,
-fire cron ticks.  Each loop survives Redis outages with capped backoff."""
+fire cron ticks.  Each loop survives store outages with the services' back-off
+(nodedrop.common.retry)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
-from redis.exceptions import RedisError
 
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import LaneSample, Metrics, QueueSample
+from nodedrop.common.retry import Backoff
 from nodedrop.contract import from_json
 from nodedrop.scheduler.schedules import (
     Schedule,
@@ -21,10 +22,11 @@ from nodedrop.scheduler.schedules import (
     tick_execution_id,
     tick_time_iso,
 )
-from nodedrop.store import JobQueue, JobSpec, StoreError
+from nodedrop.store import JobQueue, JobSpec, StoreError, Unavailable
 
 log = get_logger("nodedrop.scheduler")
 
+_BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 5.0
 _MOVE_LIMIT = 1000
 _RECLAIM_LIMIT = 500
@@ -75,23 +77,24 @@ class Maintenance:
                 await t
 
     async def _every(self, name: str, interval: float, step: Callable[[], Awaitable[bool]]) -> None:
-        delay = interval
+        backoff = Backoff(_BACKOFF_BASE_S, _BACKOFF_MAX_S)
         while True:
             try:
                 more = await step()
-                delay = interval
-                if more:
-                    # A full batch: go on at once, the backlog is not empty.
-                    await asyncio.sleep(0)
-                    continue
-            except (RedisError, OSError) as e:
+            except Unavailable as e:
+                delay = backoff.next_delay()
                 log.warning("maintenance step failed", loop=name, error=str(e), delay_s=delay)
-                delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
+                await backoff.wait(delay)
+                continue
             except Exception:
                 # A bug in one step must not end the loop for good: log it loudly.
+                delay = backoff.next_delay()
                 log.exception("maintenance step crashed", loop=name, delay_s=delay)
-                delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
-            await asyncio.sleep(delay)
+                await backoff.wait(delay)
+                continue
+            backoff.reset()
+            # A full batch: go on at once, the backlog is not empty.
+            await asyncio.sleep(0 if more else interval)
 
     async def move_due(self) -> bool:
         moved = await self._q.move_due(_now_ms(), _MOVE_LIMIT)
@@ -140,7 +143,7 @@ class Maintenance:
                 continue
             try:
                 await self._fire(s, now)
-            except (RedisError, OSError):
+            except Unavailable:
                 raise
             except Exception:
                 # One broken schedule must not hold back the others.
@@ -164,6 +167,8 @@ class Maintenance:
             try:
                 await self._q.enqueue(spec, now)
                 log.info("schedule fired", schedule_id=s.id, execution_id=spec.execution_id)
+            except Unavailable:
+                raise
             except StoreError as e:
                 log.error("schedule could not fire", schedule_id=s.id, error=str(e))
         # Missed ticks (the scheduler was down) are skipped, not replayed in a burst.

@@ -1,4 +1,4 @@
-"""Cron schedules: the value, its storage (Redis hash or memory) and the firing rule.
+"""Cron schedules: the value, its storage (the store's ScheduleTable) and the firing rule.
 
 A tick fires once however many scheduler replicas run: the execution id is
 derived from (schedule, tick), so enqueueing it twice is a no-op, and a
@@ -7,7 +7,6 @@ derived from (schedule, tick), so enqueueing it twice is a no-op, and a
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,13 +14,9 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-import redis.asyncio as aioredis
 from croniter import croniter
 
-from nodedrop.store.keys import Keys
-
-# A tick claim outlives any clock skew between replicas.
-_CLAIM_TTL_S = 86400
+from nodedrop.store import ScheduleTable
 
 
 class ScheduleError(ValueError):
@@ -122,28 +117,27 @@ class ScheduleStore(Protocol):
         ...
 
 
-class RedisScheduleStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self._r = client
-        self._k = keys
+class StoredSchedules:
+    """Schedules as JSON in the store's schedule table (Redis, or the in-memory store)."""
+
+    def __init__(self, table: ScheduleTable) -> None:
+        self._t = table
 
     async def put(self, schedule: Schedule) -> None:
-        await self._r.hset(self._k.schedules(), schedule.id, schedule.to_json())
+        await self._t.put_schedule(schedule.id, schedule.to_json().decode())
 
     async def get(self, schedule_id: str) -> Schedule | None:
-        raw = await self._r.hget(self._k.schedules(), schedule_id)
+        raw = await self._t.get_schedule(schedule_id)
         return Schedule.from_json(raw) if raw else None
 
     async def delete(self, schedule_id: str) -> bool:
-        return bool(await self._r.hdel(self._k.schedules(), schedule_id))
+        return await self._t.delete_schedule(schedule_id)
 
     async def all(self) -> list[Schedule]:
-        raw = await self._r.hgetall(self._k.schedules())
-        return [Schedule.from_json(v) for v in raw.values()]
+        return [Schedule.from_json(v) for v in await self._t.all_schedules()]
 
     async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        key = self._k.schedule_fire(schedule_id, tick_ms)
-        return bool(await self._r.set(key, "1", nx=True, ex=_CLAIM_TTL_S))
+        return await self._t.claim_tick(schedule_id, tick_ms)
 
     async def advance(self, schedule: Schedule, new_next_ms: int) -> None:
         # Compare-and-set in one script would be stricter; a lost race only rewrites
@@ -151,34 +145,3 @@ class RedisScheduleStore:
         current = await self.get(schedule.id)
         if current is not None and current.next_fire_ms == schedule.next_fire_ms:
             await self.put(replace(current, next_fire_ms=new_next_ms))
-
-
-class MemoryScheduleStore:
-    def __init__(self) -> None:
-        self._items: dict[str, Schedule] = {}
-        self._claims: set[tuple[str, int]] = set()
-        self._lock = asyncio.Lock()
-
-    async def put(self, schedule: Schedule) -> None:
-        self._items[schedule.id] = schedule
-
-    async def get(self, schedule_id: str) -> Schedule | None:
-        return self._items.get(schedule_id)
-
-    async def delete(self, schedule_id: str) -> bool:
-        return self._items.pop(schedule_id, None) is not None
-
-    async def all(self) -> list[Schedule]:
-        return list(self._items.values())
-
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        async with self._lock:
-            if (schedule_id, tick_ms) in self._claims:
-                return False
-            self._claims.add((schedule_id, tick_ms))
-            return True
-
-    async def advance(self, schedule: Schedule, new_next_ms: int) -> None:
-        current = self._items.get(schedule.id)
-        if current is not None and current.next_fire_ms == schedule.next_fire_ms:
-            self._items[schedule.id] = replace(current, next_fire_ms=new_next_ms)

@@ -84,7 +84,8 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         ids = list(request.execution_ids)
         if len(ids) > _MAX_IDS:
             raise InvalidArgument.field("execution_ids", f"at most {_MAX_IDS} per call")
-        states = await self._state.states(ids)
+        with store_errors():
+            states = await self._state.states(ids)
         out = []
         for x, s in zip(ids, states, strict=True):
             # Another tenant's execution looks unknown: its existence is not revealed.
@@ -104,7 +105,8 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     async def GetQueueStats(
         self, request: pb.GetQueueStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetQueueStatsResponse:
-        return stats_to_proto(await self._q.stats(now_ms()))
+        with store_errors():
+            return stats_to_proto(await self._q.stats(now_ms()))
 
     async def ListFailedJobs(
         self, request: pb.ListFailedJobsRequest, context: grpc.aio.ServicerContext
@@ -123,9 +125,11 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         ids = _ids_or_all(request.execution_ids, request.all)
         if request.tenant_id:
             ids = await self._tenant_failed(ids, request.all, request.tenant_id)
-            n = await self._q.retry_failed(ids, False, now_ms()) if ids else 0
+            with store_errors():
+                n = await self._q.retry_failed(ids, False, now_ms()) if ids else 0
         else:
-            n = await self._q.retry_failed(ids, request.all, now_ms())
+            with store_errors():
+                n = await self._q.retry_failed(ids, request.all, now_ms())
         return pb.RetryFailedJobsResponse(retried=n)
 
     async def PurgeFailedJobs(
@@ -134,9 +138,11 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         ids = _ids_or_all(request.execution_ids, request.all)
         if request.tenant_id:
             ids = await self._tenant_failed(ids, request.all, request.tenant_id)
-            n = await self._q.purge_failed(ids, False) if ids else 0
+            with store_errors():
+                n = await self._q.purge_failed(ids, False) if ids else 0
         else:
-            n = await self._q.purge_failed(ids, request.all)
+            with store_errors():
+                n = await self._q.purge_failed(ids, request.all)
         return pb.PurgeFailedJobsResponse(purged=n)
 
     async def _failed_page(
@@ -205,13 +211,15 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             paused=s.paused,
             next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()),
         )
-        await self._schedules.put(schedule)
+        with store_errors():
+            await self._schedules.put(schedule)
         return pb.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
 
     async def ListSchedules(
         self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSchedulesResponse:
-        items = sorted(await self._schedules.all(), key=lambda s: s.id)
+        with store_errors():
+            items = sorted(await self._schedules.all(), key=lambda s: s.id)
         return pb.ListSchedulesResponse(
             schedules=[
                 schedule_to_proto(s)
@@ -225,7 +233,8 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     ) -> pb.PauseScheduleResponse:
         s = await self._owned(request.schedule_id, request.tenant_id)
         s = replace(s, paused=True)
-        await self._schedules.put(s)
+        with store_errors():
+            await self._schedules.put(s)
         return pb.PauseScheduleResponse(schedule=schedule_to_proto(s))
 
     async def ResumeSchedule(
@@ -234,20 +243,23 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         s = await self._owned(request.schedule_id, request.tenant_id)
         # Ticks missed while paused are not fired late.
         s = replace(s, paused=False, next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()))
-        await self._schedules.put(s)
+        with store_errors():
+            await self._schedules.put(s)
         return pb.ResumeScheduleResponse(schedule=schedule_to_proto(s))
 
     async def DeleteSchedule(
         self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteScheduleResponse:
         s = await self._owned(request.schedule_id, request.tenant_id)
-        await self._schedules.delete(s.id)
+        with store_errors():
+            await self._schedules.delete(s.id)
         return pb.DeleteScheduleResponse()
 
     async def _owned(self, schedule_id: str, tenant_id: str) -> Schedule:
         if not schedule_id:
             raise InvalidArgument.field("schedule_id", "is required")
-        s = await self._schedules.get(schedule_id)
+        with store_errors():
+            s = await self._schedules.get(schedule_id)
         if s is None:
             raise NotFound(f"schedule {schedule_id} not found")
         if tenant_id and s.tenant_id != tenant_id:

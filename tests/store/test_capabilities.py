@@ -1,0 +1,64 @@
+"""The ports beyond the queue: schedules (both adapters), and the capabilities
+only the Redis adapter has, which the in-memory one visibly declines."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from nodedrop.store import BlobCache, EventType, FailedQueueStore, JobSpec, ScheduleTable
+from nodedrop.store.memory import MemoryStore
+from nodedrop.store.redis_store import RedisStore
+
+Store = RedisStore | MemoryStore
+
+
+async def test_schedule_table(store: Store) -> None:
+    assert isinstance(store, ScheduleTable)
+    assert await store.get_schedule("sch_a") is None
+    await store.put_schedule("sch_a", '{"v": 1}')
+    await store.put_schedule("sch_b", '{"v": 2}')
+    await store.put_schedule("sch_a", '{"v": 3}')
+    assert await store.get_schedule("sch_a") == '{"v": 3}'
+    assert sorted(await store.all_schedules()) == ['{"v": 2}', '{"v": 3}']
+    assert await store.delete_schedule("sch_b")
+    assert not await store.delete_schedule("sch_b")
+    assert await store.all_schedules() == ['{"v": 3}']
+    # One claim per (schedule, tick), whoever asks.
+    assert await store.claim_tick("sch_a", 1000)
+    assert not await store.claim_tick("sch_a", 1000)
+    assert await store.claim_tick("sch_a", 2000)
+    assert await store.claim_tick("sch_b", 1000)
+
+
+def test_the_memory_store_declines_the_redis_capabilities() -> None:
+    store = MemoryStore()
+    assert not isinstance(store, BlobCache)
+    assert not isinstance(store, FailedQueueStore)
+
+
+async def test_blobs_keep_any_bytes_until_their_ttl(redis_store: RedisStore) -> None:
+    assert isinstance(redis_store, BlobCache) and isinstance(redis_store, FailedQueueStore)
+    blob = bytes(range(256)) * 3  # not UTF-8: the store's client decodes replies
+    assert await redis_store.get_blob("api:result:{x}:t") is None
+    await redis_store.put_blob("api:result:{x}:t", blob, 1)
+    assert await redis_store.get_blob("api:result:{x}:t") == blob
+    assert await redis_store.client.ttl(f"{redis_store.config.keys.prefix}:api:result:{{x}}:t") == 1
+
+
+async def test_tail_skips_an_undecodable_entry(redis_store: RedisStore) -> None:
+    keys = redis_store.config.keys
+    x = "ex-bad-entry"
+    start = await redis_store.tail_position()
+    now = int(time.time() * 1000)
+    await redis_store.enqueue(JobSpec(x, "t1", "wf1", '{"nodes": []}'), now)
+    stream = keys.events(keys.partition(x))
+    bad = await redis_store.client.xadd(stream, {"x": x, "s": "two", "t": "X"})
+    with structlog.testing.capture_logs() as logs:
+        entries, cursor = await redis_store.tail(start, 100, 0)
+    assert [e.record.type for e in entries] == [EventType.EXECUTION_QUEUED]
+    assert cursor[keys.partition(x)] == bad
+    assert [e["entry_id"] for e in logs if e["event"] == "undecodable event entry skipped"] == [bad]
+    # Read on from there: nothing left, the bad entry is not met again.
+    assert (await redis_store.tail(cursor, 100, 0))[0] == []
