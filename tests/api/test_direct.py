@@ -153,7 +153,7 @@ async def test_direct_cancel_from_another_replica_reaches_the_run(
     await asyncio.sleep(0.3)
     # A second API replica: its own runner, the same Redis and PostgreSQL.
     other = ExecutionManager(
-        pg_repo, InsertBatcher(pg_repo), None, DirectRunner(store, store, store.config)
+        pg_repo, InsertBatcher(pg_repo), None, DirectRunner(store, store.config)
     )
     status = await other.cancel("tenant-a", submitted.execution_id, "from elsewhere")
     assert status in (Status.RUNNING, Status.CANCELLED)
@@ -184,7 +184,7 @@ async def test_direct_runner_on_the_memory_store_emits_the_same_sequence(
     pg_repo: PostgresRepository,
 ) -> None:
     store = MemoryStore(StoreConfig(keys=Keys("mem", 2)))
-    runner = DirectRunner(store, store, store.config)
+    runner = DirectRunner(store, store.config)
     record = await _stored_direct(pg_repo)
     runner.start(record, {})
     for _ in range(500):
@@ -239,7 +239,7 @@ async def test_a_run_the_store_cannot_take_is_failed_at_once(
     async def failed(execution_id: str, reason: str) -> None:
         failures.append((execution_id, reason))
 
-    runner = DirectRunner(dead, dead, dead.config, on_failure=failed)
+    runner = DirectRunner(dead, dead.config, on_failure=failed)
     record = await _stored_direct(pg_repo)
     try:
         runner.start(record, {})

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from nodedrop.runtime.consumer import Consumer, ConsumerConfig
+from nodedrop.runtime.engine_runner import EngineRunner, build_config
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.scheduler.schedules import MemoryScheduleStore
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer, ConsumerConfig
-from nodedrop.worker.engine_runner import EngineRunner, build_config
 
 HERE = Path(__file__).parent
 # The plugin module is imported by name, here and in worker subprocesses.

@@ -11,11 +11,12 @@ from typing import Any
 import structlog
 
 from nodedrop.engine.cancel import CancelToken
+from nodedrop.runtime.attempts import INLINE_GROUP
+from nodedrop.runtime.consumer import Consumer, ConsumerConfig
+from nodedrop.runtime.engine_runner import EngineRunner, build_config
+from nodedrop.runtime.runner import Ending, JobSink, Runner, RunOutcome
 from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import _INLINE_GROUP, Consumer, ConsumerConfig
-from nodedrop.worker.engine_runner import EngineRunner, build_config
-from nodedrop.worker.runner import Ending, JobSink, Runner, RunOutcome
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
 S = ExecutionStatus
@@ -105,7 +106,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # Not started: no read loop, no committer; only the batch's shared task runs.
     await consumer._start(batch)
     assert consumer.counters().active == 40
-    shared = next(iter(consumer._jobs.values())).task
+    shared = next(iter(consumer._attempts.jobs.values())).task
     assert shared is not None
     await asyncio.sleep(0)  # the task runs its first group and yields
     assert not shared.done()
@@ -115,7 +116,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # The first group ended: their slots went back with their engines' end while
     # the ends wait in the committer's buffer; the other attempts were never run
     # and gave their slots back too.
-    assert len(consumer._committer._endings) == _INLINE_GROUP
+    assert len(consumer._attempts._committer._endings) == INLINE_GROUP
     assert consumer._free == 100
 
 

@@ -49,8 +49,8 @@ from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.redis import connect_redis
 from nodedrop.common.startup import DependencyUnavailable
-from nodedrop.engine import EngineConfig
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
+from nodedrop.runtime.engine_runner import build_config
 from nodedrop.store import Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
@@ -88,7 +88,8 @@ class ApiService:
         """`repository`, `queue` and `redis` given here are used as they are (tests)."""
         self._settings = settings
         self._dev = dev
-        self._engine_config = EngineConfig(http=settings.engine.http, limits=settings.engine.limits)
+        # Plugins load first: a bad NODEDROP_PLUGINS stops the start with its error.
+        self._engine_config = build_config(settings.plugins, settings.engine)
         self._repo = repository
         self._owns_repo = repository is None
         self._queue = queue
@@ -233,7 +234,6 @@ class ApiService:
                 self._batcher.hand_on = self._store_queue.hand_on
         if self._store is not None:
             self._direct = DirectRunner(
-                self._store,
                 self._store,
                 self._store.config,
                 engine=self._engine_config,
