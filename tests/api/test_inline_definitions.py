@@ -26,9 +26,9 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = validation.problems_of
 
-    def counting(wf: Any, prefix: str, *, max_nodes: int) -> Any:
+    def counting(wf: Any, prefix: str, *, max_nodes: int, registry: Any = None) -> Any:
         seen.append(wf.name)
-        return real(wf, prefix, max_nodes=max_nodes)
+        return real(wf, prefix, max_nodes=max_nodes, registry=registry)
 
     monkeypatch.setattr(inline_definitions, "problems_of", counting)
     return seen

@@ -149,7 +149,13 @@ class ApiService:
             server,
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(repo, max_nodes=s.limits.max_nodes, cache=workflows), server
+            WorkflowServicer(
+                repo,
+                max_nodes=s.limits.max_nodes,
+                cache=workflows,
+                registry=self._engine_config.registry,
+            ),
+            server,
         )
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(

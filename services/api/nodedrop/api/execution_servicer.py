@@ -24,6 +24,7 @@ from nodedrop.api.node_test import NodeTester
 from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
+from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, ResourceExhausted
@@ -85,7 +86,12 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._node_tester = NodeTester(
             max_request_bytes=limits.max_request_bytes, config=limits.engine
         )
-        self._inline = InlineDefinitions(max_nodes=limits.max_nodes)
+        self._pins = SubworkflowPins(
+            self._workflows, limits.engine, max_bytes=limits.max_request_bytes
+        )
+        self._inline = InlineDefinitions(
+            max_nodes=limits.max_nodes, registry=limits.engine.registry
+        )
 
     def _rate_check(self, tenant_id: str, call: str) -> None:
         """Every call that starts work takes from the tenant's one bucket, so no
@@ -168,6 +174,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 raise NotFound(f"workflow {request.workflow_id!r}{what} not found")
             definition = cached.definition
             workflow_id, workflow_version = cached.record.id, cached.record.version
+        definition = await self._pins.pin(principal.tenant_id, definition, source or "workflow")
         submitted = await self._manager.submit(
             Submission(
                 tenant_id=principal.tenant_id,

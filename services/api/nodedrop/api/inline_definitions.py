@@ -14,14 +14,18 @@ from collections import OrderedDict
 
 from nodedrop.api.definitions import Definition, DefinitionProblem
 from nodedrop.api.validation import problems_of
+from nodedrop.engine import NodeRegistry
 from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["InlineDefinitions"]
 
 
 class InlineDefinitions:
-    def __init__(self, *, max_nodes: int, size: int = 256) -> None:
+    def __init__(
+        self, *, max_nodes: int, size: int = 256, registry: NodeRegistry | None = None
+    ) -> None:
         self._max_nodes = max_nodes
+        self._registry = registry
         self._size = size
         self._valid: OrderedDict[bytes, Definition] = OrderedDict()
 
@@ -34,7 +38,9 @@ class InlineDefinitions:
         if known is not None:
             self._valid.move_to_end(key)
             return known, []
-        definition, problems = problems_of(wf, prefix, max_nodes=self._max_nodes)
+        definition, problems = problems_of(
+            wf, prefix, max_nodes=self._max_nodes, registry=self._registry
+        )
         if definition is not None:
             self._valid[key] = definition
             if len(self._valid) > self._size:

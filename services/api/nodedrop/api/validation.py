@@ -13,6 +13,7 @@ from typing import Any
 
 from nodedrop.api.definitions import Definition, DefinitionProblem, from_proto
 from nodedrop.common.errors import FieldViolation, InvalidArgument
+from nodedrop.engine import NodeRegistry
 from nodedrop.engine.validate import validate_workflow
 from nodedrop.workflow.v1 import workflow_pb2
 
@@ -21,10 +22,12 @@ __all__ = ["check_definition", "problems_of", "raise_problems"]
 _PART = re.compile(r"(nodes|connections)\[(\d+)\]")
 
 
-def _engine_problems(definition: Definition, prefix: str) -> list[DefinitionProblem]:
+def _engine_problems(
+    definition: Definition, prefix: str, registry: NodeRegistry | None
+) -> list[DefinitionProblem]:
     return [
         DefinitionProblem(f"{prefix}.{p.path}" if p.path else prefix, p.code, p.message)
-        for p in validate_workflow(definition.document)
+        for p in validate_workflow(definition.document, registry=registry)
     ]
 
 
@@ -66,7 +69,11 @@ def _engine_draft(
 
 
 def problems_of(
-    wf: workflow_pb2.Workflow, prefix: str, *, max_nodes: int
+    wf: workflow_pb2.Workflow,
+    prefix: str,
+    *,
+    max_nodes: int,
+    registry: NodeRegistry | None = None,
 ) -> tuple[Definition | None, list[DefinitionProblem]]:
     """Every problem: the edge checks', then the engine's on the same draft, except
     about a node or connection the edge checks already flagged (one cause, one report)."""
@@ -74,11 +81,11 @@ def problems_of(
     if draft is None or len(wf.nodes) > max_nodes:
         return None, edge
     if not edge:
-        problems = _engine_problems(draft, prefix)
+        problems = _engine_problems(draft, prefix, registry)
         return (None, problems) if problems else (draft, [])
     document, kept, bad_nodes = _engine_draft(draft, edge, prefix)
     problems = list(edge)
-    for p in validate_workflow(document):
+    for p in validate_workflow(document, registry=registry):
         path = f"{prefix}.{p.path}" if p.path else prefix
         node = _index(path, prefix, "nodes")
         if node is not None and node in bad_nodes:
@@ -103,8 +110,14 @@ def raise_problems(problems: Sequence[DefinitionProblem]) -> None:
         )
 
 
-def check_definition(wf: workflow_pb2.Workflow, prefix: str, *, max_nodes: int) -> Definition:
-    definition, problems = problems_of(wf, prefix, max_nodes=max_nodes)
+def check_definition(
+    wf: workflow_pb2.Workflow,
+    prefix: str,
+    *,
+    max_nodes: int,
+    registry: NodeRegistry | None = None,
+) -> Definition:
+    definition, problems = problems_of(wf, prefix, max_nodes=max_nodes, registry=registry)
     raise_problems(problems)
     assert definition is not None
     return definition

@@ -12,6 +12,7 @@ from nodedrop.api.validation import check_definition, problems_of
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
 from nodedrop.common.errors import NotFound
+from nodedrop.engine import NodeRegistry
 from nodedrop.workflow.v1 import workflow_service_pb2 as pb
 from nodedrop.workflow.v1 import workflow_service_pb2_grpc
 from nodedrop.workflow.v1.workflow_pb2 import ValidationProblem
@@ -26,9 +27,12 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         *,
         max_nodes: int,
         cache: WorkflowCache | None = None,
+        registry: NodeRegistry | None = None,
     ) -> None:
         self._repo = repository
         self._max_nodes = max_nodes
+        # The node types this API's direct mode runs (NODEDROP_PLUGINS included).
+        self._registry = registry
         self._cache = cache
 
     async def CreateWorkflow(
@@ -36,7 +40,9 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
     ) -> pb.CreateWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
         reject_nul(request)
-        definition = check_definition(request.workflow, "workflow", max_nodes=self._max_nodes)
+        definition = check_definition(
+            request.workflow, "workflow", max_nodes=self._max_nodes, registry=self._registry
+        )
         record = await self._repo.create_workflow(
             principal.tenant_id, str(uuid.uuid4()), definition.name, definition.json
         )
@@ -90,7 +96,9 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         expected = request.expected_version if request.HasField("expected_version") else None
         if expected is not None and expected < 1:
             v.add("expected_version", "must be >= 1")
-        definition, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
+        definition, problems = problems_of(
+            request.workflow, "workflow", max_nodes=self._max_nodes, registry=self._registry
+        )
         for p in problems:
             v.add(p.path, f"{p.code}: {p.message}")
         v.raise_if_any()
@@ -145,7 +153,9 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.ValidateWorkflowRequest, context: object
     ) -> pb.ValidateWorkflowResponse:
         require_scope(SCOPE_READ)
-        _, problems = problems_of(request.workflow, "workflow", max_nodes=self._max_nodes)
+        _, problems = problems_of(
+            request.workflow, "workflow", max_nodes=self._max_nodes, registry=self._registry
+        )
         return pb.ValidateWorkflowResponse(
             valid=not problems,
             problems=[
