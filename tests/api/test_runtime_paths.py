@@ -14,6 +14,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from nodedrop.admin.v1 import queue_admin_service_pb2 as qa_pb
+from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as qa_grpc
 from nodedrop.api.definitions import to_proto
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.common.server import GrpcServer
@@ -205,3 +207,20 @@ async def test_a_workflow_that_calls_itself_is_refused_at_submit(api: RunningApi
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "nest deeper than" in (err.value.details() or "")
+
+
+async def test_a_schedule_pins_its_subworkflows_when_created(api: RunningApi) -> None:
+    child_id = await _store(api, _child("v1"))
+    admin = qa_grpc.QueueAdminServiceStub(api.channel)
+    inline = qa_pb.CreateScheduleRequest(
+        workflow=to_proto(_parent(child_id, before=[])), cron="0 0 1 1 *", paused=True
+    )
+    parent_id = await _store(api, _parent(child_id, before=[]))
+    stored = qa_pb.CreateScheduleRequest(workflow_id=parent_id, cron="0 0 1 1 *", paused=True)
+    for request in (inline, stored):
+        created = await admin.CreateSchedule(request, metadata=api.md)
+        (call,) = [n for n in created.schedule.workflow.nodes if n.id == "call"]
+        params = orjson.loads(call.parameters_json)
+        assert params["workflow_id"] == child_id
+        assert params["workflow_version"] == 1
+        assert params["workflow"]["name"] == "child-v1"

@@ -41,6 +41,7 @@ from nodedrop.api.repository_sqlite import SqliteRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.settings import ApiSettings
 from nodedrop.api.store_queue import StoreQueue
+from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -144,8 +145,11 @@ class ApiService:
             engine=self._engine_config,
         )
         workflows = WorkflowCache(repo)
+        pins = SubworkflowPins(workflows, self._engine_config, max_bytes=s.limits.max_payload_bytes)
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(repo, manager, self._queue, cache, limits, workflows=workflows),
+            ExecutionServicer(
+                repo, manager, self._queue, cache, limits, workflows=workflows, pins=pins
+            ),
             server,
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
@@ -167,7 +171,8 @@ class ApiService:
             server,
         )
         queue_admin_service_pb2_grpc.add_QueueAdminServiceServicer_to_server(
-            QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows), server
+            QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows, pins),
+            server,
         )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,

@@ -76,6 +76,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         limits: ExecutionLimits,
         *,
         workflows: WorkflowCache | None = None,
+        pins: SubworkflowPins | None = None,
     ) -> None:
         self._repo = repository
         self._manager = manager
@@ -86,7 +87,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._node_tester = NodeTester(
             max_request_bytes=limits.max_request_bytes, config=limits.engine
         )
-        self._pins = SubworkflowPins(
+        self._pins = pins or SubworkflowPins(
             self._workflows, limits.engine, max_bytes=limits.max_request_bytes
         )
         self._inline = InlineDefinitions(
