@@ -224,3 +224,36 @@ async def test_a_schedule_pins_its_subworkflows_when_created(api: RunningApi) ->
         assert params["workflow_id"] == child_id
         assert params["workflow_version"] == 1
         assert params["workflow"]["name"] == "child-v1"
+
+
+@pytest.mark.parametrize("mode", ["direct", "queue"])
+async def test_retrying_an_execution_of_a_stored_workflow_keeps_its_pins(
+    api: RunningApi, mode: str
+) -> None:
+    """The execution's row keeps the pinned snapshot, not a reference to the
+    stored version (which has no pins): a retry runs the same child version."""
+    child_id = await _store(api, _child("v1"))
+    parent = _parent(child_id, before=[])
+    parent["nodes"].append({"id": "stop", "type": "stop_and_error", "parameters": {}})
+    parent["connections"].append({"from": "call", "to": "stop"})
+    parent_id = await _store(api, parent)
+    first = await api.ex.ExecuteWorkflow(
+        ex_pb.ExecuteWorkflowRequest(workflow_id=parent_id, mode=MODES[mode]), metadata=api.md
+    )
+    failed = await api.wait_terminal(first.execution_id)
+    assert failed.status == execution_pb2.EXECUTION_STATUS_FAILED
+    assert failed.error.node_id == "stop"
+    await _update(api, child_id, _child("v2"))
+    retried = await api.ex.RetryExecution(
+        ex_pb.RetryExecutionRequest(
+            execution_id=first.execution_id, retry_from=ex_pb.RETRY_FROM_START
+        ),
+        metadata=api.md,
+    )
+    again = await api.wait_terminal(retried.execution_id)
+    assert again.error.node_id == "stop", again.error
+    out = await api.ex.GetExecutionOutput(
+        ex_pb.GetExecutionOutputRequest(execution_id=retried.execution_id, node_id="call"),
+        metadata=api.md,
+    )
+    assert orjson.loads(out.items_json) == [{"version": "v1"}]
