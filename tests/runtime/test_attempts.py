@@ -20,6 +20,7 @@ from nodedrop.store.redis_store import RedisStore
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
 S = ExecutionStatus
+PLUGIN = "tests.worker.nd_test_nodes"
 NOOP3 = chain(*({"id": f"n{i}", "type": "noop"} for i in range(1, 4)))
 WAIT = chain({"id": "w", "type": "wait", "parameters": {"seconds": 3}})
 
@@ -57,7 +58,7 @@ def _quiet_consumer(
 
 
 def test_which_attempts_run_inline() -> None:
-    runner = EngineRunner(build_config(("nd_test_nodes",)))
+    runner = EngineRunner(build_config((PLUGIN,)))
     assert runner.runs_inline(_ctx(NOOP3))
     assert not runner.runs_inline(_ctx(WAIT))
     assert not runner.runs_inline(_ctx(chain(sleepy("s", 0, 0))))
@@ -96,7 +97,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     """The shared task yields after every group of attempts; a cancel landing there
     (drain, shutdown) must still free the slots of the attempts it never ran."""
     consumer = _quiet_consumer(
-        store, EngineRunner(build_config(("nd_test_nodes",))), "inline-cancel", 100, 100
+        store, EngineRunner(build_config((PLUGIN,))), "inline-cancel", 100, 100
     )
     now = int(time.time() * 1000)
     for i in range(40):
@@ -132,7 +133,7 @@ async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
         return got
 
     store.take = counting_take  # type: ignore[method-assign]
-    consumer = _quiet_consumer(store, EngineRunner(build_config(("nd_test_nodes",))), "busy", 12, 5)
+    consumer = _quiet_consumer(store, EngineRunner(build_config((PLUGIN,))), "busy", 12, 5)
     now = int(time.time() * 1000)
     ids = [f"busy-{i}" for i in range(60)]
     for x in ids:
