@@ -248,5 +248,6 @@ async def test_a_run_the_store_cannot_take_is_failed_at_once(
                 break
             await asyncio.sleep(0.01)
     finally:
+        await runner.stop(0.1)
         await dead.close()
     assert failures and failures[0][0] == record.id and "could not proceed" in failures[0][1]
