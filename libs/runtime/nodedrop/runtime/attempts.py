@@ -338,6 +338,9 @@ class AttemptRunner:
         except (*TRANSIENT, RedisError) as e:
             log.warning("cancel check failed", error=str(e))
             return
+        except Exception:
+            log.exception("cancel check failed")
+            return
         for job, state in zip(jobs, states, strict=True):
             if state is not None and state.cancel_requested:
                 job.cancel.cancel(cancel_reason(state.cancel_error))
