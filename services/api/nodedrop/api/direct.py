@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from nodedrop.api.model import ExecutionRecord
+from nodedrop.common import tracing
 from nodedrop.engine import EngineConfig
 from nodedrop.runtime.engine_runner import EngineRunner
 from nodedrop.runtime.held import FailureHook, HeldOptions, HeldRunner
@@ -55,6 +56,8 @@ class DirectRunner:
                 priority=record.priority,
                 timeout_s=float(settings.get("timeout_s") or _DEFAULT_TIMEOUT_S),
                 completed_outputs=dict(completed_outputs),
+                # Called within the submitting request: the run joins its trace.
+                traceparent=tracing.current_traceparent(),
             )
         )
 
