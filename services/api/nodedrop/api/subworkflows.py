@@ -63,7 +63,7 @@ class SubworkflowPins:
         none); INVALID_ARGUMENT naming the node when a reference does not resolve."""
         if not _calls(definition.document):
             return definition
-        budget = [self._max_bytes - len(definition.json)]
+        budget = [self._max_bytes - len(definition.json.encode())]
         document = await self._expand(tenant_id, definition.document, prefix, 0, budget)
         if document is definition.document:
             return definition
@@ -138,7 +138,7 @@ class SubworkflowPins:
         if cached is None:
             what = f" version {version}" if version is not None else ""
             raise InvalidArgument.field(field, f"no workflow {workflow_id!r}{what} in this tenant")
-        budget[0] -= len(cached.definition.json)
+        budget[0] -= len(cached.definition.json.encode())
         if budget[0] < 0:
             raise InvalidArgument.field(
                 field,
