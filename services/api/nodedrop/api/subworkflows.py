@@ -37,18 +37,19 @@ def _calls(document: Mapping[str, Any]) -> bool:
 
 
 def carries_pins(document: Mapping[str, Any]) -> bool:
-    """True when the definition holds pinned sub-workflows: it is then not the text
-    of the stored version it came from."""
+    """True when the definition holds pinned sub-workflows (inline sub-workflows
+    included): it is then not the text of the stored version it came from."""
     if not _calls(document):
         return False
-    return any(
-        isinstance(n, dict)
-        and n.get("type") == _TYPE
-        and isinstance(p := n.get("parameters"), dict)
-        and p.get("workflow_id") is not None
-        and p.get("workflow") is not None
-        for n in document["nodes"]
-    )
+    for node in document["nodes"]:
+        if not isinstance(node, dict) or node.get("type") != _TYPE:
+            continue
+        params = node.get("parameters")
+        if not isinstance(params, dict) or not isinstance(params.get("workflow"), dict):
+            continue
+        if params.get("workflow_id") is not None or carries_pins(params["workflow"]):
+            return True
+    return False
 
 
 class SubworkflowPins:
