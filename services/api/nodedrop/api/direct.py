@@ -1,6 +1,6 @@
 """Direct mode: the API process takes the held job and runs it on its in-process
-runtime (see nodedrop.runtime.held), so it commits, heartbeats, cancels and
-ends attempts exactly as a worker does."""
+runtime (see nodedrop.runtime.held): its writes, heartbeat, cancellation and
+end follow a worker's rules, from the same code."""
 
 from __future__ import annotations
 
