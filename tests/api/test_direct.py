@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry import trace
 
 from nodedrop.api.batching import InsertBatcher
 from nodedrop.api.direct import DirectRunner
 from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.model import ExecutionRecord, Status
 from nodedrop.api.repository_pg import PostgresRepository
+from nodedrop.common.settings import TelemetrySettings
+from nodedrop.common.telemetry import configure_tracing, install_in_memory_tracing
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.store import EventType, Keys
@@ -153,7 +156,7 @@ async def test_direct_cancel_from_another_replica_reaches_the_run(
     await asyncio.sleep(0.3)
     # A second API replica: its own runner, the same Redis and PostgreSQL.
     other = ExecutionManager(
-        pg_repo, InsertBatcher(pg_repo), None, DirectRunner(store, store, store.config)
+        pg_repo, InsertBatcher(pg_repo), None, DirectRunner(store, store.config)
     )
     status = await other.cancel("tenant-a", submitted.execution_id, "from elsewhere")
     assert status in (Status.RUNNING, Status.CANCELLED)
@@ -184,7 +187,7 @@ async def test_direct_runner_on_the_memory_store_emits_the_same_sequence(
     pg_repo: PostgresRepository,
 ) -> None:
     store = MemoryStore(StoreConfig(keys=Keys("mem", 2)))
-    runner = DirectRunner(store, store, store.config)
+    runner = DirectRunner(store, store.config)
     record = await _stored_direct(pg_repo)
     runner.start(record, {})
     for _ in range(500):
@@ -239,7 +242,7 @@ async def test_a_run_the_store_cannot_take_is_failed_at_once(
     async def failed(execution_id: str, reason: str) -> None:
         failures.append((execution_id, reason))
 
-    runner = DirectRunner(dead, dead, dead.config, on_failure=failed)
+    runner = DirectRunner(dead, dead.config, on_failure=failed)
     record = await _stored_direct(pg_repo)
     try:
         runner.start(record, {})
@@ -248,5 +251,30 @@ async def test_a_run_the_store_cannot_take_is_failed_at_once(
                 break
             await asyncio.sleep(0.01)
     finally:
+        await runner.stop(0.1)
         await dead.close()
     assert failures and failures[0][0] == record.id and "could not proceed" in failures[0][1]
+
+
+async def test_a_direct_run_joins_the_submitting_requests_trace(
+    pg_repo: PostgresRepository,
+) -> None:
+    configure_tracing(TelemetrySettings("nodedrop-test", None))
+    exporter = install_in_memory_tracing()
+    store = MemoryStore(StoreConfig(keys=Keys("mem", 2)))
+    runner = DirectRunner(store, store.config)
+    record = await _stored_direct(pg_repo)
+    try:
+        # Stands in for the API's ExecuteWorkflow server span.
+        with trace.get_tracer("test").start_as_current_span("ExecuteWorkflow") as root:
+            runner.start(record, {})
+        for _ in range(500):
+            if not runner.running:
+                break
+            await asyncio.sleep(0.01)
+        trace_id = root.get_span_context().trace_id
+        names = {s.name for s in exporter.get_finished_spans() if s.context.trace_id == trace_id}
+    finally:
+        await runner.stop(1.0)
+        exporter.shutdown()
+    assert {"execution", "node set"} <= names

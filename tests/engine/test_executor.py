@@ -9,7 +9,6 @@ import pytest
 
 from nodedrop.engine import (
     CancelToken,
-    EngineConfig,
     EngineEvent,
     EventType,
     ExecutionInfo,
@@ -20,10 +19,10 @@ from nodedrop.engine import (
     NodeError,
     NodeRetry,
     ValidationError,
-    Workflow,
     execute_node,
     parse_workflow,
     run_workflow,
+    validate_workflow,
 )
 from nodedrop.engine.local import run_local
 
@@ -295,26 +294,36 @@ async def test_loop_max_iterations() -> None:
     assert run.result.error is not None and run.result.error.code == "max_iterations"
 
 
-async def test_subworkflow_by_id_uses_resolver() -> None:
-    sub = parse_workflow(chain(["x"], "noop"))
-
-    async def resolve(workflow_id: str) -> Workflow:
-        if workflow_id != "wf-1":
-            raise LookupError(workflow_id)
-        return sub
-
+async def test_subworkflow_by_id_runs_its_pinned_definition_and_refuses_an_unpinned_one() -> None:
     data = chain([], "noop")
     data["nodes"].append(
         {"id": "call", "type": "execute_workflow", "parameters": {"workflow_id": "wf-1"}}
     )
     data["connections"].append({"from": "start", "to": "call"})
-    run = await run_local(
-        parse_workflow(data), {"a": 1}, config=EngineConfig(workflow_resolver=resolve)
-    )
-    assert run.result.outputs == {"call": [{"a": 1}]}
     run = await run_local(parse_workflow(data), {"a": 1})
     assert run.result.error is not None
-    assert run.result.error.code == "subworkflow_unavailable"
+    assert run.result.error.code == "subworkflow_unpinned"
+    # As the API pins it at submit: the version it resolved and its definition.
+    sub = chain(["x"], "set")
+    sub["nodes"][1]["parameters"] = {"fields": {"b": "2"}}
+    data["nodes"][-1]["parameters"].update(workflow_version=3, workflow=sub)
+    run = await run_local(parse_workflow(data), {"a": 1})
+    assert run.result.outputs == {"call": [{"a": 1, "b": 2}]}
+
+
+def test_a_subworkflow_reference_needs_exactly_one_source_unless_pinned() -> None:
+    data = chain([], "noop")
+    data["nodes"].append(
+        {
+            "id": "call",
+            "type": "execute_workflow",
+            "parameters": {"workflow_id": "wf-1", "workflow": chain(["x"], "noop")},
+        }
+    )
+    data["connections"].append({"from": "start", "to": "call"})
+    assert [p.code for p in validate_workflow(data)] == ["missing_parameter"]
+    data["nodes"][-1]["parameters"] = {"workflow_version": 2, "workflow": chain([], "noop")}
+    assert [p.path for p in validate_workflow(data)] == ["nodes[1].parameters.workflow_version"]
 
 
 async def test_cancel_interrupts_a_long_inline_loop() -> None:

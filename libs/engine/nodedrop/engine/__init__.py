@@ -5,7 +5,7 @@ Pure: no Redis, gRPC or SQL. Adapters (worker, API) implement the two ports in
 """
 
 from nodedrop.engine.cancel import CancelToken
-from nodedrop.engine.config import EngineConfig, WorkflowResolver
+from nodedrop.engine.config import EngineConfig
 from nodedrop.engine.errors import (
     EngineError,
     ErrorInfo,
@@ -83,7 +83,6 @@ __all__ = [
     "UnknownNodeTypeError",
     "ValidationError",
     "Workflow",
-    "WorkflowResolver",
     "WorkflowSettings",
     "default_registry",
     "execute_node",

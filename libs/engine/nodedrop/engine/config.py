@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nodedrop.engine.http_policy import HttpPolicy
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
-from nodedrop.engine.model import Workflow
 from nodedrop.engine.registry import NodeRegistry
-
-# Resolves execute_workflow's `workflow_id` to a definition (the API or worker
-# looks it up in its store); raises LookupError when there is no such workflow.
-WorkflowResolver = Callable[[str], Awaitable[Workflow]]
 
 
 def _default_registry() -> NodeRegistry:
@@ -27,7 +21,6 @@ class EngineConfig:
     http: HttpPolicy = field(default_factory=HttpPolicy)
     # Async nodes (wait, http_request, execute_workflow) running at once per execution.
     max_parallel_nodes: int = 16
-    workflow_resolver: WorkflowResolver | None = None
     limits: Limits = DEFAULT_LIMITS
     max_subworkflow_depth: int = 8
     # A synchronous node given at least this many items runs on a thread, so

@@ -41,6 +41,7 @@ from nodedrop.api.repository_sqlite import SqliteRepository
 from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.settings import ApiSettings
 from nodedrop.api.store_queue import StoreQueue
+from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -48,8 +49,8 @@ from nodedrop.common.auth import Authenticator
 from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.startup import DependencyUnavailable
-from nodedrop.engine import EngineConfig
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
+from nodedrop.runtime.engine_runner import build_config
 from nodedrop.store import BlobCache, FailedQueueStore, Keys, Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
@@ -84,7 +85,8 @@ class ApiService:
         """`repository` and `queue` given here are used as they are (tests)."""
         self._settings = settings
         self._dev = dev
-        self._engine_config = EngineConfig(http=settings.engine.http, limits=settings.engine.limits)
+        # Plugins load first: a bad NODEDROP_PLUGINS stops the start with its error.
+        self._engine_config = build_config(settings.plugins, settings.engine)
         self._repo = repository
         self._owns_repo = repository is None
         self._queue = queue
@@ -137,8 +139,11 @@ class ApiService:
             engine=self._engine_config,
         )
         workflows = WorkflowCache(repo)
+        pins = SubworkflowPins(workflows, self._engine_config, max_bytes=s.limits.max_payload_bytes)
         execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(repo, manager, self._queue, cache, limits, workflows=workflows),
+            ExecutionServicer(
+                repo, manager, self._queue, cache, limits, workflows=workflows, pins=pins
+            ),
             server,
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
@@ -157,7 +162,8 @@ class ApiService:
             server,
         )
         queue_admin_service_pb2_grpc.add_QueueAdminServiceServicer_to_server(
-            QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows), server
+            QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows, pins),
+            server,
         )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
@@ -219,7 +225,6 @@ class ApiService:
                 self._queue = self._store_queue
                 self._batcher.handoff = self._store_queue
         self._direct = DirectRunner(
-            self._store,
             self._store,
             self._store.config,
             engine=self._engine_config,

@@ -23,6 +23,7 @@ from nodedrop.api.node_test import NodeTester
 from nodedrop.api.queueing import QueuePort, status_from_proto, status_to_proto
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.result_cache import ResultCache
+from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.validation import Rules
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, require_scope
@@ -76,6 +77,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         limits: ExecutionLimits,
         *,
         workflows: WorkflowCache | None = None,
+        pins: SubworkflowPins | None = None,
     ) -> None:
         self._repo = repository
         self._manager = manager
@@ -85,6 +87,9 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self._workflows = workflows or WorkflowCache(repository)
         self._node_tester = NodeTester(
             max_request_bytes=limits.max_request_bytes, config=limits.engine
+        )
+        self._pins = pins or SubworkflowPins(
+            self._workflows, limits.engine, max_bytes=limits.max_request_bytes
         )
         self._inline = InlineDefinitions(Rules(max_nodes=limits.max_nodes, engine=limits.engine))
 
@@ -169,6 +174,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 raise NotFound(f"workflow {request.workflow_id!r}{what} not found")
             definition = cached.definition
             workflow_id, workflow_version = cached.record.id, cached.record.version
+        definition = await self._pins.pin(principal.tenant_id, definition, source or "workflow")
         submitted = await self._manager.submit(
             Submission(
                 tenant_id=principal.tenant_id,

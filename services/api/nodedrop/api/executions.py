@@ -20,6 +20,7 @@ from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.model import ExecutionRecord, NewExecution, Status
 from nodedrop.api.queueing import EnqueueRequest, QueuePort
 from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.subworkflows import carries_pins
 from nodedrop.common.errors import FailedPrecondition, NodedropError, NotFound, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.contract import Definition, from_json
@@ -117,7 +118,9 @@ class ExecutionManager:
             trace_id=s.trace_id,
             # A stored workflow's definition is that version's, whether it
             # came from the workflow cache or from a stored execution (retry).
-            definition_is_version=s.workflow_id is not None and s.workflow_version > 0,
+            definition_is_version=s.workflow_id is not None
+            and s.workflow_version > 0
+            and not carries_pins(s.definition.document),
         )
         if s.mode == "queue" and self._batcher.hands_on:
             job = self._batcher.prepared(self._request(new, s.definition, s.delay_s, s))

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import orjson
 
 from nodedrop.admin.v1 import queue_admin_service_pb2 as pb
 from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as pb_grpc
 from nodedrop.api.model import Status
 from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.common.auth import (
     SCOPE_ADMIN,
@@ -28,9 +30,10 @@ from nodedrop.common.auth import (
 )
 from nodedrop.common.client import call
 from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
-from nodedrop.contract import to_proto
+from nodedrop.contract import Definition, document_of, settings_of, to_proto
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
+from nodedrop.workflow.v1 import workflow_pb2
 
 __all__ = ["QueueAdminServicer"]
 
@@ -59,12 +62,15 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
         metadata: Sequence[tuple[str, str]],
         repository: ExecutionRepository,
         workflows: WorkflowCache,
+        pins: SubworkflowPins | None = None,
     ) -> None:
-        """``metadata``: the API's service credential for the scheduler."""
+        """``metadata``: the API's service credential for the scheduler; ``pins``
+        pin a schedule's sub-workflows by id when it is created."""
         self._stub = None if scheduler is None else sched_grpc.SchedulerServiceStub(scheduler)
         self._metadata = tuple(metadata)
         self._repo = repository
         self._workflows = workflows
+        self._pins = pins
 
     async def _call(self, method_name: str, request: Any) -> Any:
         """The scheduler's answer; its refusals of the caller's request (a bad
@@ -172,15 +178,30 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
             )
             if cached is None:
                 raise NotFound(f"workflow {workflow_id!r} not found")
-            workflow = to_proto(cached.definition.document)
+            definition = cached.definition
+            if self._pins is not None:
+                definition = await self._pins.pin(principal.tenant_id, definition, "workflow_id")
+            workflow = to_proto(definition.document)
             workflow.id = cached.record.id
             workflow.version = cached.record.version
             schedule.workflow.CopyFrom(workflow)
             schedule.workflow_id = cached.record.id
         elif source == "workflow":
-            schedule.workflow.CopyFrom(request.workflow)
+            schedule.workflow.CopyFrom(await self._pinned(principal.tenant_id, request.workflow))
         r = await self._call("CreateSchedule", sched_pb.CreateScheduleRequest(schedule=schedule))
         return pb.CreateScheduleResponse(schedule=r.schedule)
+
+    async def _pinned(self, tenant_id: str, wf: workflow_pb2.Workflow) -> workflow_pb2.Workflow:
+        """The inline workflow with its sub-workflows by id pinned, as every cron run
+        runs them; one the edge checks refuse goes on for the scheduler to report."""
+        if self._pins is None or not any(n.type == "execute_workflow" for n in wf.nodes):
+            return wf
+        document, undecoded = document_of(wf)
+        if undecoded:
+            return wf
+        definition = Definition(document, orjson.dumps(document).decode(), settings_of(document))
+        pinned = await self._pins.pin(tenant_id, definition, "workflow")
+        return wf if pinned is definition else to_proto(pinned.document)
 
     async def ListSchedules(
         self, request: pb.ListSchedulesRequest, context: object

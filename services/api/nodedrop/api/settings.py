@@ -24,6 +24,7 @@ from nodedrop.common.settings import (
     process_env,
     service_basics,
 )
+from nodedrop.runtime.plugins import plugin_modules
 
 PROCESSES_VAR = "NODEDROP_API_PROCESSES"
 
@@ -113,6 +114,8 @@ class ApiSettings:
     limits: LimitSettings
     api: ApiOptions
     engine: EngineSettings
+    # Modules registering extra node types (NODEDROP_PLUGINS), as the workers load them.
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ApiSettings:
@@ -127,4 +130,5 @@ class ApiSettings:
             limits=LimitSettings.from_env(env),
             api=ApiOptions.from_env(env),
             engine=EngineSettings.from_env(env),
+            plugins=plugin_modules(env),
         )

@@ -10,6 +10,7 @@ from nodedrop.common.auth import Authenticator
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
+from nodedrop.runtime.plugins import build_registry
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.scheduler.schedules import ScheduleStore, StoredSchedules
 from nodedrop.scheduler.servicer import SchedulerServicer
@@ -18,7 +19,6 @@ from nodedrop.store import Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
 from nodedrop.store.keys import Keys
-from nodedrop.store.plugins import build_registry
 
 __all__ = ["SchedulerService", "create_service"]
 

@@ -20,6 +20,7 @@ from nodedrop.common.settings import (
     process_env,
     service_basics,
 )
+from nodedrop.runtime.plugins import plugin_modules
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +49,6 @@ class QueueSettings:
             raise SettingsError("NODEDROP_LANES", raw, "comma-separated integers") from None
         if not lanes:
             raise SettingsError("NODEDROP_LANES", raw, "at least one lane")
-        plugins = tuple(
-            m.strip() for m in env_str(env, "NODEDROP_PLUGINS", "").split(",") if m.strip()
-        )
         return cls(
             lease_s=lease,
             max_reclaims=env_int(env, "NODEDROP_MAX_RECLAIMS", 3, minimum=0, maximum=1000),
@@ -67,7 +65,7 @@ class QueueSettings:
                 env, "NODEDROP_QUEUE_SAMPLE_S", 5.0, minimum=0.05, maximum=300
             ),
             lanes=lanes,
-            plugins=plugins,
+            plugins=plugin_modules(env),
         )
 
 

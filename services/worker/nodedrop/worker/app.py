@@ -15,13 +15,13 @@ from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.common.server import HealthReporter
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
+from nodedrop.runtime.consumer import Consumer, ConsumerConfig
+from nodedrop.runtime.engine_runner import EngineRunner, build_config
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
 from nodedrop.store.keys import Keys
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer, ConsumerConfig
-from nodedrop.worker.engine_runner import EngineRunner, build_config
 from nodedrop.worker.servicer import WorkerServicer
 from nodedrop.worker.settings import WorkerSettings
 

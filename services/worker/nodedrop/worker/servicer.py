@@ -8,7 +8,7 @@ import grpc
 
 from nodedrop.queue.v1 import worker_service_pb2 as pb
 from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc
-from nodedrop.worker.consumer import Consumer
+from nodedrop.runtime.consumer import Consumer
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):

@@ -24,6 +24,7 @@ from nodedrop.common.settings import (
     process_env,
     service_basics,
 )
+from nodedrop.runtime.plugins import plugin_modules
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +52,12 @@ class ConsumerSettings:
         if heartbeat >= lease:
             raise SettingsError("NODEDROP_HEARTBEAT_S", str(heartbeat), "less than the lease")
         default_id = f"{socket.gethostname()}-{os.getpid()}"
-        plugins = tuple(
-            m.strip() for m in env_str(env, "NODEDROP_PLUGINS", "").split(",") if m.strip()
-        )
         return cls(
             worker_id=env_str(env, "NODEDROP_WORKER_ID", default_id),
             lease_s=lease,
             heartbeat_s=heartbeat,
             read_block_s=env_duration(env, "NODEDROP_READ_BLOCK_S", 1.0, minimum=0.01, maximum=60),
-            plugins=plugins,
+            plugins=plugin_modules(env),
             lanes=parse_lanes(env),
         )
 

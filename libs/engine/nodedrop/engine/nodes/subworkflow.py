@@ -1,4 +1,12 @@
-"""execute_workflow: runs another workflow with the items as its trigger data."""
+"""execute_workflow: runs another workflow with the items as its trigger data.
+
+A stored workflow is referenced by ``workflow_id`` (and optionally
+``workflow_version``); the API pins it when the execution is submitted: it
+writes the version it resolved to ``workflow_version`` and that version's
+definition to ``workflow``, so the reference runs from the execution's own
+snapshot and every retry, resume or recovery runs the same version.  The
+engine never looks a workflow up: a reference that was not pinned fails.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from nodedrop.engine.registry import (
     Prepared,
     Reporter,
     choice,
+    integer,
     json_object,
     string,
 )
@@ -46,7 +55,13 @@ def _factory(
 ) -> Prepared | None:
     raw = values["workflow"]
     workflow_id: str | None = values["workflow_id"]
-    if (raw is None) == (workflow_id is None):
+    version: int | None = values["workflow_version"]
+    if version is not None and workflow_id is None:
+        reporter.add(f"{base}.workflow_version", "invalid_parameter", "needs 'workflow_id'")
+        return None
+    # All three together are the pinned form the API writes.
+    pinned = raw is not None and workflow_id is not None and version is not None
+    if not pinned and (raw is None) == (workflow_id is None):
         reporter.add(
             base,
             "missing_parameter",
@@ -69,23 +84,13 @@ def _factory(
             )
         wf = inline
         if wf is None:
-            assert workflow_id is not None
-            resolver = ctx.config.workflow_resolver
-            if resolver is None:
-                raise NodeError(
-                    "execute_workflow by workflow_id needs a workflow resolver; "
-                    "this engine has none (use an inline 'workflow')",
-                    code="subworkflow_unavailable",
-                    retryable=False,
-                )
-            try:
-                wf = await resolver(workflow_id)
-            except LookupError:
-                raise NodeError(
-                    f"no workflow with id {workflow_id!r}",
-                    code="subworkflow_not_found",
-                    retryable=False,
-                ) from None
+            raise NodeError(
+                f"sub-workflow {workflow_id!r} was not pinned: a workflow_id is resolved "
+                "when the execution is submitted through the API (elsewhere, use an "
+                "inline 'workflow')",
+                code="subworkflow_unpinned",
+                retryable=False,
+            )
         items = main_items(inputs)
         batches: list[Any] = list(items) if each else [items]
         out: Items = []
@@ -126,6 +131,7 @@ EXECUTE_WORKFLOW = NodeType(
     params=(
         ParamSpec("workflow", "inline workflow definition", json_object, default=None),
         ParamSpec("workflow_id", "string", string, default=None),
+        ParamSpec("workflow_version", "integer >= 1", integer(1), default=None),
         ParamSpec("mode", "'once' | 'each'", choice("once", "each"), default="once"),
     ),
     factory=_factory,

@@ -17,10 +17,10 @@ from typing import TypeAlias
 from redis.exceptions import RedisError
 
 from nodedrop.common.logging import get_logger
+from nodedrop.runtime.job import Job
 from nodedrop.store import Commit, CommitResult, StateStore, Transition
-from nodedrop.worker.job import Job
 
-log = get_logger("nodedrop.worker.committer")
+log = get_logger("nodedrop.runtime.committer")
 
 _RETRY_MAX_S = 2.0
 

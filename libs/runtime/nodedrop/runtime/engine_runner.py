@@ -31,10 +31,10 @@ from nodedrop.engine.events import EventType as EngineEventType
 from nodedrop.engine.executor import run_workflow
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.engine.plan import get_plan
+from nodedrop.runtime.plugins import build_registry
+from nodedrop.runtime.runner import Ending, JobSink, RunOutcome
 from nodedrop.store import EventError, ExecutionContext
 from nodedrop.store.engine_events import event_draft, event_error
-from nodedrop.store.plugins import build_registry
-from nodedrop.worker.runner import Ending, JobSink, RunOutcome
 
 # Parsed workflows by snapshot text: a burst of executions of one workflow parses
 # and plans it once (the engine caches the plan on the Workflow object).

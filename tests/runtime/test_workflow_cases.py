@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from nodedrop.runtime.consumer import Consumer
 from nodedrop.store import EventType, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer
 from tests.worker.wq_helpers import wait_status
 
 _CASES = Path(__file__).resolve().parents[1] / "workflows" / "cases.py"

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from nodedrop.runtime.consumer import Consumer
 from nodedrop.scheduler.maintenance import Maintenance
 from nodedrop.store import EventType, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import Consumer
 from tests.worker.wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
 
 S = ExecutionStatus

@@ -11,14 +11,16 @@ from typing import Any
 import structlog
 
 from nodedrop.engine.cancel import CancelToken
+from nodedrop.runtime.attempts import INLINE_GROUP
+from nodedrop.runtime.consumer import Consumer, ConsumerConfig
+from nodedrop.runtime.engine_runner import EngineRunner, build_config
+from nodedrop.runtime.runner import Ending, JobSink, Runner, RunOutcome
 from nodedrop.store import EventType, ExecutionContext, ExecutionStatus
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.worker.consumer import _INLINE_GROUP, Consumer, ConsumerConfig
-from nodedrop.worker.engine_runner import EngineRunner, build_config
-from nodedrop.worker.runner import Ending, JobSink, Runner, RunOutcome
 from tests.worker.wq_helpers import assert_gap_free, chain, sleepy, spec, wait_status
 
 S = ExecutionStatus
+PLUGIN = "tests.worker.nd_test_nodes"
 NOOP3 = chain(*({"id": f"n{i}", "type": "noop"} for i in range(1, 4)))
 WAIT = chain({"id": "w", "type": "wait", "parameters": {"seconds": 3}})
 
@@ -56,7 +58,7 @@ def _quiet_consumer(
 
 
 def test_which_attempts_run_inline() -> None:
-    runner = EngineRunner(build_config(("nd_test_nodes",)))
+    runner = EngineRunner(build_config((PLUGIN,)))
     assert runner.runs_inline(_ctx(NOOP3))
     assert not runner.runs_inline(_ctx(WAIT))
     assert not runner.runs_inline(_ctx(chain(sleepy("s", 0, 0))))
@@ -95,7 +97,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     """The shared task yields after every group of attempts; a cancel landing there
     (drain, shutdown) must still free the slots of the attempts it never ran."""
     consumer = _quiet_consumer(
-        store, EngineRunner(build_config(("nd_test_nodes",))), "inline-cancel", 100, 100
+        store, EngineRunner(build_config((PLUGIN,))), "inline-cancel", 100, 100
     )
     now = int(time.time() * 1000)
     for i in range(40):
@@ -105,7 +107,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # Not started: no read loop, no committer; only the batch's shared task runs.
     await consumer._start(batch)
     assert consumer.counters().active == 40
-    shared = next(iter(consumer._jobs.values())).task
+    shared = next(iter(consumer._attempts.jobs.values())).task
     assert shared is not None
     await asyncio.sleep(0)  # the task runs its first group and yields
     assert not shared.done()
@@ -115,7 +117,7 @@ async def test_a_shared_task_cancelled_between_groups_frees_every_slot_it_did_no
     # The first group ended: their slots went back with their engines' end while
     # the ends wait in the committer's buffer; the other attempts were never run
     # and gave their slots back too.
-    assert len(consumer._committer._endings) == _INLINE_GROUP
+    assert len(consumer._attempts._committer._endings) == INLINE_GROUP
     assert consumer._free == 100
 
 
@@ -131,7 +133,7 @@ async def test_a_busy_worker_refills_with_take_and_runs_everything_once(
         return got
 
     store.take = counting_take  # type: ignore[method-assign]
-    consumer = _quiet_consumer(store, EngineRunner(build_config(("nd_test_nodes",))), "busy", 12, 5)
+    consumer = _quiet_consumer(store, EngineRunner(build_config((PLUGIN,))), "busy", 12, 5)
     now = int(time.time() * 1000)
     ids = [f"busy-{i}" for i in range(60)]
     for x in ids:
