@@ -123,7 +123,7 @@ async def run(a: argparse.Namespace) -> int:
         target = cluster.addrs["api"]
         submitter = Submitter(target, cluster.api_key, random.Random(rng.random()), a.rate)
         watchers = [Watcher(cluster.addrs["events"], cluster.api_key) for _ in range(a.watchers)]
-        injector = Injector(cluster, random.Random(rng.random()), faults, a.faults)
+        injector = Injector(cluster, random.Random(rng.random()), faults, a.faults, submitter)
         stop_load, stop_faults, stop_watch = asyncio.Event(), asyncio.Event(), asyncio.Event()
         seen: set[str] = set()
         watch_tasks = [
@@ -182,7 +182,7 @@ async def run(a: argparse.Namespace) -> int:
             logs_before_wipe=logs_before_wipe,
             faults=faults,
             logdir=workdir,
-            lease_s=settings.lease_s,
+            settings=settings,
             report=report,
         )
         print(f"soak: checked at {time.monotonic() - began:.1f} s", flush=True)

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from nodedrop.api.failed_rebuild import dead_letter_of
 from nodedrop.store import EventRecord, EventType, Keys
+from tests.soak.cluster import SoakSettings
 from tests.soak.faults import JUDGED_WORKERS, FaultLog
 from tests.soak.workload import BY_NAME, Submitted, Watch, expected_outputs
 
@@ -220,9 +221,10 @@ async def check(
     logs_before_wipe: dict[str, list[EventRecord]],
     faults: FaultLog,
     logdir: Path,
-    lease_s: float,
+    settings: SoakSettings,
     report: Report,
 ) -> None:
+    lease_s = settings.lease_s
     ids = [s.execution_id for s in submitted]
     st = await _read_state(dsn, redis_url, keys, ids, with_events=True)
     wanted = sorted({(s.kind, s.n) for s in submitted if BY_NAME[s.kind].status == "completed"})
@@ -392,8 +394,16 @@ async def check(
         healthy_losses += len(lost)
         if lost:
             report.bad("healthy worker fenced", f"{name} lost {len(lost)} leases outside faults")
+    for detail in faults.healthy_fenced:
+        report.bad("healthy worker fenced", detail)
     if stuck_drains:
         report.bad("slow drain", f"{stuck_drains} drains sat out their grace period")
+    # A drain ends once its last attempt ended and was committed; one that
+    # lasted the whole grace waited for something nobody was going to do.
+    for took, code in zip(faults.drain_seconds, faults.drain_exits, strict=True):
+        if took >= settings.grace_s or code != 0:
+            grace = settings.grace_s
+            report.bad("slow drain", f"a drain took {took:.1f} s (grace {grace:g} s), exit {code}")
 
     f = report.figures
     f["executions acknowledged"] = len(submitted)
@@ -411,5 +421,6 @@ async def check(
     f["fence refusals of worker1/2"] = f"{judged} ({healthy_losses} outside their faults)"
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
+    f["pauses woken holding a delivery leased elsewhere"] = faults.held_past_lease
     f["executions resumed after the wipe"] = len(attempts_before_wipe)
     f["cancels lost with the wiped Redis"] = cancels_lost
