@@ -421,6 +421,8 @@ async def check(
     f["fence refusals of worker1/2"] = f"{judged} ({healthy_losses} outside their faults)"
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
-    f["pauses woken holding a delivery leased elsewhere"] = faults.held_past_lease
+    f["pauses woken holding a delivery leased elsewhere"] = (
+        f"{faults.held_past_lease} ({faults.unjudged_wakes} with a peer's status unread)"
+    )
     f["executions resumed after the wipe"] = len(attempts_before_wipe)
     f["cancels lost with the wiped Redis"] = cancels_lost

@@ -24,15 +24,13 @@ import grpc
 
 from tests.api.private_pg import PrivatePostgres, private_postgres
 from tests.helpers.ports import free_port, port_open
-from tests.helpers.services import ADDR_VARS
+from tests.helpers.services import ADDR_VARS, SERVICE_TOKEN, service_channel
 from tests.helpers.tcp_proxy import TcpProxy
 
 __all__ = ["WORKER_IDS", "Cluster", "Service", "SoakSettings", "service_env"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SKEW_PATH = str(Path(__file__).resolve().parent / "skew")
-# Harmless before service-to-service auth lands; every process shares it after.
-SERVICE_TOKEN = "soak-service-token"
 
 
 # The consumer name each worker reads the job streams under.
@@ -316,7 +314,7 @@ class Cluster:
         addr = self.services[name].env[ADDR_VARS["worker"]]
         deadline = time.monotonic() + timeout_s
         active = 0
-        async with grpc.aio.insecure_channel(addr) as channel:
+        async with service_channel(addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
             while time.monotonic() < deadline:
                 try:
@@ -337,7 +335,7 @@ class Cluster:
         out: dict[str, int] = {}
         for name in names:
             addr = self.services[name].env[ADDR_VARS["worker"]]
-            async with grpc.aio.insecure_channel(addr) as channel:
+            async with service_channel(addr) as channel:
                 stub = pb_grpc.WorkerServiceStub(channel)
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     status = await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)

@@ -47,6 +47,7 @@ class FaultLog:
     # Pauses that ended with the paused worker holding a delivery another
     # worker had leased meanwhile, and what its peers lost when it woke.
     held_past_lease: int = 0
+    unjudged_wakes: int = 0
     healthy_fenced: list[str] = field(default_factory=list)
 
     def redis_pauses(self) -> list[tuple[float, float]]:
@@ -154,6 +155,11 @@ class Injector:
         await asyncio.sleep(2 * self.cluster.settings.heartbeat_s + 0.5)
         after = await self.cluster.fence_refusals(peers)
         record.note = f"held {', '.join(leased)} past the lease"
+        unread = [w for w in peers if w not in before or w not in after]
+        if unread:
+            # Not judged, and said so: the figure shows how often.
+            self.log.unjudged_wakes += 1
+            record.note += f"; no status from {', '.join(unread)}"
         for w in peers:
             if w in before and w in after and after[w] > before[w]:
                 self.log.healthy_fenced.append(
