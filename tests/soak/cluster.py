@@ -306,6 +306,23 @@ class Cluster:
                 await asyncio.sleep(0.2)
         return False
 
+    async def wait_consuming(self, name: str, timeout_s: float) -> bool:
+        """Until the worker reads the job streams (False after ``timeout_s``)."""
+        from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415
+        from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc  # noqa: PLC0415
+
+        addr = self.services[name].env[ADDR_VARS["worker"]]
+        deadline = time.monotonic() + timeout_s
+        async with service_channel(addr) as channel:
+            stub = pb_grpc.WorkerServiceStub(channel)
+            while time.monotonic() < deadline:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    status = await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
+                    if status.consuming:
+                        return True
+                await asyncio.sleep(0.1)
+        return False
+
     async def wait_active_jobs(self, name: str, at_least: int, timeout_s: float) -> int:
         """Until the worker runs ``at_least`` attempts (or ``timeout_s``); the count."""
         from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415

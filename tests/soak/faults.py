@@ -126,7 +126,7 @@ class Injector:
         """SIGSTOP past the lease: its jobs are reclaimed; on SIGCONT it is fenced.
 
         A paused worker's blocking read is still answered by Redis: executions
-        submitted right after the pause can be delivered to it and wait in its
+        submitted right after the pause are delivered to it and wait in its
         socket. Once the reclaimer took such a delivery back and another worker
         leased it, the paused worker wakes and must not lease it again: a worker
         that was never paused would lose that lease (and the node would run
@@ -135,12 +135,23 @@ class Injector:
         record.target = name
         s = self.cluster.services[name]
         peers = [w for w in self.cluster.services if w.startswith("worker") and w != name]
-        for w in (name, *peers):
+        for w in peers:
             await self.cluster.wait_serving(w, 10.0)
-        s.signal(signal.SIGSTOP)
-        paused_at = time.monotonic()
-        try:
+        held: list[str] = []
+        tries = 0
+        for tries in range(1, 4):
+            # Reading again (a previous fault may have left it reconnecting): its
+            # next blocking read is then the one the pause catches.
+            await self.cluster.wait_consuming(name, 10.0)
+            s.signal(signal.SIGSTOP)
+            paused_at = time.monotonic()
             held = await self._deliver_to_paused(name)
+            if held or tries == 3:
+                break
+            # Its read had ended or went to a peer: a short pause, harmless; again.
+            s.signal(signal.SIGCONT)
+            await asyncio.sleep(0.5)
+        try:
             leased = await self._leased_elsewhere(held)
             # Past the lease in any case: its own attempts are reclaimed too.
             await asyncio.sleep(max(0.0, paused_at + self._lease() + 1.5 - time.monotonic()))
@@ -148,13 +159,13 @@ class Injector:
         finally:
             s.signal(signal.SIGCONT)
         if not leased:
-            record.note = f"{len(held)} deliveries held, none leased elsewhere before the wake"
+            record.note = f"{len(held)} deliveries held after {tries} pauses, none leased elsewhere"
             return
         self.log.held_past_lease += 1
         # The peers renew every heartbeat: a lease taken from them shows by then.
         await asyncio.sleep(2 * self.cluster.settings.heartbeat_s + 0.5)
         after = await self.cluster.fence_refusals(peers)
-        record.note = f"held {', '.join(leased)} past the lease"
+        record.note = f"held {', '.join(leased)} past the lease ({tries} pauses)"
         unread = [w for w in peers if w not in before or w not in after]
         if unread:
             # Not judged, and said so: the figure shows how often.
@@ -168,24 +179,23 @@ class Injector:
                 )
 
     async def _deliver_to_paused(self, name: str) -> list[str]:
-        """Submits long executions until one is delivered to the paused worker
-        (bounded); the ids of those delivered to it."""
+        """Submits a burst of long executions, one for each worker's blocking
+        read and one more; those delivered to the paused worker (within 1.5 s)."""
         if self.submitter is None:
             return []
         kind, rng = BY_NAME["held"], self.submitter.rng
-        submitted: list[str] = []
-        deadline = time.monotonic() + 3.0
-        for _ in range(3):
-            subs = await asyncio.gather(
-                *(self.submitter.submit(kind, rng.randrange(1, 1000)) for _ in range(2))
-            )
-            submitted += [x.execution_id for x in subs if x is not None]
-            for _ in range(20):
-                held = await self.cluster.pending_for(WORKER_IDS[name], submitted)
-                if held or time.monotonic() > deadline:
-                    return held
-                await asyncio.sleep(0.1)
-        return []
+        subs = await asyncio.gather(
+            *(self.submitter.submit(kind, rng.randrange(1, 1000)) for _ in self.cluster.workers),
+            self.submitter.submit(kind, rng.randrange(1, 1000)),
+        )
+        submitted = [x.execution_id for x in subs if x is not None]
+        held: list[str] = []
+        for _ in range(15):
+            held = await self.cluster.pending_for(WORKER_IDS[name], submitted)
+            if held:
+                break
+            await asyncio.sleep(0.1)
+        return held
 
     async def _leased_elsewhere(self, held: list[str]) -> list[str]:
         """Until the reclaimer took the held deliveries back and another worker
