@@ -193,7 +193,10 @@ KINDS: tuple[Kind, ...] = (
             "name": "soak-cancelled",
             "nodes": [
                 {"id": "start", "type": "manual_trigger"},
-                {"id": "w", "type": "wait", "parameters": {"seconds": 20}},
+                # Outlasts a cancel sent 0.5-1.5 s after the submission; one whose
+                # cancel went with the wiped Redis runs to the end, and the settle
+                # waits for it.
+                {"id": "w", "type": "wait", "parameters": {"seconds": 10}},
                 {"id": "done", "type": "set", "parameters": {"fields": {"late": "true"}}},
             ],
             "connections": [{"from": "start", "to": "w"}, {"from": "w", "to": "done"}],
