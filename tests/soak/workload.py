@@ -119,7 +119,9 @@ KINDS: tuple[Kind, ...] = (
                 },
             ],
             "connections": [{"from": "start", "to": "done"}, {"from": "start", "to": "flaky"}],
-            "settings": _SETTINGS,
+            # A retry due 2 s later: the wipe finds several of them between their
+            # attempts, which recovery must resume at attempt 2.
+            "settings": {**_SETTINGS, "backoff_s": 2.0},
         },
         "completed",
         2,
