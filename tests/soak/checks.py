@@ -20,6 +20,7 @@ from nodedrop.api.failed_rebuild import dead_letter_of
 from nodedrop.store import EventRecord, EventType, Keys
 from tests.soak.cluster import SoakSettings
 from tests.soak.faults import JUDGED_WORKERS, FaultLog
+from tests.soak.stalls import StallMonitor
 from tests.soak.workload import BY_NAME, Submitted, Watch, expected_outputs
 
 __all__ = ["Report", "check", "redis_logs", "settle"]
@@ -223,6 +224,7 @@ async def check(
     logdir: Path,
     settings: SoakSettings,
     report: Report,
+    stalls: StallMonitor | None = None,
 ) -> None:
     lease_s = settings.lease_s
     ids = [s.execution_id for s in submitted]
@@ -384,18 +386,39 @@ async def check(
     # from a healthy worker.
     fenced, stuck_drains, refusals = _worker_logs(logdir)
     healthy_losses = 0
+    starved: list[str] = []
+    # A stall this long can outlast every renewal of a lease; the refusal is
+    # logged up to a reclaim round and a heartbeat after the lease ran out.
+    stall_min = lease_s - settings.heartbeat_s
+    stall_before = lease_s + settings.reclaim_interval_s + settings.heartbeat_s + 1.0
     for name, times in fenced.items():
         windows = faults.redis_pauses() + [
             (r.start, r.end) for r in faults.records if r.target == name
         ]
-        lost = [
-            t for t in times if not any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in windows)
-        ]
+        lost: list[float] = []
+        for t in times:
+            if any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in windows):
+                continue
+            stall = stalls.covering(t, stall_before, stall_min) if stalls else None
+            if stall is None:
+                lost.append(t)
+            else:
+                at = time.strftime("%H:%M:%S", time.gmtime(t))
+                starved.append(f"{name} at {at} after a {stall[1] - stall[0]:.1f} s stall")
         healthy_losses += len(lost)
         if lost:
-            report.bad("healthy worker fenced", f"{name} lost {len(lost)} leases outside faults")
-    for detail in faults.healthy_fenced:
-        report.bad("healthy worker fenced", detail)
+            at = ", ".join(time.strftime("%H:%M:%S", time.gmtime(t)) for t in lost[:5])
+            report.bad(
+                "healthy worker fenced",
+                f"{name} lost {len(lost)} leases outside faults ({at}; longest stall of "
+                f"the soak's own process {stalls.longest() if stalls else 0.0:.1f} s)",
+            )
+    for t, detail in faults.healthy_fenced:
+        stall = stalls.covering(t, stall_before, stall_min) if stalls else None
+        if stall is None:
+            report.bad("healthy worker fenced", detail)
+        else:
+            starved.append(f"{detail}, after a {stall[1] - stall[0]:.1f} s stall")
     if stuck_drains:
         report.bad("slow drain", f"{stuck_drains} drains sat out their grace period")
     # A drain ends once its last attempt ended and was committed; one that
@@ -419,6 +442,11 @@ async def check(
     f["fence refusals (all workers)"] = refusals
     judged = sum(len(t) for t in fenced.values())
     f["fence refusals of worker1/2"] = f"{judged} ({healthy_losses} outside their faults)"
+    if stalls is not None:
+        f["longest stall of the soak's own process (s)"] = round(stalls.longest(), 1)
+    f["leases of worker1/2 lost to machine stalls"] = f"{len(starved)}" + (
+        f" ({'; '.join(starved[:3])})" if starved else ""
+    )
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
     f["pauses woken holding a delivery leased elsewhere"] = (

@@ -48,7 +48,7 @@ class FaultLog:
     # worker had leased meanwhile, and what its peers lost when it woke.
     held_past_lease: int = 0
     unjudged_wakes: int = 0
-    healthy_fenced: list[str] = field(default_factory=list)
+    healthy_fenced: list[tuple[float, str]] = field(default_factory=list)
 
     def redis_pauses(self) -> list[tuple[float, float]]:
         """Wall-clock windows when Redis was paused (SIGSTOP) or lost."""
@@ -174,8 +174,11 @@ class Injector:
         for w in peers:
             if w in before and w in after and after[w] > before[w]:
                 self.log.healthy_fenced.append(
-                    f"{w} lost {after[w] - before[w]} leases when {name} woke from a pause"
-                    f" holding a delivery of {', '.join(leased)} already leased elsewhere"
+                    (
+                        time.time(),
+                        f"{w} lost {after[w] - before[w]} leases when {name} woke from a pause"
+                        f" holding a delivery of {', '.join(leased)} already leased elsewhere",
+                    )
                 )
 
     async def _deliver_to_paused(self, name: str) -> list[str]:
@@ -222,8 +225,16 @@ class Injector:
         assert proxy is not None
         # A process signalled before it installed its handlers would not drain;
         # and a drain with several attempts running ends them in several rounds.
+        # Waiting attempts end right after a checkpoint (workload.py): a burst of
+        # them makes sure the drain's last end is one.
         await self.cluster.wait_serving(name, 30.0)
-        await self.cluster.wait_active_jobs(name, 3, 5.0)
+        await self.cluster.wait_consuming(name, 10.0)
+        if self.submitter is not None:
+            kind, rng = BY_NAME["waiting"], self.submitter.rng
+            await asyncio.gather(
+                *(self.submitter.submit(kind, rng.randrange(1, 1000)) for _ in range(6))
+            )
+        active = await self.cluster.wait_active_jobs(name, 3, 5.0)
         proxy.delay_s = 0.25
         began = time.monotonic()
         try:
@@ -234,7 +245,7 @@ class Injector:
         took = time.monotonic() - began
         self.log.drain_seconds.append(took)
         self.log.drain_exits.append(code)
-        record.note = f"drained in {took:.2f} s, exit {code}"
+        record.note = f"drained in {took:.2f} s ({active} attempts running), exit {code}"
         await s.kill()
         s.start()
 
