@@ -252,9 +252,12 @@ async def check(
             continue
         want = kind.status
         # A cancel lives in Redis until its event is recorded: one acknowledged
-        # just before Redis lost its data may be lost with it (docs/operations.md).
-        lost_to_wipe = s.cancel_acked and any(
-            s.cancel_time <= t <= s.cancel_time + 5.0 for t in wipes
+        # just before Redis lost its data, or not yet recorded when it did (a
+        # Redis pause holds the recording up), may be lost with it
+        # (docs/operations.md).
+        lost_to_wipe = s.cancel_acked and (
+            any(s.cancel_time <= t <= s.cancel_time + 5.0 for t in wipes)
+            or (x in attempts_before_wipe and s.cancel_time <= max(wipes, default=0.0))
         )
         if kind.cancel and (not s.cancel_acked or lost_to_wipe):
             ok = status in ("cancelled", "completed")
