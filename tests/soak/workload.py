@@ -1,6 +1,7 @@
 """The soak's workload: six workflow kinds submitted through the API with
 idempotency keys, a few cancelled, and watchers following executions by
-sequence through the events service.
+sequence through the events service. Faults submit more of a kind when they
+need one running at their moment (a seventh, long one only they submit).
 
 Only built-in nodes (the API validates with them). The retrying kind fails
 its first attempt with a retryable error and completes on the second: a
