@@ -29,6 +29,7 @@ from nodedrop.store import EventRecord, Keys
 from tests.soak.checks import Report, check, redis_logs, settle
 from tests.soak.cluster import Cluster, SoakSettings
 from tests.soak.faults import ALL_FAULTS, FaultLog, Injector, wipe_redis
+from tests.soak.stalls import StallMonitor
 from tests.soak.workload import Submitter, Watcher
 
 
@@ -111,6 +112,7 @@ async def run(a: argparse.Namespace) -> int:
     cluster = Cluster(settings, workdir)
     faults = FaultLog()
     report = Report()
+    stalls = StallMonitor()
     began = time.monotonic()
     print(f"soak: seed {a.seed}, {a.duration:g} s, logs in {workdir}", flush=True)
     try:
@@ -123,7 +125,7 @@ async def run(a: argparse.Namespace) -> int:
         target = cluster.addrs["api"]
         submitter = Submitter(target, cluster.api_key, random.Random(rng.random()), a.rate)
         watchers = [Watcher(cluster.addrs["events"], cluster.api_key) for _ in range(a.watchers)]
-        injector = Injector(cluster, random.Random(rng.random()), faults, a.faults)
+        injector = Injector(cluster, random.Random(rng.random()), faults, a.faults, submitter)
         stop_load, stop_faults, stop_watch = asyncio.Event(), asyncio.Event(), asyncio.Event()
         seen: set[str] = set()
         watch_tasks = [
@@ -136,6 +138,8 @@ async def run(a: argparse.Namespace) -> int:
             submitter.run(stop_load, max_count=int(a.rate * a.duration) + 10 * a.wipe_burst)
         )
         fault_task = asyncio.create_task(injector.run(stop_faults, a.fault_gap))
+        stop_monitor = asyncio.Event()
+        monitor = asyncio.create_task(stalls.run(stop_monitor, a.duration + a.settle + 120.0))
         await asyncio.sleep(a.duration)
         stop_faults.set()
         await fault_task
@@ -163,6 +167,8 @@ async def run(a: argparse.Namespace) -> int:
             cluster.database_url, cluster.redis.url, keys, ids, timeout_s=a.settle
         )
         print(f"soak: settled in {took:.1f} s {missing}", flush=True)
+        stop_monitor.set()
+        await monitor
         stop_watch.set()
         # Every execution has ended: a watch still open now is cut by the wipe or
         # will never see its end (a violation the check reports).
@@ -182,8 +188,9 @@ async def run(a: argparse.Namespace) -> int:
             logs_before_wipe=logs_before_wipe,
             faults=faults,
             logdir=workdir,
-            lease_s=settings.lease_s,
+            settings=settings,
             report=report,
+            stalls=stalls,
         )
         print(f"soak: checked at {time.monotonic() - began:.1f} s", flush=True)
         report.figures["submissions never acknowledged"] = submitter.unacknowledged

@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 
 from nodedrop.api.failed_rebuild import dead_letter_of
 from nodedrop.store import EventRecord, EventType, Keys
+from tests.soak.cluster import SoakSettings
 from tests.soak.faults import JUDGED_WORKERS, FaultLog
+from tests.soak.stalls import StallMonitor
 from tests.soak.workload import BY_NAME, Submitted, Watch, expected_outputs
 
 __all__ = ["Report", "check", "redis_logs", "settle"]
@@ -220,9 +222,11 @@ async def check(
     logs_before_wipe: dict[str, list[EventRecord]],
     faults: FaultLog,
     logdir: Path,
-    lease_s: float,
+    settings: SoakSettings,
     report: Report,
+    stalls: StallMonitor | None = None,
 ) -> None:
+    lease_s = settings.lease_s
     ids = [s.execution_id for s in submitted]
     st = await _read_state(dsn, redis_url, keys, ids, with_events=True)
     wanted = sorted({(s.kind, s.n) for s in submitted if BY_NAME[s.kind].status == "completed"})
@@ -248,9 +252,12 @@ async def check(
             continue
         want = kind.status
         # A cancel lives in Redis until its event is recorded: one acknowledged
-        # just before Redis lost its data may be lost with it (docs/operations.md).
-        lost_to_wipe = s.cancel_acked and any(
-            s.cancel_time <= t <= s.cancel_time + 5.0 for t in wipes
+        # just before Redis lost its data, or not yet recorded when it did (a
+        # Redis pause holds the recording up), may be lost with it
+        # (docs/operations.md).
+        lost_to_wipe = s.cancel_acked and (
+            any(s.cancel_time <= t <= s.cancel_time + 5.0 for t in wipes)
+            or (x in attempts_before_wipe and s.cancel_time <= max(wipes, default=0.0))
         )
         if kind.cancel and (not s.cancel_acked or lost_to_wipe):
             ok = status in ("cancelled", "completed")
@@ -382,18 +389,47 @@ async def check(
     # from a healthy worker.
     fenced, stuck_drains, refusals = _worker_logs(logdir)
     healthy_losses = 0
+    starved: list[str] = []
+    # A stall this long can outlast every renewal of a lease; the refusal is
+    # logged up to a reclaim round and a heartbeat after the lease ran out.
+    stall_min = lease_s - settings.heartbeat_s
+    stall_before = lease_s + settings.reclaim_interval_s + settings.heartbeat_s + 1.0
     for name, times in fenced.items():
         windows = faults.redis_pauses() + [
             (r.start, r.end) for r in faults.records if r.target == name
         ]
-        lost = [
-            t for t in times if not any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in windows)
-        ]
+        lost: list[float] = []
+        for t in times:
+            if any(a - 1.0 <= t <= b + 2 * lease_s + 2.0 for a, b in windows):
+                continue
+            stall = stalls.covering(t, stall_before, stall_min) if stalls else None
+            if stall is None:
+                lost.append(t)
+            else:
+                at = time.strftime("%H:%M:%S", time.gmtime(t))
+                starved.append(f"{name} at {at} after a {stall[1] - stall[0]:.1f} s stall")
         healthy_losses += len(lost)
         if lost:
-            report.bad("healthy worker fenced", f"{name} lost {len(lost)} leases outside faults")
+            at = ", ".join(time.strftime("%H:%M:%S", time.gmtime(t)) for t in lost[:5])
+            report.bad(
+                "healthy worker fenced",
+                f"{name} lost {len(lost)} leases outside faults ({at}; longest stall of "
+                f"the soak's own process {stalls.longest() if stalls else 0.0:.1f} s)",
+            )
+    for t, detail in faults.healthy_fenced:
+        stall = stalls.covering(t, stall_before, stall_min) if stalls else None
+        if stall is None:
+            report.bad("healthy worker fenced", detail)
+        else:
+            starved.append(f"{detail}, after a {stall[1] - stall[0]:.1f} s stall")
     if stuck_drains:
         report.bad("slow drain", f"{stuck_drains} drains sat out their grace period")
+    # A drain ends once its last attempt ended and was committed; one that
+    # lasted the whole grace waited for something nobody was going to do.
+    for took, code in zip(faults.drain_seconds, faults.drain_exits, strict=True):
+        if took >= settings.grace_s or code != 0:
+            grace = settings.grace_s
+            report.bad("slow drain", f"a drain took {took:.1f} s (grace {grace:g} s), exit {code}")
 
     f = report.figures
     f["executions acknowledged"] = len(submitted)
@@ -409,7 +445,15 @@ async def check(
     f["fence refusals (all workers)"] = refusals
     judged = sum(len(t) for t in fenced.values())
     f["fence refusals of worker1/2"] = f"{judged} ({healthy_losses} outside their faults)"
+    if stalls is not None:
+        f["longest stall of the soak's own process (s)"] = round(stalls.longest(), 1)
+    f["leases of worker1/2 lost to machine stalls"] = f"{len(starved)}" + (
+        f" ({'; '.join(starved[:3])})" if starved else ""
+    )
     if faults.drain_seconds:
         f["drain time max (s)"] = round(max(faults.drain_seconds), 2)
+    f["pauses woken holding a delivery leased elsewhere"] = (
+        f"{faults.held_past_lease} ({faults.unjudged_wakes} with a peer's status unread)"
+    )
     f["executions resumed after the wipe"] = len(attempts_before_wipe)
     f["cancels lost with the wiped Redis"] = cancels_lost

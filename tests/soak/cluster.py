@@ -24,15 +24,17 @@ import grpc
 
 from tests.api.private_pg import PrivatePostgres, private_postgres
 from tests.helpers.ports import free_port, port_open
-from tests.helpers.services import ADDR_VARS
+from tests.helpers.services import ADDR_VARS, SERVICE_TOKEN, service_channel
 from tests.helpers.tcp_proxy import TcpProxy
 
-__all__ = ["Cluster", "Service", "SoakSettings", "service_env"]
+__all__ = ["WORKER_IDS", "Cluster", "Service", "SoakSettings", "service_env"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SKEW_PATH = str(Path(__file__).resolve().parent / "skew")
-# Harmless before service-to-service auth lands; every process shares it after.
-SERVICE_TOKEN = "soak-service-token"
+
+
+# The consumer name each worker reads the job streams under.
+WORKER_IDS = {f"worker{i}": f"soak-worker{i}" for i in range(8)}
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ class Cluster:
         url = f"redis://127.0.0.1:{self.proxy.port}/0" if index == 0 else self.redis.url
         extra = {
             "NODEDROP_WORKER_ADDR": f"127.0.0.1:{free_port()}",
-            "NODEDROP_WORKER_ID": f"soak-worker{index}",
+            "NODEDROP_WORKER_ID": WORKER_IDS[f"worker{index}"],
         }
         if skew_s:
             # sitecustomize in SKEW_PATH shifts the process' wall clock.
@@ -302,6 +304,23 @@ class Cluster:
                 await asyncio.sleep(0.2)
         return False
 
+    async def wait_consuming(self, name: str, timeout_s: float) -> bool:
+        """Until the worker reads the job streams (False after ``timeout_s``)."""
+        from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415
+        from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc  # noqa: PLC0415
+
+        addr = self.services[name].env[ADDR_VARS["worker"]]
+        deadline = time.monotonic() + timeout_s
+        async with service_channel(addr) as channel:
+            stub = pb_grpc.WorkerServiceStub(channel)
+            while time.monotonic() < deadline:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    status = await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
+                    if status.consuming:
+                        return True
+                await asyncio.sleep(0.1)
+        return False
+
     async def wait_active_jobs(self, name: str, at_least: int, timeout_s: float) -> int:
         """Until the worker runs ``at_least`` attempts (or ``timeout_s``); the count."""
         from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415
@@ -310,7 +329,7 @@ class Cluster:
         addr = self.services[name].env[ADDR_VARS["worker"]]
         deadline = time.monotonic() + timeout_s
         active = 0
-        async with grpc.aio.insecure_channel(addr) as channel:
+        async with service_channel(addr) as channel:
             stub = pb_grpc.WorkerServiceStub(channel)
             while time.monotonic() < deadline:
                 try:
@@ -322,6 +341,66 @@ class Cluster:
                     pass
                 await asyncio.sleep(0.05)
         return active
+
+    async def fence_refusals(self, names: list[str]) -> dict[str, int]:
+        """Each worker's fence refusals since its start (those that answered)."""
+        from nodedrop.queue.v1 import worker_service_pb2 as pb  # noqa: PLC0415
+        from nodedrop.queue.v1 import worker_service_pb2_grpc as pb_grpc  # noqa: PLC0415
+
+        out: dict[str, int] = {}
+        for name in names:
+            addr = self.services[name].env[ADDR_VARS["worker"]]
+            async with service_channel(addr) as channel:
+                stub = pb_grpc.WorkerServiceStub(channel)
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    status = await stub.GetWorkerStatus(pb.GetWorkerStatusRequest(), timeout=2)
+                    out[name] = int(status.fence_refusals)
+        return out
+
+    async def pending_for(self, consumer: str, execution_ids: list[str]) -> list[str]:
+        """Which of the executions have a job entry delivered to ``consumer``
+        and not acknowledged (its worker read it and has not finished it)."""
+        import redis.asyncio as aioredis  # noqa: PLC0415
+
+        from nodedrop.store import Keys  # noqa: PLC0415
+        from nodedrop.store.keys import JOBS_GROUP  # noqa: PLC0415
+
+        assert self.redis is not None
+        keys = Keys(self.prefix, self.settings.partitions)
+        wanted = set(execution_ids)
+        client = aioredis.Redis.from_url(self.redis.url, decode_responses=True)
+        found: list[str] = []
+        try:
+            for p in sorted({keys.partition(x) for x in wanted}):
+                stream = keys.jobs(p)
+                with contextlib.suppress(aioredis.ResponseError):
+                    rows = await client.xpending_range(
+                        stream, JOBS_GROUP, min="-", max="+", count=200, consumername=consumer
+                    )
+                    for row in rows:
+                        entry = str(row["message_id"])
+                        for _, f in await client.xrange(stream, entry, entry) or ():
+                            x = str((f or {}).get("x", ""))
+                            if x in wanted:
+                                found.append(x)
+        finally:
+            await client.aclose()
+        return found
+
+    async def running(self, execution_ids: list[str]) -> list[str]:
+        """Which of the executions are leased (RUNNING) right now."""
+        import redis.asyncio as aioredis  # noqa: PLC0415
+
+        from nodedrop.store import Keys  # noqa: PLC0415
+
+        assert self.redis is not None
+        keys = Keys(self.prefix, self.settings.partitions)
+        client = aioredis.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            states = [await client.hget(keys.exec(x), "st") for x in execution_ids]
+        finally:
+            await client.aclose()
+        return [x for x, st in zip(execution_ids, states, strict=True) if st == "RUNNING"]
 
     async def history_pending(self, timeout_s: float) -> int:
         """Until the history recorder holds read, unacknowledged entries; how many."""

@@ -20,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tests.soak.cluster import Cluster
+from tests.soak.cluster import WORKER_IDS, Cluster
+from tests.soak.workload import BY_NAME, Submitter
 
 __all__ = ["ALL_FAULTS", "FaultLog", "Injector", "wipe_redis"]
 
@@ -41,6 +42,12 @@ class FaultRecord:
 class FaultLog:
     records: list[FaultRecord] = field(default_factory=list)
     drain_seconds: list[float] = field(default_factory=list)
+    drain_exits: list[int | None] = field(default_factory=list)
+    # Pauses that ended with the paused worker holding a delivery another
+    # worker had leased meanwhile, and what its peers lost when it woke.
+    held_past_lease: int = 0
+    unjudged_wakes: int = 0
+    healthy_fenced: list[tuple[float, str]] = field(default_factory=list)
 
     def redis_pauses(self) -> list[tuple[float, float]]:
         """Wall-clock windows when Redis was paused (SIGSTOP) or lost."""
@@ -53,6 +60,7 @@ class Injector:
     rng: random.Random
     log: FaultLog
     enabled: tuple[str, ...]
+    submitter: Submitter | None = None
 
     def _lease(self) -> float:
         return self.cluster.settings.lease_s
@@ -114,13 +122,96 @@ class Injector:
         await self._restart_later("events", record)
 
     async def _stop_worker(self, record: FaultRecord) -> None:
-        """SIGSTOP past the lease: its jobs are reclaimed; on SIGCONT it is fenced."""
+        """SIGSTOP past the lease: its jobs are reclaimed; on SIGCONT it is fenced.
+
+        A paused worker's blocking read is still answered by Redis: executions
+        submitted right after the pause are delivered to it and wait in its
+        socket. Once the reclaimer took such a delivery back and another worker
+        leased it, the paused worker wakes and must not lease it again: a worker
+        that was never paused would lose that lease (and the node would run
+        twice). Its peers' fence refusals are compared across the wake."""
         name = self.rng.choice(TARGET_WORKERS)
         record.target = name
         s = self.cluster.services[name]
-        s.signal(signal.SIGSTOP)
-        await asyncio.sleep(self._lease() + 1.5)
-        s.signal(signal.SIGCONT)
+        peers = [w for w in self.cluster.services if w.startswith("worker") and w != name]
+        for w in peers:
+            await self.cluster.wait_serving(w, 10.0)
+        held: list[str] = []
+        tries = 0
+        for tries in range(1, 4):
+            # Reading again (a previous fault may have left it reconnecting): its
+            # next blocking read is then the one the pause catches.
+            await self.cluster.wait_consuming(name, 10.0)
+            s.signal(signal.SIGSTOP)
+            paused_at = time.monotonic()
+            held = await self._deliver_to_paused(name)
+            if held or tries == 3:
+                break
+            # Its read had ended or went to a peer: a short pause, harmless; again.
+            s.signal(signal.SIGCONT)
+            await asyncio.sleep(0.5)
+        try:
+            leased = await self._leased_elsewhere(held)
+            # Past the lease in any case: its own attempts are reclaimed too.
+            await asyncio.sleep(max(0.0, paused_at + self._lease() + 1.5 - time.monotonic()))
+            before = await self.cluster.fence_refusals(peers)
+        finally:
+            s.signal(signal.SIGCONT)
+        if not leased:
+            record.note = f"{len(held)} deliveries held after {tries} pauses, none leased elsewhere"
+            return
+        self.log.held_past_lease += 1
+        # The peers renew every heartbeat: a lease taken from them shows by then.
+        await asyncio.sleep(2 * self.cluster.settings.heartbeat_s + 0.5)
+        after = await self.cluster.fence_refusals(peers)
+        record.note = f"held {', '.join(leased)} past the lease ({tries} pauses)"
+        unread = [w for w in peers if w not in before or w not in after]
+        if unread:
+            # Not judged, and said so: the figure shows how often.
+            self.log.unjudged_wakes += 1
+            record.note += f"; no status from {', '.join(unread)}"
+        for w in peers:
+            if w in before and w in after and after[w] > before[w]:
+                self.log.healthy_fenced.append(
+                    (
+                        time.time(),
+                        f"{w} lost {after[w] - before[w]} leases when {name} woke from a pause"
+                        f" holding a delivery of {', '.join(leased)} already leased elsewhere",
+                    )
+                )
+
+    async def _deliver_to_paused(self, name: str) -> list[str]:
+        """Submits a burst of long executions, one for each worker's blocking
+        read and one more; those delivered to the paused worker (within 1.5 s)."""
+        if self.submitter is None:
+            return []
+        kind, rng = BY_NAME["held"], self.submitter.rng
+        subs = await asyncio.gather(
+            *(self.submitter.submit(kind, rng.randrange(1, 1000)) for _ in self.cluster.workers),
+            self.submitter.submit(kind, rng.randrange(1, 1000)),
+        )
+        submitted = [x.execution_id for x in subs if x is not None]
+        held: list[str] = []
+        for _ in range(15):
+            held = await self.cluster.pending_for(WORKER_IDS[name], submitted)
+            if held:
+                break
+            await asyncio.sleep(0.1)
+        return held
+
+    async def _leased_elsewhere(self, held: list[str]) -> list[str]:
+        """Until the reclaimer took the held deliveries back and another worker
+        leased them (bounded); those that were."""
+        if not held:
+            return []
+        s = self.cluster.settings
+        deadline = time.monotonic() + s.lease_s + 3 * s.reclaim_interval_s + 2.0
+        while time.monotonic() < deadline:
+            running = await self.cluster.running(held)
+            if running:
+                return running
+            await asyncio.sleep(0.05)
+        return []
 
     async def _drain_worker(self, record: FaultRecord) -> None:
         """SIGTERM of worker0 over a slow link to Redis: it stops reading, lets
@@ -133,8 +224,16 @@ class Injector:
         assert proxy is not None
         # A process signalled before it installed its handlers would not drain;
         # and a drain with several attempts running ends them in several rounds.
+        # Waiting attempts end right after a checkpoint (workload.py): a burst of
+        # them makes sure the drain's last end is one.
         await self.cluster.wait_serving(name, 30.0)
-        await self.cluster.wait_active_jobs(name, 3, 5.0)
+        await self.cluster.wait_consuming(name, 10.0)
+        if self.submitter is not None:
+            kind, rng = BY_NAME["waiting"], self.submitter.rng
+            await asyncio.gather(
+                *(self.submitter.submit(kind, rng.randrange(1, 1000)) for _ in range(6))
+            )
+        active = await self.cluster.wait_active_jobs(name, 3, 5.0)
         proxy.delay_s = 0.25
         began = time.monotonic()
         try:
@@ -144,7 +243,8 @@ class Injector:
             proxy.delay_s = 0.0
         took = time.monotonic() - began
         self.log.drain_seconds.append(took)
-        record.note = f"drained in {took:.2f} s, exit {code}"
+        self.log.drain_exits.append(code)
+        record.note = f"drained in {took:.2f} s ({active} attempts running), exit {code}"
         await s.kill()
         s.start()
 

@@ -1,6 +1,7 @@
 """The soak's workload: six workflow kinds submitted through the API with
 idempotency keys, a few cancelled, and watchers following executions by
-sequence through the events service.
+sequence through the events service. Faults submit more of a kind when they
+need one running at their moment (a seventh, long one only they submit).
 
 Only built-in nodes (the API validates with them). The retrying kind fails
 its first attempt with a retryable error and completes on the second: a
@@ -13,6 +14,7 @@ every attempt and ends in the failed queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -118,7 +120,9 @@ KINDS: tuple[Kind, ...] = (
                 },
             ],
             "connections": [{"from": "start", "to": "done"}, {"from": "start", "to": "flaky"}],
-            "settings": _SETTINGS,
+            # A retry due 2 s later: the wipe finds several of them between their
+            # attempts, which recovery must resume at attempt 2.
+            "settings": {**_SETTINGS, "backoff_s": 2.0},
         },
         "completed",
         2,
@@ -150,14 +154,41 @@ KINDS: tuple[Kind, ...] = (
             "nodes": [
                 {"id": "start", "type": "manual_trigger"},
                 {"id": "w", "type": "wait", "parameters": {"seconds": "double(json.n % 3) + 1.0"}},
+                # The end follows a checkpoint closely: a drain's last end then
+                # finds that checkpoint's commit round still crossing the slow
+                # link and needs a round of its own after the drain began.
+                {"id": "tail", "type": "wait", "parameters": {"seconds": 0.2}},
                 {"id": "done", "type": "set", "parameters": {"fields": {"waited": "true"}}},
+            ],
+            "connections": [
+                {"from": "start", "to": "w"},
+                {"from": "w", "to": "tail"},
+                {"from": "tail", "to": "done"},
+            ],
+            "settings": _SETTINGS,
+        },
+        "completed",
+        1,
+        weight=3,
+    ),
+    # Never drawn at random: the paused-worker fault submits it so that the paused
+    # worker holds a delivery that outlives the lease and runs long enough on the
+    # worker the reclaimer hands it to (see faults.py, _stop_worker).
+    Kind(
+        "held",
+        {
+            "name": "soak-held",
+            "nodes": [
+                {"id": "start", "type": "manual_trigger"},
+                {"id": "w", "type": "wait", "parameters": {"seconds": 4.0}},
+                {"id": "done", "type": "set", "parameters": {"fields": {"held": "json.n"}}},
             ],
             "connections": [{"from": "start", "to": "w"}, {"from": "w", "to": "done"}],
             "settings": _SETTINGS,
         },
         "completed",
         1,
-        weight=3,
+        weight=0,
     ),
     Kind(
         "cancelled",
@@ -165,7 +196,10 @@ KINDS: tuple[Kind, ...] = (
             "name": "soak-cancelled",
             "nodes": [
                 {"id": "start", "type": "manual_trigger"},
-                {"id": "w", "type": "wait", "parameters": {"seconds": 20}},
+                # Outlasts a cancel sent 0.5-1.5 s after the submission; one whose
+                # cancel went with the wiped Redis runs to the end, and the settle
+                # waits for it.
+                {"id": "w", "type": "wait", "parameters": {"seconds": 10}},
                 {"id": "done", "type": "set", "parameters": {"fields": {"late": "true"}}},
             ],
             "connections": [{"from": "start", "to": "w"}, {"from": "w", "to": "done"}],
@@ -214,6 +248,8 @@ class Submitter:
     unacknowledged: int = 0
     retried_calls: int = 0
     _protos: dict[str, Any] = field(default_factory=dict)
+    _stub: Any = None
+    _seq: int = 0
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.api_key}"),)
@@ -226,78 +262,81 @@ class Submitter:
         return self._protos[kind.name]
 
     async def run(self, stop: asyncio.Event, max_count: int) -> None:
-        from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
-        from nodedrop.execution.v1 import execution_service_pb2 as ex  # noqa: PLC0415
         from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc  # noqa: PLC0415
 
         weights = [k.weight for k in KINDS]
-        pending: set[asyncio.Task[None]] = set()
+        pending: set[asyncio.Task[Submitted | None]] = set()
         async with grpc.aio.insecure_channel(self.target) as channel:
-            stub = ex_grpc.ExecutionServiceStub(channel)
-
-            async def submit(seq: int) -> None:
-                kind = self.rng.choices(KINDS, weights)[0]
-                n = self.rng.randrange(1, 1000)
-                key = f"soak-{seq}-{self.rng.getrandbits(48):012x}"
-                request = ex.ExecuteWorkflowRequest(
-                    workflow=self._workflow(kind),
-                    trigger_data_json=orjson.dumps({"n": n}).decode(),
-                    mode=execution_pb2.EXECUTION_MODE_QUEUE,
-                    idempotency_key=key,
-                )
-                deadline = time.monotonic() + 30.0
-                ids: set[str] = set()
-                for _ in range(200):
-                    try:
-                        r = await stub.ExecuteWorkflow(
-                            request, metadata=self._metadata(), timeout=5.0
-                        )
-                    except grpc.aio.AioRpcError as exc:
-                        if exc.code() not in (
-                            grpc.StatusCode.UNAVAILABLE,
-                            grpc.StatusCode.DEADLINE_EXCEEDED,
-                            grpc.StatusCode.INTERNAL,
-                            grpc.StatusCode.UNKNOWN,
-                        ):
-                            raise
-                        if time.monotonic() > deadline:
-                            self.unacknowledged += 1
-                            return
-                        self.retried_calls += 1
-                        await asyncio.sleep(0.25)
-                        continue
-                    ids.add(r.execution_id)
-                    # Ask once more with the same key: it must name the same execution.
-                    if len(ids) == 1 and self.rng.random() < 0.1:
-                        continue
-                    break
-                if not ids:
-                    self.unacknowledged += 1
-                    return
-                if len(ids) > 1:
-                    self.key_conflicts.append(key)
-                sub = Submitted(key, kind.name, n, sorted(ids)[0])
-                self.by_key[key] = sub.execution_id
-                self.submitted.append(sub)
-                if kind.cancel:
-                    await asyncio.sleep(self.rng.uniform(0.5, 1.5))
-                    sub.cancel_acked = await self._cancel(stub, sub.execution_id)
-                    sub.cancel_time = time.time()
-
-            seq = 0
+            self._stub = ex_grpc.ExecutionServiceStub(channel)
             next_at = time.monotonic()
-            while not stop.is_set() and seq < max_count:
-                now = time.monotonic()
-                if now < next_at:
-                    await asyncio.sleep(min(0.05, next_at - now))
-                    continue
+            for _ in range(max_count):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+                if stop.is_set():
+                    break
                 next_at += 1.0 / self.rate_per_s
-                seq += 1
-                t = asyncio.create_task(submit(seq))
+                kind = self.rng.choices(KINDS, weights)[0]
+                t = asyncio.create_task(self.submit(kind, self.rng.randrange(1, 1000)))
                 pending.add(t)
                 t.add_done_callback(pending.discard)
             if pending:
                 await asyncio.wait(pending, timeout=60)
+            self._stub = None
+
+    async def submit(self, kind: Kind, n: int) -> Submitted | None:
+        """One execution of ``kind`` through the API while ``run`` is running
+        (None when it never was acknowledged)."""
+        from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
+        from nodedrop.execution.v1 import execution_service_pb2 as ex  # noqa: PLC0415
+
+        stub = self._stub
+        if stub is None:
+            return None
+        self._seq += 1
+        key = f"soak-{self._seq}-{self.rng.getrandbits(48):012x}"
+        request = ex.ExecuteWorkflowRequest(
+            workflow=self._workflow(kind),
+            trigger_data_json=orjson.dumps({"n": n}).decode(),
+            mode=execution_pb2.EXECUTION_MODE_QUEUE,
+            idempotency_key=key,
+        )
+        deadline = time.monotonic() + 30.0
+        ids: set[str] = set()
+        for _ in range(200):
+            try:
+                r = await stub.ExecuteWorkflow(request, metadata=self._metadata(), timeout=5.0)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.INTERNAL,
+                    grpc.StatusCode.UNKNOWN,
+                ):
+                    raise
+                if time.monotonic() > deadline:
+                    self.unacknowledged += 1
+                    return None
+                self.retried_calls += 1
+                await asyncio.sleep(0.25)
+                continue
+            ids.add(r.execution_id)
+            # Ask once more with the same key: it must name the same execution.
+            if len(ids) == 1 and self.rng.random() < 0.1:
+                continue
+            break
+        if not ids:
+            self.unacknowledged += 1
+            return None
+        if len(ids) > 1:
+            self.key_conflicts.append(key)
+        sub = Submitted(key, kind.name, n, sorted(ids)[0])
+        self.by_key[key] = sub.execution_id
+        self.submitted.append(sub)
+        if kind.cancel:
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+            sub.cancel_acked = await self._cancel(stub, sub.execution_id)
+            sub.cancel_time = time.time()
+        return sub
 
     async def _cancel(self, stub: Any, execution_id: str) -> bool:
         from nodedrop.execution.v1 import execution_service_pb2 as ex  # noqa: PLC0415
