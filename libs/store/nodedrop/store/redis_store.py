@@ -10,9 +10,10 @@ three turn redis-py's connection, timeout and loading errors into the store's
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -801,6 +802,25 @@ class RedisStore:
         if r == "denied":
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         return ExecutionStatus(r)
+
+    async def cancel_notices(self) -> AsyncIterator[tuple[str, str]]:
+        """CancelNotices: the cancel script's PUBLISH on the cancel channel."""
+        pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        try:
+            await _run(pubsub.subscribe(self._k.cancel_channel()))
+            while True:
+                msg = await _run(pubsub.get_message(timeout=1.0))
+                if msg is None:
+                    continue
+                data = msg.get("data")
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                # "<execution id>\n<error JSON>" (the error is absent in older messages).
+                execution_id, _, error = text.partition("\n")
+                yield execution_id, error
+        finally:
+            # The connection may be the broken one: closing it must not mask why.
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
         pipe = self._r.pipeline(transaction=False)
