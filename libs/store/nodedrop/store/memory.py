@@ -11,7 +11,7 @@ import bisect
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from nodedrop.store.config import StoreConfig
@@ -619,7 +619,7 @@ class MemoryStore:
         self._leave(e, now_ms)
         return S.CANCELLED
 
-    async def cancel_notices(self) -> AsyncIterator[tuple[str, str]]:
+    async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
         """CancelNotices: each cancel of a running execution, as the Redis adapter publishes it."""
         q: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._cancel_subscribers.add(q)

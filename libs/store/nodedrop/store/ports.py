@@ -13,7 +13,7 @@ batches, so the Redis adapter turns each call into one pipeline of EVALSHAs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
 from nodedrop.store.config import StoreConfig
@@ -244,7 +244,7 @@ class CancelNotices(Protocol):
     A notice can be missed (one sent while the iterator reconnects): the cancel
     flag in the execution's state stays the authority."""
 
-    def cancel_notices(self) -> AsyncIterator[tuple[str, str]]:
+    def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
         """Yields (execution id, the cancel's error as EventError JSON, "" when absent)
         for each cancel from the moment it is subscribed; raises ``Unavailable`` when
         the backend is lost (iterate again to resubscribe)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -803,7 +803,7 @@ class RedisStore:
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         return ExecutionStatus(r)
 
-    async def cancel_notices(self) -> AsyncIterator[tuple[str, str]]:
+    async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
         """CancelNotices: the cancel script's PUBLISH on the cancel channel."""
         pubsub = self._r.pubsub(ignore_subscribe_messages=True)
         try:
