@@ -35,7 +35,7 @@ class DirectRunner:
         options: HeldOptions | None = None,
         on_failure: FailureHook | None = None,
     ) -> None:
-        opts = options or HeldOptions(cancel_channel=store_config.keys.cancel_channel())
+        opts = options or HeldOptions()
         self._held = HeldRunner(
             store, store_config, EngineRunner(engine), options=opts, on_failure=on_failure
         )
