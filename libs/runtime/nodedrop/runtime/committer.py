@@ -124,12 +124,13 @@ class Committer:
         # Numbered commits make a resend after a lost reply safe: the store applies
         # each number once.  Retry until it answers; leases expire meanwhile and
         # the fence then refuses, which is the right answer.
-        backoff = Backoff(_RETRY_BASE_S, _RETRY_MAX_S)
+        backoff = None  # made on the first failure: every round passes here
         while True:
             try:
                 return await self._store.commit(commits, int(time.time() * 1000))
             except Unavailable as e:
                 log.warning("commit failed, retrying", error=str(e))
+                backoff = backoff or Backoff(_RETRY_BASE_S, _RETRY_MAX_S)
                 await backoff.wait()
 
 
