@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 
 from nodedrop.store import (
     BlobCache,
@@ -148,6 +148,8 @@ async def test_an_outage_is_also_a_connection_error(down: RedisStore) -> None:
         (ReadOnlyError("You can't write against a read only replica."), Unavailable),
         # A server still loading its data set.
         (BusyLoadingError("Redis is loading the dataset in memory"), Unavailable),
+        # A full server (maxmemory, noeviction): keys expire and it takes writes again.
+        (OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."), Unavailable),
         # A refusal is not an outage: it stays what it is.
         (ResponseError("ERR Error running script"), ResponseError),
     ],

@@ -22,7 +22,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.store.config import PARK_RANK, SWEEP_TENANTS, StoreConfig
@@ -84,12 +84,14 @@ _T = TypeVar("_T")
 
 # An outage, not a refusal: the server is down or unreachable, did not answer in
 # time, is still loading its data set (BusyLoadingError is a ConnectionError),
-# or is a replica since a failover (READONLY).  The same call may succeed later.
+# is a replica since a failover (READONLY), or is full (OOM: memory comes back as
+# executions end and their keys expire).  The same call may succeed later.
 # OSError: a socket error redis-py let through (asyncio's TimeoutError is one).
 _DOWN: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
+    OutOfMemoryError,
     OSError,
 )
 
