@@ -278,3 +278,30 @@ async def test_a_direct_run_joins_the_submitting_requests_trace(
         await runner.stop(1.0)
         exporter.shutdown()
     assert {"execution", "node set"} <= names
+
+
+async def test_a_cancel_the_store_cannot_take_is_unavailable(
+    pg_repo: PostgresRepository,
+) -> None:
+    """The store's outage is the caller's UNAVAILABLE (retry), not an INTERNAL fault,
+    and its message names no host."""
+    from nodedrop.common.errors import Unavailable  # noqa: PLC0415
+    from nodedrop.store.redis_store import RedisStore as Redis  # noqa: PLC0415
+    from tests.helpers.ports import free_port  # noqa: PLC0415
+
+    port = free_port()
+    dead = Redis.from_url(f"redis://127.0.0.1:{port}/0", StoreConfig(keys=Keys("x", 2)))
+    manager = ExecutionManager(
+        pg_repo, InsertBatcher(pg_repo), None, DirectRunner(dead, dead.config)
+    )
+    record = await _stored_direct(pg_repo)
+    try:
+        with pytest.raises(Unavailable) as err:
+            await manager.cancel("tenant-a", record.id, "enough")
+    finally:
+        await dead.close()
+    assert err.value.code is grpc.StatusCode.UNAVAILABLE
+    assert str(port) not in str(err.value)
+    # Nothing was cancelled: the caller's retry is what ends it.
+    stored = await pg_repo.get_execution("tenant-a", record.id)
+    assert stored is not None and stored.status is Status.QUEUED

@@ -27,7 +27,6 @@ async def consumer(store: RedisStore, side_effect_log: Path) -> AsyncIterator[Co
             heartbeat_s=0.2,
             read_block_s=0.1,
             read_batch=100,
-            cancel_channel=store.config.keys.cancel_channel(),
         ),
     )
     await c.start()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
 
-from nodedrop.runtime.consumer import Consumer
+from nodedrop.runtime.consumer import Consumer, ConsumerConfig
+from nodedrop.runtime.engine_runner import EngineRunner, build_config
+from nodedrop.runtime.ports import Store
 from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.store import EventType, ExecutionStatus
+from nodedrop.store import Delivery, EventType, ExecutionStatus, Unavailable
 from nodedrop.store.redis_store import RedisStore
 from tests.worker.wq_helpers import assert_gap_free, chain, side_effects, sleepy, spec, wait_status
 
@@ -150,3 +153,37 @@ async def test_an_invalid_snapshot_fails_without_retry(
     last = (await store.read("bad-1", 0, 100))[-1]
     assert last.error is not None and last.error.code == "invalid_workflow"
     assert not last.error.retryable
+
+
+class _Down:
+    """A store in an outage: every read is Unavailable."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        self.reads += 1
+        raise Unavailable("the store went away")
+
+
+async def test_a_drain_ends_the_read_loops_back_off_at_once() -> None:
+    down = _Down()
+    c = Consumer(
+        cast(Store, down),
+        EngineRunner(build_config(())),
+        ConsumerConfig(
+            worker_id="w",
+            concurrency=4,
+            lease_s=30,
+            heartbeat_s=60,
+            read_block_s=5.0,
+            read_batch=10,
+        ),
+    )
+    await c.start()
+    # Long enough for the back-off to reach waits of a second and more.
+    await asyncio.sleep(1.6)
+    assert down.reads >= 3 and not c.counters().consuming
+    started = time.monotonic()
+    await c.stop(5.0)
+    assert time.monotonic() - started < 0.5

@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from nodedrop.runtime.engine_runner import EngineRunner, build_config
 from nodedrop.runtime.held import HeldOptions, HeldRunner
-from nodedrop.store import EventType, ExecutionStatus, JobSpec, Keys
+from nodedrop.store import CancelNotices, EventType, ExecutionStatus, JobSpec, Keys, Unavailable
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
@@ -38,13 +38,45 @@ def _spec(execution_id: str, *nodes: dict[str, Any]) -> JobSpec:
 Store = MemoryStore | RedisStore
 
 
-def _runner(store: Store) -> HeldRunner:
+def _runner(store: Store, heartbeat_s: float = 0.05) -> HeldRunner:
     return HeldRunner(
         store,
         store.config,
         EngineRunner(build_config((PLUGIN,))),
-        options=HeldOptions(heartbeat_s=0.05),
+        options=HeldOptions(heartbeat_s=heartbeat_s),
     )
+
+
+class _Without:
+    """A store as an adapter without ``CancelNotices`` would be."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "cancel_notices":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+class _LosesItsNoticesOnce:
+    """The memory store, its first notice subscription lost to an outage."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.subscriptions = 0
+        self.resubscribed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
+        self.subscriptions += 1
+        if self.subscriptions == 1:
+            raise Unavailable("the store went away")
+        self.resubscribed.set()
+        async for notice in self._store.cancel_notices():
+            yield notice
 
 
 async def _until_status(store: Store, execution_id: str, status: ExecutionStatus) -> bool:
@@ -109,10 +141,12 @@ async def any_store(
 
 
 async def test_a_cancel_flagged_through_the_store_reaches_the_run(any_store: Store) -> None:
-    """Without the pub/sub nudge (none configured here) the heartbeat finds the flag:
+    """Without cancel notices (a store that has none) the heartbeat finds the flag:
     a held job has no stream entry, so it reads the state rather than renew."""
     store = any_store
-    runner = _runner(store)
+    without = _Without(store)
+    assert not isinstance(without, CancelNotices)
+    runner = _runner(cast(Store, without))
     slow = {"id": "nap", "type": "test_sleep", "parameters": {"ms_min": 5000, "ms_max": 5000}}
     runner.start(_spec("slow", slow))
     assert await _until_status(store, "slow", ExecutionStatus.RUNNING)
@@ -137,3 +171,35 @@ async def test_stopping_ends_what_runs_cancelled() -> None:
     assert await _until_ended(store, "slow") is ExecutionStatus.CANCELLED
     last = (await store.read("slow", 0, 50))[-1]
     assert last.error is not None and last.error.message == "the process is stopping"
+
+
+async def test_a_cancel_notice_stops_the_run_before_any_heartbeat(any_store: Store) -> None:
+    store = any_store
+    # No heartbeat within the test: only the store's notice can stop the run.
+    runner = _runner(store, heartbeat_s=60)
+    slow = {"id": "nap", "type": "test_sleep", "parameters": {"ms_min": 5000, "ms_max": 5000}}
+    runner.start(_spec("slow", slow))
+    assert await _until_status(store, "slow", ExecutionStatus.RUNNING)
+    # The listener subscribes as the runner starts; give it the time to.
+    await asyncio.sleep(0.2)
+    await store.cancel("slow", "t1", int(time.time() * 1000), "noticed")
+    started = time.monotonic()
+    assert await _until_ended(store, "slow") is ExecutionStatus.CANCELLED
+    assert time.monotonic() - started < 1.0
+    last = (await store.read("slow", 0, 50))[-1]
+    assert last.error is not None and last.error.message == "noticed"
+    await runner.stop(1.0)
+
+
+async def test_the_cancel_listener_resubscribes_after_an_outage() -> None:
+    store = _LosesItsNoticesOnce(MemoryStore(StoreConfig(keys=Keys("held", 2))))
+    runner = _runner(cast(Store, store), heartbeat_s=60)
+    slow = {"id": "nap", "type": "test_sleep", "parameters": {"ms_min": 5000, "ms_max": 5000}}
+    runner.start(_spec("slow", slow))
+    await asyncio.wait_for(store.resubscribed.wait(), 2.0)
+    assert await _until_status(cast(Store, store), "slow", ExecutionStatus.RUNNING)
+    await asyncio.sleep(0.05)
+    await store.cancel("slow", "t1", int(time.time() * 1000), "after the outage")
+    assert await _until_ended(cast(Store, store), "slow") is ExecutionStatus.CANCELLED
+    assert store.subscriptions == 2
+    await runner.stop(1.0)

@@ -3,11 +3,21 @@ only the Redis adapter has, which the in-memory one visibly declines."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
 
-from nodedrop.store import BlobCache, EventType, FailedQueueStore, JobSpec, ScheduleTable
+from nodedrop.store import (
+    BlobCache,
+    CancelNotices,
+    Delivery,
+    EventError,
+    EventType,
+    FailedQueueStore,
+    JobSpec,
+    ScheduleTable,
+)
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
@@ -30,6 +40,33 @@ async def test_schedule_table(store: Store) -> None:
     assert not await store.claim_tick("sch_a", 1000)
     assert await store.claim_tick("sch_a", 2000)
     assert await store.claim_tick("sch_b", 1000)
+
+
+async def test_a_cancel_of_a_running_execution_is_a_notice(store: Store) -> None:
+    """The store's cancel path pushes to every listener; a cancel that ends the
+    execution at once (not running) sends none: nothing runs it."""
+    assert isinstance(store, CancelNotices)
+    now = int(time.time() * 1000)
+    running, queued = JobSpec("ex-run", "t1", "wf1", "{}"), JobSpec("ex-q", "t1", "wf1", "{}")
+    await store.enqueue(running, now)
+    own = Delivery(store.config.keys.partition("ex-run"), 0, "", "ex-run", 1, "", now)
+    (acq,) = await store.acquire([own], 30_000, now)
+    assert acq.lease is not None
+    await store.enqueue(queued, now)
+    notices = store.cancel_notices()
+    first = asyncio.ensure_future(anext(notices))
+    # The subscription is in place once the iterator runs: give it the time to.
+    await asyncio.sleep(0.2)
+    try:
+        await store.cancel("ex-q", "t1", now, "not this one")
+        await store.cancel("ex-run", "t1", now, "stop it")
+        execution_id, error = await asyncio.wait_for(first, 5.0)
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await notices.aclose()
+    assert execution_id == "ex-run"
+    assert EventError.from_json(error) == EventError("stop it", "cancelled", False)
 
 
 def test_the_memory_store_declines_the_redis_capabilities() -> None:

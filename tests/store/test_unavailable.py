@@ -7,10 +7,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 
 from nodedrop.store import (
     BlobCache,
+    CancelNotices,
     Commit,
     Delivery,
     EventDraft,
@@ -84,6 +85,8 @@ CALLS: dict[str, Call] = {
     # BlobCache
     "get_blob": lambda s: s.get_blob("b"),
     "put_blob": lambda s: s.put_blob("b", b"x", 60),
+    # CancelNotices
+    "cancel_notices": lambda s: anext(s.cancel_notices()),
     # Start-up, shutdown
     "connect": lambda s: s.connect(),
 }
@@ -117,7 +120,15 @@ async def test_every_method_raises_unavailable_when_redis_is_unreachable(
 def test_every_port_method_is_covered() -> None:
     methods = {
         name
-        for port in (JobQueue, StateStore, EventLog, ScheduleTable, BlobCache, FailedQueueStore)
+        for port in (
+            JobQueue,
+            StateStore,
+            EventLog,
+            ScheduleTable,
+            BlobCache,
+            FailedQueueStore,
+            CancelNotices,
+        )
         for name in vars(port)
         if not name.startswith("_")
     }
@@ -137,6 +148,8 @@ async def test_an_outage_is_also_a_connection_error(down: RedisStore) -> None:
         (ReadOnlyError("You can't write against a read only replica."), Unavailable),
         # A server still loading its data set.
         (BusyLoadingError("Redis is loading the dataset in memory"), Unavailable),
+        # A full server (maxmemory, noeviction): keys expire and it takes writes again.
+        (OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."), Unavailable),
         # A refusal is not an outage: it stays what it is.
         (ResponseError("ERR Error running script"), ResponseError),
     ],

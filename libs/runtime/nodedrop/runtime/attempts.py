@@ -3,7 +3,7 @@
     begin(acquired) ──> one task per attempt (engine) ── checkpoints, events ──> Committer
                           │                                            (group commit)
     heartbeat(): renew leases (or, for held jobs, read the state) and pick up cancel flags
-    cancel listener: pub/sub nudge
+    cancel listener: the store's cancel notices (CancelNotices), where it has them
 
 Hosts feed it leased attempts: the worker's Consumer from the job streams,
 direct mode's HeldRunner from the job its process holds.  The runner counts
@@ -21,12 +21,10 @@ from dataclasses import dataclass
 
 import orjson
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
+from nodedrop.common.retry import Backoff
 from nodedrop.common.tracing import trace_id_of
 from nodedrop.runtime.committer import Committer
 from nodedrop.runtime.endings import end_of
@@ -35,16 +33,17 @@ from nodedrop.runtime.ports import Store
 from nodedrop.runtime.runner import Ending, InlineRunner, Runner, RunOutcome
 from nodedrop.store import (
     Acquired,
+    CancelNotices,
     EventDraft,
     EventError,
     ExecutionStatus,
+    Unavailable,
     cancel_reason,
 )
-from nodedrop.store.redis_store import RedisStore
 
 log = get_logger("nodedrop.runtime")
 
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 5.0
 # Attempts a shared inline task runs between two chances for the committer to
 # send. With slots given back as engines end, 8-12 beat 4 and 16 in the peers'
@@ -60,7 +59,6 @@ class AttemptConfig:
     # commit while their slot already runs the next one.
     concurrency: int
     lease_s: float
-    cancel_channel: str = ""
     # Held jobs (direct mode) have no stream entry: the heartbeat reads their
     # state instead of renewing a lease, and a failure is never dead-lettered
     # (there is no retry and no failed queue for them).
@@ -127,8 +125,9 @@ class AttemptRunner:
 
     def start(self) -> None:
         self._committer.start()
-        if self._cfg.cancel_channel and isinstance(self._store, RedisStore):
-            self._listener = asyncio.create_task(self._cancel_listener(), name="cancel")
+        # A store without notices leaves cancels to the heartbeat's state check.
+        if isinstance(self._store, CancelNotices):
+            self._listener = asyncio.create_task(self._cancel_listener(self._store), name="cancel")
 
     # -- running ---------------------------------------------------------------
 
@@ -257,7 +256,7 @@ class AttemptRunner:
         # A held job has no stream entry to go back to: what finished is kept,
         # and the execution stays where its last commit left it.
         if await self._committer.end(job, None) and not self._cfg.held:
-            with contextlib.suppress(*TRANSIENT):
+            with contextlib.suppress(Unavailable):
                 await self._store.release([job.lease])
 
     def _refused(self, job: Job) -> None:
@@ -317,7 +316,7 @@ class AttemptRunner:
             renewals = await self._store.renew(
                 [j.lease for j in jobs], lease_ms, _now_ms(), self._cfg.worker_id
             )
-        except (*TRANSIENT, RedisError) as e:
+        except Unavailable as e:
             log.warning("heartbeat failed", error=str(e))
             return
         except Exception:
@@ -335,7 +334,7 @@ class AttemptRunner:
         # entry, and a held job has none (nothing reclaims it either).
         try:
             states = await self._store.states([j.execution_id for j in jobs])
-        except (*TRANSIENT, RedisError) as e:
+        except Unavailable as e:
             log.warning("cancel check failed", error=str(e))
             return
         except Exception:
@@ -347,32 +346,24 @@ class AttemptRunner:
             elif state is None:
                 job.cancel.cancel("the execution's state in the store was lost")
 
-    async def _cancel_listener(self) -> None:
-        assert isinstance(self._store, RedisStore)
-        delay = 0.05
+    async def _cancel_listener(self, source: CancelNotices) -> None:
+        backoff = Backoff(BACKOFF_BASE_S, BACKOFF_MAX_S)
         while True:
-            pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+            subscribed = time.monotonic()
             try:
-                await pubsub.subscribe(self._cfg.cancel_channel)
-                delay = 0.05
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    data = msg.get("data")
-                    text = data.decode() if isinstance(data, bytes) else str(data)
-                    # "<execution id>\n<error JSON>" (the error is absent in older messages).
-                    execution_id, _, error = text.partition("\n")
+                async for execution_id, error in source.cancel_notices():
                     job = self.jobs.get(execution_id)
                     if job is not None:
                         job.cancel.cancel(cancel_reason(_parse_error(error)))
-            except (*TRANSIENT, RedisError) as e:
-                log.warning("cancel listener lost redis", error=str(e), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+            except Unavailable as e:
+                log.warning("cancel notices lost", error=str(e))
+            except Exception:
+                # A bug must not end the listener silently; the heartbeat still checks.
+                log.exception("cancel listener failed")
+            if time.monotonic() - subscribed > BACKOFF_MAX_S:
+                # It was up for a while: this loss is a new outage, not the same one.
+                backoff.reset()
+            await backoff.wait()
 
 
 def _parse_error(text: str) -> EventError | None:

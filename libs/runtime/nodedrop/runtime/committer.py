@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from typing import TypeAlias
 
-from redis.exceptions import RedisError
-
 from nodedrop.common.logging import get_logger
+from nodedrop.common.retry import Backoff
 from nodedrop.runtime.job import Job
-from nodedrop.store import Commit, CommitResult, StateStore, Transition
+from nodedrop.store import Commit, CommitResult, StateStore, Transition, Unavailable
 
 log = get_logger("nodedrop.runtime.committer")
 
+_RETRY_BASE_S = 0.05
 _RETRY_MAX_S = 2.0
 
 # Told whether the fence accepted a job's last commit: a future someone awaits,
@@ -121,18 +121,17 @@ class Committer:
                 _tell(waiter, r.ok)
 
     async def _send(self, commits: list[Commit]) -> list[CommitResult]:
-        # Numbered commits make a resend after a lost reply safe: Redis applies
-        # each number once.  Retry until Redis answers; leases expire meanwhile
-        # and the fence then refuses, which is the right answer.
-        delay = 0.05
+        # Numbered commits make a resend after a lost reply safe: the store applies
+        # each number once.  Retry until it answers; leases expire meanwhile and
+        # the fence then refuses, which is the right answer.
+        backoff = None  # made on the first failure: every round passes here
         while True:
             try:
                 return await self._store.commit(commits, int(time.time() * 1000))
-            except (RedisError, OSError) as e:
-                # Connection loss, a restarting or out-of-memory Redis: all pass.
-                log.warning("commit failed, retrying", error=str(e), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+            except Unavailable as e:
+                log.warning("commit failed, retrying", error=str(e))
+                backoff = backoff or Backoff(_RETRY_BASE_S, _RETRY_MAX_S)
+                await backoff.wait()
 
 
 def _tell(waiter: Waiter, ok: bool) -> None:

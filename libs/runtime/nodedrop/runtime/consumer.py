@@ -15,14 +15,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import Metrics
-from nodedrop.runtime.attempts import BACKOFF_MAX_S, TRANSIENT, AttemptConfig, AttemptRunner
+from nodedrop.common.retry import Backoff
+from nodedrop.runtime.attempts import (
+    BACKOFF_BASE_S,
+    BACKOFF_MAX_S,
+    AttemptConfig,
+    AttemptRunner,
+)
 from nodedrop.runtime.ports import Store
 from nodedrop.runtime.runner import Runner
-from nodedrop.store import Delivery
+from nodedrop.store import Delivery, Unavailable
 
 log = get_logger("nodedrop.runtime.consumer")
 
@@ -35,7 +39,6 @@ class ConsumerConfig:
     heartbeat_s: float
     read_block_s: float
     read_batch: int
-    cancel_channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,6 @@ class Consumer:
                 worker_id=config.worker_id,
                 concurrency=config.concurrency,
                 lease_s=config.lease_s,
-                cancel_channel=config.cancel_channel,
             ),
             metrics=metrics,
             on_slot_free=self._return_slot,
@@ -125,7 +127,7 @@ class Consumer:
                     await read
         # Entries read but never started go back to the stream for others.
         if self._backlog:
-            with contextlib.suppress(*TRANSIENT):
+            with contextlib.suppress(Unavailable):
                 await self._store.requeue(list(self._backlog))
             self._backlog.clear()
         # The heartbeat keeps the leases of what runs until the hand-back.
@@ -140,7 +142,8 @@ class Consumer:
     # -- reading ---------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        delay = 0.05
+        # The drain ends a back-off at once: the loop then sees it and returns.
+        backoff = Backoff(BACKOFF_BASE_S, BACKOFF_MAX_S, stop=self._stopping)
         block_ms = max(1, int(self._cfg.read_block_s * 1000))
         while not self._stopping.is_set():
             if self._free <= 0:
@@ -156,7 +159,7 @@ class Consumer:
                     # Work was waiting a moment ago: read and lease in one round
                     # trip, without BLOCK (an empty take falls back to the read).
                     await self._take()
-                    delay = 0.05
+                    backoff.reset()
                     continue
                 else:
                     count = min(self._free, self._cfg.read_batch)
@@ -177,24 +180,17 @@ class Consumer:
                     self._busy = len(got) >= count or len(got) > 1
                 if batch:
                     await self._start(batch)
-                delay = 0.05
-            except TRANSIENT as e:
+                backoff.reset()
+            except Unavailable as e:
                 self._consuming = False
-                log.warning("redis unavailable, retrying", error=str(e), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-            except RedisError as e:
-                # A server-side refusal (OOM, READONLY, ...): back off, never crash-loop.
-                self._consuming = False
-                log.error("redis error in the read loop", error=str(e), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+                log.warning("store unavailable, retrying", error=str(e))
+                await backoff.wait()
             except Exception:
-                # A bug must not stop consumption silently: say so, back off, go on.
+                # A refusal of the store (a Redis out of memory, ...) or a bug must
+                # not stop consumption silently: say so, back off, go on.
                 self._consuming = False
-                log.exception("read loop failed", delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+                log.exception("read loop failed")
+                await backoff.wait()
 
     async def _take(self) -> None:
         count = min(self._free, self._cfg.read_batch)
@@ -228,7 +224,7 @@ class Consumer:
                 # Read but not started yet: keep the reclaimer off them.
                 try:
                     await self._store.touch(list(self._backlog), self._cfg.worker_id)
-                except (*TRANSIENT, RedisError) as e:
+                except Unavailable as e:
                     log.warning("heartbeat failed", error=str(e))
             await self._attempts.heartbeat(self._cfg.heartbeat_s * 0.5)
 

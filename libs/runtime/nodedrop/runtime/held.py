@@ -55,7 +55,6 @@ class HeldOptions:
     heartbeat_s: float = 0.5
     # How long past its timeout the delayed entry keeps workers off the execution.
     hold_margin_s: float = 60.0
-    cancel_channel: str = ""
 
 
 class HeldRunner:
@@ -82,7 +81,6 @@ class HeldRunner:
                 worker_id=worker_id,
                 concurrency=0,
                 lease_s=self._opts.lease_ms / 1000,
-                cancel_channel=self._opts.cancel_channel,
                 held=True,
             ),
         )

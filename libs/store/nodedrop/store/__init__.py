@@ -28,6 +28,7 @@ from nodedrop.store.model import (
 )
 from nodedrop.store.ports import (
     BlobCache,
+    CancelNotices,
     EventLog,
     FailedQueueStore,
     JobQueue,
@@ -50,6 +51,7 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "Acquired",
     "BlobCache",
+    "CancelNotices",
     "Commit",
     "CommitResult",
     "Delivery",

@@ -11,7 +11,7 @@ import bisect
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from nodedrop.store.config import StoreConfig
@@ -103,6 +103,8 @@ class MemoryStore:
         self._parked: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
         self._schedules: dict[str, str] = {}
         self._claims: set[tuple[str, int]] = set()
+        # One queue per cancel_notices iterator.
+        self._cancel_subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
 
     async def close(self) -> None:
         """Nothing to release; the data stays for the other services of the process."""
@@ -601,8 +603,12 @@ class MemoryStore:
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         if e.status in TERMINAL_STATUSES:
             return e.status
-        e.cancel, e.cancel_error = True, cancel_error(reason)
+        error = cancel_error(reason)
+        e.cancel, e.cancel_error = True, error
         if e.status is S.RUNNING:
+            notice = (execution_id, error.to_json())
+            for q in self._cancel_subscribers:
+                q.put_nowait(notice)
             self._wake()
             return S.RUNNING
         self._delayed.pop(execution_id, None)
@@ -612,6 +618,16 @@ class MemoryStore:
         self._unpark(e)
         self._leave(e, now_ms)
         return S.CANCELLED
+
+    async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
+        """CancelNotices: each cancel of a running execution, as the Redis adapter publishes it."""
+        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._cancel_subscribers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._cancel_subscribers.discard(q)
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
         out: list[StateSnapshot | None] = []

@@ -2,9 +2,9 @@
 in-memory adapter (``memory``); one conformance suite (tests/store) runs on both.
 
 ``Store`` is what a service opens (``factory.open_store``): every port both
-adapters implement.  ``BlobCache`` and ``FailedQueueStore`` are capabilities
-only the Redis adapter has; a service checks for them with ``isinstance``
-against the protocol, never against an adapter class.  Every method raises
+adapters implement.  ``BlobCache``, ``FailedQueueStore`` and ``CancelNotices``
+are capabilities an adapter may lack; a service checks for them with
+``isinstance`` against the protocol, never against an adapter class.  Every method raises
 ``Unavailable`` (errors.py) when the backend cannot be reached.
 
 Batch-first on purpose: a worker acquires, commits and renews whole read
@@ -13,7 +13,7 @@ batches, so the Redis adapter turns each call into one pipeline of EVALSHAs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
 from nodedrop.store.config import StoreConfig
@@ -233,4 +233,19 @@ class FailedQueueStore(Protocol):
 
     async def restore_failed(self, items: Sequence[RestoredFailure]) -> int:
         """Puts each back in the failed queue unless the store knows the execution."""
+        ...
+
+
+@runtime_checkable
+class CancelNotices(Protocol):
+    """A push for each cancel of a running execution (``StateStore.cancel``, from any
+    process): a runner stops the attempt at once instead of at its next state check.
+
+    A notice can be missed (one sent while the iterator reconnects): the cancel
+    flag in the execution's state stays the authority."""
+
+    def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
+        """Yields (execution id, the cancel's error as EventError JSON, "" when absent)
+        for each cancel from the moment it is subscribed; raises ``Unavailable`` when
+        the backend is lost (iterate again to resubscribe)."""
         ...

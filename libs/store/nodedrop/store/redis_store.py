@@ -10,9 +10,10 @@ three turn redis-py's connection, timeout and loading errors into the store's
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import hiredis
@@ -21,7 +22,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.store.config import PARK_RANK, SWEEP_TENANTS, StoreConfig
@@ -83,12 +84,14 @@ _T = TypeVar("_T")
 
 # An outage, not a refusal: the server is down or unreachable, did not answer in
 # time, is still loading its data set (BusyLoadingError is a ConnectionError),
-# or is a replica since a failover (READONLY).  The same call may succeed later.
+# is a replica since a failover (READONLY), or is full (OOM: memory comes back as
+# executions end and their keys expire).  The same call may succeed later.
 # OSError: a socket error redis-py let through (asyncio's TimeoutError is one).
 _DOWN: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
+    OutOfMemoryError,
     OSError,
 )
 
@@ -801,6 +804,25 @@ class RedisStore:
         if r == "denied":
             raise PermissionDenied(f"execution {execution_id} belongs to another tenant")
         return ExecutionStatus(r)
+
+    async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
+        """CancelNotices: the cancel script's PUBLISH on the cancel channel."""
+        pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        try:
+            await _run(pubsub.subscribe(self._k.cancel_channel()))
+            while True:
+                msg = await _run(pubsub.get_message(timeout=1.0))
+                if msg is None:
+                    continue
+                data = msg.get("data")
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                # "<execution id>\n<error JSON>" (the error is absent in older messages).
+                execution_id, _, error = text.partition("\n")
+                yield execution_id, error
+        finally:
+            # The connection may be the broken one: closing it must not mask why.
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
         pipe = self._r.pipeline(transaction=False)

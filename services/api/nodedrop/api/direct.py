@@ -5,22 +5,23 @@ end follow a worker's rules, from the same code."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import orjson
 
 from nodedrop.api.model import ExecutionRecord
 from nodedrop.common import tracing
+from nodedrop.common.errors import Unavailable
+from nodedrop.common.logging import get_logger
+from nodedrop.contract import from_json
 from nodedrop.engine import EngineConfig
 from nodedrop.runtime.engine_runner import EngineRunner
 from nodedrop.runtime.held import FailureHook, HeldOptions, HeldRunner
 from nodedrop.runtime.ports import Store
 from nodedrop.store import ExecutionStatus, JobSpec
+from nodedrop.store import Unavailable as StoreUnavailable
 from nodedrop.store.config import StoreConfig
 
 __all__ = ["DirectRunner"]
 
-_DEFAULT_TIMEOUT_S = 300.0
+log = get_logger("nodedrop.api.direct")
 
 
 class DirectRunner:
@@ -35,7 +36,7 @@ class DirectRunner:
         options: HeldOptions | None = None,
         on_failure: FailureHook | None = None,
     ) -> None:
-        opts = options or HeldOptions(cancel_channel=store_config.keys.cancel_channel())
+        opts = options or HeldOptions()
         self._held = HeldRunner(
             store, store_config, EngineRunner(engine), options=opts, on_failure=on_failure
         )
@@ -45,7 +46,9 @@ class DirectRunner:
         return self._held.running
 
     def start(self, record: ExecutionRecord, completed_outputs: Mapping[str, str]) -> None:
-        settings = _settings(record.definition_json)
+        # The stored definition was checked when it was stored; its settings carry
+        # the engine's defaults for what it leaves out.
+        settings = from_json(record.definition_json).settings
         self._held.start(
             JobSpec(
                 execution_id=record.id,
@@ -54,7 +57,7 @@ class DirectRunner:
                 workflow_json=record.definition_json,
                 trigger_json=record.trigger_data_json,
                 priority=record.priority,
-                timeout_s=float(settings.get("timeout_s") or _DEFAULT_TIMEOUT_S),
+                timeout_s=settings.timeout_s,
                 completed_outputs=dict(completed_outputs),
                 # Called within the submitting request: the run joins its trace.
                 traceparent=tracing.current_traceparent(),
@@ -64,16 +67,12 @@ class DirectRunner:
     async def cancel(
         self, execution_id: str, tenant_id: str, reason: str
     ) -> ExecutionStatus | None:
-        return await self._held.cancel(execution_id, tenant_id, reason)
+        try:
+            return await self._held.cancel(execution_id, tenant_id, reason)
+        except StoreUnavailable as exc:
+            # The cause names the store's host: for the logs, not for the caller.
+            log.warning("cancel: the queue store is unavailable", error=str(exc))
+            raise Unavailable("the queue store is unavailable; retry the cancel") from exc
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self._held.stop(grace_s, "the API process is stopping")
-
-
-def _settings(definition_json: str) -> Mapping[str, Any]:
-    try:
-        doc = orjson.loads(definition_json)
-    except orjson.JSONDecodeError:
-        return {}
-    settings = doc.get("settings") if isinstance(doc, dict) else None
-    return settings if isinstance(settings, dict) else {}

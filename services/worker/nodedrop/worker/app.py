@@ -17,11 +17,10 @@ from nodedrop.common.server import HealthReporter
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from nodedrop.runtime.consumer import Consumer, ConsumerConfig
 from nodedrop.runtime.engine_runner import EngineRunner, build_config
+from nodedrop.store import Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
 from nodedrop.store.keys import Keys
-from nodedrop.store.memory import MemoryStore
-from nodedrop.store.redis_store import RedisStore
 from nodedrop.worker.servicer import WorkerServicer
 from nodedrop.worker.settings import WorkerSettings
 
@@ -51,7 +50,7 @@ class WorkerService:
         self._settings = settings
         # `nodedrop dev` passes dev=True: without Redis it runs on the in-memory store.
         self._dev = dev
-        self._store: RedisStore | MemoryStore | None = None
+        self._store: Store | None = None
         self._consumer: Consumer | None = None
         self._drain_task: asyncio.Task[None] | None = None
         # DrainWorker's grace, when it asked for one (see _grace).
@@ -106,7 +105,6 @@ class WorkerService:
                 heartbeat_s=s.consumer.heartbeat_s,
                 read_block_s=s.consumer.read_block_s,
                 read_batch=s.read_batch,
-                cancel_channel=config.keys.cancel_channel(),
             ),
             metrics=get_metrics(),
         )
@@ -151,7 +149,7 @@ class WorkerService:
                 await self._readiness_task
         if self._consumer is not None:
             await self._consumer.stop(self._grace())
-        if isinstance(self._store, RedisStore):
+        if self._store is not None:
             await self._store.close()
 
 
