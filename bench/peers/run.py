@@ -154,6 +154,8 @@ def main() -> int:
     names = [n for n in args.only.split(",") if n] or [NODEDROP.name, *(p.name for p in PEERS)]
     systems = [system_of(n) for n in names]
     scenarios = plan(args.quick)
+    # The drivers log there even when no peer is installed (--only nodedrop).
+    envs.ENVS.mkdir(parents=True, exist_ok=True)
     # Installing (first run only) is outside the time budget of the run.
     for system in systems:
         if system.peer is not None and not args.skip_install:
