@@ -43,10 +43,13 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from nodedrop.engine import WorkflowSettings as _Settings
 from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
+
+_DEFAULTS = _Settings()
 
 PARTITIONS = 16
 
@@ -102,7 +105,19 @@ async def waiting(store: RedisStore) -> int:
 async def measure(store: RedisStore, url: str, args: argparse.Namespace, qb: ModuleType) -> None:
     run = uuid.uuid4().hex[:6]
     a_wf = slow_workflow(args.a_wait_s)
-    specs = [JobSpec(f"a{run}-{i}", "tenant-a", "wf-a", a_wf, "") for i in range(args.backlog)]
+    specs = [
+        JobSpec(
+            f"a{run}-{i}",
+            "tenant-a",
+            "wf-a",
+            a_wf,
+            "",
+            max_attempts=_DEFAULTS.max_attempts,
+            backoff_s=_DEFAULTS.backoff_s,
+            timeout_s=_DEFAULTS.timeout_s,
+        )
+        for i in range(args.backlog)
+    ]
     t0 = time.perf_counter()
     for i in range(0, len(specs), 500):
         await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
@@ -121,7 +136,19 @@ async def measure(store: RedisStore, url: str, args: argparse.Namespace, qb: Mod
             task = asyncio.create_task(started(listen, keys.exec_events(x), args.timeout_s))
             await asyncio.sleep(0.002)  # the read is in flight before the enqueue
             sent = time.perf_counter()
-            await store.enqueue(JobSpec(x, "tenant-b", "wf-b", b_wf, ""), int(time.time() * 1000))
+            await store.enqueue(
+                JobSpec(
+                    x,
+                    "tenant-b",
+                    "wf-b",
+                    b_wf,
+                    "",
+                    max_attempts=_DEFAULTS.max_attempts,
+                    backoff_s=_DEFAULTS.backoff_s,
+                    timeout_s=_DEFAULTS.timeout_s,
+                ),
+                int(time.time() * 1000),
+            )
             waiters.append((sent, task))
             await asyncio.sleep(args.b_gap_ms / 1000)
         left = await waiting(store)

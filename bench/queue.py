@@ -42,11 +42,14 @@ import grpc
 import orjson
 
 from nodedrop.common.client import open_channel
+from nodedrop.engine import WorkflowSettings as _Settings
 from nodedrop.queue.v1 import worker_service_pb2, worker_service_pb2_grpc
 from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
+
+_DEFAULTS = _Settings()
 
 # The workers' service credential for this run; GetWorkerStatus needs it.
 SERVICE_TOKEN = f"bench-{uuid.uuid4().hex}"
@@ -178,7 +181,19 @@ async def throughput(
     wf = workflow(nodes)
     run = uuid.uuid4().hex[:6]
     before = await completed(store)
-    specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    specs = [
+        JobSpec(
+            f"b{run}-{i}",
+            "bench",
+            "wf",
+            wf,
+            '{"n": 1}',
+            max_attempts=_DEFAULTS.max_attempts,
+            backoff_s=_DEFAULTS.backoff_s,
+            timeout_s=_DEFAULTS.timeout_s,
+        )
+        for i in range(count)
+    ]
     if stats:
         await store.client.config_resetstat()
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
@@ -225,7 +240,19 @@ async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
         waiter: asyncio.Task[Any] = asyncio.create_task(read_started(listen, ev))
         await asyncio.sleep(0.002)
         t0 = time.perf_counter()
-        await store.enqueue(JobSpec(x, "bench", "wf", wf, ""), int(time.time() * 1000))
+        await store.enqueue(
+            JobSpec(
+                x,
+                "bench",
+                "wf",
+                wf,
+                "",
+                max_attempts=_DEFAULTS.max_attempts,
+                backoff_s=_DEFAULTS.backoff_s,
+                timeout_s=_DEFAULTS.timeout_s,
+            ),
+            int(time.time() * 1000),
+        )
         got = await waiter
         t1 = time.perf_counter()
         if not got:

@@ -10,6 +10,7 @@ from nodedrop.api.recorder import HistoryRecorder
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.store import EventDraft, EventError, EventType, JobSpec
 from nodedrop.store.memory import MemoryStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 
 async def test_recorder_writes_state_and_ignores_replays(pg_repo: PostgresRepository) -> None:
@@ -19,7 +20,7 @@ async def test_recorder_writes_state_and_ignores_replays(pg_repo: PostgresReposi
         [NewExecution(eid, "t", None, 0, "{}", "queue", "manual", "", 3, 0, datetime.now(UTC))]
     )
     store = MemoryStore()
-    await store.enqueue(JobSpec(eid, "t", "", "{}"), 1_700_000_000_000)
+    await store.enqueue(JobSpec(eid, "t", "", "{}", **DEFAULT_JOB_SETTINGS), 1_700_000_000_000)
     drafts = [
         EventDraft(EventType.EXECUTION_STARTED),
         EventDraft(EventType.NODE_STARTED, node_id="a"),

@@ -25,6 +25,7 @@ from nodedrop.worker.app import WorkerService
 from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.api.harness import RunningApi, api_settings, running_api
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.redis_server import PrivateRedis, private_redis
 from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
@@ -195,7 +196,14 @@ async def test_recorder_adopts_an_execution_the_scheduler_started(
             # What a cron fire does: straight into the queue, never through the API.
             execution_id = str(uuid.uuid4())
             await store.enqueue(
-                JobSpec(execution_id, "tenant-a", wf.id, definition.json, '{"x": 1}'),
+                JobSpec(
+                    execution_id,
+                    "tenant-a",
+                    wf.id,
+                    definition.json,
+                    '{"x": 1}',
+                    **DEFAULT_JOB_SETTINGS,
+                ),
                 int(time.time() * 1000),
             )
         finally:
@@ -236,7 +244,16 @@ async def test_history_catches_up_with_an_execution_the_queue_saw_end(
     record = await _stored_direct(pg_repo)  # any stored, unfinished execution
     store = MemoryStore(StoreConfig(keys=Keys("m", 2)))
     await store.enqueue(
-        JobSpec(record.id, "tenant-a", "", record.definition_json, "", run_at_ms=1), 0
+        JobSpec(
+            record.id,
+            "tenant-a",
+            "",
+            record.definition_json,
+            "",
+            run_at_ms=1,
+            **DEFAULT_JOB_SETTINGS,
+        ),
+        0,
     )
     delivery = Delivery(store.config.keys.partition(record.id), 0, "", record.id, 1, "", 0)
     (acquired,) = await store.acquire([delivery], 30_000, 0)

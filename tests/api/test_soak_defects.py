@@ -36,6 +36,7 @@ from nodedrop.store import JobSpec, Keys
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.redis_store import RedisStore
 from tests.api.private_pg import private_postgres
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.services import ServiceProcess, isolated_env, start_service
 
 pytestmark = pytest.mark.slow
@@ -282,7 +283,17 @@ async def test_history_entries_of_a_killed_api_are_recorded_by_another(
                 await asyncio.to_thread(pg.stop)
                 ids = [f"hist-{i}" for i in range(5)]
                 await store.enqueue_many(
-                    [JobSpec(x, "t1", "wf1", '{"name": "w", "nodes": []}', "{}") for x in ids],
+                    [
+                        JobSpec(
+                            x,
+                            "t1",
+                            "wf1",
+                            '{"name": "w", "nodes": []}',
+                            "{}",
+                            **DEFAULT_JOB_SETTINGS,
+                        )
+                        for x in ids
+                    ],
                     int(time.time() * 1000),
                 )
 

@@ -7,6 +7,7 @@ import time
 
 from nodedrop.store import Commit, EventDraft, EventType, ExecutionStatus, JobSpec, Transition
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 __all__ = ["WAIT_WF", "fail_jobs"]
 
@@ -24,7 +25,9 @@ async def fail_jobs(store: RedisStore, jobs: dict[str, str]) -> None:
     last failed attempt would. No worker may consume meanwhile."""
     now = int(time.time() * 1000)
     for execution_id, tenant in jobs.items():
-        await store.enqueue(JobSpec(execution_id, tenant, "wf", WAIT_WF), now)
+        await store.enqueue(
+            JobSpec(execution_id, tenant, "wf", WAIT_WF, **DEFAULT_JOB_SETTINGS), now
+        )
     deliveries = [d for d in await store.read_jobs("test", 100, 0) if d.execution_id in jobs]
     acquired = await store.acquire(deliveries, 30_000, now)
     await store.commit(

@@ -19,6 +19,7 @@ from nodedrop.store import CancelNotices, EventType, ExecutionStatus, JobSpec, K
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 PLUGIN = "tests.worker.nd_test_nodes"
 
@@ -31,7 +32,9 @@ def _spec(execution_id: str, *nodes: dict[str, Any]) -> JobSpec:
         "nodes": body,
         "connections": [{"from": a, "to": b} for a, b in itertools.pairwise(ids)],
     }
-    return JobSpec(execution_id, "t1", "", orjson.dumps(workflow).decode(), '{"n": 1}')
+    return JobSpec(
+        execution_id, "t1", "", orjson.dumps(workflow).decode(), '{"n": 1}', **DEFAULT_JOB_SETTINGS
+    )
 
 
 # The adapters this test drives, with their config and their event log.

@@ -15,6 +15,7 @@ import pytest
 from nodedrop.runtime.consumer import Consumer
 from nodedrop.store import EventType, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.worker.wq_helpers import wait_status
 
 _CASES = Path(__file__).resolve().parents[1] / "workflows" / "cases.py"
@@ -37,7 +38,16 @@ async def test_case_in_queue_mode(store: RedisStore, consumer: Consumer, case: A
     # workflow's settings, as the scheduler's EnqueueExecution takes it.
     timeout = case.workflow.get("settings", {}).get("timeout_s", 300.0)
     wf = orjson.dumps(case.workflow).decode()
-    spec = JobSpec(x, "t1", "", wf, trigger, max_attempts=1, timeout_s=timeout)
+    spec = JobSpec(
+        x,
+        "t1",
+        "",
+        wf,
+        trigger,
+        max_attempts=1,
+        timeout_s=timeout,
+        backoff_s=DEFAULT_JOB_SETTINGS["backoff_s"],
+    )
     t0 = time.monotonic()
     await store.enqueue(spec, int(time.time() * 1000))
     if case.cancel_after_s is not None:

@@ -22,6 +22,7 @@ from nodedrop.store import ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.failed_jobs import WAIT_WF, fail_jobs
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.services import service_metadata, start_service
 
 pytestmark = pytest.mark.slow
@@ -97,7 +98,7 @@ async def test_every_scheduler_rpc_needs_the_service_credential(
 ) -> None:
     await fail_jobs(store, {"failed-b": "tenant-b"})
     now = int(time.time() * 1000)
-    await store.enqueue(JobSpec("victim-b", "tenant-b", "wf", WAIT_WF), now)
+    await store.enqueue(JobSpec("victim-b", "tenant-b", "wf", WAIT_WF, **DEFAULT_JOB_SETTINGS), now)
     async with (
         start_service("scheduler", env=env) as scheduler,
         grpc.aio.insecure_channel(scheduler.target) as channel,

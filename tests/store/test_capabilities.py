@@ -20,6 +20,7 @@ from nodedrop.store import (
 )
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 Store = RedisStore | MemoryStore
 
@@ -47,7 +48,10 @@ async def test_a_cancel_of_a_running_execution_is_a_notice(store: Store) -> None
     execution at once (not running) sends none: nothing runs it."""
     assert isinstance(store, CancelNotices)
     now = int(time.time() * 1000)
-    running, queued = JobSpec("ex-run", "t1", "wf1", "{}"), JobSpec("ex-q", "t1", "wf1", "{}")
+    running, queued = (
+        JobSpec("ex-run", "t1", "wf1", "{}", **DEFAULT_JOB_SETTINGS),
+        JobSpec("ex-q", "t1", "wf1", "{}", **DEFAULT_JOB_SETTINGS),
+    )
     await store.enqueue(running, now)
     own = Delivery(store.config.keys.partition("ex-run"), 0, "", "ex-run", 1, "", now)
     (acq,) = await store.acquire([own], 30_000, now)
@@ -89,7 +93,7 @@ async def test_tail_skips_an_undecodable_entry(redis_store: RedisStore) -> None:
     x = "ex-bad-entry"
     start = await redis_store.tail_position()
     now = int(time.time() * 1000)
-    await redis_store.enqueue(JobSpec(x, "t1", "wf1", '{"nodes": []}'), now)
+    await redis_store.enqueue(JobSpec(x, "t1", "wf1", '{"nodes": []}', **DEFAULT_JOB_SETTINGS), now)
     stream = keys.events(keys.partition(x))
     bad = await redis_store.client.xadd(stream, {"x": x, "s": "two", "t": "X"})
     with structlog.testing.capture_logs() as logs:

@@ -29,6 +29,7 @@ from nodedrop.store import (
 )
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 Store = RedisStore | MemoryStore
 S = ExecutionStatus
@@ -47,7 +48,7 @@ def spec(**kw: object) -> JobSpec:
         "workflow_json": '{"nodes": []}',
         "trigger_json": '{"n": 1}',
     }
-    base.update(kw)
+    base = {**DEFAULT_JOB_SETTINGS, **base, **kw}
     return JobSpec(**base)  # type: ignore[arg-type]
 
 

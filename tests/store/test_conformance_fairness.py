@@ -22,6 +22,7 @@ from nodedrop.store import (
 )
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.store.conftest import make_config, open_redis_store
 
 Store = RedisStore | MemoryStore
@@ -70,7 +71,7 @@ def ids_in(store: Store, partition: int, n: int, tag: str) -> list[str]:
 
 
 def spec(x: str, tenant: str, **kw: object) -> JobSpec:
-    return JobSpec(x, tenant, "wf", '{"nodes": []}', **kw)  # type: ignore[arg-type]
+    return JobSpec(x, tenant, "wf", '{"nodes": []}', **{**DEFAULT_JOB_SETTINGS, **kw})  # type: ignore[arg-type]
 
 
 async def read_ids(store: Store) -> list[str]:

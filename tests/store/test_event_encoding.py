@@ -12,6 +12,7 @@ import pytest
 from nodedrop.store import Commit, EventDraft, EventError, EventRecord, EventType, JobSpec
 from nodedrop.store.records import event_tail
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 # The store's client decodes responses: stream entries come back as str.
 Entries = list[tuple[str, dict[str, str]]]
@@ -104,7 +105,7 @@ async def test_scripts_write_one_field_to_both_streams(redis_store: RedisStore) 
     s = redis_store
     x = f"ex-{uuid.uuid4().hex[:12]}"
     now = int(time.time() * 1000)
-    await s.enqueue(JobSpec(x, "t1", 'wf "1"', '{"nodes": []}', ""), now)
+    await s.enqueue(JobSpec(x, "t1", 'wf "1"', '{"nodes": []}', "", **DEFAULT_JOB_SETTINGS), now)
     (d,) = await s.read_jobs("w1", 10, 0)
     (acq,) = await s.acquire([d], 30_000, now)
     assert acq.lease is not None

@@ -8,6 +8,7 @@ import uuid
 
 from nodedrop.store import JobSpec
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 
 async def _pending(store: RedisStore, group: str) -> int:
@@ -21,7 +22,14 @@ async def _pending(store: RedisStore, group: str) -> int:
 
 async def test_a_batch_over_several_partitions_is_acknowledged(redis_store: RedisStore) -> None:
     for _ in range(24):
-        spec = JobSpec(f"ex-{uuid.uuid4().hex[:12]}", "t1", "wf1", '{"nodes": []}', "{}")
+        spec = JobSpec(
+            f"ex-{uuid.uuid4().hex[:12]}",
+            "t1",
+            "wf1",
+            '{"nodes": []}',
+            "{}",
+            **DEFAULT_JOB_SETTINGS,
+        )
         await redis_store.enqueue(spec, int(time.time() * 1000))
     entries = await redis_store.group_read("rec", "c1", 100, 10)
     assert len(entries) == 24

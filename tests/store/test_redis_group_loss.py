@@ -12,6 +12,7 @@ import pytest
 
 from nodedrop.store import JobSpec, ReclaimReport
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 
 LEASE = 30_000
 
@@ -43,7 +44,9 @@ async def test_a_lost_group_is_recreated_and_work_goes_on(
     got = await READERS[reader](redis_store)
     assert got in ([], ReclaimReport())
     x = f"ex-{uuid.uuid4().hex[:12]}"
-    await redis_store.enqueue(JobSpec(x, "t1", "wf1", '{"nodes": []}', "{}"), now())
+    await redis_store.enqueue(
+        JobSpec(x, "t1", "wf1", '{"nodes": []}', "{}", **DEFAULT_JOB_SETTINGS), now()
+    )
     taken = []
     for _ in range(redis_store.config.keys.partitions):
         taken += await redis_store.take("w1", 1, LEASE, now())

@@ -29,12 +29,13 @@ from nodedrop.store import (
 )
 from nodedrop.store.records import EventRecord
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.ports import free_port
 from tests.store.conftest import make_config
 
 D = Delivery(0, 0, "1-0", "ex-1", 1, "", 0)
 L = Lease("ex-1", 0, 0, "1-0", 1)
-SPEC = JobSpec("ex-1", "t1", "wf1", '{"nodes": []}')
+SPEC = JobSpec("ex-1", "t1", "wf1", '{"nodes": []}', **DEFAULT_JOB_SETTINGS)
 DRAFT = EventDraft(EventType.EXECUTION_STARTED)
 ENTRY = TailEntry(0, "1-0", EventRecord("ex-1", 1, EventType.EXECUTION_STARTED, 0, "wf1", "t1"))
 

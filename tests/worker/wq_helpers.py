@@ -15,6 +15,7 @@ import orjson
 
 from nodedrop.store import EventRecord, ExecutionStatus, JobSpec
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
 HERE = Path(__file__).parent
@@ -40,7 +41,9 @@ def sleepy(node_id: str, lo: int, hi: int) -> dict[str, Any]:
 
 
 def spec(execution_id: str, workflow_json: str, **kw: Any) -> JobSpec:
-    return JobSpec(execution_id, "t1", "wf1", workflow_json, '{"n": 1}', **kw)
+    return JobSpec(
+        execution_id, "t1", "wf1", workflow_json, '{"n": 1}', **{**DEFAULT_JOB_SETTINGS, **kw}
+    )
 
 
 def now_ms() -> int:

@@ -36,10 +36,13 @@ from _cpu import group_cpu_s
 from _lifetime import die_with_parent
 from nodedrop_events import run_events
 
+from nodedrop.engine import WorkflowSettings as _Settings
 from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
+
+_DEFAULTS = _Settings()
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 16
@@ -145,7 +148,19 @@ async def completed(store: RedisStore) -> int:
 async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> dict[str, object]:
     wf = workflow(nodes)
     run = uuid.uuid4().hex[:6]
-    specs = [JobSpec(f"b{run}-{i}", "bench", "wf", wf, '{"n": 1}') for i in range(count)]
+    specs = [
+        JobSpec(
+            f"b{run}-{i}",
+            "bench",
+            "wf",
+            wf,
+            '{"n": 1}',
+            max_attempts=_DEFAULTS.max_attempts,
+            backoff_s=_DEFAULTS.backoff_s,
+            timeout_s=_DEFAULTS.timeout_s,
+        )
+        for i in range(count)
+    ]
     t0 = time.perf_counter()
     for i in range(0, count, 500):
         await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
@@ -216,7 +231,19 @@ async def latency(store: RedisStore, count: int, limit_s: float) -> dict[str, ob
             )
             await asyncio.sleep(0.002)
             t0 = time.perf_counter()
-            await store.enqueue(JobSpec(x, "bench", "wf", wf, ""), int(time.time() * 1000))
+            await store.enqueue(
+                JobSpec(
+                    x,
+                    "bench",
+                    "wf",
+                    wf,
+                    "",
+                    max_attempts=_DEFAULTS.max_attempts,
+                    backoff_s=_DEFAULTS.backoff_s,
+                    timeout_s=_DEFAULTS.timeout_s,
+                ),
+                int(time.time() * 1000),
+            )
             got = await waiter
             t1 = time.perf_counter()
             if not got:

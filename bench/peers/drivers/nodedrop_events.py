@@ -28,9 +28,12 @@ import grpc
 from _lifetime import die_with_parent
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from nodedrop.engine import WorkflowSettings as _Settings
 from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 from nodedrop.store import JobSpec
 from nodedrop.store.redis_store import RedisStore
+
+_DEFAULTS = _Settings()
 
 REPO = Path(__file__).resolve().parents[3]
 KEY = "bench-events-key"
@@ -154,7 +157,16 @@ async def run_events(
         seen_warm = False
         run = os.urandom(3).hex()
         for attempt in range(20):
-            spec = JobSpec(f"ev{run}-warm{attempt}", TENANT, WORKFLOW_ID, workflow_json, "")
+            spec = JobSpec(
+                f"ev{run}-warm{attempt}",
+                TENANT,
+                WORKFLOW_ID,
+                workflow_json,
+                "",
+                max_attempts=_DEFAULTS.max_attempts,
+                backoff_s=_DEFAULTS.backoff_s,
+                timeout_s=_DEFAULTS.timeout_s,
+            )
             await store.enqueue(spec, int(time.time() * 1000))
             if await _until(lambda: all(s.completed_seen for s in subs), time.monotonic() + 1.5):
                 seen_warm = True
@@ -173,7 +185,16 @@ async def run_events(
             s.reset()
         executions = max(1, events // EVENTS_PER_EXECUTION)
         specs = [
-            JobSpec(f"ev{run}-{i}", TENANT, WORKFLOW_ID, workflow_json, "")
+            JobSpec(
+                f"ev{run}-{i}",
+                TENANT,
+                WORKFLOW_ID,
+                workflow_json,
+                "",
+                max_attempts=_DEFAULTS.max_attempts,
+                backoff_s=_DEFAULTS.backoff_s,
+                timeout_s=_DEFAULTS.timeout_s,
+            )
             for i in range(executions)
         ]
         await store.enqueue_many(specs, int(time.time() * 1000))

@@ -55,9 +55,11 @@ class JobSpec:
     priority: int = 0
     # Absolute due time; 0 means now.
     run_at_ms: int = 0
-    max_attempts: int = 3
-    backoff_s: float = 2.0
-    timeout_s: float = 300.0
+    # The execution's settings, always given: their defaults live with the
+    # workflow settings in the engine, not here.
+    max_attempts: int = field(kw_only=True)
+    backoff_s: float = field(kw_only=True)
+    timeout_s: float = field(kw_only=True)
     traceparent: str = ""
     # Node id -> outputs JSON of nodes completed before (resume of a retry).
     completed_outputs: Mapping[str, str] = field(default_factory=dict)

@@ -57,6 +57,8 @@ class DirectRunner:
                 workflow_json=record.definition_json,
                 trigger_json=record.trigger_data_json,
                 priority=record.priority,
+                max_attempts=settings.max_attempts,
+                backoff_s=settings.backoff_s,
                 timeout_s=settings.timeout_s,
                 completed_outputs=dict(completed_outputs),
                 # Called within the submitting request: the run joins its trace.
