@@ -49,7 +49,13 @@ from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
 
-_DEFAULTS = _Settings()
+# The store keeps no execution-settings defaults: the engine's, once.
+_SETTINGS = _Settings()
+JOB_SETTINGS = {
+    "max_attempts": _SETTINGS.max_attempts,
+    "backoff_s": _SETTINGS.backoff_s,
+    "timeout_s": _SETTINGS.timeout_s,
+}
 
 PARTITIONS = 16
 
@@ -112,9 +118,7 @@ async def measure(store: RedisStore, url: str, args: argparse.Namespace, qb: Mod
             "wf-a",
             a_wf,
             "",
-            max_attempts=_DEFAULTS.max_attempts,
-            backoff_s=_DEFAULTS.backoff_s,
-            timeout_s=_DEFAULTS.timeout_s,
+            **JOB_SETTINGS,
         )
         for i in range(args.backlog)
     ]
@@ -143,9 +147,7 @@ async def measure(store: RedisStore, url: str, args: argparse.Namespace, qb: Mod
                     "wf-b",
                     b_wf,
                     "",
-                    max_attempts=_DEFAULTS.max_attempts,
-                    backoff_s=_DEFAULTS.backoff_s,
-                    timeout_s=_DEFAULTS.timeout_s,
+                    **JOB_SETTINGS,
                 ),
                 int(time.time() * 1000),
             )

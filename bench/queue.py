@@ -49,7 +49,13 @@ from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
 
-_DEFAULTS = _Settings()
+# The store keeps no execution-settings defaults: the engine's, once.
+_SETTINGS = _Settings()
+JOB_SETTINGS = {
+    "max_attempts": _SETTINGS.max_attempts,
+    "backoff_s": _SETTINGS.backoff_s,
+    "timeout_s": _SETTINGS.timeout_s,
+}
 
 # The workers' service credential for this run; GetWorkerStatus needs it.
 SERVICE_TOKEN = f"bench-{uuid.uuid4().hex}"
@@ -188,9 +194,7 @@ async def throughput(
             "wf",
             wf,
             '{"n": 1}',
-            max_attempts=_DEFAULTS.max_attempts,
-            backoff_s=_DEFAULTS.backoff_s,
-            timeout_s=_DEFAULTS.timeout_s,
+            **JOB_SETTINGS,
         )
         for i in range(count)
     ]
@@ -247,9 +251,7 @@ async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
                 "wf",
                 wf,
                 "",
-                max_attempts=_DEFAULTS.max_attempts,
-                backoff_s=_DEFAULTS.backoff_s,
-                timeout_s=_DEFAULTS.timeout_s,
+                **JOB_SETTINGS,
             ),
             int(time.time() * 1000),
         )

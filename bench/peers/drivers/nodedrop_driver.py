@@ -42,7 +42,13 @@ from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
 
-_DEFAULTS = _Settings()
+# The store keeps no execution-settings defaults: the engine's, once.
+_SETTINGS = _Settings()
+JOB_SETTINGS = {
+    "max_attempts": _SETTINGS.max_attempts,
+    "backoff_s": _SETTINGS.backoff_s,
+    "timeout_s": _SETTINGS.timeout_s,
+}
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 16
@@ -155,9 +161,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
             "wf",
             wf,
             '{"n": 1}',
-            max_attempts=_DEFAULTS.max_attempts,
-            backoff_s=_DEFAULTS.backoff_s,
-            timeout_s=_DEFAULTS.timeout_s,
+            **JOB_SETTINGS,
         )
         for i in range(count)
     ]
@@ -238,9 +242,7 @@ async def latency(store: RedisStore, count: int, limit_s: float) -> dict[str, ob
                     "wf",
                     wf,
                     "",
-                    max_attempts=_DEFAULTS.max_attempts,
-                    backoff_s=_DEFAULTS.backoff_s,
-                    timeout_s=_DEFAULTS.timeout_s,
+                    **JOB_SETTINGS,
                 ),
                 int(time.time() * 1000),
             )

@@ -33,7 +33,13 @@ from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_gr
 from nodedrop.store import JobSpec
 from nodedrop.store.redis_store import RedisStore
 
-_DEFAULTS = _Settings()
+# The store keeps no execution-settings defaults: the engine's, once.
+_SETTINGS = _Settings()
+JOB_SETTINGS = {
+    "max_attempts": _SETTINGS.max_attempts,
+    "backoff_s": _SETTINGS.backoff_s,
+    "timeout_s": _SETTINGS.timeout_s,
+}
 
 REPO = Path(__file__).resolve().parents[3]
 KEY = "bench-events-key"
@@ -163,9 +169,7 @@ async def run_events(
                 WORKFLOW_ID,
                 workflow_json,
                 "",
-                max_attempts=_DEFAULTS.max_attempts,
-                backoff_s=_DEFAULTS.backoff_s,
-                timeout_s=_DEFAULTS.timeout_s,
+                **JOB_SETTINGS,
             )
             await store.enqueue(spec, int(time.time() * 1000))
             if await _until(lambda: all(s.completed_seen for s in subs), time.monotonic() + 1.5):
@@ -191,9 +195,7 @@ async def run_events(
                 WORKFLOW_ID,
                 workflow_json,
                 "",
-                max_attempts=_DEFAULTS.max_attempts,
-                backoff_s=_DEFAULTS.backoff_s,
-                timeout_s=_DEFAULTS.timeout_s,
+                **JOB_SETTINGS,
             )
             for i in range(executions)
         ]
