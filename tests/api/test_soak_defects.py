@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from nodedrop.store.redis_store import RedisStore
 from tests.api.private_pg import private_postgres
 from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.services import ServiceProcess, isolated_env, start_service
+from tests.helpers.system import until
 
 pytestmark = pytest.mark.slow
 
@@ -73,19 +74,6 @@ def _failing(max_attempts: int, backoff_s: float) -> dict[str, Any]:
         "connections": [{"from": "start", "to": "flaky"}],
         "settings": {"max_attempts": max_attempts, "backoff_s": backoff_s, "timeout_s": 60},
     }
-
-
-async def _until(
-    what: str, check: Callable[[], Awaitable[Any]], timeout_s: float, every_s: float = 0.1
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(every_s)
 
 
 async def _forget_everything(client: aioredis.Redis, prefix: str) -> None:
@@ -187,7 +175,7 @@ async def test_recovery_keeps_the_attempt_count(
             row = await s.row(x)
             return row if row is not None and row["attempt"] >= 2 else None
 
-        await _until("attempt 2 recorded", second_attempt_recorded, 30)
+        await until("attempt 2 recorded", second_attempt_recorded, 30)
         # Nothing runs it any more; then Redis loses everything.
         s.procs["worker"].process.kill()
         await s.procs["worker"].process.wait()
@@ -201,7 +189,7 @@ async def test_recovery_keeps_the_attempt_count(
             value = await redis_client.hget(s.store.config.keys.exec(x), "a")
             return int(value) if value is not None else None
 
-        attempt = await _until("orphan recovery to re-enqueue", requeued_attempt, 20)
+        attempt = await until("orphan recovery to re-enqueue", requeued_attempt, 20)
         # Attempt 1 again would give the failing node max_attempts more runs.
         assert attempt == expected, (attempt, dict(row))
         assert attempt <= row["max_attempts"]
@@ -225,9 +213,7 @@ async def test_failed_queue_is_rebuilt_after_redis_loses_its_data(
                 and (row["status"] == "failed" and row["last_sequence"] > 0)
             )
 
-        await _until(
-            "the execution in the failed queue and failed in PostgreSQL", dead_lettered, 30
-        )
+        await until("the execution in the failed queue and failed in PostgreSQL", dead_lettered, 30)
         before = (await s.row(x)) or {}
         await _forget_everything(redis_client, redis_prefix)
 
@@ -235,7 +221,7 @@ async def test_failed_queue_is_rebuilt_after_redis_loses_its_data(
             jobs, _ = await s.store.list_failed(10, "")
             return jobs
 
-        (job,) = await _until("the failed queue rebuilt", listed_again, 20)
+        (job,) = await until("the failed queue rebuilt", listed_again, 20)
         assert job.execution_id == x
         assert "cannot resolve" in job.reason, job
         assert job.node_id == "flaky" and job.attempts == 1 and job.tenant_id == "t1"
@@ -248,7 +234,7 @@ async def test_failed_queue_is_rebuilt_after_redis_loses_its_data(
             done = row is not None and row["attempt"] == 2 and row["status"] == "failed"
             return row if done else None
 
-        row = await _until("the retried attempt to fail again", failed_again, 30)
+        row = await until("the retried attempt to fail again", failed_again, 30)
         assert row["last_sequence"] > before["last_sequence"]
         conn = await asyncpg.connect(pg_dsn)
         try:
@@ -308,7 +294,7 @@ async def test_history_entries_of_a_killed_api_are_recorded_by_another(
                     # The recorder retries its first batch and reads no further.
                     return total > 0
 
-                await _until("the recorder to read the events", read_by_first, 20)
+                await until("the recorder to read the events", read_by_first, 20)
                 first.process.kill()
                 await first.process.wait()
             await asyncio.to_thread(pg.start)
@@ -327,6 +313,6 @@ async def test_history_entries_of_a_killed_api_are_recorded_by_another(
                         await conn.close()
                     return bool(n == len(ids))
 
-                await _until("the second API to record what the first had read", recorded, 20)
+                await until("the second API to record what the first had read", recorded, 20)
         finally:
             await store.close()
