@@ -20,6 +20,10 @@ from nodedrop.common.server import GrpcServer
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
+from nodedrop.scheduler.app import SchedulerService
+from nodedrop.scheduler.settings import SchedulerSettings
+from nodedrop.worker.app import WorkerService
+from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wfs_grpc
 from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
 
@@ -107,3 +111,55 @@ async def running_api(
         await channel.close()
         await server.set_not_serving()
         await server.stop(1.0)
+
+
+@contextlib.asynccontextmanager
+async def queue_api(
+    repo: ExecutionRepository,
+    redis_url: str,
+    redis_prefix: str,
+    *,
+    mode: str = "",
+    env: Mapping[str, str] | None = None,
+    worker_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[RunningApi]:
+    """An API in queue mode with an in-process scheduler and worker on one Redis prefix.
+
+    ``mode`` "queue-store" has the API enqueue straight into the store instead of
+    through the scheduler; ``env`` adds settings to all three services,
+    ``worker_env`` to the scheduler and worker only."""
+    extra = dict(env or {})
+    base = {
+        "REDIS_URL": redis_url,
+        "NODEDROP_REDIS_PREFIX": redis_prefix,
+        "NODEDROP_PARTITIONS": "4",
+        "NODEDROP_READ_BLOCK_S": "0.1",
+        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
+        **extra,
+        **(worker_env or {}),
+    }
+    sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
+    sched = GrpcServer(
+        SchedulerService(sched_settings), sched_settings.server, security=sched_settings.security
+    )
+    await sched.start()
+    worker = WorkerService(WorkerSettings.from_env(base))
+    await worker.start()
+    settings = api_settings(
+        redis_url,
+        redis_prefix,
+        {
+            "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}",
+            "NODEDROP_EXECUTE_RATE_PER_S": "0",
+            "NODEDROP_API_ENQUEUE": "store" if mode == "queue-store" else "scheduler",
+            **extra,
+        },
+    )
+    try:
+        async with running_api(settings, repo) as a:
+            yield a
+    finally:
+        with contextlib.suppress(Exception):
+            await worker.stop()
+        await sched.set_not_serving()
+        await sched.stop(1.0)

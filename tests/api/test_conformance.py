@@ -9,7 +9,6 @@ whole run to a few seconds; a failure lists every case that went wrong.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,16 +19,10 @@ import redis.asyncio as aioredis
 
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.cli.remote import execution_outcome
-from nodedrop.common.server import GrpcServer
 from nodedrop.contract import to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
-from nodedrop.scheduler.app import SchedulerService
-from nodedrop.scheduler.settings import SchedulerSettings
-from nodedrop.worker.app import WorkerService
-from nodedrop.worker.settings import WorkerSettings
-from tests.api.harness import TERMINAL, RunningApi, api_settings, running_api
-from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
+from tests.api.harness import TERMINAL, RunningApi, queue_api
 from tests.workflows.cases import Case, Observed, load_cases
 
 CASES = load_cases()
@@ -50,38 +43,14 @@ async def api(
     redis_prefix: str,
 ) -> AsyncIterator[RunningApi]:
     mode = request.node.callspec.params.get("mode", "")
-    base = {
-        "REDIS_URL": redis_url,
-        "NODEDROP_REDIS_PREFIX": redis_prefix,
-        "NODEDROP_PARTITIONS": "4",
-        "NODEDROP_READ_BLOCK_S": "0.1",
-        "EXECUTION_WORKER_CONCURRENCY": "64",
-        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
-    }
-    sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
-    sched = GrpcServer(
-        SchedulerService(sched_settings), sched_settings.server, security=sched_settings.security
-    )
-    await sched.start()
-    worker = WorkerService(WorkerSettings.from_env(base))
-    await worker.start()
-    settings = api_settings(
+    async with queue_api(
+        pg_repo,
         redis_url,
         redis_prefix,
-        {
-            "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}",
-            "NODEDROP_EXECUTE_RATE_PER_S": "0",
-            "NODEDROP_API_ENQUEUE": "store" if mode == "queue-store" else "scheduler",
-        },
-    )
-    try:
-        async with running_api(settings, pg_repo) as a:
-            yield a
-    finally:
-        with contextlib.suppress(Exception):
-            await worker.stop()
-        await sched.set_not_serving()
-        await sched.stop(1.0)
+        mode=mode,
+        worker_env={"EXECUTION_WORKER_CONCURRENCY": "64"},
+    ) as a:
+        yield a
 
 
 async def _observe(api: RunningApi, case: Case, mode: int) -> Observed:

@@ -4,7 +4,6 @@ pinned to the version resolved at submit, run the same in every mode."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,17 +16,11 @@ import redis.asyncio as aioredis
 from nodedrop.admin.v1 import queue_admin_service_pb2 as qa_pb
 from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as qa_grpc
 from nodedrop.api.repository_pg import PostgresRepository
-from nodedrop.common.server import GrpcServer
 from nodedrop.contract import to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
-from nodedrop.scheduler.app import SchedulerService
-from nodedrop.scheduler.settings import SchedulerSettings
-from nodedrop.worker.app import WorkerService
-from nodedrop.worker.settings import WorkerSettings
 from nodedrop.workflow.v1 import workflow_service_pb2 as wfs_pb
-from tests.api.harness import RunningApi, api_settings, running_api
-from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR
+from tests.api.harness import RunningApi, queue_api
 
 PLUGIN = "tests.worker.nd_test_nodes"
 MODES = {
@@ -48,39 +41,10 @@ async def api(
 ) -> AsyncIterator[RunningApi]:
     params = getattr(request.node, "callspec", None)
     mode = params.params.get("mode", "") if params is not None else ""
-    base = {
-        "REDIS_URL": redis_url,
-        "NODEDROP_REDIS_PREFIX": redis_prefix,
-        "NODEDROP_PARTITIONS": "4",
-        "NODEDROP_READ_BLOCK_S": "0.1",
-        "NODEDROP_PLUGINS": PLUGIN,
-        SERVICE_TOKEN_VAR: SERVICE_TOKEN,
-    }
-    sched_settings = SchedulerSettings.from_env({**base, "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0"})
-    sched = GrpcServer(
-        SchedulerService(sched_settings), sched_settings.server, security=sched_settings.security
-    )
-    await sched.start()
-    worker = WorkerService(WorkerSettings.from_env(base))
-    await worker.start()
-    settings = api_settings(
-        redis_url,
-        redis_prefix,
-        {
-            "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{sched.port}",
-            "NODEDROP_EXECUTE_RATE_PER_S": "0",
-            "NODEDROP_API_ENQUEUE": "store" if mode == "queue-store" else "scheduler",
-            "NODEDROP_PLUGINS": PLUGIN,
-        },
-    )
-    try:
-        async with running_api(settings, pg_repo) as a:
-            yield a
-    finally:
-        with contextlib.suppress(Exception):
-            await worker.stop()
-        await sched.set_not_serving()
-        await sched.stop(1.0)
+    async with queue_api(
+        pg_repo, redis_url, redis_prefix, mode=mode, env={"NODEDROP_PLUGINS": PLUGIN}
+    ) as a:
+        yield a
 
 
 def _child(tag: str) -> dict[str, Any]:
