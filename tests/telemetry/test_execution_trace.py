@@ -25,6 +25,7 @@ from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.services import service_metadata
 from tests.telemetry.conftest import Stack
+from tests.telemetry.flaky_nodes import LEAKED_KEY, LEAKED_PASSWORD
 
 
 @pytest.fixture
@@ -148,3 +149,55 @@ async def test_queued_execution_is_one_trace_with_a_link_between_attempts(
     assert marker.name == "retry scheduled"
     assert parent_of(marker) == first.context.span_id
     assert (link.attributes or {}).get("nodedrop.link") == "previous_attempt"
+
+
+async def test_exported_spans_never_carry_a_secret(
+    stack_factory: Callable[[Mapping[str, str]], Stack], exporter: InMemorySpanExporter
+) -> None:
+    # A node's error quoting a connection string and an API key becomes the
+    # node span's status and the execution span's; the exporter sees them masked.
+    stack = stack_factory({})
+    await stack.start_scheduler()
+    await stack.start_worker()
+    workflow = wf_pb.Workflow(
+        id="wf-leaky",
+        name="leaky",
+        nodes=[
+            wf_pb.Node(id="start", type="manual_trigger"),
+            wf_pb.Node(id="leak", type="telemetry_leaky"),
+        ],
+        connections=[wf_pb.Connection(source="start", target="leak")],
+    )
+    async with open_channel(stack.scheduler_target) as channel:
+        stub = pb_grpc.SchedulerServiceStub(channel)
+        request = pb.EnqueueExecutionRequest(
+            execution_id="ex-leaky",
+            tenant_id="t1",
+            workflow=workflow,
+            max_attempts=1,
+            backoff=Duration(nanos=20_000_000),
+        )
+        assert (await call(stub.EnqueueExecution, request, metadata=service_metadata())).created
+        deadline = time.monotonic() + 15
+        while True:
+            states = await call(
+                stub.GetExecutionStates,
+                pb.GetExecutionStatesRequest(execution_ids=["ex-leaky"]),
+                metadata=service_metadata(),
+            )
+            if states.states[0].status == ex.EXECUTION_STATUS_FAILED:
+                break
+            assert time.monotonic() < deadline, f"not failed: {states.states[0]}"
+            await asyncio.sleep(0.05)
+
+    spans = exporter.get_finished_spans()
+    failed = [s for s in spans if s.name == "node telemetry_leaky"]
+    assert failed, [s.name for s in spans]
+    texts: list[str] = []
+    for span in spans:
+        texts.append(span.status.description or "")
+        for attributes in [span.attributes, *(e.attributes for e in span.events)]:
+            texts.extend(str(v) for v in (attributes or {}).values())
+    assert any("postgresql://app:***@db" in t for t in texts), texts
+    leaked = [t for t in texts if LEAKED_PASSWORD in t or LEAKED_KEY in t]
+    assert leaked == []

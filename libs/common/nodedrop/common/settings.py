@@ -315,6 +315,9 @@ class TelemetrySettings:
     # None means no exporter: spans are still created (for log correlation)
     # but go nowhere.
     otlp_endpoint: str | None
+    # Literal secrets of this environment, masked in every exported span as in
+    # log lines (see LoggingSettings.secrets).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Env, default_service_name: str) -> TelemetrySettings:
@@ -322,6 +325,7 @@ class TelemetrySettings:
         return cls(
             service_name=env_str(env, "OTEL_SERVICE_NAME", default_service_name),
             otlp_endpoint=endpoint or None,
+            secrets=known_secrets(env),
         )
 
 

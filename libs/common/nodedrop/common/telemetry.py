@@ -26,8 +26,10 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from nodedrop.common.redaction import Redactor
 from nodedrop.common.settings import TelemetrySettings
 from nodedrop.common.span_ids import AttemptIdGenerator
+from nodedrop.common.span_redaction import RedactingExporter
 
 __all__ = [
     "configure_tracing",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 _provider: TracerProvider | None = None
+# Every exporter gets redacted copies of the spans (see span_redaction).
+_redactor = Redactor()
 # True once an exporter (OTLP or in-memory) receives this process's spans.
 _exporting = False
 _instrumented = False
@@ -67,9 +71,10 @@ class _RecordWhenExported(Sampler):
 
 def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
     """Installs the global tracer provider once; later calls return the first one."""
-    global _provider  # noqa: PLW0603 - the OTel global is process-wide too
+    global _provider, _redactor  # noqa: PLW0603 - the OTel global is process-wide too
     if _provider is not None:
         return _provider
+    _redactor = Redactor(settings.secrets)
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: settings.service_name}),
         # Retry links name the previous attempt's marker span by a derived id.
@@ -84,7 +89,9 @@ def configure_tracing(settings: TelemetrySettings) -> TracerProvider:
         )
 
         provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
+            BatchSpanProcessor(
+                RedactingExporter(OTLPSpanExporter(endpoint=settings.otlp_endpoint), _redactor)
+            )
         )
         _mark_exporting()
     trace.set_tracer_provider(provider)
@@ -127,7 +134,7 @@ def install_in_memory_tracing(provider: TracerProvider | None = None) -> InMemor
     target = provider or _provider
     if target is None:
         target = configure_tracing(TelemetrySettings("nodedrop-test", None))
-    target.add_span_processor(SimpleSpanProcessor(exporter))
+    target.add_span_processor(SimpleSpanProcessor(RedactingExporter(exporter, _redactor)))
     if target is _provider:
         _mark_exporting()
     return exporter
