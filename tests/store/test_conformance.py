@@ -265,6 +265,28 @@ async def test_failed_queue_list_retry_purge(store: Store) -> None:
     assert (await store.list_failed(10, ""))[0] == []
 
 
+async def test_failed_queue_pages_through_failures_of_one_millisecond(store: Store) -> None:
+    # One commit round dead-letters many jobs at the same millisecond: pages of
+    # any size list each exactly once, however the page boundaries fall.
+    ids = set()
+    for _ in range(24):
+        s = spec()
+        ids.add(s.execution_id)
+        await store.enqueue(s, now())
+    acqs = await store.acquire(await store.read_jobs("w1", 100, 0), LEASE, now())
+    failed = Transition(S.FAILED, dead_letter_reason="nope")
+    await store.commit([Commit(a.lease, transition=failed) for a in acqs if a.lease], now())
+    for size in (1, 2, 5):
+        listed: list[str] = []
+        token = ""
+        for _ in range(len(ids) + 1):
+            page, token = await store.list_failed(size, token)
+            listed += [j.execution_id for j in page]
+            if not token:
+                break
+        assert sorted(listed) == sorted(ids), size
+
+
 async def test_cancel_queued_running_unknown_and_foreign(store: Store) -> None:
     queued, running = spec(), spec()
     await store.enqueue(queued, now())

@@ -436,11 +436,20 @@ class RedisStore:
         if limit <= 0:
             raise InvalidJob("page_size", "must be positive")
         after_score, after_id = _parse_token(after)
+        windows = [limit + 1] * self._k.partitions
+        if after:
+            # Entries with the token's score may come before or after it, and one
+            # commit round dead-letters a whole batch at the same millisecond:
+            # each partition's window reaches past all of that score's entries.
+            pipe = self._r.pipeline(transaction=False)
+            for p in range(self._k.partitions):
+                pipe.zcount(self._k.failed(p), after_score, after_score)
+            same = await _run(pipe.execute())
+            windows = [limit + 1 + int(n) for n in same]
         pipe = self._r.pipeline(transaction=False)
         for p in range(self._k.partitions):
-            # Entries with the same score as the token may follow it; fetch from that score.
             pipe.zrangebyscore(
-                self._k.failed(p), after_score, "+inf", start=0, num=limit + 1, withscores=True
+                self._k.failed(p), after_score, "+inf", start=0, num=windows[p], withscores=True
             )
         per_partition = await _run(pipe.execute())
         merged = heapq.merge(
