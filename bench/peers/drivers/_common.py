@@ -44,7 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def redis_url() -> str:
-    return f"redis://127.0.0.1:6379/{int(os.environ['BENCH_REDIS_DB'])}"
+    # BENCH_REDIS_PORT: a private server (bench/redis_work.py reads its command stats).
+    port = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
+    return f"redis://127.0.0.1:{port}/{int(os.environ['BENCH_REDIS_DB'])}"
 
 
 def record_done(client: redis.Redis, total: int) -> None:

@@ -10,7 +10,7 @@ const { Queue, Worker, FlowProducer, QueueEvents } = require('bullmq');
 const IORedis = require('ioredis');
 
 const DB = Number(process.env.BENCH_REDIS_DB);
-const CONNECTION = { host: '127.0.0.1', port: 6379, db: DB };
+const CONNECTION = { host: '127.0.0.1', port: Number(process.env.BENCH_REDIS_PORT || 6379), db: DB };
 const QUEUE = 'bench';
 const CONCURRENCY = 50;
 const CHAIN_LENGTH = 5;
