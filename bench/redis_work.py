@@ -84,7 +84,9 @@ def _counters(client: redis.Redis) -> dict[str, Any]:
     }
 
 
-def _run(system: System, scenario: str, jobs: int, port: int, client: redis.Redis) -> dict[str, Any]:
+def _run(
+    system: System, scenario: str, jobs: int, port: int, client: redis.Redis
+) -> dict[str, Any]:
     client.flushall()
     client.config_resetstat()
     before = _counters(client)
