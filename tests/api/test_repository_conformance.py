@@ -145,6 +145,47 @@ async def test_get_and_list_executions_scoped_and_paged(tenants: ExecutionReposi
     assert not await repo.set_status(ids[0], Status.FAILED, '{"message":"x"}')
 
 
+async def test_list_executions_by_several_statuses_pages_newest_first(
+    tenants: ExecutionRepository,
+) -> None:
+    repo = tenants
+    ids = []
+    for i in range(12):
+        out = await repo.insert_executions([new_execution(workflow_id="wf" if i % 3 else None)])
+        ids.append(out[0].execution_id)
+    await repo.insert_executions([new_execution(T2)])
+    outcome = {ids[i]: Status.FAILED for i in (1, 4, 6, 11)}
+    outcome |= {ids[i]: Status.CANCELLED for i in (2, 7, 9)}
+    outcome |= {ids[i]: Status.COMPLETED for i in (0, 3)}
+    for eid, status in outcome.items():
+        await repo.set_status(eid, status, None)
+    everything = await repo.list_executions(T1, ExecutionFilter(), None, 50)
+    order = [e.id for e in everything]
+    wanted = (Status.FAILED, Status.CANCELLED)
+    expected = [eid for eid in order if outcome.get(eid) in wanted]
+    for size in (1, 2, 3, 50):
+        seen: list[str] = []
+        after = None
+        for _ in range(20):
+            page = await repo.list_executions(T1, ExecutionFilter(statuses=wanted), after, size)
+            seen += [e.id for e in page]
+            if len(page) < size:
+                break
+            after = (page[-1].created_at, page[-1].id)
+        assert seen == expected, size
+    in_wf = await repo.list_executions(
+        T1, ExecutionFilter(workflow_id="wf", statuses=wanted), None, 50
+    )
+    assert [e.id for e in in_wf] == [eid for eid in expected if ids.index(eid) % 3]
+    # Unfinished statuses filter the same way.
+    queued = await repo.list_executions(
+        T1, ExecutionFilter(statuses=(Status.QUEUED, Status.COMPLETED)), None, 50
+    )
+    assert [e.id for e in queued] == [
+        eid for eid in order if outcome.get(eid, Status.QUEUED) in (Status.QUEUED, Status.COMPLETED)
+    ]
+
+
 def ev(
     eid: str, seq: int, type_: str, node: str = "", data: str = "", **kw: object
 ) -> RecordedEvent:

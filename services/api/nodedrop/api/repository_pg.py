@@ -315,9 +315,10 @@ class PostgresRepository:
         limit: int,
     ) -> list[ExecutionRecord]:
         after_time, after_id = after if after is not None else (None, "")
+        query = Q["list_executions_by_status" if filt.statuses else "list_executions"]
         async with self._conn() as conn:
             rows = await conn.fetch(
-                Q["list_executions"],
+                query,
                 tenant_id,
                 filt.workflow_id,
                 [str(s) for s in filt.statuses],

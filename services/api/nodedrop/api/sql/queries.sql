@@ -126,6 +126,29 @@ WHERE e.tenant_id = $1
 ORDER BY e.created_at DESC, e.id DESC
 LIMIT $8;
 
+-- name: list_executions_by_status
+-- list_executions with a status filter: one index range read per status
+-- (executions_tenant_status_created), each at most a page long, merged in
+-- cursor order, instead of a walk of all the tenant's executions.
+SELECT e.*, v.definition AS version_definition
+FROM unnest($3::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT x.*
+    FROM executions x
+    WHERE x.tenant_id = $1
+      AND x.status = s.status
+      AND ($2::text IS NULL OR x.workflow_id = $2)
+      AND ($4::timestamptz IS NULL OR x.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR x.created_at < $5)
+      AND ($6::timestamptz IS NULL OR (x.created_at, x.id) < ($6, $7))
+    ORDER BY x.created_at DESC, x.id DESC
+    LIMIT $8
+) AS e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+ORDER BY e.created_at DESC, e.id DESC
+LIMIT $8;
+
 -- name: set_status
 -- Moves an unfinished execution to a status; a finished one is left alone.
 UPDATE executions

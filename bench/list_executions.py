@@ -1,0 +1,207 @@
+"""ListExecutions at scale: one tenant with 1,000,000 executions, filtered and paged.
+
+    .venv/bin/python bench/list_executions.py [--rows 1000000] [--calls 200]
+        [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+
+Creates a scratch database, applies the API's migrations, loads ROWS
+executions of one tenant (plus another tenant's, interleaved) with the status
+mix of a busy deployment (94% completed, 4% failed, 1% cancelled, 1% running
+or queued), then times the repository's list_executions (the query
+ListExecutions runs) for the console's and the CLI's filters, first page and
+a page 20 deep in the cursor: the call as the API makes it, and the query's
+execution time inside PostgreSQL (EXPLAIN ANALYZE, TIMING OFF), which the
+machine's load disturbs less. It prints the plans of the status filters. The same calls then run with the
+status index dropped, as the code before it ran them. The database is dropped
+at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from nodedrop.api import migrations, repository_pg
+from nodedrop.api.model import ExecutionFilter, Status
+from nodedrop.api.repository_pg import PostgresRepository
+
+TENANT = "t-big"
+WORKFLOWS = 50
+
+_LOAD = """
+INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, definition, status,
+                        mode, trigger_kind, trigger_data, max_attempts, created_at)
+SELECT lpad(to_hex(g), 12, '0') || '-' || $2,
+       CASE WHEN g % 10 = 0 THEN 't-other' ELSE $2 END,
+       'wf-' || (g % $3), 1, '{}',
+       CASE WHEN g % 100 < 94 THEN 'completed'
+            WHEN g % 100 < 98 THEN 'failed'
+            WHEN g % 100 < 99 THEN 'cancelled'
+            WHEN (g / 100) % 2 = 0 THEN 'running' ELSE 'queued' END,
+       'queue', 'manual', '{}', 3,
+       $4::timestamptz + g * interval '10 milliseconds'
+FROM generate_series(1, $1) AS g
+"""
+
+CASES: list[tuple[str, ExecutionFilter]] = [
+    ("no filter", ExecutionFilter()),
+    ("status failed", ExecutionFilter(statuses=(Status.FAILED,))),
+    ("status cancelled", ExecutionFilter(statuses=(Status.CANCELLED,))),
+    ("status running", ExecutionFilter(statuses=(Status.RUNNING,))),
+    ("failed or cancelled", ExecutionFilter(statuses=(Status.FAILED, Status.CANCELLED))),
+    ("workflow", ExecutionFilter(workflow_id="wf-7")),
+    ("workflow + failed", ExecutionFilter(workflow_id="wf-7", statuses=(Status.FAILED,))),
+]
+
+
+async def _load(dsn: str, rows: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO tenants (id, name) VALUES ($1, $1), ('t-other', 'o')", TENANT
+        )
+        start = datetime.now(UTC) - timedelta(days=30)
+        chunk = 200_000
+        for offset in range(0, rows, chunk):
+            n = min(chunk, rows - offset)
+            await conn.execute(
+                _LOAD.replace(
+                    "generate_series(1, $1)", f"generate_series({offset + 1}, {offset + n})"
+                )
+                .replace("$2", "$1")
+                .replace("$3", "$2")
+                .replace("$4", "$3"),
+                TENANT,
+                WORKFLOWS,
+                start,
+            )
+        await conn.execute("ANALYZE executions")
+    finally:
+        await conn.close()
+
+
+async def _time(
+    repo: PostgresRepository,
+    conn: asyncpg.Connection,
+    filt: ExecutionFilter,
+    calls: int,
+    deep: bool,
+) -> tuple[list[float], list[float]]:
+    """Client round trips of list_executions, and the server's execution time
+    of the same query (EXPLAIN ANALYZE), in milliseconds."""
+    after = None
+    if deep:
+        # A cursor 20 pages in: the keyset condition, not an offset.
+        for _ in range(20):
+            page = await repo.list_executions(TENANT, filt, after, 50)
+            if len(page) < 50:
+                break
+            after = (page[-1].created_at, page[-1].id)
+    client, server = [], []
+    name = "list_executions_by_status" if filt.statuses else "list_executions"
+    args = (
+        TENANT,
+        filt.workflow_id,
+        [str(s) for s in filt.statuses],
+        None,
+        None,
+        after[0] if after else None,
+        after[1] if after else "",
+        50,
+    )
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        await repo.list_executions(TENANT, filt, after, 50)
+        client.append((time.perf_counter() - t0) * 1000)
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + repository_pg.Q[name], *args
+        )
+        server.append(float(json.loads(plan)[0]["Execution Time"]))
+    return client, server
+
+
+async def _plan(dsn: str, filt: ExecutionFilter) -> str:
+    name = "list_executions_by_status" if filt.statuses else "list_executions"
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + repository_pg.Q[name],
+            TENANT,
+            filt.workflow_id,
+            [str(s) for s in filt.statuses],
+            None,
+            None,
+            None,
+            "",
+            50,
+        )
+    finally:
+        await conn.close()
+    return "\n".join(r[0] for r in rows)
+
+
+def _row(name: str, samples: tuple[list[float], list[float]]) -> str:
+    cells = []
+    for series in samples:
+        q = statistics.quantiles(series, n=100)
+        cells.append(f"{statistics.median(series):.2f} | {q[98]:.2f}")
+    return f"| {name} | {' | '.join(cells)} |"
+
+
+async def _round(dsn: str, calls: int, label: str, plans: bool) -> None:
+    repo = await PostgresRepository.connect(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        print(
+            f"\n{label}\n\n| filter (page of 50) | call p50 ms | call p99 ms "
+            "| server p50 ms | server p99 ms |\n|---|---|---|---|---|"
+        )
+        for name, filt in CASES:
+            for deep in (False, True):
+                samples = await _time(repo, conn, filt, calls, deep)
+                print(_row(f"{name}, 20 pages deep" if deep else name, samples), flush=True)
+    finally:
+        await conn.close()
+        await repo.close()
+    if plans:
+        for name, filt in CASES[1:5]:
+            print(f"\nplan, {name}:\n{await _plan(dsn, filt)}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    name = f"nd_bench_list_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(args.dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = args.dsn.rsplit("/", 1)[0] + "/" + name
+    try:
+        await migrations.apply(dsn)
+        t0 = time.perf_counter()
+        await _load(dsn, args.rows)
+        print(f"loaded {args.rows:,} executions in {time.perf_counter() - t0:.1f} s")
+        await _round(dsn, args.calls, "with the status index (this code)", plans=True)
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("DROP INDEX executions_tenant_status_created")
+        await conn.close()
+        # The code before: one query for every filter, over the tenant's index.
+        queries = dict(repository_pg.Q)
+        queries["list_executions_by_status"] = queries["list_executions"]
+        repository_pg.Q = queries
+        await _round(dsn, max(10, args.calls // 10), "without it (the code before)", plans=False)
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
