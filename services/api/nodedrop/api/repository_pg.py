@@ -89,6 +89,22 @@ async def create_pool(
 _ROWS = RowReader(time=lambda value: value, scope_names=lambda value: value)
 
 
+def list_query(
+    tenant_id: str, filt: ExecutionFilter, after: tuple[datetime, str] | None, limit: int
+) -> tuple[str, tuple[object, ...]]:
+    """ListExecutions' query for a filter and its arguments: each filter has a
+    query an index serves in cursor order (migration 0004)."""
+    after_time, after_id = after if after is not None else (None, "")
+    window = (filt.created_after, filt.created_before, after_time, after_id, limit)
+    statuses = [str(s) for s in filt.statuses]
+    if filt.workflow_id is not None:
+        every = statuses or [str(s) for s in Status]
+        return Q["list_executions_by_workflow"], (tenant_id, filt.workflow_id, every, *window)
+    if statuses:
+        return Q["list_executions_by_status"], (tenant_id, statuses, *window)
+    return Q["list_executions"], (tenant_id, *window)
+
+
 def _definition(row: asyncpg.Record) -> str:
     text = row["definition"]
     if text is None:
@@ -314,20 +330,9 @@ class PostgresRepository:
         after: tuple[datetime, str] | None,
         limit: int,
     ) -> list[ExecutionRecord]:
-        after_time, after_id = after if after is not None else (None, "")
-        query = Q["list_executions_by_status" if filt.statuses else "list_executions"]
+        query, args = list_query(tenant_id, filt, after, limit)
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                query,
-                tenant_id,
-                filt.workflow_id,
-                [str(s) for s in filt.statuses],
-                filt.created_after,
-                filt.created_before,
-                after_time,
-                after_id,
-                limit,
-            )
+            rows = await conn.fetch(query, *args)
         return [_ROWS.execution(r, _definition(r)) for r in rows]
 
     async def set_status(self, execution_id: str, status: Status, error_json: str | None) -> bool:

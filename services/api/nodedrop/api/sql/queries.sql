@@ -113,31 +113,52 @@ FROM node_runs WHERE execution_id = $1
 ORDER BY started_at NULLS LAST, attempt, node_id;
 
 -- name: list_executions
+-- Newest first; a status or workflow filter has its own query below.
 SELECT e.*, v.definition AS version_definition
 FROM executions e
 LEFT JOIN workflow_versions v
        ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
 WHERE e.tenant_id = $1
-  AND ($2::text IS NULL OR e.workflow_id = $2)
-  AND (cardinality($3::text[]) = 0 OR e.status = ANY($3))
-  AND ($4::timestamptz IS NULL OR e.created_at >= $4)
-  AND ($5::timestamptz IS NULL OR e.created_at < $5)
-  AND ($6::timestamptz IS NULL OR (e.created_at, e.id) < ($6, $7))
+  AND ($2::timestamptz IS NULL OR e.created_at >= $2)
+  AND ($3::timestamptz IS NULL OR e.created_at < $3)
+  AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5))
 ORDER BY e.created_at DESC, e.id DESC
-LIMIT $8;
+LIMIT $6;
 
 -- name: list_executions_by_status
 -- list_executions with a status filter: one index range read per status
 -- (executions_tenant_status_created), each at most a page long, merged in
 -- cursor order, instead of a walk of all the tenant's executions.
 SELECT e.*, v.definition AS version_definition
-FROM unnest($3::text[]) AS s (status)
+FROM unnest($2::text[]) AS s (status)
 CROSS JOIN LATERAL (
     SELECT x.*
     FROM executions x
     WHERE x.tenant_id = $1
       AND x.status = s.status
-      AND ($2::text IS NULL OR x.workflow_id = $2)
+      AND ($3::timestamptz IS NULL OR x.created_at >= $3)
+      AND ($4::timestamptz IS NULL OR x.created_at < $4)
+      AND ($5::timestamptz IS NULL OR (x.created_at, x.id) < ($5, $6))
+    ORDER BY x.created_at DESC, x.id DESC
+    LIMIT $7
+) AS e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+ORDER BY e.created_at DESC, e.id DESC
+LIMIT $7;
+
+-- name: list_executions_by_workflow
+-- A workflow's executions of the given statuses (every status when the
+-- filter has none): one range of executions_workflow_status_created per
+-- status, merged in cursor order.
+SELECT e.*, v.definition AS version_definition
+FROM unnest($3::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT x.*
+    FROM executions x
+    WHERE x.tenant_id = $1
+      AND x.workflow_id = $2
+      AND x.status = s.status
       AND ($4::timestamptz IS NULL OR x.created_at >= $4)
       AND ($5::timestamptz IS NULL OR x.created_at < $5)
       AND ($6::timestamptz IS NULL OR (x.created_at, x.id) < ($6, $7))
