@@ -166,6 +166,10 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
             cron=request.cron,
             timezone=request.timezone,
             paused=request.paused,
+            overlap=request.overlap,
+            catch_up=request.catch_up,
+            catch_up_window=request.catch_up_window,
+            jitter=request.jitter,
         )
         source = request.WhichOneof("source")
         if source == "workflow_id":
@@ -227,6 +231,18 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
     ) -> pb.DeleteScheduleResponse:
         await self._on_schedule("DeleteSchedule", sched_pb.DeleteScheduleRequest, request)
         return pb.DeleteScheduleResponse()
+
+    async def GetSchedule(
+        self, request: pb.GetScheduleRequest, context: object
+    ) -> pb.GetScheduleResponse:
+        r = await self._on_schedule("GetSchedule", sched_pb.GetScheduleRequest, request)
+        return pb.GetScheduleResponse(schedule=r.schedule)
+
+    async def TriggerSchedule(
+        self, request: pb.TriggerScheduleRequest, context: object
+    ) -> pb.TriggerScheduleResponse:
+        r = await self._on_schedule("TriggerSchedule", sched_pb.TriggerScheduleRequest, request)
+        return pb.TriggerScheduleResponse(schedule=r.schedule, execution_id=r.execution_id)
 
     async def _on_schedule(self, method: str, message: Any, request: Any) -> Any:
         _, tenant = _caller()
