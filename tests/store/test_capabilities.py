@@ -36,11 +36,6 @@ async def test_schedule_table(store: Store) -> None:
     assert await store.delete_schedule("sch_b")
     assert not await store.delete_schedule("sch_b")
     assert await store.all_schedules() == ['{"v": 3}']
-    # One claim per (schedule, tick), whoever asks.
-    assert await store.claim_tick("sch_a", 1000)
-    assert not await store.claim_tick("sch_a", 1000)
-    assert await store.claim_tick("sch_a", 2000)
-    assert await store.claim_tick("sch_b", 1000)
 
 
 async def test_a_cancel_of_a_running_execution_is_a_notice(store: Store) -> None:

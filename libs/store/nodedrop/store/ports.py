@@ -193,10 +193,6 @@ class ScheduleTable(Protocol):
 
     async def all_schedules(self) -> list[str]: ...
 
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        """True for exactly one caller per (schedule, tick)."""
-        ...
-
 
 class Store(JobQueue, StateStore, EventLog, ScheduleTable, Protocol):
     """Everything a service runs on; both adapters are one."""
