@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -122,7 +123,7 @@ async def test_schedules_end_to_end_with_two_scheduler_replicas(
                 tick = int(time.time() * 1000) - 1
 
                 def at_tick(s: Schedule) -> Schedule:
-                    return Schedule(**{**_fields(s), "next_fire_ms": tick})
+                    return replace(s, next_fire_ms=tick)
 
                 await table.update(schedule_id, at_tick)
                 return tick
@@ -254,7 +255,3 @@ async def test_schedules_end_to_end_with_two_scheduler_replicas(
                 await api.ex.CancelExecution(
                     ex_pb.CancelExecutionRequest(execution_id=e), metadata=api.md, timeout=10
                 )
-
-
-def _fields(s: Schedule) -> dict[str, object]:
-    return {f: getattr(s, f) for f in Schedule.__dataclass_fields__}

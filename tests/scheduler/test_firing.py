@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,11 @@ from nodedrop.scheduler.firing import Firing
 from nodedrop.scheduler.schedules import Schedule, StoredSchedules
 from nodedrop.scheduler.ticks import CatchUp, Overlap, next_tick_ms
 from nodedrop.store import ExecutionStatus, StateSnapshot
+from nodedrop.store.redis_store import RedisStore
+from tests.helpers.queue_fixtures import store
+
+# The store alone, with no scheduler process of its own firing on the real clock.
+__all__ = ["store"]
 
 MIN = 60_000
 WF = orjson.dumps(
@@ -115,49 +121,47 @@ async def run_minutes(rs: list[Firing], clock: Clock, until: int) -> None:
     ],
 )
 async def test_two_replicas_fire_once_per_tick_through_a_dst_night(  # noqa: PLR0917
-    scheduler: Any, tz: str, cron: str, start: str, end: str, expected: list[str]
+    store: RedisStore, tz: str, cron: str, start: str, end: str, expected: list[str]
 ) -> None:
     clock = Clock(at(start, tz))
     api = Api()
-    s = await put(scheduler.store, cron, tz, clock.ms)
-    rs = replicas(scheduler.store, api, States(), clock)
+    s = await put(store, cron, tz, clock.ms)
+    rs = replicas(store, api, States(), clock)
     await run_minutes(rs, clock, at(end, tz))
     assert api.ticks() == [at(x, tz) for x in expected]
-    after = await StoredSchedules(scheduler.store).get(s.id)
+    after = await StoredSchedules(store).get(s.id)
     assert after is not None and after.last_run is not None
     assert after.last_run.execution_id == api.by_key[f"schedule:{s.id}:{api.ticks()[0]}"]
 
 
-async def test_every_minute_with_two_replicas_starts_one_execution_per_tick(scheduler: Any) -> None:
+async def test_every_minute_with_two_replicas_starts_one_execution_per_tick(
+    store: RedisStore,
+) -> None:
     clock = Clock(at("2026-06-01T10:00:30", "UTC"))
     api = Api()
-    await put(scheduler.store, "* * * * *", "UTC", clock.ms)
-    rs = replicas(scheduler.store, api, States(), clock, n=3)
+    await put(store, "* * * * *", "UTC", clock.ms)
+    rs = replicas(store, api, States(), clock, n=3)
     await run_minutes(rs, clock, at("2026-06-01T10:10:10", "UTC"))
     assert api.ticks() == [at(f"2026-06-01T10:{m:02d}", "UTC") for m in range(1, 11)]
 
 
-async def test_paused_schedules_do_not_fire(scheduler: Any) -> None:
+async def test_paused_schedules_do_not_fire(store: RedisStore) -> None:
     clock = Clock(at("2026-06-01T10:00:30", "UTC"))
     api = Api()
-    s = await put(scheduler.store, "* * * * *", "UTC", clock.ms)
-    await StoredSchedules(scheduler.store).put(Schedule(**{**_fields(s), "paused": True}))
-    await run_minutes(replicas(scheduler.store, api, States(), clock), clock, clock.ms + 5 * MIN)
+    s = await put(store, "* * * * *", "UTC", clock.ms)
+    await StoredSchedules(store).put(replace(s, paused=True))
+    await run_minutes(replicas(store, api, States(), clock), clock, clock.ms + 5 * MIN)
     assert api.calls == []
 
 
-def _fields(s: Schedule) -> dict[str, Any]:
-    return {f: getattr(s, f) for f in Schedule.__dataclass_fields__}
-
-
-async def test_overlap_skip_and_buffer_one(scheduler: Any) -> None:
+async def test_overlap_skip_and_buffer_one(store: RedisStore) -> None:
     states = States()
     results = {}
     for overlap in (Overlap.SKIP, Overlap.BUFFER_ONE, Overlap.ALLOW):
         clock = Clock(at("2026-06-01T10:00:30", "UTC"))
         api = Api()
-        s = await put(scheduler.store, "* * * * *", "UTC", clock.ms, overlap=overlap)
-        (r,) = replicas(scheduler.store, api, states, clock, n=1)
+        s = await put(store, "* * * * *", "UTC", clock.ms, overlap=overlap)
+        (r,) = replicas(store, api, states, clock, n=1)
         start = clock.ms
         await run_minutes([r], clock, start + MIN)  # the first tick runs
         (first,) = api.by_key.values()
@@ -168,28 +172,24 @@ async def test_overlap_skip_and_buffer_one(scheduler: Any) -> None:
         clock.ms += 10_000
         await r.fire_due()
         results[overlap] = api.ticks()
-        await StoredSchedules(scheduler.store).delete(s.id)
+        await StoredSchedules(store).delete(s.id)
     # skip: only the first; buffer_one: the first, then the first tick it held back,
     # once the first run ended; allow: every tick.
     t = [at(f"2026-06-01T10:{m:02d}", "UTC") for m in range(1, 5)]
     assert results == {Overlap.SKIP: t[:1], Overlap.BUFFER_ONE: t[:2], Overlap.ALLOW: t}
 
 
-async def test_catch_up_after_downtime(scheduler: Any) -> None:
+async def test_catch_up_after_downtime(store: RedisStore) -> None:
     tz = "UTC"
     down = at("2026-06-01T09:59", tz)
     back = at("2026-06-01T13:20", tz)
     started = {}
     for catch_up, window in ((CatchUp.SKIP, 0), (CatchUp.RUN_LAST, 30 * MIN)):
         api = Api()
-        await put(
-            scheduler.store, "0 * * * *", tz, down, catch_up=catch_up, catch_up_window_ms=window
-        )
+        await put(store, "0 * * * *", tz, down, catch_up=catch_up, catch_up_window_ms=window)
         clock = Clock(back)
-        await asyncio.gather(
-            *(r.fire_due() for r in replicas(scheduler.store, api, States(), clock))
-        )
+        await asyncio.gather(*(r.fire_due() for r in replicas(store, api, States(), clock)))
         started[catch_up] = api.ticks()
-        for s in await StoredSchedules(scheduler.store).all():
-            await StoredSchedules(scheduler.store).delete(s.id)
+        for s in await StoredSchedules(store).all():
+            await StoredSchedules(store).delete(s.id)
     assert started == {CatchUp.SKIP: [], CatchUp.RUN_LAST: [at("2026-06-01T13:00", tz)]}
