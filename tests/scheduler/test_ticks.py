@@ -24,7 +24,6 @@ from nodedrop.scheduler.ticks import (
 
 MIN = 60_000
 HOUR = 60 * MIN
-DAY = 24 * HOUR
 
 
 def at(local: str, tz: str, fold: int = 0) -> int:

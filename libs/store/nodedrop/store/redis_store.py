@@ -74,7 +74,6 @@ def _draft_args(d: EventDraft) -> list[str]:
     return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
 
 
-
 # Entries one take script call asks its partition for, when the refill is small.
 _TAKE_PER_PARTITION = 8
 

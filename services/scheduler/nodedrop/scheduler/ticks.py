@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -202,7 +202,3 @@ def on_tick(overlap: Overlap, previous_running: bool, buffered: bool) -> Action:
     if overlap is Overlap.BUFFER_ONE and not buffered:
         return Action.BUFFER
     return Action.SKIP
-
-
-def tick_time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
