@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from nodedrop.common.settings import SettingsError
+from nodedrop.scheduler.settings import QueueSettings
 from nodedrop.scheduler.ticks import (
     Action,
     CatchUp,
@@ -217,3 +219,11 @@ def test_check_timing(timing: Timing, field: str) -> None:
     with pytest.raises(ScheduleError) as e:
         check_timing(timing)
     assert e.value.field == field
+
+
+def test_the_late_tolerance_setting() -> None:
+    assert QueueSettings.from_env({}).schedule_late_s == 60.0
+    assert QueueSettings.from_env({"NODEDROP_SCHEDULE_LATE_S": "5"}).schedule_late_s == 5.0
+    for bad in ("0", "-1", "soon", "7200"):
+        with pytest.raises(SettingsError, match="NODEDROP_SCHEDULE_LATE_S"):
+            QueueSettings.from_env({"NODEDROP_SCHEDULE_LATE_S": bad})
