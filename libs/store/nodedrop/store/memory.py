@@ -656,6 +656,12 @@ class MemoryStore:
     async def delete_schedule(self, schedule_id: str) -> bool:
         return self._schedules.pop(schedule_id, None) is not None
 
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        if self._schedules.get(schedule_id) != expected:
+            return False
+        self._schedules[schedule_id] = value
+        return True
+
     async def all_schedules(self) -> list[str]:
         return list(self._schedules.values())
 

@@ -182,14 +182,18 @@ class EventLog(Protocol):
 
 @runtime_checkable
 class ScheduleTable(Protocol):
-    """Cron schedules as opaque values (the scheduler's JSON) by id, and the claim
-    that lets one replica alone fire a tick."""
+    """Cron schedules as opaque values (the scheduler's JSON) by id."""
 
     async def put_schedule(self, schedule_id: str, value: str) -> None: ...
 
     async def get_schedule(self, schedule_id: str) -> str | None: ...
 
     async def delete_schedule(self, schedule_id: str) -> bool: ...
+
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        """Writes ``value`` if the stored value is still ``expected``; False if it
+        changed or the schedule is gone."""
+        ...
 
     async def all_schedules(self) -> list[str]: ...
 

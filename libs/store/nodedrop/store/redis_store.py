@@ -855,6 +855,15 @@ class RedisStore:
     async def delete_schedule(self, schedule_id: str) -> bool:
         return bool(await _run(self._r.hdel(self._k.schedules(), schedule_id)))
 
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        call: _Call = (
+            SCRIPTS["swap_schedule"],
+            self._k.schedules(),
+            [schedule_id, expected, value],
+        )
+        (swapped,) = await self._eval([call])
+        return bool(swapped)
+
     async def all_schedules(self) -> list[str]:
         values: dict[str, str] = await _run(self._r.hgetall(self._k.schedules()))  # type: ignore[arg-type]
         return list(values.values())

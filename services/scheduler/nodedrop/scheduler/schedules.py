@@ -15,8 +15,13 @@ from typing import Any, Protocol
 
 import orjson
 
+from nodedrop.common.errors import Aborted
 from nodedrop.scheduler.ticks import CatchUp, Overlap, Timing
 from nodedrop.store import ScheduleTable
+
+# Writers of one schedule are its scheduler replicas and its owner's calls:
+# a handful at most, so a few rounds always settle.
+_MAX_SWAPS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +148,16 @@ class StoredSchedules:
     async def update(
         self, schedule_id: str, change: Callable[[Schedule], Schedule]
     ) -> Schedule | None:
-        # Read, change, write: a pause or a delete between the read and the
-        # write by another caller is rare and the ticks' runs are idempotent
-        # per tick, so replicas racing here rewrite the same values.
-        current = await self.get(schedule_id)
-        if current is None:
-            return None
-        changed = change(current)
-        await self.put(changed)
-        return changed
+        # Compare-and-set on the value read: a pause, a delete or another
+        # replica's write in between makes this one start over from it.
+        for _ in range(_MAX_SWAPS):
+            raw = await self._t.get_schedule(schedule_id)
+            if raw is None:
+                return None
+            changed = change(Schedule.from_json(raw))
+            if await self._t.swap_schedule(schedule_id, raw, changed.to_json().decode()):
+                return changed
+        raise Aborted(f"schedule {schedule_id} kept changing; try again")
 
 
 __all__ = [
