@@ -193,3 +193,44 @@ async def test_catch_up_after_downtime(store: RedisStore) -> None:
         for s in await StoredSchedules(store).all():
             await StoredSchedules(store).delete(s.id)
     assert started == {CatchUp.SKIP: [], CatchUp.RUN_LAST: [at("2026-06-01T13:00", tz)]}
+
+
+class Interleaved:
+    """The store's schedule table, where another writer acts right after each first read."""
+
+    def __init__(self, table: RedisStore, meanwhile: Any) -> None:
+        self._t = table
+        self._meanwhile = meanwhile
+        self.reads = 0
+
+    async def get_schedule(self, schedule_id: str) -> str | None:
+        raw = await self._t.get_schedule(schedule_id)
+        self.reads += 1
+        if self.reads == 1:
+            await self._meanwhile()
+        return raw
+
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        return await self._t.swap_schedule(schedule_id, expected, value)
+
+
+async def test_a_write_between_read_and_update_is_never_lost(store: RedisStore) -> None:
+    now = at("2026-06-01T10:00:30", "UTC")
+    s = await put(store, "* * * * *", "UTC", now)
+    plain = StoredSchedules(store)
+
+    async def pause() -> None:
+        await plain.put(replace(s, paused=True))
+
+    table = Interleaved(store, pause)
+    moved = await StoredSchedules(table).update(s.id, lambda c: replace(c, next_fire_ms=1))  # type: ignore[arg-type]
+    # The update started over from the paused schedule.
+    assert moved is not None and moved.paused and moved.next_fire_ms == 1 and table.reads == 2
+    t = await put(store, "* * * * *", "UTC", now)
+
+    async def delete() -> None:
+        await plain.delete(t.id)
+
+    gone = StoredSchedules(Interleaved(store, delete))  # type: ignore[arg-type]
+    assert await gone.update(t.id, lambda c: replace(c, next_fire_ms=1)) is None
+    assert await plain.get(t.id) is None
