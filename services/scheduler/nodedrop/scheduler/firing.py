@@ -15,7 +15,7 @@ from nodedrop.common.errors import Unavailable as ServiceUnavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.scheduler.runs import RunStarter
 from nodedrop.scheduler.schedules import LastRun, Schedule, ScheduleStore, tick_idempotency_key
-from nodedrop.scheduler.ticks import Action, on_tick, plan
+from nodedrop.scheduler.ticks import Action, Overlap, on_tick, plan
 from nodedrop.store import ExecutionStatus, StateStore, Unavailable
 
 __all__ = ["UNFINISHED", "Firing"]
@@ -74,8 +74,14 @@ class Firing:
         return await self._schedules.update(s.id, lambda c: replace(c, last_run=last))
 
     async def _step(self, s: Schedule) -> None:
-        now = self._clock()
-        running = await self.previous_running(s)
+        p = plan(s.timing, s.id, s.next_fire_ms, self._clock(), self._late_ms)
+        due = p.fire_tick_ms is not None
+        if not due and not s.buffered_tick_ms and p.next_tick_ms == s.next_fire_ms:
+            # Most passes: nothing due, nothing held back, no store read.
+            return
+        running = bool(
+            s.buffered_tick_ms or (due and s.overlap is not Overlap.ALLOW)
+        ) and await self.previous_running(s)
         if s.buffered_tick_ms and not running:
             tick = s.buffered_tick_ms
             await self.start(s, tick, tick_idempotency_key(s.id, tick))
@@ -84,7 +90,6 @@ class Firing:
                 return
             s = cleared
             running = True
-        p = plan(s.timing, s.id, s.next_fire_ms, now, self._late_ms)
         if p.missed:
             log.info("schedule missed ticks", schedule_id=s.id, missed=p.missed)
         buffered = 0
