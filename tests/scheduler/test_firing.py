@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from nodedrop.common.errors import InvalidArgument, Unavailable
 from nodedrop.scheduler.firing import Firing
 from nodedrop.scheduler.schedules import Schedule, StoredSchedules
 from nodedrop.scheduler.ticks import CatchUp, Overlap, next_tick_ms
@@ -234,3 +235,42 @@ async def test_a_write_between_read_and_update_is_never_lost(store: RedisStore) 
     gone = StoredSchedules(Interleaved(store, delete))  # type: ignore[arg-type]
     assert await gone.update(t.id, lambda c: replace(c, next_fire_ms=1)) is None
     assert await plain.get(t.id) is None
+
+
+class RefusingApi(Api):
+    def __init__(self, error: Exception, times: int) -> None:
+        super().__init__()
+        self.error = error
+        self.times = times
+
+    async def start(self, schedule: Schedule, tick_ms: int, idempotency_key: str) -> str:
+        if self.times > 0:
+            self.times -= 1
+            raise self.error
+        return await super().start(schedule, tick_ms, idempotency_key)
+
+
+async def test_an_api_outage_retries_the_tick_and_a_refusal_passes_it_over(
+    store: RedisStore,
+) -> None:
+    tick = at("2026-06-01T10:01", "UTC")
+    outcomes = {}
+    for name, error in (
+        ("outage", Unavailable("the API is away")),
+        ("refusal", InvalidArgument.field("workflow", "no longer valid")),
+    ):
+        clock = Clock(at("2026-06-01T10:00:30", "UTC"))
+        api = RefusingApi(error, times=2)
+        s = await put(store, "* * * * *", "UTC", clock.ms)
+        (r,) = replicas(store, api, States(), clock, n=1)
+        clock.ms = tick + 1000
+        for _ in range(3):
+            await r.fire_due()
+            clock.ms += 1000
+        outcomes[name] = api.ticks()
+        after = await StoredSchedules(store).get(s.id)
+        assert after is not None and after.next_fire_ms == tick + MIN
+        await StoredSchedules(store).delete(s.id)
+    # An outage: the same tick asked for again until the API answers; a
+    # refusal: the tick is passed over (the next one is asked for as usual).
+    assert outcomes == {"outage": [tick], "refusal": []}

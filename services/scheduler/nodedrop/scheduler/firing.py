@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from nodedrop.common.errors import NodedropError
 from nodedrop.common.errors import Unavailable as ServiceUnavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.scheduler.runs import RunStarter
@@ -73,6 +74,17 @@ class Firing:
         log.info("schedule fired", schedule_id=s.id, execution_id=execution_id, tick_ms=tick_ms)
         return await self._schedules.update(s.id, lambda c: replace(c, last_run=last))
 
+    async def _start_tick(self, s: Schedule, tick_ms: int) -> None:
+        try:
+            await self.start(s, tick_ms, tick_idempotency_key(s.id, tick_ms))
+        except ServiceUnavailable:
+            raise
+        except NodedropError as e:
+            # The API refused this run (say, its snapshot no longer validates
+            # against the node types deployed): asking again will not help,
+            # so the tick is passed over rather than retried every pass.
+            log.error("schedule's run refused", schedule_id=s.id, tick_ms=tick_ms, error=str(e))
+
     async def _step(self, s: Schedule) -> None:
         p = plan(s.timing, s.id, s.next_fire_ms, self._clock(), self._late_ms)
         due = p.fire_tick_ms is not None
@@ -84,7 +96,7 @@ class Firing:
         ) and await self.previous_running(s)
         if s.buffered_tick_ms and not running:
             tick = s.buffered_tick_ms
-            await self.start(s, tick, tick_idempotency_key(s.id, tick))
+            await self._start_tick(s, tick)
             cleared = await self._schedules.update(s.id, _unbuffer(tick))
             if cleared is None:
                 return
@@ -96,7 +108,7 @@ class Firing:
         if p.fire_tick_ms is not None:
             action = on_tick(s.overlap, running, bool(s.buffered_tick_ms))
             if action is Action.START:
-                await self.start(s, p.fire_tick_ms, tick_idempotency_key(s.id, p.fire_tick_ms))
+                await self._start_tick(s, p.fire_tick_ms)
             elif action is Action.BUFFER:
                 buffered = p.fire_tick_ms
             else:
