@@ -20,6 +20,8 @@ from google.protobuf.duration_pb2 import Duration
 from nodedrop.admin.v1 import queue_admin_service_pb2 as admin_pb
 from nodedrop.api.provisioning import ALL_SCOPES, create_key
 from nodedrop.api.repository_pg import PostgresRepository
+from nodedrop.common.client import call
+from nodedrop.common.errors import InvalidArgument
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
@@ -114,6 +116,30 @@ async def test_schedules_end_to_end_with_two_scheduler_replicas(
                 timeout=10,
             )
             schedule_id = created.schedule.id
+            # Bad values name the caller's request fields.
+            for bad, field in (
+                (
+                    admin_pb.CreateScheduleRequest(workflow_id=workflow_id, cron="61 * * * *"),
+                    "cron",
+                ),
+                (
+                    admin_pb.CreateScheduleRequest(
+                        workflow_id=workflow_id,
+                        cron=YEARLY,
+                        catch_up=sched_pb.CATCH_UP_POLICY_RUN_LAST,
+                    ),
+                    "catch_up_window",
+                ),
+                (
+                    admin_pb.CreateScheduleRequest(
+                        workflow_id=workflow_id, cron=YEARLY, timezone="Mars/Olympus"
+                    ),
+                    "timezone",
+                ),
+            ):
+                with pytest.raises(InvalidArgument) as refused:
+                    await call(api.admin.CreateSchedule, bad, metadata=api.md)
+                assert [v.field for v in refused.value.violations] == [field]
             table = StoredSchedules(
                 RedisStore(redis_client, StoreConfig(keys=Keys(redis_prefix, 4)))
             )
