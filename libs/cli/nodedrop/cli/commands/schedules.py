@@ -140,14 +140,15 @@ def _show(s: Any, as_json: bool, *, detail: bool = False) -> None:
         return
     state = "paused" if d["paused"] else f"next {d['next_fire_time']}"
     workflow = d["workflow_id"] or "(inline)"
-    print(f"{d['id']}  {d['cron']} ({d['timezone']})  workflow {workflow}  {state}")
+    last = d["last_run"]
+    ran = f"  last {last['status']}" if last is not None and not detail else ""
+    print(f"{d['id']}  {d['cron']} ({d['timezone']})  workflow {workflow}  {state}{ran}")
     if not detail:
         return
     catch_up = d["catch_up"]
     if catch_up == "run_last":
         catch_up += f" within {d['catch_up_window_s']:g} s"
     print(f"  overlap {d['overlap']}  catch-up {catch_up}  jitter {d['jitter_s']:g} s")
-    last = d["last_run"]
     if last is None:
         print("  last run  none")
     else:
