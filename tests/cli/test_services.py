@@ -27,6 +27,7 @@ SERVICES = {
         "nodedrop.execution.v1.ExecutionService",
         "nodedrop.workflow.v1.WorkflowService",
         "nodedrop.auth.v1.AuthService",
+        "nodedrop.queue.v1.ScheduleRunService",
     },
     "scheduler": {"nodedrop.queue.v1.SchedulerService"},
     "worker": {"nodedrop.queue.v1.WorkerService"},

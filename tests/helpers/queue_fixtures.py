@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from nodedrop.common.errors import Unavailable
+from nodedrop.scheduler.convert import now_ms
+from nodedrop.scheduler.firing import Firing
 from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.scheduler.schedules import StoredSchedules
+from nodedrop.scheduler.schedules import Schedule, StoredSchedules
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
+from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
 LEASE_S = 1.0
@@ -41,7 +45,7 @@ async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStore]:
 async def maintenance(store: RedisStore) -> AsyncIterator[Maintenance]:
     m = Maintenance(
         store,
-        StoredSchedules(store),
+        firing_without_api(store),
         lease_s=LEASE_S,
         max_reclaims=3,
         mover_interval_s=0.02,
@@ -53,3 +57,14 @@ async def maintenance(store: RedisStore) -> AsyncIterator[Maintenance]:
         yield m
     finally:
         await m.stop()
+
+
+class NoApi:
+    """The API's ScheduleRunService where a test runs no API: a schedule's run cannot start."""
+
+    async def start(self, schedule: Schedule, tick_ms: int, idempotency_key: str) -> str:
+        raise Unavailable("no API in this test")
+
+
+def firing_without_api(store: RedisStore | MemoryStore) -> Firing:
+    return Firing(StoredSchedules(store), store, NoApi(), late_ms=60_000, clock=now_ms)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from typing import Any, cast
+from typing import Any
 
-import orjson
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,9 +14,7 @@ from nodedrop.common.client import call
 from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
 from nodedrop.execution.v1 import execution_pb2 as ex
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
-from nodedrop.scheduler.maintenance import Maintenance
-from nodedrop.scheduler.schedules import Schedule, StoredSchedules, tick_execution_id
-from nodedrop.store import EventType, JobSpec
+from nodedrop.store import EventType
 from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
 from tests.helpers.failed_jobs import fail_jobs
 
@@ -208,6 +204,8 @@ async def test_schedules_lifecycle(scheduler: Any) -> None:
     )
     s = created.schedule
     assert s.id and s.next_fire_time.seconds > time.time() and s.workflow.nodes[0].id == "start"
+    # Unset policies read as their defaults.
+    assert (s.overlap, s.catch_up) == (pb.OVERLAP_POLICY_SKIP, pb.CATCH_UP_POLICY_SKIP)
     listed = await call(stub.ListSchedules, pb.ListSchedulesRequest(tenant_id="t1"))
     assert [x.id for x in listed.schedules] == [s.id]
     assert (
@@ -222,83 +220,22 @@ async def test_schedules_lifecycle(scheduler: Any) -> None:
         stub.ResumeSchedule, pb.ResumeScheduleRequest(schedule_id=s.id, tenant_id="t1")
     )
     assert not resumed.schedule.paused
-    with pytest.raises(PermissionDenied):
-        await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id, tenant_id="t9"))
+    shown = await call(stub.GetSchedule, pb.GetScheduleRequest(schedule_id=s.id, tenant_id="t1"))
+    assert shown.schedule.id == s.id and not shown.schedule.HasField("last_run")
+    for method, message in (
+        (stub.GetSchedule, pb.GetScheduleRequest),
+        (stub.PauseSchedule, pb.PauseScheduleRequest),
+        (stub.ResumeSchedule, pb.ResumeScheduleRequest),
+        (stub.TriggerSchedule, pb.TriggerScheduleRequest),
+        (stub.DeleteSchedule, pb.DeleteScheduleRequest),
+    ):
+        with pytest.raises(PermissionDenied):
+            await call(method, message(schedule_id=s.id, tenant_id="t9"))
+        with pytest.raises(InvalidArgument):
+            await call(method, message(tenant_id="t1"))
     await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id, tenant_id="t1"))
     with pytest.raises(NotFound):
         await call(stub.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=s.id))
-
-
-async def test_a_tick_fires_once_across_replicas(scheduler: Any) -> None:
-    store = scheduler.store
-    schedules = StoredSchedules(store)
-    tick = (int(time.time()) - 30) * 1000
-    wf_json = orjson.dumps(
-        {
-            "name": "t",
-            "nodes": [{"id": "s", "type": "schedule_trigger", "parameters": {"cron": "* * * * *"}}],
-        }
-    ).decode()
-    await schedules.put(Schedule("sch_x", "t1", "wf-1", wf_json, "* * * * *", "", False, tick))
-    replicas = [
-        Maintenance(
-            store,
-            schedules,
-            lease_s=30,
-            max_reclaims=3,
-            mover_interval_s=1,
-            reclaim_interval_s=1,
-            cron_interval_s=1,
-        )
-        for _ in range(3)
-    ]
-    await asyncio.gather(*(r.fire_due() for r in replicas))
-    x = tick_execution_id("sch_x", tick)
-    (state,) = await store.states([x])
-    assert state is not None and state.tenant_id == "t1"
-    stats = await store.stats(int(time.time() * 1000))
-    assert stats.waiting == 1
-    after = await schedules.get("sch_x")
-    assert after is not None and after.next_fire_ms > time.time() * 1000
-    # The execution's trigger carries the tick time.
-    h = await store.client.hget(store.config.keys.exec(x), "tr")
-    assert "scheduled_at" in orjson.loads(h)
-
-
-async def test_a_tick_runs_with_the_workflows_settings(scheduler: Any) -> None:
-    store = scheduler.store
-    schedules = StoredSchedules(store)
-    tick = (int(time.time()) - 30) * 1000
-    wf_json = orjson.dumps(
-        {
-            "name": "t",
-            "nodes": [{"id": "s", "type": "schedule_trigger", "parameters": {"cron": "* * * * *"}}],
-            "settings": {"timeout_s": 42, "max_attempts": 7, "backoff_s": 0.5},
-        }
-    ).decode()
-    await schedules.put(Schedule("sch_s", "t1", "wf-1", wf_json, "* * * * *", "", False, tick))
-    specs: list[JobSpec] = []
-
-    class Recording:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
-
-        async def enqueue(self, spec: JobSpec, now_ms: int) -> Any:
-            specs.append(spec)
-            return await store.enqueue(spec, now_ms)
-
-    maintenance = Maintenance(
-        cast(Any, Recording()),
-        schedules,
-        lease_s=30,
-        max_reclaims=3,
-        mover_interval_s=1,
-        reclaim_interval_s=1,
-        cron_interval_s=1,
-    )
-    await maintenance.fire_due()
-    (spec,) = specs
-    assert (spec.timeout_s, spec.max_attempts, spec.backoff_s) == (42.0, 7, 0.5)
 
 
 async def test_too_many_ids_is_invalid_argument(scheduler: Any) -> None:
@@ -307,3 +244,52 @@ async def test_too_many_ids_is_invalid_argument(scheduler: Any) -> None:
             scheduler.stub.GetExecutionStates,
             pb.GetExecutionStatesRequest(execution_ids=[f"x{i}" for i in range(1001)]),
         )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"overlap": 9}, "schedule.overlap"),
+        ({"catch_up": 9}, "schedule.catch_up"),
+        ({"jitter": Duration(seconds=-1)}, "schedule.jitter"),
+        ({"jitter": Duration(seconds=90_000)}, "schedule.jitter"),
+        ({"catch_up": pb.CATCH_UP_POLICY_RUN_LAST}, "schedule.catch_up_window"),
+        ({"catch_up_window": Duration(seconds=40 * 86400)}, "schedule.catch_up_window"),
+    ],
+)
+async def test_bad_policies_are_refused(scheduler: Any, fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        await call(
+            scheduler.stub.CreateSchedule,
+            pb.CreateScheduleRequest(
+                schedule=pb.Schedule(
+                    tenant_id="t1", workflow=workflow(), cron="* * * * *", **fields
+                )
+            ),
+        )
+    assert e.value.violations[0].field == field
+
+
+async def test_policies_are_kept(scheduler: Any) -> None:
+    created = await call(
+        scheduler.stub.CreateSchedule,
+        pb.CreateScheduleRequest(
+            schedule=pb.Schedule(
+                tenant_id="t1",
+                workflow=workflow(),
+                cron="0 3 * * *",
+                timezone="America/New_York",
+                overlap=pb.OVERLAP_POLICY_BUFFER_ONE,
+                catch_up=pb.CATCH_UP_POLICY_RUN_LAST,
+                catch_up_window=Duration(seconds=3600),
+                jitter=Duration(seconds=30),
+            )
+        ),
+    )
+    (listed,) = (
+        await call(scheduler.stub.ListSchedules, pb.ListSchedulesRequest(tenant_id="t1"))
+    ).schedules
+    assert listed.overlap == pb.OVERLAP_POLICY_BUFFER_ONE
+    assert listed.catch_up == pb.CATCH_UP_POLICY_RUN_LAST
+    assert listed.catch_up_window.seconds == 3600 and listed.jitter.seconds == 30
+    assert listed.next_fire_time == created.schedule.next_fire_time

@@ -20,6 +20,7 @@ from nodedrop.store.keys import Keys
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 from tests.helpers.ports import free_port
+from tests.helpers.queue_fixtures import firing_without_api
 
 CALLS: list[tuple[str, Any]] = [
     ("GetExecutionStates", pb.GetExecutionStatesRequest(execution_ids=["x"])),
@@ -30,13 +31,17 @@ CALLS: list[tuple[str, Any]] = [
     ("PurgeFailedJobs", pb.PurgeFailedJobsRequest(execution_ids=["x"])),
     ("ListSchedules", pb.ListSchedulesRequest()),
     ("PauseSchedule", pb.PauseScheduleRequest(schedule_id="sch_x")),
+    ("GetSchedule", pb.GetScheduleRequest(schedule_id="sch_x")),
+    ("TriggerSchedule", pb.TriggerScheduleRequest(schedule_id="sch_x")),
 ]
 
 
 @pytest.mark.parametrize(("method", "request_"), CALLS, ids=[c[0] for c in CALLS])
 async def test_rpcs_answer_unavailable_while_the_store_is_down(method: str, request_: Any) -> None:
     store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", StoreConfig(Keys("ndt", 2)))
-    servicer = SchedulerServicer(store, store, StoredSchedules(store), NodeRegistry())
+    servicer = SchedulerServicer(
+        store, store, StoredSchedules(store), NodeRegistry(), firing_without_api(store)
+    )
     try:
         with pytest.raises(Unavailable):
             await getattr(servicer, method)(request_, None)
@@ -65,7 +70,7 @@ async def test_a_maintenance_loop_waits_out_an_outage() -> None:
     queue = FlakyQueue(down=4)
     m = Maintenance(
         queue,
-        StoredSchedules(queue),
+        firing_without_api(queue),
         lease_s=30,
         max_reclaims=3,
         mover_interval_s=0.01,

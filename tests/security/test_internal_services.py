@@ -11,9 +11,13 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nodedrop.api.keys import generate_key, make_ticket
+from nodedrop.api.model import Scope
+from nodedrop.api.provisioning import create_key
+from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
 from nodedrop.queue.v1 import worker_service_pb2 as wpb
@@ -83,6 +87,8 @@ def _scheduler_calls(victim: str, failed: str, schedule_id: str) -> dict[str, An
         "PauseSchedule": pb.PauseScheduleRequest(schedule_id=schedule_id),
         "ResumeSchedule": pb.ResumeScheduleRequest(schedule_id=schedule_id),
         "DeleteSchedule": pb.DeleteScheduleRequest(schedule_id=schedule_id),
+        "GetSchedule": pb.GetScheduleRequest(schedule_id=schedule_id),
+        "TriggerSchedule": pb.TriggerScheduleRequest(schedule_id=schedule_id),
     }
 
 
@@ -143,8 +149,15 @@ async def test_every_scheduler_rpc_needs_the_service_credential(
         done = {
             method: await getattr(stub, method)(request, metadata=service_metadata(), timeout=5)
             for method, request in calls.items()
-            if method not in ("PurgeFailedJobs", "DeleteSchedule")
+            if method not in ("PurgeFailedJobs", "DeleteSchedule", "TriggerSchedule")
         }
+        assert done["GetSchedule"].schedule.id == schedule_id
+        # Past the credential check, a trigger needs the API, which is not running here.
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.TriggerSchedule(
+                calls["TriggerSchedule"], metadata=service_metadata(), timeout=15
+            )
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
         assert done["EnqueueExecution"].created
         assert (await store.states(["evil-1"]))[0] is not None
         assert (await store.states(["victim-b"]))[0].cancel_requested  # type: ignore[union-attr]
@@ -153,6 +166,47 @@ async def test_every_scheduler_rpc_needs_the_service_credential(
         assert len(await _schedules(stub)) == 2
         await stub.DeleteSchedule(calls["DeleteSchedule"], metadata=service_metadata(), timeout=5)
         assert schedule_id not in await _schedules(stub)
+
+
+async def test_starting_a_schedule_s_run_on_the_api_needs_the_service_credential(
+    env: dict[str, str], pg_dsn: str
+) -> None:
+    repo = await PostgresRepository.connect(pg_dsn, min_size=1, max_size=2)
+    try:
+        await create_key(repo, "tenant-b", "tenant-b", [Scope.ADMIN])
+    finally:
+        await repo.close()
+    at = Timestamp()
+    at.FromMilliseconds(int(time.time() * 1000))
+    request = pb.StartScheduledRunRequest(
+        tenant_id="tenant-b",
+        schedule_id="sch_evil",
+        workflow=_workflow(),
+        scheduled_time=at,
+        idempotency_key="schedule:sch_evil:1",
+    )
+    async with (
+        start_service("api", env=env) as api,
+        grpc.aio.insecure_channel(api.target) as channel,
+    ):
+        stub = pb_grpc.ScheduleRunServiceStub(channel)
+        for label, metadata, code in REFUSED:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.StartScheduledRun(request, metadata=metadata, timeout=5)
+            assert info.value.code() == code, (label, info.value.details())
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StartScheduledRun(
+                pb.StartScheduledRunRequest(tenant_id="tenant-b"),
+                metadata=service_metadata(),
+                timeout=5,
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # None of the refused calls made an execution: the first with the
+        # credential creates it, the second (same key) finds it.
+        first = await stub.StartScheduledRun(request, metadata=service_metadata(), timeout=10)
+        again = await stub.StartScheduledRun(request, metadata=service_metadata(), timeout=10)
+        assert not first.deduplicated and again.deduplicated
+        assert again.execution_id == first.execution_id
 
 
 async def test_worker_admin_rpcs_need_the_service_credential(env: dict[str, str]) -> None:

@@ -28,6 +28,7 @@ from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.store.redis_store import RedisStore
 from tests.helpers.failed_jobs import fail_jobs
 from tests.helpers.services import service_env, start_service
+from tests.helpers.system import until
 
 # Each CLI call is a Python process of its own (about a second on a busy machine).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -71,7 +72,9 @@ async def deployment(
         await repo.close()
     async with start_service("scheduler", env=env) as scheduler:
         api_env = {**env, "NODEDROP_SCHEDULER_ADDR": scheduler.target}
-        async with start_service("api", env=api_env) as api:
+        # On the address the scheduler dials to start a schedule's runs.
+        api_port = int(env["NODEDROP_API_ADDR"].rsplit(":", 1)[1])
+        async with start_service("api", env=api_env, port=api_port) as api:
             yield Deployment(api.target, *(key.secret for key, _ in keys))
 
 
@@ -156,12 +159,51 @@ async def test_schedules_belong_to_the_key_s_tenant(deployment: Deployment, tmp_
     code, _, err = await _cli(d, None, "schedules", "create", str(wf_file), "0 3 * * *")
     assert code == 2 and "NODEDROP_API_KEY" in err
     code, out, err = await _cli(
-        d, d.admin_a, "schedules", "create", str(wf_file), "0 3 * * *", "--json"
+        d,
+        d.admin_a,
+        "schedules",
+        "create",
+        str(wf_file),
+        "0 3 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--overlap",
+        "buffer_one",
+        "--catch-up",
+        "run_last",
+        "--catch-up-window",
+        "600",
+        "--jitter",
+        "30",
+        "--json",
     )
     assert code == 0, err
     created = orjson.loads(out)
     assert created["tenant_id"] == "tenant-a"
+    assert (created["overlap"], created["catch_up"]) == ("buffer_one", "run_last")
+    assert (created["catch_up_window_s"], created["jitter_s"]) == (600, 30)
+    assert created["timezone"] == "Europe/Berlin" and created["last_run"] is None
     schedule_id = created["id"]
+    code, _, err = await _cli(
+        d, d.admin_a, "schedules", "create", str(wf_file), "0 3 * * *", "--catch-up", "run_last"
+    )
+    assert code == 2 and "catch_up_window" in err, err
+    # Triggered now: an ordinary execution that carries its schedule.
+    code, out, err = await _cli(d, d.admin_a, "schedules", "trigger", schedule_id)
+    assert code == 0 and out.startswith("started "), err
+    run_id = out.split()[1]
+    code, out, err = await _cli(d, d.admin_a, "schedules", "show", schedule_id, "--json")
+    assert code == 0, err
+    assert orjson.loads(out)["last_run"]["execution_id"] == run_id
+    code, out, err = await _cli(d, d.admin_a, "schedules", "show", schedule_id)
+    assert code == 0 and f"last run  {run_id}" in out and "overlap buffer_one" in out, out
+
+    async def shown() -> str | None:
+        code, out, _ = await _cli(d, d.admin_a, "executions", "show", run_id)
+        return out if code == 0 else None
+
+    out = await until("the triggered run to be recorded", shown, 60, every_s=0.5)
+    assert f"schedule  {schedule_id}" in out, out
 
     async def listed(key: str) -> list[dict[str, object]]:
         code, out, err = await _cli(d, key, "schedules", "list", "--json")
@@ -172,7 +214,10 @@ async def test_schedules_belong_to_the_key_s_tenant(deployment: Deployment, tmp_
     assert [[s["id"] for s in one] for one in seen] == [[schedule_id], [], [schedule_id]]
     # B cannot see, pause or delete A's schedule: it does not exist for B.
     runs = await asyncio.gather(
-        *(_cli(d, d.admin_b, "schedules", a, schedule_id) for a in ("pause", "resume", "delete"))
+        *(
+            _cli(d, d.admin_b, "schedules", a, schedule_id)
+            for a in ("show", "pause", "resume", "trigger", "delete")
+        )
     )
     for code, _, err in runs:
         assert code == 2 and "NOT_FOUND" in err, err

@@ -36,11 +36,12 @@ async def test_schedule_table(store: Store) -> None:
     assert await store.delete_schedule("sch_b")
     assert not await store.delete_schedule("sch_b")
     assert await store.all_schedules() == ['{"v": 3}']
-    # One claim per (schedule, tick), whoever asks.
-    assert await store.claim_tick("sch_a", 1000)
-    assert not await store.claim_tick("sch_a", 1000)
-    assert await store.claim_tick("sch_a", 2000)
-    assert await store.claim_tick("sch_b", 1000)
+    # A write on what was read: refused once another write (or a delete) came first.
+    assert await store.swap_schedule("sch_a", '{"v": 3}', '{"v": 4}')
+    assert not await store.swap_schedule("sch_a", '{"v": 3}', '{"v": 5}')
+    assert await store.get_schedule("sch_a") == '{"v": 4}'
+    assert not await store.swap_schedule("sch_b", '{"v": 2}', '{"v": 6}')
+    assert await store.get_schedule("sch_b") is None
 
 
 async def test_a_cancel_of_a_running_execution_is_a_notice(store: Store) -> None:

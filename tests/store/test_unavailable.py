@@ -82,7 +82,7 @@ CALLS: dict[str, Call] = {
     "get_schedule": lambda s: s.get_schedule("sch"),
     "delete_schedule": lambda s: s.delete_schedule("sch"),
     "all_schedules": lambda s: s.all_schedules(),
-    "claim_tick": lambda s: s.claim_tick("sch", 1),
+    "swap_schedule": lambda s: s.swap_schedule("sch", "{}", "{}"),
     # BlobCache
     "get_blob": lambda s: s.get_blob("b"),
     "put_blob": lambda s: s.put_blob("b", b"x", 60),

@@ -15,7 +15,6 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:park:<tenant>   zset exec id -> lane rank * 1e13 + ms: the tenant's parked jobs
     nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
-    nd:{global}:fire:<id>:<tick>  string, SET NX: one firing per cron tick
     nd:<key>                 string with a TTL: a cached blob (the API's finished
                              results under api:result:{<exec id>}:...)
 
@@ -106,9 +105,6 @@ class Keys:
 
     def schedules(self) -> str:
         return f"{self.prefix}:{{global}}:schedules"
-
-    def schedule_fire(self, schedule_id: str, tick_ms: int) -> str:
-        return f"{self.prefix}:{{global}}:fire:{schedule_id}:{tick_ms}"
 
     def blob(self, key: str) -> str:
         """A cached blob (BlobCache); the caller's key carries its own hash tag."""

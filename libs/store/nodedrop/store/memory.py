@@ -102,7 +102,6 @@ class MemoryStore:
         self._admitted: dict[tuple[int, str], set[str]] = {}
         self._parked: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
         self._schedules: dict[str, str] = {}
-        self._claims: set[tuple[str, int]] = set()
         # One queue per cancel_notices iterator.
         self._cancel_subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
 
@@ -657,14 +656,14 @@ class MemoryStore:
     async def delete_schedule(self, schedule_id: str) -> bool:
         return self._schedules.pop(schedule_id, None) is not None
 
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        if self._schedules.get(schedule_id) != expected:
+            return False
+        self._schedules[schedule_id] = value
+        return True
+
     async def all_schedules(self) -> list[str]:
         return list(self._schedules.values())
-
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        if (schedule_id, tick_ms) in self._claims:
-            return False
-        self._claims.add((schedule_id, tick_ms))
-        return True
 
     # -- EventLog ---------------------------------------------------------------
 

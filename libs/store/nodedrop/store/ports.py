@@ -182,8 +182,7 @@ class EventLog(Protocol):
 
 @runtime_checkable
 class ScheduleTable(Protocol):
-    """Cron schedules as opaque values (the scheduler's JSON) by id, and the claim
-    that lets one replica alone fire a tick."""
+    """Cron schedules as opaque values (the scheduler's JSON) by id."""
 
     async def put_schedule(self, schedule_id: str, value: str) -> None: ...
 
@@ -191,11 +190,12 @@ class ScheduleTable(Protocol):
 
     async def delete_schedule(self, schedule_id: str) -> bool: ...
 
-    async def all_schedules(self) -> list[str]: ...
-
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        """True for exactly one caller per (schedule, tick)."""
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        """Writes ``value`` if the stored value is still ``expected``; False if it
+        changed or the schedule is gone."""
         ...
+
+    async def all_schedules(self) -> list[str]: ...
 
 
 class Store(JobQueue, StateStore, EventLog, ScheduleTable, Protocol):

@@ -74,9 +74,6 @@ def _draft_args(d: EventDraft) -> list[str]:
     return [d.type.value, d.node_id, d.data_json, d.error.to_json() if d.error else ""]
 
 
-# A tick claim outlives any clock skew between scheduler replicas.
-_CLAIM_TTL_S = 86400
-
 # Entries one take script call asks its partition for, when the refill is small.
 _TAKE_PER_PARTITION = 8
 
@@ -867,13 +864,18 @@ class RedisStore:
     async def delete_schedule(self, schedule_id: str) -> bool:
         return bool(await _run(self._r.hdel(self._k.schedules(), schedule_id)))
 
+    async def swap_schedule(self, schedule_id: str, expected: str, value: str) -> bool:
+        call: _Call = (
+            SCRIPTS["swap_schedule"],
+            self._k.schedules(),
+            [schedule_id, expected, value],
+        )
+        (swapped,) = await self._eval([call])
+        return bool(swapped)
+
     async def all_schedules(self) -> list[str]:
         values: dict[str, str] = await _run(self._r.hgetall(self._k.schedules()))  # type: ignore[arg-type]
         return list(values.values())
-
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        key = self._k.schedule_fire(schedule_id, tick_ms)
-        return bool(await _run(self._r.set(key, "1", nx=True, ex=_CLAIM_TTL_S)))
 
     # -- BlobCache --------------------------------------------------------------
 

@@ -27,6 +27,7 @@ _NAMES = (
     "append",
     "requeue",
     "trim",
+    "swap_schedule",
 )
 
 

@@ -28,6 +28,7 @@ from nodedrop.api.errors import StoreUnavailableError
 from nodedrop.api.execution_servicer import ExecutionLimits, ExecutionServicer
 from nodedrop.api.executions import ExecutionManager
 from nodedrop.api.failed_rebuild import FailedQueueRebuild
+from nodedrop.api.inline_definitions import InlineDefinitions
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import Status
 from nodedrop.api.provisioning import DEV_TENANT, ensure_dev_key
@@ -39,9 +40,11 @@ from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.api.repository_sqlite import SqliteRepository
 from nodedrop.api.result_cache import ResultCache
+from nodedrop.api.schedule_run_servicer import ScheduleRunServicer
 from nodedrop.api.settings import ApiSettings
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.api.subworkflows import SubworkflowPins
+from nodedrop.api.validation import Rules
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -50,6 +53,7 @@ from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.startup import DependencyUnavailable
 from nodedrop.execution.v1 import execution_service_pb2, execution_service_pb2_grpc
+from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from nodedrop.runtime.engine_runner import build_config
 from nodedrop.store import BlobCache, FailedQueueStore, Keys, Store
 from nodedrop.store.config import StoreConfig
@@ -165,11 +169,19 @@ class ApiService:
             QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows, pins),
             server,
         )
+        scheduler_service_pb2_grpc.add_ScheduleRunServiceServicer_to_server(
+            ScheduleRunServicer(
+                manager,
+                InlineDefinitions(Rules(max_nodes=s.limits.max_nodes, engine=self._engine_config)),
+            ),
+            server,
+        )
         return [
             execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
             workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             queue_admin_service_pb2.DESCRIPTOR.services_by_name["QueueAdminService"].full_name,
+            scheduler_service_pb2.DESCRIPTOR.services_by_name["ScheduleRunService"].full_name,
         ]
 
     async def _open_repository(self) -> ExecutionRepository:

@@ -16,6 +16,7 @@ from nodedrop.api.model import (
     WorkflowRecord,
 )
 from nodedrop.api.queueing import status_to_proto
+from nodedrop.api.schedule_trigger import schedule_of
 from nodedrop.auth.v1 import auth_service_pb2
 from nodedrop.contract import from_json, to_proto
 from nodedrop.event.v1 import event_pb2
@@ -135,6 +136,10 @@ def execution(
         create_time=timestamp(rec.created_at),
         trace_id=rec.trace_id,
     )
+    scheduled = schedule_of(rec.trigger_kind, rec.trigger_data_json)
+    if scheduled is not None:
+        msg.schedule_id = scheduled[0]
+        msg.scheduled_time.CopyFrom(timestamp(scheduled[1]))
     if rec.started_at is not None:
         msg.start_time.CopyFrom(timestamp(rec.started_at))
     if rec.finished_at is not None:

@@ -29,7 +29,14 @@ from nodedrop.common.auth import (
     current_principal,
 )
 from nodedrop.common.client import call
-from nodedrop.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
+from nodedrop.common.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from nodedrop.contract import Definition, document_of, settings_of, to_proto
 from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
@@ -40,6 +47,17 @@ __all__ = ["QueueAdminServicer"]
 _TIMEOUT_S = 10.0
 _TICKET_PREFIX = "ndt_"
 _UUID_CHARS = 36
+
+
+def _as_request_fields(exc: InvalidArgument) -> InvalidArgument:
+    """The scheduler's violations name its message's fields (``schedule.cron``);
+    the caller's request has them at the top (``cron``)."""
+    prefix = "schedule."
+    violations = [
+        FieldViolation(v.field.removeprefix(prefix), v.description) for v in exc.violations
+    ]
+    message = exc.message.removeprefix(prefix) if exc.message.startswith(prefix) else exc.message
+    return InvalidArgument(message, violations)
 
 
 def _caller() -> tuple[Principal, str]:
@@ -166,6 +184,10 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
             cron=request.cron,
             timezone=request.timezone,
             paused=request.paused,
+            overlap=request.overlap,
+            catch_up=request.catch_up,
+            catch_up_window=request.catch_up_window,
+            jitter=request.jitter,
         )
         source = request.WhichOneof("source")
         if source == "workflow_id":
@@ -188,7 +210,12 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
             schedule.workflow_id = cached.record.id
         elif source == "workflow":
             schedule.workflow.CopyFrom(await self._pinned(principal.tenant_id, request.workflow))
-        r = await self._call("CreateSchedule", sched_pb.CreateScheduleRequest(schedule=schedule))
+        try:
+            r = await self._call(
+                "CreateSchedule", sched_pb.CreateScheduleRequest(schedule=schedule)
+            )
+        except InvalidArgument as exc:
+            raise _as_request_fields(exc) from None
         return pb.CreateScheduleResponse(schedule=r.schedule)
 
     async def _pinned(self, tenant_id: str, wf: workflow_pb2.Workflow) -> workflow_pb2.Workflow:
@@ -227,6 +254,18 @@ class QueueAdminServicer(pb_grpc.QueueAdminServiceServicer):
     ) -> pb.DeleteScheduleResponse:
         await self._on_schedule("DeleteSchedule", sched_pb.DeleteScheduleRequest, request)
         return pb.DeleteScheduleResponse()
+
+    async def GetSchedule(
+        self, request: pb.GetScheduleRequest, context: object
+    ) -> pb.GetScheduleResponse:
+        r = await self._on_schedule("GetSchedule", sched_pb.GetScheduleRequest, request)
+        return pb.GetScheduleResponse(schedule=r.schedule)
+
+    async def TriggerSchedule(
+        self, request: pb.TriggerScheduleRequest, context: object
+    ) -> pb.TriggerScheduleResponse:
+        r = await self._on_schedule("TriggerSchedule", sched_pb.TriggerScheduleRequest, request)
+        return pb.TriggerScheduleResponse(schedule=r.schedule, execution_id=r.execution_id)
 
     async def _on_schedule(self, method: str, message: Any, request: Any) -> Any:
         _, tenant = _caller()

@@ -7,11 +7,15 @@ from collections.abc import Sequence
 import grpc
 
 from nodedrop.common.auth import Authenticator
+from nodedrop.common.client import open_channel
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.queue.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from nodedrop.runtime.plugins import build_registry
+from nodedrop.scheduler.convert import now_ms
+from nodedrop.scheduler.firing import Firing
 from nodedrop.scheduler.maintenance import Maintenance
+from nodedrop.scheduler.runs import ApiRunStarter
 from nodedrop.scheduler.schedules import ScheduleStore, StoredSchedules
 from nodedrop.scheduler.servicer import SchedulerServicer
 from nodedrop.scheduler.settings import SchedulerSettings
@@ -45,6 +49,8 @@ class SchedulerService:
         self._store: Store | None = None
         self._schedules: ScheduleStore | None = None
         self._maintenance: Maintenance | None = None
+        self._firing: Firing | None = None
+        self._api_channel: grpc.aio.Channel | None = None
         self._registry = build_registry(settings.queue.plugins)
 
     @property
@@ -59,10 +65,13 @@ class SchedulerService:
         return self._store
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        if self._store is None or self._schedules is None:
+        if self._store is None or self._schedules is None or self._firing is None:
             raise RuntimeError("SchedulerService.start() must run before register()")
         scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(
-            SchedulerServicer(self._store, self._store, self._schedules, self._registry), server
+            SchedulerServicer(
+                self._store, self._store, self._schedules, self._registry, self._firing
+            ),
+            server,
         )
         return [scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name]
 
@@ -72,9 +81,22 @@ class SchedulerService:
         self._store = await open_store(s.redis.url, config, dev=self._dev)
         self._schedules = StoredSchedules(self._store)
         q = s.queue
+        # Cron runs are committed by the API, as every execution is.
+        self._api_channel = open_channel(
+            s.addresses.api,
+            max_message_bytes=s.server.grpc_max_message_bytes,
+            tls=s.security.tls,
+        )
+        self._firing = Firing(
+            self._schedules,
+            self._store,
+            ApiRunStarter(self._api_channel, s.security.metadata()),
+            late_ms=int(q.schedule_late_s * 1000),
+            clock=now_ms,
+        )
         self._maintenance = Maintenance(
             self._store,
-            self._schedules,
+            self._firing,
             lease_s=q.lease_s,
             max_reclaims=q.max_reclaims,
             mover_interval_s=q.mover_interval_s,
@@ -91,6 +113,8 @@ class SchedulerService:
             await self._maintenance.stop()
         if self._store is not None:
             await self._store.close()
+        if self._api_channel is not None:
+            await self._api_channel.close()
 
 
 def create_service(settings: SchedulerSettings, *, dev: bool = False) -> SchedulerService:

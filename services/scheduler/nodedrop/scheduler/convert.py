@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from nodedrop.engine import NodeRegistry
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.scheduler.schedules import Schedule
+from nodedrop.scheduler.ticks import CatchUp, Overlap, Timing
 from nodedrop.store import ExecutionStatus, FailedJob, JobSpec, QueueStats
 from nodedrop.workflow.v1 import workflow_pb2
 
@@ -129,10 +131,60 @@ def failed_to_proto(j: FailedJob) -> pb.FailedJob:
     )
 
 
-def schedule_to_proto(s: Schedule) -> pb.Schedule:
+_OVERLAP = {
+    pb.OVERLAP_POLICY_UNSPECIFIED: Overlap.SKIP,
+    pb.OVERLAP_POLICY_SKIP: Overlap.SKIP,
+    pb.OVERLAP_POLICY_ALLOW: Overlap.ALLOW,
+    pb.OVERLAP_POLICY_BUFFER_ONE: Overlap.BUFFER_ONE,
+}
+_OVERLAP_PROTO = {
+    Overlap.SKIP: pb.OVERLAP_POLICY_SKIP,
+    Overlap.ALLOW: pb.OVERLAP_POLICY_ALLOW,
+    Overlap.BUFFER_ONE: pb.OVERLAP_POLICY_BUFFER_ONE,
+}
+_CATCH_UP = {
+    pb.CATCH_UP_POLICY_UNSPECIFIED: CatchUp.SKIP,
+    pb.CATCH_UP_POLICY_SKIP: CatchUp.SKIP,
+    pb.CATCH_UP_POLICY_RUN_LAST: CatchUp.RUN_LAST,
+}
+_CATCH_UP_PROTO = {
+    CatchUp.SKIP: pb.CATCH_UP_POLICY_SKIP,
+    CatchUp.RUN_LAST: pb.CATCH_UP_POLICY_RUN_LAST,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFields:
+    overlap: Overlap
+    timing: Timing
+
+
+def schedule_fields(s: pb.Schedule) -> ScheduleFields:
+    """The policies of a schedule to create; INVALID_ARGUMENT for unknown enum values."""
+    if s.overlap not in _OVERLAP:
+        raise InvalidArgument.field("schedule.overlap", f"unknown overlap policy {s.overlap}")
+    if s.catch_up not in _CATCH_UP:
+        raise InvalidArgument.field("schedule.catch_up", f"unknown catch-up policy {s.catch_up}")
+    for name in ("catch_up_window", "jitter"):
+        if getattr(s, name).seconds < 0 or getattr(s, name).nanos < 0:
+            raise InvalidArgument.field(f"schedule.{name}", "must not be negative")
+    return ScheduleFields(
+        _OVERLAP[s.overlap],
+        Timing(
+            cron=s.cron,
+            timezone=s.timezone,
+            jitter_ms=s.jitter.ToMilliseconds(),
+            catch_up=_CATCH_UP[s.catch_up],
+            catch_up_window_ms=s.catch_up_window.ToMilliseconds(),
+        ),
+    )
+
+
+def schedule_to_proto(s: Schedule, last_status: ExecutionStatus | None) -> pb.Schedule:
+    """``last_status``: the last run's status while the store keeps its state."""
     wf = to_proto(orjson.loads(s.workflow_json))
     wf.id = s.workflow_id
-    return pb.Schedule(
+    out = pb.Schedule(
         id=s.id,
         tenant_id=s.tenant_id,
         workflow_id=s.workflow_id,
@@ -141,7 +193,25 @@ def schedule_to_proto(s: Schedule) -> pb.Schedule:
         timezone=s.timezone,
         paused=s.paused,
         next_fire_time=_timestamp(s.next_fire_ms),
+        overlap=_OVERLAP_PROTO[s.overlap],
+        catch_up=_CATCH_UP_PROTO[s.catch_up],
+        catch_up_window=_duration(s.catch_up_window_ms),
+        jitter=_duration(s.jitter_ms),
     )
+    if s.last_run is not None:
+        out.last_run.CopyFrom(
+            pb.ScheduleRun(
+                execution_id=s.last_run.execution_id,
+                scheduled_time=_timestamp(s.last_run.tick_ms),
+                start_time=_timestamp(s.last_run.start_ms),
+                status=execution_pb2.EXECUTION_STATUS_UNSPECIFIED
+                if last_status is None
+                else status_to_proto(last_status),
+            )
+        )
+    if s.buffered_tick_ms:
+        out.buffered_time.CopyFrom(_timestamp(s.buffered_tick_ms))
+    return out
 
 
 def _seconds(d: Duration) -> float:

@@ -9,20 +9,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
-
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import LaneSample, Metrics, QueueSample
 from nodedrop.common.retry import Backoff
-from nodedrop.contract import from_json
-from nodedrop.scheduler.schedules import (
-    Schedule,
-    ScheduleStore,
-    next_fire_ms,
-    tick_execution_id,
-    tick_time_iso,
-)
-from nodedrop.store import JobQueue, JobSpec, StoreError, Unavailable
+from nodedrop.scheduler.firing import Firing
+from nodedrop.store import JobQueue, Unavailable
 
 log = get_logger("nodedrop.scheduler")
 
@@ -36,7 +27,7 @@ class Maintenance:
     def __init__(
         self,
         queue: JobQueue,
-        schedules: ScheduleStore,
+        firing: Firing,
         *,
         lease_s: float,
         max_reclaims: int,
@@ -49,7 +40,7 @@ class Maintenance:
         self._metrics = metrics
         self._sample_interval_s = sample_interval_s
         self._q = queue
-        self._schedules = schedules
+        self._firing = firing
         self._lease_ms = int(lease_s * 1000)
         self._max_reclaims = max_reclaims
         self._intervals = (mover_interval_s, reclaim_interval_s, cron_interval_s)
@@ -137,42 +128,8 @@ class Maintenance:
         return False
 
     async def fire_due(self) -> bool:
-        now = _now_ms()
-        for s in await self._schedules.all():
-            if s.paused or s.next_fire_ms > now:
-                continue
-            try:
-                await self._fire(s, now)
-            except Unavailable:
-                raise
-            except Exception:
-                # One broken schedule must not hold back the others.
-                log.exception("schedule could not fire", schedule_id=s.id)
+        await self._firing.fire_due()
         return False
-
-    async def _fire(self, s: Schedule, now: int) -> None:
-        tick = s.next_fire_ms
-        if await self._schedules.claim_tick(s.id, tick):
-            settings = from_json(s.workflow_json).settings
-            spec = JobSpec(
-                execution_id=tick_execution_id(s.id, tick),
-                tenant_id=s.tenant_id,
-                workflow_id=s.workflow_id,
-                workflow_json=s.workflow_json,
-                trigger_json=orjson.dumps({"scheduled_at": tick_time_iso(tick)}).decode(),
-                max_attempts=settings.max_attempts,
-                backoff_s=settings.backoff_s,
-                timeout_s=settings.timeout_s,
-            )
-            try:
-                await self._q.enqueue(spec, now)
-                log.info("schedule fired", schedule_id=s.id, execution_id=spec.execution_id)
-            except Unavailable:
-                raise
-            except StoreError as e:
-                log.error("schedule could not fire", schedule_id=s.id, error=str(e))
-        # Missed ticks (the scheduler was down) are skipped, not replayed in a burst.
-        await self._schedules.advance(s, next_fire_ms(s.cron, s.timezone, max(now, tick)))
 
 
 def _now_ms() -> int:

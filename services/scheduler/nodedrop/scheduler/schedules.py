@@ -1,29 +1,34 @@
-"""Cron schedules: the value, its storage (the store's ScheduleTable) and the firing rule.
+"""Cron schedules: the value and its storage (the store's ScheduleTable).
 
-A tick fires once however many scheduler replicas run: the execution id is
-derived from (schedule, tick), so enqueueing it twice is a no-op, and a
-``SET NX`` claim on the tick keeps replicas from even trying twice.
+When a schedule fires is decided in ``ticks`` (pure); a tick's run is an
+ordinary execution the API commits (``runs``), with an idempotency key made
+of the schedule and the tick, so replicas that fire the same tick start one
+execution between them.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
-from croniter import croniter
 
+from nodedrop.common.errors import Aborted
+from nodedrop.scheduler.ticks import CatchUp, Overlap, Timing
 from nodedrop.store import ScheduleTable
 
+# Writers of one schedule are its scheduler replicas and its owner's calls:
+# a handful at most, so a few rounds always settle.
+_MAX_SWAPS = 20
 
-class ScheduleError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    execution_id: str
+    tick_ms: int
+    start_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +42,22 @@ class Schedule:
     timezone: str
     paused: bool
     next_fire_ms: int
+    overlap: Overlap = Overlap.SKIP
+    catch_up: CatchUp = CatchUp.SKIP
+    catch_up_window_ms: int = 0
+    jitter_ms: int = 0
+    last_run: LastRun | None = None
+    # The tick held back behind an unfinished run (buffer_one); 0 for none.
+    buffered_tick_ms: int = 0
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(
+            self.cron, self.timezone, self.jitter_ms, self.catch_up, self.catch_up_window_ms
+        )
 
     def to_json(self) -> bytes:
+        last = self.last_run
         return orjson.dumps(
             {
                 "id": self.id,
@@ -49,12 +68,22 @@ class Schedule:
                 "timezone": self.timezone,
                 "paused": self.paused,
                 "next_fire_ms": self.next_fire_ms,
+                "overlap": self.overlap.value,
+                "catch_up": self.catch_up.value,
+                "catch_up_window_ms": self.catch_up_window_ms,
+                "jitter_ms": self.jitter_ms,
+                "last_run": None
+                if last is None
+                else [last.execution_id, last.tick_ms, last.start_ms],
+                "buffered_tick_ms": self.buffered_tick_ms,
             }
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Schedule:
-        d = orjson.loads(raw)
+        d: dict[str, Any] = orjson.loads(raw)
+        last = d.get("last_run")
+        # Schedules stored before the policies existed read with their defaults.
         return cls(
             d["id"],
             d["tenant_id"],
@@ -64,6 +93,12 @@ class Schedule:
             d["timezone"],
             bool(d["paused"]),
             int(d["next_fire_ms"]),
+            overlap=Overlap(d.get("overlap", Overlap.SKIP.value)),
+            catch_up=CatchUp(d.get("catch_up", CatchUp.SKIP.value)),
+            catch_up_window_ms=int(d.get("catch_up_window_ms", 0)),
+            jitter_ms=int(d.get("jitter_ms", 0)),
+            last_run=None if not last else LastRun(str(last[0]), int(last[1]), int(last[2])),
+            buffered_tick_ms=int(d.get("buffered_tick_ms", 0)),
         )
 
 
@@ -71,32 +106,8 @@ def new_schedule_id() -> str:
     return f"sch_{uuid.uuid4().hex[:16]}"
 
 
-def check_cron(cron: str, timezone: str) -> None:
-    if len(cron.split()) != 5 or not croniter.is_valid(cron):
-        raise ScheduleError("schedule.cron", "must be a valid five-field cron expression")
-    _zone(timezone)
-
-
-def _zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("schedule.timezone", f"unknown time zone {timezone!r}") from None
-
-
-def next_fire_ms(cron: str, timezone: str, after_ms: int) -> int:
-    """The first tick strictly after ``after_ms``, in the schedule's time zone."""
-    start = datetime.fromtimestamp(after_ms / 1000, tz=_zone(timezone))
-    nxt: datetime = croniter(cron, start).get_next(datetime)
-    return int(nxt.timestamp() * 1000)
-
-
-def tick_execution_id(schedule_id: str, tick_ms: int) -> str:
-    return f"{schedule_id}-{tick_ms}"
-
-
-def tick_time_iso(tick_ms: int) -> str:
-    return datetime.fromtimestamp(tick_ms / 1000, tz=UTC).isoformat()
+def tick_idempotency_key(schedule_id: str, tick_ms: int) -> str:
+    return f"schedule:{schedule_id}:{tick_ms}"
 
 
 class ScheduleStore(Protocol):
@@ -108,12 +119,10 @@ class ScheduleStore(Protocol):
 
     async def all(self) -> list[Schedule]: ...
 
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        """True for exactly one caller per (schedule, tick)."""
-        ...
-
-    async def advance(self, schedule: Schedule, new_next_ms: int) -> None:
-        """Moves next_fire forward unless the schedule changed meanwhile."""
+    async def update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule]
+    ) -> Schedule | None:
+        """Applies ``change`` to the stored schedule as it is now; None once deleted."""
         ...
 
 
@@ -136,12 +145,26 @@ class StoredSchedules:
     async def all(self) -> list[Schedule]:
         return [Schedule.from_json(v) for v in await self._t.all_schedules()]
 
-    async def claim_tick(self, schedule_id: str, tick_ms: int) -> bool:
-        return await self._t.claim_tick(schedule_id, tick_ms)
+    async def update(
+        self, schedule_id: str, change: Callable[[Schedule], Schedule]
+    ) -> Schedule | None:
+        # Compare-and-set on the value read: a pause, a delete or another
+        # replica's write in between makes this one start over from it.
+        for _ in range(_MAX_SWAPS):
+            raw = await self._t.get_schedule(schedule_id)
+            if raw is None:
+                return None
+            changed = change(Schedule.from_json(raw))
+            if await self._t.swap_schedule(schedule_id, raw, changed.to_json().decode()):
+                return changed
+        raise Aborted(f"schedule {schedule_id} kept changing; try again")
 
-    async def advance(self, schedule: Schedule, new_next_ms: int) -> None:
-        # Compare-and-set in one script would be stricter; a lost race only rewrites
-        # the same next tick, since every replica computes it alike.
-        current = await self.get(schedule.id)
-        if current is not None and current.next_fire_ms == schedule.next_fire_ms:
-            await self.put(replace(current, next_fire_ms=new_next_ms))
+
+__all__ = [
+    "LastRun",
+    "Schedule",
+    "ScheduleStore",
+    "StoredSchedules",
+    "new_schedule_id",
+    "tick_idempotency_key",
+]

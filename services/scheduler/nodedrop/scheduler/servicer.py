@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from uuid import uuid4
 
 import grpc
 
@@ -16,21 +17,17 @@ from nodedrop.scheduler.convert import (
     enqueue_to_spec,
     failed_to_proto,
     now_ms,
+    schedule_fields,
     schedule_to_proto,
     stats_to_proto,
     status_to_proto,
     workflow_snapshot,
 )
 from nodedrop.scheduler.errors import store_errors
-from nodedrop.scheduler.schedules import (
-    Schedule,
-    ScheduleError,
-    ScheduleStore,
-    check_cron,
-    new_schedule_id,
-    next_fire_ms,
-)
-from nodedrop.store import MAX_CANCEL_REASON, FailedJob, JobQueue, StateStore
+from nodedrop.scheduler.firing import Firing
+from nodedrop.scheduler.schedules import Schedule, ScheduleStore, new_schedule_id
+from nodedrop.scheduler.ticks import ScheduleError, check_timing, next_tick_ms
+from nodedrop.store import MAX_CANCEL_REASON, ExecutionStatus, FailedJob, JobQueue, StateStore
 
 _MAX_IDS = 1000
 _MAX_PAGE = 1000
@@ -45,7 +42,9 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         state: StateStore,
         schedules: ScheduleStore,
         registry: NodeRegistry,
+        firing: Firing,
     ) -> None:
+        self._firing = firing
         self._q = queue
         self._state = state
         self._schedules = schedules
@@ -196,10 +195,11 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             raise InvalidArgument.field("schedule.tenant_id", "is required")
         if not s.HasField("workflow"):
             raise InvalidArgument.field("schedule.workflow", "is required")
+        fields = schedule_fields(s)
         try:
-            check_cron(s.cron, s.timezone)
+            check_timing(fields.timing)
         except ScheduleError as e:
-            raise InvalidArgument.field(e.field, e.reason) from None
+            raise InvalidArgument.field(f"schedule.{e.field}", e.reason) from None
         snapshot = workflow_snapshot(s.workflow, self._registry, "schedule.workflow").json
         schedule = Schedule(
             id=new_schedule_id(),
@@ -209,43 +209,63 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
             cron=s.cron,
             timezone=s.timezone,
             paused=s.paused,
-            next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()),
+            next_fire_ms=next_tick_ms(s.cron, s.timezone, now_ms()),
+            overlap=fields.overlap,
+            catch_up=fields.timing.catch_up,
+            catch_up_window_ms=fields.timing.catch_up_window_ms,
+            jitter_ms=fields.timing.jitter_ms,
         )
         with store_errors():
             await self._schedules.put(schedule)
-        return pb.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
+        return pb.CreateScheduleResponse(schedule=schedule_to_proto(schedule, None))
 
     async def ListSchedules(
         self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSchedulesResponse:
         with store_errors():
-            items = sorted(await self._schedules.all(), key=lambda s: s.id)
+            items = sorted(
+                (
+                    s
+                    for s in await self._schedules.all()
+                    if not request.tenant_id or s.tenant_id == request.tenant_id
+                ),
+                key=lambda s: s.id,
+            )
+            statuses = await self._last_statuses(items)
         return pb.ListSchedulesResponse(
-            schedules=[
-                schedule_to_proto(s)
-                for s in items
-                if not request.tenant_id or s.tenant_id == request.tenant_id
-            ]
+            schedules=[schedule_to_proto(s, st) for s, st in zip(items, statuses, strict=True)]
+        )
+
+    async def GetSchedule(
+        self, request: pb.GetScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetScheduleResponse:
+        s = await self._owned(request.schedule_id, request.tenant_id)
+        return pb.GetScheduleResponse(schedule=await self._shown(s))
+
+    async def TriggerSchedule(
+        self, request: pb.TriggerScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TriggerScheduleResponse:
+        s = await self._owned(request.schedule_id, request.tenant_id)
+        # A run asked for by hand: its own key, never a tick's.
+        with store_errors():
+            recorded = await self._firing.start(s, now_ms(), f"schedule:{s.id}:now:{uuid4()}")
+        if recorded is None or recorded.last_run is None:
+            raise NotFound(f"schedule {s.id} not found")
+        return pb.TriggerScheduleResponse(
+            schedule=await self._shown(recorded), execution_id=recorded.last_run.execution_id
         )
 
     async def PauseSchedule(
         self, request: pb.PauseScheduleRequest, context: grpc.aio.ServicerContext
     ) -> pb.PauseScheduleResponse:
-        s = await self._owned(request.schedule_id, request.tenant_id)
-        s = replace(s, paused=True)
-        with store_errors():
-            await self._schedules.put(s)
-        return pb.PauseScheduleResponse(schedule=schedule_to_proto(s))
+        s = await self._changed(request.schedule_id, request.tenant_id, _pause)
+        return pb.PauseScheduleResponse(schedule=await self._shown(s))
 
     async def ResumeSchedule(
         self, request: pb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResumeScheduleResponse:
-        s = await self._owned(request.schedule_id, request.tenant_id)
-        # Ticks missed while paused are not fired late.
-        s = replace(s, paused=False, next_fire_ms=next_fire_ms(s.cron, s.timezone, now_ms()))
-        with store_errors():
-            await self._schedules.put(s)
-        return pb.ResumeScheduleResponse(schedule=schedule_to_proto(s))
+        s = await self._changed(request.schedule_id, request.tenant_id, _resume)
+        return pb.ResumeScheduleResponse(schedule=await self._shown(s))
 
     async def DeleteSchedule(
         self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
@@ -254,6 +274,30 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         with store_errors():
             await self._schedules.delete(s.id)
         return pb.DeleteScheduleResponse()
+
+    async def _changed(
+        self, schedule_id: str, tenant_id: str, change: Callable[[Schedule], Schedule]
+    ) -> Schedule:
+        s = await self._owned(schedule_id, tenant_id)
+        with store_errors():
+            changed = await self._schedules.update(s.id, change)
+        if changed is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        return changed
+
+    async def _shown(self, s: Schedule) -> pb.Schedule:
+        with store_errors():
+            (status,) = await self._last_statuses([s])
+        return schedule_to_proto(s, status)
+
+    async def _last_statuses(self, items: list[Schedule]) -> list[ExecutionStatus | None]:
+        ids = [s.last_run.execution_id for s in items if s.last_run is not None]
+        states = iter(await self._state.states(ids) if ids else [])
+        out: list[ExecutionStatus | None] = []
+        for s in items:
+            state = next(states) if s.last_run is not None else None
+            out.append(state.status if state is not None else None)
+        return out
 
     async def _owned(self, schedule_id: str, tenant_id: str) -> Schedule:
         if not schedule_id:
@@ -265,6 +309,15 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         if tenant_id and s.tenant_id != tenant_id:
             raise PermissionDenied(f"schedule {schedule_id} belongs to another tenant")
         return s
+
+
+def _pause(s: Schedule) -> Schedule:
+    return replace(s, paused=True)
+
+
+def _resume(s: Schedule) -> Schedule:
+    # Ticks missed while paused are not run late, whatever the catch-up policy.
+    return replace(s, paused=False, next_fire_ms=next_tick_ms(s.cron, s.timezone, now_ms()))
 
 
 def _ids_or_all(ids: Iterable[str], all_: bool) -> list[str]:

@@ -32,6 +32,9 @@ class QueueSettings:
     mover_interval_s: float
     reclaim_interval_s: float
     cron_interval_s: float
+    # How late a tick may still start with catch-up "skip" (a slow pass, a
+    # replica taking over); later ticks count as missed.
+    schedule_late_s: float
     # How often the queue gauges (/metrics) are refreshed.
     sample_interval_s: float
     # Priority lanes (NODEDROP_LANES), shared with the workers.
@@ -60,6 +63,9 @@ class QueueSettings:
             ),
             cron_interval_s=env_duration(
                 env, "NODEDROP_CRON_INTERVAL_S", 1.0, minimum=0.05, maximum=60
+            ),
+            schedule_late_s=env_duration(
+                env, "NODEDROP_SCHEDULE_LATE_S", 60.0, minimum=1.0, maximum=3600
             ),
             sample_interval_s=env_duration(
                 env, "NODEDROP_QUEUE_SAMPLE_S", 5.0, minimum=0.05, maximum=300

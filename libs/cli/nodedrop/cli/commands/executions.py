@@ -142,6 +142,8 @@ async def _show(args: argparse.Namespace) -> int:
     )
     if e.retry_of:
         print(f"  retry of  {e.retry_of}")
+    if e.schedule_id:
+        print(f"  schedule  {e.schedule_id}  tick {_when(e.scheduled_time)}")
     if e.HasField("error"):
         where = f" at {e.error.node_id}" if e.error.node_id else ""
         print(f"  error{where}: [{e.error.code}] {e.error.message}")

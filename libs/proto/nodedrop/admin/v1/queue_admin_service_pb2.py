@@ -22,53 +22,62 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from nodedrop.queue.v1 import scheduler_service_pb2 as nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2
 from nodedrop.workflow.v1 import workflow_pb2 as nodedrop_dot_workflow_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+nodedrop/admin/v1/queue_admin_service.proto\x12\x11nodedrop.admin.v1\x1a)nodedrop/queue/v1/scheduler_service.proto\x1a#nodedrop/workflow/v1/workflow.proto\"\x16\n\x14GetQueueStatsRequest\"c\n\x15GetQueueStatsResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x37\n\x05stats\x18\x02 \x01(\x0b\x32(.nodedrop.queue.v1.GetQueueStatsResponse\">\n\x15ListFailedJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x16ListFailedJobsResponse\x12*\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.nodedrop.queue.v1.FailedJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x16RetryFailedJobsRequest\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"*\n\x17RetryFailedJobsResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x03\"<\n\x16PurgeFailedJobsRequest\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\")\n\x17PurgeFailedJobsResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x03\"\x9c\x01\n\x15\x43reateScheduleRequest\x12\x15\n\x0bworkflow_id\x18\x01 \x01(\tH\x00\x12\x32\n\x08workflow\x18\x02 \x01(\x0b\x32\x1e.nodedrop.workflow.v1.WorkflowH\x00\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x42\x08\n\x06source\"G\n\x16\x43reateScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\"\x16\n\x14ListSchedulesRequest\"G\n\x15ListSchedulesResponse\x12.\n\tschedules\x18\x01 \x03(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"F\n\x15PauseScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"G\n\x16ResumeScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse2\xaf\x07\n\x11QueueAdminService\x12\x62\n\rGetQueueStats\x12\'.nodedrop.admin.v1.GetQueueStatsRequest\x1a(.nodedrop.admin.v1.GetQueueStatsResponse\x12\x65\n\x0eListFailedJobs\x12(.nodedrop.admin.v1.ListFailedJobsRequest\x1a).nodedrop.admin.v1.ListFailedJobsResponse\x12h\n\x0fRetryFailedJobs\x12).nodedrop.admin.v1.RetryFailedJobsRequest\x1a*.nodedrop.admin.v1.RetryFailedJobsResponse\x12h\n\x0fPurgeFailedJobs\x12).nodedrop.admin.v1.PurgeFailedJobsRequest\x1a*.nodedrop.admin.v1.PurgeFailedJobsResponse\x12\x65\n\x0e\x43reateSchedule\x12(.nodedrop.admin.v1.CreateScheduleRequest\x1a).nodedrop.admin.v1.CreateScheduleResponse\x12\x62\n\rListSchedules\x12\'.nodedrop.admin.v1.ListSchedulesRequest\x1a(.nodedrop.admin.v1.ListSchedulesResponse\x12\x62\n\rPauseSchedule\x12\'.nodedrop.admin.v1.PauseScheduleRequest\x1a(.nodedrop.admin.v1.PauseScheduleResponse\x12\x65\n\x0eResumeSchedule\x12(.nodedrop.admin.v1.ResumeScheduleRequest\x1a).nodedrop.admin.v1.ResumeScheduleResponse\x12\x65\n\x0e\x44\x65leteSchedule\x12(.nodedrop.admin.v1.DeleteScheduleRequest\x1a).nodedrop.admin.v1.DeleteScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+nodedrop/admin/v1/queue_admin_service.proto\x12\x11nodedrop.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a)nodedrop/queue/v1/scheduler_service.proto\x1a#nodedrop/workflow/v1/workflow.proto\"\x16\n\x14GetQueueStatsRequest\"c\n\x15GetQueueStatsResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x37\n\x05stats\x18\x02 \x01(\x0b\x32(.nodedrop.queue.v1.GetQueueStatsResponse\">\n\x15ListFailedJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x16ListFailedJobsResponse\x12*\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.nodedrop.queue.v1.FailedJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x16RetryFailedJobsRequest\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"*\n\x17RetryFailedJobsResponse\x12\x0f\n\x07retried\x18\x01 \x01(\x03\"<\n\x16PurgeFailedJobsRequest\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\")\n\x17PurgeFailedJobsResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x03\"\xe2\x02\n\x15\x43reateScheduleRequest\x12\x15\n\x0bworkflow_id\x18\x01 \x01(\tH\x00\x12\x32\n\x08workflow\x18\x02 \x01(\x0b\x32\x1e.nodedrop.workflow.v1.WorkflowH\x00\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x12\x31\n\x07overlap\x18\x06 \x01(\x0e\x32 .nodedrop.queue.v1.OverlapPolicy\x12\x32\n\x08\x63\x61tch_up\x18\x07 \x01(\x0e\x32 .nodedrop.queue.v1.CatchUpPolicy\x12\x32\n\x0f\x63\x61tch_up_window\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06jitter\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\n\x06source\"G\n\x16\x43reateScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\"\x16\n\x14ListSchedulesRequest\"G\n\x15ListSchedulesResponse\x12.\n\tschedules\x18\x01 \x03(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"F\n\x15PauseScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"G\n\x16ResumeScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"D\n\x13GetScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\"-\n\x16TriggerScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"^\n\x17TriggerScheduleResponse\x12-\n\x08schedule\x18\x01 \x01(\x0b\x32\x1b.nodedrop.queue.v1.Schedule\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t2\xf7\x08\n\x11QueueAdminService\x12\x62\n\rGetQueueStats\x12\'.nodedrop.admin.v1.GetQueueStatsRequest\x1a(.nodedrop.admin.v1.GetQueueStatsResponse\x12\x65\n\x0eListFailedJobs\x12(.nodedrop.admin.v1.ListFailedJobsRequest\x1a).nodedrop.admin.v1.ListFailedJobsResponse\x12h\n\x0fRetryFailedJobs\x12).nodedrop.admin.v1.RetryFailedJobsRequest\x1a*.nodedrop.admin.v1.RetryFailedJobsResponse\x12h\n\x0fPurgeFailedJobs\x12).nodedrop.admin.v1.PurgeFailedJobsRequest\x1a*.nodedrop.admin.v1.PurgeFailedJobsResponse\x12\x65\n\x0e\x43reateSchedule\x12(.nodedrop.admin.v1.CreateScheduleRequest\x1a).nodedrop.admin.v1.CreateScheduleResponse\x12\x62\n\rListSchedules\x12\'.nodedrop.admin.v1.ListSchedulesRequest\x1a(.nodedrop.admin.v1.ListSchedulesResponse\x12\x62\n\rPauseSchedule\x12\'.nodedrop.admin.v1.PauseScheduleRequest\x1a(.nodedrop.admin.v1.PauseScheduleResponse\x12\x65\n\x0eResumeSchedule\x12(.nodedrop.admin.v1.ResumeScheduleRequest\x1a).nodedrop.admin.v1.ResumeScheduleResponse\x12\x65\n\x0e\x44\x65leteSchedule\x12(.nodedrop.admin.v1.DeleteScheduleRequest\x1a).nodedrop.admin.v1.DeleteScheduleResponse\x12\\\n\x0bGetSchedule\x12%.nodedrop.admin.v1.GetScheduleRequest\x1a&.nodedrop.admin.v1.GetScheduleResponse\x12h\n\x0fTriggerSchedule\x12).nodedrop.admin.v1.TriggerScheduleRequest\x1a*.nodedrop.admin.v1.TriggerScheduleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nodedrop.admin.v1.queue_admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=146
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=168
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=170
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=269
-  _globals['_LISTFAILEDJOBSREQUEST']._serialized_start=271
-  _globals['_LISTFAILEDJOBSREQUEST']._serialized_end=333
-  _globals['_LISTFAILEDJOBSRESPONSE']._serialized_start=335
-  _globals['_LISTFAILEDJOBSRESPONSE']._serialized_end=428
-  _globals['_RETRYFAILEDJOBSREQUEST']._serialized_start=430
-  _globals['_RETRYFAILEDJOBSREQUEST']._serialized_end=490
-  _globals['_RETRYFAILEDJOBSRESPONSE']._serialized_start=492
-  _globals['_RETRYFAILEDJOBSRESPONSE']._serialized_end=534
-  _globals['_PURGEFAILEDJOBSREQUEST']._serialized_start=536
-  _globals['_PURGEFAILEDJOBSREQUEST']._serialized_end=596
-  _globals['_PURGEFAILEDJOBSRESPONSE']._serialized_start=598
-  _globals['_PURGEFAILEDJOBSRESPONSE']._serialized_end=639
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=642
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=798
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=800
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=871
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=873
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=895
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=897
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=968
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=970
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1013
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1015
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1085
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1087
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1131
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1133
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1204
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1206
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1250
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1252
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1276
-  _globals['_QUEUEADMINSERVICE']._serialized_start=1279
-  _globals['_QUEUEADMINSERVICE']._serialized_end=2222
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=178
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=200
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=202
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=301
+  _globals['_LISTFAILEDJOBSREQUEST']._serialized_start=303
+  _globals['_LISTFAILEDJOBSREQUEST']._serialized_end=365
+  _globals['_LISTFAILEDJOBSRESPONSE']._serialized_start=367
+  _globals['_LISTFAILEDJOBSRESPONSE']._serialized_end=460
+  _globals['_RETRYFAILEDJOBSREQUEST']._serialized_start=462
+  _globals['_RETRYFAILEDJOBSREQUEST']._serialized_end=522
+  _globals['_RETRYFAILEDJOBSRESPONSE']._serialized_start=524
+  _globals['_RETRYFAILEDJOBSRESPONSE']._serialized_end=566
+  _globals['_PURGEFAILEDJOBSREQUEST']._serialized_start=568
+  _globals['_PURGEFAILEDJOBSREQUEST']._serialized_end=628
+  _globals['_PURGEFAILEDJOBSRESPONSE']._serialized_start=630
+  _globals['_PURGEFAILEDJOBSRESPONSE']._serialized_end=671
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=674
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=1028
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=1030
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=1101
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1103
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1125
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1127
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1198
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1200
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1243
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1245
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1315
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1317
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1361
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1363
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1434
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1436
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1480
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1482
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1506
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=1508
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=1549
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=1551
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=1619
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=1621
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1666
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1668
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1762
+  _globals['_QUEUEADMINSERVICE']._serialized_start=1765
+  _globals['_QUEUEADMINSERVICE']._serialized_end=2908
 # @@protoc_insertion_point(module_scope)

@@ -85,6 +85,16 @@ class QueueAdminServiceStub:
                 request_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleResponse.FromString,
                 _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/nodedrop.admin.v1.QueueAdminService/GetSchedule',
+                request_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/nodedrop.admin.v1.QueueAdminService/TriggerSchedule',
+                request_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class QueueAdminServiceServicer:
@@ -155,6 +165,19 @@ class QueueAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Starts a run now, whatever the overlap policy; returns its execution id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +225,16 @@ def add_QueueAdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteSchedule,
                     request_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +486,60 @@ class QueueAdminService:
             '/nodedrop.admin.v1.QueueAdminService/DeleteSchedule',
             nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleRequest.SerializeToString,
             nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.admin.v1.QueueAdminService/GetSchedule',
+            nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleRequest.SerializeToString,
+            nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.admin.v1.QueueAdminService/TriggerSchedule',
+            nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleRequest.SerializeToString,
+            nodedrop_dot_admin_dot_v1_dot_queue__admin__service__pb2.TriggerScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

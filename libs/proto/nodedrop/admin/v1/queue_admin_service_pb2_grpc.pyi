@@ -54,6 +54,9 @@ class QueueAdminServiceStub:
     PauseSchedule: _grpc.UnaryUnaryMultiCallable[_queue_admin_service_pb2.PauseScheduleRequest, _queue_admin_service_pb2.PauseScheduleResponse]
     ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_queue_admin_service_pb2.ResumeScheduleRequest, _queue_admin_service_pb2.ResumeScheduleResponse]
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_queue_admin_service_pb2.DeleteScheduleRequest, _queue_admin_service_pb2.DeleteScheduleResponse]
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_queue_admin_service_pb2.GetScheduleRequest, _queue_admin_service_pb2.GetScheduleResponse]
+    TriggerSchedule: _grpc.UnaryUnaryMultiCallable[_queue_admin_service_pb2.TriggerScheduleRequest, _queue_admin_service_pb2.TriggerScheduleResponse]
+    """Starts a run now, whatever the overlap policy; returns its execution id."""
 
 @_typing.type_check_only
 class QueueAdminServiceAsyncStub(QueueAdminServiceStub):
@@ -81,6 +84,9 @@ class QueueAdminServiceAsyncStub(QueueAdminServiceStub):
     PauseSchedule: _aio.UnaryUnaryMultiCallable[_queue_admin_service_pb2.PauseScheduleRequest, _queue_admin_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
     ResumeSchedule: _aio.UnaryUnaryMultiCallable[_queue_admin_service_pb2.ResumeScheduleRequest, _queue_admin_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_queue_admin_service_pb2.DeleteScheduleRequest, _queue_admin_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_queue_admin_service_pb2.GetScheduleRequest, _queue_admin_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    TriggerSchedule: _aio.UnaryUnaryMultiCallable[_queue_admin_service_pb2.TriggerScheduleRequest, _queue_admin_service_pb2.TriggerScheduleResponse]  # type: ignore[assignment]
+    """Starts a run now, whatever the overlap policy; returns its execution id."""
 
 class QueueAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The queue's administration, served by the API for API keys: the failed
@@ -159,5 +165,20 @@ class QueueAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_admin_service_pb2.DeleteScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_admin_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_queue_admin_service_pb2.DeleteScheduleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _queue_admin_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_admin_service_pb2.GetScheduleResponse, _abc.Awaitable[_queue_admin_service_pb2.GetScheduleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TriggerSchedule(
+        self,
+        request: _queue_admin_service_pb2.TriggerScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_admin_service_pb2.TriggerScheduleResponse, _abc.Awaitable[_queue_admin_service_pb2.TriggerScheduleResponse]]:
+        """Starts a run now, whatever the overlap policy; returns its execution id."""
 
 def add_QueueAdminServiceServicer_to_server(servicer: QueueAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

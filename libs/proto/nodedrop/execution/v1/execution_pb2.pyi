@@ -278,6 +278,8 @@ class Execution(_message.Message):
     OUTPUTS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULED_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow_id: _builtins.str
     workflow_version: _builtins.int
@@ -294,6 +296,8 @@ class Execution(_message.Message):
     """Set on an execution made by RetryExecution."""
     trace_id: _builtins.str
     """W3C trace id of the execution's trace."""
+    schedule_id: _builtins.str
+    """A cron run's schedule and the tick it ran for."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -308,6 +312,8 @@ class Execution(_message.Message):
 
     @_builtins.property
     def error(self) -> Global___ExecutionError: ...
+    @_builtins.property
+    def scheduled_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -330,10 +336,12 @@ class Execution(_message.Message):
         outputs: _abc.Mapping[_builtins.str, Global___NodeOutput] | None = ...,
         error: Global___ExecutionError | None = ...,
         trace_id: _builtins.str = ...,
+        schedule_id: _builtins.str = ...,
+        scheduled_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "scheduled_time", b"scheduled_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "mode", b"mode", "node_runs", b"node_runs", "outputs", b"outputs", "priority", b"priority", "retry_of", b"retry_of", "start_time", b"start_time", "status", b"status", "trace_id", b"trace_id", "trigger_data_json", b"trigger_data_json", "trigger_kind", b"trigger_kind", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "max_attempts", b"max_attempts", "mode", b"mode", "node_runs", b"node_runs", "outputs", b"outputs", "priority", b"priority", "retry_of", b"retry_of", "schedule_id", b"schedule_id", "scheduled_time", b"scheduled_time", "start_time", b"start_time", "status", b"status", "trace_id", b"trace_id", "trigger_data_json", b"trigger_data_json", "trigger_kind", b"trigger_kind", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from nodedrop.execution.v1 import execution_pb2 as _execution_pb2
 from nodedrop.workflow.v1 import workflow_pb2 as _workflow_pb2
 import builtins as _builtins
@@ -21,6 +22,58 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OverlapPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OverlapPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OverlapPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OVERLAP_POLICY_UNSPECIFIED: _OverlapPolicy.ValueType  # 0
+    """Skip."""
+    OVERLAP_POLICY_SKIP: _OverlapPolicy.ValueType  # 1
+    """No run for this tick."""
+    OVERLAP_POLICY_ALLOW: _OverlapPolicy.ValueType  # 2
+    """Another run starts beside the previous one."""
+    OVERLAP_POLICY_BUFFER_ONE: _OverlapPolicy.ValueType  # 3
+    """One run starts when the previous one ends; further ticks meanwhile are skipped."""
+
+class OverlapPolicy(_OverlapPolicy, metaclass=_OverlapPolicyEnumTypeWrapper):
+    """What a tick does while the schedule's previous run is unfinished."""
+
+OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy.ValueType  # 0
+"""Skip."""
+OVERLAP_POLICY_SKIP: OverlapPolicy.ValueType  # 1
+"""No run for this tick."""
+OVERLAP_POLICY_ALLOW: OverlapPolicy.ValueType  # 2
+"""Another run starts beside the previous one."""
+OVERLAP_POLICY_BUFFER_ONE: OverlapPolicy.ValueType  # 3
+"""One run starts when the previous one ends; further ticks meanwhile are skipped."""
+Global___OverlapPolicy: _TypeAlias = OverlapPolicy  # noqa: Y015
+
+class _CatchUpPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CatchUpPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CatchUpPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CATCH_UP_POLICY_UNSPECIFIED: _CatchUpPolicy.ValueType  # 0
+    """Skip."""
+    CATCH_UP_POLICY_SKIP: _CatchUpPolicy.ValueType  # 1
+    """Missed ticks are not run."""
+    CATCH_UP_POLICY_RUN_LAST: _CatchUpPolicy.ValueType  # 2
+    """The last missed tick runs if it is at most catch_up_window old."""
+
+class CatchUpPolicy(_CatchUpPolicy, metaclass=_CatchUpPolicyEnumTypeWrapper):
+    """Ticks missed while no scheduler ran (or the schedule could not fire)."""
+
+CATCH_UP_POLICY_UNSPECIFIED: CatchUpPolicy.ValueType  # 0
+"""Skip."""
+CATCH_UP_POLICY_SKIP: CatchUpPolicy.ValueType  # 1
+"""Missed ticks are not run."""
+CATCH_UP_POLICY_RUN_LAST: CatchUpPolicy.ValueType  # 2
+"""The last missed tick runs if it is at most catch_up_window old."""
+Global___CatchUpPolicy: _TypeAlias = CatchUpPolicy  # noqa: Y015
 
 @_typing.final
 class EnqueueExecutionRequest(_message.Message):
@@ -534,6 +587,12 @@ class Schedule(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     NEXT_FIRE_TIME_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_WINDOW_FIELD_NUMBER: _builtins.int
+    JITTER_FIELD_NUMBER: _builtins.int
+    LAST_RUN_FIELD_NUMBER: _builtins.int
+    BUFFERED_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     workflow_id: _builtins.str
@@ -542,12 +601,32 @@ class Schedule(_message.Message):
     timezone: _builtins.str
     """IANA name; empty means UTC."""
     paused: _builtins.bool
+    overlap: Global___OverlapPolicy.ValueType
+    catch_up: Global___CatchUpPolicy.ValueType
     @_builtins.property
     def workflow(self) -> _workflow_pb2.Workflow:
         """Snapshot run at each tick."""
 
     @_builtins.property
-    def next_fire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def next_fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The next tick (before its jitter)."""
+
+    @_builtins.property
+    def catch_up_window(self) -> _duration_pb2.Duration:
+        """With CATCH_UP_POLICY_RUN_LAST: how late the last missed tick may still run."""
+
+    @_builtins.property
+    def jitter(self) -> _duration_pb2.Duration:
+        """Each tick starts up to this much later, by an offset fixed per schedule and tick."""
+
+    @_builtins.property
+    def last_run(self) -> Global___ScheduleRun:
+        """The last run started (read-only)."""
+
+    @_builtins.property
+    def buffered_time(self) -> _timestamp_pb2.Timestamp:
+        """The tick waiting for the running run to end (OVERLAP_POLICY_BUFFER_ONE; read-only)."""
+
     def __init__(
         self,
         *,
@@ -559,14 +638,53 @@ class Schedule(_message.Message):
         timezone: _builtins.str = ...,
         paused: _builtins.bool = ...,
         next_fire_time: _timestamp_pb2.Timestamp | None = ...,
+        overlap: Global___OverlapPolicy.ValueType = ...,
+        catch_up: Global___CatchUpPolicy.ValueType = ...,
+        catch_up_window: _duration_pb2.Duration | None = ...,
+        jitter: _duration_pb2.Duration | None = ...,
+        last_run: Global___ScheduleRun | None = ...,
+        buffered_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_fire_time", b"next_fire_time", "workflow", b"workflow"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["buffered_time", b"buffered_time", "catch_up_window", b"catch_up_window", "jitter", b"jitter", "last_run", b"last_run", "next_fire_time", b"next_fire_time", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "id", b"id", "next_fire_time", b"next_fire_time", "paused", b"paused", "tenant_id", b"tenant_id", "timezone", b"timezone", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buffered_time", b"buffered_time", "catch_up", b"catch_up", "catch_up_window", b"catch_up_window", "cron", b"cron", "id", b"id", "jitter", b"jitter", "last_run", b"last_run", "next_fire_time", b"next_fire_time", "overlap", b"overlap", "paused", b"paused", "tenant_id", b"tenant_id", "timezone", b"timezone", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class ScheduleRun(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULED_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    status: _execution_pb2.ExecutionStatus.ValueType
+    """Unspecified once the queue no longer keeps the execution's state."""
+    @_builtins.property
+    def scheduled_time(self) -> _timestamp_pb2.Timestamp:
+        """The tick it ran for (the trigger time for a run triggered now)."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        scheduled_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        status: _execution_pb2.ExecutionStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scheduled_time", b"scheduled_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "scheduled_time", b"scheduled_time", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleRun: _TypeAlias = ScheduleRun  # noqa: Y015
 
 @_typing.final
 class CreateScheduleRequest(_message.Message):
@@ -767,3 +885,154 @@ class DeleteScheduleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteScheduleResponse: _TypeAlias = DeleteScheduleResponse  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    schedule_id: _builtins.str
+    tenant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        schedule_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule_id", b"schedule_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleResponse: _TypeAlias = GetScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TriggerScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    schedule_id: _builtins.str
+    tenant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        schedule_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule_id", b"schedule_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TriggerScheduleRequest: _TypeAlias = TriggerScheduleRequest  # noqa: Y015
+
+@_typing.final
+class TriggerScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TriggerScheduleResponse: _TypeAlias = TriggerScheduleResponse  # noqa: Y015
+
+@_typing.final
+class StartScheduledRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    SCHEDULED_TIME_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    schedule_id: _builtins.str
+    workflow_id: _builtins.str
+    """The stored workflow the schedule runs, if any."""
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def workflow(self) -> _workflow_pb2.Workflow:
+        """The schedule's snapshot."""
+
+    @_builtins.property
+    def scheduled_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        schedule_id: _builtins.str = ...,
+        workflow_id: _builtins.str = ...,
+        workflow: _workflow_pb2.Workflow | None = ...,
+        scheduled_time: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scheduled_time", b"scheduled_time", "workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "schedule_id", b"schedule_id", "scheduled_time", b"scheduled_time", "tenant_id", b"tenant_id", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartScheduledRunRequest: _TypeAlias = StartScheduledRunRequest  # noqa: Y015
+
+@_typing.final
+class StartScheduledRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DEDUPLICATED_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    status: _execution_pb2.ExecutionStatus.ValueType
+    deduplicated: _builtins.bool
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        status: _execution_pb2.ExecutionStatus.ValueType = ...,
+        deduplicated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deduplicated", b"deduplicated", "execution_id", b"execution_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartScheduledRunResponse: _TypeAlias = StartScheduledRunResponse  # noqa: Y015

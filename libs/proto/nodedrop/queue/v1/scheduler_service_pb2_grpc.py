@@ -99,6 +99,16 @@ class SchedulerServiceStub:
                 request_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.FromString,
                 _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/nodedrop.queue.v1.SchedulerService/GetSchedule',
+                request_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/nodedrop.queue.v1.SchedulerService/TriggerSchedule',
+                request_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -184,6 +194,19 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Starts a run now, whatever the overlap policy; the next tick is unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -246,6 +269,16 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.DeleteSchedule,
                     request_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -577,6 +610,140 @@ class SchedulerService:
             '/nodedrop.queue.v1.SchedulerService/DeleteSchedule',
             nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleRequest.SerializeToString,
             nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.queue.v1.SchedulerService/GetSchedule',
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.queue.v1.SchedulerService/TriggerSchedule',
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleRequest.SerializeToString,
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.TriggerScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ScheduleRunServiceStub:
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.StartScheduledRun = channel.unary_unary(
+                '/nodedrop.queue.v1.ScheduleRunService/StartScheduledRun',
+                request_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunResponse.FromString,
+                _registered_method=True)
+
+
+class ScheduleRunServiceServicer:
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    def StartScheduledRun(self, request, context):
+        """The same idempotency_key (per tenant) returns the same execution: every
+        scheduler replica may ask for a tick and one execution runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScheduleRunServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'StartScheduledRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartScheduledRun,
+                    request_deserializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunRequest.FromString,
+                    response_serializer=nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'nodedrop.queue.v1.ScheduleRunService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('nodedrop.queue.v1.ScheduleRunService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ScheduleRunService:
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    @staticmethod
+    def StartScheduledRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.queue.v1.ScheduleRunService/StartScheduledRun',
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunRequest.SerializeToString,
+            nodedrop_dot_queue_dot_v1_dot_scheduler__service__pb2.StartScheduledRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

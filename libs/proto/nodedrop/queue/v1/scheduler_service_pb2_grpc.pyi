@@ -54,6 +54,9 @@ class SchedulerServiceStub:
     PauseSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.PauseScheduleRequest, _scheduler_service_pb2.PauseScheduleResponse]
     ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.ResumeScheduleRequest, _scheduler_service_pb2.ResumeScheduleResponse]
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.DeleteScheduleRequest, _scheduler_service_pb2.DeleteScheduleResponse]
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.GetScheduleRequest, _scheduler_service_pb2.GetScheduleResponse]
+    TriggerSchedule: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.TriggerScheduleRequest, _scheduler_service_pb2.TriggerScheduleResponse]
+    """Starts a run now, whatever the overlap policy; the next tick is unchanged."""
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -81,6 +84,9 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     PauseSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.PauseScheduleRequest, _scheduler_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
     ResumeSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.ResumeScheduleRequest, _scheduler_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.DeleteScheduleRequest, _scheduler_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.GetScheduleRequest, _scheduler_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    TriggerSchedule: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.TriggerScheduleRequest, _scheduler_service_pb2.TriggerScheduleResponse]  # type: ignore[assignment]
+    """Starts a run now, whatever the overlap policy; the next tick is unchanged."""
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The queue, inside the trust boundary: every method needs the service
@@ -178,4 +184,62 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.DeleteScheduleResponse]]: ...
 
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _scheduler_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.GetScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.GetScheduleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TriggerSchedule(
+        self,
+        request: _scheduler_service_pb2.TriggerScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.TriggerScheduleResponse, _abc.Awaitable[_scheduler_service_pb2.TriggerScheduleResponse]]:
+        """Starts a run now, whatever the overlap policy; the next tick is unchanged."""
+
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ScheduleRunServiceStub:
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ScheduleRunServiceAsyncStub: ...
+    StartScheduledRun: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.StartScheduledRunRequest, _scheduler_service_pb2.StartScheduledRunResponse]
+    """The same idempotency_key (per tenant) returns the same execution: every
+    scheduler replica may ask for a tick and one execution runs.
+    """
+
+@_typing.type_check_only
+class ScheduleRunServiceAsyncStub(ScheduleRunServiceStub):
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    StartScheduledRun: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.StartScheduledRunRequest, _scheduler_service_pb2.StartScheduledRunResponse]  # type: ignore[assignment]
+    """The same idempotency_key (per tenant) returns the same execution: every
+    scheduler replica may ask for a tick and one execution runs.
+    """
+
+class ScheduleRunServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Served by the API for the scheduler (internal): a cron run becomes an
+    ordinary execution, committed to the API's database before it is queued.
+    """
+
+    @_abc_1.abstractmethod
+    def StartScheduledRun(
+        self,
+        request: _scheduler_service_pb2.StartScheduledRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.StartScheduledRunResponse, _abc.Awaitable[_scheduler_service_pb2.StartScheduledRunResponse]]:
+        """The same idempotency_key (per tenant) returns the same execution: every
+        scheduler replica may ask for a tick and one execution runs.
+        """
+
+def add_ScheduleRunServiceServicer_to_server(servicer: ScheduleRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
