@@ -10,6 +10,7 @@ import orjson
 import pytest
 from google.rpc import error_details_pb2
 
+from tests.helpers.system import until
 from tests.httpapi.conftest import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -62,11 +63,15 @@ async def test_execute_then_get_then_follow_events_resuming_by_sequence(stack: S
         assert got.status_code == 200, got.text
         assert got.json()["execution"]["id"] == execution_id
 
-        listed = await http.get(
-            "/api/executions", params={"workflow_id": workflow_id, "statuses": "completed"}
-        )
-        assert listed.status_code == 200, listed.text
-        assert [e["id"] for e in listed.json()["executions"]] == [execution_id]
+        async def listed() -> list[str]:
+            reply = await http.get(
+                "/api/executions", params={"workflow_id": workflow_id, "statuses": "completed"}
+            )
+            assert reply.status_code == 200, reply.text
+            return [e["id"] for e in reply.json()["executions"]]
+
+        # The history records the end shortly after the stream delivered it.
+        assert await until("the completed execution listed", listed, 10) == [execution_id]
 
         # ?wait=: the finished execution with its outputs, in one call.
         waited = await http.post(
