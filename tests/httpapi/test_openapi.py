@@ -13,7 +13,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from nodedrop.gateway.httpapi.catalog import public_methods
@@ -29,7 +29,7 @@ _UNKNOWN_ID = "0190a1b2-0000-7000-8000-000000000000"
 class _Checker:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
-        resource = Resource(contents=document, specification=DRAFT202012)
+        resource = DRAFT202012.create_resource(document)
         self._registry: Registry[Any] = Registry().with_resource(_DOC_URI, resource)
         self.checked: list[tuple[str, str, int]] = []
 
