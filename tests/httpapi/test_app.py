@@ -56,3 +56,20 @@ async def test_upstream_down_is_503_json_and_stream_errors_keep_their_status() -
             assert reply.json()["message"].startswith("wait:")
     finally:
         await channel.close()
+
+
+async def test_an_unexpected_failure_is_a_json_500_without_traceback() -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
+    app = create_http_api(channel, channel, settings=HttpApiSettings.from_env({}))
+    # A call on a closed channel raises grpc's UsageError, not an RPC status.
+    await channel.close()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://edge"
+    ) as http:
+        reply = await http.post(
+            "/nodedrop.execution.v1.ExecutionService/GetExecution",
+            json={"executionId": "x"},
+            headers={"Authorization": "Bearer k"},
+        )
+    assert reply.status_code == 500
+    assert reply.json() == {"code": "internal", "message": "internal error"}
