@@ -236,9 +236,12 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
                 plain_request = _request("GET", f"/api/executions/{submitted.execution_id}", key)
                 floor_request = _request("GET", "/", key)
                 print(f"response body: {len(body)} bytes; {args.clients} callers, {args.seconds} s")
-                print("row | calls/s | p50 ms | p99 ms | p50 ms, 1 caller | ratio to floor")
+                print(
+                    "row | calls/s | p50 ms | p99 ms | p50 ms, 1 caller | "
+                    "ratio to floor | ratio to gRPC"
+                )
                 for run in range(args.repeat):
-                    floor_rate = 0.0
+                    floor_rate = grpc_rate = 0.0
                     for name, port, request in (
                         ("HTTP floor", floor_port, floor_request),
                         ("gRPC direct", 0, b""),
@@ -285,9 +288,12 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
                                     await ch.close()
                         rate, p50, p99 = rows[0]
                         floor_rate = floor_rate or rate
+                        if not port:
+                            grpc_rate = rate
+                        vs_grpc = f"{rate / grpc_rate:.2f}" if grpc_rate else "-"
                         print(
                             f"run {run + 1} {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | "
-                            f"{rows[1][1]:.3f} | {rate / floor_rate:.2f}"
+                            f"{rows[1][1]:.3f} | {rate / floor_rate:.2f} | {vs_grpc}"
                         )
             await channel.close()
     finally:
