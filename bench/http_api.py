@@ -4,6 +4,7 @@ bare HTTP floor (the same uvicorn + httptools server answering a fixed JSON
 body of the same size with no upstream call).
 
     .venv/bin/python bench/http_api.py [--clients 32] [--seconds 5] [--repeat 3]
+        [--upstream api|stub]
 
 Runs `nodedrop api` (a fresh PostgreSQL database on DATABASE_URL's server,
 dropped at the end; Redis on REDIS_URL under a private prefix), the HTTP API
@@ -12,8 +13,13 @@ server as separate processes. One execution is submitted (no worker runs, so
 it stays queued) and every call reads it back. The load generator is one
 process: for HTTP a minimal keep-alive HTTP/1.1 client (one connection per
 caller, the same for floor and API), for gRPC grpc.aio stubs (8 callers per
-channel). Each row gives calls/s and p50/p99 latency with CLIENTS callers,
-then the p50 of one caller alone (the per-call cost without queueing).
+channel), on uvloop. The connect-python row serves the same call with
+connect-python's own Connect implementation (bench/connect_python_edge.py)
+under the same server, the alternative to this API's descriptor-driven proxy.
+Each row gives calls/s and p50/p99 latency with CLIENTS callers, then the p50
+of one caller alone (the per-call cost without queueing). With `--upstream
+stub` a stub ExecutionService answers at once instead of the API, so the rows
+compare the edges themselves.
 """
 
 # ruff: noqa: E402  (sys.path is fixed before the imports; see below)
@@ -62,6 +68,37 @@ uvicorn.run(app, host="127.0.0.1", port=int(os.environ["NODEDROP_TEST_PORT"]),
             http="httptools", loop="uvloop", log_level="warning", lifespan="off")
 """
 
+# --upstream stub: an ExecutionService answering at once, so that the rows
+# measure the edges and not the API's PostgreSQL read.
+_STUB_API = """
+import os, uuid, grpc, uvloop
+from nodedrop.execution.v1 import execution_pb2 as e, execution_service_pb2 as ex
+EXECUTION_ID = str(uuid.uuid4())
+REPLY = ex.GetExecutionResponse(execution=e.Execution(
+    id=EXECUTION_ID, workflow_id=str(uuid.uuid4()), workflow_version=1,
+    status=e.EXECUTION_STATUS_COMPLETED, mode=e.EXECUTION_MODE_QUEUE,
+    trigger_kind=e.TRIGGER_KIND_MANUAL, trigger_data_json='[{"order": 1, "amount": 250}]'))
+REPLY.execution.create_time.GetCurrentTime()
+async def execute(request, context):
+    return ex.ExecuteWorkflowResponse(execution_id=EXECUTION_ID, status=e.EXECUTION_STATUS_QUEUED)
+async def get(request, context):
+    return REPLY
+async def main():
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "nodedrop.execution.v1.ExecutionService", {
+            "ExecuteWorkflow": grpc.unary_unary_rpc_method_handler(
+                execute, ex.ExecuteWorkflowRequest.FromString,
+                ex.ExecuteWorkflowResponse.SerializeToString),
+            "GetExecution": grpc.unary_unary_rpc_method_handler(
+                get, ex.GetExecutionRequest.FromString,
+                ex.GetExecutionResponse.SerializeToString)})])
+    server.add_insecure_port(os.environ["NODEDROP_API_ADDR"])
+    await server.start()
+    await server.wait_for_termination()
+uvloop.run(main())
+"""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -88,11 +125,19 @@ class _Http:
         self._writer.write(request)
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = 0
+        length, chunked = 0, False
         for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
+            lowered = line.lower()
+            if lowered.startswith(b"content-length:"):
                 length = int(line[15:])
-        await self._reader.readexactly(length)
+            elif lowered.startswith(b"transfer-encoding:") and b"chunked" in lowered:
+                chunked = True
+        if not chunked:
+            await self._reader.readexactly(length)
+            return status
+        while size := int((await self._reader.readuntil(b"\r\n"))[:-2], 16):
+            await self._reader.readexactly(size + 2)
+        await self._reader.readuntil(b"\r\n")
         return status
 
     def close(self) -> None:
@@ -177,7 +222,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
         repo = await PostgresRepository.connect(dsn, min_size=1, max_size=1)
         key = (await create_key(repo, "bench", "bench", ALL_SCOPES))[0].secret
         await repo.close()
-        api_port, events_port, http_port, floor_port = (_free_port() for _ in range(4))
+        api_port, events_port, http_port, floor_port, cp_port = (_free_port() for _ in range(5))
         env = {
             **os.environ,
             "DATABASE_URL": dsn,
@@ -192,11 +237,22 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
         }
         py = sys.executable
         with (
-            _process([py, "-m", "nodedrop.cli.main", "api"], env, tmp / "api.log"),
+            _process(
+                [py, "-m", "nodedrop.cli.main", "api"]
+                if args.upstream == "api"
+                else [py, "-c", _STUB_API],
+                env,
+                tmp / "api.log",
+            ),
             _process(
                 [py, "-m", "tests.helpers.http_api"],
                 {**env, "NODEDROP_TEST_PORT": str(http_port)},
                 tmp / "http.log",
+            ),
+            _process(
+                [py, str(ROOT / "bench" / "connect_python_edge.py")],
+                {**env, "NODEDROP_TEST_PORT": str(cp_port)},
+                tmp / "connect-python.log",
             ),
         ):
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{api_port}")
@@ -227,6 +283,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
             ):
                 await _wait_http(http_port, "/api/openapi.json")
                 await _wait_http(floor_port, "/")
+                await _wait_http(cp_port, "/")
                 connect_request = _request(
                     "POST",
                     "/nodedrop.execution.v1.ExecutionService/GetExecution",
@@ -235,7 +292,10 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
                 )
                 plain_request = _request("GET", f"/api/executions/{submitted.execution_id}", key)
                 floor_request = _request("GET", "/", key)
-                print(f"response body: {len(body)} bytes; {args.clients} callers, {args.seconds} s")
+                print(
+                    f"upstream {args.upstream}; response body: {len(body)} bytes; "
+                    f"{args.clients} callers, {args.seconds} s"
+                )
                 print(
                     "row | calls/s | p50 ms | p99 ms | p50 ms, 1 caller | "
                     "ratio to floor | ratio to gRPC"
@@ -247,6 +307,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
                         ("gRPC direct", 0, b""),
                         ("Connect JSON", http_port, connect_request),
                         ("plain route", http_port, plain_request),
+                        ("connect-python", cp_port, connect_request),
                     ):
                         rows = []
                         for callers in (args.clients, 1):
@@ -313,6 +374,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--upstream",
+        choices=("api", "stub"),
+        default="api",
+        help="the real API (GetExecution reads PostgreSQL) or a stub answering at once",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
@@ -320,8 +387,10 @@ def main() -> int:
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args()
+    from nodedrop.common.server import run_loop  # noqa: PLC0415
+
     with tempfile.TemporaryDirectory(prefix="nd-bench-http-") as tmp:
-        asyncio.run(_run(args, Path(tmp)))
+        run_loop(_run(args, Path(tmp)))
     return 0
 
 
