@@ -16,8 +16,13 @@ from openapi_spec_validator import validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from nodedrop.admin.v1 import queue_admin_service_pb2
+from nodedrop.auth.v1 import auth_service_pb2
+from nodedrop.event.v1 import event_service_pb2
+from nodedrop.execution.v1 import execution_service_pb2
 from nodedrop.gateway.httpapi.catalog import public_methods
 from nodedrop.gateway.httpapi.routes import ROUTES
+from nodedrop.workflow.v1 import workflow_service_pb2
 from tests.httpapi.conftest import WORKFLOW, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -88,6 +93,18 @@ async def test_document_is_valid_and_matches_the_routes(stack: Stack) -> None:
     assert documented == routed
     # Internal services are neither routed nor documented.
     assert not [p for p, _ in documented if ".queue.v1." in p or p.endswith("/Authenticate")]
+    # Every other method of the public services is, read from their descriptors.
+    for module, service in (
+        (execution_service_pb2, "ExecutionService"),
+        (workflow_service_pb2, "WorkflowService"),
+        (auth_service_pb2, "AuthService"),
+        (queue_admin_service_pb2, "QueueAdminService"),
+        (event_service_pb2, "EventService"),
+    ):
+        descriptor = module.DESCRIPTOR.services_by_name[service]
+        for method in descriptor.methods:
+            path = f"/{descriptor.full_name}/{method.name}"
+            assert ((path, "post") in documented) is (method.name != "Authenticate"), path
 
 
 async def test_every_documented_operation_answers_as_documented(stack: Stack) -> None:
