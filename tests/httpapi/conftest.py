@@ -4,7 +4,7 @@ processes, and the HTTP API in front of them (``tests.helpers.http_api``)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -41,11 +41,11 @@ class Stack:
         headers = {} if key is None else {"Authorization": f"Bearer {key}"}
         return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=20.0)
 
-    async def create_workflow(self) -> str:
+    async def create_workflow(self, workflow: Mapping[str, object] = WORKFLOW) -> str:
         async with self.client(self.key) as http:
             reply = await http.post(
                 "/nodedrop.workflow.v1.WorkflowService/CreateWorkflow",
-                json={"workflow": WORKFLOW},
+                json={"workflow": workflow},
             )
         assert reply.status_code == 200, reply.text
         return str(reply.json()["workflow"]["id"])
@@ -66,6 +66,9 @@ async def stack(
         events_port = int(system.env["NODEDROP_EVENTS_ADDR"].rsplit(":", 1)[1])
         await exits.enter_async_context(start_service("events", env=system.env, port=events_port))
         base = await exits.enter_async_context(
-            running_http_api(system.env, {"NODEDROP_HTTP_MAX_BODY_BYTES": "65536"})
+            running_http_api(
+                system.env,
+                {"NODEDROP_HTTP_MAX_BODY_BYTES": "65536", "NODEDROP_HTTP_SSE_KEEPALIVE": "0.2"},
+            )
         )
         yield Stack(base, system.apis[0].key, reader.secret, system)

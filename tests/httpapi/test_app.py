@@ -13,23 +13,27 @@ from tests.helpers.ports import free_port
 
 def test_settings_defaults_values_and_refusals() -> None:
     defaults = HttpApiSettings.from_env({})
-    assert (defaults.max_body_bytes, defaults.call_timeout_s, defaults.max_wait_s) == (
-        1 << 20,
-        30.0,
-        60.0,
-    )
+    assert (
+        defaults.max_body_bytes,
+        defaults.call_timeout_s,
+        defaults.max_wait_s,
+        defaults.sse_keepalive_s,
+    ) == (1 << 20, 30.0, 60.0, 15.0)
     chosen = HttpApiSettings.from_env(
         {
             "NODEDROP_HTTP_MAX_BODY_BYTES": "4096",
             "NODEDROP_HTTP_CALL_TIMEOUT": "500ms",
             "NODEDROP_HTTP_MAX_WAIT": "2m",
+            "NODEDROP_HTTP_SSE_KEEPALIVE": "250ms",
         }
     )
     assert (chosen.max_body_bytes, chosen.call_timeout_s, chosen.max_wait_s) == (4096, 0.5, 120.0)
+    assert chosen.sse_keepalive_s == 0.25
     for name, value in (
         ("NODEDROP_HTTP_MAX_BODY_BYTES", "12"),
         ("NODEDROP_HTTP_CALL_TIMEOUT", "soon"),
         ("NODEDROP_HTTP_MAX_WAIT", "-1"),
+        ("NODEDROP_HTTP_SSE_KEEPALIVE", "0"),
     ):
         with pytest.raises(SettingsError, match=name):
             HttpApiSettings.from_env({name: value})

@@ -19,13 +19,16 @@ EX = "/nodedrop.execution.v1.ExecutionService"
 
 
 def _sse(text: str) -> list[dict[str, str]]:
+    """The events of an SSE body; comment lines (keep-alives) are left out."""
     frames = []
     for block in text.strip().split("\n\n"):
         frame: dict[str, str] = {}
         for line in block.splitlines():
             name, _, value = line.partition(": ")
-            frame[name] = value
-        frames.append(frame)
+            if name:
+                frame[name] = value
+        if frame:
+            frames.append(frame)
     return frames
 
 
@@ -214,3 +217,25 @@ async def test_connect_server_streaming(stack: Stack) -> None:
             headers={"Content-Type": "application/connect+json", "Authorization": "Bearer nope"},
         )
         assert refused.status_code == 401, refused.text
+
+
+async def test_a_quiet_event_stream_sends_keep_alive_comments(stack: Stack) -> None:
+    waiting = {
+        "name": "waits",
+        "nodes": [
+            {"id": "start", "type": "manual_trigger", "parametersJson": "{}"},
+            {"id": "pause", "type": "wait", "parametersJson": '{"seconds": 1.0}'},
+        ],
+        "connections": [
+            {"source": "start", "sourceOutput": "main", "target": "pause", "targetInput": "main"}
+        ],
+    }
+    workflow_id = await stack.create_workflow(waiting)
+    async with stack.client(stack.key) as http:
+        reply = await http.post(f"/api/workflows/{workflow_id}/execute", json={})
+        execution_id = reply.json()["executionId"]
+        stream = await http.get(f"/api/executions/{execution_id}/events")
+    assert stream.status_code == 200, stream.text
+    # NODEDROP_HTTP_SSE_KEEPALIVE is 0.2 s in this stack; the wait lasts 1 s.
+    assert stream.text.count(": keep-alive\n\n") >= 2, stream.text
+    assert _sse(stream.text)[-1]["event"] == "end"

@@ -162,7 +162,15 @@ async def _events(route: Route, request: Request, send: Send, ctx: Context) -> N
         data["after_sequence"] = resume
     message = message_from_dict(data, method.request)
     call = ctx.calls.stream(route.rpc, message, request.metadata())
-    await relay(call, request.receive, send, "text/event-stream", encode=_sse_events, end=_sse_end)
+    await relay(
+        call,
+        request.receive,
+        send,
+        "text/event-stream",
+        encode=_sse_events,
+        end=_sse_end,
+        idle=(b": keep-alive\n\n", ctx.settings.sse_keepalive_s),
+    )
 
 
 def _sse_events(message: Message) -> bytes:

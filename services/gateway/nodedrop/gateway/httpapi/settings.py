@@ -15,6 +15,9 @@ class HttpApiSettings:
     call_timeout_s: float
     # Longest `?wait=` of POST /api/workflows/{id}/execute.
     max_wait_s: float
+    # A quiet event stream sends an SSE comment this often, so that proxies
+    # with an idle timeout keep it open while an execution waits.
+    sse_keepalive_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> HttpApiSettings:
@@ -29,5 +32,8 @@ class HttpApiSettings:
             ),
             max_wait_s=env_duration(
                 env, "NODEDROP_HTTP_MAX_WAIT", 60.0, minimum=0.0, maximum=3600.0
+            ),
+            sse_keepalive_s=env_duration(
+                env, "NODEDROP_HTTP_SSE_KEEPALIVE", 15.0, minimum=0.1, maximum=3600.0
             ),
         )

@@ -33,8 +33,11 @@ async def relay(
     *,
     encode: Callable[[Message], bytes],
     end: Callable[[ApiError | None], bytes],
+    idle: tuple[bytes, float] | None = None,
 ) -> None:
-    """``encode`` frames one response message; ``end`` frames the stream's end."""
+    """``encode`` frames one response message; ``end`` frames the stream's end;
+    ``idle`` is a frame sent after that many seconds without one, so proxies
+    and clients do not take a quiet stream (a long wait node) for a dead one."""
     pending: asyncio.Future[Any] = asyncio.ensure_future(call.read())
     try:
         await asyncio.wait({pending}, timeout=_FIRST_ANSWER_S)
@@ -59,7 +62,14 @@ async def relay(
         try:
             while True:
                 waiting: list[asyncio.Future[Any]] = [pending, watcher]
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    waiting,
+                    timeout=None if idle is None else idle[1],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done and idle is not None:
+                    await send({"type": "http.response.body", "body": idle[0], "more_body": True})
+                    continue
                 if watcher.done():
                     raise ClientGone
                 try:
@@ -79,7 +89,7 @@ async def relay(
         call.cancel()
         if not pending.done():
             pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, Exception):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await pending
 
 
