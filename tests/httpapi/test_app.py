@@ -77,3 +77,16 @@ async def test_an_unexpected_failure_is_a_json_500_without_traceback() -> None:
         )
     assert reply.status_code == 500
     assert reply.json() == {"code": "internal", "message": "internal error"}
+
+
+async def test_mounted_under_a_prefix_the_routes_are_relative_to_it() -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
+    app = create_http_api(channel, channel, settings=HttpApiSettings.from_env({}))
+    transport = httpx.ASGITransport(app=app, root_path="/edge")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            reply = await http.get("/edge/api/openapi.json")
+            assert reply.status_code == 200
+            assert "/api/health" in reply.json()["paths"]
+    finally:
+        await channel.close()

@@ -38,9 +38,14 @@ class Request:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # Mounted under a prefix, the routes are relative to it (ASGI's root_path).
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
         return cls(
             method=scope["method"],
-            path=scope["path"],
+            path=path,
             query=parse_qs(raw_query, keep_blank_values=True),
             headers=headers,
             receive=receive,
