@@ -20,6 +20,7 @@ import orjson
 
 from nodedrop.admin.v1 import queue_admin_service_pb2, queue_admin_service_pb2_grpc
 from nodedrop.api import migrations
+from nodedrop.api.activation import Activations, SchedulerSchedules
 from nodedrop.api.auth_servicer import AuthServicer
 from nodedrop.api.authenticator import KeyAuthenticator
 from nodedrop.api.batching import InsertBatcher
@@ -146,9 +147,19 @@ class ApiService:
             ),
             server,
         )
+        schedules = (
+            SchedulerSchedules(self._channel, s.security.metadata())
+            if self._channel is not None
+            else None
+        )
+        activations = Activations(workflows, repo, schedules, pins)
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
             WorkflowServicer(
-                repo, max_nodes=s.limits.max_nodes, cache=workflows, engine=self._engine_config
+                repo,
+                max_nodes=s.limits.max_nodes,
+                cache=workflows,
+                engine=self._engine_config,
+                activations=activations,
             ),
             server,
         )
