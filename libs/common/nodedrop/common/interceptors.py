@@ -69,13 +69,14 @@ DEFAULT_PUBLIC_METHODS: frozenset[str] = frozenset(
 )
 
 # Methods only nodedrop services may call (same notation): the queue and the
-# workers act for any tenant the caller names, and Authenticate answers
-# whether a credential is valid.
+# workers act for any tenant the caller names, Authenticate answers whether a
+# credential is valid, and the gateway hands webhook calls for any tenant.
 DEFAULT_INTERNAL_METHODS: frozenset[str] = frozenset(
     {
         "/nodedrop.queue.v1.SchedulerService/",
         "/nodedrop.queue.v1.WorkerService/",
         "/nodedrop.auth.v1.AuthService/Authenticate",
+        "/nodedrop.webhook.v1.WebhookService/",
     }
 )
 

@@ -43,6 +43,7 @@ from nodedrop.api.result_cache import ResultCache
 from nodedrop.api.settings import ApiSettings
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.api.subworkflows import SubworkflowPins
+from nodedrop.api.webhook_servicer import WebhookServicer
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -55,6 +56,7 @@ from nodedrop.runtime.engine_runner import build_config
 from nodedrop.store import BlobCache, FailedQueueStore, Keys, Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
+from nodedrop.webhook.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 __all__ = ["ApiService", "create_service"]
@@ -172,6 +174,20 @@ class ApiService:
             ),
             server,
         )
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(
+                repo,
+                workflows,
+                manager,
+                self._authenticator,
+                pins,
+                # The same buckets as ExecuteWorkflow: a webhook is no way around the limit.
+                rate=limits.rate,
+                max_trigger_bytes=s.api.max_trigger_bytes,
+                default_mode=s.api.default_mode,
+            ),
+            server,
+        )
         queue_admin_service_pb2_grpc.add_QueueAdminServiceServicer_to_server(
             QueueAdminServicer(self._channel, s.security.metadata(), repo, workflows, pins),
             server,
@@ -181,6 +197,7 @@ class ApiService:
             workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             queue_admin_service_pb2.DESCRIPTOR.services_by_name["QueueAdminService"].full_name,
+            webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
         ]
 
     async def _open_repository(self) -> ExecutionRepository:

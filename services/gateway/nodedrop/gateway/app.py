@@ -9,6 +9,8 @@ Routes (``_router``):
     GET /healthz       readiness            GET /api/example    the example graph (JSON)
     GET /api/ticket    a WebSocket ticket for `Authorization: Bearer <api key>`
     /ws                the WebSocket (key or ticket checked before the upgrade)
+    /webhook/...       webhooks, handed to the API (``webhook.py``; no Origin check:
+    /webhook-test/...  their callers are servers, and each has its own authentication)
     <prefix>...        each sub-app given in ``sub_apps`` (mounted ASGI apps)
 """
 
@@ -41,6 +43,7 @@ from nodedrop.gateway.server import HttpServer
 from nodedrop.gateway.session import Session
 from nodedrop.gateway.settings import GatewaySettings
 from nodedrop.gateway.upstream import Upstream, UpstreamError
+from nodedrop.gateway.webhook import METHODS, PRODUCTION_PREFIX, TEST_PREFIX, WebhookForwarder
 from nodedrop.gateway.websocket import WebSocket
 
 __all__ = ["GatewayService", "create_service"]
@@ -71,6 +74,7 @@ class GatewayService:
         self._upstream: Upstream | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._static = web.load_static()
+        self._webhooks: WebhookForwarder | None = None
         self._router = self._routes(sub_apps or {})
         self._server: HttpServer | None = None
         self.port: int | None = None
@@ -82,6 +86,8 @@ class GatewayService:
         router.route("/healthz", self._healthz)
         router.route("/api/example", _constant(json_response(200, example_graph())))
         router.route("/api/ticket", self._ticket)
+        router.prefix(PRODUCTION_PREFIX, self._webhook, METHODS)
+        router.prefix(TEST_PREFIX, self._webhook_test, METHODS)
         for prefix, app in sub_apps.items():
             router.mount(prefix, app)
         return router
@@ -97,6 +103,9 @@ class GatewayService:
                 api, ttl_s=s.auth_cache_ttl_s, metadata=s.security.metadata()
             )
         self._upstream = Upstream(events, api)
+        self._webhooks = WebhookForwarder(
+            api, s.security.metadata(), max_body_bytes=s.webhook_max_body_bytes
+        )
         addr = s.server.addr
         self._server = HttpServer(
             self,
@@ -139,9 +148,8 @@ class GatewayService:
             await self._websocket(Request(scope), receive, send)
 
     async def _http(self, request: Request) -> Response:
-        if request.path != "/healthz" and not access.origin_allowed(
-            request, self._settings.allowed_origins
-        ):
+        browser = not request.path.startswith((PRODUCTION_PREFIX, TEST_PREFIX, "/healthz"))
+        if browser and not access.origin_allowed(request, self._settings.allowed_origins):
             return error_response(HTTPStatus.FORBIDDEN, "origin not allowed")
         return await self._router.dispatch(request)
 
@@ -149,6 +157,16 @@ class GatewayService:
         if self._serving:
             return text_response(200, "ok\n")
         return text_response(503, "shutting down\n")
+
+    async def _webhook(self, request: Request) -> Response:
+        if self._webhooks is None:
+            return error_response(HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is starting")
+        return await self._webhooks.production(request)
+
+    async def _webhook_test(self, request: Request) -> Response:
+        if self._webhooks is None:
+            return error_response(HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is starting")
+        return await self._webhooks.test(request)
 
     async def _ticket(self, request: Request) -> Response:
         key = access.bearer(request)

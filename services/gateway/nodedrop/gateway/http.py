@@ -86,8 +86,9 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        typed = [("content-type", self.content_type)] if self.content_type else []
         headers = [
-            ("content-type", self.content_type),
+            *typed,
             ("content-length", str(len(self.body))),
             *_SAFE_HEADERS,
             *self.headers,
