@@ -4,7 +4,6 @@ subprocesses, called over HTTP with httpx as curl would."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -75,8 +74,9 @@ class Edge:
                 ex_pb.GetExecutionRequest(execution_id=execution_id, include_outputs=True),
                 metadata=self.api.md,
             )
-            if got.execution.status in TERMINAL or time.monotonic() > deadline:
-                return got.execution
+            execution: execution_pb2.Execution = got.execution
+            if execution.status in TERMINAL or time.monotonic() > deadline:
+                return execution
             await asyncio.sleep(0.05)
 
 
@@ -85,11 +85,16 @@ async def edge_stack(
     redis_url: str, redis_prefix: str, pg_dsn: str, **extra: str
 ) -> AsyncIterator[Edge]:
     env_extra = {"NODEDROP_GATEWAY_WEBHOOK_MAX_BODY_BYTES": "4096", **extra}
-    async with running_system(redis_url, redis_prefix, pg_dsn, extra=env_extra) as system:
-        async with start_service("gateway", env=system.env, http=True) as gateway:
-            base = f"http://127.0.0.1:{gateway.port}"
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                yield Edge(system.apis[0], client)
+    async with contextlib.AsyncExitStack() as stack:
+        system = await stack.enter_async_context(
+            running_system(redis_url, redis_prefix, pg_dsn, extra=env_extra)
+        )
+        gateway = await stack.enter_async_context(
+            start_service("gateway", env=system.env, http=True)
+        )
+        base = f"http://127.0.0.1:{gateway.port}"
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
+        yield Edge(system.apis[0], client)
 
 
 def _hex(secret: str, payload: bytes) -> str:
