@@ -12,6 +12,7 @@ import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def request_bytes(
@@ -27,6 +28,8 @@ class LoadResult:
     seconds: float
     latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    # Every answer, the warm-up's included (what the server committed).
+    all_statuses: Counter[int] = field(default_factory=Counter)
     bodies: list[bytes] = field(default_factory=list)
 
     @property
@@ -85,6 +88,7 @@ async def run_load(
                 status, body = await _read_response(reader)
                 t1 = time.perf_counter()
                 i += 1
+                result.all_statuses[status] += 1
                 if t0 >= measure_from:
                     result.latencies_s.append(t1 - t0)
                     result.statuses[status] += 1
@@ -95,3 +99,32 @@ async def run_load(
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return result
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] == "http":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"3")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok\n"})
+        return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text")})

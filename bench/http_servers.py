@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/http_servers.py [--clients 64] [--seconds 3] [--repeat 3]
 
-Serves one trivial ASGI app (this module's `app`: `GET /ping` answers
+Serves one trivial ASGI app (`bench/http_load.py`'s `echo_app`: `GET /ping` answers
 "ok", `/echo` is a WebSocket echo) under each server in its own process,
 one worker, and loads it from this process: CLIENTS keep-alive connections
 sending one request at a time (bench/http_load.py), then CLIENTS WebSocket
@@ -21,10 +21,10 @@ if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
 
 import argparse
 import asyncio
+import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 from http_load import request_bytes, run_load
 from websockets.asyncio.client import connect
@@ -32,33 +32,16 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] == "http":
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"3")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"ok\n"})
-        return
-    if scope["type"] == "websocket":
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": message.get("text")})
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (Linux /proc)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(_cpu_s(int(c)) for c in children)
 
 
 def _free_port() -> int:
@@ -68,7 +51,7 @@ def _free_port() -> int:
 
 
 def _command(server: str, port: int) -> list[str]:
-    target = "bench.http_servers:app"
+    target = "bench.http_load:echo_app"
     if server == "uvicorn":
         return [
             sys.executable,
@@ -148,10 +131,13 @@ async def _measure(server: str, clients: int, seconds: float) -> dict[str, float
     try:
         _wait_port(port)
         request = request_bytes("GET", "/ping", host="127.0.0.1")
+        cpu0 = _cpu_s(proc.pid)
         http = await run_load(
-            "127.0.0.1", port, lambda _i: request, clients=clients, seconds=seconds
+            "127.0.0.1", port, lambda _i: request, clients=clients, seconds=seconds, warmup_s=0
         )
+        cpu1 = _cpu_s(proc.pid)
         ws_rate, ws_p50, ws_p99 = await _ws_echo(port, clients, seconds)
+        cpu2 = _cpu_s(proc.pid)
     finally:
         proc.terminate()
         await proc.wait()
@@ -162,6 +148,10 @@ async def _measure(server: str, clients: int, seconds: float) -> dict[str, float
         "ws_rate": ws_rate,
         "ws_p50": ws_p50,
         "ws_p99": ws_p99,
+        # Server CPU per request or echoed message: the figure that holds on a
+        # shared machine, where rates swing with the other work.
+        "http_cpu_us": (cpu1 - cpu0) * 1e6 / max(1, len(http.latencies_s)),
+        "ws_cpu_us": (cpu2 - cpu1) * 1e6 / max(1.0, ws_rate * (seconds + 0.5)),
     }
 
 
@@ -170,16 +160,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--servers",
+        default="uvicorn/websockets-sansio,uvicorn/websockets,uvicorn/wsproto,granian",
+        help="uvicorn/<--ws implementation> or granian, comma-separated",
+    )
     args = parser.parse_args()
-    print("| run | server | GET /ping req/s | p50 ms | p99 ms | WS echo msg/s | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| run | server | GET req/s | p50 ms | p99 ms | CPU µs/req "
+        "| WS echo msg/s | p50 ms | p99 ms | CPU µs/msg |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in range(1, args.repeat + 1):
-        for server in ("uvicorn", "granian"):
+        for server in args.servers.split(","):
             r = asyncio.run(_measure(server, args.clients, args.seconds))
             print(
                 f"| {run} | {server} | {r['http_rate']:,.0f} | {r['http_p50']:.1f} | "
-                f"{r['http_p99']:.1f} | {r['ws_rate']:,.0f} | {r['ws_p50']:.1f} | "
-                f"{r['ws_p99']:.1f} |",
+                f"{r['http_p99']:.1f} | {r['http_cpu_us']:.0f} | {r['ws_rate']:,.0f} | "
+                f"{r['ws_p50']:.1f} | {r['ws_p99']:.1f} | {r['ws_cpu_us']:.0f} |",
                 flush=True,
             )
 
