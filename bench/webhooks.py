@@ -68,6 +68,28 @@ def workflow(path: str, mode: str) -> dict[str, Any]:
     }
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _postgres_pids(dsn: str) -> list[int]:
+    """PostgreSQL server processes serving the bench database (the API's pool)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,7 +156,15 @@ def _row(name: str, r: LoadResult, floor: float | None = None) -> str:
     )
 
 
-async def _run(args: argparse.Namespace, port: int, api: str, key: str, dsn: str) -> None:
+async def _run(
+    args: argparse.Namespace,
+    port: int,
+    api: str,
+    key: str,
+    dsn: str,
+    *,
+    pids: dict[str, list[int]],
+) -> None:
     host = f"127.0.0.1:{port}"
     fast_id = await _activate(api, key, workflow("in", "immediately"))
     wait_id = await _activate(api, key, workflow("wait", "when_finished"))
@@ -145,9 +175,15 @@ async def _run(args: argparse.Namespace, port: int, api: str, key: str, dsn: str
     payload = orjson.dumps({"order": 7, "note": "x" * 990})
     headers = {"Content-Type": "application/json"}
     post = request_bytes("POST", f"/webhook/{TENANT}/in", host=host, body=payload, headers=headers)
+    pids["postgres"] = await _postgres_pids(dsn)
+    cpu_before = {name: sum(_cpu_s(p) for p in ps) for name, ps in pids.items()}
+    started = time.monotonic()
     hooks = await run_load(
         "127.0.0.1", port, lambda _i: post, clients=args.clients, seconds=args.seconds
     )
+    elapsed = time.monotonic() - started
+    cpu_after = {name: sum(_cpu_s(p) for p in ps) for name, ps in pids.items()}
+    answered = sum(hooks.all_statuses.values())
     wait_post = request_bytes(
         "POST", f"/webhook/{TENANT}/wait", host=host, body=payload, headers=headers
     )
@@ -178,6 +214,15 @@ async def _run(args: argparse.Namespace, port: int, api: str, key: str, dsn: str
     print(_row("POST webhook (when_finished, 1 client)", finished, floor.rate))
     committed = stored >= accepted
     print(f"202 answers {accepted}, execution rows {stored} (every 202 committed: {committed})")
+    # Where the cores went while the webhook load ran (warm-up included).
+    print(
+        "CPU µs per webhook call: "
+        + ", ".join(
+            f"{name} {(cpu_after[name] - cpu_before[name]) * 1e6 / max(1, answered):.0f}"
+            for name in cpu_before
+        )
+        + f" (the whole machine had {os.cpu_count()} cores for {elapsed:.1f} s)"
+    )
     if own:
         own_p50 = statistics.median(own)
         print(
@@ -218,6 +263,7 @@ def main() -> int:
     }
     names = ["scheduler", "api", "gateway"] + ["worker"] * args.workers
     procs = []
+    pids: dict[str, list[int]] = {}
     for name in names:
         proc_env = dict(env)
         if name == "worker":
@@ -231,13 +277,14 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
         )
+        pids.setdefault(name, []).append(procs[-1].pid)
     try:
 
         async def go() -> None:
             for name in ("scheduler", "api", "gateway"):
                 await _wait_up(ports[name])
             await asyncio.sleep(1.0)
-            await _run(args, ports["gateway"], f"127.0.0.1:{ports['api']}", key, dsn)
+            await _run(args, ports["gateway"], f"127.0.0.1:{ports['api']}", key, dsn, pids=pids)
 
         asyncio.run(go())
     finally:
