@@ -175,6 +175,8 @@ async def _run(
     payload = orjson.dumps({"order": 7, "note": "x" * 990})
     headers = {"Content-Type": "application/json"}
     post = request_bytes("POST", f"/webhook/{TENANT}/in", host=host, body=payload, headers=headers)
+    # For a profiler attached by hand (py-spy record -p <pid>): the phase to sample.
+    print(f"webhook load starts; pids {pids}", file=sys.stderr, flush=True)
     pids["postgres"] = await _postgres_pids(dsn)
     cpu_before = {name: sum(_cpu_s(p) for p in ps) for name, ps in pids.items()}
     started = time.monotonic()

@@ -194,7 +194,9 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self, tenant_id: str, execution_id: str, wait_s: float
     ) -> ExecutionRecord | None:
         deadline = time.monotonic() + wait_s
-        backoff = Backoff(base_s=0.005, max_s=0.1, rng=lambda: 1.0)
+        # The history recorder writes the end to the database within tens of
+        # milliseconds: polls stay short so the answer follows it closely.
+        backoff = Backoff(base_s=0.005, max_s=0.02, rng=lambda: 1.0)
         while True:
             record = await self._repo.get_execution(tenant_id, execution_id, with_node_runs=True)
             if record is not None and record.finished:

@@ -57,6 +57,8 @@ class HttpServer:
             log_config=None,
             access_log=False,
             server_header=False,
+            # The gateway reads no client address: X-Forwarded-* need no rewriting.
+            proxy_headers=False,
         )
         config.load()
         self._server = uvicorn.Server(config)
