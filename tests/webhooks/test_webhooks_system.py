@@ -255,6 +255,17 @@ async def test_when_finished_and_the_test_url(
         assert last.status_code == 200, last.text
         assert last.json()[0]["seen"] is True and last.json()[0]["body"] == {"n": 1}
 
+        failing = workflow("fails", response_mode="when_finished")
+        failing["nodes"].append(
+            {"id": "stop", "type": "stop_and_error", "parameters": {"message": "no stock"}}
+        )
+        failing["connections"].append({"from": "tag", "to": "stop"})
+        await edge.activate(failing)
+        failed = await http.post(f"/webhook/{TENANT}/fails", json={})
+        assert failed.status_code == 500, failed.text
+        assert failed.json()["error"]["code"] == "EXECUTION_FAILED"
+        assert "no stock" in failed.json()["error"]["message"]
+
         slow = workflow("slow", response_mode="when_finished", wait_s=0.3)
         slow["nodes"].append({"id": "pause", "type": "wait", "parameters": {"seconds": 3}})
         slow["connections"].append({"from": "tag", "to": "pause"})

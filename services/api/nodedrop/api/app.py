@@ -174,6 +174,8 @@ class ApiService:
             ),
             server,
         )
+        store = self._store
+        assert store is not None
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
             WebhookServicer(
                 repo,
@@ -181,6 +183,7 @@ class ApiService:
                 manager,
                 self._authenticator,
                 pins,
+                events=store,
                 # The same buckets as ExecuteWorkflow: a webhook is no way around the limit.
                 rate=limits.rate,
                 max_trigger_bytes=s.api.max_trigger_bytes,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.limits import TokenBuckets
-from nodedrop.api.model import ExecutionRecord, WebhookRoute
+from nodedrop.api.model import WebhookRoute
 from nodedrop.api.repository import ExecutionRepository
 from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.webhooks import (
@@ -28,6 +29,7 @@ from nodedrop.api.workflow_cache import CachedWorkflow, WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, Authenticator
 from nodedrop.common.errors import NodedropError, Unauthenticated
 from nodedrop.common.retry import Backoff
+from nodedrop.store import EventLog, EventType
 from nodedrop.webhook.v1 import webhook_service_pb2 as pb
 from nodedrop.webhook.v1 import webhook_service_pb2_grpc
 
@@ -49,6 +51,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         authenticator: Authenticator,
         pins: SubworkflowPins,
         *,
+        events: EventLog,
         rate: TokenBuckets | None,
         max_trigger_bytes: int,
         default_mode: str,
@@ -59,6 +62,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self._manager = manager
         self._authenticator = authenticator
         self._pins = pins
+        self._events = events
         self._rate = rate
         self._max_trigger_bytes = max_trigger_bytes
         self._default_mode = default_mode
@@ -185,42 +189,49 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         )
         if config.response_mode != "when_finished":
             return accepted, execution_id
-        finished = await self._wait(tenant_id, execution_id, config.wait_s)
-        if finished is None:
-            return accepted, execution_id
-        return self._finished(cached, finished), execution_id
+        nodes = cached.definition.document.get("nodes") or []
+        respond_ids = {n.get("id") for n in nodes if n.get("type") == "respond_to_webhook"}
+        last = str(nodes[-1].get("id")) if nodes else None
+        answer = await self._wait(execution_id, config.wait_s, respond_ids, last)
+        return (accepted if answer is None else answer), execution_id
 
     async def _wait(
-        self, tenant_id: str, execution_id: str, wait_s: float
-    ) -> ExecutionRecord | None:
+        self, execution_id: str, wait_s: float, respond_ids: set[Any], last_node_id: str | None
+    ) -> Answer | None:
+        """The answer once the execution's events show its end, None after ``wait_s``.
+
+        The events are read from the execution's stream in the store, where
+        the worker commits them, not from the database the history recorder
+        fills later: the answer follows the end by one poll (<= 20 ms)."""
         deadline = time.monotonic() + wait_s
-        # The history recorder writes the end to the database within tens of
-        # milliseconds: polls stay short so the answer follows it closely.
-        backoff = Backoff(base_s=0.005, max_s=0.02, rng=lambda: 1.0)
+        backoff = Backoff(base_s=0.002, max_s=0.02, rng=lambda: 1.0)
+        after = 0
+        respond: str | None = None
         while True:
-            record = await self._repo.get_execution(tenant_id, execution_id, with_node_runs=True)
-            if record is not None and record.finished:
-                return record
+            for event in await self._events.read(execution_id, after, 500):
+                after = event.sequence
+                if event.type is EventType.NODE_COMPLETED and event.node_id in respond_ids:
+                    respond = event.data_json or respond
+                if event.terminal:
+                    return finished_answer(
+                        status=_ENDED[event.type],
+                        result_json=event.data_json or None,
+                        error_json=event.error.to_json() if event.error else None,
+                        respond_outputs_json=respond,
+                        last_node_id=last_node_id,
+                    )
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             await backoff.wait(min(backoff.next_delay(), left))
 
-    def _finished(self, cached: CachedWorkflow, record: ExecutionRecord) -> Answer:
-        nodes = cached.definition.document.get("nodes") or []
-        respond_ids = [n.get("id") for n in nodes if n.get("type") == "respond_to_webhook"]
-        respond = None
-        for run in sorted(record.node_runs, key=lambda r: r.attempt):
-            if run.node_id in respond_ids and run.outputs_json:
-                respond = run.outputs_json
-        last = str(nodes[-1].get("id")) if nodes else None
-        return finished_answer(
-            status=record.status.value,
-            result_json=record.result_json,
-            error_json=record.error_json,
-            respond_outputs_json=respond,
-            last_node_id=last,
-        )
+
+_ENDED = {
+    EventType.EXECUTION_COMPLETED: "completed",
+    EventType.EXECUTION_FAILED: "failed",
+    EventType.EXECUTION_CANCELLED: "cancelled",
+    EventType.EXECUTION_TIMED_OUT: "timed_out",
+}
 
 
 _HTTP = {
