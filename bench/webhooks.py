@@ -186,6 +186,16 @@ async def _run(
     elapsed = time.monotonic() - started
     cpu_after = {name: sum(_cpu_s(p) for p in ps) for name, ps in pids.items()}
     answered = sum(hooks.all_statuses.values())
+    # The worker drains the backlog first: when_finished runs on an idle queue.
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and await conn.fetchval(
+            "SELECT count(*) FROM executions WHERE finished_at IS NULL"
+        ):
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
     wait_post = request_bytes(
         "POST", f"/webhook/{TENANT}/wait", host=host, body=payload, headers=headers
     )
