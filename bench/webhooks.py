@@ -190,9 +190,12 @@ async def _run(
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and await conn.fetchval(
-            "SELECT count(*) FROM executions WHERE finished_at IS NULL"
-        ):
+        for _ in range(240):
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM executions WHERE finished_at IS NULL"
+            )
+            if not pending or time.monotonic() > deadline:
+                break
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
