@@ -37,6 +37,7 @@ def _hooked(params: dict[str, Any], *extra: dict[str, Any]) -> dict[str, Any]:
             "nodes[0].parameters.authentication.format",
         ),
         ({"path": "a", "response_mode": "later"}, "nodes[0].parameters.response_mode"),
+        ({"path": "a", "wait_s": 301}, "nodes[0].parameters.wait_s"),
     ],
 )
 def test_webhook_trigger_parameters_are_checked(params: dict[str, Any], path: str) -> None:

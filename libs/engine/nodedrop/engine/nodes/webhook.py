@@ -23,7 +23,6 @@ from nodedrop.engine.registry import (
     Prepared,
     Reporter,
     choice,
-    number,
     string_map_templates,
     templated_json,
 )
@@ -105,6 +104,17 @@ def _authentication(value: Any, path: str, reporter: Reporter) -> dict[str, Any]
     return dict(value) if ok else None
 
 
+def _wait_s(value: Any, path: str, reporter: Reporter) -> float | None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0.1 <= value <= MAX_WAIT_S
+    ):
+        reporter.add(path, "invalid_parameter", f"seconds, 0.1 to {MAX_WAIT_S:g}")
+        return None
+    return float(value)
+
+
 WEBHOOK_TRIGGER = NodeType(
     "webhook_trigger",
     params=(
@@ -122,7 +132,7 @@ WEBHOOK_TRIGGER = NodeType(
             choice("immediately", "when_finished"),
             default="immediately",
         ),
-        ParamSpec("wait_s", "number (seconds, when_finished)", number(minimum=0.1), default=30.0),
+        ParamSpec("wait_s", "number (seconds, when_finished, at most 300)", _wait_s, default=30.0),
     ),
     factory=plain_trigger_factory,
     inputs=(),
@@ -180,4 +190,4 @@ RESPOND_TO_WEBHOOK = NodeType(
     ),
 )
 
-__all__ = ["MAX_WAIT_S", "RESPOND_TO_WEBHOOK", "WEBHOOK_TRIGGER"]
+__all__ = ["RESPOND_TO_WEBHOOK", "WEBHOOK_TRIGGER"]
