@@ -60,3 +60,26 @@ async def test_stop_closes_websockets_with_1012(gw: GatewayStack) -> None:
         await stopping
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1012
+
+
+async def test_a_body_cut_short_starts_nothing(gw: GatewayStack) -> None:
+    calls: list[object] = []
+
+    class Forwarder:
+        async def production(self, request: Any) -> Any:
+            calls.append(await request.body(1 << 20))
+            raise AssertionError("unreachable: the body never completes")
+
+    gw.gateway._webhooks = Forwarder()  # type: ignore[assignment]
+    port = int(gw.http.rsplit(":", 1)[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b'POST /webhook/tenant-a/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a":'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await asyncio.sleep(0.3)
+    assert calls == []
+    async with httpx.AsyncClient(base_url=gw.http, timeout=5) as client:
+        assert (await client.get("/healthz")).status_code == 200

@@ -29,6 +29,7 @@ from nodedrop.gateway import access, web
 from nodedrop.gateway.example import example_graph
 from nodedrop.gateway.http import (
     ASGIApp,
+    ClientGone,
     Receive,
     Request,
     Response,
@@ -142,7 +143,10 @@ class GatewayService:
             return
         if scope["type"] == "http":
             request = Request(scope, receive)
-            response = await self._http(request)
+            try:
+                response = await self._http(request)
+            except ClientGone:
+                return  # nobody to answer, and nothing was started
             await response.send(send)
         elif scope["type"] == "websocket":
             await self._websocket(Request(scope), receive, send)

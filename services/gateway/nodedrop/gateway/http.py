@@ -27,6 +27,10 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
 class Request:
     """One HTTP request (or WebSocket handshake): method, path, headers, query, body."""
 
@@ -53,7 +57,9 @@ class Request:
 
     async def body(self, limit: int) -> bytes:
         """The whole body; raises BodyTooLarge as soon as it passes ``limit``
-        (a declared Content-Length above it is refused before reading)."""
+        (a declared Content-Length above it is refused before reading), and
+        ClientGone when the client leaves before its end: a truncated body
+        must not start anything."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
@@ -64,7 +70,7 @@ class Request:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                break
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
