@@ -245,4 +245,12 @@ def _constant(response: Response) -> Handler:
 
 
 def create_service(settings: GatewaySettings, *, dev: bool = False) -> GatewayService:
+    """The gateway as ``nodedrop gateway`` and ``nodedrop dev`` run it.
+
+    Another ASGI application joins the edge here, one entry per path prefix:
+    ``GatewayService(settings, dev=dev, sub_apps={"/api/v1/": app})``. A
+    mounted app gets every HTTP and WebSocket call under its prefix as it
+    came (no Origin check, no lifespan events: uvicorn runs with
+    ``lifespan="off"``, the service's start/stop being the lifecycle).
+    """
     return GatewayService(settings, dev=dev)
