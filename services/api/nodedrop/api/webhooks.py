@@ -30,6 +30,7 @@ __all__ = [
     "config_of",
     "find_by_path",
     "finished_answer",
+    "retry_after",
     "trigger_item",
 ]
 
