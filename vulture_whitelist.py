@@ -55,3 +55,8 @@ _.functions
 _.redis_settings
 _.task_ignore_result
 _.broker_connection_retry_on_startup
+# uvicorn reads these off its Server and Config (gateway/server.py drives its steps).
+_.lifespan
+_.timeout_graceful_shutdown
+# Servers import the bench's ASGI app by name (bench/http_servers.py: bench.http_load:echo_app).
+_.echo_app

@@ -262,3 +262,36 @@ async def test_run_of_neither_a_file_nor_an_id_is_a_usage_error(
     bad.write_text("[1, 2]")
     code, _, err = await cli(capsys, "run", str(bad))
     assert code == 2 and "JSON object" in err
+
+
+async def test_workflows_activate_and_deactivate(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    hooked = tmp_path / "hooked.json"
+    hooked.write_text(
+        json.dumps(
+            {
+                "name": "hooked",
+                "nodes": [
+                    {"id": "hook", "type": "webhook_trigger", "parameters": {"path": "orders"}},
+                    {"id": "tag", "type": "set", "parameters": {"fields": {"seen": "true"}}},
+                ],
+                "connections": [{"from": "hook", "to": "tag"}],
+            }
+        )
+    )
+    _, out, _ = await cli(capsys, "workflows", "create", str(hooked), "--json")
+    wid = json.loads(out)["id"]
+    code, out, _ = await cli(capsys, "workflows", "activate", wid, "--version", "1")
+    assert code == 0 and f"activated workflow {wid} version 1" in out
+    assert "/webhook/tenant-a/orders" in out
+    _, out, _ = await cli(capsys, "workflows", "list", "--json")
+    assert json.loads(out)["active_version"] == 1
+    _, out, _ = await cli(capsys, "workflows", "list")
+    assert "active v1" in out
+    code, out, _ = await cli(capsys, "workflows", "deactivate", wid)
+    assert code == 0
+    _, out, _ = await cli(capsys, "workflows", "list", "--json")
+    assert json.loads(out)["active_version"] is None
+    code, _, err = await cli(capsys, "workflows", "activate", wid, "--version", "7")
+    assert code == 2 and "NOT_FOUND" in err

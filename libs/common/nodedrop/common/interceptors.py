@@ -70,13 +70,15 @@ DEFAULT_PUBLIC_METHODS: frozenset[str] = frozenset(
 
 # Methods only nodedrop services may call (same notation): the queue, the
 # workers and the API's start of a schedule's run act for any tenant the
-# caller names, and Authenticate answers whether a credential is valid.
+# caller names, Authenticate answers whether a credential is valid, and the
+# gateway hands webhook calls for any tenant.
 DEFAULT_INTERNAL_METHODS: frozenset[str] = frozenset(
     {
         "/nodedrop.queue.v1.SchedulerService/",
         "/nodedrop.queue.v1.WorkerService/",
         "/nodedrop.queue.v1.ScheduleRunService/",
         "/nodedrop.auth.v1.AuthService/Authenticate",
+        "/nodedrop.webhook.v1.WebhookService/",
     }
 )
 

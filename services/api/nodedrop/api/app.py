@@ -20,6 +20,7 @@ import orjson
 
 from nodedrop.admin.v1 import queue_admin_service_pb2, queue_admin_service_pb2_grpc
 from nodedrop.api import migrations
+from nodedrop.api.activation import Activations, SchedulerSchedules
 from nodedrop.api.auth_servicer import AuthServicer
 from nodedrop.api.authenticator import KeyAuthenticator
 from nodedrop.api.batching import InsertBatcher
@@ -45,6 +46,7 @@ from nodedrop.api.settings import ApiSettings
 from nodedrop.api.store_queue import StoreQueue
 from nodedrop.api.subworkflows import SubworkflowPins
 from nodedrop.api.validation import Rules
+from nodedrop.api.webhook_servicer import WebhookServicer
 from nodedrop.api.workflow_cache import WorkflowCache
 from nodedrop.api.workflow_servicer import WorkflowServicer
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
@@ -58,6 +60,7 @@ from nodedrop.runtime.engine_runner import build_config
 from nodedrop.store import BlobCache, FailedQueueStore, Keys, Store
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.factory import open_store
+from nodedrop.webhook.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from nodedrop.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
 __all__ = ["ApiService", "create_service"]
@@ -150,9 +153,19 @@ class ApiService:
             ),
             server,
         )
+        schedules = (
+            SchedulerSchedules(self._channel, s.security.metadata())
+            if self._channel is not None
+            else None
+        )
+        activations = Activations(workflows, repo, schedules, pins)
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
             WorkflowServicer(
-                repo, max_nodes=s.limits.max_nodes, cache=workflows, engine=self._engine_config
+                repo,
+                max_nodes=s.limits.max_nodes,
+                cache=workflows,
+                engine=self._engine_config,
+                activations=activations,
             ),
             server,
         )
@@ -162,6 +175,23 @@ class ApiService:
                 self._authenticator,
                 ticket_ttl_s=s.api.ticket_ttl_s,
                 max_ticket_ttl_s=s.api.max_ticket_ttl_s,
+            ),
+            server,
+        )
+        store = self._store
+        assert store is not None
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(
+                repo,
+                workflows,
+                manager,
+                self._authenticator,
+                pins,
+                events=store,
+                # The same buckets as ExecuteWorkflow: a webhook is no way around the limit.
+                rate=limits.rate,
+                max_trigger_bytes=s.api.max_trigger_bytes,
+                default_mode=s.api.default_mode,
             ),
             server,
         )
@@ -182,6 +212,7 @@ class ApiService:
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             queue_admin_service_pb2.DESCRIPTOR.services_by_name["QueueAdminService"].full_name,
             scheduler_service_pb2.DESCRIPTOR.services_by_name["ScheduleRunService"].full_name,
+            webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
         ]
 
     async def _open_repository(self) -> ExecutionRepository:

@@ -3,6 +3,7 @@
     ApiDomainError (mixin root)
     ├── NotFoundError          + common NotFound:     the id is unknown to the caller's tenant
     ├── VersionConflictError   + common Aborted:      an optimistic-concurrency check failed
+    ├── RouteTakenError        + common AlreadyExists: a webhook path is another workflow's
     └── StoreUnavailableError  + common Unavailable:  the database cannot be reached (retryable)
 
 Each also derives from its nodedrop.common.errors class, so the server's
@@ -11,11 +12,12 @@ error interceptor maps it to the right status without per-servicer code.
 
 from __future__ import annotations
 
-from nodedrop.common.errors import Aborted, NotFound, Unavailable
+from nodedrop.common.errors import Aborted, AlreadyExists, NotFound, Unavailable
 
 __all__ = [
     "ApiDomainError",
     "NotFoundError",
+    "RouteTakenError",
     "StoreUnavailableError",
     "VersionConflictError",
 ]
@@ -39,6 +41,17 @@ class VersionConflictError(Aborted, ApiDomainError):
         )
         self.expected = expected
         self.actual = actual
+
+
+class RouteTakenError(AlreadyExists, ApiDomainError):
+    """Names the holder: routes are per tenant, so it is always the caller's own workflow."""
+
+    def __init__(self, path: str, holder_workflow_id: str) -> None:
+        super().__init__(
+            f"webhook path {path!r} is taken by active workflow {holder_workflow_id!r}"
+        )
+        self.path = path
+        self.holder_workflow_id = holder_workflow_id
 
 
 class StoreUnavailableError(Unavailable, ApiDomainError):

@@ -190,3 +190,25 @@ class StatsRow:
     p50_s: float | None
     p95_s: float | None
     nodes: tuple[NodeStatsRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRoute:
+    """A webhook path of an active workflow: /webhook/<tenant_id>/<path>."""
+
+    tenant_id: str
+    path: str
+    workflow_id: str
+    version: int
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """The version of a workflow whose triggers are registered."""
+
+    tenant_id: str
+    workflow_id: str
+    version: int
+    schedule_id: str | None
+    routes: tuple[WebhookRoute, ...] = ()

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from nodedrop.api.model import (
+    Activation,
     AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
@@ -25,6 +26,7 @@ from nodedrop.api.model import (
     Scope,
     StatsRow,
     Status,
+    WebhookRoute,
     WorkflowRecord,
 )
 
@@ -94,6 +96,25 @@ class ExecutionRepository(Protocol):
     ) -> list[WorkflowRecord] | None:
         """Versions newest first; None when the workflow is unknown."""
         ...
+
+    # active workflows and their webhook routes
+    async def activate(self, activation: Activation) -> Activation | None:
+        """Registers ``activation`` (its routes replace the workflow's), in one
+        transaction; returns the activation it replaced. Raises RouteTakenError
+        when a path is another workflow's of the tenant (nothing changes)."""
+        ...
+
+    async def deactivate(self, tenant_id: str, workflow_id: str) -> Activation | None:
+        """Removes the activation and its routes; returns it, None if not active."""
+        ...
+
+    async def get_activation(self, tenant_id: str, workflow_id: str) -> Activation | None: ...
+
+    async def active_versions(
+        self, tenant_id: str, workflow_ids: Sequence[str]
+    ) -> dict[str, int]: ...
+
+    async def find_route(self, tenant_id: str, path: str) -> WebhookRoute | None: ...
 
     # executions
     async def insert_executions(self, batch: Sequence[NewExecution]) -> list[InsertOutcome]:

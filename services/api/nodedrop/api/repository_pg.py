@@ -16,9 +16,15 @@ from typing import Any
 
 import asyncpg
 
-from nodedrop.api.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+from nodedrop.api.errors import (
+    NotFoundError,
+    RouteTakenError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
 from nodedrop.api.history import fold
 from nodedrop.api.model import (
+    Activation,
     AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
@@ -30,6 +36,7 @@ from nodedrop.api.model import (
     Scope,
     StatsRow,
     Status,
+    WebhookRoute,
     WorkflowRecord,
 )
 from nodedrop.api.queries import POSTGRES as Q
@@ -251,6 +258,55 @@ class PostgresRepository:
                 Q["list_workflow_versions"], workflow_id, tenant_id, before, limit
             )
         return [_ROWS.workflow(r) for r in rows]
+
+    # active workflows and their webhook routes
+
+    async def activate(self, activation: Activation) -> Activation | None:
+        a = activation
+        async with self._conn() as conn, conn.transaction():
+            previous = await self._activation(conn, a.tenant_id, a.workflow_id)
+            await conn.execute(
+                Q["upsert_activation"], a.workflow_id, a.tenant_id, a.version, a.schedule_id
+            )
+            await conn.execute(Q["delete_routes"], a.workflow_id)
+            for r in a.routes:
+                inserted = await conn.fetchval(
+                    Q["insert_route"], r.tenant_id, r.path, r.workflow_id, r.version, r.node_id
+                )
+                if inserted is None:
+                    holder = await conn.fetchval(Q["route_holder"], r.tenant_id, r.path)
+                    # Raising inside the transaction rolls every change back.
+                    raise RouteTakenError(r.path, str(holder))
+        return previous
+
+    async def _activation(
+        self, conn: asyncpg.Connection, tenant_id: str, workflow_id: str
+    ) -> Activation | None:
+        row = await conn.fetchrow(Q["get_activation"], workflow_id, tenant_id)
+        if row is None:
+            return None
+        routes = await conn.fetch(Q["routes_of"], workflow_id)
+        return _activation(row, routes)
+
+    async def deactivate(self, tenant_id: str, workflow_id: str) -> Activation | None:
+        async with self._conn() as conn, conn.transaction():
+            previous = await self._activation(conn, tenant_id, workflow_id)
+            await conn.execute(Q["delete_activation"], workflow_id, tenant_id)
+        return previous
+
+    async def get_activation(self, tenant_id: str, workflow_id: str) -> Activation | None:
+        async with self._conn() as conn:
+            return await self._activation(conn, tenant_id, workflow_id)
+
+    async def active_versions(self, tenant_id: str, workflow_ids: Sequence[str]) -> dict[str, int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(Q["active_versions"], tenant_id, list(workflow_ids))
+        return {str(r["workflow_id"]): int(r["version"]) for r in rows}
+
+    async def find_route(self, tenant_id: str, path: str) -> WebhookRoute | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(Q["find_route"], tenant_id, path)
+        return _route(row) if row is not None else None
 
     # executions
 
@@ -534,3 +590,23 @@ def build_stats(
             )
         )
     return out
+
+
+def _route(row: Any) -> WebhookRoute:
+    return WebhookRoute(
+        str(row["tenant_id"]),
+        str(row["path"]),
+        str(row["workflow_id"]),
+        int(row["version"]),
+        str(row["node_id"]),
+    )
+
+
+def _activation(row: Any, routes: Sequence[Any]) -> Activation:
+    return Activation(
+        str(row["tenant_id"]),
+        str(row["workflow_id"]),
+        int(row["version"]),
+        row["schedule_id"],
+        tuple(_route(r) for r in routes),
+    )

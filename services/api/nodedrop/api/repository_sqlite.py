@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from nodedrop.api.errors import NotFoundError, VersionConflictError
+from nodedrop.api.errors import NotFoundError, RouteTakenError, VersionConflictError
 from nodedrop.api.history import fold
 from nodedrop.api.model import (
+    Activation,
     AdoptedExecution,
     ApiKeyRecord,
     ExecutionFilter,
@@ -31,6 +32,7 @@ from nodedrop.api.model import (
     Scope,
     StatsRow,
     Status,
+    WebhookRoute,
     WorkflowRecord,
 )
 from nodedrop.api.queries import SQLITE as Q
@@ -305,6 +307,83 @@ class SqliteRepository:
         )
         return [_ROWS.workflow(r) for r in rows]
 
+    # active workflows and their webhook routes
+
+    def _activation(
+        self, db: sqlite3.Connection, tenant_id: str, workflow_id: str
+    ) -> Activation | None:
+        key = {"workflow_id": workflow_id, "tenant_id": tenant_id}
+        row = db.execute(Q["get_activation"], key).fetchone()
+        if row is None:
+            return None
+        routes = db.execute(Q["routes_of"], key).fetchall()
+        return Activation(
+            row["tenant_id"],
+            row["workflow_id"],
+            int(row["version"]),
+            row["schedule_id"],
+            tuple(_route(r) for r in routes),
+        )
+
+    async def activate(self, activation: Activation) -> Activation | None:
+        a = activation
+
+        def work(db: sqlite3.Connection) -> Activation | None:
+            previous = self._activation(db, a.tenant_id, a.workflow_id)
+            db.execute(
+                Q["upsert_activation"],
+                {
+                    "workflow_id": a.workflow_id,
+                    "tenant_id": a.tenant_id,
+                    "version": a.version,
+                    "schedule_id": a.schedule_id,
+                    "now": _now_us(),
+                },
+            )
+            db.execute(Q["delete_routes"], {"workflow_id": a.workflow_id})
+            for r in a.routes:
+                params = {
+                    "tenant_id": r.tenant_id,
+                    "path": r.path,
+                    "workflow_id": r.workflow_id,
+                    "version": r.version,
+                    "node_id": r.node_id,
+                }
+                if db.execute(Q["insert_route"], params).fetchone() is None:
+                    holder = db.execute(Q["route_holder"], params).fetchone()
+                    raise RouteTakenError(r.path, str(holder["workflow_id"]))
+            return previous
+
+        return await self._run(self._tx, work)
+
+    async def deactivate(self, tenant_id: str, workflow_id: str) -> Activation | None:
+        def work(db: sqlite3.Connection) -> Activation | None:
+            previous = self._activation(db, tenant_id, workflow_id)
+            if previous is None:
+                return None
+            db.execute(Q["delete_routes"], {"workflow_id": workflow_id})
+            db.execute(
+                Q["delete_activation"], {"workflow_id": workflow_id, "tenant_id": tenant_id}
+            ).fetchall()
+            return previous
+
+        return await self._run(self._tx, work)
+
+    async def get_activation(self, tenant_id: str, workflow_id: str) -> Activation | None:
+        return await self._run(lambda: self._activation(self._db, tenant_id, workflow_id))
+
+    async def active_versions(self, tenant_id: str, workflow_ids: Sequence[str]) -> dict[str, int]:
+        wanted = set(workflow_ids)
+        rows = await self._run(
+            lambda: self._db.execute(Q["active_versions"], {"tenant_id": tenant_id}).fetchall()
+        )
+        return {r["workflow_id"]: int(r["version"]) for r in rows if r["workflow_id"] in wanted}
+
+    async def find_route(self, tenant_id: str, path: str) -> WebhookRoute | None:
+        params = {"tenant_id": tenant_id, "path": path}
+        row = await self._run(lambda: self._db.execute(Q["find_route"], params).fetchone())
+        return _route(row) if row is not None else None
+
     # executions
 
     async def insert_executions(self, batch: Sequence[NewExecution]) -> list[InsertOutcome]:
@@ -578,3 +657,9 @@ class SqliteRepository:
                 for (wf, node), (runs, failures, v) in sorted(per_node.items())
             ],
         )
+
+
+def _route(row: sqlite3.Row) -> WebhookRoute:
+    return WebhookRoute(
+        row["tenant_id"], row["path"], row["workflow_id"], int(row["version"]), row["node_id"]
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from nodedrop.api import pagination
+from nodedrop.api.activation import Activations
 from nodedrop.api.checks import Violations, reject_nul
 from nodedrop.api.convert import workflow
 from nodedrop.api.repository import ExecutionRepository
@@ -28,8 +29,12 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         max_nodes: int,
         cache: WorkflowCache | None = None,
         engine: EngineConfig | None = None,
+        activations: Activations | None = None,
     ) -> None:
         self._repo = repository
+        self._activations = activations or Activations(
+            cache or WorkflowCache(repository), repository, None
+        )
         self._rules = Rules(max_nodes=max_nodes, engine=engine)
         self._cache = cache
 
@@ -57,7 +62,11 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         record = await self._repo.get_workflow(principal.tenant_id, request.workflow_id, version)
         if record is None:
             raise NotFound(f"workflow {request.workflow_id!r} not found")
-        return pb.GetWorkflowResponse(workflow=workflow(record))
+        msg = workflow(record)
+        msg.active_version = (
+            await self._repo.active_versions(principal.tenant_id, [record.id])
+        ).get(record.id, 0)
+        return pb.GetWorkflowResponse(workflow=msg)
 
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: object
@@ -76,7 +85,12 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         records = await self._repo.list_workflows(
             principal.tenant_id, request.name_prefix, after, size + 1
         )
+        active = await self._repo.active_versions(
+            principal.tenant_id, [r.id for r in records[:size]]
+        )
         response = pb.ListWorkflowsResponse(workflows=[workflow(r) for r in records[:size]])
+        for msg in response.workflows:
+            msg.active_version = active.get(msg.id, 0)
         if len(records) > size:
             last = records[size - 1]
             response.next_page_token = pagination.encode([last.name, last.id])
@@ -111,6 +125,8 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         v = Violations()
         v.uuid("workflow_id", request.workflow_id)
         v.raise_if_any()
+        # A deleted workflow's webhooks answer 404 and its schedule stops.
+        await self._activations.deactivate(principal.tenant_id, request.workflow_id)
         deleted = await self._repo.delete_workflow(principal.tenant_id, request.workflow_id)
         if self._cache is not None:
             self._cache.forget(principal.tenant_id, request.workflow_id)
@@ -149,3 +165,37 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         require_scope(SCOPE_READ)
         _, problems = self._rules.problems_of(request.workflow, "workflow")
         return pb.ValidateWorkflowResponse(valid=not problems, problems=problems_to_proto(problems))
+
+    async def ActivateWorkflow(
+        self, request: pb.ActivateWorkflowRequest, context: object
+    ) -> pb.ActivateWorkflowResponse:
+        principal = require_scope(SCOPE_EXECUTE)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        version = request.version if request.HasField("version") else None
+        if version is not None and version < 1:
+            v.add("version", "must be >= 1")
+        v.raise_if_any()
+        cached, activation = await self._activations.activate(
+            principal.tenant_id, request.workflow_id, version
+        )
+        msg = workflow(cached.record)
+        msg.active_version = activation.version
+        return pb.ActivateWorkflowResponse(
+            workflow=msg,
+            webhook_paths=[f"/webhook/{r.tenant_id}/{r.path}" for r in activation.routes],
+            schedule_id=activation.schedule_id or "",
+        )
+
+    async def DeactivateWorkflow(
+        self, request: pb.DeactivateWorkflowRequest, context: object
+    ) -> pb.DeactivateWorkflowResponse:
+        principal = require_scope(SCOPE_EXECUTE)
+        v = Violations()
+        v.uuid("workflow_id", request.workflow_id)
+        v.raise_if_any()
+        record = await self._repo.get_workflow(principal.tenant_id, request.workflow_id, None)
+        if record is None:
+            raise NotFound(f"workflow {request.workflow_id!r} not found")
+        await self._activations.deactivate(principal.tenant_id, request.workflow_id)
+        return pb.DeactivateWorkflowResponse(workflow=workflow(record))

@@ -3,9 +3,9 @@ before the upgrade so a refused browser never gets a socket."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from websockets.http11 import Request
+from nodedrop.gateway.http import Request
 
 
 def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
@@ -16,31 +16,30 @@ def origin_allowed(request: Request, allowed: frozenset[str]) -> bool:
     by; `*` allows any origin; otherwise the exact scheme://host[:port] must
     be listed.
     """
-    origin = request.headers.get("Origin")
+    origin = request.headers.get("origin")
     if origin is None:
         return True
     origin = origin.rstrip("/")
     if "*" in allowed or origin in allowed:
         return True
-    host = request.headers.get("Host")
+    host = request.headers.get("host")
     return host is not None and urlsplit(origin).netloc == host
+
+
+def bearer(request: Request) -> str | None:
+    """The value of `Authorization: Bearer <value>`, or None."""
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
 
 
 def credential_of(request: Request) -> str | None:
     """`Authorization: Bearer <key or ticket>`, else `?ticket=` (browsers cannot set headers)."""
-    header = request.headers.get("Authorization")
-    if header:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    query = parse_qs(urlsplit(request.path).query)
+    if request.headers.get("authorization"):
+        return bearer(request)
     for name in ("ticket", "api_key"):
-        values = query.get(name)
-        if values and values[0].strip():
-            return values[0].strip()
+        value = request.query_value(name)
+        if value and value.strip():
+            return value.strip()
     return None
-
-
-def path_of(request: Request) -> str:
-    return urlsplit(request.path).path

@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 
 import grpc
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from nodedrop.common.auth import SCOPE_EXECUTE, SCOPE_READ, Authenticator, Principal
@@ -28,6 +26,7 @@ from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
 from nodedrop.gateway import protocol
 from nodedrop.gateway.upstream import Upstream, UpstreamError
+from nodedrop.gateway.websocket import ConnectionClosed, WebSocket
 
 log = get_logger("nodedrop.gateway.session")
 
@@ -38,7 +37,7 @@ CREDENTIAL_REASON = "credentials expired or revoked: renew the ticket or reconne
 class Session:
     def __init__(
         self,
-        connection: ServerConnection,
+        connection: WebSocket,
         upstream: Upstream,
         principal: Principal,
         credential: str,

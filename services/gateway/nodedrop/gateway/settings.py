@@ -58,6 +58,8 @@ class GatewaySettings:
     # How long a credential check is trusted (RemoteAuthenticator's cache);
     # sessions re-check theirs on half this period.
     auth_cache_ttl_s: float
+    # Largest webhook request body; a bigger one is refused with 413.
+    webhook_max_body_bytes: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -86,4 +88,11 @@ class GatewaySettings:
                 env, "NODEDROP_GATEWAY_MAX_SUBSCRIPTIONS", 32, minimum=1, maximum=10_000
             ),
             auth_cache_ttl_s=auth_cache_ttl(env),
+            webhook_max_body_bytes=env_int(
+                env,
+                "NODEDROP_GATEWAY_WEBHOOK_MAX_BODY_BYTES",
+                1 << 20,
+                minimum=1024,
+                maximum=64 << 20,
+            ),
         )

@@ -1,4 +1,5 @@
-"""``nodedrop workflows create|get|list|update|delete``: stored workflows through the API."""
+"""``nodedrop workflows create|get|list|update|delete|activate|deactivate``: stored
+workflows through the API."""
 
 from __future__ import annotations
 
@@ -45,6 +46,15 @@ def register(subparsers: Any) -> None:
     delete = sub.add_parser("delete", help="delete a workflow and every version")
     delete.add_argument("workflow_id")
     delete.set_defaults(func=_sync(_delete))
+    activate = sub.add_parser(
+        "activate", help="register a version's triggers (webhook routes, schedule)"
+    )
+    activate.add_argument("workflow_id")
+    activate.add_argument("--version", type=int, help="the version to activate (default: latest)")
+    activate.set_defaults(func=_sync(_activate))
+    deactivate = sub.add_parser("deactivate", help="remove the triggers of an active workflow")
+    deactivate.add_argument("workflow_id")
+    deactivate.set_defaults(func=_sync(_deactivate))
 
 
 def _sync(
@@ -117,10 +127,17 @@ async def _list(args: argparse.Namespace) -> int:
             for wf in response.workflows:
                 when = wf.update_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
                 if args.json:
-                    row = {"id": wf.id, "version": wf.version, "name": wf.name, "updated": when}
+                    row = {
+                        "id": wf.id,
+                        "version": wf.version,
+                        "name": wf.name,
+                        "updated": when,
+                        "active_version": wf.active_version or None,
+                    }
                     print(orjson.dumps(row).decode())
                 else:
-                    print(f"{wf.id}  v{wf.version:<4} {when}  {wf.name}")
+                    active = f"active v{wf.active_version}" if wf.active_version else "inactive"
+                    print(f"{wf.id}  v{wf.version:<4} {when}  {active:<12} {wf.name}")
                 shown += 1
             token = response.next_page_token
             if not token:
@@ -152,4 +169,34 @@ async def _delete(args: argparse.Namespace) -> int:
             api.wf.DeleteWorkflow, pb.DeleteWorkflowRequest(workflow_id=args.workflow_id)
         )
     print(f"deleted workflow {args.workflow_id}")
+    return 0
+
+
+async def _activate(args: argparse.Namespace) -> int:
+    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+
+    request = pb.ActivateWorkflowRequest(workflow_id=args.workflow_id)
+    if args.version is not None:
+        request.version = args.version
+    async with connect() as api:
+        response = await api.call(api.wf.ActivateWorkflow, request)
+    wf = response.workflow
+    print(f"activated workflow {wf.id} version {wf.active_version}")
+    for path in response.webhook_paths:
+        print(f"  webhook  {path}")
+    if response.schedule_id:
+        print(f"  schedule {response.schedule_id}")
+    return 0
+
+
+async def _deactivate(args: argparse.Namespace) -> int:
+    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+
+    async with connect() as api:
+        await api.call(
+            api.wf.DeactivateWorkflow, pb.DeactivateWorkflowRequest(workflow_id=args.workflow_id)
+        )
+    print(f"deactivated workflow {args.workflow_id}")
     return 0

@@ -130,7 +130,7 @@ SERVICES: dict[str, tuple[Callable[[Env, bool], Hosted], str]] = {
     "scheduler": (_scheduler, "SchedulerService: queue, retries, cron (gRPC)"),
     "worker": (_worker, "job consumer running the engine (gRPC health and admin)"),
     "events": (_events, "EventService: live and replayed execution events (gRPC)"),
-    "gateway": (_gateway, "WebSocket bridge and live view (HTTP)"),
+    "gateway": (_gateway, "HTTP edge: webhooks, WebSocket bridge and live view"),
 }
 
 

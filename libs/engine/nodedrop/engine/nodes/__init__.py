@@ -9,7 +9,8 @@ from nodedrop.engine.nodes.http import HTTP_REQUEST
 from nodedrop.engine.nodes.routing import IF, MERGE, SWITCH
 from nodedrop.engine.nodes.subworkflow import EXECUTE_WORKFLOW
 from nodedrop.engine.nodes.transform import AGGREGATE, FILTER, NOOP, SET
-from nodedrop.engine.nodes.triggers import MANUAL_TRIGGER, SCHEDULE_TRIGGER, WEBHOOK_TRIGGER
+from nodedrop.engine.nodes.triggers import MANUAL_TRIGGER, SCHEDULE_TRIGGER
+from nodedrop.engine.nodes.webhook import RESPOND_TO_WEBHOOK, WEBHOOK_TRIGGER
 from nodedrop.engine.registry import NodeRegistry, NodeType
 
 BUILTIN_TYPES: tuple[NodeType, ...] = (
@@ -28,6 +29,7 @@ BUILTIN_TYPES: tuple[NodeType, ...] = (
     NOOP,
     STOP_AND_ERROR,
     EXECUTE_WORKFLOW,
+    RESPOND_TO_WEBHOOK,
 )
 
 

@@ -49,7 +49,7 @@ def _emit_trigger(inputs: dict[str, Items], ctx: NodeContext) -> NodeOutputs:
     return {"main": trigger_items(ctx.trigger)}
 
 
-def _plain_factory(
+def plain_trigger_factory(
     node: Node, values: dict[str, Any], base: str, reporter: Reporter, cctx: CompileContext
 ) -> Prepared:
     return Prepared(_emit_trigger, is_async=False)
@@ -94,18 +94,10 @@ def _scheduled_factory(
 MANUAL_TRIGGER = NodeType(
     "manual_trigger",
     params=(),
-    factory=_plain_factory,
+    factory=plain_trigger_factory,
     inputs=(),
     trigger=True,
     description="Emits the trigger data: a list as items, an object as one item, nothing as [{}].",
-)
-WEBHOOK_TRIGGER = NodeType(
-    "webhook_trigger",
-    params=(),
-    factory=_plain_factory,
-    inputs=(),
-    trigger=True,
-    description="As manual_trigger; the API records the trigger kind.",
 )
 SCHEDULE_TRIGGER = NodeType(
     "schedule_trigger",

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nodedrop/workflow/v1/workflow.proto\x12\x14nodedrop.workflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12)\n\x05nodes\x18\x04 \x03(\x0b\x32\x1a.nodedrop.workflow.v1.Node\x12\x35\n\x0b\x63onnections\x18\x05 \x03(\x0b\x32 .nodedrop.workflow.v1.Connection\x12\x38\n\x08settings\x18\x06 \x01(\x0b\x32&.nodedrop.workflow.v1.WorkflowSettings\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12.\n\x05retry\x18\x05 \x01(\x0b\x32\x1f.nodedrop.workflow.v1.NodeRetry\x12\x16\n\ttimeout_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12/\n\x08on_error\x18\x07 \x01(\x0e\x32\x1d.nodedrop.workflow.v1.OnErrorB\x0c\n\n_timeout_s\".\n\tNodeRetry\x12\x11\n\tmax_tries\x18\x01 \x01(\x05\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"Y\n\nConnection\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x15\n\rsource_output\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x14\n\x0ctarget_input\x18\x04 \x01(\t\"\x8a\x01\n\x10WorkflowSettings\x12\x16\n\ttimeout_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cmax_attempts\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tbackoff_s\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_timeout_sB\x0f\n\r_max_attemptsB\x0c\n\n_backoff_s\"@\n\x11ValidationProblem\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*h\n\x07OnError\x12\x18\n\x14ON_ERROR_UNSPECIFIED\x10\x00\x12\x11\n\rON_ERROR_FAIL\x10\x01\x12\x15\n\x11ON_ERROR_CONTINUE\x10\x02\x12\x19\n\x15ON_ERROR_ERROR_OUTPUT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nodedrop/workflow/v1/workflow.proto\x12\x14nodedrop.workflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12)\n\x05nodes\x18\x04 \x03(\x0b\x32\x1a.nodedrop.workflow.v1.Node\x12\x35\n\x0b\x63onnections\x18\x05 \x03(\x0b\x32 .nodedrop.workflow.v1.Connection\x12\x38\n\x08settings\x18\x06 \x01(\x0b\x32&.nodedrop.workflow.v1.WorkflowSettings\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61\x63tive_version\x18\t \x01(\x05\"\xd2\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12.\n\x05retry\x18\x05 \x01(\x0b\x32\x1f.nodedrop.workflow.v1.NodeRetry\x12\x16\n\ttimeout_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12/\n\x08on_error\x18\x07 \x01(\x0e\x32\x1d.nodedrop.workflow.v1.OnErrorB\x0c\n\n_timeout_s\".\n\tNodeRetry\x12\x11\n\tmax_tries\x18\x01 \x01(\x05\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"Y\n\nConnection\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x15\n\rsource_output\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x14\n\x0ctarget_input\x18\x04 \x01(\t\"\x8a\x01\n\x10WorkflowSettings\x12\x16\n\ttimeout_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cmax_attempts\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tbackoff_s\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_timeout_sB\x0f\n\r_max_attemptsB\x0c\n\n_backoff_s\"@\n\x11ValidationProblem\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*h\n\x07OnError\x12\x18\n\x14ON_ERROR_UNSPECIFIED\x10\x00\x12\x11\n\rON_ERROR_FAIL\x10\x01\x12\x15\n\x11ON_ERROR_CONTINUE\x10\x02\x12\x19\n\x15ON_ERROR_ERROR_OUTPUT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nodedrop.workflow.v1.workflow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ONERROR']._serialized_start=963
-  _globals['_ONERROR']._serialized_end=1067
+  _globals['_ONERROR']._serialized_start=987
+  _globals['_ONERROR']._serialized_end=1091
   _globals['_WORKFLOW']._serialized_start=95
-  _globals['_WORKFLOW']._serialized_end=402
-  _globals['_NODE']._serialized_start=405
-  _globals['_NODE']._serialized_end=615
-  _globals['_NODERETRY']._serialized_start=617
-  _globals['_NODERETRY']._serialized_end=663
-  _globals['_CONNECTION']._serialized_start=665
-  _globals['_CONNECTION']._serialized_end=754
-  _globals['_WORKFLOWSETTINGS']._serialized_start=757
-  _globals['_WORKFLOWSETTINGS']._serialized_end=895
-  _globals['_VALIDATIONPROBLEM']._serialized_start=897
-  _globals['_VALIDATIONPROBLEM']._serialized_end=961
+  _globals['_WORKFLOW']._serialized_end=426
+  _globals['_NODE']._serialized_start=429
+  _globals['_NODE']._serialized_end=639
+  _globals['_NODERETRY']._serialized_start=641
+  _globals['_NODERETRY']._serialized_end=687
+  _globals['_CONNECTION']._serialized_start=689
+  _globals['_CONNECTION']._serialized_end=778
+  _globals['_WORKFLOWSETTINGS']._serialized_start=781
+  _globals['_WORKFLOWSETTINGS']._serialized_end=919
+  _globals['_VALIDATIONPROBLEM']._serialized_start=921
+  _globals['_VALIDATIONPROBLEM']._serialized_end=985
 # @@protoc_insertion_point(module_scope)

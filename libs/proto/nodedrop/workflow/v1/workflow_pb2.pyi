@@ -63,11 +63,16 @@ class Workflow(_message.Message):
     SETTINGS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ACTIVE_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id; empty for an inline definition."""
     version: _builtins.int
     """Version number, starting at 1; every update makes a new version."""
     name: _builtins.str
+    active_version: _builtins.int
+    """The version whose triggers are registered (ActivateWorkflow); 0 when the
+    workflow is not active. Set on GetWorkflow and ListWorkflows.
+    """
     @_builtins.property
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]: ...
     @_builtins.property
@@ -89,10 +94,11 @@ class Workflow(_message.Message):
         settings: Global___WorkflowSettings | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        active_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "settings", b"settings", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "create_time", b"create_time", "id", b"id", "name", b"name", "nodes", b"nodes", "settings", b"settings", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "connections", b"connections", "create_time", b"create_time", "id", b"id", "name", b"name", "nodes", b"nodes", "settings", b"settings", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

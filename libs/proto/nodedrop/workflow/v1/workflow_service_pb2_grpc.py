@@ -71,6 +71,16 @@ class WorkflowServiceStub:
                 request_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowRequest.SerializeToString,
                 response_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ActivateWorkflow = channel.unary_unary(
+                '/nodedrop.workflow.v1.WorkflowService/ActivateWorkflow',
+                request_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowResponse.FromString,
+                _registered_method=True)
+        self.DeactivateWorkflow = channel.unary_unary(
+                '/nodedrop.workflow.v1.WorkflowService/DeactivateWorkflow',
+                request_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -121,6 +131,23 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActivateWorkflow(self, request, context):
+        """Registers a stored version's triggers: its webhook routes and, for a
+        schedule_trigger, a schedule. Replaces the triggers of a version active
+        before. FAILED_PRECONDITION with field violations when the version cannot
+        be activated; ALREADY_EXISTS when a webhook path is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateWorkflow(self, request, context):
+        """Removes the triggers ActivateWorkflow registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +185,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ValidateWorkflow,
                     request_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowRequest.FromString,
                     response_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowResponse.SerializeToString,
+            ),
+            'ActivateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateWorkflow,
+                    request_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowRequest.FromString,
+                    response_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowResponse.SerializeToString,
+            ),
+            'DeactivateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateWorkflow,
+                    request_deserializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowRequest.FromString,
+                    response_serializer=nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +388,60 @@ class WorkflowService:
             '/nodedrop.workflow.v1.WorkflowService/ValidateWorkflow',
             nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowRequest.SerializeToString,
             nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ValidateWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.workflow.v1.WorkflowService/ActivateWorkflow',
+            nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowRequest.SerializeToString,
+            nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.ActivateWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodedrop.workflow.v1.WorkflowService/DeactivateWorkflow',
+            nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowRequest.SerializeToString,
+            nodedrop_dot_workflow_dot_v1_dot_workflow__service__pb2.DeactivateWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,14 @@ class WorkflowServiceStub:
     ListWorkflowVersions: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowVersionsRequest, _workflow_service_pb2.ListWorkflowVersionsResponse]
     ValidateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateWorkflowRequest, _workflow_service_pb2.ValidateWorkflowResponse]
     """Validates a definition without storing it; every problem is returned."""
+    ActivateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ActivateWorkflowRequest, _workflow_service_pb2.ActivateWorkflowResponse]
+    """Registers a stored version's triggers: its webhook routes and, for a
+    schedule_trigger, a schedule. Replaces the triggers of a version active
+    before. FAILED_PRECONDITION with field violations when the version cannot
+    be activated; ALREADY_EXISTS when a webhook path is taken.
+    """
+    DeactivateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.DeactivateWorkflowRequest, _workflow_service_pb2.DeactivateWorkflowResponse]
+    """Removes the triggers ActivateWorkflow registered."""
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -59,6 +67,14 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     ListWorkflowVersions: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowVersionsRequest, _workflow_service_pb2.ListWorkflowVersionsResponse]  # type: ignore[assignment]
     ValidateWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateWorkflowRequest, _workflow_service_pb2.ValidateWorkflowResponse]  # type: ignore[assignment]
     """Validates a definition without storing it; every problem is returned."""
+    ActivateWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ActivateWorkflowRequest, _workflow_service_pb2.ActivateWorkflowResponse]  # type: ignore[assignment]
+    """Registers a stored version's triggers: its webhook routes and, for a
+    schedule_trigger, a schedule. Replaces the triggers of a version active
+    before. FAILED_PRECONDITION with field violations when the version cannot
+    be activated; ALREADY_EXISTS when a webhook path is taken.
+    """
+    DeactivateWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.DeactivateWorkflowRequest, _workflow_service_pb2.DeactivateWorkflowResponse]  # type: ignore[assignment]
+    """Removes the triggers ActivateWorkflow registered."""
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stored workflows of the caller's tenant. Updates make new versions; old
@@ -114,5 +130,25 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_service_pb2.ValidateWorkflowResponse, _abc.Awaitable[_workflow_service_pb2.ValidateWorkflowResponse]]:
         """Validates a definition without storing it; every problem is returned."""
+
+    @_abc_1.abstractmethod
+    def ActivateWorkflow(
+        self,
+        request: _workflow_service_pb2.ActivateWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.ActivateWorkflowResponse, _abc.Awaitable[_workflow_service_pb2.ActivateWorkflowResponse]]:
+        """Registers a stored version's triggers: its webhook routes and, for a
+        schedule_trigger, a schedule. Replaces the triggers of a version active
+        before. FAILED_PRECONDITION with field violations when the version cannot
+        be activated; ALREADY_EXISTS when a webhook path is taken.
+        """
+
+    @_abc_1.abstractmethod
+    def DeactivateWorkflow(
+        self,
+        request: _workflow_service_pb2.DeactivateWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.DeactivateWorkflowResponse, _abc.Awaitable[_workflow_service_pb2.DeactivateWorkflowResponse]]:
+        """Removes the triggers ActivateWorkflow registered."""
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

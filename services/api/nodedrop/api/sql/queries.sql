@@ -342,3 +342,41 @@ LEFT JOIN workflows w ON w.id = a.workflow_id AND w.tenant_id = a.tenant_id
 LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.latest_version
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
+
+-- name: get_activation
+SELECT workflow_id, tenant_id, version, schedule_id FROM workflow_activations
+WHERE workflow_id = $1 AND tenant_id = $2;
+
+-- name: upsert_activation
+INSERT INTO workflow_activations (workflow_id, tenant_id, version, schedule_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (workflow_id) DO UPDATE
+SET version = EXCLUDED.version, schedule_id = EXCLUDED.schedule_id, activated_at = now();
+
+-- name: delete_routes
+DELETE FROM webhook_routes WHERE workflow_id = $1;
+
+-- name: route_holder
+SELECT workflow_id FROM webhook_routes WHERE tenant_id = $1 AND path = $2;
+
+-- name: insert_route
+INSERT INTO webhook_routes (tenant_id, path, workflow_id, version, node_id)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, path) DO NOTHING
+RETURNING path;
+
+-- name: delete_activation
+DELETE FROM workflow_activations WHERE workflow_id = $1 AND tenant_id = $2
+RETURNING workflow_id, tenant_id, version, schedule_id;
+
+-- name: active_versions
+SELECT workflow_id, version FROM workflow_activations
+WHERE tenant_id = $1 AND workflow_id = ANY($2::text[]);
+
+-- name: find_route
+SELECT tenant_id, path, workflow_id, version, node_id FROM webhook_routes
+WHERE tenant_id = $1 AND path = $2;
+
+-- name: routes_of
+SELECT tenant_id, path, workflow_id, version, node_id FROM webhook_routes
+WHERE workflow_id = $1 ORDER BY path;

@@ -211,3 +211,41 @@ SELECT :id, :tenant_id, NULLIF(:workflow_id, ''),
        'queued', 'queue', 'schedule', '', 3, :seen, :seen
 WHERE NOT EXISTS (SELECT 1 FROM executions WHERE id = :id)
 RETURNING id;
+
+-- name: get_activation
+SELECT workflow_id, tenant_id, version, schedule_id FROM workflow_activations
+WHERE workflow_id = :workflow_id AND tenant_id = :tenant_id;
+
+-- name: upsert_activation
+INSERT INTO workflow_activations (workflow_id, tenant_id, version, schedule_id, activated_at)
+VALUES (:workflow_id, :tenant_id, :version, :schedule_id, :now)
+ON CONFLICT (workflow_id) DO UPDATE
+SET version = excluded.version, schedule_id = excluded.schedule_id,
+    activated_at = excluded.activated_at;
+
+-- name: delete_routes
+DELETE FROM webhook_routes WHERE workflow_id = :workflow_id;
+
+-- name: route_holder
+SELECT workflow_id FROM webhook_routes WHERE tenant_id = :tenant_id AND path = :path;
+
+-- name: insert_route
+INSERT INTO webhook_routes (tenant_id, path, workflow_id, version, node_id)
+VALUES (:tenant_id, :path, :workflow_id, :version, :node_id)
+ON CONFLICT (tenant_id, path) DO NOTHING
+RETURNING path;
+
+-- name: delete_activation
+DELETE FROM workflow_activations WHERE workflow_id = :workflow_id AND tenant_id = :tenant_id
+RETURNING workflow_id, tenant_id, version, schedule_id;
+
+-- name: find_route
+SELECT tenant_id, path, workflow_id, version, node_id FROM webhook_routes
+WHERE tenant_id = :tenant_id AND path = :path;
+
+-- name: routes_of
+SELECT tenant_id, path, workflow_id, version, node_id FROM webhook_routes
+WHERE workflow_id = :workflow_id ORDER BY path;
+
+-- name: active_versions
+SELECT workflow_id, version FROM workflow_activations WHERE tenant_id = :tenant_id;

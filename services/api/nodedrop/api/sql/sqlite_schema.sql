@@ -93,3 +93,21 @@ CREATE TABLE IF NOT EXISTS execution_events (
     error         TEXT,
     PRIMARY KEY (execution_id, sequence)
 );
+
+CREATE TABLE IF NOT EXISTS workflow_activations (
+    workflow_id   TEXT PRIMARY KEY REFERENCES workflows (id),
+    tenant_id     TEXT NOT NULL REFERENCES tenants (id),
+    version       INTEGER NOT NULL,
+    schedule_id   TEXT,
+    activated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS webhook_routes (
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id),
+    path         TEXT NOT NULL,
+    workflow_id  TEXT NOT NULL REFERENCES workflow_activations (workflow_id) ON DELETE CASCADE,
+    version      INTEGER NOT NULL,
+    node_id      TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, path)
+);
+CREATE INDEX IF NOT EXISTS webhook_routes_workflow ON webhook_routes (workflow_id);

@@ -1,0 +1,248 @@
+"""WebhookService (internal): the gateway hands each webhook call here; the
+answer is the HTTP response it sends back (docs/webhooks.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from nodedrop.api.executions import ExecutionManager, Submission
+from nodedrop.api.limits import TokenBuckets
+from nodedrop.api.model import WebhookRoute
+from nodedrop.api.repository import ExecutionRepository
+from nodedrop.api.subworkflows import SubworkflowPins
+from nodedrop.api.webhooks import (
+    Answer,
+    AuthFailure,
+    WebhookConfig,
+    check_auth,
+    config_of,
+    find_by_path,
+    finished_answer,
+    retry_after,
+    trigger_item,
+)
+from nodedrop.api.workflow_cache import CachedWorkflow, WorkflowCache
+from nodedrop.common.auth import SCOPE_EXECUTE, Authenticator
+from nodedrop.common.errors import NodedropError, Unauthenticated
+from nodedrop.common.retry import Backoff
+from nodedrop.store import EventLog, EventType
+from nodedrop.webhook.v1 import webhook_service_pb2 as pb
+from nodedrop.webhook.v1 import webhook_service_pb2_grpc
+
+__all__ = ["WebhookServicer"]
+
+MAX_IDEMPOTENCY_KEY = 200
+# How long a route lookup (found or not) is trusted: deactivation reaches
+# every API replica's webhooks within this.
+ROUTE_TTL_S = 1.0
+_MAX_CACHED_ROUTES = 10_000
+
+
+class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
+    def __init__(
+        self,
+        repository: ExecutionRepository,
+        workflows: WorkflowCache,
+        manager: ExecutionManager,
+        authenticator: Authenticator,
+        pins: SubworkflowPins,
+        *,
+        events: EventLog,
+        rate: TokenBuckets | None,
+        max_trigger_bytes: int,
+        default_mode: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repo = repository
+        self._workflows = workflows
+        self._manager = manager
+        self._authenticator = authenticator
+        self._pins = pins
+        self._events = events
+        self._rate = rate
+        self._max_trigger_bytes = max_trigger_bytes
+        self._default_mode = default_mode
+        self._clock = clock
+        self._routes: dict[tuple[str, str], tuple[float, WebhookRoute | None]] = {}
+
+    async def HandleWebhook(
+        self, request: pb.HandleWebhookRequest, context: object
+    ) -> pb.HandleWebhookResponse:
+        execution_id = ""
+        try:
+            answer, execution_id = await self._handle(request)
+        except NodedropError as exc:
+            # The same status a gRPC caller would get, as HTTP.
+            answer = Answer.error(_HTTP.get(exc.code.name, 500), exc.code.name, exc.message)
+        return pb.HandleWebhookResponse(
+            status=answer.status,
+            headers=[pb.Header(name=k, value=v) for k, v in answer.headers],
+            body=answer.body,
+            execution_id=execution_id,
+        )
+
+    async def _route(self, tenant_id: str, path: str) -> WebhookRoute | None:
+        now = time.monotonic()
+        cached = self._routes.get((tenant_id, path))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        route = await self._repo.find_route(tenant_id, path)
+        if len(self._routes) >= _MAX_CACHED_ROUTES:
+            self._routes.clear()
+        self._routes[(tenant_id, path)] = (now + ROUTE_TTL_S, route)
+        return route
+
+    async def _resolve(
+        self, request: pb.HandleWebhookRequest
+    ) -> tuple[str, CachedWorkflow, WebhookConfig] | Answer:
+        path = request.path.strip("/")
+        if request.test:
+            try:
+                principal = await self._authenticator.authenticate(request.api_key)
+            except Unauthenticated as exc:
+                return Answer.error(401, "UNAUTHENTICATED", f"test webhook: {exc.message}")
+            if principal.ticket or not principal.has_scope(SCOPE_EXECUTE):
+                return Answer.error(403, "PERMISSION_DENIED", "needs a key with 'execute'")
+            tenant_id = principal.tenant_id
+            cached = await self._workflows.get(tenant_id, request.workflow_id, None)
+            config = find_by_path(cached.definition.document, path) if cached else None
+        else:
+            tenant_id = request.tenant_id
+            route = await self._route(tenant_id, path)
+            cached = config = None
+            if route is not None:
+                cached = await self._workflows.get(tenant_id, route.workflow_id, route.version)
+                if cached is not None:
+                    config = config_of(cached.definition.document, route.node_id)
+        if cached is None or config is None:
+            return Answer.error(404, "NOT_FOUND", "no active webhook at this path")
+        return tenant_id, cached, config
+
+    async def _handle(self, request: pb.HandleWebhookRequest) -> tuple[Answer, str]:
+        resolved = await self._resolve(request)
+        if isinstance(resolved, Answer):
+            return resolved, ""
+        tenant_id, cached, config = resolved
+        method = request.method.upper()
+        if method not in config.methods:
+            allow = ", ".join(config.methods)
+            return Answer.error(
+                405, "METHOD_NOT_ALLOWED", f"allowed: {allow}", (("allow", allow),)
+            ), ""
+        headers = {h.name: h.value for h in request.headers}
+        try:
+            check_auth(config.auth, headers, request.body, self._clock())
+        except AuthFailure as exc:
+            extra = (("www-authenticate", exc.challenge),) if exc.challenge else ()
+            return Answer.error(401, "UNAUTHENTICATED", exc.message, extra), ""
+        if self._rate is not None:
+            wait = self._rate.try_take(tenant_id)
+            if wait > 0:
+                return Answer.error(
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    "the rate limit of this tenant is reached",
+                    (("retry-after", retry_after(wait)),),
+                ), ""
+        key = headers.get("idempotency-key", "")
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            return Answer.error(
+                400, "INVALID_ARGUMENT", f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} chars"
+            ), ""
+        item = trigger_item(
+            method=method,
+            path=request.path,
+            headers=[(h.name, h.value) for h in request.headers],
+            query=request.query,
+            body=request.body,
+            auth=config.auth,
+        )
+        trigger = orjson.dumps(item).decode()
+        if len(trigger) > self._max_trigger_bytes:
+            return Answer.error(
+                413, "RESOURCE_EXHAUSTED", f"the request is larger than {self._max_trigger_bytes}"
+            ), ""
+        record = cached.record
+        definition = await self._pins.pin(tenant_id, cached.definition, "workflow")
+        submitted = await self._manager.submit(
+            Submission(
+                tenant_id=tenant_id,
+                definition=definition,
+                workflow_id=record.id,
+                workflow_version=record.version,
+                trigger_data_json=trigger,
+                mode=self._default_mode,
+                trigger_kind="webhook",
+                priority=0,
+                delay_s=0.0,
+                # Scoped to the workflow: the same key on two webhooks is two calls.
+                idempotency_key=f"webhook:{record.id}:{key}" if key else None,
+            )
+        )
+        execution_id = submitted.execution_id
+        accepted = Answer.json(
+            202, {"execution_id": execution_id, "status": submitted.status.value}
+        )
+        if config.response_mode != "when_finished":
+            return accepted, execution_id
+        nodes = cached.definition.document.get("nodes") or []
+        respond_ids = {n.get("id") for n in nodes if n.get("type") == "respond_to_webhook"}
+        last = str(nodes[-1].get("id")) if nodes else None
+        answer = await self._wait(execution_id, config.wait_s, respond_ids, last)
+        return (accepted if answer is None else answer), execution_id
+
+    async def _wait(
+        self, execution_id: str, wait_s: float, respond_ids: set[Any], last_node_id: str | None
+    ) -> Answer | None:
+        """The answer once the execution's events show its end, None after ``wait_s``.
+
+        The events are read from the execution's stream in the store, where
+        the worker commits them, not from the database the history recorder
+        fills later: the answer follows the end by one poll (<= 20 ms)."""
+        deadline = time.monotonic() + wait_s
+        backoff = Backoff(base_s=0.002, max_s=0.02, rng=lambda: 1.0)
+        after = 0
+        respond: str | None = None
+        while True:
+            for event in await self._events.read(execution_id, after, 500):
+                after = event.sequence
+                if event.type is EventType.NODE_COMPLETED and event.node_id in respond_ids:
+                    respond = event.data_json or respond
+                if event.terminal:
+                    return finished_answer(
+                        status=_ENDED[event.type],
+                        result_json=event.data_json or None,
+                        error_json=event.error.to_json() if event.error else None,
+                        respond_outputs_json=respond,
+                        last_node_id=last_node_id,
+                    )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await backoff.wait(min(backoff.next_delay(), left))
+
+
+_ENDED = {
+    EventType.EXECUTION_COMPLETED: "completed",
+    EventType.EXECUTION_FAILED: "failed",
+    EventType.EXECUTION_CANCELLED: "cancelled",
+    EventType.EXECUTION_TIMED_OUT: "timed_out",
+}
+
+
+_HTTP = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "ABORTED": 409,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
