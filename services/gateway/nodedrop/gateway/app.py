@@ -11,6 +11,8 @@ Routes (``_router``):
     /ws                the WebSocket (key or ticket checked before the upgrade)
     /webhook/...       webhooks, handed to the API (``webhook.py``; no Origin check:
     /webhook-test/...  their callers are servers, and each has its own authentication)
+    /api/..., /nodedrop.<service>/<method>
+                       the HTTP/JSON API (``nodedrop.gateway.httpapi``, mounted at start)
     <prefix>...        each sub-app given in ``sub_apps`` (mounted ASGI apps)
 """
 
@@ -39,6 +41,7 @@ from nodedrop.gateway.http import (
     json_response,
     text_response,
 )
+from nodedrop.gateway.httpapi import create_http_api
 from nodedrop.gateway.router import Handler, Router
 from nodedrop.gateway.server import HttpServer
 from nodedrop.gateway.session import Session
@@ -55,6 +58,9 @@ _TICKET_ERRORS = {
     "UNAUTHENTICATED": HTTPStatus.UNAUTHORIZED,
     "PERMISSION_DENIED": HTTPStatus.FORBIDDEN,
 }
+
+
+HTTP_API_PREFIXES = ("/api/", "/nodedrop.")
 
 
 class GatewayService:
@@ -107,6 +113,12 @@ class GatewayService:
         self._webhooks = WebhookForwarder(
             api, s.security.metadata(), max_body_bytes=s.webhook_max_body_bytes
         )
+        # The HTTP/JSON API: its plain routes under /api/ (the live view's
+        # /api/ticket and /api/example stay exact routes of the gateway) and
+        # the Connect paths of every public service.
+        http_api = create_http_api(api, events, settings=s.http_api)
+        for prefix in HTTP_API_PREFIXES:
+            self._router.mount(prefix, http_api)
         addr = s.server.addr
         self._server = HttpServer(
             self,

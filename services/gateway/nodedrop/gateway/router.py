@@ -36,9 +36,14 @@ class Router:
         self._prefixes.append((prefix, _Route(handler, frozenset(methods))))
 
     def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Hands every path under ``prefix`` but the exact routes to ``app``
+        (a later mount of the same prefix replaces the earlier one)."""
+        self._mounts = [(p, a) for p, a in self._mounts if p != prefix]
         self._mounts.append((prefix, app))
 
     def mounted(self, path: str) -> ASGIApp | None:
+        if path in self._exact:
+            return None
         for prefix, app in self._mounts:
             if path.startswith(prefix):
                 return app

@@ -19,6 +19,7 @@ from nodedrop.common.settings import (
     process_env,
     service_basics,
 )
+from nodedrop.gateway.httpapi.settings import HttpApiSettings
 
 _DEFAULT_ORIGINS = "http://127.0.0.1:8080,http://localhost:8080"
 
@@ -60,6 +61,8 @@ class GatewaySettings:
     auth_cache_ttl_s: float
     # Largest webhook request body; a bigger one is refused with 413.
     webhook_max_body_bytes: int
+    # The HTTP/JSON API served under /api/ and the Connect paths (docs/api.md).
+    http_api: HttpApiSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -95,4 +98,5 @@ class GatewaySettings:
                 minimum=1024,
                 maximum=64 << 20,
             ),
+            http_api=HttpApiSettings.from_env(env),
         )
