@@ -190,7 +190,7 @@ async def test_run_follow_prints_every_event(
         capsys, "run", str(wf_file), "--follow", "--input", '{"who": "cy"}', "--mode", "queue"
     )
     assert code == 0, out
-    for kind in ("EXECUTION_QUEUED", "EXECUTION_STARTED", "NODE_COMPLETED", "EXECUTION_COMPLETED"):
+    for kind in ("execution_queued", "execution_started", "node_completed", "execution_completed"):
         assert kind in out
     assert "hi cy" in out
 
@@ -235,7 +235,7 @@ async def test_executions_commands(
     code, _, _ = await submit
     assert code == 1
     code, out, _ = await cli(capsys, "executions", "watch", running_id)
-    assert "EXECUTION_CANCELLED" in out or "already ended" in out
+    assert "execution_cancelled" in out or "already ended" in out
     code, _, err = await cli(capsys, "executions", "show", "not an id")
     assert code == 2 and "execution_id" in err
 
