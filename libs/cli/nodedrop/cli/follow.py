@@ -77,8 +77,13 @@ def _items_summary(ports: object) -> str:
     """Items per output port; an event may carry the items or only their count."""
     if not isinstance(ports, dict):
         return ""
+    summary = ports.get("$summary")
+    by_port: dict[object, object] = ports
+    if isinstance(summary, dict) and isinstance(summary.get("items"), dict):
+        # Too large for the event: it carries the counts instead of the items.
+        by_port = summary["items"]
     counts = []
-    for port, items in ports.items():
+    for port, items in by_port.items():
         n = len(items) if isinstance(items, list) else items if isinstance(items, int) else None
         if n is not None:
             counts.append(f"{port}: {n} item{'s' if n != 1 else ''}")

@@ -26,7 +26,14 @@ from typing import Any, TextIO, TypeVar
 import grpc
 
 from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as admin_grpc
-from nodedrop.client import AsyncClient, ClientConfig, Execution, InvalidArgument, NodedropError
+from nodedrop.client import (
+    AsyncClient,
+    ClientConfig,
+    DeadlineExceeded,
+    Execution,
+    InvalidArgument,
+    NodedropError,
+)
 from nodedrop.client.convert import workflow_proto as _workflow_message
 from nodedrop.client.errors import status_name
 from nodedrop.common.settings import SettingsError
@@ -221,10 +228,15 @@ async def _interrupted(
     client: AsyncClient, execution_id: str, args: argparse.Namespace
 ) -> RemoteError:
     if getattr(args, "cancel_on_exit", False):
-        status = await client.cancel(
-            execution_id, reason="interrupted (nodedrop run --cancel-on-exit)"
-        )
-        return RemoteError(f"interrupted: execution {execution_id} {status}", 130)
+        await client.cancel(execution_id, reason="interrupted (nodedrop run --cancel-on-exit)")
+        try:
+            # The worker stops it at its next check: wait a moment to say so.
+            ended = await client.wait(execution_id, timeout_s=10, include_outputs=False)
+        except DeadlineExceeded:
+            return RemoteError(
+                f"interrupted: cancellation of execution {execution_id} requested", 130
+            )
+        return RemoteError(f"interrupted: execution {execution_id} {ended.status}", 130)
     return RemoteError(
         f"interrupted: execution {execution_id} goes on without this command; follow it with "
         f"`nodedrop executions watch {execution_id}`, cancel it with "

@@ -92,22 +92,15 @@ _STOPPED = {
 }
 
 
-def _node_run(
-    run: execution_pb2.NodeRun,
-    execution_status: ExecutionStatus,
-    outputs: Mapping[str, dict[str, list[Any]]],
-) -> NodeRun:
+def _node_run(run: execution_pb2.NodeRun, execution_status: ExecutionStatus) -> NodeRun:
     name = execution_pb2.NodeRunStatus.Name(run.status)
     status = NodeRunStatus(_enum_word(name, "NODE_RUN_STATUS_"))
     if status is NodeRunStatus.RUNNING and execution_status in _STOPPED:
         status = _STOPPED[execution_status]
-    ports = outputs.get(run.node_id)
-    if ports is not None:
-        items = {port: len(values) for port, values in ports.items()}
-    elif status is NodeRunStatus.COMPLETED:
+    items = dict(run.port_item_counts)
+    if not items and status is NodeRunStatus.COMPLETED:
+        # A server from before per-port counts: the main port's is all it has.
         items = {"main": run.output_item_count}
-    else:
-        items = {}
     return NodeRun(
         node_id=run.node_id,
         status=status,
@@ -119,18 +112,9 @@ def _node_run(
     )
 
 
-def _run_order(run: execution_pb2.NodeRun) -> tuple[int, int, str]:
-    # Start time first; a node that never started (skipped, or not reached)
-    # after every one that did, by when it ended.
-    if run.start_time.seconds or run.start_time.nanos:
-        return (0, run.start_time.ToNanoseconds(), "")
-    return (1, run.end_time.ToNanoseconds(), run.node_id)
-
-
 def execution_of(e: execution_pb2.Execution) -> Execution:
     status = status_of(e.status)
     outputs = _outputs(e)
-    runs = sorted(e.node_runs, key=_run_order)
     return Execution(
         id=e.id,
         status=status,
@@ -145,7 +129,7 @@ def execution_of(e: execution_pb2.Execution) -> Execution:
         ended=_time(e.end_time),
         retry_of=e.retry_of or None,
         idempotency_key=e.idempotency_key or None,
-        node_runs=tuple(_node_run(r, status, outputs) for r in runs),
+        node_runs=tuple(_node_run(r, status) for r in e.node_runs),
         outputs=outputs,
         error=_error(e.error) if e.HasField("error") else None,
         trace_id=e.trace_id or None,

@@ -111,7 +111,7 @@ class Execution:
     ended: datetime | None
     retry_of: str | None
     idempotency_key: str | None
-    # In the order the nodes started; a node that never started comes last.
+    # In the order the nodes ran (the API orders them by their first event).
     node_runs: tuple[NodeRun, ...]
     # node id -> port -> items; empty unless asked for (``include_outputs``).
     outputs: dict[str, dict[str, list[Any]]]
