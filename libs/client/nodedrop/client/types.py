@@ -113,7 +113,9 @@ class Execution:
     idempotency_key: str | None
     # In the order the nodes ran (the API orders them by their first event).
     node_runs: tuple[NodeRun, ...]
-    # node id -> port -> items; empty unless asked for (``include_outputs``).
+    # The execution's result: node id -> port -> items of the nodes that end
+    # its branches; empty unless asked for (``include_outputs``). Any node's
+    # items, whole: ``AsyncClient.output``.
     outputs: dict[str, dict[str, list[Any]]]
     error: ErrorInfo | None
     trace_id: str | None
@@ -123,7 +125,7 @@ class Execution:
         return self.status is ExecutionStatus.COMPLETED
 
     def output(self, node_id: str, port: str = "main") -> list[Any]:
-        """The items one node sent out of one port (empty when it sent none)."""
+        """A node's items in the result, for one port (empty when it has none there)."""
         return self.outputs.get(node_id, {}).get(port, [])
 
 
