@@ -25,7 +25,8 @@ from nodedrop.client import (
 from tests.client.system import ClientSystem, LosesFirstAnswer, client_system
 from tests.helpers.ports import free_port
 
-pytestmark = pytest.mark.slow
+# Each test starts the whole system as processes: slow on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 GREET = {
     "name": "greet",
