@@ -391,7 +391,7 @@ async def _interrupted_run(tmp_path: Path, *extra: str) -> tuple[int, str, str]:
     while b"node_started" not in await asyncio.wait_for(process.stdout.readline(), 30):
         pass
     process.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(process.communicate(), 30)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
     return process.returncode, match.group(1).decode(), err.decode()
 

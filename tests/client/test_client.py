@@ -172,7 +172,8 @@ async def test_workflows_schedules_and_keys(system: ClientSystem) -> None:
         schedule = await client.create_schedule("*/5 * * * *", workflow_id=wf.id, paused=True)
         assert schedule.paused and schedule.workflow_id == wf.id
         assert [s.id for s in await client.list_schedules()] == [schedule.id]
-        assert not (await client.resume_schedule(schedule.id)).paused
+        resumed = await client.resume_schedule(schedule.id)
+        assert not resumed.paused and resumed.next_fire is not None
         assert (await client.pause_schedule(schedule.id)).paused
         await client.delete_schedule(schedule.id)
         assert await client.list_schedules() == []
