@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from nodedrop.cli.follow import EventPrinter
-from nodedrop.client import AsyncClient, Event, InvalidArgument, NotFound
+from nodedrop.client import AsyncClient, Event, InvalidArgument, NotFound, Unavailable
 from nodedrop.store import EventType
 
 from .conftest import KEY_A, KEY_B, EventsStack, restart_server
@@ -118,3 +118,15 @@ async def test_watch_command_exit_status(
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
     monkeypatch.delenv("NODEDROP_API_KEY")
     assert await asyncio.to_thread(main, ["watch", "ex-w"]) == 2
+
+
+async def test_no_events_service_ends_in_unavailable() -> None:
+    from tests.helpers.ports import free_port  # noqa: PLC0415
+
+    nobody = f"127.0.0.1:{free_port()}"
+    async with AsyncClient(
+        nobody, api_key=KEY_A, events_address=nobody, stream_reconnects=1
+    ) as client:
+        with pytest.raises(Unavailable) as info:
+            await anext(client.events("ex-1"))
+    assert "gave up after 1 reconnects" in info.value.message

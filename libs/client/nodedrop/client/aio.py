@@ -91,6 +91,20 @@ def _seconds(d: Duration) -> float:
     return float(d.ToNanoseconds()) / 1e9
 
 
+# How long one attempt at an event stream waits for the events service to answer.
+_CONNECT_TIMEOUT_S = 5.0
+
+
+async def _ready(channel: grpc.aio.Channel) -> bool:
+    """Whether the channel connects in time: a service that is down counts as a
+    failed attempt after a while, rather than leaving a stream waiting forever."""
+    try:
+        await asyncio.wait_for(channel.channel_ready(), _CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        return False
+    return True
+
+
 class AsyncClient:
     """A client of one nodedrop deployment; use it as ``async with AsyncClient() as client``.
 
@@ -354,37 +368,41 @@ class AsyncClient:
         that brought nothing new. The iteration ends without an event when the
         execution had ended by ``after_sequence``.
         """
-        stub = ev_grpc.EventServiceStub(self._channel(events=True))
+        channel = self._channel(events=True)
+        stub = ev_grpc.EventServiceStub(channel)
         last = after_sequence
         backoff = Backoff(0.2, 5.0)
         while True:
             progressed = False
-            call = stub.StreamExecutionEvents(
-                ev_pb.StreamExecutionEventsRequest(execution_id=execution_id, after_sequence=last),
-                metadata=self._metadata,
-                # Keepalive on the channel finds a dead server; a stream has no deadline.
-                wait_for_ready=True,
-            )
-            try:
-                async for response in call:
-                    for raw in response.events:
-                        if raw.sequence <= last:
-                            continue
-                        event = event_of(raw)
-                        last = event.sequence
-                        progressed = True
-                        yield event
-                        if event.terminal:
-                            return
-                # The service ends a stream only after the terminal event: a
-                # clean end with nothing new means it had ended by `last`.
-                if not progressed:
-                    return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _FINAL_STREAM_CODES:
-                    raise error_of(exc) from None
-            finally:
-                call.cancel()
+            if await _ready(channel):
+                call = stub.StreamExecutionEvents(
+                    ev_pb.StreamExecutionEventsRequest(
+                        execution_id=execution_id, after_sequence=last
+                    ),
+                    metadata=self._metadata,
+                    # Keepalive on the channel finds a dead server; a stream has no deadline.
+                    wait_for_ready=True,
+                )
+                try:
+                    async for response in call:
+                        for raw in response.events:
+                            if raw.sequence <= last:
+                                continue
+                            event = event_of(raw)
+                            last = event.sequence
+                            progressed = True
+                            yield event
+                            if event.terminal:
+                                return
+                    # The service ends a stream only after the terminal event: a
+                    # clean end with nothing new means it had ended by `last`.
+                    if not progressed:
+                        return
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in _FINAL_STREAM_CODES:
+                        raise error_of(exc) from None
+                finally:
+                    call.cancel()
             if progressed:
                 backoff.reset()
             if backoff.failures >= self._stream_reconnects:
