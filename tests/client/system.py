@@ -67,7 +67,8 @@ class LosesFirstAnswer:
         self._target_port = target_port
         self._min = min_request_bytes
         self._server: asyncio.Server | None = None
-        self._upstreams: list[asyncio.StreamWriter] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.cut = False
         self.port = 0
 
@@ -78,12 +79,24 @@ class LosesFirstAnswer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for w in self._upstreams:
+        for w in list(self._writers):
             w.transport.abort()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
-        self._upstreams.append(up_writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.add(up_writer)
         lost = asyncio.Event()
 
         async def to_api() -> None:
@@ -103,4 +116,10 @@ class LosesFirstAnswer:
                 writer.write(data)
                 await writer.drain()
 
-        await asyncio.gather(to_api(), to_caller(), return_exceptions=True)
+        try:
+            await asyncio.gather(to_api(), to_caller(), return_exceptions=True)
+        finally:
+            for w in (writer, up_writer):
+                w.transport.abort()
+                self._writers.discard(w)
+            self._handlers.discard(task)
