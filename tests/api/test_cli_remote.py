@@ -296,7 +296,7 @@ async def test_show_lists_nodes_in_execution_order_with_items_per_port(
     ran = ["orders", "valid", "price", "big", "by_region", "all", "summary"]
     assert [n for n in order if n in ran] == ran
     # An if node's items on each port, not "0 items".
-    assert "true: 1, false: 2" in nodes["big"]
+    assert "false: 2, true: 1" in nodes["big"]
     assert "3 items" in nodes["valid"]
     # One spelling of statuses: the proto's, lower-case.
     assert "  completed  " in out.splitlines()[0]

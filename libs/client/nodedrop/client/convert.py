@@ -97,7 +97,8 @@ def _node_run(run: execution_pb2.NodeRun, execution_status: ExecutionStatus) -> 
     status = NodeRunStatus(_enum_word(name, "NODE_RUN_STATUS_"))
     if status is NodeRunStatus.RUNNING and execution_status in _STOPPED:
         status = _STOPPED[execution_status]
-    items = dict(run.port_item_counts)
+    # By port name: a protobuf map has no order of its own.
+    items = dict(sorted(run.port_item_counts.items()))
     if not items and status is NodeRunStatus.COMPLETED:
         # A server from before per-port counts: the main port's is all it has.
         items = {"main": run.output_item_count}
