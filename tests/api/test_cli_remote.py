@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -190,7 +193,7 @@ async def test_run_follow_prints_every_event(
         capsys, "run", str(wf_file), "--follow", "--input", '{"who": "cy"}', "--mode", "queue"
     )
     assert code == 0, out
-    for kind in ("EXECUTION_QUEUED", "EXECUTION_STARTED", "NODE_COMPLETED", "EXECUTION_COMPLETED"):
+    for kind in ("execution_queued", "execution_started", "node_completed", "execution_completed"):
         assert kind in out
     assert "hi cy" in out
 
@@ -235,7 +238,7 @@ async def test_executions_commands(
     code, _, _ = await submit
     assert code == 1
     code, out, _ = await cli(capsys, "executions", "watch", running_id)
-    assert "EXECUTION_CANCELLED" in out or "already ended" in out
+    assert "execution_cancelled" in out or "already ended" in out
     code, _, err = await cli(capsys, "executions", "show", "not an id")
     assert code == 2 and "execution_id" in err
 
@@ -295,3 +298,159 @@ async def test_workflows_activate_and_deactivate(
     assert json.loads(out)["active_version"] is None
     code, _, err = await cli(capsys, "workflows", "activate", wid, "--version", "7")
     assert code == 2 and "NOT_FOUND" in err
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_UPPER_STATUS = re.compile(r"\b(QUEUED|RUNNING|COMPLETED|FAILED|CANCELLED|TIMED_OUT)\b")
+
+
+def _node_lines(out: str) -> dict[str, str]:
+    """`executions show`'s node table, in the order printed: node id -> line."""
+    return {line.split()[0]: line for line in out.splitlines() if line.startswith("    ")}
+
+
+async def test_show_lists_nodes_in_execution_order_with_items_per_port(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = await cli(
+        capsys,
+        "run",
+        str(EXAMPLES / "order_pipeline.json"),
+        "--input",
+        f"@{EXAMPLES / 'order_pipeline.input.json'}",
+        "--json",
+    )
+    assert code == 0, out
+    code, out, _ = await cli(capsys, "executions", "show", json.loads(out)["execution_id"])
+    assert code == 0
+    nodes = _node_lines(out)
+    order = list(nodes)
+    # The order they ran in (alphabetical would start with `all`, `big`, `by_region`).
+    ran = ["orders", "valid", "price", "big", "by_region", "all", "summary"]
+    assert [n for n in order if n in ran] == ran
+    # An if node's items on each port, not "0 items".
+    assert "false: 2, true: 1" in nodes["big"]
+    assert "3 items" in nodes["valid"]
+    # One spelling of statuses: the proto's, lower-case.
+    assert "  completed  " in out.splitlines()[0]
+    assert not _UPPER_STATUS.search(out)
+
+
+async def test_a_cancelled_executions_running_node_shows_cancelled(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nodedrop.client import AsyncClient, NodeRunStatus  # noqa: PLC0415
+
+    async with AsyncClient(stack.target, api_key=stack.key, events_address="127.0.0.1:1") as c:
+        submitted = await c.execute(SLOW, mode="queue")
+        for _ in range(200):
+            e = await c.get_execution(submitted.execution_id)
+            if any(r.node_id == "pause" for r in e.node_runs):
+                break
+            await asyncio.sleep(0.05)
+        await c.cancel(submitted.execution_id)
+        done = await c.wait(submitted.execution_id, timeout_s=20)
+    assert str(done.status) == "cancelled"
+    assert {r.node_id: r.status for r in done.node_runs}["pause"] is NodeRunStatus.CANCELLED
+    code, out, _ = await cli(capsys, "executions", "show", submitted.execution_id)
+    assert code == 0
+    assert " cancelled " in _node_lines(out)["pause"]
+    assert "running" not in out
+
+
+async def test_each_error_is_printed_once_with_its_code(
+    stack: RunningApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    for argv in (
+        ("executions", "show", unknown),
+        ("executions", "cancel", unknown),
+        ("workflows", "get", unknown),
+        ("run", unknown),
+    ):
+        code, out, err = await cli(capsys, *argv)
+        assert code == 2, (argv, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and ": NOT_FOUND: " in lines[0], (argv, err)
+    code, _, err = await cli(capsys, "executions", "show", "not an id")
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[0].startswith("nodedrop executions: INVALID_ARGUMENT: ")
+    # The code once, then one line per field violation.
+    assert err.count("INVALID_ARGUMENT") == 1 and lines[1].startswith("  execution_id: ")
+
+
+async def test_output_into_a_closed_pipe_ends_without_a_traceback(stack: RunningApi) -> None:
+    # `nodedrop stats | head -1`: the reader is gone before the command writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "nodedrop.cli.main",
+            "stats",
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+async def _interrupted_run(tmp_path: Path, *extra: str) -> tuple[int, str, str]:
+    """`nodedrop run SLOW --follow` interrupted by Ctrl-C once the execution is submitted."""
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(SLOW))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nodedrop.cli.main",
+        "run",
+        str(slow),
+        "--follow",
+        "--mode",
+        "queue",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 30)
+    match = re.match(rb"execution (\S+) submitted", first)
+    assert match, first
+    # Until the live view shows the node running, then Ctrl-C.
+    while b"node_started" not in await asyncio.wait_for(process.stdout.readline(), 30):
+        pass
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, match.group(1).decode(), err.decode()
+
+
+async def test_ctrl_c_on_run_follow_says_the_execution_goes_on(
+    stack: RunningApi, tmp_path: Path
+) -> None:
+    from nodedrop.client import AsyncClient  # noqa: PLC0415
+
+    code, execution_id, err = await _interrupted_run(tmp_path)
+    assert code == 130, err
+    assert "goes on" in err and f"nodedrop executions cancel {execution_id}" in err, err
+    assert "Traceback" not in err
+    async with AsyncClient(stack.target, api_key=stack.key, events_address="127.0.0.1:1") as c:
+        assert str((await c.get_execution(execution_id)).status) == "running"
+        await c.cancel(execution_id)
+
+
+async def test_ctrl_c_with_cancel_on_exit_cancels_the_execution(
+    stack: RunningApi, tmp_path: Path
+) -> None:
+    from nodedrop.client import AsyncClient  # noqa: PLC0415
+
+    code, execution_id, err = await _interrupted_run(tmp_path, "--cancel-on-exit")
+    assert code == 130, err
+    assert f"execution {execution_id} cancelled" in err, err
+    async with AsyncClient(stack.target, api_key=stack.key, events_address="127.0.0.1:1") as c:
+        done = await c.wait(execution_id, timeout_s=20)
+    assert str(done.status) == "cancelled"

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.cli.remote import execution_outcome
+from nodedrop.client.convert import execution_of
 from nodedrop.contract import to_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
@@ -66,7 +67,7 @@ async def _observe(api: RunningApi, case: Case, mode: int) -> Observed:
         )
     execution = await _terminal(api, submitted.execution_id)
     seconds = time.perf_counter() - started
-    outcome: dict[str, Any] = execution_outcome(execution)
+    outcome: dict[str, Any] = execution_outcome(execution_of(execution))
     skipped = tuple(
         r.node_id for r in execution.node_runs if r.status == execution_pb2.NODE_RUN_STATUS_SKIPPED
     )

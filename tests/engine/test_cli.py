@@ -33,14 +33,14 @@ def test_run_local_json_prints_final_execution(capsys: pytest.CaptureFixture[str
     assert result["status"] == "completed"
     assert result["outputs"] == {"f": [{"n": 2}]}
     assert result["error"] is None
-    assert "NODE_COMPLETED f" in err  # events as they happen, on stderr with --json
+    assert "node_completed f" in err  # events as they happen, on stderr with --json
 
 
 def test_run_local_failure_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(WORKFLOWS / "stop_and_error.json"), "--local", "--input", '{"id": 1}'])
     out, _ = capsys.readouterr()
     assert code == 1
-    assert "EXECUTION_FAILED" in out and "order 1 is invalid" in out
+    assert "execution_failed" in out and "order 1 is invalid" in out
 
 
 def test_run_input_from_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -293,3 +293,32 @@ async def test_policies_are_kept(scheduler: Any) -> None:
     assert listed.catch_up == pb.CATCH_UP_POLICY_RUN_LAST
     assert listed.catch_up_window.seconds == 3600 and listed.jitter.seconds == 30
     assert listed.next_fire_time == created.schedule.next_fire_time
+
+
+async def test_a_malformed_execution_id_is_invalid_argument_from_every_rpc(
+    scheduler: Any,
+) -> None:
+    # The rule of the API and the events service (nodedrop.store.validation).
+    bad = "not an id!"
+    stub = scheduler.stub
+    for method, request, field in (
+        (stub.CancelExecution, pb.CancelExecutionRequest(execution_id=bad), "execution_id"),
+        (
+            stub.GetExecutionStates,
+            pb.GetExecutionStatesRequest(execution_ids=["ok-1", bad]),
+            "execution_ids[1]",
+        ),
+        (
+            stub.RetryFailedJobs,
+            pb.RetryFailedJobsRequest(execution_ids=[bad]),
+            "execution_ids[0]",
+        ),
+        (
+            stub.PurgeFailedJobs,
+            pb.PurgeFailedJobsRequest(execution_ids=[bad]),
+            "execution_ids[0]",
+        ),
+    ):
+        with pytest.raises(InvalidArgument) as e:
+            await call(method, request)
+        assert [v.field for v in e.value.violations] == [field]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -48,7 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    return handler(args)
+    try:
+        code = handler(args)
+        # Flushed here, inside the guard: a reader that left (`| head`) fails this write.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Not an error of the command. Later writes (the interpreter's own
+        # flush at exit) go to /dev/null so they cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return code
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Talking to a running API from the command line.
+"""Talking to a running deployment from the command line, through ``nodedrop.client``.
 
 The CLI finds the API through NODEDROP_API_ADDR (default 127.0.0.1:50051) and
 the events service through NODEDROP_EVENTS_ADDR (default 127.0.0.1:50053),
-and sends NODEDROP_API_KEY as ``authorization: Bearer``. With NODEDROP_TLS_CERT,
-NODEDROP_TLS_KEY and NODEDROP_TLS_CA set, both channels use mutual TLS. API errors become
-``RemoteError`` with the status, the message and one line per field
-violation, and an exit status: 2 for what the user can fix (bad input,
-unknown id, credentials), 1 for the rest (the service is down, ...).
+and sends NODEDROP_API_KEY; with NODEDROP_TLS_CERT, NODEDROP_TLS_KEY and
+NODEDROP_TLS_CA set, both channels use mutual TLS (``nodedrop.client.ClientConfig``).
+
+Every remote command runs through ``command``, the one place its errors are
+printed: once, with the status code, one line per field violation, and an
+exit status of 2 for what the user can fix (bad input, unknown id,
+credentials) and 1 for the rest (the service is down, ...).
 """
 
 from __future__ import annotations
@@ -15,41 +17,44 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import grpc
-import orjson
-from google.rpc import error_details_pb2, status_pb2
 
 from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as admin_grpc
-from nodedrop.common.settings import SettingsError, env_addr, env_str, process_env
-from nodedrop.common.tls import TlsSettings
-from nodedrop.execution.v1 import execution_pb2
-from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
+from nodedrop.client import (
+    AsyncClient,
+    ClientConfig,
+    DeadlineExceeded,
+    Execution,
+    InvalidArgument,
+    NodedropError,
+)
+from nodedrop.client.convert import workflow_proto as _workflow_message
+from nodedrop.client.errors import status_name
+from nodedrop.common.settings import SettingsError
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
 from nodedrop.workflow.v1 import workflow_pb2
-from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wfs_grpc
+from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wf_grpc
 
 __all__ = [
     "Api",
     "RemoteError",
     "command",
     "connect",
-    "document_of",
     "execution_outcome",
+    "open_client",
+    "report",
     "run_remote",
-    "status_name",
     "workflow_proto",
 ]
 
-DEFAULT_API_ADDR = "127.0.0.1:50051"
-DEFAULT_EVENTS_ADDR = "127.0.0.1:50053"
-CALL_TIMEOUT_S = 30.0
+T = TypeVar("T")
+
 _USER_CODES = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -60,243 +65,213 @@ _USER_CODES = frozenset(
         grpc.StatusCode.ABORTED,
         grpc.StatusCode.ALREADY_EXISTS,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.OUT_OF_RANGE,
     }
 )
-TERMINAL = frozenset(
-    {
-        execution_pb2.EXECUTION_STATUS_COMPLETED,
-        execution_pb2.EXECUTION_STATUS_FAILED,
-        execution_pb2.EXECUTION_STATUS_CANCELLED,
-        execution_pb2.EXECUTION_STATUS_TIMED_OUT,
-    }
-)
-MODES = {"queue": execution_pb2.EXECUTION_MODE_QUEUE, "direct": execution_pb2.EXECUTION_MODE_DIRECT}
 
 
 class RemoteError(Exception):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    """A problem the CLI finds itself (a bad argument, no key); ``exit_code`` is returned."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
-    @classmethod
-    def from_rpc(cls, exc: grpc.aio.AioRpcError) -> RemoteError:
-        lines = [f"{exc.code().name}: {exc.details() or ''}".rstrip(": ")]
-        for key, value in exc.trailing_metadata() or ():
-            if key != "grpc-status-details-bin" or not isinstance(value, bytes):
-                continue
-            for detail in status_pb2.Status.FromString(value).details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    lines += [f"  {v.field}: {v.description}" for v in bad.field_violations]
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            lines.append("  (is the API running? it is looked for at NODEDROP_API_ADDR)")
-        return cls("\n".join(lines), 2 if exc.code() in _USER_CODES else 1)
+
+def report(prog: str, exc: BaseException, out: TextIO | None = None) -> int:
+    """Prints a command's failure once and returns its exit status."""
+    out = out or sys.stderr
+    if isinstance(exc, NodedropError):
+        code = status_name(exc)
+        lines = [f"{prog}: {code}: {exc.message}"]
+        if isinstance(exc, InvalidArgument):
+            lines += [f"  {v.field}: {v.description}" for v in exc.violations]
+        if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            lines.append(
+                "  (is the service running? the API is looked for at NODEDROP_API_ADDR, "
+                "the events service at NODEDROP_EVENTS_ADDR)"
+            )
+        print("\n".join(lines), file=out, flush=True)
+        return 2 if getattr(exc, "code", None) in _USER_CODES else 1
+    if isinstance(exc, RemoteError):
+        print(f"{prog}: {exc}", file=out, flush=True)
+        return exc.exit_code
+    print(f"{prog}: {exc}", file=out, flush=True)
+    return 2
+
+
+@asynccontextmanager
+async def open_client() -> AsyncIterator[AsyncClient]:
+    try:
+        config = ClientConfig.from_env()
+    except SettingsError as exc:
+        raise RemoteError(str(exc)) from None
+    if not config.api_key:
+        raise RemoteError(
+            "set NODEDROP_API_KEY to talk to the API (`nodedrop dev` prints one, `nodedrop "
+            "apikeys create` makes one); `nodedrop run --local` needs no API"
+        )
+    client = AsyncClient(config=config)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @dataclass(frozen=True)
 class Api:
-    channel: grpc.aio.Channel
-    key: str
-    events_addr: str
-    tls: TlsSettings | None = None
+    """Raw RPCs with the client's key, deadline and errors (``connect``)."""
 
-    def events_channel(self) -> grpc.aio.Channel:
-        from nodedrop.common.client import open_channel  # noqa: PLC0415
-
-        return open_channel(self.events_addr, tls=self.tls)
+    client: AsyncClient
 
     @property
     def admin(self) -> admin_grpc.QueueAdminServiceStub:
-        return admin_grpc.QueueAdminServiceStub(self.channel)
+        return admin_grpc.QueueAdminServiceStub(self.client.channel)
 
     @property
     def ex(self) -> ex_grpc.ExecutionServiceStub:
-        return ex_grpc.ExecutionServiceStub(self.channel)
+        return ex_grpc.ExecutionServiceStub(self.client.channel)
 
     @property
-    def wf(self) -> wfs_grpc.WorkflowServiceStub:
-        return wfs_grpc.WorkflowServiceStub(self.channel)
+    def wf(self) -> wf_grpc.WorkflowServiceStub:
+        return wf_grpc.WorkflowServiceStub(self.client.channel)
 
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.key}"),)
-
-    async def call(self, method: Any, request: Any) -> Any:
-        try:
-            return await method(request, metadata=self.metadata, timeout=CALL_TIMEOUT_S)
-        except grpc.aio.AioRpcError as exc:
-            raise RemoteError.from_rpc(exc) from None
+    async def call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        return await self.client.unary(method, request)
 
 
 @asynccontextmanager
 async def connect() -> AsyncIterator[Api]:
-    env = process_env()
-    try:
-        target = env_addr(env, "NODEDROP_API_ADDR", DEFAULT_API_ADDR)
-        events = env_addr(env, "NODEDROP_EVENTS_ADDR", DEFAULT_EVENTS_ADDR)
-        key = env_str(env, "NODEDROP_API_KEY", "")
-        tls = TlsSettings.from_env(env)
-    except SettingsError as exc:
-        raise RemoteError(str(exc), 2) from None
-    if not key:
-        raise RemoteError(
-            "set NODEDROP_API_KEY to talk to the API (`nodedrop dev` prints one, `nodedrop "
-            "apikeys create` makes one); `nodedrop run --local` needs no API",
-            2,
-        )
-    from nodedrop.common.client import open_channel  # noqa: PLC0415
-
-    channel = open_channel(target, tls=tls)
-    try:
-        yield Api(channel, key, events.target, tls)
-    finally:
-        await channel.close()
+    """For commands that send raw requests (``schedules``); the others use ``open_client``."""
+    async with open_client() as client:
+        yield Api(client)
 
 
 def workflow_proto(document: Any) -> workflow_pb2.Workflow:
-    """A NODES.md workflow document as the API's protobuf (the API validates it)."""
-    from nodedrop.contract import to_proto  # noqa: PLC0415
-
+    """A workflow document as the API's protobuf (the API validates it)."""
     if not isinstance(document, dict):
-        raise RemoteError("a workflow file must hold a JSON object", 2)
-    return to_proto(document)
+        raise RemoteError("a workflow file must hold a JSON object")
+    return _workflow_message(document)
 
 
-def document_of(wf: workflow_pb2.Workflow) -> dict[str, Any]:
-    """The protobuf back as the NODES.md document, with the stored id and version."""
-    from nodedrop.contract import document_of  # noqa: PLC0415
-
-    document, _ = document_of(wf)
-    return {"id": wf.id, "version": wf.version, **document}
-
-
-def status_name(value: int) -> str:
-    return execution_pb2.ExecutionStatus.Name(value).removeprefix("EXECUTION_STATUS_").lower()  # type: ignore[arg-type]
-
-
-def execution_outcome(execution: execution_pb2.Execution) -> dict[str, Any]:
+def execution_outcome(execution: Execution) -> dict[str, Any]:
     """The shape `nodedrop run --local` prints: status, outputs, error, execution_id."""
-    outputs = {
-        node: orjson.loads(out.ports_json["main"])
-        for node, out in execution.outputs.items()
-        if "main" in out.ports_json
-    }
     error = None
-    if execution.HasField("error"):
+    if execution.error is not None:
         e = execution.error
         error = {
             "message": e.message,
             "code": e.code,
-            "node_id": e.node_id or None,
+            "node_id": e.node_id,
             "retryable": e.retryable,
         }
     return {
-        "status": status_name(execution.status),
-        "outputs": outputs,
+        "status": str(execution.status),
+        "outputs": {
+            node: ports["main"] for node, ports in execution.outputs.items() if "main" in ports
+        },
         "error": error,
         "execution_id": execution.id,
     }
 
 
-async def wait_for_end(api: Api, execution_id: str, *, timeout_s: float) -> execution_pb2.Execution:
-    """Polls GetExecution until the stored status is terminal (bounded by `timeout_s`)."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        response = await api.call(
-            api.ex.GetExecution,
-            ex_pb.GetExecutionRequest(execution_id=execution_id, include_outputs=True),
-        )
-        execution: execution_pb2.Execution = response.execution
-        if execution.status in TERMINAL:
-            return execution
-        if time.monotonic() > deadline:
-            raise RemoteError(
-                f"execution {execution_id} is still {status_name(execution.status)} after "
-                f"{timeout_s:g} s; follow it with `nodedrop executions watch {execution_id}`",
-                1,
-            )
-        await asyncio.sleep(delay)
-        delay = min(1.0, delay * 1.5)
-
-
-def _source(arg: str) -> tuple[str, Any]:
-    """("file", document) for a file or '-', ("id", workflow id) for a stored workflow."""
+def workflow_source(arg: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(definition, None) for a file or '-', (None, id) for a stored workflow's id."""
     from nodedrop.cli.commands._workflow_file import load_workflow_data  # noqa: PLC0415
 
     if arg == "-" or os.path.exists(arg):
-        return "file", load_workflow_data(arg)
+        document = load_workflow_data(arg)
+        if not isinstance(document, dict):
+            raise RemoteError("a workflow file must hold a JSON object")
+        return document, None
     try:
         uuid.UUID(arg)
     except ValueError:
-        raise RemoteError(f"{arg}: no such file, and not a workflow id", 2) from None
-    return "id", arg
+        raise RemoteError(f"{arg}: no such file, and not a workflow id") from None
+    return None, arg
 
 
 async def run_remote(args: argparse.Namespace, printer: Any) -> dict[str, Any]:
-    """`nodedrop run` without --local: submit to the API, then follow or wait for the end."""
+    """`nodedrop run` without --local: submit to the API, then follow or wait for the end.
+
+    Ctrl-C while it waits leaves the execution running and says how to follow
+    or cancel it; with ``--cancel-on-exit`` it cancels the execution first.
+    """
     from nodedrop.cli.commands._workflow_file import parse_input  # noqa: PLC0415
 
-    kind, source = _source(args.file)
+    definition, workflow_id = workflow_source(args.file)
     trigger = parse_input(args.input)
-    request = ex_pb.ExecuteWorkflowRequest(
-        trigger_data_json=orjson.dumps(trigger).decode() if trigger is not None else "",
-        mode=MODES[args.mode] if getattr(args, "mode", None) else 0,  # type: ignore[arg-type]
-    )
-    if kind == "file":
-        request.workflow.CopyFrom(workflow_proto(source))
-    else:
-        request.workflow_id = source
     stream = printer.stream
-    async with connect() as api:
-        submitted = await api.call(api.ex.ExecuteWorkflow, request)
+    async with open_client() as client:
+        submitted = await client.execute(
+            definition,
+            workflow_id=workflow_id,
+            input=trigger,
+            mode=getattr(args, "mode", None),
+        )
         execution_id = submitted.execution_id
         print(f"execution {execution_id} submitted", file=stream, flush=True)
-        if getattr(args, "follow", False):
-            await _follow(api, execution_id, stream)
-        execution = await wait_for_end(api, execution_id, timeout_s=args.wait)
+        try:
+            if getattr(args, "follow", False):
+                await _follow(client, execution_id, stream)
+            execution = await client.wait(execution_id, timeout_s=args.wait)
+        except asyncio.CancelledError:
+            # asyncio.run turns Ctrl-C into a cancellation of this task.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise await _interrupted(client, execution_id, args) from None
     return execution_outcome(execution)
 
 
-async def _follow(api: Api, execution_id: str, stream: Any) -> None:
-    from nodedrop.cli.follow import EventPrinter, FollowError, follow_execution  # noqa: PLC0415
+async def _interrupted(
+    client: AsyncClient, execution_id: str, args: argparse.Namespace
+) -> RemoteError:
+    if getattr(args, "cancel_on_exit", False):
+        await client.cancel(execution_id, reason="interrupted (nodedrop run --cancel-on-exit)")
+        try:
+            # The worker stops it at its next check: wait a moment to say so.
+            ended = await client.wait(execution_id, timeout_s=10, include_outputs=False)
+        except DeadlineExceeded:
+            return RemoteError(
+                f"interrupted: cancellation of execution {execution_id} requested", 130
+            )
+        return RemoteError(f"interrupted: execution {execution_id} {ended.status}", 130)
+    return RemoteError(
+        f"interrupted: execution {execution_id} goes on without this command; follow it with "
+        f"`nodedrop executions watch {execution_id}`, cancel it with "
+        f"`nodedrop executions cancel {execution_id}`",
+        130,
+    )
 
-    channel = api.events_channel()
+
+async def _follow(client: AsyncClient, execution_id: str, stream: TextIO) -> None:
+    from nodedrop.cli.follow import EventPrinter  # noqa: PLC0415
+
+    printer = EventPrinter(stream, color=stream.isatty())
     try:
-        await follow_execution(
-            channel,
-            api.key,
-            execution_id,
-            on_event=EventPrinter(stream, color=stream.isatty()),
+        async for event in client.events(execution_id):
+            printer(event)
+    except NodedropError as exc:
+        # The result is still read from the API afterwards; say why the live view stopped.
+        print(
+            f"nodedrop run: live events unavailable ({status_name(exc)}: {exc.message})",
+            file=sys.stderr,
+            flush=True,
         )
-    except FollowError as exc:
-        # The result is still read from the API below; say why the live view stopped.
-        print(f"nodedrop: live events unavailable ({exc.code}: {exc})", file=sys.stderr)
-    finally:
-        await channel.close()
 
 
 def command(
     prog: str, fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 ) -> Callable[[argparse.Namespace], int]:
-    """An async command as an argparse handler: errors printed, exit status returned."""
+    """An async command as an argparse handler: errors printed once, exit status returned."""
 
     def run(args: argparse.Namespace) -> int:
         from nodedrop.cli.commands._workflow_file import FileError  # noqa: PLC0415
 
         try:
             return asyncio.run(fn(args))
-        except RemoteError as exc:
-            print(f"{prog}: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except FileError as exc:
-            print(f"{prog}: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            return 130
-        except BrokenPipeError:
-            # The reader (`| head`) went away: not an error of this command.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+        except (NodedropError, RemoteError, FileError) as exc:
+            return report(prog, exc)
 
     return run

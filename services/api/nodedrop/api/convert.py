@@ -88,6 +88,24 @@ def _error(error_json: str | None) -> execution_pb2.ExecutionError | None:
     )
 
 
+def port_counts(outputs_json: str | None) -> dict[str, int]:
+    """Items per port of a node's recorded output: its items, or the summary an
+    event carries in their place when they were too large for it."""
+    if not outputs_json:
+        return {}
+    try:
+        ports = orjson.loads(outputs_json)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(ports, dict):
+        return {}
+    summary = ports.get("$summary")
+    if isinstance(summary, dict) and isinstance(summary.get("items"), dict):
+        ports = summary["items"]
+        return {str(p): n for p, n in ports.items() if isinstance(n, int)}
+    return {str(p): len(items) for p, items in ports.items() if isinstance(items, list)}
+
+
 def capped_ports(outputs_json: str, cap: int) -> execution_pb2.NodeOutput:
     """Each port's items, cut to `cap` bytes of JSON in total (whole items only)."""
     out = execution_pb2.NodeOutput()
@@ -167,6 +185,8 @@ def execution(
         run_err = _error(run.error_json)
         if run_err is not None:
             nr.error.CopyFrom(run_err)
+        for port, count in port_counts(run.outputs_json).items():
+            nr.port_item_counts[port] = count
     if include_outputs and rec.result_json:
         try:
             result = orjson.loads(rec.result_json)

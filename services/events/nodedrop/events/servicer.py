@@ -38,9 +38,9 @@ from nodedrop.common.errors import (
 from nodedrop.event.v1 import event_pb2, event_service_pb2
 from nodedrop.events.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_EVENTS, pack
 from nodedrop.events.subscription import Subscriptions, TenantFilter
+from nodedrop.store.validation import ID_PATTERN, is_valid_id
 
 SERVICE_NAME = "nodedrop.event.v1.EventService"
-_MAX_ID_LEN = 128
 
 
 class EventServicer:
@@ -90,11 +90,13 @@ class EventServicer:
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[bytes]:
         try:
-            execution_id = request.execution_id.strip()
-            if not execution_id or len(execution_id) > _MAX_ID_LEN:
+            execution_id = request.execution_id
+            # The rule every service applies to an execution id: a malformed one
+            # is the caller's mistake, not an outage to retry.
+            if not is_valid_id(execution_id):
                 raise InvalidArgument(
-                    "invalid execution_id",
-                    [FieldViolation("execution_id", f"required, at most {_MAX_ID_LEN} characters")],
+                    f"execution_id: must match {ID_PATTERN}",
+                    [FieldViolation("execution_id", f"must match {ID_PATTERN}")],
                 )
             principal, credential = await self._caller(context)
             async with self._watch(principal, credential):

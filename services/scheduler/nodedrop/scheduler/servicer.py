@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import grpc
 
-from nodedrop.common.errors import InvalidArgument, NotFound, PermissionDenied
+from nodedrop.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from nodedrop.common.tracing import current_traceparent, enqueue_span
 from nodedrop.engine import NodeRegistry
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
@@ -28,6 +28,7 @@ from nodedrop.scheduler.firing import Firing
 from nodedrop.scheduler.schedules import Schedule, ScheduleStore, new_schedule_id
 from nodedrop.scheduler.ticks import ScheduleError, check_timing, next_tick_ms
 from nodedrop.store import MAX_CANCEL_REASON, ExecutionStatus, FailedJob, JobQueue, StateStore
+from nodedrop.store.validation import ID_PATTERN, is_valid_id
 
 _MAX_IDS = 1000
 _MAX_PAGE = 1000
@@ -69,6 +70,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
     ) -> pb.CancelExecutionResponse:
         if not request.execution_id:
             raise InvalidArgument.field("execution_id", "is required")
+        _check_ids("execution_id", [request.execution_id])
         if len(request.reason) > MAX_CANCEL_REASON:
             raise InvalidArgument.field("reason", f"at most {MAX_CANCEL_REASON} characters")
         with store_errors():
@@ -83,6 +85,7 @@ class SchedulerServicer(pb_grpc.SchedulerServiceServicer):
         ids = list(request.execution_ids)
         if len(ids) > _MAX_IDS:
             raise InvalidArgument.field("execution_ids", f"at most {_MAX_IDS} per call")
+        _check_ids("execution_ids", ids)
         with store_errors():
             states = await self._state.states(ids)
         out = []
@@ -328,7 +331,20 @@ def _ids_or_all(ids: Iterable[str], all_: bool) -> list[str]:
         raise InvalidArgument.field("execution_ids", "give at least one id, or all")
     if len(listed) > _MAX_IDS:
         raise InvalidArgument.field("execution_ids", f"at most {_MAX_IDS} per call")
+    _check_ids("execution_ids", listed)
     return listed
+
+
+def _check_ids(field: str, ids: list[str]) -> None:
+    """The API's and the events service's rule for an execution id, here too."""
+    repeated = field.endswith("s")
+    bad = [
+        FieldViolation(f"{field}[{i}]" if repeated else field, f"must match {ID_PATTERN}")
+        for i, x in enumerate(ids)
+        if not is_valid_id(x)
+    ]
+    if bad:
+        raise InvalidArgument(f"{bad[0].field}: {bad[0].description}", bad)
 
 
 __all__ = ["SchedulerServicer"]

@@ -5,21 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from nodedrop.client import ExecutionStatus
+
 __all__ = ["register"]
 
-_STATUSES = (
-    "queued",
-    "running",
-    "retry_scheduled",
-    "completed",
-    "failed",
-    "cancelled",
-    "timed_out",
-)
+# The proto's statuses, lower-case: the words every command prints.
+_STATUSES = tuple(s.value for s in ExecutionStatus if s is not ExecutionStatus.UNSPECIFIED)
 
 
 def register(subparsers: Any) -> None:
@@ -66,162 +62,109 @@ def _sync(
     return command("nodedrop executions", fn)
 
 
-def _when(ts: Any) -> str:
-    return ts.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if ts.seconds else "-"
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at is not None else "-"
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect, status_name  # noqa: PLC0415
-    from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
-    from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import RemoteError, open_client  # noqa: PLC0415
 
     if args.limit < 1:
-        print("nodedrop executions list: --limit must be >= 1", file=sys.stderr)
-        return 2
-    statuses = [
-        execution_pb2.ExecutionStatus.Value(f"EXECUTION_STATUS_{s.upper()}") for s in args.status
-    ]
+        raise RemoteError("--limit must be >= 1")
     shown = 0
-    token = ""
-    async with connect() as api:
-        while shown < args.limit:
-            response = await api.call(
-                api.ex.ListExecutions,
-                pb.ListExecutionsRequest(
-                    workflow_id=args.workflow,
-                    statuses=statuses,
-                    page_size=min(200, args.limit - shown),
-                    page_token=token,
-                ),
-            )
-            for e in response.executions:
-                if args.json:
-                    row = {
-                        "id": e.id,
-                        "status": status_name(e.status),
-                        "workflow_id": e.workflow_id or None,
-                        "created": _when(e.create_time),
-                        "attempt": e.attempt,
-                    }
-                    print(orjson.dumps(row).decode())
-                else:
-                    print(
-                        f"{e.id}  {status_name(e.status):<15} {_when(e.create_time)}  "
-                        f"{e.workflow_id or '(inline)'}"
-                    )
-                shown += 1
-            token = response.next_page_token
-            if not token:
-                break
+    async with open_client() as client:
+        async for e in client.list_executions(
+            workflow_id=args.workflow, statuses=args.status, limit=args.limit
+        ):
+            if args.json:
+                row = {
+                    "id": e.id,
+                    "status": str(e.status),
+                    "workflow_id": e.workflow_id,
+                    "created": _when(e.created),
+                    "attempt": e.attempt,
+                }
+                print(orjson.dumps(row).decode())
+            else:
+                print(f"{e.id}  {e.status:<15} {_when(e.created)}  {e.workflow_id or '(inline)'}")
+            shown += 1
     if shown == 0 and not args.json:
         print("no executions", file=sys.stderr)
     return 0
 
 
+def _items(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    if list(counts) == ["main"]:
+        n = counts["main"]
+        return f"{n} item{'s' if n != 1 else ''}"
+    return ", ".join(f"{port}: {n}" for port, n in counts.items())
+
+
 async def _show(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
-
-    from nodedrop.cli.remote import connect, execution_outcome, status_name  # noqa: PLC0415
-    from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
     from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.execution.v1 import execution_service_pb2_grpc as pb_grpc  # noqa: PLC0415
 
-    async with connect() as api:
-        response = await api.call(
-            api.ex.GetExecution,
-            pb.GetExecutionRequest(execution_id=args.execution_id, include_outputs=True),
-        )
-    e = response.execution
-    if args.json:
-        print(orjson.dumps(MessageToDict(e, preserving_proto_field_name=True)).decode())
-        return 0
-    print(f"execution {e.id}  {status_name(e.status)}  (attempt {e.attempt}/{e.max_attempts})")
+    async with open_client() as client:
+        if args.json:
+            from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+
+            # The API's message itself: every field, for scripts.
+            response = await client.unary(
+                pb_grpc.ExecutionServiceStub(client.channel).GetExecution,
+                pb.GetExecutionRequest(execution_id=args.execution_id, include_outputs=True),
+            )
+            print(
+                orjson.dumps(
+                    MessageToDict(response.execution, preserving_proto_field_name=True)
+                ).decode()
+            )
+            return 0
+        e = await client.get_execution(args.execution_id)
+    print(f"execution {e.id}  {e.status}  (attempt {e.attempt}/{e.max_attempts})")
     print(f"  workflow  {e.workflow_id or '(inline)'}  v{e.workflow_version}")
-    print(
-        f"  created   {_when(e.create_time)}   started {_when(e.start_time)}"
-        f"   ended {_when(e.end_time)}"
-    )
+    print(f"  created   {_when(e.created)}   started {_when(e.started)}   ended {_when(e.ended)}")
     if e.retry_of:
         print(f"  retry of  {e.retry_of}")
     if e.schedule_id:
-        print(f"  schedule  {e.schedule_id}  tick {_when(e.scheduled_time)}")
-    if e.HasField("error"):
+        print(f"  schedule  {e.schedule_id}  tick {_when(e.scheduled)}")
+    if e.error is not None:
         where = f" at {e.error.node_id}" if e.error.node_id else ""
         print(f"  error{where}: [{e.error.code}] {e.error.message}")
-    # In the order the nodes ran (a node that never started sorts last).
-    runs = sorted(
-        e.node_runs,
-        key=lambda r: (r.start_time.ToNanoseconds() if r.start_time.seconds else 2**63, r.node_id),
-    )
-    for run in runs:
-        state = (
-            execution_pb2.NodeRunStatus.Name(run.status).removeprefix("NODE_RUN_STATUS_").lower()
-        )
-        took = ""
-        if run.start_time.seconds and run.end_time.seconds:
-            ms = (run.end_time.ToNanoseconds() - run.start_time.ToNanoseconds()) / 1e6
-            took = f"{ms:.0f} ms"
-        error = f"  {run.error.message}" if run.HasField("error") else ""
-        print(f"    {run.node_id:<24} {state:<10} {took:>9}  {run.output_item_count} items{error}")
-    for node, items in execution_outcome(e)["outputs"].items():
-        print(f"  output {node}: {orjson.dumps(items).decode()}")
+    for run in e.node_runs:
+        took = f"{run.duration.total_seconds() * 1000:.0f} ms" if run.duration else ""
+        error = f"  [{run.error.code}] {run.error.message}" if run.error else ""
+        print(f"    {run.node_id:<24} {run.status:<10} {took:>9}  {_items(run.items)}{error}")
+    for node, ports in e.outputs.items():
+        for port, items in ports.items():
+            where = node if port == "main" else f"{node}.{port}"
+            print(f"  output {where}: {orjson.dumps(items).decode()}")
     return 0
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect, status_name  # noqa: PLC0415
-    from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    async with connect() as api:
-        response = await api.call(
-            api.ex.CancelExecution,
-            pb.CancelExecutionRequest(execution_id=args.execution_id, reason=args.reason),
-        )
-    print(f"execution {response.execution_id} {status_name(response.status)}")
+    async with open_client() as client:
+        status = await client.cancel(args.execution_id, reason=args.reason)
+    print(f"execution {args.execution_id} {status}")
     return 0
 
 
 async def _retry(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import MODES, connect, status_name  # noqa: PLC0415
-    from nodedrop.execution.v1 import execution_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    request = pb.RetryExecutionRequest(
-        execution_id=args.execution_id,
-        retry_from=pb.RETRY_FROM_START if args.from_start else pb.RETRY_FROM_FAILED_NODE,
-    )
-    if args.mode:
-        request.mode = MODES[args.mode]
-    async with connect() as api:
-        response = await api.call(api.ex.RetryExecution, request)
-    print(
-        f"execution {response.execution_id} {status_name(response.status)} "
-        f"(retry of {args.execution_id})"
-    )
+    async with open_client() as client:
+        submitted = await client.retry(
+            args.execution_id, from_start=args.from_start, mode=args.mode
+        )
+    print(f"execution {submitted.execution_id} {submitted.status} (retry of {args.execution_id})")
     return 0
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    from nodedrop.cli.follow import EventPrinter, FollowError, follow_execution  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.follow import watch  # noqa: PLC0415
 
-    if args.after < 0:
-        print("nodedrop executions watch: --after must be >= 0", file=sys.stderr)
-        return 2
-    async with connect() as api:
-        channel = api.events_channel()
-        try:
-            result = await follow_execution(
-                channel,
-                api.key,
-                args.execution_id,
-                after_sequence=args.after,
-                on_event=EventPrinter(sys.stdout, color=sys.stdout.isatty()),
-            )
-        except FollowError as exc:
-            print(f"nodedrop executions watch: {exc.code}: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            await channel.close()
-    if result.outcome == "ENDED_BEFORE":
-        print(f"execution had already ended at sequence {result.last_sequence}")
-        return 0
-    return 0 if result.succeeded else 1
+    return await watch(args)

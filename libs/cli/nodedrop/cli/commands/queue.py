@@ -55,37 +55,31 @@ def _sync(
     return command("nodedrop", fn)
 
 
-def _ms(d: Any) -> int:
-    return int(d.seconds * 1000 + d.nanos // 1_000_000)
-
-
 async def _stats(args: argparse.Namespace) -> int:
     import orjson  # noqa: PLC0415
 
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    async with connect() as api:
-        r = await api.call(api.admin.GetQueueStats, pb.GetQueueStatsRequest())
-    s = r.stats
+    async with open_client() as client:
+        s = await client.queue_stats()
     data: dict[str, Any] = {
-        "tenant_id": r.tenant_id or None,
+        "tenant_id": s.tenant_id,
         "waiting": s.waiting,
         "active": s.active,
         "delayed": s.delayed,
         "failed": s.failed,
     }
-    if not r.tenant_id:
+    if s.tenant_id is None:
         # The whole queue's figures: only the scheduler has these.
         data |= {
             "completed": s.completed,
-            "oldest_waiting_ms": _ms(s.oldest_waiting_age),
+            "oldest_waiting_ms": round((s.oldest_waiting_s or 0.0) * 1000),
             "partitions": s.partitions,
             "lanes": [
                 {
                     "priority": lane.priority,
                     "waiting": lane.waiting,
-                    "oldest_waiting_ms": _ms(lane.oldest_waiting_age),
+                    "oldest_waiting_ms": round(lane.oldest_waiting_s * 1000),
                 }
                 for lane in s.lanes
             ],
@@ -93,11 +87,11 @@ async def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(data).decode())
         return 0
-    print(f"{'tenant':<12}{r.tenant_id or '(every tenant)'}")
+    print(f"{'tenant':<12}{s.tenant_id or '(every tenant)'}")
     for key in ("waiting", "active", "delayed", "completed", "failed"):
         if key in data:
             print(f"{key:<12}{data[key]}")
-    if r.tenant_id:
+    if s.tenant_id is not None:
         return 0
     print(f"{'oldest':<12}{data['oldest_waiting_ms'] / 1000:.3f}s waiting")
     print(f"{'partitions':<12}{data['partitions']}")
@@ -112,29 +106,26 @@ async def _stats(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> int:
     import orjson  # noqa: PLC0415
 
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import RemoteError, open_client  # noqa: PLC0415
 
     if not 1 <= args.limit <= 1000:
-        print("nodedrop failed list: --limit must be within 1..1000", file=sys.stderr)
-        return 2
-    async with connect() as api:
-        r = await api.call(
-            api.admin.ListFailedJobs,
-            pb.ListFailedJobsRequest(page_size=args.limit, page_token=args.page_token),
+        raise RemoteError("--limit must be within 1..1000")
+    async with open_client() as client:
+        jobs, next_token = await client.failed_jobs(
+            page_size=args.limit, page_token=args.page_token
         )
-    for j in r.jobs:
-        when = j.fail_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+    for j in jobs:
+        when = j.failed.strftime("%Y-%m-%d %H:%M:%S") if j.failed else "-"
         if args.json:
             print(
                 orjson.dumps(
                     {
                         "execution_id": j.execution_id,
                         "tenant_id": j.tenant_id,
-                        "workflow_id": j.workflow_id,
+                        "workflow_id": j.workflow_id or "",
                         "attempts": j.attempts,
                         "reason": j.reason,
-                        "node_id": j.node_id,
+                        "node_id": j.node_id or "",
                         "fail_time": when,
                     }
                 ).decode()
@@ -142,43 +133,34 @@ async def _list(args: argparse.Namespace) -> int:
         else:
             node = f" node {j.node_id}" if j.node_id else ""
             print(f"{j.execution_id}  {when}  attempts {j.attempts}{node}: {j.reason}")
-    if r.next_page_token:
-        print(f"more: --page-token {r.next_page_token}", file=sys.stderr)
+    if next_token:
+        print(f"more: --page-token {next_token}", file=sys.stderr)
     return 0
 
 
-def _targets(args: argparse.Namespace) -> list[str] | None:
+def _targets(args: argparse.Namespace) -> list[str]:
+    from nodedrop.cli.remote import RemoteError  # noqa: PLC0415
+
     if bool(args.execution_ids) == bool(args.all):
-        print(f"nodedrop failed {args.action_name}: give execution ids or --all", file=sys.stderr)
-        return None
+        raise RemoteError(f"failed {args.action_name}: give execution ids or --all")
     return list(args.execution_ids)
 
 
 async def _retry(args: argparse.Namespace) -> int:
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
     ids = _targets(args)
-    if ids is None:
-        return 2
-    async with connect() as api:
-        r = await api.call(
-            api.admin.RetryFailedJobs, pb.RetryFailedJobsRequest(execution_ids=ids, all=args.all)
-        )
-    print(f"retried {r.retried}")
+    async with open_client() as client:
+        retried = await client.retry_failed(ids, all=args.all)
+    print(f"retried {retried}")
     return 0
 
 
 async def _purge(args: argparse.Namespace) -> int:
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
     ids = _targets(args)
-    if ids is None:
-        return 2
-    async with connect() as api:
-        r = await api.call(
-            api.admin.PurgeFailedJobs, pb.PurgeFailedJobsRequest(execution_ids=ids, all=args.all)
-        )
-    print(f"purged {r.purged}")
+    async with open_client() as client:
+        purged = await client.purge_failed(ids, all=args.all)
+    print(f"purged {purged}")
     return 0

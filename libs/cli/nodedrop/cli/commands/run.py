@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         metavar="S",
         help="remote runs: give up waiting for the end after S seconds (default 600)",
     )
+    parser.add_argument(
+        "--cancel-on-exit",
+        action="store_true",
+        help="remote runs: cancel the execution when interrupted (Ctrl-C); without it the "
+        "execution goes on",
+    )
     parser.add_argument("--input", help="trigger data as JSON, or @FILE")
     parser.add_argument(
         "--json", action="store_true", help="print the final execution as one JSON object"
@@ -119,7 +125,7 @@ class EventPrinter:
         else:
             where = f" {node_id}" if node_id else ""
             tail = f": {error}" if error else ""
-            self.stream.write(f"{sequence:>4} {etype.name}{where}{tail}\n")
+            self.stream.write(f"{sequence:>4} {etype.name.lower()}{where}{tail}\n")
         self.stream.flush()
 
 
@@ -160,16 +166,19 @@ def _run(args: argparse.Namespace) -> int:
     try:
         trigger = parse_input(args.input)
         if not args.local:
-            from nodedrop.cli.remote import RemoteError, run_remote  # noqa: PLC0415
+            from nodedrop.cli.remote import command, run_remote  # noqa: PLC0415
 
             printer = _printer(args)
-            try:
-                outcome = asyncio.run((REMOTE_RUNNER or run_remote)(args, printer))
-            except RemoteError as exc:
-                print(f"nodedrop run: {exc}", file=sys.stderr)
-                return exc.exit_code
-            except KeyboardInterrupt:
-                return 130
+            result: list[Outcome] = []
+
+            async def remote(a: argparse.Namespace) -> int:
+                result.append(await (REMOTE_RUNNER or run_remote)(a, printer))
+                return 0
+
+            code = command("nodedrop run", remote)(args)
+            if code:
+                return code
+            outcome = result[0]
         else:
             try:
                 config = EngineConfig(http=HttpPolicy(allow=tuple(args.http_allow)))

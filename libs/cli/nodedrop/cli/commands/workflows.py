@@ -66,137 +66,112 @@ def _sync(
 
 
 def _show(wf: Any, as_json: bool, verb: str) -> None:
-    from nodedrop.cli.remote import document_of  # noqa: PLC0415
-
     if as_json:
-        print(orjson.dumps(document_of(wf)).decode())
+        print(orjson.dumps(_document(wf)).decode())
     else:
         print(f"{verb} workflow {wf.id} version {wf.version} ({wf.name})")
 
 
+def _document(wf: Any) -> dict[str, Any]:
+    """The stored workflow as the file format, with its id and version."""
+    return {"id": wf.id, "version": wf.version, **wf.definition}
+
+
 def _load(path: str) -> Any:
     from nodedrop.cli.commands._workflow_file import load_workflow_data  # noqa: PLC0415
-    from nodedrop.cli.remote import workflow_proto  # noqa: PLC0415
+    from nodedrop.cli.remote import RemoteError  # noqa: PLC0415
 
-    return workflow_proto(load_workflow_data(path))
+    document = load_workflow_data(path)
+    if not isinstance(document, dict):
+        raise RemoteError("a workflow file must hold a JSON object")
+    return document
 
 
 async def _create(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    wf = _load(args.file)
-    async with connect() as api:
-        response = await api.call(api.wf.CreateWorkflow, pb.CreateWorkflowRequest(workflow=wf))
-    _show(response.workflow, args.json, "created")
+    definition = _load(args.file)
+    async with open_client() as client:
+        wf = await client.create_workflow(definition)
+    _show(wf, args.json, "created")
     return 0
 
 
 async def _get(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect, document_of  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    request = pb.GetWorkflowRequest(workflow_id=args.workflow_id)
-    if args.version is not None:
-        request.version = args.version
-    async with connect() as api:
-        response = await api.call(api.wf.GetWorkflow, request)
-    print(orjson.dumps(document_of(response.workflow), option=orjson.OPT_INDENT_2).decode())
+    async with open_client() as client:
+        wf = await client.get_workflow(args.workflow_id, version=args.version)
+    print(orjson.dumps(_document(wf), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import RemoteError, open_client  # noqa: PLC0415
 
     if args.limit < 1:
-        print("nodedrop workflows list: --limit must be >= 1", file=sys.stderr)
-        return 2
+        raise RemoteError("--limit must be >= 1")
     shown = 0
-    token = ""
-    async with connect() as api:
-        while shown < args.limit:
-            response = await api.call(
-                api.wf.ListWorkflows,
-                pb.ListWorkflowsRequest(
-                    name_prefix=args.prefix,
-                    page_size=min(100, args.limit - shown),
-                    page_token=token,
-                ),
-            )
-            for wf in response.workflows:
-                when = wf.update_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-                if args.json:
-                    row = {
-                        "id": wf.id,
-                        "version": wf.version,
-                        "name": wf.name,
-                        "updated": when,
-                        "active_version": wf.active_version or None,
-                    }
-                    print(orjson.dumps(row).decode())
-                else:
-                    active = f"active v{wf.active_version}" if wf.active_version else "inactive"
-                    print(f"{wf.id}  v{wf.version:<4} {when}  {active:<12} {wf.name}")
-                shown += 1
-            token = response.next_page_token
-            if not token:
-                break
+    async with open_client() as client:
+        async for wf in client.list_workflows(name_prefix=args.prefix, limit=args.limit):
+            when = wf.updated.strftime("%Y-%m-%d %H:%M:%S") if wf.updated else "-"
+            if args.json:
+                row = {
+                    "id": wf.id,
+                    "version": wf.version,
+                    "name": wf.name,
+                    "updated": when,
+                    "active_version": wf.active_version,
+                }
+                print(orjson.dumps(row).decode())
+            else:
+                active = f"active v{wf.active_version}" if wf.active_version else "inactive"
+                print(f"{wf.id}  v{wf.version:<4} {when}  {active:<12} {wf.name}")
+            shown += 1
     if shown == 0 and not args.json:
         print("no workflows", file=sys.stderr)
     return 0
 
 
 async def _update(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    request = pb.UpdateWorkflowRequest(workflow_id=args.workflow_id, workflow=_load(args.file))
-    if args.expected_version is not None:
-        request.expected_version = args.expected_version
-    async with connect() as api:
-        response = await api.call(api.wf.UpdateWorkflow, request)
-    _show(response.workflow, args.json, "updated")
+    definition = _load(args.file)
+    async with open_client() as client:
+        wf = await client.update_workflow(
+            args.workflow_id, definition, expected_version=args.expected_version
+        )
+    _show(wf, args.json, "updated")
     return 0
 
 
 async def _delete(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    async with connect() as api:
-        await api.call(
-            api.wf.DeleteWorkflow, pb.DeleteWorkflowRequest(workflow_id=args.workflow_id)
-        )
+    async with open_client() as client:
+        await client.delete_workflow(args.workflow_id)
     print(f"deleted workflow {args.workflow_id}")
     return 0
 
 
 async def _activate(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    request = pb.ActivateWorkflowRequest(workflow_id=args.workflow_id)
-    if args.version is not None:
-        request.version = args.version
-    async with connect() as api:
-        response = await api.call(api.wf.ActivateWorkflow, request)
-    wf = response.workflow
+    async with open_client() as client:
+        activation = await client.activate_workflow(args.workflow_id, version=args.version)
+    wf = activation.workflow
     print(f"activated workflow {wf.id} version {wf.active_version}")
-    for path in response.webhook_paths:
+    for path in activation.webhook_paths:
         print(f"  webhook  {path}")
-    if response.schedule_id:
-        print(f"  schedule {response.schedule_id}")
+    if activation.schedule_id:
+        print(f"  schedule {activation.schedule_id}")
     return 0
 
 
 async def _deactivate(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
-    from nodedrop.workflow.v1 import workflow_service_pb2 as pb  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    async with connect() as api:
-        await api.call(
-            api.wf.DeactivateWorkflow, pb.DeactivateWorkflowRequest(workflow_id=args.workflow_id)
-        )
+    async with open_client() as client:
+        await client.deactivate_workflow(args.workflow_id)
     print(f"deactivated workflow {args.workflow_id}")
     return 0

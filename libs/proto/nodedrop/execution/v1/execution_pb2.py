@@ -25,35 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nodedrop/execution/v1/execution.proto\x12\x15nodedrop.execution.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0e\x45xecutionError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"\x90\x02\n\x07NodeRun\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.nodedrop.execution.v1.NodeRunStatus\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x05\x65rror\x18\x06 \x01(\x0b\x32%.nodedrop.execution.v1.ExecutionError\x12\x19\n\x11output_item_count\x18\x07 \x01(\x05\"\x97\x01\n\nNodeOutput\x12\x44\n\nports_json\x18\x01 \x03(\x0b\x32\x30.nodedrop.execution.v1.NodeOutput.PortsJsonEntry\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x1a\x30\n\x0ePortsJsonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x05\x12\x36\n\x06status\x18\x04 \x01(\x0e\x32&.nodedrop.execution.v1.ExecutionStatus\x12\x32\n\x04mode\x18\x05 \x01(\x0e\x32$.nodedrop.execution.v1.ExecutionMode\x12\x38\n\x0ctrigger_kind\x18\x06 \x01(\x0e\x32\".nodedrop.execution.v1.TriggerKind\x12\x19\n\x11trigger_data_json\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x10\n\x08retry_of\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\tnode_runs\x18\x10 \x03(\x0b\x32\x1e.nodedrop.execution.v1.NodeRun\x12>\n\x07outputs\x18\x11 \x03(\x0b\x32-.nodedrop.execution.v1.Execution.OutputsEntry\x12\x34\n\x05\x65rror\x18\x12 \x01(\x0b\x32%.nodedrop.execution.v1.ExecutionError\x12\x10\n\x08trace_id\x18\x13 \x01(\t\x12\x13\n\x0bschedule_id\x18\x14 \x01(\t\x12\x32\n\x0escheduled_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aQ\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x05value\x18\x02 \x01(\x0b\x32!.nodedrop.execution.v1.NodeOutput:\x02\x38\x01*\x91\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12$\n EXECUTION_STATUS_RETRY_SCHEDULED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06\x12\x1e\n\x1a\x45XECUTION_STATUS_TIMED_OUT\x10\x07*d\n\rExecutionMode\x12\x1e\n\x1a\x45XECUTION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45XECUTION_MODE_DIRECT\x10\x01\x12\x18\n\x14\x45XECUTION_MODE_QUEUE\x10\x02*\xb0\x01\n\x0bTriggerKind\x12\x1c\n\x18TRIGGER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRIGGER_KIND_MANUAL\x10\x01\x12\x18\n\x14TRIGGER_KIND_WEBHOOK\x10\x02\x12\x19\n\x15TRIGGER_KIND_SCHEDULE\x10\x03\x12\x16\n\x12TRIGGER_KIND_RETRY\x10\x04\x12\x1d\n\x19TRIGGER_KIND_SUB_WORKFLOW\x10\x05*\xa5\x01\n\rNodeRunStatus\x12\x1f\n\x1bNODE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17NODE_RUN_STATUS_RUNNING\x10\x01\x12\x1d\n\x19NODE_RUN_STATUS_COMPLETED\x10\x02\x12\x1a\n\x16NODE_RUN_STATUS_FAILED\x10\x03\x12\x1b\n\x17NODE_RUN_STATUS_SKIPPED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nodedrop/execution/v1/execution.proto\x12\x15nodedrop.execution.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x0e\x45xecutionError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"\x95\x03\n\x07NodeRun\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.nodedrop.execution.v1.NodeRunStatus\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x05\x65rror\x18\x06 \x01(\x0b\x32%.nodedrop.execution.v1.ExecutionError\x12\x19\n\x11output_item_count\x18\x07 \x01(\x05\x12L\n\x10port_item_counts\x18\x08 \x03(\x0b\x32\x32.nodedrop.execution.v1.NodeRun.PortItemCountsEntry\x1a\x35\n\x13PortItemCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x97\x01\n\nNodeOutput\x12\x44\n\nports_json\x18\x01 \x03(\x0b\x32\x30.nodedrop.execution.v1.NodeOutput.PortsJsonEntry\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x1a\x30\n\x0ePortsJsonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x06\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x05\x12\x36\n\x06status\x18\x04 \x01(\x0e\x32&.nodedrop.execution.v1.ExecutionStatus\x12\x32\n\x04mode\x18\x05 \x01(\x0e\x32$.nodedrop.execution.v1.ExecutionMode\x12\x38\n\x0ctrigger_kind\x18\x06 \x01(\x0e\x32\".nodedrop.execution.v1.TriggerKind\x12\x19\n\x11trigger_data_json\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12\x10\n\x08priority\x18\n \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x10\n\x08retry_of\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\tnode_runs\x18\x10 \x03(\x0b\x32\x1e.nodedrop.execution.v1.NodeRun\x12>\n\x07outputs\x18\x11 \x03(\x0b\x32-.nodedrop.execution.v1.Execution.OutputsEntry\x12\x34\n\x05\x65rror\x18\x12 \x01(\x0b\x32%.nodedrop.execution.v1.ExecutionError\x12\x10\n\x08trace_id\x18\x13 \x01(\t\x12\x13\n\x0bschedule_id\x18\x14 \x01(\t\x12\x32\n\x0escheduled_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aQ\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x05value\x18\x02 \x01(\x0b\x32!.nodedrop.execution.v1.NodeOutput:\x02\x38\x01*\x91\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12$\n EXECUTION_STATUS_RETRY_SCHEDULED\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06\x12\x1e\n\x1a\x45XECUTION_STATUS_TIMED_OUT\x10\x07*d\n\rExecutionMode\x12\x1e\n\x1a\x45XECUTION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45XECUTION_MODE_DIRECT\x10\x01\x12\x18\n\x14\x45XECUTION_MODE_QUEUE\x10\x02*\xb0\x01\n\x0bTriggerKind\x12\x1c\n\x18TRIGGER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRIGGER_KIND_MANUAL\x10\x01\x12\x18\n\x14TRIGGER_KIND_WEBHOOK\x10\x02\x12\x19\n\x15TRIGGER_KIND_SCHEDULE\x10\x03\x12\x16\n\x12TRIGGER_KIND_RETRY\x10\x04\x12\x1d\n\x19TRIGGER_KIND_SUB_WORKFLOW\x10\x05*\xa5\x01\n\rNodeRunStatus\x12\x1f\n\x1bNODE_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17NODE_RUN_STATUS_RUNNING\x10\x01\x12\x1d\n\x19NODE_RUN_STATUS_COMPLETED\x10\x02\x12\x1a\n\x16NODE_RUN_STATUS_FAILED\x10\x03\x12\x1b\n\x17NODE_RUN_STATUS_SKIPPED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nodedrop.execution.v1.execution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_NODERUN_PORTITEMCOUNTSENTRY']._loaded_options = None
+  _globals['_NODERUN_PORTITEMCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_NODEOUTPUT_PORTSJSONENTRY']._loaded_options = None
   _globals['_NODEOUTPUT_PORTSJSONENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTION_OUTPUTSENTRY']._loaded_options = None
   _globals['_EXECUTION_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1464
-  _globals['_EXECUTIONSTATUS']._serialized_end=1737
-  _globals['_EXECUTIONMODE']._serialized_start=1739
-  _globals['_EXECUTIONMODE']._serialized_end=1839
-  _globals['_TRIGGERKIND']._serialized_start=1842
-  _globals['_TRIGGERKIND']._serialized_end=2018
-  _globals['_NODERUNSTATUS']._serialized_start=2021
-  _globals['_NODERUNSTATUS']._serialized_end=2186
+  _globals['_EXECUTIONSTATUS']._serialized_start=1597
+  _globals['_EXECUTIONSTATUS']._serialized_end=1870
+  _globals['_EXECUTIONMODE']._serialized_start=1872
+  _globals['_EXECUTIONMODE']._serialized_end=1972
+  _globals['_TRIGGERKIND']._serialized_start=1975
+  _globals['_TRIGGERKIND']._serialized_end=2151
+  _globals['_NODERUNSTATUS']._serialized_start=2154
+  _globals['_NODERUNSTATUS']._serialized_end=2319
   _globals['_EXECUTIONERROR']._serialized_start=97
   _globals['_EXECUTIONERROR']._serialized_end=180
   _globals['_NODERUN']._serialized_start=183
-  _globals['_NODERUN']._serialized_end=455
-  _globals['_NODEOUTPUT']._serialized_start=458
-  _globals['_NODEOUTPUT']._serialized_end=609
-  _globals['_NODEOUTPUT_PORTSJSONENTRY']._serialized_start=561
-  _globals['_NODEOUTPUT_PORTSJSONENTRY']._serialized_end=609
-  _globals['_EXECUTION']._serialized_start=612
-  _globals['_EXECUTION']._serialized_end=1461
-  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_start=1380
-  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_end=1461
+  _globals['_NODERUN']._serialized_end=588
+  _globals['_NODERUN_PORTITEMCOUNTSENTRY']._serialized_start=535
+  _globals['_NODERUN_PORTITEMCOUNTSENTRY']._serialized_end=588
+  _globals['_NODEOUTPUT']._serialized_start=591
+  _globals['_NODEOUTPUT']._serialized_end=742
+  _globals['_NODEOUTPUT_PORTSJSONENTRY']._serialized_start=694
+  _globals['_NODEOUTPUT_PORTSJSONENTRY']._serialized_end=742
+  _globals['_EXECUTION']._serialized_start=745
+  _globals['_EXECUTION']._serialized_end=1594
+  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_start=1513
+  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_end=1594
 # @@protoc_insertion_point(module_scope)

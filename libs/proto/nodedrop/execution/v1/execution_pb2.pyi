@@ -149,6 +149,26 @@ Global___ExecutionError: _TypeAlias = ExecutionError  # noqa: Y015
 class NodeRun(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class PortItemCountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NODE_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
@@ -156,6 +176,7 @@ class NodeRun(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     OUTPUT_ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    PORT_ITEM_COUNTS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     status: Global___NodeRunStatus.ValueType
     attempt: _builtins.int
@@ -167,6 +188,12 @@ class NodeRun(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def error(self) -> Global___ExecutionError: ...
+    @_builtins.property
+    def port_item_counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Number of items on each output port the node sent any on or declared
+        (an if node's "true" and "false", a switch's cases); empty while it runs.
+        """
+
     def __init__(
         self,
         *,
@@ -177,10 +204,11 @@ class NodeRun(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         error: Global___ExecutionError | None = ...,
         output_item_count: _builtins.int = ...,
+        port_item_counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "node_id", b"node_id", "output_item_count", b"output_item_count", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "node_id", b"node_id", "output_item_count", b"output_item_count", "port_item_counts", b"port_item_counts", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -108,9 +108,17 @@ LEFT JOIN workflow_versions v
 WHERE e.id = $1;
 
 -- name: get_node_runs
-SELECT node_id, attempt, status, started_at, finished_at, error, output_item_count, outputs
-FROM node_runs WHERE execution_id = $1
-ORDER BY started_at NULLS LAST, attempt, node_id;
+-- In the order the nodes ran: by the sequence of each run's first event (the
+-- times of a batch of commits are equal), then by start time.
+SELECT r.node_id, r.attempt, r.status, r.started_at, r.finished_at, r.error,
+       r.output_item_count, r.outputs
+FROM node_runs r
+LEFT JOIN (SELECT node_id, attempt, min(sequence) AS first_sequence
+           FROM execution_events WHERE execution_id = $1 AND node_id <> ''
+           GROUP BY node_id, attempt) f
+       ON f.node_id = r.node_id AND f.attempt = r.attempt
+WHERE r.execution_id = $1
+ORDER BY f.first_sequence NULLS LAST, r.started_at NULLS LAST, r.attempt, r.node_id;
 
 -- name: list_executions
 -- Newest first; a status or workflow filter has its own query below.

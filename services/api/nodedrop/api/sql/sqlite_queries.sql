@@ -81,8 +81,16 @@ SELECT id, status FROM executions WHERE tenant_id = :tenant_id AND idempotency_k
 SELECT * FROM executions WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: get_node_runs
-SELECT * FROM node_runs WHERE execution_id = :id
-ORDER BY started_at IS NULL, started_at, attempt, node_id;
+-- In the order the nodes ran: by the sequence of each run's first event (the
+-- times of a batch of commits are equal), then by start time.
+SELECT r.* FROM node_runs r
+LEFT JOIN (SELECT node_id, attempt, min(sequence) AS first_sequence
+           FROM execution_events WHERE execution_id = :id AND node_id <> ''
+           GROUP BY node_id, attempt) f
+       ON f.node_id = r.node_id AND f.attempt = r.attempt
+WHERE r.execution_id = :id
+ORDER BY f.first_sequence IS NULL, f.first_sequence, r.started_at IS NULL, r.started_at,
+         r.attempt, r.node_id;
 
 -- name: list_executions
 -- The status filter arrives as a JSON array text (empty array = any status).
