@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,7 +99,12 @@ def _sync(
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """RFC 3339 in UTC as the API's JSON writes it: 0, 3 or 6 fractional digits."""
+    if value is None:
+        return None
+    us = value.microsecond
+    spec = "seconds" if not us else "milliseconds" if not us % 1000 else "microseconds"
+    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def _as_dict(s: Schedule) -> dict[str, Any]:
