@@ -10,7 +10,7 @@ import grpc
 import orjson
 import pytest
 
-from nodedrop.api.activation import Activations, triggers_of
+from nodedrop.api.activation import Activations, ScheduleTrigger, triggers_of
 from nodedrop.api.errors import RouteTakenError
 from nodedrop.api.model import Activation, WebhookRoute
 from nodedrop.api.repository import ExecutionRepository
@@ -76,7 +76,7 @@ async def test_route_table_is_unique_per_tenant_and_replaced_on_reactivation(
 def test_triggers_of_refuses_what_cannot_be_activated() -> None:
     triggers = triggers_of(hook("orders/new", schedule="*/5 * * * *"))
     assert triggers.webhooks == (("hook", "orders/new"),)
-    assert triggers.schedule == ("*/5 * * * *", "UTC")
+    assert triggers.schedule == ScheduleTrigger("*/5 * * * *", "UTC")
     with pytest.raises(InvalidArgument) as no_path:
         triggers_of(hook(""))
     assert no_path.value.violations[0].field == "nodes[0].parameters.path"
@@ -95,10 +95,10 @@ class RecordingSchedules:
     deleted: list[str] = field(default_factory=list)
 
     async def create(
-        self, tenant_id: str, workflow: workflow_pb2.Workflow, cron: str, timezone: str
+        self, tenant_id: str, workflow: workflow_pb2.Workflow, trigger: ScheduleTrigger
     ) -> str:
         schedule_id = f"sch-{len(self.created) + 1}"
-        self.created.append((tenant_id, workflow.id, cron))
+        self.created.append((tenant_id, workflow.id, trigger.cron))
         return schedule_id
 
     async def delete(self, tenant_id: str, schedule_id: str) -> None:

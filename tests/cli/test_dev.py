@@ -45,7 +45,8 @@ async def _run_dev(env: dict[str, str], *, tty: bool, timeout_s: float = 90.0) -
     text = ""
     deadline = time.monotonic() + timeout_s
     try:
-        while not (_KEY.search(text) and "gateway" in text and text.count("serving") >= 5):
+        started = ("nodedrop dev: console", "NODEDROP_API_KEY=")
+        while not (all(s in text for s in started) and text.count("serving") >= 5):
             assert time.monotonic() < deadline, f"nodedrop dev did not start:\n{text}"
             assert process.returncode is None, f"nodedrop dev exited:\n{text}"
             if tty:
@@ -109,3 +110,9 @@ async def test_dev_logs_for_humans_on_a_terminal_and_keeps_its_key(
     # The key exported after the first start still works after a restart.
     assert again is not None and again.group(1) == first.group(1)
     assert (tmp_path / "dev.key").read_text().strip() == first.group(1)
+    console = f"nodedrop dev: console http://{env['NODEDROP_GATEWAY_ADDR']}/"
+    for out in (on_terminal, in_a_pipe):
+        # Once, together, after every service serves.
+        assert out.count(console) == 1 and len(_KEY.findall(out)) == 1, out
+        key = _KEY.search(out)
+        assert key is not None and out.rindex("serving") < min(out.index(console), key.start())

@@ -196,6 +196,50 @@ async def test_workflows_schedules_and_keys(system: ClientSystem) -> None:
             await client.get_workflow(wf.id)
 
 
+async def test_schedule_policies_get_and_trigger(system: ClientSystem) -> None:
+    async with _client(system) as client:
+        wf = await client.create_workflow(STEPS)
+        created = await client.create_schedule(
+            "0 3 * * *",
+            workflow_id=wf.id,
+            timezone="Europe/Paris",
+            overlap="buffer_one",
+            catch_up="run_last",
+            catch_up_window_s=90,
+            jitter_s=2.5,
+        )
+        policies = (created.overlap, created.catch_up, created.catch_up_window_s, created.jitter_s)
+        assert policies == ("buffer_one", "run_last", 90.0, 2.5)
+        assert created.timezone == "Europe/Paris" and created.last_run is None
+        with pytest.raises(ValueError, match="overlap must be skip, allow or buffer_one"):
+            await client.create_schedule("0 3 * * *", workflow_id=wf.id, overlap="queue")
+        with pytest.raises(InvalidArgument):
+            await client.create_schedule("0 3 * * *", workflow_id=wf.id, jitter_s=-1)
+
+        schedule, execution_id = await client.trigger_schedule(created.id)
+        assert schedule.last_run is not None and schedule.last_run.execution_id == execution_id
+        # A triggered run leaves the next tick where it was.
+        assert schedule.next_fire == created.next_fire
+        await client.wait(execution_id, timeout_s=30)
+
+        def blocking() -> tuple[str, str | None, ExecutionStatus | None]:
+            with Client(
+                system.api_address, api_key=system.key, events_address=system.events_address
+            ) as c:
+                got = c.get_schedule(created.id)
+                last = got.last_run
+                assert last is not None
+                return got.overlap, last.execution_id, last.status
+
+        overlap, last_id, last_status = await asyncio.to_thread(blocking)
+        assert (overlap, last_id) == ("buffer_one", execution_id)
+        assert last_status is ExecutionStatus.COMPLETED
+        with pytest.raises(NotFound):
+            await client.get_schedule(UNKNOWN)
+        with pytest.raises(NotFound):
+            await client.trigger_schedule(UNKNOWN)
+
+
 async def test_errors_map_to_one_hierarchy(system: ClientSystem) -> None:
     async with _client(system) as client:
         with pytest.raises(NotFound):

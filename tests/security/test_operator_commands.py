@@ -21,7 +21,7 @@ from nodedrop.api.provisioning import create_key
 from nodedrop.api.repository_pg import PostgresRepository
 from nodedrop.auth.v1 import auth_service_pb2 as auth_pb
 from nodedrop.auth.v1 import auth_service_pb2_grpc as auth_grpc
-from nodedrop.cli.remote import workflow_proto
+from nodedrop.client.convert import workflow_proto
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
 from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc

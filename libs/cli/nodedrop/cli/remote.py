@@ -18,14 +18,12 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import grpc
 
-from nodedrop.admin.v1 import queue_admin_service_pb2_grpc as admin_grpc
 from nodedrop.client import (
     AsyncClient,
     ClientConfig,
@@ -34,26 +32,18 @@ from nodedrop.client import (
     InvalidArgument,
     NodedropError,
 )
-from nodedrop.client.convert import workflow_proto as _workflow_message
 from nodedrop.client.errors import status_name
 from nodedrop.common.settings import SettingsError
-from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
-from nodedrop.workflow.v1 import workflow_pb2
-from nodedrop.workflow.v1 import workflow_service_pb2_grpc as wf_grpc
 
 __all__ = [
-    "Api",
     "RemoteError",
     "command",
-    "connect",
     "execution_outcome",
     "open_client",
     "report",
     "run_remote",
-    "workflow_proto",
+    "workflow_source",
 ]
-
-T = TypeVar("T")
 
 _USER_CODES = frozenset(
     {
@@ -116,42 +106,6 @@ async def open_client() -> AsyncIterator[AsyncClient]:
         yield client
     finally:
         await client.close()
-
-
-@dataclass(frozen=True)
-class Api:
-    """Raw RPCs with the client's key, deadline and errors (``connect``)."""
-
-    client: AsyncClient
-
-    @property
-    def admin(self) -> admin_grpc.QueueAdminServiceStub:
-        return admin_grpc.QueueAdminServiceStub(self.client.channel)
-
-    @property
-    def ex(self) -> ex_grpc.ExecutionServiceStub:
-        return ex_grpc.ExecutionServiceStub(self.client.channel)
-
-    @property
-    def wf(self) -> wf_grpc.WorkflowServiceStub:
-        return wf_grpc.WorkflowServiceStub(self.client.channel)
-
-    async def call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
-        return await self.client.unary(method, request)
-
-
-@asynccontextmanager
-async def connect() -> AsyncIterator[Api]:
-    """For commands that send raw requests (``schedules``); the others use ``open_client``."""
-    async with open_client() as client:
-        yield Api(client)
-
-
-def workflow_proto(document: Any) -> workflow_pb2.Workflow:
-    """A workflow document as the API's protobuf (the API validates it)."""
-    if not isinstance(document, dict):
-        raise RemoteError("a workflow file must hold a JSON object")
-    return _workflow_message(document)
 
 
 def execution_outcome(execution: Execution) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from nodedrop.client.types import (
     Problem,
     QueueStats,
     Schedule,
+    ScheduleRun,
     Submission,
     Workflow,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "QueueStats",
     "ResourceExhausted",
     "Schedule",
+    "ScheduleRun",
     "ServerError",
     "Submission",
     "Unauthenticated",

@@ -32,6 +32,7 @@ from nodedrop.client.convert import (
     event_of,
     execution_of,
     schedule_of,
+    schedule_policies,
     status_of,
     status_value,
     workflow_of,
@@ -518,16 +519,46 @@ class AsyncClient:
         workflow_id: str | None = None,
         timezone: str = "",
         paused: bool = False,
+        overlap: str = "skip",
+        catch_up: str = "skip",
+        catch_up_window_s: float = 0.0,
+        jitter_s: float = 0.0,
     ) -> Schedule:
+        """Runs a workflow at each tick of ``cron``; the policies are docs/workflows.md's
+        (overlap: skip, allow, buffer_one; catch_up: skip, run_last)."""
         if (workflow is None) == (workflow_id is None):
             raise ValueError("give a workflow definition or a workflow_id, not both")
-        request = admin_pb.CreateScheduleRequest(cron=cron, timezone=timezone, paused=paused)
+        overlap_value, catch_up_value = schedule_policies(overlap, catch_up)
+        request = admin_pb.CreateScheduleRequest(
+            cron=cron,
+            timezone=timezone,
+            paused=paused,
+            overlap=overlap_value,
+            catch_up=catch_up_value,
+        )
+        request.catch_up_window.FromMilliseconds(round(catch_up_window_s * 1000))
+        request.jitter.FromMilliseconds(round(jitter_s * 1000))
         if workflow is not None:
             request.workflow.CopyFrom(workflow_proto(workflow))
         else:
             request.workflow_id = workflow_id or ""
         r = await self.unary(self._admin.CreateSchedule, request)
         return schedule_of(r.schedule)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        """A schedule with its next tick, policies and last run."""
+        r = await self.unary(
+            self._admin.GetSchedule, admin_pb.GetScheduleRequest(schedule_id=schedule_id)
+        )
+        return schedule_of(r.schedule)
+
+    async def trigger_schedule(self, schedule_id: str) -> tuple[Schedule, str]:
+        """Starts a run now, whatever the overlap policy: (the schedule, the run's
+        execution id). The next tick is unchanged."""
+        r = await self.unary(
+            self._admin.TriggerSchedule, admin_pb.TriggerScheduleRequest(schedule_id=schedule_id)
+        )
+        return schedule_of(r.schedule), r.execution_id
 
     async def list_schedules(self) -> list[Schedule]:
         r = await self.unary(self._admin.ListSchedules, admin_pb.ListSchedulesRequest())

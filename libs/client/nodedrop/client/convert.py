@@ -19,6 +19,7 @@ from nodedrop.client.types import (
     NodeRun,
     NodeRunStatus,
     Schedule,
+    ScheduleRun,
     Workflow,
 )
 from nodedrop.event.v1 import event_pb2
@@ -31,6 +32,7 @@ __all__ = [
     "event_of",
     "execution_of",
     "schedule_of",
+    "schedule_policies",
     "status_of",
     "status_value",
     "workflow_of",
@@ -177,6 +179,21 @@ def workflow_of(wf: workflow_pb2.Workflow) -> Workflow:
     )
 
 
+def _schedule_run_of(r: queue_pb.ScheduleRun) -> ScheduleRun:
+    return ScheduleRun(
+        execution_id=r.execution_id,
+        scheduled=_time(r.scheduled_time),
+        started=_time(r.start_time),
+        status=status_of(r.status) if r.status else None,
+    )
+
+
+def _policy(name: str, prefix: str) -> str:
+    word = _enum_word(name, prefix)
+    # UNSPECIFIED means the default, skip, for both policies.
+    return "skip" if word == "unspecified" else word
+
+
 def schedule_of(s: queue_pb.Schedule) -> Schedule:
     return Schedule(
         id=s.id,
@@ -186,7 +203,30 @@ def schedule_of(s: queue_pb.Schedule) -> Schedule:
         timezone=s.timezone or "UTC",
         paused=s.paused,
         next_fire=_time(s.next_fire_time) if s.HasField("next_fire_time") else None,
+        overlap=_policy(queue_pb.OverlapPolicy.Name(s.overlap), "OVERLAP_POLICY_"),
+        catch_up=_policy(queue_pb.CatchUpPolicy.Name(s.catch_up), "CATCH_UP_POLICY_"),
+        catch_up_window_s=s.catch_up_window.ToMilliseconds() / 1000,
+        jitter_s=s.jitter.ToMilliseconds() / 1000,
+        last_run=_schedule_run_of(s.last_run) if s.HasField("last_run") else None,
+        buffered=_time(s.buffered_time),
     )
+
+
+def schedule_policies(
+    overlap: str, catch_up: str
+) -> tuple[queue_pb.OverlapPolicy.ValueType, queue_pb.CatchUpPolicy.ValueType]:
+    """The proto's enum values of the policy words; ValueError names the accepted words."""
+    try:
+        overlap_value = queue_pb.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.upper()}")
+    except ValueError:
+        raise ValueError(f"overlap must be skip, allow or buffer_one, not {overlap!r}") from None
+    try:
+        catch_up_value = queue_pb.CatchUpPolicy.Value(f"CATCH_UP_POLICY_{catch_up.upper()}")
+    except ValueError:
+        raise ValueError(f"catch_up must be skip or run_last, not {catch_up!r}") from None
+    if not overlap_value or not catch_up_value:
+        raise ValueError("overlap and catch_up take a policy word, not 'unspecified'")
+    return overlap_value, catch_up_value
 
 
 def api_key_of(k: auth_pb.ApiKey) -> ApiKey:

@@ -135,6 +135,8 @@ class Client:
     workflow_versions = _iterating(AsyncClient.workflow_versions)
     validate_workflow = _blocking(AsyncClient.validate_workflow)
     create_schedule = _blocking(AsyncClient.create_schedule)
+    get_schedule = _blocking(AsyncClient.get_schedule)
+    trigger_schedule = _blocking(AsyncClient.trigger_schedule)
     list_schedules = _blocking(AsyncClient.list_schedules)
     pause_schedule = _blocking(AsyncClient.pause_schedule)
     resume_schedule = _blocking(AsyncClient.resume_schedule)

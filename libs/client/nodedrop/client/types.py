@@ -26,6 +26,7 @@ __all__ = [
     "Problem",
     "QueueStats",
     "Schedule",
+    "ScheduleRun",
     "Submission",
     "Workflow",
 ]
@@ -198,6 +199,18 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """The last run a schedule started."""
+
+    execution_id: str
+    # The tick it ran for (the trigger time for a run triggered by hand).
+    scheduled: datetime | None
+    started: datetime | None
+    # None once the queue no longer keeps the execution's state.
+    status: ExecutionStatus | None
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     id: str
     tenant_id: str
@@ -205,7 +218,17 @@ class Schedule:
     cron: str
     timezone: str
     paused: bool
+    # The next tick, before its jitter.
     next_fire: datetime | None
+    # The policies (docs/workflows.md, "Schedules"): skip, allow or buffer_one.
+    overlap: str = "skip"
+    # skip or run_last.
+    catch_up: str = "skip"
+    catch_up_window_s: float = 0.0
+    jitter_s: float = 0.0
+    last_run: ScheduleRun | None = None
+    # The tick waiting for the running run to end (overlap buffer_one).
+    buffered: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,15 +29,35 @@ from nodedrop.queue.v1 import scheduler_service_pb2 as sched_pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as sched_grpc
 from nodedrop.workflow.v1 import workflow_pb2
 
-__all__ = ["Activations", "SchedulePort", "SchedulerSchedules", "Triggers", "triggers_of"]
+__all__ = [
+    "Activations",
+    "SchedulePort",
+    "ScheduleTrigger",
+    "SchedulerSchedules",
+    "Triggers",
+    "triggers_of",
+]
 
 log = get_logger("nodedrop.api.activation")
 _TIMEOUT_S = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleTrigger:
+    """A schedule_trigger's parameters (docs/workflows.md), checked when the
+    workflow was stored (nodedrop.engine.schedule_rules, as CreateSchedule)."""
+
+    cron: str
+    timezone: str = "UTC"
+    overlap: str = "skip"
+    catch_up: str = "skip"
+    catch_up_window_s: float = 0.0
+    jitter_s: float = 0.0
+
+
 class SchedulePort(Protocol):
     async def create(
-        self, tenant_id: str, workflow: workflow_pb2.Workflow, cron: str, timezone: str
+        self, tenant_id: str, workflow: workflow_pb2.Workflow, trigger: ScheduleTrigger
     ) -> str:
         """The new schedule's id."""
         ...
@@ -61,15 +81,19 @@ class SchedulerSchedules:
             raise Unavailable(f"the scheduler failed: {exc.code().name}") from exc
 
     async def create(
-        self, tenant_id: str, workflow: workflow_pb2.Workflow, cron: str, timezone: str
+        self, tenant_id: str, workflow: workflow_pb2.Workflow, trigger: ScheduleTrigger
     ) -> str:
         schedule = sched_pb.Schedule(
             tenant_id=tenant_id,
             workflow_id=workflow.id,
             workflow=workflow,
-            cron=cron,
-            timezone=timezone,
+            cron=trigger.cron,
+            timezone=trigger.timezone,
+            overlap=sched_pb.OverlapPolicy.Value(f"OVERLAP_POLICY_{trigger.overlap.upper()}"),
+            catch_up=sched_pb.CatchUpPolicy.Value(f"CATCH_UP_POLICY_{trigger.catch_up.upper()}"),
         )
+        schedule.catch_up_window.FromMilliseconds(round(trigger.catch_up_window_s * 1000))
+        schedule.jitter.FromMilliseconds(round(trigger.jitter_s * 1000))
         r = await self._call(
             self._stub.CreateSchedule, sched_pb.CreateScheduleRequest(schedule=schedule)
         )
@@ -88,8 +112,8 @@ class SchedulerSchedules:
 class Triggers:
     # (node id, path) of each enabled webhook_trigger.
     webhooks: tuple[tuple[str, str], ...]
-    # (cron, timezone) of the enabled schedule_trigger, if any.
-    schedule: tuple[str, str] | None
+    # The enabled schedule_trigger's, if any.
+    schedule: ScheduleTrigger | None
 
 
 def triggers_of(document: Mapping[str, Any]) -> Triggers:
@@ -97,7 +121,7 @@ def triggers_of(document: Mapping[str, Any]) -> Triggers:
     per reason it cannot be activated."""
     v = Violations()
     webhooks: list[tuple[str, str]] = []
-    schedules: list[tuple[str, str]] = []
+    schedules: list[ScheduleTrigger] = []
     seen: dict[str, str] = {}
     nodes = document.get("nodes")
     for i, node in enumerate(nodes if isinstance(nodes, list) else []):
@@ -114,13 +138,24 @@ def triggers_of(document: Mapping[str, Any]) -> Triggers:
                 seen[path] = str(node.get("id"))
                 webhooks.append((str(node.get("id")), path))
         elif node.get("type") == "schedule_trigger":
-            schedules.append((str(params.get("cron")), str(params.get("timezone") or "UTC")))
+            schedules.append(_schedule_trigger(params))
             if len(schedules) > 1:
                 v.add(f"nodes[{i}]", "at most one schedule_trigger per workflow")
     if not webhooks and not schedules and not v.items:
         v.add("nodes", "nothing to activate: no enabled webhook_trigger or schedule_trigger")
     v.raise_if_any()
     return Triggers(tuple(webhooks), schedules[0] if schedules else None)
+
+
+def _schedule_trigger(params: Mapping[str, Any]) -> ScheduleTrigger:
+    return ScheduleTrigger(
+        cron=str(params.get("cron")),
+        timezone=str(params.get("timezone") or "UTC"),
+        overlap=str(params.get("overlap") or "skip"),
+        catch_up=str(params.get("catch_up") or "skip"),
+        catch_up_window_s=float(params.get("catch_up_window") or 0),
+        jitter_s=float(params.get("jitter") or 0),
+    )
 
 
 class Activations:
@@ -147,7 +182,7 @@ class Activations:
         triggers = triggers_of(cached.definition.document)
         schedule_id: str | None = None
         if triggers.schedule is not None:
-            schedule_id = await self._create_schedule(tenant_id, cached, *triggers.schedule)
+            schedule_id = await self._create_schedule(tenant_id, cached, triggers.schedule)
         activation = Activation(
             tenant_id,
             record.id,
@@ -177,7 +212,7 @@ class Activations:
         return cached, activation
 
     async def _create_schedule(
-        self, tenant_id: str, cached: CachedWorkflow, cron: str, timezone: str
+        self, tenant_id: str, cached: CachedWorkflow, trigger: ScheduleTrigger
     ) -> str:
         if self._schedules is None:
             raise FailedPrecondition(
@@ -188,7 +223,7 @@ class Activations:
             definition = await self._pins.pin(tenant_id, definition, "workflow_id")
         workflow = to_proto(definition.document)
         workflow.id, workflow.version = cached.record.id, cached.record.version
-        return await self._schedules.create(tenant_id, workflow, cron, timezone)
+        return await self._schedules.create(tenant_id, workflow, trigger)
 
     async def _delete_schedule(self, tenant_id: str, schedule_id: str) -> None:
         if self._schedules is not None:

@@ -32,7 +32,7 @@ from nodedrop.api.failed_rebuild import FailedQueueRebuild
 from nodedrop.api.inline_definitions import InlineDefinitions
 from nodedrop.api.limits import TokenBuckets
 from nodedrop.api.model import Status
-from nodedrop.api.provisioning import DEV_TENANT, dev_key_file, ensure_dev_key
+from nodedrop.api.provisioning import dev_key_file, ensure_dev_key
 from nodedrop.api.queue_admin_servicer import QueueAdminServicer
 from nodedrop.api.queueing import QueuePort, SchedulerQueue
 from nodedrop.api.recorder import HistoryRecorder
@@ -298,15 +298,10 @@ class ApiService:
         )
         self._recovery.start()
         if self._dev:
+            # `nodedrop dev` prints it once every service serves.
             self.dev_key = await ensure_dev_key(
                 self._repo, s.api.dev_api_key or None, dev_key_file(s.api.sqlite_path)
             )
-            if not s.api.dev_api_key:
-                print(
-                    f"nodedrop dev: API key for tenant {DEV_TENANT!r} "
-                    f"(export NODEDROP_API_KEY={self.dev_key})",
-                    flush=True,
-                )
 
     async def _direct_failed(self, execution_id: str, reason: str) -> None:
         error = orjson.dumps({"message": reason, "code": "unavailable", "retryable": True})

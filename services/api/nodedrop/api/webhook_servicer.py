@@ -28,6 +28,7 @@ from nodedrop.api.webhooks import (
 from nodedrop.api.workflow_cache import CachedWorkflow, WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, Authenticator
 from nodedrop.common.errors import NodedropError, Unauthenticated
+from nodedrop.common.http_status import http_status
 from nodedrop.common.retry import Backoff
 from nodedrop.store import EventLog, EventType
 from nodedrop.webhook.v1 import webhook_service_pb2 as pb
@@ -77,7 +78,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             answer, execution_id = await self._handle(request)
         except NodedropError as exc:
             # The same status a gRPC caller would get, as HTTP.
-            answer = Answer.error(_HTTP.get(exc.code.name, 500), exc.code.name, exc.message)
+            answer = Answer.error(http_status(exc.code), exc.code.name, exc.message)
         return pb.HandleWebhookResponse(
             status=answer.status,
             headers=[pb.Header(name=k, value=v) for k, v in answer.headers],
@@ -231,18 +232,4 @@ _ENDED = {
     EventType.EXECUTION_FAILED: "failed",
     EventType.EXECUTION_CANCELLED: "cancelled",
     EventType.EXECUTION_TIMED_OUT: "timed_out",
-}
-
-
-_HTTP = {
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "UNAUTHENTICATED": 401,
-    "RESOURCE_EXHAUSTED": 429,
-    "ABORTED": 409,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
 }

@@ -160,14 +160,12 @@ class ScheduleFields:
 
 
 def schedule_fields(s: pb.Schedule) -> ScheduleFields:
-    """The policies of a schedule to create; INVALID_ARGUMENT for unknown enum values."""
+    """The policies of a schedule to create; INVALID_ARGUMENT for unknown enum values
+    (their ranges are ``check_timing``'s)."""
     if s.overlap not in _OVERLAP:
         raise InvalidArgument.field("schedule.overlap", f"unknown overlap policy {s.overlap}")
     if s.catch_up not in _CATCH_UP:
         raise InvalidArgument.field("schedule.catch_up", f"unknown catch-up policy {s.catch_up}")
-    for name in ("catch_up_window", "jitter"):
-        if getattr(s, name).seconds < 0 or getattr(s, name).nanos < 0:
-            raise InvalidArgument.field(f"schedule.{name}", "must not be negative")
     return ScheduleFields(
         _OVERLAP[s.overlap],
         Timing(

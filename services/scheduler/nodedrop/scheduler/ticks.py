@@ -21,9 +21,11 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from nodedrop.engine.schedule_rules import CatchUp, Overlap, ScheduleError, check_schedule, zone
 
 __all__ = [
     "Action",
@@ -44,26 +46,6 @@ __all__ = [
 # backward change, or repeat one already passed after a forward one) before
 # it gives up; two are ever needed.
 _MAX_SKIPS = 8
-MAX_JITTER_MS = 24 * 3600 * 1000
-MAX_CATCH_UP_WINDOW_MS = 31 * 24 * 3600 * 1000
-
-
-class ScheduleError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-class Overlap(enum.StrEnum):
-    SKIP = "skip"
-    ALLOW = "allow"
-    BUFFER_ONE = "buffer_one"
-
-
-class CatchUp(enum.StrEnum):
-    SKIP = "skip"
-    RUN_LAST = "run_last"
 
 
 class Action(enum.Enum):
@@ -91,24 +73,15 @@ class Plan:
     missed: int
 
 
-def zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timezone", f"unknown time zone {timezone!r}") from None
-
-
 def check_timing(t: Timing) -> None:
-    """Raises ScheduleError naming the first bad field."""
-    if len(t.cron.split()) != 5 or not croniter.is_valid(t.cron):
-        raise ScheduleError("cron", "must be a valid five-field cron expression")
-    zone(t.timezone)
-    if not 0 <= t.jitter_ms <= MAX_JITTER_MS:
-        raise ScheduleError("jitter", "must be within 0 s..24 h")
-    if not 0 <= t.catch_up_window_ms <= MAX_CATCH_UP_WINDOW_MS:
-        raise ScheduleError("catch_up_window", "must be within 0 s..31 days")
-    if t.catch_up is CatchUp.RUN_LAST and t.catch_up_window_ms == 0:
-        raise ScheduleError("catch_up_window", "is required with catch-up 'run_last'")
+    """Raises ScheduleError naming the first bad field (the engine's one check)."""
+    check_schedule(
+        t.cron,
+        t.timezone,
+        jitter_ms=t.jitter_ms,
+        catch_up=t.catch_up,
+        catch_up_window_ms=t.catch_up_window_ms,
+    )
 
 
 def _wall(ms: int, tz: ZoneInfo) -> datetime:

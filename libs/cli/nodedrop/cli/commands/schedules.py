@@ -8,10 +8,12 @@ its tenant's schedules, an operator key every tenant's.
 from __future__ import annotations
 
 import argparse
-import os
-import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nodedrop.client import Schedule
 
 __all__ = ["register"]
 
@@ -96,42 +98,44 @@ def _sync(
     return command("nodedrop schedules", fn)
 
 
-def _time(ts: Any) -> str | None:
-    return ts.ToJsonString() if ts.seconds or ts.nanos else None
+def _time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC as the API's JSON writes it: 0, 3 or 6 fractional digits."""
+    if value is None:
+        return None
+    us = value.microsecond
+    spec = "seconds" if not us else "milliseconds" if not us % 1000 else "microseconds"
+    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def _as_dict(s: Any) -> dict[str, Any]:
-    from nodedrop.execution.v1 import execution_pb2  # noqa: PLC0415
-    from nodedrop.queue.v1 import scheduler_service_pb2 as spb  # noqa: PLC0415
-
+def _as_dict(s: Schedule) -> dict[str, Any]:
     last = None
-    if s.HasField("last_run"):
-        status = execution_pb2.ExecutionStatus.Name(s.last_run.status)
+    if s.last_run is not None:
+        run = s.last_run
         last = {
-            "execution_id": s.last_run.execution_id,
-            "scheduled_time": _time(s.last_run.scheduled_time),
-            "start_time": _time(s.last_run.start_time),
+            "execution_id": run.execution_id,
+            "scheduled_time": _time(run.scheduled),
+            "start_time": _time(run.started),
             # Unknown once the queue no longer keeps the execution's state.
-            "status": status.removeprefix("EXECUTION_STATUS_").lower(),
+            "status": str(run.status) if run.status is not None else "unspecified",
         }
     return {
         "id": s.id,
         "tenant_id": s.tenant_id,
-        "workflow_id": s.workflow_id,
+        "workflow_id": s.workflow_id or "",
         "cron": s.cron,
-        "timezone": s.timezone or "UTC",
+        "timezone": s.timezone,
         "paused": s.paused,
-        "next_fire_time": _time(s.next_fire_time),
-        "overlap": spb.OverlapPolicy.Name(s.overlap).removeprefix("OVERLAP_POLICY_").lower(),
-        "catch_up": spb.CatchUpPolicy.Name(s.catch_up).removeprefix("CATCH_UP_POLICY_").lower(),
-        "catch_up_window_s": s.catch_up_window.ToMilliseconds() / 1000,
-        "jitter_s": s.jitter.ToMilliseconds() / 1000,
+        "next_fire_time": _time(s.next_fire),
+        "overlap": s.overlap,
+        "catch_up": s.catch_up,
+        "catch_up_window_s": s.catch_up_window_s,
+        "jitter_s": s.jitter_s,
         "last_run": last,
-        "buffered_time": _time(s.buffered_time),
+        "buffered_time": _time(s.buffered),
     }
 
 
-def _show(s: Any, as_json: bool, *, detail: bool = False) -> None:
+def _show(s: Schedule, as_json: bool, *, detail: bool = False) -> None:
     import orjson  # noqa: PLC0415
 
     d = _as_dict(s)
@@ -160,79 +164,54 @@ def _show(s: Any, as_json: bool, *, detail: bool = False) -> None:
         print(f"  buffered  tick {d['buffered_time']} (runs when the last run ends)")
 
 
-def _create_request(args: argparse.Namespace) -> Any:
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.commands._workflow_file import load_workflow_data  # noqa: PLC0415
-    from nodedrop.cli.remote import RemoteError, workflow_proto  # noqa: PLC0415
-    from nodedrop.queue.v1 import scheduler_service_pb2 as spb  # noqa: PLC0415
-
-    request = pb.CreateScheduleRequest(
-        cron=args.cron,
-        timezone=args.timezone,
-        paused=args.paused,
-        overlap=spb.OverlapPolicy.Value(f"OVERLAP_POLICY_{args.overlap.upper()}"),
-        catch_up=spb.CatchUpPolicy.Value(f"CATCH_UP_POLICY_{args.catch_up.upper()}"),
-    )
-    request.catch_up_window.FromMilliseconds(round(args.catch_up_window * 1000))
-    request.jitter.FromMilliseconds(round(args.jitter * 1000))
-    if args.workflow == "-" or os.path.exists(args.workflow):
-        request.workflow.CopyFrom(workflow_proto(load_workflow_data(args.workflow)))
-        return request
-    try:
-        uuid.UUID(args.workflow)
-    except ValueError:
-        raise RemoteError(f"{args.workflow}: no such file, and not a workflow id", 2) from None
-    request.workflow_id = args.workflow
-    return request
-
-
 async def _create(args: argparse.Namespace) -> int:
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client, workflow_source  # noqa: PLC0415
 
-    request = _create_request(args)
-    async with connect() as api:
-        r = await api.call(api.admin.CreateSchedule, request)
-    _show(r.schedule, args.json)
+    definition, workflow_id = workflow_source(args.workflow)
+    async with open_client() as client:
+        schedule = await client.create_schedule(
+            args.cron,
+            workflow=definition,
+            workflow_id=workflow_id,
+            timezone=args.timezone,
+            paused=args.paused,
+            overlap=args.overlap,
+            catch_up=args.catch_up,
+            catch_up_window_s=args.catch_up_window,
+            jitter_s=args.jitter,
+        )
+    _show(schedule, args.json)
     return 0
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
-    async with connect() as api:
-        r = await api.call(api.admin.ListSchedules, pb.ListSchedulesRequest())
-    for s in r.schedules:
+    async with open_client() as client:
+        schedules = await client.list_schedules()
+    for s in schedules:
         _show(s, args.json)
     return 0
 
 
 async def _change(args: argparse.Namespace) -> int:
-    from nodedrop.admin.v1 import queue_admin_service_pb2 as pb  # noqa: PLC0415
-    from nodedrop.cli.remote import connect  # noqa: PLC0415
+    from nodedrop.cli.remote import open_client  # noqa: PLC0415
 
     sid = args.schedule_id
-    async with connect() as api:
+    async with open_client() as client:
         if args.action_name == "show":
-            r = await api.call(api.admin.GetSchedule, pb.GetScheduleRequest(schedule_id=sid))
-            _show(r.schedule, args.json, detail=True)
+            _show(await client.get_schedule(sid), args.json, detail=True)
         elif args.action_name == "pause":
-            r = await api.call(api.admin.PauseSchedule, pb.PauseScheduleRequest(schedule_id=sid))
-            _show(r.schedule, args.json)
+            _show(await client.pause_schedule(sid), args.json)
         elif args.action_name == "resume":
-            r = await api.call(api.admin.ResumeSchedule, pb.ResumeScheduleRequest(schedule_id=sid))
-            _show(r.schedule, args.json)
+            _show(await client.resume_schedule(sid), args.json)
         elif args.action_name == "trigger":
-            r = await api.call(
-                api.admin.TriggerSchedule, pb.TriggerScheduleRequest(schedule_id=sid)
-            )
+            schedule, execution_id = await client.trigger_schedule(sid)
             if args.json:
-                _show(r.schedule, True)
+                _show(schedule, True)
             else:
-                print(f"started {r.execution_id}")
+                print(f"started {execution_id}")
         else:
-            await api.call(
-                api.admin.DeleteSchedule, pb.DeleteScheduleRequest(schedule_id=args.schedule_id)
-            )
-            print(f"deleted {args.schedule_id}")
+            await client.delete_schedule(sid)
+            print(f"deleted {sid}")
     return 0

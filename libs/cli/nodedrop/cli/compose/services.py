@@ -44,6 +44,30 @@ class Hosted:
     log: LogSettings
     telemetry: TelemetrySettings
     grace_s: float
+    # What `nodedrop dev` tells its user of this service once every service
+    # serves (read then: the API makes its key when it starts).
+    banner: Callable[[], str | None] | None = None
+
+
+class DevBanner:
+    """Started after every service of `nodedrop dev`: prints their banners once,
+    together, so the console URL and the key are not lost among the logs."""
+
+    name = "banner"
+
+    def __init__(self, hosted: list[Hosted]) -> None:
+        self._hosted = hosted
+
+    async def start(self) -> None:
+        lines = [line for h in self._hosted if h.banner is not None and (line := h.banner())]
+        if lines:
+            print("\n".join(f"nodedrop dev: {line}" for line in lines), flush=True)
+
+    async def set_not_serving(self) -> None:
+        return None
+
+    async def stop(self, grace_s: float) -> None:
+        return None
 
 
 # Service modules are imported inside the builders: a command runs only the
@@ -66,9 +90,20 @@ def _api(env: Env, dev: bool) -> Hosted:
         )
         return Hosted(group, s.log, s.telemetry, s.server.shutdown_grace_s)
     from nodedrop.api.app import create_service  # noqa: PLC0415
+    from nodedrop.api.provisioning import DEV_TENANT  # noqa: PLC0415
 
-    server = GrpcServer(create_service(s, dev=dev), s.server, security=s.security)
-    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s)
+    service = create_service(s, dev=dev)
+    server = GrpcServer(service, s.server, security=s.security)
+
+    def banner() -> str | None:
+        if s.api.dev_api_key:
+            # Given by the user: not echoed to a terminal that may be recorded.
+            return f"API key for tenant {DEV_TENANT!r}: NODEDROP_API_KEY as set"
+        if service.dev_key is None:
+            return None
+        return f"API key for tenant {DEV_TENANT!r} (export NODEDROP_API_KEY={service.dev_key})"
+
+    return Hosted(server, s.log, s.telemetry, s.server.shutdown_grace_s, banner)
 
 
 def _scheduler(env: Env, dev: bool) -> Hosted:
@@ -111,7 +146,10 @@ def _gateway(env: Env, dev: bool) -> Hosted:
     require_service_identity(s.security, "gateway")
     from nodedrop.gateway.app import create_service  # noqa: PLC0415
 
-    return Hosted(create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s)
+    console = f"console http://{s.addresses.gateway.target}/"
+    return Hosted(
+        create_service(s, dev=dev), s.log, s.telemetry, s.server.shutdown_grace_s, lambda: console
+    )
 
 
 def dev_env(env: Env) -> Env:
@@ -168,8 +206,11 @@ def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str)
     # environment, so the first one's pieces hold for all.
     configure_logging(hosted[0].log)
     configure_tracing(hosted[0].telemetry)
+    runnables = [h.runnable for h in hosted]
+    if dev:
+        runnables.append(DevBanner(hosted))
     try:
-        return run_service([h.runnable for h in hosted], grace_s=max(h.grace_s for h in hosted))
+        return run_service(runnables, grace_s=max(h.grace_s for h in hosted))
     except Exception as exc:
         return _failed(what, exc, known)
     finally:

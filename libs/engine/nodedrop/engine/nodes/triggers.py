@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
-import zoneinfo
 from typing import Any
-
-from croniter import croniter
 
 from nodedrop.engine.context import NodeContext
 from nodedrop.engine.errors import NodeError
+from nodedrop.engine.expressions import CompileError
 from nodedrop.engine.model import Item, Items, Node, NodeOutputs
 from nodedrop.engine.registry import (
     CompileContext,
@@ -17,8 +15,10 @@ from nodedrop.engine.registry import (
     ParamSpec,
     Prepared,
     Reporter,
+    choice,
     string,
 )
+from nodedrop.engine.schedule_rules import CatchUp, Overlap, ScheduleError, check_schedule
 
 
 def trigger_items(data: Any) -> Items:
@@ -63,31 +63,27 @@ def _emit_scheduled(inputs: dict[str, Items], ctx: NodeContext) -> NodeOutputs:
     return {"main": out}
 
 
-def _cron(value: Any, path: str, reporter: Reporter) -> str | None:
-    text = string(value, path, reporter)
-    if text is None:
+def _seconds(value: Any, path: str, reporter: Reporter) -> float | None:
+    # Its range is check_schedule's, so the message is CreateSchedule's.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        reporter.add(path, "invalid_parameter", f"expected a number of seconds, got {value!r}")
         return None
-    if len(text.split()) != 5 or not croniter.is_valid(text):
-        reporter.add(path, "invalid_parameter", f"{text!r} is not a 5-field cron expression")
-        return None
-    return text
-
-
-def _timezone(value: Any, path: str, reporter: Reporter) -> str | None:
-    text = string(value, path, reporter)
-    if text is None:
-        return None
-    try:
-        zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        reporter.add(path, "invalid_parameter", f"unknown time zone {text!r}")
-        return None
-    return text
+    return float(value)
 
 
 def _scheduled_factory(
     node: Node, values: dict[str, Any], base: str, reporter: Reporter, cctx: CompileContext
 ) -> Prepared:
+    try:
+        check_schedule(
+            values["cron"],
+            values["timezone"],
+            jitter_ms=round(values["jitter"] * 1000),
+            catch_up=CatchUp(values["catch_up"]),
+            catch_up_window_ms=round(values["catch_up_window"] * 1000),
+        )
+    except ScheduleError as e:
+        raise CompileError(e.reason, path=f"{base}.{e.field}", code="invalid_parameter") from None
     return Prepared(_emit_scheduled, is_async=False)
 
 
@@ -102,8 +98,19 @@ MANUAL_TRIGGER = NodeType(
 SCHEDULE_TRIGGER = NodeType(
     "schedule_trigger",
     params=(
-        ParamSpec("cron", "string (5-field cron)", _cron, required=True),
-        ParamSpec("timezone", "string (IANA zone)", _timezone, default="UTC"),
+        ParamSpec("cron", "string (5-field cron)", string, required=True),
+        ParamSpec("timezone", "string (IANA zone)", string, default="UTC"),
+        ParamSpec(
+            "overlap",
+            "skip | allow | buffer_one",
+            choice(*(o.value for o in Overlap)),
+            default="skip",
+        ),
+        ParamSpec(
+            "catch_up", "skip | run_last", choice(*(c.value for c in CatchUp)), default="skip"
+        ),
+        ParamSpec("catch_up_window", "number (seconds)", _seconds, default=0.0),
+        ParamSpec("jitter", "number (seconds)", _seconds, default=0.0),
     ),
     factory=_scheduled_factory,
     inputs=(),

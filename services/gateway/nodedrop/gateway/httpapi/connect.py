@@ -2,7 +2,7 @@
 
 Unary: ``POST /<package.Service>/<Method>`` with ``application/json``; the
 reply is the response message as JSON, an error is a Connect error JSON with
-the HTTP status of ``errors.CONNECT_CODES``. Server streaming: the request and
+the HTTP status of ``nodedrop.common.http_status``. Server streaming: the request and
 each response are Connect envelopes (one flag byte, a 4-byte big-endian
 length, the JSON) in ``application/connect+json``; the last envelope has flag
 0x02 and holds ``{}`` or ``{"error": {...}}``.

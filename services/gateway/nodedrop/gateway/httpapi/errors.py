@@ -1,6 +1,5 @@
-"""gRPC status -> HTTP status and Connect error JSON, in one table.
-
-The table is the Connect protocol's documented mapping; the body is a Connect
+"""gRPC status -> Connect error JSON (the HTTP status is
+``nodedrop.common.http_status``'s, the Connect protocol's mapping); the body is a Connect
 error, ``{"code", "message", "details"}``, whose details carry the status
 details the API sent in ``grpc-status-details-bin`` (for INVALID_ARGUMENT a
 ``google.rpc.BadRequest`` with one field violation per problem), each as
@@ -19,30 +18,18 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from nodedrop.common.errors import STATUS_DETAILS_KEY
+from nodedrop.common.http_status import HTTP_STATUS
 
 __all__ = ["CONNECT_CODES", "ApiError"]
 
 # The well-known detail types must be in the default pool for `debug` to decode.
 _DETAIL_TYPES = error_details_pb2.DESCRIPTOR
 
-# gRPC status -> (Connect code, HTTP status).
-CONNECT_CODES: dict[grpc.StatusCode, tuple[str, int]] = {
-    grpc.StatusCode.CANCELLED: ("canceled", 499),
-    grpc.StatusCode.UNKNOWN: ("unknown", 500),
-    grpc.StatusCode.INVALID_ARGUMENT: ("invalid_argument", 400),
-    grpc.StatusCode.DEADLINE_EXCEEDED: ("deadline_exceeded", 504),
-    grpc.StatusCode.NOT_FOUND: ("not_found", 404),
-    grpc.StatusCode.ALREADY_EXISTS: ("already_exists", 409),
-    grpc.StatusCode.PERMISSION_DENIED: ("permission_denied", 403),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ("resource_exhausted", 429),
-    grpc.StatusCode.FAILED_PRECONDITION: ("failed_precondition", 400),
-    grpc.StatusCode.ABORTED: ("aborted", 409),
-    grpc.StatusCode.OUT_OF_RANGE: ("out_of_range", 400),
-    grpc.StatusCode.UNIMPLEMENTED: ("unimplemented", 501),
-    grpc.StatusCode.INTERNAL: ("internal", 500),
-    grpc.StatusCode.UNAVAILABLE: ("unavailable", 503),
-    grpc.StatusCode.DATA_LOSS: ("data_loss", 500),
-    grpc.StatusCode.UNAUTHENTICATED: ("unauthenticated", 401),
+# gRPC status -> Connect code; the HTTP status is nodedrop.common.http_status's.
+# Connect's words are the codes' names in lower case, but for its American "canceled".
+CONNECT_CODES: dict[grpc.StatusCode, str] = {
+    code: "canceled" if code is grpc.StatusCode.CANCELLED else code.name.lower()
+    for code in HTTP_STATUS
 }
 
 # Codes whose upstream message may describe internals: the caller gets a generic one.
@@ -66,7 +53,7 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
-        self.http_status = CONNECT_CODES[code][1] if http_status is None else http_status
+        self.http_status = HTTP_STATUS[code] if http_status is None else http_status
         self.headers = headers
 
     @classmethod
@@ -100,7 +87,7 @@ class ApiError(Exception):
         return cls(code, exc.details() or code.name.lower(), details=details)
 
     def connect_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": CONNECT_CODES[self.code][0], "message": self.message}
+        body: dict[str, Any] = {"code": CONNECT_CODES[self.code], "message": self.message}
         if self.details:
             body["details"] = list(self.details)
         return body

@@ -290,7 +290,7 @@ def _error_schema() -> Schema:
         "required": ["code", "message"],
         "additionalProperties": False,
         "properties": {
-            "code": {"type": "string", "enum": sorted({c for c, _ in CONNECT_CODES.values()})},
+            "code": {"type": "string", "enum": sorted(set(CONNECT_CODES.values()))},
             "message": {"type": "string"},
             "details": {
                 "type": "array",
