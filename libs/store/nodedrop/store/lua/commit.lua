@@ -27,10 +27,9 @@ local seq = tonumber(h[4])
 local first = 0
 if n > 0 then first = seq + 1 end
 if n > 0 then
-  local head = event_head(id, h[5], h[6], h[7])
-  for j = 1, n do
-    put_entry(base, id, seq + j, maxlen, head, ARGV[i + j])
-  end
+  local tails = {}
+  for j = 1, n do tails[j] = ARGV[i + j] end
+  put_entry(base, id, first, maxlen, event_head(id, h[5], h[6], h[7]), tails)
 end
 local fields = {'seq', seq + n}
 if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
