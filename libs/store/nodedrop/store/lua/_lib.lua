@@ -86,11 +86,22 @@ local function ack(base, lane, entry)
   end
 end
 
+-- The TTL cut of a terminal execution.  Its checkpoints are dropped: nothing
+-- resumes a terminal execution (only the failed queue's do, and those are not
+-- terminal), and its outputs are in its events.  ``has_out`` false: the exec
+-- hash's ``o`` flag says no checkpoint was written, so there is nothing to drop.
+local function end_ttl(base, id, ttl, has_out)
+  local ek = exec_key(base, id)
+  redis.call('EXPIRE', ek, ttl)
+  redis.call('EXPIRE', ek .. ':ev', ttl)
+  if has_out ~= false then redis.call('DEL', ek .. ':out') end
+end
+
 -- Ends an execution in a terminal status: counters, TTL cut.
 local function finish(base, id, status, completion_ttl)
   redis.call('HSET', exec_key(base, id), 'st', status)
   redis.call('HINCRBY', base .. 'stats', status, 1)
-  set_ttl(base, id, completion_ttl)
+  end_ttl(base, id, completion_ttl)
 end
 
 local function dead_letter(base, id, now, reason, node)
