@@ -18,6 +18,12 @@ first and last job SET a timestamp, and the driver polls the counter with GET
 reads INFO. Those commands are counted apart ("harness") and left out of
 the per-execution figures. BullMQ must be installed once by the peers
 harness (`make bench` or bench/peers/run.py --only bullmq).
+
+Round trips: the server's reads from client sockets (INFO stats
+total_reads_processed), less the harness's (one per harness command, one per
+poll pipeline of nodedrop's driver). A request or a pipeline arrives in one
+read unless it is larger than Redis's query buffer, so the figure is the
+round trips the system's clients made per execution, or slightly more.
 """
 
 from __future__ import annotations
@@ -80,6 +86,10 @@ def _counters(client: redis.Redis) -> dict[str, Any]:
         "in_bytes": int(general["total_net_input_bytes"]),
         "out_bytes": int(general["total_net_output_bytes"]),
         "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        # Reads from client sockets: a request, or a pipeline of them, arrives in
+        # one read unless it is larger than the query buffer (then in several),
+        # so this is the round trips clients made, or a little more.
+        "reads": int(general["total_reads_processed"]),
         "keys": int(client.dbsize()),
     }
 
@@ -116,6 +126,9 @@ def _run(
     if polled:
         calls["hget"] -= polled
     harness = sum(v for k, v in calls.items() if k in HARNESS) + polled
+    # The harness's own round trips: nodedrop's driver polls with one pipeline of
+    # one HGET per partition; the peers' harness commands go one by one.
+    harness_reads = int(result.get("polls", 0)) + sum(v for k, v in calls.items() if k in HARNESS)
     own = {k: v for k, v in calls.items() if k not in HARNESS}
     per = 1.0 / max(done, 1)
     return {
@@ -128,6 +141,7 @@ def _run(
         "in_bytes": (after["in_bytes"] - before["in_bytes"]) * per,
         "out_bytes": (after["out_bytes"] - before["out_bytes"]) * per,
         "cpu_us": (after["cpu_s"] - before["cpu_s"]) * 1e6 * per,
+        "round_trips": max(0, after["reads"] - before["reads"] - harness_reads) * per,
         "keys_left": after["keys"] * per,
         "by_command": {k: round(v * per, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])},
         "rate": result.get("rate"),
@@ -137,15 +151,15 @@ def _run(
 def _table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| system | scenario | commands | script calls | bytes in | bytes out | Redis CPU µs "
-        "| keys left | top commands |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round trips | keys left | top commands |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         top = ", ".join(f"{k} {v:g}" for k, v in list(r["by_command"].items())[:6])
         out.append(
             f"| {r['system']} | {r['scenario']} | {r['commands']:.1f} | {r['script_calls']:.2f} "
             f"| {r['in_bytes']:.0f} | {r['out_bytes']:.0f} | {r['cpu_us']:.0f} "
-            f"| {r['keys_left']:.2f} | {top} |"
+            f"| {r['round_trips']:.2f} | {r['keys_left']:.2f} | {top} |"
         )
     return "\n".join(out)
 
