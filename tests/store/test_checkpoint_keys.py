@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+
+import pytest
 
 from nodedrop.store import (
     Commit,
@@ -109,3 +112,35 @@ async def test_a_retry_and_the_failed_queue_keep_the_checkpoints(redis_store: Re
     (d,) = await s.read_jobs("w1", 10, 0)
     (acq,) = await s.acquire([d], LEASE, _now())
     assert acq.context is not None and acq.context.outputs == {"a": OUT, "b": OUT}
+
+
+async def test_a_terminal_commit_does_not_send_its_checkpoints(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = redis_store
+    sent: list[list[object]] = []
+    real = s._eval
+
+    async def spy(calls: Sequence[tuple[object, str, list[object]]]) -> list[object]:
+        sent.extend(args for _, _, args in calls)
+        return await real(calls)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(s, "_eval", spy)
+    big = '{"main": [{"x": "' + "y" * 10_000 + '"}]}'
+    ended = await _leased(s)
+    kept = await _leased(s)
+    dead = Transition(S.FAILED, dead_letter_reason="nope", failed_node="n1")
+    sent.clear()
+    results = await s.commit(
+        [
+            Commit(ended, outputs={"n1": big}, transition=Transition(S.COMPLETED)),
+            Commit(kept, outputs={"n1": big}, transition=dead),
+        ],
+        _now(),
+    )
+    assert all(r.ok for r in results)
+    ended_args, kept_args = sent
+    # Argument 10 is the number of checkpoints the call carries.
+    assert ended_args[9] == 0 and big not in ended_args
+    assert kept_args[9] == 1 and big in kept_args
+    assert await s.outputs(kept.execution_id) == {"n1": big}

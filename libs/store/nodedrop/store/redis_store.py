@@ -46,6 +46,7 @@ from nodedrop.store.model import (
     RestoredFailure,
     StateSnapshot,
     TailEntry,
+    Transition,
     cancel_error,
 )
 from nodedrop.store.ports import TailCursor
@@ -776,13 +777,16 @@ class RedisStore:
                 self.config.events_maxlen,
                 self.config.state_ttl_s,
                 self.config.completion_ttl_s,
-                len(c.outputs),
             ]
-            for node, out in c.outputs.items():
+            t = c.transition
+            # A terminal end drops the checkpoints: its own are not sent (they
+            # are in its NODE_COMPLETED events already).
+            outputs = c.outputs if _resumable(t) else {}
+            args.append(len(outputs))
+            for node, out in outputs.items():
                 args += [node, out]
             args.append(len(c.events))
             args += [event_tail(d, now_ms) for d in c.events]
-            t = c.transition
             if t is None:
                 args += ["", 0, "", ""]
             else:
@@ -1070,6 +1074,16 @@ def _parse_token(token: str) -> tuple[int, str]:
     if not sep or not score.isdigit():
         raise InvalidJob("page_token", "malformed page token")
     return int(score), member
+
+
+def _resumable(t: Transition | None) -> bool:
+    """Whether the execution may run again after this commit (so its checkpoints
+    are kept): no end, a retry, or the failed queue."""
+    return (
+        t is None
+        or t.status is ExecutionStatus.RETRY_SCHEDULED
+        or (t.status is ExecutionStatus.FAILED and bool(t.dead_letter_reason))
+    )
 
 
 def _now_ms() -> int:

@@ -18,14 +18,13 @@ local n = tonumber(ARGV[at_events])
 local i = at_events + n + 1
 local status = ARGV[i]
 local dead = status == 'FAILED' and ARGV[i + 2] ~= ''
--- A terminal end drops the checkpoints (end_ttl): this commit's are not written.
-local resumable = status == '' or status == 'RETRY_SCHEDULED' or dead
 -- Sequences, workflow, tenant and attempt come from the first read: one HSET
 -- below writes every field this commit changes.
 local seq = tonumber(h[4])
 local fields = {'seq', seq + n}
 if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
-if n_out > 0 and resumable then
+-- A terminal end drops the checkpoints (end_ttl); its commit carries none.
+if n_out > 0 then
   local out = {}
   for j = 1, 2 * n_out do out[j] = ARGV[10 + j] end
   redis.call('HSET', ek .. ':out', unpack(out))
@@ -60,7 +59,7 @@ elseif status ~= '' then
   for _, v in ipairs({'st', status}) do fields[#fields + 1] = v end
   redis.call('HSET', ek, unpack(fields))
   redis.call('HINCRBY', base .. 'stats', status, 1)
-  end_ttl(base, id, ARGV[9], h[8] == '1')
+  end_ttl(base, id, ARGV[9], h[8] == '1' or n_out > 0)
   ack(base, lane, entry)
   fair_leave(base, h[6], id, tonumber(ARGV[#ARGV]), now)
 elseif #fields > 2 or n > 0 then
