@@ -107,11 +107,30 @@ def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
     )
     for _ in range(200):
         try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            _check_owner(port, proc)
             return proc
         except OSError:
             time.sleep(0.02)
     raise RuntimeError("redis-server did not start")
+
+
+def _check_owner(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Raises OSError until the server on ``port`` answers, RuntimeError when it is
+    not ``proc``: another bench on the machine took the free port first (ours
+    then fails to bind), and its server must not be measured as ours."""
+    with socket.create_connection(("127.0.0.1", port), 0.1) as sock:
+        sock.settimeout(1.0)
+        sock.sendall(b"INFO server\r\n")
+        reply = b""
+        while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("connection closed")
+            reply += chunk
+    pid = int(reply.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0])
+    if pid != proc.pid:
+        proc.kill()
+        raise RuntimeError(f"port {port} is another redis-server's (pid {pid})")
 
 
 def start_worker(

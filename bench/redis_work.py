@@ -10,7 +10,8 @@ around each run: INFO commandstats (every command, those run inside Lua
 scripts included), total commands, bytes received from and sent to clients,
 the server's CPU time, and the keys left when the run ends. Each figure is
 divided by the executions (jobs) of the run: the one-node throughput scenario
-and the five-node chain.
+and the five-node chain, and for nodedrop the latency scenario ("latency"
+rows: one-node executions one at a time on an idle worker, --idle).
 
 The harness itself talks to Redis too: every job's body INCRs a counter, the
 first and last job SET a timestamp, and the driver polls the counter with GET
@@ -18,6 +19,13 @@ first and last job SET a timestamp, and the driver polls the counter with GET
 reads INFO. Those commands are counted apart ("harness") and left out of
 the per-execution figures. BullMQ must be installed once by the peers
 harness (`make bench` or bench/peers/run.py --only bullmq).
+
+Round trips: the server's reads from client sockets (INFO stats
+total_reads_processed). A request or a pipeline arrives in one read unless it
+is larger than Redis's query buffer, so the figure is the round trips the
+clients made per execution, or slightly more. nodedrop's driver's polls
+(one pipeline each) and INFO calls are taken off; the peers' harness
+commands are not (see _run), so theirs is an upper bound.
 """
 
 from __future__ import annotations
@@ -80,6 +88,10 @@ def _counters(client: redis.Redis) -> dict[str, Any]:
         "in_bytes": int(general["total_net_input_bytes"]),
         "out_bytes": int(general["total_net_output_bytes"]),
         "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        # Reads from client sockets: a request, or a pipeline of them, arrives in
+        # one read unless it is larger than the query buffer (then in several),
+        # so this is the round trips clients made, or a little more.
+        "reads": int(general["total_reads_processed"]),
         "keys": int(client.dbsize()),
     }
 
@@ -104,8 +116,11 @@ def _run(
     if not result.get("finished", False):
         raise RuntimeError(f"{system.name} {scenario}: not finished: {result}")
     # Per execution (a chain is one five-node execution, or BullMQ's flow of
-    # five jobs), whatever the driver counts as done (chains count steps).
-    done = jobs
+    # five jobs), whatever the driver counts as done (chains count steps). The
+    # idle scenario (nodedrop's latency driver) runs five warm-up executions
+    # first and waits for each one's EXECUTION_STARTED with an XREAD.
+    done = jobs + 5 if scenario == "latency" else jobs
+    harness_names = (*HARNESS, "xread") if scenario == "latency" else HARNESS
     calls = {
         k: after["calls"].get(k, 0) - before["calls"].get(k, 0)
         for k in after["calls"]
@@ -115,8 +130,16 @@ def _run(
     polled = min(int(result.get("poll_hgets", 0)), calls.get("hget", 0))
     if polled:
         calls["hget"] -= polled
-    harness = sum(v for k, v in calls.items() if k in HARNESS) + polled
-    own = {k: v for k, v in calls.items() if k not in HARNESS}
+    harness = sum(v for k, v in calls.items() if k in harness_names) + polled
+    # The harness's own round trips: nodedrop's driver polls with one pipeline
+    # (one HGET per partition) and reads INFO twice. The peers' harness commands
+    # (a job body's INCR) may share a read with the system's own calls (ioredis
+    # pipelines what one tick sends), so they are not taken off: the system's
+    # round trips lie between round_trips - harness_commands and round_trips.
+    harness_reads = int(result.get("polls", 0)) + calls.get("info", 0) if polled else 0
+    if scenario == "latency":
+        harness_reads = calls.get("xread", 0)
+    own = {k: v for k, v in calls.items() if k not in harness_names}
     per = 1.0 / max(done, 1)
     return {
         "system": system.name,
@@ -128,6 +151,7 @@ def _run(
         "in_bytes": (after["in_bytes"] - before["in_bytes"]) * per,
         "out_bytes": (after["out_bytes"] - before["out_bytes"]) * per,
         "cpu_us": (after["cpu_s"] - before["cpu_s"]) * 1e6 * per,
+        "round_trips": max(0, after["reads"] - before["reads"] - harness_reads) * per,
         "keys_left": after["keys"] * per,
         "by_command": {k: round(v * per, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])},
         "rate": result.get("rate"),
@@ -137,15 +161,15 @@ def _run(
 def _table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| system | scenario | commands | script calls | bytes in | bytes out | Redis CPU µs "
-        "| keys left | top commands |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round trips | keys left | top commands |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         top = ", ".join(f"{k} {v:g}" for k, v in list(r["by_command"].items())[:6])
         out.append(
             f"| {r['system']} | {r['scenario']} | {r['commands']:.1f} | {r['script_calls']:.2f} "
             f"| {r['in_bytes']:.0f} | {r['out_bytes']:.0f} | {r['cpu_us']:.0f} "
-            f"| {r['keys_left']:.2f} | {top} |"
+            f"| {r['round_trips']:.2f} | {r['keys_left']:.2f} | {top} |"
         )
     return "\n".join(out)
 
@@ -154,6 +178,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5_000, help="one-node executions per run")
     parser.add_argument("--chains", type=int, default=1_000, help="five-node executions per run")
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=200,
+        help="nodedrop executions run one at a time (its latency driver; 0: none)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--systems", default="nodedrop,bullmq")
     parser.add_argument("--json", default="", help="also write every run's figures here")
@@ -171,6 +201,9 @@ def main() -> int:
                     for system in systems:
                         rows.append(_run(system, scenario, jobs, port, client))
                         print(_table(rows[-1:]).splitlines()[-1], flush=True)
+                if args.idle and NODEDROP in systems:
+                    rows.append(_run(NODEDROP, "latency", args.idle, port, client))
+                    print(_table(rows[-1:]).splitlines()[-1], flush=True)
         finally:
             client.close()
             server.terminate()

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from nodedrop.api.failed_rebuild import dead_letter_of
-from nodedrop.store import EventRecord, EventType, Keys
+from nodedrop.store import EventRecord, EventType, Keys, decode_entry
 from tests.soak.cluster import SoakSettings
 from tests.soak.faults import JUDGED_WORKERS, FaultLog
 from tests.soak.stalls import StallMonitor
@@ -87,7 +87,7 @@ async def _read_state(
                 pipe.xrange(keys.exec_events(x))
             for x, entries in zip(ids, await pipe.execute(), strict=True):
                 if entries:
-                    redis_events[x] = [EventRecord.from_fields(f) for _, f in entries]
+                    redis_events[x] = [e for _, f in entries for e in decode_entry(f)]
         failed: set[str] = set()
         job_pending = history_pending = 0
         for p in range(keys.partitions):
@@ -127,7 +127,7 @@ async def redis_logs(redis_url: str, keys: Keys, ids: list[str]) -> dict[str, li
                 pipe.xrange(keys.exec_events(x))
             for x, entries in zip(chunk, await pipe.execute(), strict=True):
                 if entries:
-                    out[x] = [EventRecord.from_fields(f) for _, f in entries]
+                    out[x] = [e for _, f in entries for e in decode_entry(f)]
     finally:
         await r.aclose()
     return out

@@ -111,6 +111,7 @@ async def test_full_run_commits_fenced_and_finishes(store: Store) -> None:
         now(),
     )
     assert r1.ok and r1.first_sequence == 3
+    assert await store.outputs(s.execution_id) == {"a": '{"main": [{"x": 1}]}', "b": out}
     (r2,) = await store.commit(
         [
             Commit(
@@ -143,7 +144,8 @@ async def test_full_run_commits_fenced_and_finishes(store: Store) -> None:
     # A heartbeat that crossed the last commit is not a fence refusal.
     (beat,) = await store.renew([acq.lease], LEASE, now(), "w1")
     assert beat.ok and not beat.cancel_requested
-    assert await store.outputs(s.execution_id) == {"a": '{"main": [{"x": 1}]}', "b": out}
+    # Nothing resumes a terminal execution: its checkpoints are gone.
+    assert await store.outputs(s.execution_id) == {}
 
 
 async def test_stale_owner_is_fenced_out_after_reclaim(store: Store) -> None:

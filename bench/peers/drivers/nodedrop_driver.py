@@ -209,6 +209,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
         "finished": done >= count,
         # The harness's own HGETs (bench/redis_work.py leaves them out).
         "poll_hgets": polls * PARTITIONS,
+        "polls": polls,
         "enqueue_s": enqueue_s,
         "span_s": span,
         "wall_s": t_last - t_spawn,

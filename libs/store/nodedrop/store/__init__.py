@@ -43,6 +43,7 @@ from nodedrop.store.records import (
     EventError,
     EventRecord,
     EventType,
+    decode_entry,
 )
 
 __all__ = [
@@ -88,5 +89,6 @@ __all__ = [
     "Unavailable",
     "cancel_error",
     "cancel_reason",
+    "decode_entry",
     "partition_of",
 ]

@@ -235,6 +235,8 @@ class MemoryStore:
 
     def _finish(self, e: _Exec, status: ExecutionStatus) -> None:
         e.status = status
+        # Nothing resumes a terminal execution: its checkpoints go (as in Redis).
+        e.outputs.clear()
         if status is S.COMPLETED:
             self._completed += 1
         e.expires_at = time.monotonic() + self.config.completion_ttl_s

@@ -134,7 +134,8 @@ class StateStore(Protocol):
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]: ...
 
     async def outputs(self, execution_id: str) -> dict[str, str]:
-        """Checkpointed node outputs of an execution (node id -> outputs JSON)."""
+        """Checkpointed node outputs of an execution (node id -> outputs JSON); none
+        once it ended in a terminal status (nothing resumes it)."""
         ...
 
 

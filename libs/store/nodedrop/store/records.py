@@ -1,17 +1,24 @@
 """The event record: one event of one execution, and its Redis stream encoding.
 
 A stream entry (both ``exec:<id>:ev`` and the partition's ``events``) holds one
-field, ``v``, a JSON array::
+field, ``v``, a JSON array: the execution's head once, then five items per
+event, for the events one script call wrote (a worker's commit writes all the
+events of the commit as one entry)::
 
-    [sequence, execution id, workflow id, tenant id, attempt,
+    [first sequence, execution id, workflow id, tenant id, attempt,
      type name (EventType), time (ms since the epoch), node id ("" if none),
-     data (JSON text, "" if none), error (JSON {"message","code","retryable"}, "" if none)]
+     data (JSON text, "" if none), error (JSON {"message","code","retryable"}, "" if none),
+     type, time, node, data, error,   <- the event with sequence first + 1
+     ...]
 
-One field instead of ten: every event is written twice per execution step, and
-Redis's cost grows with the number of fields.  Numbers may come as JSON numbers
-or decimal strings (the Lua scripts write strings).  Entries of the older
-ten-field layout (``x``, ``s``, ``t``, ``ts``, ``w``, ``tn``, ``n``, ``a``, ``d``,
-``e``) are still decoded.
+The events of an entry have consecutive sequences from the first; the
+execution stream's entry id is ``<last sequence>-0``.  An entry of one event is
+the older one-event layout, unchanged.  One field instead of ten, and one entry
+per commit instead of one per event: every event is written to two streams,
+and Redis's cost grows with entries and fields, not with their length.  Numbers
+may come as JSON numbers or decimal strings (the Lua scripts write strings).
+Entries of the older ten-field layout (``x``, ``s``, ``t``, ``ts``, ``w``,
+``tn``, ``n``, ``a``, ``d``, ``e``) are still decoded.
 """
 
 from __future__ import annotations
@@ -121,35 +128,59 @@ class EventRecord:
         )
         return {EVENT_FIELD: value.decode()}
 
-    @classmethod
-    def from_value(cls, value: bytes | str) -> EventRecord:
-        """Decodes the ``v`` field; ValueError or TypeError when it is not an event."""
-        seq, x, w, tn, a, t, ts, n, d, e = orjson.loads(value)
-        for text in (x, w, tn, n, d, e):
+
+# Items of an entry's head (sequence, execution, workflow, tenant, attempt)
+# and of each event after it (type, time, node, data, error).
+_HEAD = 5
+_PER_EVENT = 5
+
+
+def decode_value(value: bytes | str) -> list[EventRecord]:
+    """The events of one ``v`` field; ValueError or TypeError when it holds none."""
+    items = orjson.loads(value)
+    if not isinstance(items, list):
+        raise TypeError("event entry is not a JSON array")
+    n, rest = divmod(len(items) - _HEAD, _PER_EVENT)
+    if n < 1 or rest:
+        raise ValueError(f"event entry of {len(items)} items")
+    seq, x, w, tn, a = items[:_HEAD]
+    first, attempt = int(seq), int(a)
+    for text in (x, w, tn):
+        if not isinstance(text, str):
+            raise TypeError(f"event field {text!r} is not a string")
+    out: list[EventRecord] = []
+    for j in range(n):
+        t, ts, node, d, e = items[_HEAD + _PER_EVENT * j : _HEAD + _PER_EVENT * (j + 1)]
+        for text in (node, d, e):
             if not isinstance(text, str):
                 raise TypeError(f"event field {text!r} is not a string")
-        return cls(
-            execution_id=x,
-            sequence=int(seq),
-            type=EventType(t),
-            time_ms=int(ts),
-            workflow_id=w,
-            tenant_id=tn,
-            node_id=n,
-            attempt=int(a),
-            data_json=d,
-            error=EventError.from_json(e) if e else None,
+        out.append(
+            EventRecord(
+                execution_id=x,
+                sequence=first + j,
+                type=EventType(t),
+                time_ms=int(ts),
+                workflow_id=w,
+                tenant_id=tn,
+                node_id=node,
+                attempt=attempt,
+                data_json=d,
+                error=EventError.from_json(e) if e else None,
+            )
         )
+    return out
 
-    @classmethod
-    def from_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> EventRecord:
-        if len(fields) == 1:
-            ((key, value),) = fields.items()
-            if _s(key) == EVENT_FIELD:
-                return cls.from_value(value)
-        f = {_s(k): _s(v) for k, v in fields.items()}
-        err = f.get("e", "")
-        return cls(
+
+def decode_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> list[EventRecord]:
+    """The events of one stream entry, in sequence order (see the module's doc)."""
+    if len(fields) == 1:
+        ((key, value),) = fields.items()
+        if _s(key) == EVENT_FIELD:
+            return decode_value(value)
+    f = {_s(k): _s(v) for k, v in fields.items()}
+    err = f.get("e", "")
+    return [
+        EventRecord(
             execution_id=f["x"],
             sequence=int(f["s"]),
             type=EventType(f["t"]),
@@ -161,11 +192,12 @@ class EventRecord:
             data_json=f.get("d", ""),
             error=EventError.from_json(err) if err else None,
         )
+    ]
 
 
 def event_tail(draft: EventDraft, time_ms: int) -> bytes:
-    """The part of an entry's ``v`` after workflow, tenant and attempt, encoded once
-    by the writer: the commit script prefixes the sequence and the execution's head."""
+    """One event's five items of an entry's ``v``, without brackets, encoded once by
+    the writer: the commit script joins the tails of a commit after the head."""
     return orjson.dumps(
         (
             draft.type.value,
@@ -174,7 +206,7 @@ def event_tail(draft: EventDraft, time_ms: int) -> bytes:
             draft.data_json,
             draft.error.to_json() if draft.error else "",
         )
-    )[1:]
+    )[1:-1]
 
 
 def _s(v: bytes | str) -> str:

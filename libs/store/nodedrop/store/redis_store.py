@@ -46,6 +46,7 @@ from nodedrop.store.model import (
     RestoredFailure,
     StateSnapshot,
     TailEntry,
+    Transition,
     cancel_error,
 )
 from nodedrop.store.ports import TailCursor
@@ -55,6 +56,8 @@ from nodedrop.store.records import (
     EventDraft,
     EventError,
     EventRecord,
+    decode_entry,
+    decode_value,
     event_tail,
 )
 from nodedrop.store.scripts import SCRIPTS, LuaScript
@@ -771,13 +774,16 @@ class RedisStore:
                 self.config.events_maxlen,
                 self.config.state_ttl_s,
                 self.config.completion_ttl_s,
-                len(c.outputs),
             ]
-            for node, out in c.outputs.items():
+            t = c.transition
+            # A terminal end drops the checkpoints: its own are not sent (they
+            # are in its NODE_COMPLETED events already).
+            outputs = c.outputs if _resumable(t) else {}
+            args.append(len(outputs))
+            for node, out in outputs.items():
                 args += [node, out]
             args.append(len(c.events))
             args += [event_tail(d, now_ms) for d in c.events]
-            t = c.transition
             if t is None:
                 args += ["", 0, "", ""]
             else:
@@ -902,12 +908,16 @@ class RedisStore:
         return await self.read(execution_id, int(first) - 1, len(drafts))
 
     async def read(self, execution_id: str, after_seq: int, limit: int) -> list[EventRecord]:
+        # An entry's id is its last event's sequence, so every entry holding an
+        # event after ``after_seq`` is past it; its earlier events are dropped.
+        # ``limit`` entries hold at least ``limit`` events.
         entries: list[tuple[str, dict[str, str]]] = await _run(
             self._r.xrange(  # type: ignore[arg-type]
                 self._k.exec_events(execution_id), min=f"({after_seq}-0", max="+", count=limit
             )
         )
-        return [EventRecord.from_fields(f) for _, f in entries]
+        out = [e for _, f in entries for e in decode_entry(f) if e.sequence > after_seq]
+        return out[:limit]
 
     async def tail_position(self) -> TailCursor:
         pipe = self._r.pipeline(transaction=False)
@@ -927,7 +937,7 @@ class RedisStore:
             for entry_id, f in entries:
                 pos[p] = entry_id
                 try:
-                    record = EventRecord.from_fields(f)
+                    records = decode_entry(f)
                 except DECODE_ERRORS as exc:
                     log.error(
                         "undecodable event entry skipped",
@@ -936,7 +946,7 @@ class RedisStore:
                         error=f"{type(exc).__name__}: {exc}",
                     )
                     continue
-                out.append(TailEntry(p, entry_id, record))
+                out.extend(TailEntry(p, entry_id, record) for record in records)
         return out, tuple(pos)
 
     async def group_read(
@@ -957,10 +967,11 @@ class RedisStore:
             await self._ensure_event_group(group)
             return []
         return [
-            TailEntry(self._event_partition[stream], entry_id, _record(f))
+            TailEntry(self._event_partition[stream], entry_id, record)
             for stream, entries in resp or ()
             for entry_id, f in entries
             if f
+            for record in _records(f)
         ]
 
     async def group_ack(self, group: str, entries: Sequence[TailEntry]) -> None:
@@ -968,9 +979,10 @@ class RedisStore:
             return
         # One XACK per partition (it takes many ids): a batch of hundreds of
         # entries was as many commands for Redis to parse and answer.
-        ids: dict[int, list[str]] = {}
+        # The events of one entry share its id: a dict keeps each id once, in order.
+        ids: dict[int, dict[str, None]] = {}
         for e in entries:
-            ids.setdefault(e.partition, []).append(e.entry_id)
+            ids.setdefault(e.partition, {})[e.entry_id] = None
         if len(ids) == 1:
             ((partition, entry_ids),) = ids.items()
             await _run(self._r.xack(self._event_streams[partition], group, *entry_ids))
@@ -998,7 +1010,12 @@ class RedisStore:
                     raise
                 await self._ensure_event_group(group)
                 return out
-            out.extend(TailEntry(p, entry_id, _record(f)) for entry_id, f in reply[1] if f)
+            out.extend(
+                TailEntry(p, entry_id, record)
+                for entry_id, f in reply[1]
+                if f
+                for record in _records(f)
+            )
         return out
 
     async def _ensure_event_group(self, group: str) -> None:
@@ -1028,10 +1045,10 @@ def _raw_reply(response: Any, **options: Any) -> Any:
     return response
 
 
-def _record(flat: list[str]) -> EventRecord:
+def _records(flat: list[str]) -> list[EventRecord]:
     if len(flat) == 2 and flat[0] == EVENT_FIELD:
-        return EventRecord.from_value(flat[1])
-    return EventRecord.from_fields(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return decode_value(flat[1])
+    return decode_entry(dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 class _FastConnection(aioredis.Connection):
@@ -1059,6 +1076,16 @@ def _parse_token(token: str) -> tuple[int, str]:
     if not sep or not score.isdigit():
         raise InvalidJob("page_token", "malformed page token")
     return int(score), member
+
+
+def _resumable(t: Transition | None) -> bool:
+    """Whether the execution may run again after this commit (so its checkpoints
+    are kept): no end, a retry, or the failed queue."""
+    return (
+        t is None
+        or t.status is ExecutionStatus.RETRY_SCHEDULED
+        or (t.status is ExecutionStatus.FAILED and bool(t.dead_letter_reason))
+    )
 
 
 def _now_ms() -> int:

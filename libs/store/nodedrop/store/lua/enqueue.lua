@@ -21,6 +21,7 @@ if n > 0 then
     out[#out + 1] = ARGV[18 + 2 * i]
   end
   redis.call('HSET', ek .. ':out', unpack(out))
+  redis.call('HSET', ek, 'o', '1')
 end
 put_event(base, id, 1, now, ARGV[15], {ARGV[4], ARGV[3], a}, 'EXECUTION_QUEUED', '', '', '')
 redis.call('EXPIRE', ek, ttl)

@@ -23,6 +23,7 @@ if n > 0 then
   end
   redis.call('HSET', ek .. ':out', unpack(out))
   redis.call('EXPIRE', ek .. ':out', ARGV[12])
+  redis.call('HSET', ek, 'o', '1')
 end
 redis.call('EXPIRE', ek, ARGV[12])
 redis.call('ZADD', base .. 'failed', ARGV[18], id)
