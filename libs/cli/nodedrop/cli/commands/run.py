@@ -27,7 +27,9 @@ from nodedrop.engine import (
     ValidationError,
     parse_workflow,
 )
+from nodedrop.engine.limits import DEFAULT_LIMITS
 from nodedrop.engine.local import SequencedEvent, run_local
+from nodedrop.sandbox import ProcessSandbox
 
 __all__ = ["EventPrinter", "Outcome", "register", "run_file_local"]
 
@@ -172,7 +174,10 @@ def _run(args: argparse.Namespace) -> int:
                 return 130
         else:
             try:
-                config = EngineConfig(http=HttpPolicy(allow=tuple(args.http_allow)))
+                config = EngineConfig(
+                    http=HttpPolicy(allow=tuple(args.http_allow)),
+                    code=ProcessSandbox(1, DEFAULT_LIMITS.code_memory_bytes),
+                )
             except ValueError as exc:
                 print(f"nodedrop run: bad --http-allow entry: {exc}", file=sys.stderr)
                 return 2
