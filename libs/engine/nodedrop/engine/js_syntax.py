@@ -19,9 +19,10 @@ __all__ = ["WRAPPER_LINES", "JsSyntaxError", "check_syntax", "wrap"]
 
 # Lines the wrapper puts before the user's first line.
 WRAPPER_LINES = 2
-# Enough for the parser's own structures on the largest parameters a node may
-# have (Limits.max_parameter_bytes), small enough that no source can hurt.
-_PARSE_MEMORY = 32 * 1024 * 1024
+# Far more than the parser needs for the largest parameters a node may have
+# (Limits.max_parameter_bytes): QuickJS's parser has crashed in its
+# out-of-memory paths (its issue tracker), so validation must never reach them.
+_PARSE_MEMORY = 128 * 1024 * 1024
 _PARSE_STACK = 512 * 1024
 _POSITION = re.compile(r"<input>:(\d+)(?::(\d+))?")
 

@@ -77,7 +77,7 @@ def _position(text: str) -> str:
 
 
 def _classify(name: str, message: str) -> str:
-    if (name == "InternalError" and message == "out of memory") or name == "null":
+    if (name == "InternalError" and message in ("out of memory", "string too long")) or name == "null":
         return "code_memory_exceeded"
     if name == "RangeError" and message in (
         "Maximum call stack size exceeded",
@@ -154,6 +154,10 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
             "message": "the code's data did not fit in the runner's memory",
         }, b""
     if not isinstance(result, str) or result == "":
+        used = ctx.memory().get("memory_used_size", 0)
+        if used > context.memory * 0.9:
+            # A job that ran out of memory ends the job queue without a word.
+            return _failed("code_memory_exceeded", "out of memory in a promise job", header)
         return {
             "status": "code_error",
             "message": "the code's promise never settled (no timer or I/O exists to settle it)",
