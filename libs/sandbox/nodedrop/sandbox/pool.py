@@ -29,8 +29,8 @@ __all__ = ["ProcessSandbox"]
 
 # The host's wait past the run's CPU limit before it declares the runner lost:
 # a loaded machine gives a runner less than one core.
-_WALL_FACTOR = 4.0
-_WALL_EXTRA_S = 2.0
+_WALL_FACTOR = 10.0
+_WALL_EXTRA_S = 5.0
 # Most bytes of an answer's header (status and message).
 _MAX_HEADER = 64 * 1024
 
