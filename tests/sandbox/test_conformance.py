@@ -21,7 +21,11 @@ async def test_all_items_mode_sees_every_item(sandbox: CodeSandbox) -> None:
         "return $input.all().map((it, i) => ({json: {n: it.json.n * 10, i: i, k: items.length}}))",
         items=ITEMS,
     )
-    assert out.items == [{"n": 10, "i": 0, "k": 3}, {"n": 20, "i": 1, "k": 3}, {"n": 30, "i": 2, "k": 3}]
+    assert out.items == [
+        {"n": 10, "i": 0, "k": 3},
+        {"n": 20, "i": 1, "k": 3},
+        {"n": 30, "i": 2, "k": 3},
+    ]
 
 
 async def test_first_last_and_json_of_all_items_mode(sandbox: CodeSandbox) -> None:
@@ -103,8 +107,7 @@ async def test_each_item_mode_pairs_earlier_nodes_by_index(sandbox: CodeSandbox)
 async def test_integers_and_doubles(sandbox: CodeSandbox) -> None:
     out = await run_code(
         sandbox,
-        "return {i: $json.i + 1, d: $json.d * 2, whole: 2.0, half: 0.5, big: 2 ** 53, "
-        "nan: NaN}",
+        "return {i: $json.i + 1, d: $json.d * 2, whole: 2.0, half: 0.5, big: 2 ** 53, nan: NaN}",
         items=[{"i": 41, "d": 1.25}],
         mode=RUN_ONCE_FOR_EACH_ITEM,
     )

@@ -77,7 +77,9 @@ def _position(text: str) -> str:
 
 
 def _classify(name: str, message: str) -> str:
-    if (name == "InternalError" and message in ("out of memory", "string too long")) or name == "null":
+    if (
+        name == "InternalError" and message in ("out of memory", "string too long")
+    ) or name == "null":
         return "code_memory_exceeded"
     if name == "RangeError" and message in (
         "Maximum call stack size exceeded",
@@ -191,6 +193,7 @@ def main() -> None:
     stdin, stdout = os.fdopen(0, "rb", buffering=0), os.fdopen(1, "wb", buffering=0)
     _confine(memory)
     context = _Context(memory)
+    write_frame(stdout, b"ready", b"")  # confined, and its first context made
     while True:
         frame = read_frame(stdin)
         if frame is None:

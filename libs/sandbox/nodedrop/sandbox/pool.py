@@ -31,6 +31,8 @@ __all__ = ["ProcessSandbox"]
 # a loaded machine gives a runner less than one core.
 _WALL_FACTOR = 10.0
 _WALL_EXTRA_S = 5.0
+# A runner's start-up (interpreter, QuickJS, its first context) on a loaded machine.
+_READY_S = 30.0
 # Most bytes of an answer's header (status and message).
 _MAX_HEADER = 64 * 1024
 
@@ -112,6 +114,17 @@ class ProcessSandbox:
         )
         runner = _Runner(process)
         self._live.add(runner)
+        try:
+            async with asyncio.timeout(_READY_S):
+                assert process.stdout is not None
+                prefix = await process.stdout.readexactly(PREFIX.size)
+                await process.stdout.readexactly(sum(PREFIX.unpack(prefix)))
+        except (TimeoutError, asyncio.IncompleteReadError) as exc:
+            runner.kill()
+            self._live.discard(runner)
+            raise CodeError(
+                f"a code runner did not start ({type(exc).__name__})", code=CODE_RUNNER_LOST
+            ) from None
         return runner
 
     def _replace(self, runner: _Runner) -> None:
@@ -128,7 +141,7 @@ class ProcessSandbox:
             await dead.process.wait()
         if len(self._live) >= self._size:
             return  # a run already started one in its place
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, CodeError):
             self._idle.append(await self._spawn())
 
     async def run(self, run: CodeRun) -> CodeOutput:
@@ -158,6 +171,9 @@ class ProcessSandbox:
                     code=CODE_RUNNER_LOST,
                 ) from None
             except (asyncio.IncompleteReadError, ConnectionError, _Broken, struct.error) as exc:
+                # Its exit status says why (a signal: a crash or the kernel).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runner.process.wait(), 1.0)
                 self._replace(runner)
                 raise CodeError(
                     f"the code's runner died ({_reason(runner, exc)}) and was replaced",
