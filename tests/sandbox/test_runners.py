@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Any
 
 import pytest
 
 from nodedrop.engine import parse_workflow
+from nodedrop.engine.code import CodeOutput, CodeRun
 from nodedrop.engine.config import EngineConfig
 from nodedrop.engine.errors import CodeError
 from nodedrop.engine.local import run_local
@@ -32,11 +34,10 @@ async def test_runner_has_no_environment_and_is_confined() -> None:
     sandbox = await _started()
     try:
         (pid,) = sandbox.pids
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            assert f.read() == b""
+        assert _read(f"/proc/{pid}/environ") == ""
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
-        with open(f"/proc/{pid}/limits") as f:
-            limits = {line[:26].strip(): line[26:].split()[0] for line in f.readlines()[1:]}
+        lines = _read(f"/proc/{pid}/limits").splitlines()[1:]
+        limits = {line[:26].strip(): line[26:].split()[0] for line in lines}
         assert limits["Max file size"] == "0"
         assert limits["Max open files"] == "8"
         assert limits["Max processes"] == "0"
@@ -85,10 +86,14 @@ async def test_a_cancelled_run_kills_its_runner() -> None:
         await sandbox.close()
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def _running(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
+        return _read(f"/proc/{pid}/stat").split()[2] != "Z"
     except FileNotFoundError:
         return False
 
@@ -100,7 +105,7 @@ class _KillFirst:
         self.sandbox = sandbox
         self.runs = 0
 
-    async def run(self, run):  # type: ignore[no-untyped-def]
+    async def run(self, run: CodeRun) -> CodeOutput:
         self.runs += 1
         if self.runs == 1:
             task = asyncio.create_task(self.sandbox.run(run))
@@ -111,7 +116,7 @@ class _KillFirst:
         return await self.sandbox.run(run)
 
 
-def _workflow(retry: bool) -> dict:  # type: ignore[type-arg]
+def _workflow(retry: bool) -> dict[str, Any]:
     node = {
         "id": "c",
         "type": "code",
@@ -133,7 +138,7 @@ async def test_a_lost_run_is_retried_by_the_node_retry_settings() -> None:
     sandbox = await _started()
     try:
         killer = _KillFirst(sandbox)
-        config = EngineConfig(code=killer)  # type: ignore[arg-type]
+        config = EngineConfig(code=killer)
         run = await run_local(parse_workflow(_workflow(True)), {"slow": True}, config=config)
         assert run.result.status.value == "completed", run.result.error
         assert killer.runs == 2
@@ -145,7 +150,7 @@ async def test_a_lost_run_is_retried_by_the_node_retry_settings() -> None:
 async def test_a_lost_run_without_retry_fails_retryable() -> None:
     sandbox = await _started()
     try:
-        config = EngineConfig(code=_KillFirst(sandbox))  # type: ignore[arg-type]
+        config = EngineConfig(code=_KillFirst(sandbox))
         run = await run_local(parse_workflow(_workflow(False)), {"slow": True}, config=config)
         error = run.result.error
         assert error is not None
