@@ -13,7 +13,6 @@ start latency (created -> started) and its code node's run time are printed
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import redis.asyncio as aioredis

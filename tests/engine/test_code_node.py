@@ -1,0 +1,85 @@
+"""The code node's parameters, checked at validation (docs/workflows.md, "Code")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodedrop.cli.main import main
+from nodedrop.engine import parse_workflow
+from nodedrop.engine.js_syntax import check_syntax
+from nodedrop.engine.local import run_local
+from nodedrop.engine.validate import validate_workflow
+
+
+def _workflow(**parameters: Any) -> dict[str, Any]:
+    return {
+        "name": "code",
+        "nodes": [
+            {"id": "start", "type": "manual_trigger"},
+            {"id": "c", "type": "code", "parameters": parameters},
+        ],
+        "connections": [{"from": "start", "to": "c"}],
+    }
+
+
+def _problems(**parameters: Any) -> list[tuple[str, str, str]]:
+    return [(p.path, p.code, p.message) for p in validate_workflow(_workflow(**parameters))]
+
+
+def test_a_syntax_error_is_reported_with_line_and_column() -> None:
+    ((path, code, message),) = _problems(code="const a = 1;\nconst b = {x: 1,, y};\nreturn [a]")
+    assert (path, code) == ("nodes[1].parameters.code", "code_syntax_error")
+    assert message.startswith("line 2, column ")
+    assert "SyntaxError" in message
+
+
+def test_valid_modern_javascript_passes() -> None:
+    assert not _problems(
+        code="const x = $json?.a ?? 1;\nfor (const [k, v] of Object.entries({})) {}\n"
+        "const r = await Promise.resolve([{x}]);\nreturn r",
+        mode="runOnceForEachItem",
+    )
+
+
+def test_code_that_closes_its_function_never_runs_at_validation() -> None:
+    # Parsed whole, then the wrapper's first statement throws: nothing runs.
+    assert check_syntax("})\nwhile (true) {}\n(async function () {") is None
+
+
+def test_python_is_refused_with_the_reason() -> None:
+    ((path, code, message),) = _problems(code="return items", language="python")
+    assert (path, code) == ("nodes[1].parameters.language", "language_unavailable")
+    assert "held to the sandbox's guarantees" in message
+
+
+def test_unknown_mode_and_missing_code() -> None:
+    problems = _problems(mode="runOnce")
+    assert {(p, c) for p, c, _ in problems} == {
+        ("nodes[1].parameters.mode", "invalid_parameter"),
+        ("nodes[1].parameters.code", "missing_parameter"),
+    }
+
+
+async def test_without_a_sandbox_the_node_fails_with_code_unavailable() -> None:
+    run = await run_local(parse_workflow(_workflow(code="return items")), {})
+    error = run.result.error
+    assert error is not None
+    assert (error.code, error.retryable) == ("code_unavailable", False)
+
+
+def test_cli_validate_names_the_line_and_run_local_runs_the_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_workflow(code="const a = 1;\nreturn [{a: a +}]")))
+    assert main(["validate", str(bad)]) == 1
+    assert "nodes[1].parameters.code: code_syntax_error: line 2, column" in capsys.readouterr().out
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_workflow(code="return items.map(i => ({twice: i.json.n * 2}))")))
+    assert main(["run", str(good), "--local", "--json", "--input", '[{"n": 21}]']) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["outputs"] == {"c": [{"twice": 42}]}
