@@ -13,9 +13,11 @@ start latency (created -> started) and its code node's run time are printed
 from __future__ import annotations
 
 import asyncio
+from typing import TypeAlias
 
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodedrop.execution.v1 import execution_pb2
 from tests.isolation.stack import DIRECT, QUEUE, Stack, running_stack
@@ -23,6 +25,7 @@ from tests.isolation.stack import DIRECT, QUEUE, Stack, running_stack
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 RUN_FOR_S = 8.0
+Mode: TypeAlias = execution_pb2.ExecutionMode.ValueType
 
 
 def _code(name: str, source: str) -> dict[str, object]:
@@ -42,9 +45,8 @@ WORK = _code("work", "return $input.all().map(i => ({json: {n: i.json.n * 2}}))"
 ENV = {"NODEDROP_CODE_RUNNERS": "3", "NODEDROP_CODE_CPU_MS": "1000"}
 
 
-def _ms(a: execution_pb2.Execution, start: str, end: str) -> float:
-    t0 = getattr(a, start).ToNanoseconds() if start != "create" else a.create_time.ToNanoseconds()
-    return (getattr(a, end).ToNanoseconds() - t0) / 1e6
+def _ms(start: Timestamp, end: Timestamp) -> float:
+    return float(end.ToNanoseconds() - start.ToNanoseconds()) / 1e6
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -52,7 +54,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _tenant_a(stack: Stack, mode: int, stop: asyncio.Event, codes: list[str]) -> None:
+async def _tenant_a(stack: Stack, mode: Mode, stop: asyncio.Event, codes: list[str]) -> None:
     while not stop.is_set():
         ids = [await stack.execute("tenant-a", wf, {}, mode) for wf in (BOMB, LOOP)]
         for execution_id in ids:
@@ -61,7 +63,7 @@ async def _tenant_a(stack: Stack, mode: int, stop: asyncio.Event, codes: list[st
 
 
 async def _tenant_b(
-    stack: Stack, mode: int, stop: asyncio.Event, runs: list[execution_pb2.Execution]
+    stack: Stack, mode: Mode, stop: asyncio.Event, runs: list[execution_pb2.Execution]
 ) -> None:
     while not stop.is_set():
         execution_id = await stack.execute("tenant-b", WORK, [{"n": 1}, {"n": 2}], mode)
@@ -71,7 +73,7 @@ async def _tenant_b(
 
 
 async def _run(
-    stack: Stack, mode: int, pid: int, label: str, capsys: pytest.CaptureFixture[str]
+    stack: Stack, mode: Mode, pid: int, label: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     warm = await stack.execute("tenant-b", WORK, [{"n": 0}], mode)
     assert (await stack.wait_terminal("tenant-b", warm, 60)).status == (
@@ -89,10 +91,12 @@ async def _run(
     assert codes.count("code_memory_exceeded") == codes.count("code_timeout")
     assert runs, "tenant B's executions did not complete"
     assert stack_pid_alive(pid)
-    starts = [_ms(r, "create", "start_time") for r in runs]
+    starts = [_ms(r.create_time, r.start_time) for r in runs]
     nodes = [
-        _ms(next(n for n in r.node_runs if n.node_id == "c"), "start_time", "end_time")
+        _ms(node.start_time, node.end_time)
         for r in runs
+        for node in r.node_runs
+        if node.node_id == "c"
     ]
     with capsys.disabled():
         print(
