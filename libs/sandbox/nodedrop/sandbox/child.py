@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import quickjs
 
+from nodedrop.engine.errors import CODE_ERROR, CODE_MEMORY_EXCEEDED, CODE_TIMEOUT
 from nodedrop.engine.js_syntax import WRAPPER_LINES, wrap
 from nodedrop.sandbox.frames import read_frame, write_frame
 
@@ -80,14 +81,14 @@ def _classify(name: str, message: str) -> str:
     if (
         name == "InternalError" and message in ("out of memory", "string too long")
     ) or name == "null":
-        return "code_memory_exceeded"
+        return CODE_MEMORY_EXCEEDED
     if name == "RangeError" and message in (
         "Maximum call stack size exceeded",
         "invalid string length",
         "invalid array length",
     ):
-        return "code_memory_exceeded"
-    return "code_error"
+        return CODE_MEMORY_EXCEEDED
+    return CODE_ERROR
 
 
 def _exception(exc: Exception) -> tuple[str, str]:
@@ -95,7 +96,7 @@ def _exception(exc: Exception) -> tuple[str, str]:
     first = text.split("\n", 1)[0]
     name, _, message = first.partition(": ")
     if isinstance(exc, quickjs.StackOverflow):
-        return "code_memory_exceeded", f"stack overflow: {first}"
+        return CODE_MEMORY_EXCEEDED, f"stack overflow: {first}"
     return _classify(name, message), first + _position(text)
 
 
@@ -104,7 +105,7 @@ def _memory_limit(header: dict[str, Any]) -> str:
 
 
 def _failed(code: str, message: str, header: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-    if code == "code_memory_exceeded":
+    if code == CODE_MEMORY_EXCEEDED:
         message += f"; the code went past its memory limit ({_memory_limit(header)})"
     return {"status": code, "message": message}, b""
 
@@ -120,7 +121,7 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
 
     def timeout() -> tuple[dict[str, Any], bytes]:
         return {
-            "status": "code_timeout",
+            "status": CODE_TIMEOUT,
             "message": f"the code ran past its CPU time limit of {header['cpu_ms']} ms "
             "(code_cpu_ms, NODEDROP_CODE_CPU_MS)",
         }, b""
@@ -152,16 +153,16 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
         return _failed(code, message, header)
     except MemoryError:
         return {
-            "status": "code_memory_exceeded",
+            "status": CODE_MEMORY_EXCEEDED,
             "message": "the code's data did not fit in the runner's memory",
         }, b""
     if not isinstance(result, str) or result == "":
         used = ctx.memory().get("memory_used_size", 0)
         if used > context.memory * 0.9:
             # A job that ran out of memory ends the job queue without a word.
-            return _failed("code_memory_exceeded", "out of memory in a promise job", header)
+            return _failed(CODE_MEMORY_EXCEEDED, "out of memory in a promise job", header)
         return {
-            "status": "code_error",
+            "status": CODE_ERROR,
             "message": "the code's promise never settled (no timer or I/O exists to settle it)",
         }, b""
     body = result.encode()

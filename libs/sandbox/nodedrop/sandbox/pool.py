@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import orjson
 
 from nodedrop.engine.code import CodeOutput, CodeRun
-from nodedrop.engine.errors import CODE_RUNNER_LOST, CodeError, LimitExceededError
+from nodedrop.engine.errors import CODE_ERROR, CODE_RUNNER_LOST, CodeError, LimitExceededError
 from nodedrop.sandbox.frames import PREFIX, encode_frame
 
 __all__ = ["ProcessSandbox"]
@@ -216,9 +216,7 @@ def _output(answer: dict[str, str], body: bytes) -> CodeOutput:
         items = result["items"]
         if not all(type(item) is dict for item in items):
             # toJSON() can turn an object into anything when it is encoded.
-            raise CodeError(
-                "the code returned an item that is not a JSON object", code="code_error"
-            )
+            raise CodeError("the code returned an item that is not a JSON object", code=CODE_ERROR)
         logs = result["logs"]
         if result["dropped"]:
             logs.append({"level": "info", "line": f"({result['dropped']} more lines dropped)"})
