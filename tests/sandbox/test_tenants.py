@@ -7,7 +7,8 @@ another. A's executions must fail with code_memory_exceeded and code_timeout,
 every one of B's must complete, and the process running them (the worker in
 queue mode, the API in direct mode) must be the same process at the end. B's
 start latency (created -> started) and its code node's run time are printed
-(pytest -s), not asserted: the machine is shared.
+(pytest -s), not asserted: the machine is shared. In direct mode tenant A also
+sends ExecuteNode test runs of an infinite loop, which must end in code_timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodedrop.execution.v1 import execution_pb2
+from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
+from nodedrop.workflow.v1 import workflow_pb2
 from tests.isolation.stack import DIRECT, QUEUE, Stack, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -127,6 +130,18 @@ async def test_queue_mode_worker_keeps_serving_the_other_tenant(
         await _run(stack, QUEUE, stack.worker.process.pid, "queue mode, worker", capsys)
 
 
+async def _execute_node_loops(stack: Stack, stop: asyncio.Event, codes: list[str]) -> None:
+    """Tenant A's ExecuteNode test runs of an infinite loop, in the API itself."""
+    node = workflow_pb2.Node(id="c", type="code", parameters_json='{"code": "while (true) {}"}')
+    while not stop.is_set():
+        response = await stack.ex.ExecuteNode(
+            ex_pb.ExecuteNodeRequest(node=node, input_items_json="[{}]"),
+            metadata=stack.md("tenant-a"),
+            timeout=60,
+        )
+        codes.append(response.error.code)
+
+
 async def test_direct_mode_api_keeps_serving_the_other_tenant(
     redis_url: str,
     redis_prefix: str,
@@ -135,4 +150,12 @@ async def test_direct_mode_api_keeps_serving_the_other_tenant(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with running_stack(redis_url, redis_prefix, pg_dsn, worker=False, extra=ENV) as stack:
-        await _run(stack, DIRECT, stack.api.process.pid, "direct mode, API", capsys)
+        stop = asyncio.Event()
+        node_codes: list[str] = []
+        loops = asyncio.create_task(_execute_node_loops(stack, stop, node_codes))
+        try:
+            await _run(stack, DIRECT, stack.api.process.pid, "direct mode, API", capsys)
+        finally:
+            stop.set()
+            await asyncio.wait_for(loops, 60)
+        assert node_codes and set(node_codes) == {"code_timeout"}, node_codes
