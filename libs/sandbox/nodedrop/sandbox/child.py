@@ -53,7 +53,7 @@ def _confine(memory: int) -> None:
 
 
 class _Context:
-    __slots__ = ("ctx", "finish", "memory", "start")
+    __slots__ = ("ctx", "finish", "memory", "settled", "start")
 
     def __init__(self, memory: int) -> None:
         self.memory = memory
@@ -65,6 +65,7 @@ class _Context:
         # Taken before any user code runs: the user may replace globalThis.__nd.
         self.start = ctx.eval("__nd.start")
         self.finish = ctx.eval("__nd.finish")
+        self.settled = ctx.eval("__nd.settled")
 
 
 def _position(text: str) -> str:
@@ -137,8 +138,10 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
             header["max_log_lines"],
             header["max_log_bytes"],
         )
-        # Promise jobs run one by one; the run's CPU budget spans all of them.
-        while True:
+        # Promise jobs run one by one, the run's CPU budget spanning all of
+        # them, until the code's promise settles: jobs it leaves behind are
+        # dropped with the context, as a returned function's would be.
+        while not context.settled():
             if left() <= 0:
                 return timeout()
             ctx.set_time_limit(left())
@@ -178,7 +181,7 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
         if err["name"] == "null":
             return {
                 "status": code,
-                "message": f"the code ran out of memory (its limit is {_memory_limit(header)}); "
+                "message": f"the code went past its memory limit ({_memory_limit(header)}); "
                 "a `throw null` reads the same",
             }, b""
         message = f"{err['name']}: {err['message']}{_position(err['stack'])}"
@@ -202,6 +205,9 @@ def main() -> None:
         header_bytes, data = frame
         header = orjson.loads(header_bytes)
         if header["memory_bytes"] != context.memory:
+            # The old context goes first: freeing one after making another
+            # leaves the new one's promise jobs dropped (the binding's state).
+            del context
             context = _Context(header["memory_bytes"])
         answer, body = _run(context, header, data)
         write_frame(stdout, orjson.dumps(answer), body)

@@ -94,6 +94,7 @@ globalThis.__nd = (function () {
         (out) => { outcome = { ok: true, out: out }; },
         (e) => { outcome = { ok: false, error: e }; });
     },
+    settled() { return outcome !== null; },
     // The result as JSON text; '' while the run's promise has not settled.
     finish() {
       if (outcome === null) return '';
