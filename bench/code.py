@@ -9,9 +9,9 @@ Scenarios, each in the same process and run:
 - floor: a round trip of one small frame to a child process that echoes it,
   over the same asyncio pipes and framing ProcessSandbox uses (the least any
   out-of-process sandbox pays per run);
-- empty run: ``ProcessSandbox.run`` of ``return []``, one after another, p50 and
-  p99 (a runner makes its next fresh context after answering, so with few
-  runners and back-to-back runs that work shows in the latency);
+- empty run: ``ProcessSandbox.run`` of ``return []``, back to back and then 5 ms
+  apart, p50 and p99 (a runner makes its next fresh context after answering:
+  back-to-back runs wait for that work, spaced ones do not);
 - 1,000-item map, n -> n * 2: a whole execution (manual trigger -> node) with
   a ``set`` node (CEL), a code node in runOnceForAllItems and one in
   runOnceForEachItem; items per second, median of the runs.
@@ -78,7 +78,7 @@ async def floor(n: int) -> list[float]:
     return times
 
 
-async def empty_runs(sandbox: ProcessSandbox, n: int) -> list[float]:
+async def empty_runs(sandbox: ProcessSandbox, n: int, gap_s: float = 0.0) -> list[float]:
     data = orjson.dumps({"items": [], "nodes": {}, "trigger": None, "execution": {}})
     run = CodeRun(
         "return []",
@@ -95,6 +95,8 @@ async def empty_runs(sandbox: ProcessSandbox, n: int) -> list[float]:
         started = time.perf_counter()
         await sandbox.run(run)
         times.append(time.perf_counter() - started)
+        if gap_s:
+            await asyncio.sleep(gap_s)
     return times
 
 
@@ -157,6 +159,11 @@ async def main() -> None:
         print(
             f"empty code run: p50 {e50 * 1e6:.0f} us ({e50 / f50:.1f}x floor), "
             f"p99 {e99 * 1e6:.0f} us"
+        )
+        spaced = await empty_runs(sandbox, n // 4, 0.005)
+        print(
+            f"empty code run, 5 ms apart: p50 {_pct(spaced, 0.5) * 1e6:.0f} us, "
+            f"p99 {_pct(spaced, 0.99) * 1e6:.0f} us"
         )
         config = EngineConfig(code=sandbox)
         for label, node in MAPS.items():
