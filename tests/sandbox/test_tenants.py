@@ -14,6 +14,9 @@ sends ExecuteNode test runs of an infinite loop, which must end in code_timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from typing import TypeAlias
 
 import pytest
@@ -159,3 +162,41 @@ async def test_direct_mode_api_keeps_serving_the_other_tenant(
             stop.set()
             await asyncio.wait_for(loops, 60)
         assert node_codes and set(node_codes) == {"code_timeout"}, node_codes
+
+
+def _running_children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    busy = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{child}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "R":
+                busy.append(child)
+    return busy
+
+
+async def test_queue_mode_a_dead_runner_fails_the_attempt_and_a_retry_completes(
+    redis_url: str, redis_prefix: str, pg_dsn: str, redis_client: aioredis.Redis
+) -> None:
+    slow = {**ENV, "NODEDROP_CODE_CPU_MS": "60000"}
+    workflow = _code(
+        "lost",
+        "if ($execution.attempt === 1) { while (true) {} }\nreturn [{attempt: $execution.attempt}]",
+    )
+    async with running_stack(redis_url, redis_prefix, pg_dsn, worker=True, extra=slow) as stack:
+        assert stack.worker is not None
+        execution_id = await stack.execute("tenant-a", workflow, {}, QUEUE)
+        busy: list[int] = []
+        for _ in range(200):
+            busy = _running_children(stack.worker.process.pid)
+            if busy:
+                break
+            await asyncio.sleep(0.05)
+        assert len(busy) == 1, busy
+        os.kill(busy[0], signal.SIGKILL)
+        done = await stack.wait_terminal("tenant-a", execution_id, 60)
+        assert done.status == execution_pb2.EXECUTION_STATUS_COMPLETED, done
+        assert done.attempt == 2
+        assert stack_pid_alive(stack.worker.process.pid)
