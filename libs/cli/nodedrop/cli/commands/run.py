@@ -155,6 +155,8 @@ async def _local_main(
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+        if isinstance(config.code, ProcessSandbox):
+            await config.code.close()
 
 
 def _run(args: argparse.Namespace) -> int:
