@@ -41,7 +41,8 @@ async def test_runner_has_no_environment_and_is_confined() -> None:
         assert limits["Max file size"] == "0"
         assert limits["Max open files"] == "8"
         assert limits["Max processes"] == "0"
-        assert os.getsid(pid) != os.getsid(0)
+        assert os.getsid(pid) == pid
+        assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
     finally:
         await sandbox.close()
 

@@ -187,6 +187,13 @@ async def test_queue_mode_a_dead_runner_fails_the_attempt_and_a_retry_completes(
     )
     async with running_stack(redis_url, redis_prefix, pg_dsn, worker=True, extra=slow) as stack:
         assert stack.worker is not None
+        # A first run starts the worker's runner, so that the busy child found
+        # below is the one running the loop, not one starting up.
+        warm = await stack.execute("tenant-a", WORK, [{"n": 1}], QUEUE)
+        assert (await stack.wait_terminal("tenant-a", warm, 60)).status == (
+            execution_pb2.EXECUTION_STATUS_COMPLETED
+        )
+        await asyncio.sleep(1.0)
         execution_id = await stack.execute("tenant-a", workflow, {}, QUEUE)
         busy: list[int] = []
         for _ in range(200):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -33,32 +34,90 @@ _WALL_FACTOR = 10.0
 _WALL_EXTRA_S = 5.0
 # A runner's start-up (interpreter, QuickJS, its first context) on a loaded machine.
 _READY_S = 30.0
+_START_TRIES = 3
 # Most bytes of an answer's header (status and message).
 _MAX_HEADER = 64 * 1024
 
 
 class _Runner:
-    __slots__ = ("process",)
+    """One runner process, started by CPython's subprocess (whose fork runs no
+    Python before exec: it closes the host's descriptors and starts a new
+    session in C), with asyncio streams on its pipes."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    __slots__ = ("popen", "read_transport", "reader", "writer")
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        reader: asyncio.StreamReader,
+        read_transport: asyncio.BaseTransport,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.popen = popen
+        self.reader = reader
+        self.read_transport = read_transport
+        self.writer = writer
+
+    @classmethod
+    async def start(cls, argv: Sequence[str]) -> _Runner:
+        popen = await asyncio.to_thread(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            # Nothing of the host's: no environment (secrets, URLs), no working
+            # directory of its own, no descriptor but its pipes, its own session.
+            env={},
+            cwd="/",
+            close_fds=True,
+            start_new_session=True,
+        )
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), popen.stdout
+        )
+        write_transport, write_protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), popen.stdin
+        )
+        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+        return cls(popen, reader, read_transport, writer)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
 
     async def call(self, header: bytes, body: bytes, max_body: int) -> tuple[bytes, bytes]:
-        proc = self.process
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(encode_frame(header, body))
-        await proc.stdin.drain()
-        prefix = await proc.stdout.readexactly(PREFIX.size)
+        self.writer.write(encode_frame(header, body))
+        await self.writer.drain()
+        prefix = await self.reader.readexactly(PREFIX.size)
         header_len, body_len = PREFIX.unpack(prefix)
         if header_len > _MAX_HEADER or body_len > max_body:
             raise _Broken(f"runner answered {header_len} + {body_len} bytes")
-        answer = await proc.stdout.readexactly(header_len)
-        data = await proc.stdout.readexactly(body_len) if body_len else b""
+        answer = await self.reader.readexactly(header_len)
+        data = await self.reader.readexactly(body_len) if body_len else b""
         return answer, data
+
+    async def ready(self) -> None:
+        prefix = await self.reader.readexactly(PREFIX.size)
+        await self.reader.readexactly(sum(PREFIX.unpack(prefix)))
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+            self.popen.kill()
+        self.writer.close()
+        self.read_transport.close()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Waits up to ``timeout_s`` for the process to end (and reaps it)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.popen.wait, timeout_s)
 
 
 class _Broken(Exception):
@@ -91,7 +150,7 @@ class ProcessSandbox:
     @property
     def pids(self) -> list[int]:
         """The live runners' process ids (tests and operators look at them)."""
-        return [r.process.pid for r in self._live]
+        return [r.pid for r in self._live]
 
     async def start(self) -> None:
         """Starts every runner now, so that the first runs pay no start-up."""
@@ -99,31 +158,29 @@ class ProcessSandbox:
             self._idle.append(await self._spawn())
 
     async def _spawn(self) -> _Runner:
-        process = await asyncio.create_subprocess_exec(
-            *self._argv,
-            str(self._memory),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            # Nothing of the host's: no environment (secrets, URLs), no working
-            # directory of its own, no inherited descriptors.
-            env={},
-            cwd="/",
-            close_fds=True,
-            start_new_session=True,
-        )
-        runner = _Runner(process)
+        # A runner that dies before it is ready has run no user code: start another.
+        for attempt in range(1, _START_TRIES + 1):
+            try:
+                return await self._spawn_once()
+            except CodeError:
+                if attempt == _START_TRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _spawn_once(self) -> _Runner:
+        runner = await _Runner.start((*self._argv, str(self._memory)))
         self._live.add(runner)
         try:
             async with asyncio.timeout(_READY_S):
-                assert process.stdout is not None
-                prefix = await process.stdout.readexactly(PREFIX.size)
-                await process.stdout.readexactly(sum(PREFIX.unpack(prefix)))
+                await runner.ready()
         except (TimeoutError, asyncio.IncompleteReadError) as exc:
+            await runner.wait(1.0)
+            reason = _reason(runner, exc)
             runner.kill()
+            await runner.wait(1.0)
             self._live.discard(runner)
             raise CodeError(
-                f"a code runner did not start ({type(exc).__name__})", code=CODE_RUNNER_LOST
+                f"a code runner did not start ({reason})", code=CODE_RUNNER_LOST
             ) from None
         return runner
 
@@ -137,8 +194,7 @@ class ProcessSandbox:
         task.add_done_callback(self._starting.discard)
 
     async def _respawn(self, dead: _Runner) -> None:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            await dead.process.wait()
+        await dead.wait(5.0)
         if len(self._live) >= self._size:
             return  # a run already started one in its place
         with contextlib.suppress(OSError, CodeError):
@@ -172,8 +228,7 @@ class ProcessSandbox:
                 ) from None
             except (asyncio.IncompleteReadError, ConnectionError, _Broken, struct.error) as exc:
                 # Its exit status says why (a signal: a crash or the kernel).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(runner.process.wait(), 1.0)
+                await runner.wait(1.0)
                 self._replace(runner)
                 raise CodeError(
                     f"the code's runner died ({_reason(runner, exc)}) and was replaced",
@@ -196,12 +251,11 @@ class ProcessSandbox:
         for runner in runners:
             runner.kill()
         for runner in runners:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                await runner.process.wait()
+            await runner.wait(5.0)
 
 
 def _reason(runner: _Runner, exc: BaseException) -> str:
-    code = runner.process.returncode
+    code = runner.returncode
     if code is not None and code < 0:
         return f"signal {-code}"
     if code is not None:
