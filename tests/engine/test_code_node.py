@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nodedrop.cli.follow import EventPrinter as FollowPrinter
 from nodedrop.cli.main import main
 from nodedrop.engine import parse_workflow
 from nodedrop.engine.js_syntax import check_syntax
 from nodedrop.engine.local import run_local
+from nodedrop.engine.nodes.code import CONSOLE_KEY
 from nodedrop.engine.validate import validate_workflow
+from nodedrop.event.v1 import event_pb2
 
 
 def _workflow(**parameters: Any) -> dict[str, Any]:
@@ -79,7 +83,30 @@ def test_cli_validate_names_the_line_and_run_local_runs_the_code(
     assert main(["validate", str(bad)]) == 1
     assert "nodes[1].parameters.code: code_syntax_error: line 2, column" in capsys.readouterr().out
     good = tmp_path / "good.json"
-    good.write_text(json.dumps(_workflow(code="return items.map(i => ({twice: i.json.n * 2}))")))
+    good.write_text(
+        json.dumps(
+            _workflow(
+                code="console.log('n is', $input.first().json.n)\n"
+                "return items.map(i => ({twice: i.json.n * 2}))"
+            )
+        )
+    )
     assert main(["run", str(good), "--local", "--json", "--input", '[{"n": 21}]']) == 0
-    outcome = json.loads(capsys.readouterr().out)
-    assert outcome["outputs"] == {"c": [{"twice": 42}]}
+    out, err = capsys.readouterr()
+    assert json.loads(out)["outputs"] == {"c": [{"twice": 42}]}
+    assert "console.log: n is 21" in err
+
+
+def test_follow_printer_shows_console_lines_and_counts_only_ports() -> None:
+    out = io.StringIO()
+    event = event_pb2.ExecutionEvent(
+        type=event_pb2.EVENT_TYPE_NODE_COMPLETED,
+        sequence=5,
+        node_id="c",
+        data_json=json.dumps({"main": [{}], CONSOLE_KEY: [{"level": "warn", "line": "careful"}]}),
+    )
+    event.time.GetCurrentTime()
+    FollowPrinter(out)(event)
+    first, second = out.getvalue().splitlines()
+    assert first.endswith("main: 1 item")
+    assert second.strip() == "console.warn: careful"

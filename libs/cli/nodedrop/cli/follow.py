@@ -18,6 +18,8 @@ from typing import TextIO
 import grpc
 import orjson
 
+from nodedrop.cli.console import console_lines
+from nodedrop.engine.nodes.code import CONSOLE_KEY
 from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 
 __all__ = ["EventPrinter", "FollowError", "FollowResult", "follow_execution"]
@@ -100,6 +102,9 @@ class EventPrinter:
         if detail:
             parts.append(detail)
         print("  ".join(parts).rstrip(), file=self.out, flush=True)
+        if kind == "NODE_COMPLETED" and event.data_json:
+            for line in console_lines(event.data_json):
+                print(f"    {line}", file=self.out, flush=True)
 
     def _detail(self, kind: str, event: event_pb2.ExecutionEvent, seconds: float) -> str:
         if kind == "NODE_STARTED":
@@ -129,7 +134,7 @@ def _items_summary(data_json: str) -> str:
     return ", ".join(
         f"{port}: {len(items)} item{'s' if len(items) != 1 else ''}"
         for port, items in ports.items()
-        if isinstance(items, list)
+        if isinstance(items, list) and port != CONSOLE_KEY
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 
 from nodedrop.cli.commands._workflow_file import FileError, load_workflow_data, parse_input
+from nodedrop.cli.console import console_lines
 from nodedrop.engine import (
     CancelToken,
     EngineConfig,
@@ -104,6 +105,10 @@ class EventPrinter:
             seq.event.node_id,
             seq.event.error.message if seq.event.error else None,
         )
+        if seq.event.type is EventType.NODE_COMPLETED and seq.event.data_json:
+            for line in console_lines(seq.event.data_json):
+                self.stream.write(f"     {line}\n")
+            self.stream.flush()
 
     def show(self, sequence: int, etype: EventType, node_id: str | None, error: str | None) -> None:
         if node_id is not None:
