@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Roots type-checked in strict mode; libs/proto (generated) is excluded in pyproject.
-TYPED := libs/common libs/engine libs/contract libs/store libs/runtime libs/client libs/cli services tests
+TYPED := libs/common libs/engine libs/contract libs/store libs/runtime libs/sandbox libs/client libs/cli services tests
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
+from nodedrop.cli.console import console_lines
 from nodedrop.client import Event
+from nodedrop.engine.nodes.code import CONSOLE_KEY
 
 __all__ = ["EventPrinter", "watch"]
 
@@ -53,6 +55,9 @@ class EventPrinter:
         if detail:
             parts.append(detail)
         print("  ".join(parts).rstrip(), file=self.out, flush=True)
+        if event.type == "node_completed":
+            for line in console_lines(event.data):
+                print(f"    {line}", file=self.out, flush=True)
 
     def _detail(self, event: Event) -> str:
         if event.type == "node_started":
@@ -84,6 +89,8 @@ def _items_summary(ports: object) -> str:
         by_port = summary["items"]
     counts = []
     for port, items in by_port.items():
+        if port == CONSOLE_KEY:
+            continue
         n = len(items) if isinstance(items, list) else items if isinstance(items, int) else None
         if n is not None:
             counts.append(f"{port}: {n} item{'s' if n != 1 else ''}")

@@ -1,5 +1,6 @@
 """Settings of the engine, shared by the two processes that run it (the API in
-direct mode and for ExecuteNode, and the worker): its budgets and its HTTP policy."""
+direct mode and for ExecuteNode, and the worker): its budgets, its HTTP policy
+and its code sandbox's runner processes."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ _MAX_DEPTH = 200
 class EngineSettings:
     limits: Limits
     http: HttpPolicy
+    # Runner processes of the code sandbox: code node runs at once per process.
+    code_runners: int = 2
 
     @classmethod
     def from_env(cls, env: Env) -> EngineSettings:
@@ -50,6 +53,22 @@ class EngineSettings:
                 _D.max_node_expression_cost,
                 minimum=100,
             ),
+            code_cpu_ms=env_int(
+                env, "NODEDROP_CODE_CPU_MS", _D.code_cpu_ms, minimum=10, maximum=600_000
+            ),
+            code_memory_bytes=env_int(
+                env,
+                "NODEDROP_CODE_MEMORY_BYTES",
+                _D.code_memory_bytes,
+                minimum=4 * _MIB,
+                maximum=4096 * _MIB,
+            ),
+            max_code_log_lines=env_int(
+                env, "NODEDROP_MAX_CODE_LOG_LINES", _D.max_code_log_lines, minimum=0
+            ),
+            max_code_log_bytes=env_int(
+                env, "NODEDROP_MAX_CODE_LOG_BYTES", _D.max_code_log_bytes, minimum=0
+            ),
         )
         allow_raw = env_str(env, "NODEDROP_HTTP_ALLOW", "")
         allow = tuple(a.strip() for a in allow_raw.split(",") if a.strip())
@@ -76,4 +95,5 @@ class EngineSettings:
             raise SettingsError(
                 "NODEDROP_HTTP_ALLOW", allow_raw, f"valid entries ({exc})"
             ) from None
-        return cls(limits, http)
+        code_runners = env_int(env, "NODEDROP_CODE_RUNNERS", 2, minimum=1, maximum=256)
+        return cls(limits, http, code_runners)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nodedrop.engine.code import CodeSandbox
 from nodedrop.engine.http_policy import HttpPolicy
 from nodedrop.engine.limits import DEFAULT_LIMITS, Limits
 from nodedrop.engine.registry import NodeRegistry
@@ -28,3 +29,6 @@ class EngineConfig:
     # (each bounded by the cost limit); smaller runs stay inline, where a
     # thread would cost more than the node.
     offload_items: int = 1000
+    # Where code nodes run (nodedrop.sandbox.ProcessSandbox); without one a
+    # code node fails with code_unavailable.
+    code: CodeSandbox | None = None

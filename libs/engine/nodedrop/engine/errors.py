@@ -8,7 +8,8 @@ Hierarchy (one root, structured fields rather than parsed messages)::
     │   ├── ExpressionError  a CEL expression did not compile or evaluate
     │   ├── NodeTimeoutError a node ran past its timeout_s (or the execution deadline)
     │   ├── LimitExceededError a node went past a budget (items, bytes, nesting)
-    │   └── ExpressionCostError an expression would cost more than the limit
+    │   ├── ExpressionCostError an expression would cost more than the limit
+    │   └── CodeError        a code node's user code failed or went past a sandbox limit
     └── UnknownNodeTypeError the registry has no such type (single-node runs)
 """
 
@@ -114,3 +115,22 @@ class ExpressionCostError(NodeError):
 
     def __init__(self, message: str, *, node_id: str | None = None) -> None:
         super().__init__(message, code="expression_cost_exceeded", node_id=node_id, retryable=False)
+
+
+class CodeError(NodeError):
+    """A code node's run failed inside its sandbox.
+
+    ``code`` is one of ``code_error`` (the user code threw, or returned what is
+    not items), ``code_timeout`` (CPU time), ``code_memory_exceeded`` (memory or
+    stack), each final; or ``code_runner_lost`` (the runner process died or
+    stopped answering for a reason of its own), which a retry may get past.
+    """
+
+    def __init__(self, message: str, *, code: str, node_id: str | None = None) -> None:
+        super().__init__(message, code=code, node_id=node_id, retryable=code == CODE_RUNNER_LOST)
+
+
+CODE_ERROR = "code_error"
+CODE_TIMEOUT = "code_timeout"
+CODE_MEMORY_EXCEEDED = "code_memory_exceeded"
+CODE_RUNNER_LOST = "code_runner_lost"

@@ -3,7 +3,9 @@
 The definition limits are checked by validation; the data budgets are
 checked as the execution runs (a node over one fails with ``limit_exceeded``),
 and the expression costs before each costly evaluation (over the limit fails
-with ``expression_cost_exceeded``). docs/workflows.md lists them all.
+with ``expression_cost_exceeded``), and a code node's CPU time and memory
+by its sandbox (``code_timeout``, ``code_memory_exceeded``).
+docs/workflows.md lists them all.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ class Limits:
     max_expression_cost: int = 100_000
     # Sum of the estimated costs of one node run's costly evaluations.
     max_node_expression_cost: int = 1_000_000
+    # CPU time of one code node run (all its items), in milliseconds.
+    code_cpu_ms: int = 2000
+    # Memory one code node run may allocate inside its JavaScript engine.
+    code_memory_bytes: int = 64 * 1024 * 1024
+    # console.* lines a code node run keeps, and their bytes; the rest are counted.
+    max_code_log_lines: int = 100
+    max_code_log_bytes: int = 16 * 1024
 
 
 DEFAULT_LIMITS = Limits()

@@ -29,10 +29,12 @@ from nodedrop.engine import (
 )
 from nodedrop.engine.events import EventType as EngineEventType
 from nodedrop.engine.executor import run_workflow
+from nodedrop.engine.limits import DEFAULT_LIMITS
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.engine.plan import get_plan
 from nodedrop.runtime.plugins import build_registry
 from nodedrop.runtime.runner import Ending, JobSink, RunOutcome
+from nodedrop.sandbox import ProcessSandbox
 from nodedrop.store import EventError, ExecutionContext
 from nodedrop.store.engine_events import event_draft, event_error
 
@@ -51,9 +53,19 @@ _ENDINGS = {
 def build_config(
     plugins: tuple[str, ...] = (), engine: EngineSettings | None = None
 ) -> EngineConfig:
+    """The engine of a process that runs workflows, with its code sandbox (whose
+    runner processes start with the first code node run)."""
     if engine is None:
-        return EngineConfig(registry=build_registry(plugins))
-    return EngineConfig(registry=build_registry(plugins), http=engine.http, limits=engine.limits)
+        return EngineConfig(
+            registry=build_registry(plugins),
+            code=ProcessSandbox(1, DEFAULT_LIMITS.code_memory_bytes),
+        )
+    return EngineConfig(
+        registry=build_registry(plugins),
+        http=engine.http,
+        limits=engine.limits,
+        code=ProcessSandbox(engine.code_runners, engine.limits.code_memory_bytes),
+    )
 
 
 class _NodeTimes:

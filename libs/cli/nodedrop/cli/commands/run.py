@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 
 from nodedrop.cli.commands._workflow_file import FileError, load_workflow_data, parse_input
+from nodedrop.cli.console import console_lines
 from nodedrop.engine import (
     CancelToken,
     EngineConfig,
@@ -27,7 +28,9 @@ from nodedrop.engine import (
     ValidationError,
     parse_workflow,
 )
+from nodedrop.engine.limits import DEFAULT_LIMITS
 from nodedrop.engine.local import SequencedEvent, run_local
+from nodedrop.sandbox import ProcessSandbox
 
 __all__ = ["EventPrinter", "Outcome", "register", "run_file_local"]
 
@@ -108,6 +111,10 @@ class EventPrinter:
             seq.event.node_id,
             seq.event.error.message if seq.event.error else None,
         )
+        if seq.event.type is EventType.NODE_COMPLETED and seq.event.data_json:
+            for line in console_lines(seq.event.data_json):
+                self.stream.write(f"     {line}\n")
+            self.stream.flush()
 
     def show(self, sequence: int, etype: EventType, node_id: str | None, error: str | None) -> None:
         if node_id is not None:
@@ -159,6 +166,8 @@ async def _local_main(
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+        if isinstance(config.code, ProcessSandbox):
+            await config.code.close()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -181,7 +190,10 @@ def _run(args: argparse.Namespace) -> int:
             outcome = result[0]
         else:
             try:
-                config = EngineConfig(http=HttpPolicy(allow=tuple(args.http_allow)))
+                config = EngineConfig(
+                    http=HttpPolicy(allow=tuple(args.http_allow)),
+                    code=ProcessSandbox(1, DEFAULT_LIMITS.code_memory_bytes),
+                )
             except ValueError as exc:
                 print(f"nodedrop run: bad --http-allow entry: {exc}", file=sys.stderr)
                 return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from nodedrop.engine.nodes.code import CODE
 from nodedrop.engine.nodes.control import LOOP_TYPE, STOP_AND_ERROR, WAIT
 from nodedrop.engine.nodes.http import HTTP_REQUEST
 from nodedrop.engine.nodes.routing import IF, MERGE, SWITCH
@@ -29,6 +30,7 @@ BUILTIN_TYPES: tuple[NodeType, ...] = (
     NOOP,
     STOP_AND_ERROR,
     EXECUTE_WORKFLOW,
+    CODE,
     RESPOND_TO_WEBHOOK,
 )
 

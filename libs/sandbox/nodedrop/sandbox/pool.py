@@ -1,0 +1,280 @@
+"""ProcessSandbox: the CodeSandbox that runs code in a pool of runner processes.
+
+The host (a worker, or the API for direct mode and ExecuteNode) only writes a
+request to a runner's pipe and awaits the answer, so its event loop keeps
+serving whatever the code does. A runner enforces the run's CPU time and
+memory itself (``child.py``); the host stops waiting at a wall-clock bound
+past the CPU limit and kills the runner. A runner that dies, is killed, or
+whose run is cancelled (node timeout, execution cancelled) is never reused:
+a fresh one takes its place, and the run fails with ``code_runner_lost``,
+which the node's retry settings (and the attempt's) may retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Sequence
+
+import orjson
+
+from nodedrop.engine.code import CodeOutput, CodeRun
+from nodedrop.engine.errors import CODE_ERROR, CODE_RUNNER_LOST, CodeError, LimitExceededError
+from nodedrop.sandbox.frames import PREFIX, encode_frame
+
+__all__ = ["ProcessSandbox"]
+
+# The host's wait past the run's CPU limit before it declares the runner lost:
+# a loaded machine gives a runner less than one core.
+_WALL_FACTOR = 10.0
+_WALL_EXTRA_S = 5.0
+# A runner's start-up (interpreter, QuickJS, its first context) on a loaded machine.
+_READY_S = 30.0
+_START_TRIES = 3
+# Most bytes of an answer's header (status and message).
+_MAX_HEADER = 64 * 1024
+
+
+class _Runner:
+    """One runner process, started by CPython's subprocess (whose fork runs no
+    Python before exec: it closes the host's descriptors and starts a new
+    session in C), with asyncio streams on its pipes."""
+
+    __slots__ = ("popen", "read_transport", "reader", "writer")
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        reader: asyncio.StreamReader,
+        read_transport: asyncio.BaseTransport,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.popen = popen
+        self.reader = reader
+        self.read_transport = read_transport
+        self.writer = writer
+
+    @classmethod
+    async def start(cls, argv: Sequence[str]) -> _Runner:
+        popen = await asyncio.to_thread(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            # Nothing of the host's: no environment (secrets, URLs), no working
+            # directory of its own, no descriptor but its pipes, its own session.
+            env={},
+            cwd="/",
+            close_fds=True,
+            start_new_session=True,
+        )
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), popen.stdout
+        )
+        write_transport, write_protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), popen.stdin
+        )
+        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+        return cls(popen, reader, read_transport, writer)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def call(self, header: bytes, body: bytes, max_body: int) -> tuple[bytes, bytes]:
+        self.writer.write(encode_frame(header, body))
+        await self.writer.drain()
+        prefix = await self.reader.readexactly(PREFIX.size)
+        header_len, body_len = PREFIX.unpack(prefix)
+        if header_len > _MAX_HEADER or body_len > max_body:
+            raise _Broken(f"runner answered {header_len} + {body_len} bytes")
+        answer = await self.reader.readexactly(header_len)
+        data = await self.reader.readexactly(body_len) if body_len else b""
+        return answer, data
+
+    async def ready(self) -> None:
+        prefix = await self.reader.readexactly(PREFIX.size)
+        await self.reader.readexactly(sum(PREFIX.unpack(prefix)))
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.writer.close()
+        self.read_transport.close()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Waits up to ``timeout_s`` for the process to end (and reaps it)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.popen.wait, timeout_s)
+
+
+class _Broken(Exception):
+    """The runner broke its side of the protocol: it is killed, never reused."""
+
+
+class ProcessSandbox:
+    """At most ``runners`` runs at once, each in a runner process of its own."""
+
+    def __init__(
+        self,
+        runners: int,
+        memory_bytes: int,
+        *,
+        python: str = sys.executable,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if runners < 1:
+            raise ValueError("a sandbox needs at least one runner")
+        self._size = runners
+        self._memory = memory_bytes
+        self._argv = (python, "-I", *extra_args, "-m", "nodedrop.sandbox.child")
+        # Oldest first: the runner idle longest has made its next context already.
+        self._idle: deque[_Runner] = deque()
+        self._slots = asyncio.Semaphore(runners)
+        self._live: set[_Runner] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+        self.runners_lost = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """The live runners' process ids (tests and operators look at them)."""
+        return [r.pid for r in self._live]
+
+    async def start(self) -> None:
+        """Starts every runner now, so that the first runs pay no start-up."""
+        while len(self._live) < self._size:
+            self._idle.append(await self._spawn())
+
+    async def _spawn(self) -> _Runner:
+        # A runner that dies before it is ready has run no user code: start another.
+        for attempt in range(1, _START_TRIES + 1):
+            try:
+                return await self._spawn_once()
+            except CodeError:
+                if attempt == _START_TRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _spawn_once(self) -> _Runner:
+        runner = await _Runner.start((*self._argv, str(self._memory)))
+        self._live.add(runner)
+        try:
+            async with asyncio.timeout(_READY_S):
+                await runner.ready()
+        except (TimeoutError, asyncio.IncompleteReadError) as exc:
+            await runner.wait(1.0)
+            reason = _reason(runner, exc)
+            runner.kill()
+            await runner.wait(1.0)
+            self._live.discard(runner)
+            raise CodeError(
+                f"a code runner did not start ({reason})", code=CODE_RUNNER_LOST
+            ) from None
+        return runner
+
+    def _replace(self, runner: _Runner) -> None:
+        """Kills ``runner`` and starts its successor in the background."""
+        runner.kill()
+        self._live.discard(runner)
+        self.runners_lost += 1
+        task = asyncio.get_running_loop().create_task(self._respawn(runner))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _respawn(self, dead: _Runner) -> None:
+        await dead.wait(5.0)
+        if len(self._live) >= self._size:
+            return  # a run already started one in its place
+        with contextlib.suppress(OSError, CodeError):
+            self._idle.append(await self._spawn())
+
+    async def run(self, run: CodeRun) -> CodeOutput:
+        header = orjson.dumps(
+            {
+                "source": run.source,
+                "mode": run.mode,
+                "cpu_ms": run.cpu_ms,
+                "memory_bytes": run.memory_bytes,
+                "max_output_bytes": run.max_output_bytes,
+                "max_log_lines": run.max_log_lines,
+                "max_log_bytes": run.max_log_bytes,
+            }
+        )
+        max_body = run.max_output_bytes + 2 * run.max_log_bytes + 65536
+        wall_s = run.cpu_ms / 1000.0 * _WALL_FACTOR + _WALL_EXTRA_S
+        async with self._slots:
+            runner = self._idle.popleft() if self._idle else await self._spawn()
+            try:
+                async with asyncio.timeout(wall_s):
+                    answer, body = await runner.call(header, run.data_json, max_body)
+            except TimeoutError:
+                self._replace(runner)
+                raise CodeError(
+                    f"the code's runner did not answer within {wall_s:g}s of wall-clock time "
+                    "and was replaced",
+                    code=CODE_RUNNER_LOST,
+                ) from None
+            except (asyncio.IncompleteReadError, ConnectionError, _Broken, struct.error) as exc:
+                # Its exit status says why (a signal: a crash or the kernel).
+                await runner.wait(1.0)
+                self._replace(runner)
+                raise CodeError(
+                    f"the code's runner died ({_reason(runner, exc)}) and was replaced",
+                    code=CODE_RUNNER_LOST,
+                ) from None
+            except BaseException:
+                # Cancelled (node timeout, execution cancelled or ended): the
+                # runner may still be running the code, so it goes.
+                self._replace(runner)
+                raise
+            self._idle.append(runner)
+        return _output(orjson.loads(answer), body)
+
+    async def close(self) -> None:
+        for task in list(self._starting):
+            task.cancel()
+        runners = list(self._live)
+        self._idle.clear()
+        self._live.clear()
+        for runner in runners:
+            runner.kill()
+        for runner in runners:
+            await runner.wait(5.0)
+
+
+def _reason(runner: _Runner, exc: BaseException) -> str:
+    code = runner.returncode
+    if code is not None and code < 0:
+        return f"signal {-code}"
+    if code is not None:
+        return f"exit status {code}"
+    return type(exc).__name__
+
+
+def _output(answer: dict[str, str], body: bytes) -> CodeOutput:
+    status = answer["status"]
+    if status == "ok":
+        result = orjson.loads(body)
+        items = result["items"]
+        if not all(type(item) is dict for item in items):
+            # toJSON() can turn an object into anything when it is encoded.
+            raise CodeError("the code returned an item that is not a JSON object", code=CODE_ERROR)
+        logs = result["logs"]
+        if result["dropped"]:
+            logs.append({"level": "info", "line": f"({result['dropped']} more lines dropped)"})
+        return CodeOutput(items, logs)
+    if status == "limit_exceeded":
+        raise LimitExceededError(answer["message"])
+    raise CodeError(answer["message"], code=status)
