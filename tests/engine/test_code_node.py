@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from nodedrop.cli.follow import EventPrinter as FollowPrinter
-from nodedrop.client.convert import event_of
 from nodedrop.cli.main import main
+from nodedrop.client.convert import event_of
 from nodedrop.engine import parse_workflow
 from nodedrop.engine.js_syntax import check_syntax
 from nodedrop.engine.local import run_local
