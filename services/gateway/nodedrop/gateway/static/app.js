@@ -1,12 +1,19 @@
 // The console's shell: the key of this tab, the live channel, and the pages
-// (#/executions, #/executions/<id>).
+// (#/executions, #/executions/<id>, #/failed, #/schedules, #/workflows, #/stats).
 import { auth } from "./api.js";
 import { bindDetail, example, showDetail } from "./detail.js";
 import { bindExecutions, showExecutions } from "./executions.js";
+import { bindFailed, showFailed } from "./failed.js";
+import { bindSchedules, showSchedules } from "./schedules.js";
+import { bindStats, showStats } from "./stats.js";
+import { bindWorkflows, showWorkflows } from "./workflows.js";
 import { connect, onLive, send } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
-const PAGES = ["executions", "detail"];
+const SHOW = {
+  executions: showExecutions, failed: showFailed, schedules: showSchedules, workflows: showWorkflows, stats: showStats,
+};
+const PAGES = [...Object.keys(SHOW), "detail"];
 let leave = () => {};
 
 function notice(text) {
@@ -21,11 +28,11 @@ function route() {
   leave();
   $("notice").hidden = true;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  let page = "executions";
+  let page = SHOW[parts[0]] ? parts[0] : "executions";
   if (parts[0] === "executions" && parts[1]) page = "detail";
   for (const p of PAGES) $(`page-${p}`).hidden = p !== page;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("current", a.dataset.page === (page === "detail" ? "executions" : page)));
-  leave = page === "detail" ? showDetail(parts[1], notice) : showExecutions(notice);
+  leave = page === "detail" ? showDetail(parts[1], notice) : SHOW[page](notice);
 }
 
 function setConn(s) {
@@ -72,6 +79,10 @@ $("logout").onclick = () => { auth.key = ""; location.reload(); };
 $("run").onclick = () => send({ type: "run_example", api_key: auth.key });
 bindExecutions(notice);
 bindDetail(notice);
+bindFailed();
+bindSchedules();
+bindWorkflows();
+bindStats();
 
 // A key in the fragment (#key=...) never reaches server logs; keep it for this tab only.
 const fragment = new URLSearchParams(location.hash.slice(1));

@@ -45,7 +45,8 @@ export function drawGraph(container, nodes, edges, statusOf) {
     root.append(svg("path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
     const port = e.sourceOutput || "main";
     if (port !== "main") {
-      const label = svg("text", { class: "port", x: x1 + 4, y: y1 - 4 });
+      // Beside the target end, where edges of one source no longer overlap.
+      const label = svg("text", { class: "port", x: x2 - 6, y: y2 - 5, "text-anchor": "end" });
       label.textContent = port;
       root.append(label);
     }
