@@ -154,7 +154,7 @@ async def test_console_lists_filters_inspects_cancels_and_retries(
                 "data-status", "completed"
             )
             await expect(page.locator('g.gnode[data-node="hold"]')).to_have_attribute(
-                "data-status", "pending"
+                "data-status", "not_run"
             )
             await expect(page.locator("#d-error")).to_contain_text("stop_and_error")
             await expect(page.locator("#d-error")).to_contain_text("order 7 rejected")

@@ -85,6 +85,8 @@ function nodeStatus(nodeId, runs) {
   let s = live ? live.status : run ? lower(run.status) : "pending";
   // A node the execution ended under never finished: it was cancelled or timed out with it.
   if (s === "running" && isTerminal(d.status)) s = d.status === "timed_out" ? "timed_out" : "cancelled";
+  // Never reached in this execution (a branch not taken, or nodes before a retry's restart point).
+  if (s === "pending" && isTerminal(d.status)) s = "not_run";
   return s;
 }
 
