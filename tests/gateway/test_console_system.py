@@ -172,6 +172,18 @@ async def test_console_lists_filters_inspects_cancels_and_retries(
             await expect(page.locator("#status")).to_have_attribute(
                 "data-status", "failed", timeout=20_000
             )
+            retry = await page.locator("#d-title").inner_text()
+
+            # The trigger filter: the retry is the one execution a retry started.
+            await page.click("nav a[data-page=executions]")
+            await page.fill("#f-after", "")
+            await page.fill("#f-before", "")
+            await page.select_option("#f-status", "")
+            await page.select_option("#f-trigger", "retry")
+            await expect(rows).to_have_count(1, timeout=10_000)
+            await expect(rows.first).to_have_attribute("data-id", retry)
+            await page.select_option("#f-trigger", "manual")
+            await expect(rows).to_have_count(20, timeout=10_000)
 
 
 async def test_console_pages_through_ten_thousand_executions(live_system: LiveSystem) -> None:

@@ -12,13 +12,17 @@ function request() {
   const req = { pageSize: PAGE_SIZE, pageToken: list.tokens[list.page] };
   if (f.status) req.statuses = [`EXECUTION_STATUS_${f.status.toUpperCase()}`];
   if (f.workflow) req.workflowId = f.workflow;
+  if (f.trigger) req.triggerKinds = [`TRIGGER_KIND_${f.trigger.toUpperCase()}`];
   if (f.after) req.createdAfter = new Date(f.after).toISOString();
   if (f.before) req.createdBefore = new Date(f.before).toISOString();
   return req;
 }
 
 function readFilters() {
-  return { status: $("f-status").value, workflow: $("f-workflow").value, after: $("f-after").value, before: $("f-before").value };
+  return {
+    status: $("f-status").value, workflow: $("f-workflow").value, trigger: $("f-trigger").value,
+    after: $("f-after").value, before: $("f-before").value,
+  };
 }
 
 async function load() {
@@ -77,7 +81,7 @@ export function bindExecutions(notice) {
     list.page = 0;
     reload();
   };
-  for (const id of ["f-status", "f-workflow", "f-after", "f-before"]) $(id).onchange = () => $("x-filters").requestSubmit();
+  for (const id of ["f-status", "f-workflow", "f-trigger", "f-after", "f-before"]) $(id).onchange = () => $("x-filters").requestSubmit();
   $("x-newer").onclick = () => { if (list.page > 0) { list.page -= 1; reload(); } };
   $("x-older").onclick = () => { if (list.tokens[list.page + 1] !== undefined) { list.page += 1; reload(); } };
   $("x-search").onsubmit = (ev) => {
