@@ -4,6 +4,7 @@ PostgreSQL) as a subprocess on private ports, Redis prefix and database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -39,6 +40,15 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.fixture
 async def live_system(redis: Redis, redis_url: str, empty_pg_dsn: str) -> AsyncIterator[LiveSystem]:
+    async with nodedrop_dev(redis, redis_url, empty_pg_dsn) as system:
+        yield system
+
+
+@contextlib.asynccontextmanager
+async def nodedrop_dev(
+    redis: Redis, redis_url: str, empty_pg_dsn: str, **extra_env: str
+) -> AsyncIterator[LiveSystem]:
+    """`nodedrop dev` with ``extra_env`` added to its environment."""
     prefix = f"t-e2e-{secrets.token_hex(5)}"
     api, scheduler, events, worker, gateway = _free_ports(5)
     key = f"ndk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
@@ -57,6 +67,7 @@ async def live_system(redis: Redis, redis_url: str, empty_pg_dsn: str) -> AsyncI
         "LOG_LEVEL": "warning",
         # The console tests' "flaky" workflow calls a server of the test on loopback.
         "NODEDROP_HTTP_ALLOW": "127.0.0.1",
+        **extra_env,
     }
     log = ARTIFACTS / "live-view-system.log"
     ARTIFACTS.mkdir(exist_ok=True)
