@@ -37,10 +37,6 @@ export async function call(service, method, request = {}) {
   return answer(r);
 }
 
-export async function get(path) {
-  return answer(await fetch(path, { headers: { Authorization: `Bearer ${auth.key}` } }));
-}
-
 export const executions = (method, request) => call("execution.v1.ExecutionService", method, request);
 export const workflows = (method, request) => call("workflow.v1.WorkflowService", method, request);
 export const admin = (method, request) => call("admin.v1.QueueAdminService", method, request);
@@ -61,5 +57,5 @@ export async function workflowNames(refresh = false) {
 export function lower(status) {
   return String(status || "").replace(/^(EXECUTION_STATUS_|NODE_RUN_STATUS_|TRIGGER_KIND_)/, "").toLowerCase();
 }
-export const TERMINAL = ["completed", "failed", "cancelled", "timed_out"];
+const TERMINAL = ["completed", "failed", "cancelled", "timed_out"];
 export const isTerminal = (s) => TERMINAL.includes(s);

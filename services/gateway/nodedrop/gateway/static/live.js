@@ -12,7 +12,6 @@ export function onLive(fn) { listeners.add(fn); return () => listeners.delete(fn
 export function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
-export const online = () => Boolean(state.ws && state.ws.readyState === WebSocket.OPEN);
 
 // Watch one execution's events after `after`; resumed after a reconnect.
 export function watch(id, after) { state.watched.set(id, after); send({ type: "subscribe", execution_id: id, after_sequence: after }); }
