@@ -186,6 +186,42 @@ async def test_list_executions_by_several_statuses_pages_newest_first(
     ]
 
 
+async def test_list_executions_by_trigger_kind_with_every_other_filter(
+    tenants: ExecutionRepository,
+) -> None:
+    repo = tenants
+    kinds = ["manual", "webhook", "schedule", "webhook", "retry", "webhook", "manual"]
+    ids = []
+    for i, kind in enumerate(kinds):
+        out = await repo.insert_executions(
+            [new_execution(workflow_id="wf" if i % 2 else None, trigger_kind=kind)]
+        )
+        ids.append(out[0].execution_id)
+    await repo.insert_executions([new_execution(T2, trigger_kind="webhook")])
+    await repo.set_status(ids[3], Status.FAILED, None)
+    order = [e.id for e in await repo.list_executions(T1, ExecutionFilter(), None, 50)]
+
+    def expect(*picked: int) -> list[str]:
+        return [eid for eid in order if ids.index(eid) in picked]
+
+    async def listed(**kw: object) -> list[str]:
+        page = await repo.list_executions(T1, ExecutionFilter(**kw), None, 50)  # type: ignore[arg-type]
+        return [e.id for e in page]
+
+    assert await listed(trigger_kinds=("webhook",)) == expect(1, 3, 5)
+    assert await listed(trigger_kinds=("webhook", "schedule")) == expect(1, 2, 3, 5)
+    assert await listed(trigger_kinds=("webhook",), statuses=(Status.QUEUED,)) == expect(1, 5)
+    assert await listed(trigger_kinds=("webhook",), workflow_id="wf") == expect(1, 3, 5)
+    assert await listed(trigger_kinds=("manual",), workflow_id="wf") == []
+    assert await listed(trigger_kinds=("sub_workflow",)) == []
+    # Cursor pages of one kind: each page full, none skipped.
+    page = await repo.list_executions(T1, ExecutionFilter(trigger_kinds=("webhook",)), None, 2)
+    rest = await repo.list_executions(
+        T1, ExecutionFilter(trigger_kinds=("webhook",)), (page[-1].created_at, page[-1].id), 2
+    )
+    assert [e.id for e in page + rest] == expect(1, 3, 5)
+
+
 def ev(
     eid: str, seq: int, type_: str, node: str = "", data: str = "", **kw: object
 ) -> RecordedEvent:

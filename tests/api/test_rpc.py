@@ -308,6 +308,10 @@ async def test_execution_rpcs_good_path(api: Api) -> None:
         ex_pb.ListExecutionsRequest(statuses=[execution_pb2.EXECUTION_STATUS_FAILED]), metadata=m
     )
     assert [e.id for e in failed.executions] == [run.execution_id]
+    retries = await api.ex.ListExecutions(
+        ex_pb.ListExecutionsRequest(trigger_kinds=[execution_pb2.TRIGGER_KIND_RETRY]), metadata=m
+    )
+    assert [e.id for e in retries.executions] == [retry.execution_id]
     stats = await api.ex.GetExecutionStats(ex_pb.GetExecutionStatsRequest(), metadata=m)
     assert stats.workflows[0].total == 2 and stats.workflows[0].failure_rate == 0.5
     assert stats.workflows[0].p50_duration.seconds == 2
@@ -562,6 +566,13 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
     ("ex", "ListExecutions", ex_pb.ListExecutionsRequest(page_size=-1), INV, "page_size"),
     ("ex", "ListExecutions", ex_pb.ListExecutionsRequest(page_token="garbage"), INV, "page_token"),
     ("ex", "ListExecutions", ex_pb.ListExecutionsRequest(statuses=[77]), INV, "statuses[0]"),  # type: ignore[list-item]
+    (
+        "ex",
+        "ListExecutions",
+        ex_pb.ListExecutionsRequest(trigger_kinds=[execution_pb2.TRIGGER_KIND_UNSPECIFIED]),
+        INV,
+        "trigger_kinds[0]",
+    ),
     ("ex", "ListExecutions", ex_pb.ListExecutionsRequest(workflow_id=BAD_ID), INV, "workflow_id"),
     (
         "ex",

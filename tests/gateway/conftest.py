@@ -188,3 +188,6 @@ async def open_gateway_stack(
 async def gw(redis: Redis) -> AsyncIterator[GatewayStack]:
     async for stack in open_gateway_stack(redis):
         yield stack
+
+
+from .system import live_system  # noqa: E402, F401  (the `nodedrop dev` fixture)

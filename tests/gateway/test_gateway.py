@@ -173,9 +173,12 @@ async def test_http_routes(gw: GatewayStack) -> None:
         page = await client.get("/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        assert "live view" in page.text
-        script = await client.get("/static/app.js")
-        assert script.headers["content-type"].startswith("text/javascript")
+        assert "nodedrop · console" in page.text
+        # Strict CSP: scripts of this origin only, no inline script or style attribute.
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        for module in ("app", "api", "live", "executions", "detail", "graph", "failed", "stats"):
+            script = await client.get(f"/static/{module}.js")
+            assert script.headers["content-type"].startswith("text/javascript"), module
         example = (await client.get("/api/example")).json()
         assert [n["id"] for n in example["nodes"]] == ["start", "pause", "big", "vip", "std", "all"]
         assert (await client.get("/api/ticket")).status_code == 401

@@ -22,6 +22,7 @@ async def test_live_view_runs_the_example_and_shows_every_node_completed(
     gw.executions.node_delay_s = 0.15
     async with live_view(f"{gw.http}/#key={KEY_A}", online_timeout_ms=10_000) as page:
         await run_the_example(page, node_timeout_ms=10_000)
-        await expect(page.locator("#executions li")).to_have_count(1, timeout=10_000)
+        await page.click("nav a[data-page=executions]")
+        await expect(page.locator(".exec-row")).to_have_count(1, timeout=10_000)
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "live-view.png"), full_page=True)

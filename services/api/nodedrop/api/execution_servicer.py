@@ -274,6 +274,13 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 v.add(f"statuses[{i}]", f"unknown status {s}")
             else:
                 statuses.append(status)
+        triggers = []
+        for i, t in enumerate(request.trigger_kinds):
+            kind = TRIGGER_FROM_PROTO.get(t)
+            if kind is None:
+                v.add(f"trigger_kinds[{i}]", f"unknown trigger kind {t}")
+            else:
+                triggers.append(kind)
         after_t = (
             v.timestamp("created_after", request.created_after)
             if request.HasField("created_after")
@@ -292,7 +299,9 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             cursor = pagination.decode_time_cursor(request.page_token, "page_token")
         records = await self._repo.list_executions(
             principal.tenant_id,
-            ExecutionFilter(request.workflow_id or None, tuple(statuses), after_t, before_t),
+            ExecutionFilter(
+                request.workflow_id or None, tuple(statuses), after_t, before_t, tuple(triggers)
+            ),
             cursor,
             size + 1,
         )

@@ -146,6 +146,8 @@ class ExecutionFilter:
     statuses: tuple[Status, ...] = ()
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # Trigger kinds as stored ("manual", "webhook", ...); empty means any.
+    trigger_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,12 +104,19 @@ def list_query(
     after_time, after_id = after if after is not None else (None, "")
     window = (filt.created_after, filt.created_before, after_time, after_id, limit)
     statuses = [str(s) for s in filt.statuses]
+    triggers = list(filt.trigger_kinds)
     if filt.workflow_id is not None:
         every = statuses or [str(s) for s in Status]
-        return Q["list_executions_by_workflow"], (tenant_id, filt.workflow_id, every, *window)
+        return Q["list_executions_by_workflow"], (
+            tenant_id,
+            filt.workflow_id,
+            every,
+            *window,
+            triggers,
+        )
     if statuses:
-        return Q["list_executions_by_status"], (tenant_id, statuses, *window)
-    return Q["list_executions"], (tenant_id, *window)
+        return Q["list_executions_by_status"], (tenant_id, statuses, *window, triggers)
+    return Q["list_executions"], (tenant_id, *window, triggers)
 
 
 def _definition(row: asyncpg.Record) -> str:

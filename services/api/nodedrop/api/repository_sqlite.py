@@ -454,6 +454,7 @@ class SqliteRepository:
             "tenant_id": tenant_id,
             "workflow_id": filt.workflow_id,
             "statuses": orjson.dumps([str(s) for s in filt.statuses]).decode(),
+            "triggers": orjson.dumps(list(filt.trigger_kinds)).decode(),
             "after_created": _us(filt.created_after),
             "before_created": _us(filt.created_before),
             "cursor_time": _us(after[0]) if after else None,

@@ -1,1 +1,1 @@
-"""Gateway: WebSocket bridge to EventService and the live view page."""
+"""Gateway: the HTTP edge (console, HTTP/JSON API, webhooks, WebSocket bridge)."""

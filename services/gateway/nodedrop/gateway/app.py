@@ -5,7 +5,7 @@ It fits the same lifecycle as the gRPC services by implementing
 ``nodedrop.common.server.Runnable`` itself.
 
 Routes (``_router``):
-    GET /              the live view        GET /static/<file>  its script and styles
+    GET /              the console          GET /static/<file>  its modules and styles
     GET /healthz       readiness            GET /api/example    the example graph (JSON)
     GET /api/ticket    a WebSocket ticket for `Authorization: Bearer <api key>`
     /ws                the WebSocket (key or ticket checked before the upgrade)

@@ -1,4 +1,4 @@
-"""The live view's files, read once at start from the package."""
+"""The console's files (docs/console.md), read once at start from the package."""
 
 from __future__ import annotations
 

@@ -246,6 +246,7 @@ class ListExecutionsRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TRIGGER_KINDS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
@@ -255,6 +256,10 @@ class ListExecutionsRequest(_message.Message):
     def created_after(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def created_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def trigger_kinds(self) -> _containers.RepeatedScalarFieldContainer[_execution_pb2.TriggerKind.ValueType]:
+        """Only executions started by one of these triggers; empty means any."""
+
     def __init__(
         self,
         *,
@@ -264,10 +269,11 @@ class ListExecutionsRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        trigger_kinds: _abc.Iterable[_execution_pb2.TriggerKind.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "trigger_kinds", b"trigger_kinds", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

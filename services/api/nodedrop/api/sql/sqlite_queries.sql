@@ -98,6 +98,7 @@ SELECT * FROM executions
 WHERE tenant_id = :tenant_id
   AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
   AND (json_array_length(:statuses) = 0 OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (json_array_length(:triggers) = 0 OR trigger_kind IN (SELECT value FROM json_each(:triggers)))
   AND (:after_created IS NULL OR created_at >= :after_created)
   AND (:before_created IS NULL OR created_at < :before_created)
   AND (:cursor_time IS NULL OR created_at < :cursor_time
