@@ -98,6 +98,11 @@ async def test_execute_and_wait_async_and_sync(system: ClientSystem) -> None:
             done = c.wait(s.execution_id, timeout_s=30)
             listed = [e.id for e in c.list_executions(workflow_id=wf.id)]
             assert listed == [s.execution_id]
+            kind = done.trigger_kind
+            by_kind = [e.id for e in c.list_executions(trigger_kinds=[kind], limit=50)]
+            assert s.execution_id in by_kind
+            others = [k for k in ("webhook", "schedule") if k != kind]
+            assert s.execution_id not in [e.id for e in c.list_executions(trigger_kinds=others)]
             return events[-1], done.status, done.output("big")
 
     last, status, output = await asyncio.to_thread(blocking)

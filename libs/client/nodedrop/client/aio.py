@@ -35,6 +35,7 @@ from nodedrop.client.convert import (
     schedule_policies,
     status_of,
     status_value,
+    trigger_kind_value,
     workflow_of,
     workflow_proto,
 )
@@ -299,11 +300,15 @@ class AsyncClient:
         *,
         workflow_id: str | None = None,
         statuses: Iterable[ExecutionStatus | str] = (),
+        trigger_kinds: Iterable[str] = (),
         limit: int | None = None,
         page_size: int = 200,
     ) -> AsyncIterator[Execution]:
-        """Newest first, page after page, until ``limit`` (or the last one)."""
+        """Newest first, page after page, until ``limit`` (or the last one);
+        ``trigger_kinds`` are words as ``Execution.trigger_kind`` gives them
+        (``manual``, ``webhook``, ``schedule``, ...)."""
         wanted = [status_value(s) for s in statuses]
+        kinds = [trigger_kind_value(k) for k in trigger_kinds]
         token = ""
         shown = 0
         while limit is None or shown < limit:
@@ -313,6 +318,7 @@ class AsyncClient:
                 ex_pb.ListExecutionsRequest(
                     workflow_id=workflow_id or "",
                     statuses=wanted,  # type: ignore[arg-type]
+                    trigger_kinds=kinds,  # type: ignore[arg-type]
                     page_size=size,
                     page_token=token,
                 ),

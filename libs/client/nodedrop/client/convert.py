@@ -55,6 +55,11 @@ def status_value(status: ExecutionStatus | str) -> int:
     return int(execution_pb2.ExecutionStatus.Value(f"EXECUTION_STATUS_{word.value.upper()}"))
 
 
+def trigger_kind_value(kind: str) -> int:
+    """The proto's enum value of a trigger kind word (``webhook``); ValueError if unknown."""
+    return int(execution_pb2.TriggerKind.Value(f"TRIGGER_KIND_{kind.upper()}"))
+
+
 def _time(ts: Timestamp) -> datetime | None:
     if not ts.seconds and not ts.nanos:
         return None
