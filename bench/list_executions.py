@@ -6,9 +6,9 @@
 Creates a scratch database, applies the API's migrations, loads ROWS
 executions of one tenant (plus another tenant's, interleaved) with the status
 mix of a busy deployment (94% completed, 4% failed, 1% cancelled, 1% running
-or queued; 1% webhook and 0.1% schedule triggers), then times the repository's
-list_executions (the query ListExecutions runs) for the console's and the
-CLI's filters, the trigger filter included, first page and
+or queued, 0.01% timed out; 1% webhook and 0.1% schedule triggers), then
+times the repository's list_executions (the query ListExecutions runs) for
+the console's and the CLI's filters, the trigger filter included, first page and
 a page 20 deep in the cursor: the call as the API makes it, and the query's
 execution time inside PostgreSQL (EXPLAIN ANALYZE, TIMING OFF), which the
 machine's load disturbs less. It prints the plans of the filtered queries.
@@ -41,7 +41,8 @@ INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, definition
 SELECT lpad(to_hex(g), 12, '0') || '-' || $2,
        CASE WHEN g % 10 = 0 THEN 't-other' ELSE $2 END,
        'wf-' || ((g / 100) % $3), 1, '{}',
-       CASE WHEN g % 100 < 94 THEN 'completed'
+       CASE WHEN g % 10000 = 9999 THEN 'timed_out'
+            WHEN g % 100 < 94 THEN 'completed'
             WHEN g % 100 < 98 THEN 'failed'
             WHEN g % 100 < 99 THEN 'cancelled'
             WHEN (g / 100) % 2 = 0 THEN 'running' ELSE 'queued' END,
@@ -91,6 +92,7 @@ CASES: list[tuple[str, ExecutionFilter]] = [
     ("status failed", ExecutionFilter(statuses=(Status.FAILED,))),
     ("status cancelled", ExecutionFilter(statuses=(Status.CANCELLED,))),
     ("status running", ExecutionFilter(statuses=(Status.RUNNING,))),
+    ("status timed_out (0.01%)", ExecutionFilter(statuses=(Status.TIMED_OUT,))),
     ("failed or cancelled", ExecutionFilter(statuses=(Status.FAILED, Status.CANCELLED))),
     ("workflow", ExecutionFilter(workflow_id="wf-7")),
     ("workflow + failed", ExecutionFilter(workflow_id="wf-7", statuses=(Status.FAILED,))),
