@@ -53,12 +53,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.GetWorkflowRequest, context: object
     ) -> pb.GetWorkflowResponse:
         principal = require_scope(SCOPE_READ)
-        v = Violations()
-        v.uuid("workflow_id", request.workflow_id)
-        version = request.version if request.HasField("version") else None
-        if version is not None and version < 1:
-            v.add("version", "must be >= 1")
-        v.raise_if_any()
+        version = _version_of(request)
         record = await self._repo.get_workflow(principal.tenant_id, request.workflow_id, version)
         if record is None:
             raise NotFound(f"workflow {request.workflow_id!r} not found")
@@ -170,12 +165,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         self, request: pb.ActivateWorkflowRequest, context: object
     ) -> pb.ActivateWorkflowResponse:
         principal = require_scope(SCOPE_EXECUTE)
-        v = Violations()
-        v.uuid("workflow_id", request.workflow_id)
-        version = request.version if request.HasField("version") else None
-        if version is not None and version < 1:
-            v.add("version", "must be >= 1")
-        v.raise_if_any()
+        version = _version_of(request)
         cached, activation = await self._activations.activate(
             principal.tenant_id, request.workflow_id, version
         )
@@ -199,3 +189,15 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
             raise NotFound(f"workflow {request.workflow_id!r} not found")
         await self._activations.deactivate(principal.tenant_id, request.workflow_id)
         return pb.DeactivateWorkflowResponse(workflow=workflow(record))
+
+
+def _version_of(request: pb.GetWorkflowRequest | pb.ActivateWorkflowRequest) -> int | None:
+    """The checked workflow id and optional version of a request naming one
+    version of a stored workflow (None: the latest)."""
+    v = Violations()
+    v.uuid("workflow_id", request.workflow_id)
+    version = request.version if request.HasField("version") else None
+    if version is not None and version < 1:
+        v.add("version", "must be >= 1")
+    v.raise_if_any()
+    return version
