@@ -142,9 +142,11 @@ async def test_live_view_renews_its_ticket_and_still_runs_and_cancels(
         await run_the_example(page, node_timeout_ms=20_000)
 
         execution_id = await _long_execution(dev_system)
-        row = page.locator(f'#executions li[data-id="{execution_id}"]')
+        # The console's list (a hash route: the same page and socket).
+        await page.evaluate("location.hash = '#/executions'")
+        row = page.locator(f'.exec-row[data-id="{execution_id}"]')
         await expect(row).to_have_count(1, timeout=15_000)
-        await row.click()
+        await page.click(f'.exec-row[data-id="{execution_id}"] a')
         await expect(page.locator("#status")).to_have_attribute(
             "data-status", "running", timeout=15_000
         )
