@@ -4,7 +4,7 @@ for plain HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -56,29 +56,33 @@ class Request:
         return None
 
     async def body(self, limit: int) -> bytes:
-        """The whole body; raises BodyTooLarge as soon as it passes ``limit``
-        (a declared Content-Length above it is refused before reading), and
-        ClientGone when the client leaves before its end: a truncated body
-        must not start anything."""
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit)
+        """The whole body (``read_body``)."""
         if self._receive is None:
             return b""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await read_body(self._receive, self.headers, limit)
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """A request's whole body; raises BodyTooLarge as soon as it passes
+    ``limit`` (a declared Content-Length above it is refused before reading),
+    and ClientGone when the client leaves before its end: a truncated body
+    must not start anything."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 _SAFE_HEADERS = (("cache-control", "no-store"), ("x-content-type-options", "nosniff"))

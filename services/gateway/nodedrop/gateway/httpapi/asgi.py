@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qs
 
 import grpc
 
+from nodedrop.gateway.http import (
+    ASGIApp,
+    BodyTooLarge,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+)
 from nodedrop.gateway.httpapi.errors import ApiError
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its request was read."""
+# The gateway's ASGI vocabulary (nodedrop.gateway.http), for this package's modules.
+__all__ = [
+    "ASGIApp",
+    "ClientGone",
+    "Message",
+    "Receive",
+    "Request",
+    "Scope",
+    "Send",
+    "respond",
+    "respond_error",
+    "respond_json",
+]
 
 
 @dataclass
@@ -57,23 +70,10 @@ class Request:
 
     async def body(self) -> bytes:
         """The whole body; 413 as soon as it is known to exceed the limit."""
-        limit = self.max_body_bytes
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError.too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise ApiError.too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            return await read_body(self.receive, self.headers, self.max_body_bytes)
+        except BodyTooLarge:
+            raise ApiError.too_large(self.max_body_bytes) from None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The caller's credential, forwarded as is: the API decides, never the edge."""
