@@ -78,9 +78,10 @@ def table(doc: dict[str, Any]) -> str:
         )
     rows += [
         "",
-        "| system | worker CPU, µs/job | Redis CPU, µs/job | jobs per worker CPU-second "
-        "| chain: worker CPU, µs/step | chain: Redis CPU, µs/step |",
-        "|---|---|---|---|---|---|",
+        "| system | worker CPU, µs/job | Redis CPU, µs/job | Redis round trips/job "
+        "| jobs per worker CPU-second | chain: worker CPU, µs/step | chain: Redis CPU, µs/step "
+        "| chain: round trips/step |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in doc["systems"].items():
         thr, chain = _summary(entry, "throughput"), _summary(entry, "chain")
@@ -88,8 +89,10 @@ def table(doc: dict[str, Any]) -> str:
         per_cpu_s = f"{1e6 / cpu['median']:,.0f}" if cpu and cpu["median"] > 0 else "—"
         rows.append(
             f"| {name} | {_fmt(thr, 'cpu_us_per_job')} | {_fmt(thr, 'redis_cpu_us_per_job')} "
+            f"| {_fmt(thr, 'redis_round_trips_per_job', 2)} "
             f"| {per_cpu_s} | {_fmt(chain, 'cpu_us_per_job')} "
-            f"| {_fmt(chain, 'redis_cpu_us_per_job')} |"
+            f"| {_fmt(chain, 'redis_cpu_us_per_job')} "
+            f"| {_fmt(chain, 'redis_round_trips_per_job', 2)} |"
         )
     return "\n".join(rows)
 
@@ -118,6 +121,15 @@ def ratios(doc: dict[str, Any], us: str = "nodedrop") -> list[str]:
     lines.append(
         f"worker CPU per job: {us} {ours_cpu:,.0f} µs vs BullMQ {bull_cpu:,.0f} µs "
         f"({bull_cpu / ours_cpu:.2f}x as many jobs per worker CPU-second)"
+    )
+    ours_redis = _median(doc, us, "throughput", "redis_cpu_us_per_job")
+    bull_redis = _median(doc, "bullmq", "throughput", "redis_cpu_us_per_job")
+    ours_trips = _median(doc, us, "throughput", "redis_round_trips_per_job")
+    bull_trips = _median(doc, "bullmq", "throughput", "redis_round_trips_per_job")
+    lines.append(
+        f"Redis per job: {us} {ours_redis:,.0f} µs CPU and {ours_trips:.2f} round trips vs "
+        f"BullMQ {bull_redis:,.0f} µs and {bull_trips:.2f} (CPU ratio "
+        f"{ours_redis / bull_redis:.2f}; goal <= 1)"
     )
     ours_p50 = _median(doc, us, "latency", "p50_ms")
     bull_p50 = _median(doc, "bullmq", "latency", "p50_ms")

@@ -2,24 +2,31 @@
 
     python bench/peers/run.py [--quick] [--only bullmq,celery,...] [--skip-install]
 
-Installs each peer in its own environment, then for every system, scenario
-and round: FLUSHDB of that system's own Redis db (9-15 for the peers, never
-another one), run its driver in a subprocess, read one JSON line, FLUSHDB
-again. Writes results/<stamp>.json (raw rounds, versions, settings, machine
-load) and the chart (docs/img/bench-peers.png; a --quick run keeps both under .envs/).
+Installs each peer in its own environment, starts a private redis-server on
+a free port (``--shared-redis``: the one on 6379 instead), then for every
+system, scenario and round: FLUSHDB of that system's own Redis db (9-15 for
+the peers, never another one), run its driver in a subprocess, read one JSON
+line, FLUSHDB again. On its own server, the Redis CPU and round trips per job
+each driver reads from INFO are that system's alone; on the shared one they
+also hold whatever else talks to that server. Writes results/<stamp>.json
+(raw rounds, versions, settings, machine load) and the chart
+(docs/img/bench-peers.png; a --quick run keeps both under .envs/).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import envs
@@ -36,10 +43,24 @@ DRIVERS = ROOT / "drivers"
 SLACK_S = 90.0  # enqueue + start-up + shutdown on top of a round's cap
 
 
+# The Redis server the drivers use (set once by main).
+REDIS_PORT = 6379
+
+
+def _queue_bench() -> ModuleType:
+    """bench/queue.py's process helpers (a private redis-server, a free port)."""
+    path = ROOT.parent / "queue.py"
+    spec = importlib.util.spec_from_file_location("nd_bench_queue", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _flush(db: int) -> None:
-    # Our own db numbers only: the server is shared with other test suites.
+    # Our own db numbers only: the server may be shared with other test suites.
     assert db in range(8, 16), db
-    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client = redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=db)
     client.flushdb()
     client.close()
 
@@ -55,7 +76,12 @@ def _run_round(system: System, scenario: Scenario) -> dict[str, Any]:
     ]
     if scenario.name == "events":
         argv += ["--listeners", str(LISTENERS)]
-    env = dict(os.environ, BENCH_REDIS_DB=str(system.redis_db), **system.env)
+    env = dict(
+        os.environ,
+        BENCH_REDIS_DB=str(system.redis_db),
+        BENCH_REDIS_PORT=str(REDIS_PORT),
+        **system.env,
+    )
     _flush(system.redis_db)
     try:
         proc = subprocess.run(
@@ -97,7 +123,7 @@ def _metric(scenario: str, rnd: dict[str, Any]) -> dict[str, float]:
     if scenario in ("throughput", "chain"):
         figures = {"rate": rnd["rate"]}
         # CPU per job is missing when no job completed after the first one.
-        for key in ("cpu_us_per_job", "redis_cpu_us_per_job"):
+        for key in ("cpu_us_per_job", "redis_cpu_us_per_job", "redis_round_trips_per_job"):
             value = rnd.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 figures[key] = float(value)
@@ -127,7 +153,7 @@ def _summarise(scenario: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    info = redis.Redis(host="127.0.0.1", port=6379).info("server")
+    info = redis.Redis(host="127.0.0.1", port=REDIS_PORT).info("server")
     return {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -143,6 +169,11 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated systems to run")
     parser.add_argument("--skip-install", action="store_true")
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument(
+        "--shared-redis",
+        action="store_true",
+        help="use the server on 6379 (shared) instead of a private one",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -160,11 +191,29 @@ def main() -> int:
     for system in systems:
         if system.peer is not None and not args.skip_install:
             envs.ensure(system.peer)
+    if args.shared_redis:
+        return _run_all(args, systems, scenarios)
+    global REDIS_PORT  # noqa: PLW0603 - one server for the whole run
+    queue_bench = _queue_bench()
+    REDIS_PORT = queue_bench.free_port()
+    with tempfile.TemporaryDirectory(prefix="nd-bench-redis-") as folder:
+        server = queue_bench.start_redis(REDIS_PORT, folder)
+        try:
+            return _run_all(args, systems, scenarios)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def _run_all(
+    args: argparse.Namespace, systems: list[System], scenarios: tuple[Scenario, ...]
+) -> int:
     started = time.time()
     doc: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "quick": args.quick,
         "machine": _machine(),
+        "redis": "shared" if args.shared_redis else "private",
         "scenarios": [s.__dict__ for s in scenarios],
         "systems": {},
     }

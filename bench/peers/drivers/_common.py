@@ -125,17 +125,26 @@ class _Progress:
     end_cpu_s: float = math.nan
     first_redis_s: float = math.nan
     end_redis_s: float = math.nan
+    first_reads: float = math.nan
+    end_reads: float = math.nan
 
-    def per_job_us(self, start: float, end: float) -> float:
+    def per_job(self, start: float, end: float) -> float:
         jobs = self.count - self.first_count
-        return (end - start) * 1e6 / jobs if jobs > 0 else math.nan
+        return (end - start) / jobs if jobs > 0 else math.nan
 
 
-async def redis_cpu_s(client: aredis.Redis) -> float:
-    """The Redis server's CPU time. The server is shared with other users, so
-    a delta over a run is an upper bound of what the run itself cost."""
-    info = await client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+async def redis_counters(client: aredis.Redis) -> tuple[float, float]:
+    """The Redis server's CPU time and its reads from client sockets. A
+    request, or a pipeline of them, arrives in one read, so a delta of reads
+    is the round trips clients made (the harness's own polls included: an
+    upper bound). `make bench` gives each run a private server; on a shared
+    one, both deltas also hold other users' work."""
+    cpu = await client.info("cpu")
+    stats = await client.info("stats")
+    return (
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        float(stats["total_reads_processed"]),
+    )
 
 
 async def _wait_count(
@@ -147,13 +156,13 @@ async def _wait_count(
         if progress.count and math.isnan(progress.first_cpu_s):
             # CPU from here on is steady work, not start-up and imports.
             progress.first_cpu_s = group_cpu_s(worker_pid)
-            progress.first_redis_s = await redis_cpu_s(client)
+            progress.first_redis_s, progress.first_reads = await redis_counters(client)
             progress.first_count = progress.count
         if progress.count >= total:
             break
         await asyncio.sleep(0.005)
     progress.end_cpu_s = group_cpu_s(worker_pid)
-    progress.end_redis_s = await redis_cpu_s(client)
+    progress.end_redis_s, progress.end_reads = await redis_counters(client)
     return progress
 
 
@@ -187,8 +196,10 @@ async def _batch(
         "span_s": span,
         "wall_s": t_last - t_spawn,
         "rate": (min(count, total) - 1) / span if span > 0 else 0.0,
-        "cpu_us_per_job": progress.per_job_us(progress.first_cpu_s, progress.end_cpu_s),
-        "redis_cpu_us_per_job": progress.per_job_us(progress.first_redis_s, progress.end_redis_s),
+        "cpu_us_per_job": progress.per_job(progress.first_cpu_s, progress.end_cpu_s) * 1e6,
+        "redis_cpu_us_per_job": progress.per_job(progress.first_redis_s, progress.end_redis_s)
+        * 1e6,
+        "redis_round_trips_per_job": progress.per_job(progress.first_reads, progress.end_reads),
         "rate_wall": min(count, total) / (t_last - t_spawn),
     }
 

@@ -8,7 +8,11 @@ from typing import Any
 from _common import arecord_done, arecord_start
 from arq.connections import RedisSettings
 
-REDIS = RedisSettings(host="127.0.0.1", port=6379, database=int(os.environ["BENCH_REDIS_DB"]))
+REDIS = RedisSettings(
+    host="127.0.0.1",
+    port=int(os.environ.get("BENCH_REDIS_PORT", "6379")),
+    database=int(os.environ["BENCH_REDIS_DB"]),
+)
 
 
 async def noop(ctx: dict[str, Any], total: int) -> None:

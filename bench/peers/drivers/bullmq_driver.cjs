@@ -100,27 +100,31 @@ async function stopWorker(child) {
   clearTimeout(timer);
 }
 
-// The (shared) Redis server's CPU seconds: a delta is an upper bound.
-async function redisCpuS(redis) {
-  const info = await redis.info('cpu');
+// The Redis server's CPU seconds and its reads from client sockets (round
+// trips, this harness's polls included): see _common.redis_counters.
+async function redisCounters(redis) {
+  const info = (await redis.info('cpu')) + (await redis.info('stats'));
   const field = (name) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)[1]);
-  return field('used_cpu_user') + field('used_cpu_sys');
+  return [field('used_cpu_user') + field('used_cpu_sys'), field('total_reads_processed')];
 }
 
 async function waitCount(redis, total, deadline, pid) {
-  const progress = { count: 0, firstCount: 0, firstCpu: NaN, endCpu: NaN, firstRedis: NaN, endRedis: NaN };
+  const progress = {
+    count: 0, firstCount: 0, firstCpu: NaN, endCpu: NaN,
+    firstRedis: NaN, endRedis: NaN, firstReads: NaN, endReads: NaN,
+  };
   while (Date.now() < deadline) {
     progress.count = Number((await redis.get(DONE)) || 0);
     if (progress.count && Number.isNaN(progress.firstCpu)) {
       progress.firstCpu = groupCpuS(pid);
-      progress.firstRedis = await redisCpuS(redis);
+      [progress.firstRedis, progress.firstReads] = await redisCounters(redis);
       progress.firstCount = progress.count;
     }
     if (progress.count >= total) break;
     await sleep(5);
   }
   progress.endCpu = groupCpuS(pid);
-  progress.endRedis = await redisCpuS(redis);
+  [progress.endRedis, progress.endReads] = await redisCounters(redis);
   return progress;
 }
 
@@ -153,6 +157,7 @@ async function batch(total, enqueue, timeout) {
     rate: span > 0 ? (completed - 1) / span : 0, rate_wall: completed / (tLast - tSpawn),
     cpu_us_per_job: perJob(progress.firstCpu, progress.endCpu),
     redis_cpu_us_per_job: perJob(progress.firstRedis, progress.endRedis),
+    redis_round_trips_per_job: jobs > 0 ? (progress.endReads - progress.firstReads) / jobs : null,
   };
 }
 

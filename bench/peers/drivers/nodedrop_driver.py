@@ -140,10 +140,15 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
-async def redis_cpu_s(client: Any) -> float:
-    """The (shared) Redis server's CPU time: a delta is an upper bound."""
-    info = await client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+async def redis_counters(client: Any) -> tuple[float, float]:
+    """The Redis server's CPU time and its reads from client sockets (round
+    trips, this harness's polls included): see _common.redis_counters."""
+    cpu = await client.info("cpu")
+    stats = await client.info("stats")
+    return (
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        float(stats["total_reads_processed"]),
+    )
 
 
 async def completed(store: RedisStore) -> int:
@@ -173,7 +178,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
     enqueue_s = time.perf_counter() - t0
     t_spawn = time.time()
     proc = start_worker()
-    t_first = t_last = cpu_first = redis_first = math.nan
+    t_first = t_last = cpu_first = redis_first = reads_first = math.nan
     done = first_done = polls = 0
     deadline = time.monotonic() + limit_s
     try:
@@ -184,7 +189,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
             if done >= 1 and math.isnan(t_first):
                 # Completions land in batches: count from what is done here.
                 t_first, first_done, cpu_first = now, done, group_cpu_s(proc.pid)
-                redis_first = await redis_cpu_s(store.client)
+                redis_first, reads_first = await redis_counters(store.client)
             if done >= count:
                 t_last = now
                 break
@@ -192,7 +197,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
         else:
             t_last = time.time()
         cpu_end = group_cpu_s(proc.pid)
-        redis_end = await redis_cpu_s(store.client)
+        redis_end, reads_end = await redis_counters(store.client)
     finally:
         stop_worker(proc)
     steps = nodes if nodes > 1 else 1
@@ -201,7 +206,7 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
 
     def per_job(start: float, end: float) -> float:
         jobs = (finished - first_done) * steps
-        return (end - start) * 1e6 / jobs if jobs > 0 else math.nan
+        return (end - start) / jobs if jobs > 0 else math.nan
 
     return {
         "jobs": count * steps,
@@ -216,8 +221,9 @@ async def batch(store: RedisStore, nodes: int, count: int, limit_s: float) -> di
         "rate": (finished - first_done) * steps / span if span > 0 else 0.0,
         "rate_wall": finished * steps / (t_last - t_spawn),
         "executions_per_s": (finished - first_done) / span if span > 0 else 0.0,
-        "cpu_us_per_job": per_job(cpu_first, cpu_end),
-        "redis_cpu_us_per_job": per_job(redis_first, redis_end),
+        "cpu_us_per_job": per_job(cpu_first, cpu_end) * 1e6,
+        "redis_cpu_us_per_job": per_job(redis_first, redis_end) * 1e6,
+        "redis_round_trips_per_job": per_job(reads_first, reads_end),
     }
 
 
