@@ -101,7 +101,11 @@ def test_events_rounds_keep_percentiles_not_samples() -> None:
 
 
 def test_table_formats_median_range_unfinished_and_skipped() -> None:
-    summary = {"rate": {"median": 1500.0, "min": 1000.0, "max": 2000.0}, "all_finished": True}
+    summary = {
+        "rate": {"median": 1500.0, "min": 1000.0, "max": 2000.0},
+        "redis_round_trips_per_job": {"median": 0.25, "min": 0.25, "max": 0.25},
+        "all_finished": True,
+    }
     slow = {"rate": {"median": 15.0, "min": 15.0, "max": 15.0}, "all_finished": False}
     doc = _doc(
         {
@@ -114,7 +118,7 @@ def test_table_formats_median_range_unfinished_and_skipped() -> None:
     assert lines[3].startswith("| slow | 15* |")
     assert lines[2].endswith("| — | — | — |")
     cost = lines[lines.index("") + 3]
-    assert cost == "| fast | — | — | — | — | — |"
+    assert cost == "| fast | — | — | 0.25 | — | — | — | — |"
 
 
 def test_chart_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
