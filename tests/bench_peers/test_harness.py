@@ -145,7 +145,14 @@ def test_ratios_compare_with_bullmq_and_the_fastest_python_peer() -> None:
 
     def system(rate: float, p50: float, deliveries: float | None = None) -> dict[str, Any]:
         scenarios: dict[str, Any] = {
-            "throughput": {"summary": {"rate": fig(rate), "cpu_us_per_job": fig(1e6 / rate)}},
+            "throughput": {
+                "summary": {
+                    "rate": fig(rate),
+                    "cpu_us_per_job": fig(1e6 / rate),
+                    "redis_cpu_us_per_job": fig(5e5 / rate),
+                    "redis_round_trips_per_job": fig(rate / 1e4),
+                }
+            },
             "chain": {"summary": {"rate": fig(rate / 2)}},
             "latency": {"summary": {"p50_ms": fig(p50), "p99_ms": fig(p50)}},
             "events": {"skipped": "no API"},
@@ -171,5 +178,9 @@ def test_ratios_compare_with_bullmq_and_the_fastest_python_peer() -> None:
         "worker CPU per job: nodedrop 125 µs vs BullMQ 250 µs "
         "(2.00x as many jobs per worker CPU-second)"
     )
-    assert "ratio 0.50; goal <= 1" in lines[3]
-    assert "(0.50x)" in lines[4]
+    assert lines[3] == (
+        "Redis per job: nodedrop 62 µs CPU and 0.80 round trips vs BullMQ 125 µs and 0.40 "
+        "(CPU ratio 0.50; goal <= 1)"
+    )
+    assert "ratio 0.50; goal <= 1" in lines[4]
+    assert "(0.50x)" in lines[5]
