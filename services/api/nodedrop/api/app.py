@@ -223,7 +223,9 @@ class ApiService:
             return await SqliteRepository.open(s.api.sqlite_path)
         try:
             if s.api.run_migrations:
-                applied = await migrations.apply(s.postgres.url)
+                applied = await migrations.apply(
+                    s.postgres.url, statement_cache_size=s.postgres.statement_cache_size
+                )
                 if applied:
                     log.info("migrations applied", versions=applied)
             return await PostgresRepository.connect(
@@ -231,6 +233,7 @@ class ApiService:
                 min_size=s.postgres.pool_min_size,
                 max_size=s.postgres.pool_max_size,
                 command_timeout=s.postgres.command_timeout_s,
+                statement_cache_size=s.postgres.statement_cache_size,
             )
         except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
             # Refused, unreachable, wrong password, no such database, or a
