@@ -19,10 +19,17 @@ import asyncpg
 
 from nodedrop.api.repository_pg import advisory_xact_lock
 
-__all__ = ["Migration", "MigrationError", "applied_versions", "apply", "available"]
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "Migration",
+    "MigrationError",
+    "applied_versions",
+    "apply",
+    "available",
+]
 
 # An arbitrary constant shared by every nodedrop process: the lock's identity.
-_LOCK_KEY = 0x6E6F6465_6D696772 & 0x7FFFFFFFFFFFFFFF
+MIGRATION_LOCK_KEY = 0x6E6F6465_6D696772 & 0x7FFFFFFFFFFFFFFF
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -76,7 +83,7 @@ async def apply(dsn: str, *, statement_cache_size: int = 100) -> list[int]:
         try:
             # The lock's transaction cannot be the migrations' own: each
             # version commits on its own, while the lock lasts the whole run.
-            async with advisory_xact_lock(guard, _LOCK_KEY, wait=True):
+            async with advisory_xact_lock(guard, MIGRATION_LOCK_KEY, wait=True):
                 return await _apply_locked(conn)
         finally:
             await conn.close()
