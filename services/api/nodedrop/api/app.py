@@ -254,7 +254,7 @@ class ApiService:
         )
         # In `nodedrop dev`, as its scheduler, workers and events service decide:
         # Redis when it answers, else the shared in-memory store.
-        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        self._store = await open_store(s.redis.url, config, dev=self._dev, url_set=s.redis.url_set)
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo, linger_s=s.api.batch_linger_s)
         self._batcher.start()
