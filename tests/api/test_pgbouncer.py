@@ -14,11 +14,21 @@ import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
+import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from nodedrop.api import migrations
+from nodedrop.api.app import ApiService
 from nodedrop.api.migrations import MIGRATION_LOCK_KEY
+from nodedrop.api.provisioning import ALL_SCOPES, create_key
 from nodedrop.api.repository_pg import RECOVERY_LOCK_KEY, PostgresRepository
+from nodedrop.common.server import GrpcServer
+from nodedrop.execution.v1 import execution_pb2
+from nodedrop.execution.v1 import execution_service_pb2 as ex_pb
+from nodedrop.execution.v1 import execution_service_pb2_grpc as ex_grpc
+from nodedrop.workflow.v1 import workflow_pb2 as wf_pb
+from tests.api.harness import api_settings
 from tests.helpers.pgbouncer import PgBouncer, jit_off
 
 pytestmark = pytest.mark.timeout(120)
@@ -165,3 +175,65 @@ async def test_a_killed_migrator_blocks_nobody(empty_bouncer_dsn: str) -> None:
         assert not waiting.done()
     applied = await asyncio.wait_for(waiting, 30)
     assert applied == [m.version for m in migrations.available()]
+
+
+async def test_the_api_serves_through_pgbouncer_with_the_setting(
+    empty_bouncer_dsn: str, redis_url: str, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """The API as deployed behind PgBouncer: NODEDROP_PG_STATEMENT_CACHE_SIZE=0
+    reaches its migrations and its pool; direct runs are recorded and listed."""
+    settings = api_settings(
+        redis_url,
+        redis_prefix,
+        {
+            "DATABASE_URL": empty_bouncer_dsn,
+            "NODEDROP_PG_STATEMENT_CACHE_SIZE": "0",
+            "NODEDROP_PG_POOL_MIN": "4",
+            "NODEDROP_PG_POOL_MAX": "8",
+        },
+    )
+    assert settings.postgres.statement_cache_size == 0
+    service = ApiService(settings)
+    server = GrpcServer(service, settings.server, security=settings.security)
+    await server.start()
+    try:
+        key, _ = await create_key(service.repository, "tenant-a", "a", ALL_SCOPES)
+        md = (("authorization", f"Bearer {key.secret}"),)
+        workflow = wf_pb.Workflow(
+            name="through-pgbouncer",
+            nodes=[
+                wf_pb.Node(id="start", type="manual_trigger"),
+                wf_pb.Node(id="n", type="set", parameters_json='{"fields": {"x": "1"}}'),
+            ],
+            connections=[wf_pb.Connection(source="start", target="n")],
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = ex_grpc.ExecutionServiceStub(channel)
+            started = await asyncio.gather(
+                *(
+                    stub.ExecuteWorkflow(
+                        ex_pb.ExecuteWorkflowRequest(
+                            workflow=workflow, mode=execution_pb2.EXECUTION_MODE_DIRECT
+                        ),
+                        metadata=md,
+                    )
+                    for _ in range(12)
+                )
+            )
+            ids = {r.execution_id for r in started}
+            for _ in range(200):
+                listed = await stub.ListExecutions(
+                    ex_pb.ListExecutionsRequest(page_size=50), metadata=md
+                )
+                done = {
+                    e.id
+                    for e in listed.executions
+                    if e.status == execution_pb2.EXECUTION_STATUS_COMPLETED
+                }
+                if done >= ids:
+                    break
+                await asyncio.sleep(0.05)
+            assert done >= ids, listed
+    finally:
+        await server.set_not_serving()
+        await server.stop(1.0)
