@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from nodedrop.common.startup import EXIT_DEPENDENCY
 from tests.helpers.ports import free_port, port_open
@@ -179,6 +178,17 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 1
         time.sleep(0.05)
 
 
+def _cli(port: int, *args: str) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return done.stdout
+
+
 def _cluster_node(binary: str, port: int, bus: int, directory: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -214,20 +224,14 @@ def _two_node_cluster(timeout_s: float = 30.0) -> Iterator[tuple[int, int]]:
     try:
         for port, process in zip(ports, processes, strict=True):
             _wait_port(port, process)
-        first, second = (redis.Redis(port=port) for port in ports)
-        first.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 8191)
-        second.execute_command("CLUSTER", "ADDSLOTSRANGE", 8192, 16383)
-        first.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[1], buses[1])
+        _cli(ports[0], "CLUSTER", "ADDSLOTSRANGE", "0", "8191")
+        _cli(ports[1], "CLUSTER", "ADDSLOTSRANGE", "8192", "16383")
+        _cli(ports[0], "CLUSTER", "MEET", "127.0.0.1", str(ports[1]), str(buses[1]))
         deadline = time.monotonic() + timeout_s
-        while not all(
-            b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO")
-            for node in (first, second)
-        ):
+        while not all("cluster_state:ok" in _cli(port, "CLUSTER", "INFO") for port in ports):
             if time.monotonic() > deadline:
                 raise RuntimeError("the two cluster nodes did not agree in time")
             time.sleep(0.1)
-        first.close()
-        second.close()
         yield ports[0], ports[1]
     finally:
         for process in processes:

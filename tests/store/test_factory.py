@@ -36,11 +36,9 @@ async def test_a_named_redis_nothing_answers_at_is_unusable() -> None:
 
 async def test_a_named_redis_that_answers_is_used(redis_url: str) -> None:
     store = await open_store(redis_url, make_config(), dev=True, url_set=True)
-    try:
-        assert isinstance(store, RedisStore)
-    finally:
-        await store.delete_all()
-        await store.close()
+    assert isinstance(store, RedisStore)
+    await store.delete_all()
+    await store.close()
 
 
 async def test_outside_dev_nothing_listening_is_retried_later() -> None:
