@@ -237,3 +237,21 @@ async def test_the_api_serves_through_pgbouncer_with_the_setting(
     finally:
         await server.set_not_serving()
         await server.stop(1.0)
+
+
+async def test_the_held_lock_holds_back_no_vacuum(
+    pg_dsn: str, replicas: tuple[PostgresRepository, PostgresRepository]
+) -> None:
+    a, _ = replicas
+    observer = await asyncpg.connect(pg_dsn)
+    try:
+        async with a.recovery_lock() as held:
+            assert held
+            rows = await observer.fetch(
+                "SELECT backend_xmin FROM pg_stat_activity"
+                " WHERE datname = current_database() AND state = 'idle in transaction'"
+            )
+            # The lock's transaction, idle during the pass, with no snapshot.
+            assert len(rows) == 1 and rows[0]["backend_xmin"] is None, rows
+    finally:
+        await observer.close()

@@ -117,9 +117,8 @@ async def advisory_xact_lock(
     when the holder dies (PostgreSQL, or PgBouncer, ends a transaction whose
     client is gone). Not a lease table either: no expiry to tune against the
     longest pass, and a dead holder frees the lock at once rather than after
-    the lease. The transaction writes nothing; a READ COMMITTED transaction
-    idle between its statements holds no snapshot, so it does not hold back
-    vacuum."""
+    the lease. The transaction writes nothing and idles without a snapshot,
+    so it does not hold back vacuum."""
     transaction = conn.transaction()
     await transaction.start()
     try:
@@ -128,6 +127,11 @@ async def advisory_xact_lock(
             locked = True
         else:
             locked = bool(await conn.fetchval(Q["try_advisory_xact_lock"], key))
+        # A query with arguments leaves its unnamed portal open, and with it
+        # its snapshot, until the transaction's next query; a statement of the
+        # simple protocol drops it, so the transaction idles holding nothing
+        # that would hold back vacuum during a long pass.
+        await conn.execute(Q["drop_unnamed_portal"])
         yield locked
     finally:
         # Nothing to keep: the rollback only releases the lock. A connection

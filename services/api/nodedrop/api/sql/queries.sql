@@ -333,6 +333,9 @@ SELECT pg_try_advisory_xact_lock($1) AS locked;
 -- name: advisory_xact_lock
 SELECT pg_advisory_xact_lock($1);
 
+-- name: drop_unnamed_portal
+SELECT 1;
+
 -- name: unknown_executions
 SELECT x.id FROM unnest($1::text[]) AS x(id)
 WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = x.id);
