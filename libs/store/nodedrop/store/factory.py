@@ -8,10 +8,10 @@ import errno
 from collections.abc import Iterator
 
 import structlog
-from redis.exceptions import AskError, ClusterDownError, MovedError
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError
 
 from nodedrop.store.config import StoreConfig
-from nodedrop.store.errors import Unavailable, Unusable
+from nodedrop.store.errors import StoreError, Unavailable, Unusable
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
@@ -81,7 +81,7 @@ async def _open_dev(
 ) -> RedisStore | MemoryStore:
     try:
         await asyncio.wait_for(store.connect(), _CONNECT_S)
-    except Exception as e:
+    except (StoreError, RedisError, OSError, TimeoutError) as e:
         await store.close()
         if url_set or not _nothing_there(e):
             raise Unusable(_reason(e)) from e

@@ -219,7 +219,11 @@ class ApiService:
         s = self._settings
         embedded = self._dev and not s.api.database_url_set and not _listening(s.postgres.url, 5432)
         if embedded:
-            log.info("no PostgreSQL found; using the embedded store", path=s.api.sqlite_path)
+            log.warning(
+                "DATABASE_URL is not set and nothing answers at the default address: "
+                "using the embedded store",
+                path=s.api.sqlite_path,
+            )
             return await SqliteRepository.open(s.api.sqlite_path)
         try:
             if s.api.run_migrations:
