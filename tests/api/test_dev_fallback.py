@@ -1,10 +1,12 @@
 """`nodedrop dev` without Redis: the API falls back to the in-memory store
 (shared with the other services of the process), registers the development
-key, and a direct run is recorded in the embedded store."""
+key, and a direct run is recorded in the embedded store. (The real process,
+and the refusals of a Redis that was named: tests/cli/test_dev_stores.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -28,13 +30,16 @@ async def dev_api(capsys: pytest.CaptureFixture[str]) -> AsyncIterator[tuple[Api
     settings = ApiSettings.from_env(
         {
             "NODEDROP_API_ADDR": "127.0.0.1:0",
-            # Nothing listens there: dev mode must fall back, not fail.
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "NODEDROP_REDIS_PREFIX": "devfallback",
             "NODEDROP_API_KEY": KEY,
             "NODEDROP_SCHEDULER_ADDR": f"127.0.0.1:{free_port()}",
         }
     )
+    # REDIS_URL not set, and nothing listens where the default points (here,
+    # a port nobody uses): dev mode falls back, not fail.
+    assert not settings.redis.url_set
+    unused = dataclasses.replace(settings.redis, url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = dataclasses.replace(settings, redis=unused)
     repo = await SqliteRepository.open(":memory:")
     service = ApiService(settings, dev=True, repository=repo)
     server = GrpcServer(service, settings.server)

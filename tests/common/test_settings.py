@@ -29,7 +29,10 @@ def test_defaults_keep_the_original_names_and_values() -> None:
     )
     redis = RedisSettings.from_env({})
     assert (redis.url, redis.prefix, redis.partitions) == ("redis://127.0.0.1:6379/0", "nd", 16)
-    assert PostgresSettings.from_env({}).url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert not redis.url_set and not RedisSettings.from_env({"REDIS_URL": " "}).url_set
+    postgres = PostgresSettings.from_env({})
+    assert postgres.url == "postgresql://postgres@127.0.0.1:5432/postgres"
+    assert postgres.statement_cache_size == 100
     addresses = Addresses.from_env({})
     assert [str(a) for a in (addresses.api, addresses.scheduler, addresses.events)] == [
         "127.0.0.1:50051",
@@ -51,6 +54,9 @@ def test_values_from_the_environment() -> None:
     }
     assert ExecutionSettings.from_env(env).worker_concurrency == 12
     assert RedisSettings.from_env(env).partitions == 4
+    assert RedisSettings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/0"}).url_set
+    behind_a_pooler = {"NODEDROP_PG_STATEMENT_CACHE_SIZE": "0"}
+    assert PostgresSettings.from_env(behind_a_pooler).statement_cache_size == 0
     assert ServerSettings.from_env(env, Address("", 1)).shutdown_grace_s == 1.5
     assert LogSettings.from_env(env).level == "debug"
     assert TelemetrySettings.from_env(env, "x").otlp_endpoint == "http://collector:4317"
@@ -74,6 +80,16 @@ def test_values_from_the_environment() -> None:
         ({"REDIS_URL": "localhost:6379"}, RedisSettings.from_env, "REDIS_URL"),
         ({"NODEDROP_REDIS_PREFIX": "a{b}"}, RedisSettings.from_env, "NODEDROP_REDIS_PREFIX"),
         ({"DATABASE_URL": "mysql://x"}, PostgresSettings.from_env, "DATABASE_URL"),
+        (
+            {"NODEDROP_PG_STATEMENT_CACHE_SIZE": "-1"},
+            PostgresSettings.from_env,
+            "NODEDROP_PG_STATEMENT_CACHE_SIZE",
+        ),
+        (
+            {"NODEDROP_PG_STATEMENT_CACHE_SIZE": "10001"},
+            PostgresSettings.from_env,
+            "NODEDROP_PG_STATEMENT_CACHE_SIZE",
+        ),
         ({"LOG_FORMAT": "xml"}, LogSettings.from_env, "LOG_FORMAT"),
         ({"NODEDROP_API_ADDR": "nohost"}, Addresses.from_env, "NODEDROP_API_ADDR"),
         ({"NODEDROP_EVENTS_ADDR": "h:99999"}, Addresses.from_env, "NODEDROP_EVENTS_ADDR"),

@@ -35,7 +35,9 @@ class PrivateRedis:
 
 
 @contextlib.contextmanager
-def private_redis(timeout_s: float = 10.0) -> Iterator[PrivateRedis]:
+def private_redis(
+    timeout_s: float = 10.0, *, extra_args: tuple[str, ...] = ()
+) -> Iterator[PrivateRedis]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -49,6 +51,7 @@ def private_redis(timeout_s: float = 10.0) -> Iterator[PrivateRedis]:
             "--save", "",
             "--appendonly", "no",
             "--dir", directory,
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -30,6 +30,7 @@ async def create_pool(settings: PostgresSettings, *, dsn: str | None = None) -> 
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         command_timeout=settings.command_timeout_s,
+        statement_cache_size=settings.statement_cache_size,
         init=init_connection,
     )
     return pool

@@ -353,6 +353,9 @@ class RedisSettings:
     prefix: str
     # Fixed for a deployment: changing it moves executions between partitions.
     partitions: int
+    # Whether REDIS_URL was given: `nodedrop dev` falls back to its in-memory
+    # store only when it was not and nothing answers on the default address.
+    url_set: bool
 
     @classmethod
     def from_env(cls, env: Env) -> RedisSettings:
@@ -366,6 +369,7 @@ class RedisSettings:
             url=url,
             prefix=prefix,
             partitions=env_int(env, "NODEDROP_PARTITIONS", 16, minimum=1, maximum=1024),
+            url_set=_raw(env, "REDIS_URL") is not None,
         )
 
 
@@ -375,6 +379,10 @@ class PostgresSettings:
     pool_min_size: int
     pool_max_size: int
     command_timeout_s: float
+    # asyncpg's prepared-statement cache per connection; 0 behind a
+    # transaction-pooling PgBouncer, whose server connections change between
+    # transactions and so never hold a statement a client prepared earlier.
+    statement_cache_size: int
 
     @classmethod
     def from_env(cls, env: Env) -> PostgresSettings:
@@ -397,6 +405,9 @@ class PostgresSettings:
             pool_min_size=min_size,
             pool_max_size=max_size,
             command_timeout_s=env_duration(env, "NODEDROP_PG_COMMAND_TIMEOUT_S", 30.0, minimum=0.1),
+            statement_cache_size=env_int(
+                env, "NODEDROP_PG_STATEMENT_CACHE_SIZE", 100, minimum=0, maximum=10_000
+            ),
         )
 
 

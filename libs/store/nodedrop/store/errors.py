@@ -4,8 +4,9 @@ StoreError
 ├── NotFound            the execution (or schedule) is unknown
 ├── PermissionDenied    the execution belongs to another tenant
 ├── InvalidJob          a job spec the store refuses (field, reason)
-└── Unavailable         the store cannot be reached or did not answer in time:
-                        nothing was refused, the same call may succeed later
+├── Unavailable         the store cannot be reached or did not answer in time:
+│                       nothing was refused, the same call may succeed later
+└── Unusable            `nodedrop dev` cannot start on the Redis it was given
 """
 
 from __future__ import annotations
@@ -36,3 +37,14 @@ class Unavailable(StoreError, ConnectionError):
 
     Also a ``ConnectionError`` (an ``OSError``): code that handles network
     failures in general handles this one too."""
+
+
+class Unusable(StoreError):
+    """`nodedrop dev` was given a Redis (REDIS_URL, or a server answering on the
+    default address) it cannot use: nothing answers at an explicit address, the
+    login is refused, it is a cluster node, or it does not speak Redis. The
+    start stops here rather than fall back to memory, which would hide it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -219,11 +219,17 @@ class ApiService:
         s = self._settings
         embedded = self._dev and not s.api.database_url_set and not _listening(s.postgres.url, 5432)
         if embedded:
-            log.info("no PostgreSQL found; using the embedded store", path=s.api.sqlite_path)
+            log.warning(
+                "DATABASE_URL is not set and nothing answers at the default address: "
+                "using the embedded store",
+                path=s.api.sqlite_path,
+            )
             return await SqliteRepository.open(s.api.sqlite_path)
         try:
             if s.api.run_migrations:
-                applied = await migrations.apply(s.postgres.url)
+                applied = await migrations.apply(
+                    s.postgres.url, statement_cache_size=s.postgres.statement_cache_size
+                )
                 if applied:
                     log.info("migrations applied", versions=applied)
             return await PostgresRepository.connect(
@@ -231,6 +237,7 @@ class ApiService:
                 min_size=s.postgres.pool_min_size,
                 max_size=s.postgres.pool_max_size,
                 command_timeout=s.postgres.command_timeout_s,
+                statement_cache_size=s.postgres.statement_cache_size,
             )
         except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
             # Refused, unreachable, wrong password, no such database, or a
@@ -251,7 +258,7 @@ class ApiService:
         )
         # In `nodedrop dev`, as its scheduler, workers and events service decide:
         # Redis when it answers, else the shared in-memory store.
-        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        self._store = await open_store(s.redis.url, config, dev=self._dev, url_set=s.redis.url_set)
         self._authenticator = KeyAuthenticator(self._repo)
         self._batcher = InsertBatcher(self._repo, linger_s=s.api.batch_linger_s)
         self._batcher.start()

@@ -1,9 +1,12 @@
 """Versioned schema migrations, applied by `nodedrop migrate` and at API start.
 
 Each file `sql/migrations/NNNN_name.sql` is one version, applied once in its
-own transaction and recorded in `schema_migrations`. A session-level advisory
-lock serialises concurrent runners (two replicas starting at once): the
-second waits, then finds every version applied and does nothing.
+own transaction and recorded in `schema_migrations`. One runner at a time
+(two replicas starting at once): a runner holds a transaction-scoped advisory
+lock on a second connection for its whole run (``advisory_xact_lock``, which
+says why not a session lock); the second waits, then finds every version
+applied and does nothing. A runner that dies releases the lock with its
+connection.
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ from importlib import resources
 
 import asyncpg
 
-__all__ = ["Migration", "MigrationError", "applied_versions", "apply", "available"]
+from nodedrop.api.repository_pg import advisory_xact_lock
+
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "Migration",
+    "MigrationError",
+    "applied_versions",
+    "apply",
+    "available",
+]
 
 # An arbitrary constant shared by every nodedrop process: the lock's identity.
-_LOCK_KEY = 0x6E6F6465_6D696772 & 0x7FFFFFFFFFFFFFFF
+MIGRATION_LOCK_KEY = 0x6E6F6465_6D696772 & 0x7FFFFFFFFFFFFFFF
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -58,20 +70,25 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     return {int(r["version"]) for r in rows}
 
 
-async def apply(dsn: str) -> list[int]:
+async def apply(dsn: str, *, statement_cache_size: int = 100) -> list[int]:
     """Apply every pending migration to the database at `dsn`.
 
     Returns the versions applied by this call (empty when up to date).
+    ``statement_cache_size`` is NODEDROP_PG_STATEMENT_CACHE_SIZE (0 behind a
+    transaction-pooling PgBouncer).
     """
-    conn = await asyncpg.connect(dsn)
+    guard = await asyncpg.connect(dsn, statement_cache_size=statement_cache_size)
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        conn = await asyncpg.connect(dsn, statement_cache_size=statement_cache_size)
         try:
-            return await _apply_locked(conn)
+            # The lock's transaction cannot be the migrations' own: each
+            # version commits on its own, while the lock lasts the whole run.
+            async with advisory_xact_lock(guard, MIGRATION_LOCK_KEY, wait=True):
+                return await _apply_locked(conn)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            await conn.close()
     finally:
-        await conn.close()
+        await guard.close()
 
 
 async def _apply_locked(conn: asyncpg.Connection) -> list[int]:

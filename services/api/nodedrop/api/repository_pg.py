@@ -43,10 +43,10 @@ from nodedrop.api.queries import POSTGRES as Q
 from nodedrop.api.repository import InsertOutcome
 from nodedrop.api.rows import RowReader
 
-__all__ = ["RECOVERY_LOCK_KEY", "PostgresRepository", "create_pool"]
+__all__ = ["RECOVERY_LOCK_KEY", "PostgresRepository", "advisory_xact_lock", "create_pool"]
 
-# pg_advisory_lock key of orphan recovery ("ndrecov" as a number): one
-# replica at a time runs a pass.
+# Advisory lock key of orphan recovery ("ndrecov" as a number): one replica
+# at a time runs a pass.
 RECOVERY_LOCK_KEY = 0x6E647265636F76
 
 # Errors that mean "the server is not reachable right now", as opposed to a
@@ -68,21 +68,29 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release without asyncpg's default reset (RESET ALL, unlisten, ...):
-    one round trip less per query. No query here leaves session state behind;
-    the recovery lock is unlocked explicitly, and a connection that dies
-    takes its lock with it."""
+    one round trip less per query. No query here leaves session state behind
+    (a session may be a different server connection at every transaction
+    behind PgBouncer); locks are transaction-scoped (``advisory_xact_lock``)."""
     return None
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 5.0
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    command_timeout: float = 5.0,
+    statement_cache_size: int = 100,
 ) -> asyncpg.Pool:
+    """``statement_cache_size`` is NODEDROP_PG_STATEMENT_CACHE_SIZE: 0 behind a
+    transaction-pooling PgBouncer (docs/operations.md)."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
             # Connect fails fast so a request never waits out a TCP timeout.
             timeout=2.0,
             reset=_keep_session,
@@ -90,6 +98,46 @@ async def create_pool(
     except _UNAVAILABLE as exc:
         raise StoreUnavailableError("cannot connect to PostgreSQL", repr(exc)) from exc
     return pool
+
+
+@asynccontextmanager
+async def advisory_xact_lock(
+    conn: asyncpg.Connection, key: int, *, wait: bool = False
+) -> AsyncIterator[bool]:
+    """Holds the advisory lock ``key`` for the block, in a transaction of
+    ``conn`` opened for it; yields whether it got the lock (always True with
+    ``wait``, which queues behind the holder).
+
+    Transaction-scoped, not a session lock: behind a transaction-pooling
+    PgBouncer a client's session is whichever server connection its current
+    transaction got, so a session lock taken by one statement stays on a server
+    connection other clients then use, and the unlock may run on another one:
+    the lock leaks and blocks every replica. An open transaction keeps its
+    server connection, and its lock ends with it: at the end of the block, or
+    when the holder dies (PostgreSQL, or PgBouncer, ends a transaction whose
+    client is gone). Not a lease table either: no expiry to tune against the
+    longest pass, and a dead holder frees the lock at once rather than after
+    the lease. The transaction writes nothing and idles without a snapshot,
+    so it does not hold back vacuum."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        if wait:
+            await conn.execute(Q["advisory_xact_lock"], key)
+            locked = True
+        else:
+            locked = bool(await conn.fetchval(Q["try_advisory_xact_lock"], key))
+        # A query with arguments leaves its unnamed portal open, and with it
+        # its snapshot, until the transaction's next query; a statement of the
+        # simple protocol drops it, so the transaction idles holding nothing
+        # that would hold back vacuum during a long pass.
+        await conn.execute(Q["drop_unnamed_portal"])
+        yield locked
+    finally:
+        # Nothing to keep: the rollback only releases the lock. A connection
+        # that died took its transaction, and the lock, with it.
+        with contextlib.suppress(*_UNAVAILABLE):
+            await transaction.rollback()
 
 
 # asyncpg hands timestamptz columns over as datetimes already.
@@ -447,17 +495,8 @@ class PostgresRepository:
 
     @asynccontextmanager
     async def recovery_lock(self) -> AsyncIterator[bool]:
-        # A session-level advisory lock on a connection held for the pass: it
-        # goes away with the connection if this replica dies mid-pass.
-        async with self._conn() as conn:
-            locked = bool(await conn.fetchval(Q["try_advisory_lock"], RECOVERY_LOCK_KEY))
-            try:
-                yield locked
-            finally:
-                if locked:
-                    # If the connection died, the lock went with it.
-                    with contextlib.suppress(*_UNAVAILABLE):
-                        await conn.fetchval(Q["advisory_unlock"], RECOVERY_LOCK_KEY)
+        async with self._conn() as conn, advisory_xact_lock(conn, RECOVERY_LOCK_KEY) as locked:
+            yield locked
 
     # history
 

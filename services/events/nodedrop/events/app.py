@@ -73,7 +73,7 @@ class EventsService:
         )
         redis = self._settings.redis
         config = StoreConfig(keys=Keys(prefix=redis.prefix, partitions=redis.partitions))
-        self._store = await open_store(redis.url, config, dev=self._dev)
+        self._store = await open_store(redis.url, config, dev=self._dev, url_set=redis.url_set)
         # Ready means the live feed reads: a subscription waits for it to pin
         # its start, and a feed that fails serves nothing new.
         health = self._health

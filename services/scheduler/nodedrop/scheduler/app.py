@@ -78,7 +78,7 @@ class SchedulerService:
     async def start(self) -> None:
         s = self._settings
         config = store_config(s)
-        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        self._store = await open_store(s.redis.url, config, dev=self._dev, url_set=s.redis.url_set)
         self._schedules = StoredSchedules(self._store)
         q = s.queue
         # Cron runs are committed by the API, as every execution is.

@@ -94,7 +94,7 @@ class WorkerService:
         # Plugins load first: a bad NODEDROP_PLUGINS stops the start with its error.
         runner = EngineRunner(build_config(s.consumer.plugins, s.engine))
         config = store_config(s)
-        self._store = await open_store(s.redis.url, config, dev=self._dev)
+        self._store = await open_store(s.redis.url, config, dev=self._dev, url_set=s.redis.url_set)
         self._consumer = Consumer(
             self._store,
             runner,

@@ -42,9 +42,12 @@ async def _repo() -> Any:
     from nodedrop.api import migrations  # noqa: PLC0415
     from nodedrop.api.repository_pg import PostgresRepository  # noqa: PLC0415
 
-    url = PostgresSettings.from_env(process_env()).url
-    await migrations.apply(url)
-    return await PostgresRepository.connect(url, min_size=1, max_size=2)
+    settings = PostgresSettings.from_env(process_env())
+    cache = settings.statement_cache_size
+    await migrations.apply(settings.url, statement_cache_size=cache)
+    return await PostgresRepository.connect(
+        settings.url, min_size=1, max_size=2, statement_cache_size=cache
+    )
 
 
 def _guard(fn: Any, args: argparse.Namespace) -> int:

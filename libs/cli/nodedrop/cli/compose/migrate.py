@@ -26,7 +26,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"nodedrop: {exc}", file=sys.stderr)
         return 2
     try:
-        applied = asyncio.run(migrations.apply(settings.url))
+        applied = asyncio.run(
+            migrations.apply(settings.url, statement_cache_size=settings.statement_cache_size)
+        )
     except (OSError, migrations.MigrationError) as exc:
         print(f"nodedrop migrate: {exc}", file=sys.stderr)
         return 1

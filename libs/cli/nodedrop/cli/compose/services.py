@@ -27,7 +27,7 @@ from nodedrop.common.security import require_service_identity
 from nodedrop.common.server import GrpcServer, Runnable, run_service
 from nodedrop.common.service_auth import TOKEN_FILE_VAR, TOKEN_VAR
 from nodedrop.common.settings import Env, LogSettings, SettingsError, TelemetrySettings, process_env
-from nodedrop.common.startup import describe_failure
+from nodedrop.common.startup import DependencyUnavailable, describe_failure
 from nodedrop.common.telemetry import configure_tracing, shutdown_tracing
 from nodedrop.common.tls import CERT_VAR
 
@@ -219,6 +219,11 @@ def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str)
 
 def _failed(what: str, exc: BaseException, secrets: tuple[str, ...]) -> int:
     """One line naming what failed and what to fix, then the documented status."""
+    from nodedrop.store.errors import Unusable  # noqa: PLC0415
+
+    if isinstance(exc, Unusable):
+        # `nodedrop dev` refused the Redis it was given (nodedrop.store.factory).
+        exc = DependencyUnavailable("Redis", "REDIS_URL", exc.reason)
     failure = describe_failure(what, exc, secrets)
     if failure.unexpected:
         # Nobody foresaw this one: the traceback (redacted, no locals) helps.

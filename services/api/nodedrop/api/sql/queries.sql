@@ -327,11 +327,14 @@ RETURNING id;
 -- its events from 1 again, and stale rows would make the recorder skip them.
 DELETE FROM execution_events WHERE execution_id = $1;
 
--- name: try_advisory_lock
-SELECT pg_try_advisory_lock($1) AS locked;
+-- name: try_advisory_xact_lock
+SELECT pg_try_advisory_xact_lock($1) AS locked;
 
--- name: advisory_unlock
-SELECT pg_advisory_unlock($1) AS unlocked;
+-- name: advisory_xact_lock
+SELECT pg_advisory_xact_lock($1);
+
+-- name: drop_unnamed_portal
+SELECT 1;
 
 -- name: unknown_executions
 SELECT x.id FROM unnest($1::text[]) AS x(id)
