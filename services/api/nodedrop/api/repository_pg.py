@@ -100,7 +100,7 @@ def list_query(
     tenant_id: str, filt: ExecutionFilter, after: tuple[datetime, str] | None, limit: int
 ) -> tuple[str, tuple[object, ...]]:
     """ListExecutions' query for a filter and its arguments: each filter has a
-    query an index serves in cursor order (migration 0004)."""
+    query an index serves in cursor order (migrations 0004 and 0006)."""
     after_time, after_id = after if after is not None else (None, "")
     window = (filt.created_after, filt.created_before, after_time, after_id, limit)
     statuses = [str(s) for s in filt.statuses]
@@ -114,9 +114,12 @@ def list_query(
             *window,
             triggers,
         )
+    if triggers:
+        every = statuses or [str(s) for s in Status]
+        return Q["list_executions_by_trigger"], (tenant_id, triggers, every, *window)
     if statuses:
-        return Q["list_executions_by_status"], (tenant_id, statuses, *window, triggers)
-    return Q["list_executions"], (tenant_id, *window, triggers)
+        return Q["list_executions_by_status"], (tenant_id, statuses, *window)
+    return Q["list_executions"], (tenant_id, *window)
 
 
 def _definition(row: asyncpg.Record) -> str:
