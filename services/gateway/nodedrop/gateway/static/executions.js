@@ -9,6 +9,7 @@ import { onLive, watchExecutions } from "./live.js";
 
 const PAGE_SIZE = 25;
 const FALLBACK_POLL_MS = 10000;
+const REWATCH_MS = 3000;
 const $ = (id) => document.getElementById(id);
 const STATUS_OF_EVENT = {
   EXECUTION_QUEUED: "queued", EXECUTION_STARTED: "running", EXECUTION_RETRYING: "retry_scheduled",
@@ -23,7 +24,7 @@ const FORGET_AFTER = 2000;  // ids whose last event is remembered
 // tokens[i] is the page token of page i (the first page has none).
 const list = {
   tokens: [""], page: 0, timer: null, filters: {}, shown: false, live: false, notice: () => {},
-  rows: new Map(), names: new Map(), latest: new Map(), reload: null, loading: null, again: false,
+  rows: new Map(), names: new Map(), latest: new Map(), reload: null, loading: null, again: false, rewatch: null,
 };
 
 function request() {
@@ -84,10 +85,13 @@ function scheduleReload() {
   list.reload = setTimeout(() => { list.reload = null; load().catch((e) => list.notice(`${e.code}: ${e.message}`)); }, 150);
 }
 
-function setLive(on) {
+function setLive(on, why = "") {
   list.live = on;
-  $("x-live").dataset.state = on ? "live" : "polling";
-  $("x-live").textContent = on ? "live" : "polling";
+  const pill = $("x-live");
+  pill.dataset.state = on ? "live" : "polling";
+  pill.textContent = on ? "live" : "polling";
+  pill.title = on ? "rows follow the execution events as they happen"
+    : `every ${FALLBACK_POLL_MS / 1000} s until the live channel is back${why ? ` (${why})` : ""}`;
   clearInterval(list.timer);
   if (!on && list.shown) list.timer = setInterval(() => load().catch(() => {}), FALLBACK_POLL_MS);
 }
@@ -128,8 +132,11 @@ onLive((msg) => {
     setLive(true);
     scheduleReload();
   } else if (msg.type === "unwatched_executions" && msg.code) {
-    setLive(false);
-    list.notice(`live updates stopped (${msg.code}: ${msg.message}); polling every ${FALLBACK_POLL_MS / 1000} s`);
+    // The gateway lost the feed (events service restarting, a renewal that
+    // came late): poll meanwhile and ask for it again.
+    setLive(false, `${msg.code}: ${msg.message}`);
+    clearTimeout(list.rewatch);
+    list.rewatch = setTimeout(() => { if (list.shown) watchExecutions(true, true); }, REWATCH_MS);
   } else if (msg.type === "offline") {
     setLive(false);
   } else if (msg.type === "event") {
@@ -174,6 +181,7 @@ export function showExecutions(notice) {
     list.shown = false;
     clearInterval(list.timer);
     clearTimeout(list.reload);
+    clearTimeout(list.rewatch);
     list.reload = null;
     watchExecutions(false);
   };

@@ -20,8 +20,8 @@ export function unwatch(id) { if (state.watched.delete(id)) send({ type: "unsubs
 export function seen(id, sequence) { if (state.watched.has(id)) state.watched.set(id, sequence); }
 // Every execution's status events of the tenant (the executions list);
 // resumed after a reconnect, where the gateway answers watching_executions again.
-export function watchExecutions(on) {
-  if (state.feed === on) return;
+export function watchExecutions(on, again = false) {
+  if (state.feed === on && !again) return;
   state.feed = on;
   send({ type: on ? "watch_executions" : "unwatch_executions" });
 }
