@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -563,6 +563,20 @@ class PostgresRepository:
                 for r in nodes
             ],
         )
+
+    async def stats_buckets(
+        self,
+        tenant_id: str,
+        workflow_id: str | None,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+    ) -> list[tuple[int, Status, int]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["stats_buckets"], tenant_id, workflow_id, start, end, width.total_seconds()
+            )
+        return [(int(r["bucket"]), Status(r["status"]), int(r["n"])) for r in rows]
 
 
 def build_stats(

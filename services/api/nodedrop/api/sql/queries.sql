@@ -323,6 +323,15 @@ WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
   AND started_at IS NOT NULL AND finished_at IS NOT NULL
 GROUP BY 1;
 
+-- name: stats_buckets
+-- Executions per bucket of $5 seconds from $3, by status: a chart's points.
+SELECT floor(extract(epoch FROM created_at - $3) / $5)::integer AS bucket, status, count(*) AS n
+FROM executions
+WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
+  AND created_at >= $3 AND created_at < $4
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
 -- name: stats_nodes
 SELECT COALESCE(x.workflow_id, '') AS workflow_id, r.node_id,
        count(*) AS runs,
