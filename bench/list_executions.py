@@ -1,7 +1,7 @@
 """ListExecutions at scale: one tenant with 1,000,000 executions, filtered and paged.
 
     .venv/bin/python bench/list_executions.py [--rows 1000000] [--calls 200]
-        [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+        [--insert-pairs 3] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
 
 Creates a scratch database, applies the API's migrations, loads ROWS
 executions of one tenant (plus another tenant's, interleaved) with the status
@@ -12,6 +12,8 @@ the console's and the CLI's filters, the trigger filter included, first page and
 a page 20 deep in the cursor: the call as the API makes it, and the query's
 execution time inside PostgreSQL (EXPLAIN ANALYZE, TIMING OFF), which the
 machine's load disturbs less. It prints the plans of the filtered queries.
+Before those, the write cost of migration 0006's index: the API's 256-row
+INSERT batches with and without it, alternating INSERT-PAIRS times.
 The trigger cases then run without migration 0006's index (the kind filtering
 the status or unfiltered walk), and the other cases on the indexes and the one
 query of the code before migration 0004. The database is dropped at the end.
@@ -30,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from nodedrop.api import migrations, repository_pg
-from nodedrop.api.model import ExecutionFilter, Status
+from nodedrop.api.model import ExecutionFilter, NewExecution, Status
 from nodedrop.api.repository_pg import PostgresRepository
 
 TENANT = "t-big"
@@ -256,10 +258,70 @@ async def _round(
             print(f"\nplan, {name}:\n{await _plan(dsn, filt)}")
 
 
+INDEX_0006 = (
+    "CREATE INDEX executions_tenant_trigger_status_created"
+    " ON executions (tenant_id, trigger_kind, status, created_at DESC, id DESC)"
+)
+
+
+async def _insert_round(repo: PostgresRepository, batches: int, size: int) -> list[float]:
+    """Milliseconds per row of the API's multi-row INSERT (the batcher's),
+    one per batch of ``size`` new executions of the big tenant."""
+    per_row = []
+    for _ in range(batches):
+        batch = [
+            NewExecution(
+                id=str(uuid.uuid4()),
+                tenant_id=TENANT,
+                workflow_id=None,
+                workflow_version=0,
+                definition_json='{"name":"w","nodes":[]}',
+                mode="queue",
+                trigger_kind="manual",
+                trigger_data_json="{}",
+                max_attempts=3,
+                priority=0,
+                run_at=datetime.now(UTC),
+            )
+            for _ in range(size)
+        ]
+        t0 = time.perf_counter()
+        await repo.insert_executions(batch)
+        per_row.append((time.perf_counter() - t0) * 1000 / size)
+    return per_row
+
+
+async def _inserts(dsn: str, pairs: int) -> None:
+    """The write cost of migration 0006's index: the same INSERTs with and
+    without it, alternating (the index is dropped and rebuilt between)."""
+    repo = await PostgresRepository.connect(dsn)
+    conn = await asyncpg.connect(dsn)
+    print(
+        "\nINSERT of 256-row batches (the API's), 20 batches a round, with and "
+        "without migration 0006's index, alternating\n\n"
+        "| round | index | ms per row p50 | ms per row p90 |\n|---|---|---|---|"
+    )
+    try:
+        for i in range(pairs):
+            for present in (True, False):
+                samples = await _insert_round(repo, 20, 256)
+                q = statistics.quantiles(samples, n=10)
+                label = "with" if present else "without"
+                print(f"| {i + 1} | {label} | {statistics.median(samples):.4f} | {q[8]:.4f} |")
+                if present:
+                    await conn.execute("DROP INDEX executions_tenant_trigger_status_created")
+                else:
+                    await conn.execute(INDEX_0006)
+    finally:
+        await conn.close()
+        await repo.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--insert-pairs", type=int, default=3)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     name = f"nd_bench_list_{uuid.uuid4().hex[:8]}"
@@ -271,6 +333,7 @@ async def main() -> None:
         t0 = time.perf_counter()
         await _load(dsn, args.rows)
         print(f"loaded {args.rows:,} executions in {time.perf_counter() - t0:.1f} s")
+        await _inserts(dsn, args.insert_pairs)
         await _round(
             dsn, args.calls, "with the status index (this code)", True, CASES + TRIGGER_CASES
         )
