@@ -73,10 +73,10 @@ async def test_console_renews_its_ticket_on_one_socket(
                 # EXECUTION_COMPLETED can turn it completed.
                 held: list[Any] = []
 
-                async def hold(route: Any) -> None:
+                async def hold_read(route: Any) -> None:
                     held.append(route)
 
-                await page.route("**/ListExecutions", hold)
+                await page.route("**/ListExecutions", hold_read)
                 await expect(row).to_have_attribute("data-status", "completed", timeout=10_000)
                 for route in held:
                     await route.continue_()

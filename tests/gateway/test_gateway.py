@@ -215,7 +215,7 @@ async def test_watch_executions_sends_the_tenants_status_events(gw: GatewayStack
         await w.write("ex-w", [EventType.EXECUTION_QUEUED, EventType.EXECUTION_STARTED])
         await w.write("ex-w", [EventType.NODE_STARTED, EventType.NODE_COMPLETED])
         await w.write("ex-w", [EventType.EXECUTION_FAILED])
-        got = []
+        got: list[tuple[str, str, str]] = []
         while len(got) < 3:
             message = await _next(ws)
             if message["type"] == "event" and message["execution_id"].startswith("ex-probe-"):
