@@ -335,6 +335,37 @@ async def test_stats(tenants: ExecutionRepository) -> None:
     assert await repo.stats(T2, None, start, datetime.now(UTC)) == []
 
 
+async def test_stats_buckets(tenants: ExecutionRepository) -> None:
+    repo = tenants
+    ids = []
+    for workflow_id in ["wf", "wf", None]:
+        out = await repo.insert_executions([new_execution(workflow_id=workflow_id)])
+        ids.append(out[0].execution_id)
+        await asyncio.sleep(0.3)
+    await repo.set_status(ids[1], Status.FAILED, None)
+    await repo.insert_executions([new_execution(T2)])
+    listed = await repo.list_executions(T1, ExecutionFilter(), None, 50)
+    created = {e.id: e.created_at for e in listed}
+    start = min(created.values()) - timedelta(seconds=1.1)
+    end = max(created.values()) + timedelta(seconds=5)
+    width = timedelta(seconds=1.5)
+
+    def expected(picked: list[str]) -> list[tuple[int, Status, int]]:
+        counts: dict[tuple[int, Status], int] = {}
+        for e in listed:
+            if e.id in picked:
+                key = (int((created[e.id] - start) / width), e.status)
+                counts[key] = counts.get(key, 0) + 1
+        return sorted((i, status, n) for (i, status), n in counts.items())
+
+    got = await repo.stats_buckets(T1, None, start, end, width)
+    assert got == expected(ids)
+    assert {i for i, _, _ in got} <= {0, 1}  # 1.1 s to 1.7 s after start
+    assert sum(n for _, _, n in got) == 3
+    assert await repo.stats_buckets(T1, "wf", start, end, width) == expected(ids[:2])
+    assert await repo.stats_buckets(T2, "wf", start, end, width) == []
+
+
 async def test_list_unfinished(tenants: ExecutionRepository) -> None:
     repo = tenants
     ids = [(await repo.insert_executions([new_execution()]))[0].execution_id for _ in range(3)]

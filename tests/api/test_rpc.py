@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from nodedrop.api.app import ApiService
@@ -315,6 +315,29 @@ async def test_execution_rpcs_good_path(api: Api) -> None:
     stats = await api.ex.GetExecutionStats(ex_pb.GetExecutionStatsRequest(), metadata=m)
     assert stats.workflows[0].total == 2 and stats.workflows[0].failure_rate == 0.5
     assert stats.workflows[0].p50_duration.seconds == 2
+    assert list(stats.buckets) == []
+    # Per-minute counts in the same call: 15 buckets of the window, empty ones too.
+    now = timestamp_pb2.Timestamp()
+    now.GetCurrentTime()
+    end = timestamp_pb2.Timestamp(seconds=(now.seconds // 60 + 1) * 60)
+    start = timestamp_pb2.Timestamp(seconds=end.seconds - 15 * 60)
+    per_minute = await api.ex.GetExecutionStats(
+        ex_pb.GetExecutionStatsRequest(
+            start_time=start, end_time=end, bucket_width=duration_pb2.Duration(seconds=60)
+        ),
+        metadata=m,
+    )
+    assert [b.start_time.seconds for b in per_minute.buckets] == [
+        start.seconds + 60 * i for i in range(15)
+    ]
+    # Both executions of this test were created in the last minute or two.
+    counted = [(c.status, c.count) for b in per_minute.buckets[-3:] for c in b.status_counts]
+    assert sorted(counted) == [
+        (execution_pb2.EXECUTION_STATUS_FAILED, 1),
+        (execution_pb2.EXECUTION_STATUS_CANCELLED, 1),
+    ]
+    assert all(not b.status_counts for b in per_minute.buckets[:-3])
+    assert per_minute.workflows[0].total == 2
     health = await api.ex.GetSystemHealth(ex_pb.GetSystemHealthRequest())
     assert health.healthy and health.waiting == 3 and health.active == 1 and health.delayed == 2
 
@@ -601,6 +624,21 @@ BAD_REQUESTS: list[tuple[str, str, Any, grpc.StatusCode, str | None]] = [
         ex_pb.GetExecutionStatsRequest(workflow_id=BAD_ID),
         INV,
         "workflow_id",
+    ),
+    (
+        "ex",
+        "GetExecutionStats",
+        ex_pb.GetExecutionStatsRequest(bucket_width=duration_pb2.Duration(nanos=500_000_000)),
+        INV,
+        "bucket_width",
+    ),
+    (
+        "ex",
+        "GetExecutionStats",
+        # The default window is a day: 86,400 buckets of a second.
+        ex_pb.GetExecutionStatsRequest(bucket_width=duration_pb2.Duration(seconds=1)),
+        INV,
+        "bucket_width",
     ),
     (
         "ex",

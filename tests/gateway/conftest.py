@@ -126,6 +126,7 @@ class GatewayStack:
     writer: object
     executions: FakeExecutions
     auth: object
+    events: object
 
 
 @pytest.fixture
@@ -173,6 +174,7 @@ async def open_gateway_stack(
                     writer=writer,
                     executions=executions,
                     auth=auth,
+                    events=events,
                 )
             finally:
                 await gateway.stop(1.0)

@@ -173,7 +173,15 @@ async def test_console_failed_queue_schedules_workflows_and_stats(live_system: L
             await page.click('.node[data-node="done"] button[data-port="main"]')
             await expect(page.locator('.node[data-node="done"] pre')).to_contain_text('"order":42')
 
-            # Stats: this run's outcomes per minute, per workflow and per node.
+            # Stats: this run's outcomes per minute, per workflow and per node,
+            # from one GetExecutionStats call per refresh (its per-minute buckets).
+            stats_calls: list[str] = []
+            page.on(
+                "request",
+                lambda r: (
+                    stats_calls.append(r.url) if r.url.endswith("/GetExecutionStats") else None
+                ),
+            )
             await page.click("nav a[data-page=stats]")
             await expect(
                 page.locator('[data-chart="per-minute"] rect[data-outcome="failed"]').first
@@ -185,4 +193,16 @@ async def test_console_failed_queue_schedules_workflows_and_stats(live_system: L
                 "orders"
             )
             await expect(page.locator('.stat-node[data-node="reject"]')).to_contain_text("100.0%")
+            assert len(stats_calls) == 1
+            bars = page.locator('[data-chart="per-minute"] rect')
+            per_minute = sum(
+                int(c or 0)
+                for c in await bars.evaluate_all("rects => rects.map((r) => r.dataset.count)")
+            )
+            total = await page.locator('[data-figure="total"] strong').text_content()
+            assert per_minute == int(total or "-1")
+            await page.click("#st-refresh")
+            await expect(page.locator('[data-figure="total"] strong')).to_have_text(total or "")
+            await asyncio.sleep(0.5)
+            assert len(stats_calls) == 2
             await page.screenshot(path=str(IMG / "console-stats.png"), full_page=True)

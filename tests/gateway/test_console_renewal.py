@@ -1,6 +1,8 @@
 """The console outlives its tickets: with 2-second tickets, one WebSocket
 stays open for several lifetimes (renewed, never reopened) and still
-delivers a new execution's events live."""
+delivers events live: the executions list shows a new execution and its
+status changes as they happen (no poll runs while the list is live), and
+an execution's page colours its nodes."""
 
 from __future__ import annotations
 
@@ -60,6 +62,25 @@ async def test_console_renews_its_ticket_on_one_socket(
                         {"workflow": ORDERS},
                     )
                 )["workflow"]
+                # The list: a new execution appears at once (its EXECUTION_QUEUED
+                # reads the page again), long before any poll would.
+                await expect(page.locator("#x-live")).to_have_text("live")
+                listed = await _execute(client, wf["id"], {"order": 0, "fail": False, "wait": 3})
+                row = page.locator(f'.exec-row[data-id="{listed}"]')
+                await expect(row).to_have_count(1, timeout=2_000)
+                await expect(row).to_have_attribute("data-status", "running", timeout=5_000)
+                # Its status changes with the list's reads held: only the pushed
+                # EXECUTION_COMPLETED can turn it completed.
+                held: list[Any] = []
+
+                async def hold_read(route: Any) -> None:
+                    held.append(route)
+
+                await page.route("**/ListExecutions", hold_read)
+                await expect(row).to_have_attribute("data-status", "completed", timeout=10_000)
+                for route in held:
+                    await route.continue_()
+                await page.unroute("**/ListExecutions")
                 slow = await _execute(client, wf["id"], {"order": 1, "fail": False, "wait": 3})
             await page.goto(f"{system.gateway}/#/executions/{slow}")
             # Live: the wait node is seen running, then done, over the same page's socket.

@@ -189,3 +189,57 @@ async def test_http_routes(gw: GatewayStack) -> None:
         assert denied.status_code == 401
         assert (await client.get("/nope")).status_code == 404
         assert (await client.get("/healthz")).text == "ok\n"
+
+
+async def _feed_open(ws: ClientConnection, w: Any) -> None:
+    """Waits until the upstream feed delivers: ``watching_executions`` is sent
+    as the feed opens, a moment before the events service registers it."""
+    await _next(ws, "watching_executions")
+    for i in range(100):
+        await w.write(f"ex-probe-{i}", [EventType.EXECUTION_QUEUED])
+        try:
+            message = orjson.loads(await asyncio.wait_for(ws.recv(), 0.2))
+        except TimeoutError:
+            continue
+        assert message["execution_id"].startswith("ex-probe-"), message
+        return
+    raise AssertionError("the feed never delivered")
+
+
+async def test_watch_executions_sends_the_tenants_status_events(gw: GatewayStack) -> None:
+    w: Any = gw.writer
+    async with connect(f"{gw.url}?ticket={TICKET_A}", additional_headers={"Origin": ORIGIN}) as ws:
+        await ws.send('{"type": "watch_executions"}')
+        await _feed_open(ws, w)
+        await w.write("ex-b", [EventType.EXECUTION_QUEUED], tenant_id="tenant-b")
+        await w.write("ex-w", [EventType.EXECUTION_QUEUED, EventType.EXECUTION_STARTED])
+        await w.write("ex-w", [EventType.NODE_STARTED, EventType.NODE_COMPLETED])
+        await w.write("ex-w", [EventType.EXECUTION_FAILED])
+        got: list[tuple[str, str, str]] = []
+        while len(got) < 3:
+            message = await _next(ws)
+            if message["type"] == "event" and message["execution_id"].startswith("ex-probe-"):
+                continue
+            got.append((message["type"], message["execution_id"], message["event_type"]))
+        # Status changes only (no node events), of this tenant only, in order.
+        assert got == [
+            ("event", "ex-w", "EXECUTION_QUEUED"),
+            ("event", "ex-w", "EXECUTION_STARTED"),
+            ("event", "ex-w", "EXECUTION_FAILED"),
+        ]
+        await ws.send('{"type": "unwatch_executions"}')
+        assert await _next(ws, "unwatched_executions") == {"type": "unwatched_executions"}
+        await w.write("ex-w2", [EventType.EXECUTION_QUEUED])
+        await ws.send('{"type": "ping", "id": 1}')
+        # Nothing of the feed after the unwatch: the pong is next.
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 15)) == {"type": "pong", "id": 1}
+
+
+async def test_watch_executions_reports_the_feeds_end(gw: GatewayStack) -> None:
+    async with connect(gw.url, additional_headers={"Authorization": f"Bearer {KEY_A}"}) as ws:
+        await ws.send('{"type": "watch_executions"}')
+        await _feed_open(ws, gw.writer)
+        events: Any = gw.events
+        await events.server.stop(0)
+        ended = await _next(ws, "unwatched_executions")
+        assert ended["code"] == "UNAVAILABLE", ended

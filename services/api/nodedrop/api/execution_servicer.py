@@ -4,6 +4,7 @@ ExecutionManager and the repository do the work."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from math import ceil
 
 import orjson
 
@@ -14,6 +15,7 @@ from nodedrop.api.convert import (
     duration,
     event,
     execution,
+    timestamp,
 )
 from nodedrop.api.executions import ExecutionManager, Submission
 from nodedrop.api.inline_definitions import InlineDefinitions
@@ -42,6 +44,8 @@ MAX_IDEMPOTENCY_KEY = 200
 MAX_PRIORITY = 1000
 DEFAULT_OUTPUT_CAP = 256 * 1024
 MAX_OUTPUT_CAP = 4 * 1024 * 1024
+# A day of minutes: the stats page's charts, never a response of unbounded size.
+MAX_BUCKETS = 1440
 _MODES = {
     execution_pb2.EXECUTION_MODE_DIRECT: "direct",
     execution_pb2.EXECUTION_MODE_QUEUE: "queue",
@@ -380,10 +384,28 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 v.add("start_time", "must be earlier than end_time")
             elif end - start > timedelta(days=366):
                 v.add("start_time", "the window is at most 366 days")
+        width = None
+        if request.HasField("bucket_width"):
+            width = request.bucket_width.ToTimedelta()
+            if width < timedelta(seconds=1):
+                v.add("bucket_width", "must be at least one second")
+            elif start is not None and end is not None and (end - start) / width > MAX_BUCKETS:
+                v.add("bucket_width", f"the window holds at most {MAX_BUCKETS} buckets")
         v.raise_if_any()
         assert start is not None and end is not None
-        rows = await self._repo.stats(principal.tenant_id, request.workflow_id or None, start, end)
+        workflow_id = request.workflow_id or None
+        rows = await self._repo.stats(principal.tenant_id, workflow_id, start, end)
         response = pb.GetExecutionStatsResponse()
+        if width is not None:
+            counted = await self._repo.stats_buckets(
+                principal.tenant_id, workflow_id, start, end, width
+            )
+            buckets = [
+                response.buckets.add(start_time=timestamp(start + i * width))
+                for i in range(ceil((end - start) / width))
+            ]
+            for i, status, count in counted:
+                buckets[i].status_counts.add(status=status_to_proto(status), count=count)
         for row in rows:
             failed = sum(n for s, n in row.status_counts if s.value in ("failed", "timed_out"))
             ws = response.workflows.add(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from nodedrop.api.model import (
@@ -190,3 +190,16 @@ class ExecutionRepository(Protocol):
     async def stats(
         self, tenant_id: str, workflow_id: str | None, start: datetime, end: datetime
     ) -> list[StatsRow]: ...
+
+    async def stats_buckets(
+        self,
+        tenant_id: str,
+        workflow_id: str | None,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+    ) -> list[tuple[int, Status, int]]:
+        """(bucket, status, count) of the executions created in [start, end),
+        bucket n holding those of [start + n * width, start + (n + 1) * width);
+        buckets without executions are left out."""
+        ...

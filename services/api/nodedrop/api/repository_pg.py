@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -148,7 +148,7 @@ def list_query(
     tenant_id: str, filt: ExecutionFilter, after: tuple[datetime, str] | None, limit: int
 ) -> tuple[str, tuple[object, ...]]:
     """ListExecutions' query for a filter and its arguments: each filter has a
-    query an index serves in cursor order (migration 0004)."""
+    query an index serves in cursor order (migrations 0004 and 0006)."""
     after_time, after_id = after if after is not None else (None, "")
     window = (filt.created_after, filt.created_before, after_time, after_id, limit)
     statuses = [str(s) for s in filt.statuses]
@@ -162,9 +162,12 @@ def list_query(
             *window,
             triggers,
         )
+    if triggers:
+        every = statuses or [str(s) for s in Status]
+        return Q["list_executions_by_trigger"], (tenant_id, triggers, every, *window)
     if statuses:
-        return Q["list_executions_by_status"], (tenant_id, statuses, *window, triggers)
-    return Q["list_executions"], (tenant_id, *window, triggers)
+        return Q["list_executions_by_status"], (tenant_id, statuses, *window)
+    return Q["list_executions"], (tenant_id, *window)
 
 
 def _definition(row: asyncpg.Record) -> str:
@@ -599,6 +602,20 @@ class PostgresRepository:
                 for r in nodes
             ],
         )
+
+    async def stats_buckets(
+        self,
+        tenant_id: str,
+        workflow_id: str | None,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+    ) -> list[tuple[int, Status, int]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                Q["stats_buckets"], tenant_id, workflow_id, start, end, width.total_seconds()
+            )
+        return [(int(r["bucket"]), Status(r["status"]), int(r["n"])) for r in rows]
 
 
 def build_stats(

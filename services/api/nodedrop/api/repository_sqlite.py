@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -658,6 +658,24 @@ class SqliteRepository:
                 for (wf, node), (runs, failures, v) in sorted(per_node.items())
             ],
         )
+
+    async def stats_buckets(
+        self,
+        tenant_id: str,
+        workflow_id: str | None,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+    ) -> list[tuple[int, Status, int]]:
+        params = {
+            "tenant_id": tenant_id,
+            "workflow_id": workflow_id,
+            "start": _us(start),
+            "end": _us(end),
+            "width": width // timedelta(microseconds=1),
+        }
+        rows = await self._run(lambda: self._db.execute(Q["stats_buckets"], params).fetchall())
+        return [(int(r["bucket"]), Status(r["status"]), int(r["n"])) for r in rows]
 
 
 def _route(row: sqlite3.Row) -> WebhookRoute:

@@ -8,12 +8,15 @@ Client -> gateway:
     {"type": "run_example", "api_key"?: str}          runs the built-in example
     {"type": "cancel", "execution_id": str, "api_key"?: str}
     {"type": "renew", "ticket": str}                  the session goes on with a fresh ticket
+    {"type": "watch_executions"}                      every execution's status events of the tenant
+    {"type": "unwatch_executions"}
 Gateway -> client:
     {"type": "event", ...event fields}
     {"type": "complete", "execution_id", "last_sequence"}
     {"type": "error", "code", "message", "execution_id"?}
     {"type": "pong", "id"}, {"type": "executions", "items"}, {"type": "started", ...},
-    {"type": "cancelled", ...}, {"type": "renewed"}
+    {"type": "cancelled", ...}, {"type": "renewed"},
+    {"type": "watching_executions"}, {"type": "unwatched_executions", "code"?, "message"?}
 
 ``api_key`` is how a session opened with a ticket (which only watches) acts.
 """
@@ -75,7 +78,27 @@ class Renew:
     ticket: str
 
 
-Command = Subscribe | Unsubscribe | Ping | ListExecutions | RunExample | Cancel | Renew
+@dataclass(frozen=True, slots=True)
+class WatchExecutions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UnwatchExecutions:
+    pass
+
+
+Command = (
+    Subscribe
+    | Unsubscribe
+    | Ping
+    | ListExecutions
+    | RunExample
+    | Cancel
+    | Renew
+    | WatchExecutions
+    | UnwatchExecutions
+)
 
 # Keys and tickets are short; anything longer is not one (and is not echoed).
 MAX_CREDENTIAL_LEN = 512
@@ -128,6 +151,10 @@ def parse(message: str | bytes) -> Command:
         ticket = _credential(raw, "ticket", required=True)
         assert ticket is not None
         return Renew(ticket)
+    if kind == "watch_executions":
+        return WatchExecutions()
+    if kind == "unwatch_executions":
+        return UnwatchExecutions()
     raise ProtocolError(f"unknown message type {kind!r}")
 
 

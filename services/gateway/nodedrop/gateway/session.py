@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import grpc
 from websockets.frames import CloseCode
@@ -24,6 +25,7 @@ from nodedrop.common.credential_watch import CredentialWatch
 from nodedrop.common.errors import PermissionDenied, Unauthenticated, Unavailable
 from nodedrop.common.logging import get_logger
 from nodedrop.common.metrics import get_metrics
+from nodedrop.event.v1 import event_pb2
 from nodedrop.gateway import protocol
 from nodedrop.gateway.upstream import Upstream, UpstreamError
 from nodedrop.gateway.websocket import ConnectionClosed, WebSocket
@@ -56,6 +58,7 @@ class Session:
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(outbox_size)
         self._max_subscriptions = max_subscriptions
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
+        self._feed: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         metrics = get_metrics()
         self._m_delivered = metrics.events_delivered.labels(transport="websocket")
@@ -77,6 +80,8 @@ class Session:
             await self._connection.close(CloseCode.POLICY_VIOLATION, CREDENTIAL_REASON)
         finally:
             tasks = [*self._subscriptions.values(), sender]
+            if self._feed is not None:
+                tasks.append(self._feed)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,6 +140,15 @@ class Session:
                     await self._call("cancelled", self._upstream.cancel(credential, execution_id))
             case protocol.Renew(ticket):
                 await self._renew(ticket)
+            case protocol.WatchExecutions():
+                if self._feed is not None:
+                    self._feed.cancel()
+                self._feed = asyncio.create_task(self._watch_executions())
+            case protocol.UnwatchExecutions():
+                if self._feed is not None:
+                    self._feed.cancel()
+                    self._feed = None
+                self._push(protocol.reply("unwatched_executions"))
 
     async def _list(self, limit: int) -> dict[str, object]:
         return {"items": await self._upstream.list_executions(self._credential, limit)}
@@ -210,42 +224,83 @@ class Session:
             return
         self._subscriptions[execution_id] = asyncio.create_task(self._follow(execution_id, after))
 
+    async def _relay(
+        self,
+        open_call: Callable[[str], grpc.aio.UnaryStreamCall],
+        on_event: Callable[[event_pb2.ExecutionEvent], None],
+        on_open: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Relays an upstream event stream to the client: True when it ended,
+        False when it was cut off (the session closes) or cancelled; its
+        failure raises UpstreamError. A stream the events service ends because
+        the ticket it was opened with expired after a renew reopens with the
+        current credential (``open_call`` decides where it resumes)."""
+        while True:
+            credential = self._credential
+            call = open_call(credential)
+            on_open()
+            try:
+                async for response in call:
+                    # One WebSocket frame per event even though upstream batches: the
+                    # browser protocol stays one message per event (docs/events.md).
+                    for event in response.events:
+                        on_event(event)
+                    self._m_delivered.inc(len(response.events))
+                return True
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNAUTHENTICATED and credential != self._credential:
+                    continue
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # The events service cut this subscriber off: same remedy as a full outbox.
+                    self._close_slow()
+                elif code != grpc.StatusCode.CANCELLED:
+                    raise UpstreamError.from_rpc(exc) from None
+                return False
+            finally:
+                call.cancel()
+
     async def _follow(self, execution_id: str, after: int) -> None:
         last = after
+
+        def sent(event: event_pb2.ExecutionEvent) -> None:
+            nonlocal last
+            last = event.sequence
+            self._push(protocol.event_message(event))
+
         self._m_subscribers.inc()
         try:
-            while True:
-                credential = self._credential
-                call = self._upstream.stream_execution(credential, execution_id, last)
-                try:
-                    async for response in call:
-                        # One WebSocket frame per event even though upstream batches: the
-                        # browser protocol stays one message per event (docs/events.md).
-                        for event in response.events:
-                            last = event.sequence
-                            self._push(protocol.event_message(event))
-                        self._m_delivered.inc(len(response.events))
-                    self._push(protocol.complete_message(execution_id, last))
-                    return
-                except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
-                    if code == grpc.StatusCode.UNAUTHENTICATED and credential != self._credential:
-                        # The ticket it was opened with expired after a renew:
-                        # go on with the current one from the last event sent.
-                        continue
-                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        # The events service cut this subscriber off: same remedy as a full outbox.
-                        self._close_slow()
-                    elif code != grpc.StatusCode.CANCELLED:
-                        error = UpstreamError.from_rpc(exc)
-                        self._push(protocol.error_message(error.code, error.message, execution_id))
-                    return
-                finally:
-                    call.cancel()
+            stream = self._upstream.stream_execution
+            if await self._relay(lambda credential: stream(credential, execution_id, last), sent):
+                self._push(protocol.complete_message(execution_id, last))
+        except UpstreamError as error:
+            self._push(protocol.error_message(error.code, error.message, execution_id))
         finally:
             self._m_subscribers.dec()
             if self._subscriptions.get(execution_id) is asyncio.current_task():
                 del self._subscriptions[execution_id]
+
+    async def _watch_executions(self) -> None:
+        """The tenant's execution status events, for a list that stays current.
+        The feed has no replay: ``watching_executions`` is sent each time it
+        (re)opens, so the client reads the list again and misses nothing."""
+        self._m_subscribers.inc()
+        try:
+            ended = await self._relay(
+                self._upstream.stream_status_events,
+                lambda event: self._push(protocol.event_message(event)),
+                lambda: self._push(protocol.reply("watching_executions")),
+            )
+            if ended:
+                raise UpstreamError("UNAVAILABLE", "the events service ended the feed")
+        except UpstreamError as error:
+            self._push(
+                protocol.reply("unwatched_executions", code=error.code, message=error.message)
+            )
+        finally:
+            self._m_subscribers.dec()
+            if self._feed is asyncio.current_task():
+                self._feed = None
 
     def _close_slow(self) -> None:
         if self._closing is None:

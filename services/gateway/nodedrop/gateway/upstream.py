@@ -10,13 +10,25 @@ import orjson
 
 from nodedrop.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from nodedrop.common.auth import bearer_metadata
-from nodedrop.event.v1 import event_service_pb2, event_service_pb2_grpc
+from nodedrop.event.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 from nodedrop.execution.v1 import (
     execution_pb2,
     execution_service_pb2,
     execution_service_pb2_grpc,
 )
 from nodedrop.gateway.example import TRIGGER_DATA, example_workflow
+
+# The event types that change an execution's status: what a list of
+# executions needs to stay current (docs/events.md, StreamEvents).
+EXECUTION_STATUS_EVENTS = (
+    event_pb2.EVENT_TYPE_EXECUTION_QUEUED,
+    event_pb2.EVENT_TYPE_EXECUTION_STARTED,
+    event_pb2.EVENT_TYPE_EXECUTION_RETRYING,
+    event_pb2.EVENT_TYPE_EXECUTION_COMPLETED,
+    event_pb2.EVENT_TYPE_EXECUTION_FAILED,
+    event_pb2.EVENT_TYPE_EXECUTION_CANCELLED,
+    event_pb2.EVENT_TYPE_EXECUTION_TIMED_OUT,
+)
 
 
 class UpstreamError(Exception):
@@ -60,6 +72,13 @@ class Upstream:
             event_service_pb2.StreamExecutionEventsRequest(
                 execution_id=execution_id, after_sequence=after_sequence
             ),
+            metadata=bearer_metadata(credential),
+        )
+
+    def stream_status_events(self, credential: str) -> grpc.aio.UnaryStreamCall:
+        """The tenant's live feed of execution status changes (no replay, no end)."""
+        return self._events.StreamEvents(
+            event_service_pb2.StreamEventsRequest(event_types=EXECUTION_STATUS_EVENTS),
             metadata=bearer_metadata(credential),
         )
 

@@ -121,8 +121,7 @@ WHERE r.execution_id = $1
 ORDER BY f.first_sequence NULLS LAST, r.started_at NULLS LAST, r.attempt, r.node_id;
 
 -- name: list_executions
--- Newest first; a status or workflow filter has its own query below. The
--- trigger kinds ($7, empty = any) filter the rows of the index walk.
+-- Newest first; a status, trigger or workflow filter has its own query below.
 SELECT e.*, v.definition AS version_definition
 FROM executions e
 LEFT JOIN workflow_versions v
@@ -131,7 +130,6 @@ WHERE e.tenant_id = $1
   AND ($2::timestamptz IS NULL OR e.created_at >= $2)
   AND ($3::timestamptz IS NULL OR e.created_at < $3)
   AND ($4::timestamptz IS NULL OR (e.created_at, e.id) < ($4, $5))
-  AND (cardinality($7::text[]) = 0 OR e.trigger_kind = ANY($7::text[]))
 ORDER BY e.created_at DESC, e.id DESC
 LIMIT $6;
 
@@ -149,7 +147,6 @@ CROSS JOIN LATERAL (
       AND ($3::timestamptz IS NULL OR x.created_at >= $3)
       AND ($4::timestamptz IS NULL OR x.created_at < $4)
       AND ($5::timestamptz IS NULL OR (x.created_at, x.id) < ($5, $6))
-      AND (cardinality($8::text[]) = 0 OR x.trigger_kind = ANY($8::text[]))
     ORDER BY x.created_at DESC, x.id DESC
     LIMIT $7
 ) AS e
@@ -174,6 +171,31 @@ CROSS JOIN LATERAL (
       AND ($5::timestamptz IS NULL OR x.created_at < $5)
       AND ($6::timestamptz IS NULL OR (x.created_at, x.id) < ($6, $7))
       AND (cardinality($9::text[]) = 0 OR x.trigger_kind = ANY($9::text[]))
+    ORDER BY x.created_at DESC, x.id DESC
+    LIMIT $8
+) AS e
+LEFT JOIN workflow_versions v
+       ON e.definition IS NULL AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+ORDER BY e.created_at DESC, e.id DESC
+LIMIT $8;
+
+-- name: list_executions_by_trigger
+-- list_executions with a trigger kind filter and no workflow: one range of
+-- executions_tenant_trigger_status_created (migration 0006) per kind and
+-- status ($3, every status when the filter has none), each at most a page
+-- long, merged in cursor order.
+SELECT e.*, v.definition AS version_definition
+FROM unnest($2::text[]) AS k (trigger_kind)
+CROSS JOIN unnest($3::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT x.*
+    FROM executions x
+    WHERE x.tenant_id = $1
+      AND x.trigger_kind = k.trigger_kind
+      AND x.status = s.status
+      AND ($4::timestamptz IS NULL OR x.created_at >= $4)
+      AND ($5::timestamptz IS NULL OR x.created_at < $5)
+      AND ($6::timestamptz IS NULL OR (x.created_at, x.id) < ($6, $7))
     ORDER BY x.created_at DESC, x.id DESC
     LIMIT $8
 ) AS e
@@ -300,6 +322,15 @@ WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
   AND created_at >= $3 AND created_at < $4
   AND started_at IS NOT NULL AND finished_at IS NOT NULL
 GROUP BY 1;
+
+-- name: stats_buckets
+-- Executions per bucket of $5 seconds from $3, by status: a chart's points.
+SELECT floor(extract(epoch FROM created_at - $3) / $5)::integer AS bucket, status, count(*) AS n
+FROM executions
+WHERE tenant_id = $1 AND ($2::text IS NULL OR workflow_id = $2)
+  AND created_at >= $3 AND created_at < $4
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: stats_nodes
 SELECT COALESCE(x.workflow_id, '') AS workflow_id, r.node_id,

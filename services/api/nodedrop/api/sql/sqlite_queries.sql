@@ -191,6 +191,15 @@ FROM executions
 WHERE tenant_id = :tenant_id AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
   AND created_at >= :start AND created_at < :end;
 
+-- name: stats_buckets
+-- Times are microseconds: integer division numbers the buckets from :start.
+SELECT (created_at - :start) / :width AS bucket, status, count(*) AS n
+FROM executions
+WHERE tenant_id = :tenant_id AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+  AND created_at >= :start AND created_at < :end
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
 -- name: stats_nodes
 SELECT COALESCE(x.workflow_id, '') AS workflow_id, r.node_id, r.status, r.started_at, r.finished_at
 FROM node_runs r JOIN executions x ON x.id = r.execution_id

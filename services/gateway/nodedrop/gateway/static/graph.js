@@ -2,7 +2,7 @@
 // source), edges by port, each node coloured by its status.
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 150, H = 44, GX = 60, GY = 22;
+const W = 176, H = 44, GX = 60, GY = 22;  // wide enough for "schedule_trigger · completed"
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS(NS, tag);
@@ -56,7 +56,7 @@ export function drawGraph(container, nodes, edges, statusOf) {
     const g = svg("g", { class: "gnode", "data-node": n.id, "data-status": statusOf(n.id), transform: `translate(${p.x},${p.y})` });
     g.append(svg("rect", { width: W, height: H, rx: 8 }));
     const name = svg("text", { x: 10, y: 19, class: "gname" });
-    name.textContent = n.id.length > 18 ? `${n.id.slice(0, 17)}…` : n.id;
+    name.textContent = n.id.length > 22 ? `${n.id.slice(0, 21)}…` : n.id;
     const type = svg("text", { x: 10, y: 35, class: "gtype" });
     type.textContent = `${n.type || ""} · ${statusOf(n.id)}`;
     g.append(name, type);

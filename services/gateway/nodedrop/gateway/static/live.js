@@ -6,9 +6,10 @@ import { auth } from "./api.js";
 export class Refused extends Error {}
 
 const listeners = new Set();
-const state = { ws: null, retry: 0, renewTimer: null, onState: () => {}, onRefused: () => {}, watched: new Map() };
+const state = { ws: null, retry: 0, renewTimer: null, onState: () => {}, onRefused: () => {}, watched: new Map(), feed: false };
 
 export function onLive(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+const tell = (msg) => { for (const fn of listeners) fn(msg); };
 export function send(msg) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
 }
@@ -17,6 +18,13 @@ export function send(msg) {
 export function watch(id, after) { state.watched.set(id, after); send({ type: "subscribe", execution_id: id, after_sequence: after }); }
 export function unwatch(id) { if (state.watched.delete(id)) send({ type: "unsubscribe", execution_id: id }); }
 export function seen(id, sequence) { if (state.watched.has(id)) state.watched.set(id, sequence); }
+// Every execution's status events of the tenant (the executions list);
+// resumed after a reconnect, where the gateway answers watching_executions again.
+export function watchExecutions(on, again = false) {
+  if (state.feed === on && !again) return;
+  state.feed = on;
+  send({ type: on ? "watch_executions" : "unwatch_executions" });
+}
 
 async function fetchTicket() {
   const r = await fetch("/api/ticket", { headers: { Authorization: `Bearer ${auth.key}` } });
@@ -74,13 +82,16 @@ async function open() {
     state.retry = 0;
     state.onState("online");
     for (const [id, after] of state.watched) send({ type: "subscribe", execution_id: id, after_sequence: after });
+    if (state.feed) send({ type: "watch_executions" });
   };
-  ws.onmessage = (m) => { const msg = JSON.parse(m.data); for (const fn of listeners) fn(msg); };
+  ws.onmessage = (m) => tell(JSON.parse(m.data));
   ws.onclose = () => {
     if (state.ws !== ws) return;
     state.ws = null;
     clearTimeout(state.renewTimer);
     state.onState("offline");
+    // Not a gateway message: tells the pages that live messages stopped.
+    tell({ type: "offline" });
     reconnectLater();
   };
 }

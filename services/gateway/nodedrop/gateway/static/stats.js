@@ -1,6 +1,6 @@
-// Stats from GetExecutionStats: executions per minute by outcome (one call
-// per minute of the window), failure rate and p50/p95 durations per
-// workflow and per node.
+// Stats from one GetExecutionStats call per refresh: executions per minute
+// by outcome (its buckets of a minute), failure rate and p50/p95 durations
+// per workflow and per node.
 import { executions, lower, workflowNames } from "./api.js";
 import { el } from "./dom.js";
 
@@ -20,13 +20,11 @@ function svg(tag, attrs = {}, text = "") {
 const seconds = (d) => (d ? parseFloat(String(d).replace(/s$/, "")) : 0);
 const fmt = (s) => (s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
 
-function outcomeCounts(stats) {
+function outcomeCounts(statusCounts) {
   const counts = Object.fromEntries(OUTCOMES.map((o) => [o, 0]));
-  for (const w of stats.workflows || []) {
-    for (const c of w.statusCounts || []) {
-      const s = lower(c.status);
-      counts[OUTCOMES.includes(s) ? s : "other"] += Number(c.count);
-    }
+  for (const c of statusCounts) {
+    const s = lower(c.status);
+    counts[OUTCOMES.includes(s) ? s : "other"] += Number(c.count);
   }
   return counts;
 }
@@ -87,14 +85,15 @@ function workflowTable(stats, names) {
 async function load() {
   const end = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const from = new Date(end.getTime() - MINUTES * 60000);
-  const minutes = Array.from({ length: MINUTES }, (_, i) => new Date(from.getTime() + i * 60000));
-  const [whole, names, ...each] = await Promise.all([
-    executions("GetExecutionStats", { startTime: from.toISOString(), endTime: end.toISOString() }),
+  const [whole, names] = await Promise.all([
+    executions("GetExecutionStats", { startTime: from.toISOString(), endTime: end.toISOString(), bucketWidth: "60s" }),
     workflowNames().catch(() => new Map()),
-    ...minutes.map((m) => executions("GetExecutionStats", { startTime: m.toISOString(), endTime: new Date(m.getTime() + 60000).toISOString() })),
   ]);
-  const buckets = minutes.map((m, i) => ({ label: m.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }), counts: outcomeCounts(each[i]) }));
-  const total = outcomeCounts(whole);
+  const buckets = (whole.buckets || []).map((b) => ({
+    label: new Date(b.startTime).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+    counts: outcomeCounts(b.statusCounts || []),
+  }));
+  const total = outcomeCounts((whole.workflows || []).flatMap((w) => w.statusCounts || []));
   const sum = OUTCOMES.reduce((n, o) => n + total[o], 0);
   const finished = total.completed + total.failed + total.timed_out;
   $("st-summary").replaceChildren(
