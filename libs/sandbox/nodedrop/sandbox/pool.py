@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -336,14 +337,35 @@ def _reason(runner: _Runner, exc: BaseException) -> str:
     return type(exc).__name__
 
 
+_WRAPPER_KEYS = frozenset(("json", "binary", "pairedItem"))
+
+
+def _items(returned: list[Any], index: list[int] | None) -> list[dict[str, Any]]:
+    """The items of what the code returned (as JSON): an object, or
+    ``{json: {...}}`` with at most n8n's other item keys beside it."""
+    items = []
+    for k, value in enumerate(returned):
+        where = f"item {k}" if index is None else f"the item returned for item {index[k]}"
+        if type(value) is not dict:
+            raise CodeError(
+                f"{where} is not an object (an item is {{...}} or {{json: {{...}}}})",
+                code=CODE_ERROR,
+            )
+        if "json" in value and value.keys() <= _WRAPPER_KEYS:
+            inner = value["json"]
+            if type(inner) is not dict:
+                raise CodeError(f"{where}.json is not an object", code=CODE_ERROR)
+            items.append(inner)
+        else:
+            items.append(value)
+    return items
+
+
 def _output(answer: dict[str, str], body: bytes) -> CodeOutput:
     status = answer["status"]
     if status == "ok":
         result = orjson.loads(body)
-        items = result["items"]
-        if not all(type(item) is dict for item in items):
-            # toJSON() can turn an object into anything when it is encoded.
-            raise CodeError("the code returned an item that is not a JSON object", code=CODE_ERROR)
+        items = _items(result["items"], result.get("index"))
         logs = result["logs"]
         if result["dropped"]:
             logs.append({"level": "info", "line": f"({result['dropped']} more lines dropped)"})

@@ -26,15 +26,6 @@
     all: () => all, first: () => all[0], last: () => all[all.length - 1], item: item,
     json: all.length ? all[0].json : undefined, isExecuted: true,
   });
-  const toItem = (v, where) => {
-    if (v === null || typeof v !== 'object' || isArray(v))
-      throw fail(where + ' is not an object (an item is {...} or {json: {...}})');
-    if (!('json' in v) || keysOf(v).some((k) => k !== 'json' && k !== 'binary' && k !== 'pairedItem'))
-      return v;
-    const j = v.json;
-    if (j === null || typeof j !== 'object' || isArray(j)) throw fail(where + '.json is not an object');
-    return j;
-  };
   const run = async (fn, dataText, each, maxLines, maxBytes) => {
     if (typeof fn !== 'function') throw fail('the code must not close the function it runs in');
     const out = (level) => (...args) => {
@@ -56,33 +47,35 @@
       return view(all, all[current]);
     };
     for (const id of keysOf(nodes)) $node[id] = view(wrapped(nodes[id]));
-    const result = [];
+    // What the code returned, as returned: the runner's host makes items of
+    // them (index: for each returned item, the item it was returned for).
+    const result = [], index = [];
     if (!each) {
       const r = await fn(view(items), undefined, items, $, $node, data.trigger, data.execution, undefined, console);
       if (r === undefined || r === null) throw fail('the code returned nothing: return an array of items (or [])');
-      const rs = isArray(r) ? r : [r];
-      for (let i = 0; i < rs.length; i++) result.push(toItem(rs[i], 'item ' + i));
-      return result;
+      return { items: isArray(r) ? r : [r] };
     }
     for (let i = 0; i < list.length; i++) {
       current = i;
       const r = await fn(view(items, items[i]), list[i], items, $, $node, data.trigger, data.execution, i, console);
       if (r === undefined || r === null) continue;
       if (isArray(r)) throw fail('in runOnceForEachItem the code returns one item or nothing, not an array (item ' + i + ')');
-      result.push(toItem(r, 'the item returned for item ' + i));
+      result.push(r);
+      index.push(i);
     }
-    return result;
+    return { items: result, index: index };
   };
   // nd(fn, data, each, maxLines, maxBytes) starts the run; nd() is then the
   // result as JSON text, or '' while the run's promise has not settled.
   return (fn, dataText, each, maxLines, maxBytes) => {
     if (fn !== undefined) {
       run(fn, dataText, each, maxLines, maxBytes).then(
-        (out) => { outcome = { items: out }; }, (e) => { outcome = { error: e }; });
+        (out) => { outcome = out; }, (e) => { outcome = { error: e }; });
       return '';
     }
     if (outcome === null) return '';
-    if (!('error' in outcome)) return stringify({ items: outcome.items, logs: logs, dropped: dropped });
+    if (!('error' in outcome))
+      return stringify({ items: outcome.items, index: outcome.index, logs: logs, dropped: dropped });
     const e = outcome.error, obj = e !== null && typeof e === 'object';
     // QuickJS rejects with null when it cannot even allocate the error of an
     // out-of-memory inside an async function.
