@@ -345,20 +345,23 @@ def _items(returned: list[Any], index: list[int] | None) -> list[dict[str, Any]]
     ``{json: {...}}`` with at most n8n's other item keys beside it."""
     items = []
     for k, value in enumerate(returned):
-        where = f"item {k}" if index is None else f"the item returned for item {index[k]}"
         if type(value) is not dict:
             raise CodeError(
-                f"{where} is not an object (an item is {{...}} or {{json: {{...}}}})",
+                f"{_where(k, index)} is not an object (an item is {{...}} or {{json: {{...}}}})",
                 code=CODE_ERROR,
             )
         if "json" in value and value.keys() <= _WRAPPER_KEYS:
             inner = value["json"]
             if type(inner) is not dict:
-                raise CodeError(f"{where}.json is not an object", code=CODE_ERROR)
+                raise CodeError(f"{_where(k, index)}.json is not an object", code=CODE_ERROR)
             items.append(inner)
         else:
             items.append(value)
     return items
+
+
+def _where(k: int, index: list[int] | None) -> str:
+    return f"item {k}" if index is None else f"the item returned for item {index[k]}"
 
 
 def _output(answer: dict[str, str], body: bytes) -> CodeOutput:

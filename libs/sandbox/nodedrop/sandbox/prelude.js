@@ -49,15 +49,15 @@
     for (const id of keysOf(nodes)) $node[id] = view(wrapped(nodes[id]));
     // What the code returned, as returned: the runner's host makes items of
     // them (index: for each returned item, the item it was returned for).
-    const result = [], index = [];
+    const result = [], index = [], input = view(items);
     if (!each) {
-      const r = await fn(view(items), undefined, items, $, $node, data.trigger, data.execution, undefined, console);
+      const r = await fn(input, undefined, items, $, $node, data.trigger, data.execution, undefined, console);
       if (r === undefined || r === null) throw fail('the code returned nothing: return an array of items (or [])');
       return { items: isArray(r) ? r : [r] };
     }
     for (let i = 0; i < list.length; i++) {
       current = i;
-      const r = await fn(view(items, items[i]), list[i], items, $, $node, data.trigger, data.execution, i, console);
+      const r = await fn({ ...input, item: items[i] }, list[i], items, $, $node, data.trigger, data.execution, i, console);
       if (r === undefined || r === null) continue;
       if (isArray(r)) throw fail('in runOnceForEachItem the code returns one item or nothing, not an array (item ' + i + ')');
       result.push(r);
