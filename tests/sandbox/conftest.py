@@ -39,6 +39,7 @@ def code_run(
     max_output_bytes: int = DEFAULT_LIMITS.max_output_bytes,
     max_log_lines: int = 10,
     max_log_bytes: int = 1000,
+    tenant: str = "",
 ) -> CodeRun:
     data = {
         "items": [{"a": 1}] if items is None else items,
@@ -55,6 +56,7 @@ def code_run(
         max_output_bytes,
         max_log_lines,
         max_log_bytes,
+        tenant,
     )
 
 

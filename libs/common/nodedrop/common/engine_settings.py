@@ -25,6 +25,8 @@ class EngineSettings:
     http: HttpPolicy
     # Runner processes of the code sandbox: code node runs at once per process.
     code_runners: int = 2
+    # Of them, most at once for one tenant; None: the sandbox's default (all but one).
+    code_runners_per_tenant: int | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> EngineSettings:
@@ -96,4 +98,9 @@ class EngineSettings:
                 "NODEDROP_HTTP_ALLOW", allow_raw, f"valid entries ({exc})"
             ) from None
         code_runners = env_int(env, "NODEDROP_CODE_RUNNERS", 2, minimum=1, maximum=256)
-        return cls(limits, http, code_runners)
+        per_tenant = None
+        if env_str(env, "NODEDROP_CODE_RUNNERS_PER_TENANT", ""):
+            per_tenant = env_int(
+                env, "NODEDROP_CODE_RUNNERS_PER_TENANT", 1, minimum=1, maximum=code_runners
+            )
+        return cls(limits, http, code_runners, per_tenant)

@@ -34,6 +34,8 @@ class CodeRun:
 
     ``data_json`` is the JSON text of ``{"items", "nodes", "trigger",
     "execution"}``: encoded once by the engine, parsed once inside the sandbox.
+    ``tenant`` (ExecutionInfo.tenant) is whose run it is, for the sandbox's
+    fair share of runners between tenants.
     """
 
     source: str
@@ -44,6 +46,7 @@ class CodeRun:
     max_output_bytes: int
     max_log_lines: int
     max_log_bytes: int
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)

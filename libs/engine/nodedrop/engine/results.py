@@ -22,6 +22,9 @@ class ExecutionInfo:
     id: str
     attempt: int = 1
     workflow_id: str = ""
+    # Whose execution this is: an opaque key by which a code sandbox shares
+    # its runners between tenants. Never shown to the workflow.
+    tenant: str = ""
 
     def as_variable(self, workflow_name: str) -> dict[str, Any]:
         return {

@@ -64,7 +64,11 @@ def build_config(
         registry=build_registry(plugins),
         http=engine.http,
         limits=engine.limits,
-        code=ProcessSandbox(engine.code_runners, engine.limits.code_memory_bytes),
+        code=ProcessSandbox(
+            engine.code_runners,
+            engine.limits.code_memory_bytes,
+            per_tenant=engine.code_runners_per_tenant,
+        ),
     )
 
 
@@ -238,7 +242,9 @@ class EngineRunner:
         try:
             result = await run_workflow(
                 workflow,
-                execution=ExecutionInfo(ctx.execution_id, ctx.attempt, ctx.workflow_id),
+                execution=ExecutionInfo(
+                    ctx.execution_id, ctx.attempt, ctx.workflow_id, ctx.tenant_id
+                ),
                 trigger_data=trigger,
                 sink=events,
                 checkpoints=events,

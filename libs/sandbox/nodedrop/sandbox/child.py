@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import quickjs
 
+from nodedrop.engine.code import RUN_ONCE_FOR_EACH_ITEM
 from nodedrop.engine.errors import CODE_ERROR, CODE_MEMORY_EXCEEDED, CODE_TIMEOUT
 from nodedrop.engine.js_syntax import WRAPPER_LINES, wrap
 from nodedrop.sandbox.frames import read_frame, write_frame
@@ -53,19 +54,16 @@ def _confine(memory: int) -> None:
 
 
 class _Context:
-    __slots__ = ("ctx", "finish", "memory", "settled", "start")
+    __slots__ = ("ctx", "memory", "nd")
 
     def __init__(self, memory: int) -> None:
         self.memory = memory
         ctx = quickjs.Context()
         ctx.set_memory_limit(memory)
         ctx.set_max_stack_size(_STACK)
-        ctx.eval(PRELUDE)
         self.ctx = ctx
-        # Taken before any user code runs: the user may replace globalThis.__nd.
-        self.start = ctx.eval("__nd.start")
-        self.finish = ctx.eval("__nd.finish")
-        self.settled = ctx.eval("__nd.settled")
+        # The prelude's one function, held here only: no global names it.
+        self.nd = ctx.eval(PRELUDE)
 
 
 def _position(text: str) -> str:
@@ -131,24 +129,26 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
         ctx.set_time_limit(max(left(), 0.001))
         fn = ctx.eval(wrap(header["source"], prologue=""))
         ctx.set_time_limit(max(left(), 0.001))
-        context.start(
+        nd = context.nd
+        nd(
             fn,
             data.decode(),
-            header["mode"],
+            header["mode"] == RUN_ONCE_FOR_EACH_ITEM,
             header["max_log_lines"],
             header["max_log_bytes"],
         )
         # Promise jobs run one by one, the run's CPU budget spanning all of
         # them, until the code's promise settles: jobs it leaves behind are
         # dropped with the context, as a returned function's would be.
-        while not context.settled():
+        result = nd()
+        while result == "":
             if left() <= 0:
                 return timeout()
             ctx.set_time_limit(left())
             if not ctx.execute_pending_job():
                 break
-        ctx.set_time_limit(max(left(), 0.001))
-        result = context.finish()
+            ctx.set_time_limit(max(left(), 0.001))
+            result = nd()
     except (quickjs.JSException, quickjs.StackOverflow) as exc:
         code, message = _exception(exc)
         if left() <= 0 or message.startswith("InternalError: interrupted"):
@@ -160,6 +160,11 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
             "message": "the code's data did not fit in the runner's memory",
         }, b""
     if not isinstance(result, str) or result == "":
+        if left() <= 0:
+            # The CPU limit interrupted a promise job: QuickJS turns that into
+            # the job's rejection, which a chain of promises nobody awaits
+            # drops, leaving the queue empty and the run unsettled.
+            return timeout()
         used = ctx.memory().get("memory_used_size", 0)
         if used > context.memory * 0.9:
             # A job that ran out of memory ends the job queue without a word.

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -120,29 +121,99 @@ class _Runner:
             await asyncio.to_thread(self.popen.wait, timeout_s)
 
 
+class _FairShare:
+    """Who gets the next free runner. A tenant holds at most ``per_tenant``
+    runners at once, so one tenant's flood of slow code always leaves a runner
+    for the others; a runner that frees up goes to the waiting tenant that
+    holds the fewest (first come first served among equals), so a tenant that
+    arrives behind another's queue of runs does not wait for all of them."""
+
+    __slots__ = ("_held", "_in_use", "_per_tenant", "_seq", "_size", "_waiting")
+
+    def __init__(self, size: int, per_tenant: int) -> None:
+        self._size = size
+        self._per_tenant = per_tenant
+        self._in_use = 0
+        self._held: dict[str, int] = {}
+        self._seq = 0
+        # Per tenant, its waiting runs in arrival order: (seq, what each awaits).
+        self._waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
+
+    async def acquire(self, tenant: str) -> None:
+        self._seq += 1
+        granted = asyncio.get_running_loop().create_future()
+        entry = (self._seq, granted)
+        self._waiting.setdefault(tenant, deque()).append(entry)
+        self._grant()
+        try:
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():
+                self.release(tenant)  # granted, but the run was cancelled first
+            else:
+                queue = self._waiting[tenant]
+                queue.remove(entry)
+                if not queue:
+                    del self._waiting[tenant]
+            raise
+
+    def release(self, tenant: str) -> None:
+        self._in_use -= 1
+        held = self._held[tenant] - 1
+        if held:
+            self._held[tenant] = held
+        else:
+            del self._held[tenant]
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._in_use < self._size:
+            best: tuple[int, int, str] | None = None
+            for tenant, queue in self._waiting.items():
+                held = self._held.get(tenant, 0)
+                if held < self._per_tenant and (best is None or (held, queue[0][0]) < best[:2]):
+                    best = (held, queue[0][0], tenant)
+            if best is None:
+                return
+            tenant = best[2]
+            queue = self._waiting[tenant]
+            _, granted = queue.popleft()
+            if not queue:
+                del self._waiting[tenant]
+            self._in_use += 1
+            self._held[tenant] = self._held.get(tenant, 0) + 1
+            granted.set_result(None)
+
+
 class _Broken(Exception):
     """The runner broke its side of the protocol: it is killed, never reused."""
 
 
 class ProcessSandbox:
-    """At most ``runners`` runs at once, each in a runner process of its own."""
+    """At most ``runners`` runs at once, each in a runner process of its own,
+    and at most ``per_tenant`` of them for one tenant (by default all but one
+    runner, so that another tenant always finds one)."""
 
     def __init__(
         self,
         runners: int,
         memory_bytes: int,
         *,
+        per_tenant: int | None = None,
         python: str = sys.executable,
         extra_args: Sequence[str] = (),
     ) -> None:
         if runners < 1:
             raise ValueError("a sandbox needs at least one runner")
+        if per_tenant is not None and per_tenant < 1:
+            raise ValueError("a tenant needs at least one runner")
         self._size = runners
         self._memory = memory_bytes
         self._argv = (python, "-I", *extra_args, "-m", "nodedrop.sandbox.child")
         # Oldest first: the runner idle longest has made its next context already.
         self._idle: deque[_Runner] = deque()
-        self._slots = asyncio.Semaphore(runners)
+        # The default leaves one runner to the other tenants (none with one runner).
+        self._share = _FairShare(runners, min(runners, per_tenant or max(1, runners - 1)))
         self._live: set[_Runner] = set()
         self._starting: set[asyncio.Task[None]] = set()
         self.runners_lost = 0
@@ -214,7 +285,8 @@ class ProcessSandbox:
         )
         max_body = run.max_output_bytes + 2 * run.max_log_bytes + 65536
         wall_s = run.cpu_ms / 1000.0 * _WALL_FACTOR + _WALL_EXTRA_S
-        async with self._slots:
+        await self._share.acquire(run.tenant)
+        try:
             runner = self._idle.popleft() if self._idle else await self._spawn()
             try:
                 async with asyncio.timeout(wall_s):
@@ -240,6 +312,8 @@ class ProcessSandbox:
                 self._replace(runner)
                 raise
             self._idle.append(runner)
+        finally:
+            self._share.release(run.tenant)
         return _output(orjson.loads(answer), body)
 
     async def close(self) -> None:
@@ -263,14 +337,38 @@ def _reason(runner: _Runner, exc: BaseException) -> str:
     return type(exc).__name__
 
 
+_WRAPPER_KEYS = frozenset(("json", "binary", "pairedItem"))
+
+
+def _items(returned: list[Any], index: list[int] | None) -> list[dict[str, Any]]:
+    """The items of what the code returned (as JSON): an object, or
+    ``{json: {...}}`` with at most n8n's other item keys beside it."""
+    items = []
+    for k, value in enumerate(returned):
+        if type(value) is not dict:
+            raise CodeError(
+                f"{_where(k, index)} is not an object (an item is {{...}} or {{json: {{...}}}})",
+                code=CODE_ERROR,
+            )
+        if "json" in value and value.keys() <= _WRAPPER_KEYS:
+            inner = value["json"]
+            if type(inner) is not dict:
+                raise CodeError(f"{_where(k, index)}.json is not an object", code=CODE_ERROR)
+            items.append(inner)
+        else:
+            items.append(value)
+    return items
+
+
+def _where(k: int, index: list[int] | None) -> str:
+    return f"item {k}" if index is None else f"the item returned for item {index[k]}"
+
+
 def _output(answer: dict[str, str], body: bytes) -> CodeOutput:
     status = answer["status"]
     if status == "ok":
         result = orjson.loads(body)
-        items = result["items"]
-        if not all(type(item) is dict for item in items):
-            # toJSON() can turn an object into anything when it is encoded.
-            raise CodeError("the code returned an item that is not a JSON object", code=CODE_ERROR)
+        items = _items(result["items"], result.get("index"))
         logs = result["logs"]
         if result["dropped"]:
             logs.append({"level": "info", "line": f"({result['dropped']} more lines dropped)"})

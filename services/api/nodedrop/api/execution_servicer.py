@@ -364,7 +364,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         principal = require_scope(SCOPE_EXECUTE)
         reject_nul(request)
         self._rate_check(principal.tenant_id, "ExecuteNode")
-        return await self._node_tester.run(request)
+        return await self._node_tester.run(request, principal.tenant_id)
 
     async def GetExecutionStats(
         self, request: pb.GetExecutionStatsRequest, context: object

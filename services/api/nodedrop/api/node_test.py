@@ -19,7 +19,15 @@ from nodedrop.api.checks import Violations
 from nodedrop.api.convert import duration
 from nodedrop.common.errors import ResourceExhausted
 from nodedrop.contract import document_of
-from nodedrop.engine import EngineConfig, Node, NodeError, Problem, ValidationError, execute_node
+from nodedrop.engine import (
+    EngineConfig,
+    ExecutionInfo,
+    Node,
+    NodeError,
+    Problem,
+    ValidationError,
+    execute_node,
+)
 from nodedrop.engine.parse import parse_workflow
 from nodedrop.execution.v1 import execution_pb2
 from nodedrop.execution.v1 import execution_service_pb2 as pb
@@ -56,7 +64,7 @@ class NodeTester:
         self._config = config or EngineConfig()
         self._max_run_s = max_run_s
 
-    async def run(self, request: pb.ExecuteNodeRequest) -> pb.ExecuteNodeResponse:
+    async def run(self, request: pb.ExecuteNodeRequest, tenant: str) -> pb.ExecuteNodeResponse:
         if request.ByteSize() > self._max_request_bytes:
             raise ResourceExhausted(
                 f"request is {request.ByteSize()} bytes; the limit is {self._max_request_bytes}"
@@ -87,7 +95,7 @@ class NodeTester:
         )
         v.raise_if_any()
         assert node is not None
-        return await self._execute(node, inputs, trigger)
+        return await self._execute(node, inputs, trigger, tenant)
 
     def _node(self, request: pb.ExecuteNodeRequest, v: Violations) -> Node | None:
         wrapper = workflow_pb2.Workflow(name="node-test", nodes=[request.node])
@@ -104,7 +112,7 @@ class NodeTester:
         return workflow.nodes[0]
 
     async def _execute(
-        self, node: Node, inputs: dict[str, Any], trigger: Any
+        self, node: Node, inputs: dict[str, Any], trigger: Any, tenant: str
     ) -> pb.ExecuteNodeResponse:
         response = pb.ExecuteNodeResponse()
         started = time.perf_counter()
@@ -115,6 +123,7 @@ class NodeTester:
                     inputs,
                     trigger_data=trigger,
                     config=self._config,
+                    execution=ExecutionInfo("test", tenant=tenant),
                     timeout_s=self._max_run_s,
                 )
         except ValidationError as exc:

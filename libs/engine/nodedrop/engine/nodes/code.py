@@ -82,6 +82,7 @@ def _code_factory(
                 limits.max_output_bytes,
                 limits.max_code_log_lines,
                 limits.max_code_log_bytes,
+                ctx.info.tenant,
             )
         )
         if output.logs:

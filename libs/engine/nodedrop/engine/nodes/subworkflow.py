@@ -96,7 +96,10 @@ def _factory(
         out: Items = []
         for n, trigger in enumerate(batches):
             sub_info = ExecutionInfo(
-                f"{ctx.info.id}/{ctx.node.id}/{n}", ctx.info.attempt, workflow_id or ""
+                f"{ctx.info.id}/{ctx.node.id}/{n}",
+                ctx.info.attempt,
+                workflow_id or "",
+                ctx.info.tenant,
             )
             try:
                 result = await run_workflow(
