@@ -199,7 +199,9 @@ async def test_auth_modes_limits_and_deactivation(
             id=1,
             request=wh_pb.HandleWebhookRequest(tenant_id=TENANT, path="orders/new", method="POST"),
         )
-        stream = stub.HandleWebhooks(iter([wh_pb.WebhookCalls(calls=[call])]), metadata=edge.api.md)
+        stream = stub.HandleWebhooks(
+            iter([wh_pb.HandleWebhooksRequest(calls=[call])]), metadata=edge.api.md
+        )
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             async for _ in stream:
                 pass

@@ -74,11 +74,11 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self._max_trigger_bytes = max_trigger_bytes
         self._default_mode = default_mode
         self._clock = clock
-        self._routes: dict[tuple[str, str], tuple[float, WebhookRoute | None]] = {}
+        self._routes: dict[tuple[str, str], tuple[float, asyncio.Future[WebhookRoute | None]]] = {}
 
     async def HandleWebhooks(
-        self, request_iterator: AsyncIterator[pb.WebhookCalls], context: object
-    ) -> AsyncIterator[pb.WebhookAnswers]:
+        self, request_iterator: AsyncIterator[pb.HandleWebhooksRequest], context: object
+    ) -> AsyncIterator[pb.HandleWebhooksResponse]:
         """Each call runs in its own task; the answers ready at the same time
         leave in one message, so a slow call holds up no other."""
         ready: list[pb.WebhookAnswer] = []
@@ -111,7 +111,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
                 if ready:
                     answers = ready[:]
                     ready.clear()
-                    yield pb.WebhookAnswers(answers=answers)
+                    yield pb.HandleWebhooksResponse(answers=answers)
                     continue
                 if reader.done() and not running:
                     break
@@ -141,15 +141,32 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         )
 
     async def _route(self, tenant_id: str, path: str) -> WebhookRoute | None:
+        key = (tenant_id, path)
         now = time.monotonic()
-        cached = self._routes.get((tenant_id, path))
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        route = await self._repo.find_route(tenant_id, path)
-        if len(self._routes) >= _MAX_CACHED_ROUTES:
-            self._routes.clear()
-        self._routes[(tenant_id, path)] = (now + ROUTE_TTL_S, route)
-        return route
+        cached = self._routes.get(key)
+        if cached is None or cached[0] <= now:
+            # One lookup per route and TTL, shared by the calls that arrive
+            # while it runs: otherwise every call in flight when the entry
+            # expires queries PostgreSQL.
+            lookup = asyncio.ensure_future(self._repo.find_route(tenant_id, path))
+            lookup.add_done_callback(lambda done: self._forget_failed(key, done))
+            if len(self._routes) >= _MAX_CACHED_ROUTES:
+                self._routes.clear()
+            cached = self._routes[key] = (now + ROUTE_TTL_S, lookup)
+        found = cached[1]
+        if found.done():
+            return found.result()
+        # Shielded: a caller that goes away does not cancel the others' lookup.
+        return await asyncio.shield(found)
+
+    def _forget_failed(
+        self, key: tuple[str, str], lookup: asyncio.Future[WebhookRoute | None]
+    ) -> None:
+        """A failed lookup is not cached: the next call tries again."""
+        if lookup.cancelled() or lookup.exception() is not None:
+            entry = self._routes.get(key)
+            if entry is not None and entry[1] is lookup:
+                del self._routes[key]
 
     async def _resolve(
         self, request: pb.HandleWebhookRequest

@@ -50,7 +50,7 @@ class _Session:
         self.call = stub.HandleWebhooks(self._outgoing(), metadata=metadata)
         self.reader = asyncio.create_task(self._read())
 
-    async def _outgoing(self) -> AsyncIterator[pb.WebhookCalls]:
+    async def _outgoing(self) -> AsyncIterator[pb.HandleWebhooksRequest]:
         # gRPC pulls the next message once the last one is written: the calls
         # that arrived meanwhile leave together.
         while True:
@@ -59,7 +59,7 @@ class _Session:
             if self.pending:
                 calls = self.pending[:]
                 self.pending.clear()
-                yield pb.WebhookCalls(calls=calls)
+                yield pb.HandleWebhooksRequest(calls=calls)
 
     async def _read(self) -> None:
         failure: BaseException = grpc.aio.AioRpcError(

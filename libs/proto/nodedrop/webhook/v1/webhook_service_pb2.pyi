@@ -19,7 +19,7 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class WebhookCalls(_message.Message):
+class HandleWebhooksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CALLS_FIELD_NUMBER: _builtins.int
@@ -36,7 +36,7 @@ class WebhookCalls(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WebhookCalls: _TypeAlias = WebhookCalls  # noqa: Y015
+Global___HandleWebhooksRequest: _TypeAlias = HandleWebhooksRequest  # noqa: Y015
 
 @_typing.final
 class WebhookCall(_message.Message):
@@ -63,7 +63,7 @@ class WebhookCall(_message.Message):
 Global___WebhookCall: _TypeAlias = WebhookCall  # noqa: Y015
 
 @_typing.final
-class WebhookAnswers(_message.Message):
+class HandleWebhooksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ANSWERS_FIELD_NUMBER: _builtins.int
@@ -80,7 +80,7 @@ class WebhookAnswers(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WebhookAnswers: _TypeAlias = WebhookAnswers  # noqa: Y015
+Global___HandleWebhooksResponse: _TypeAlias = HandleWebhooksResponse  # noqa: Y015
 
 @_typing.final
 class WebhookAnswer(_message.Message):

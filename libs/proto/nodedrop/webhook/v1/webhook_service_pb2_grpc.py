@@ -48,8 +48,8 @@ class WebhookServiceStub:
         """
         self.HandleWebhooks = channel.stream_stream(
                 '/nodedrop.webhook.v1.WebhookService/HandleWebhooks',
-                request_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookCalls.SerializeToString,
-                response_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookAnswers.FromString,
+                request_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.FromString,
                 _registered_method=True)
 
 
@@ -79,8 +79,8 @@ def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'HandleWebhooks': grpc.stream_stream_rpc_method_handler(
                     servicer.HandleWebhooks,
-                    request_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookCalls.FromString,
-                    response_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookAnswers.SerializeToString,
+                    request_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.FromString,
+                    response_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -120,8 +120,8 @@ class WebhookService:
             request_iterator,
             target,
             '/nodedrop.webhook.v1.WebhookService/HandleWebhooks',
-            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookCalls.SerializeToString,
-            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.WebhookAnswers.FromString,
+            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.SerializeToString,
+            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,7 +45,7 @@ class WebhookServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WebhookServiceAsyncStub: ...
-    HandleWebhooks: _grpc.StreamStreamMultiCallable[_webhook_service_pb2.WebhookCalls, _webhook_service_pb2.WebhookAnswers]
+    HandleWebhooks: _grpc.StreamStreamMultiCallable[_webhook_service_pb2.HandleWebhooksRequest, _webhook_service_pb2.HandleWebhooksResponse]
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -64,7 +64,7 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    HandleWebhooks: _aio.StreamStreamMultiCallable[_webhook_service_pb2.WebhookCalls, _webhook_service_pb2.WebhookAnswers]  # type: ignore[assignment]
+    HandleWebhooks: _aio.StreamStreamMultiCallable[_webhook_service_pb2.HandleWebhooksRequest, _webhook_service_pb2.HandleWebhooksResponse]  # type: ignore[assignment]
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Webhook calls the gateway received, handed to the API: internal (the
@@ -84,8 +84,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def HandleWebhooks(
         self,
-        request_iterator: _MaybeAsyncIterator[_webhook_service_pb2.WebhookCalls],
+        request_iterator: _MaybeAsyncIterator[_webhook_service_pb2.HandleWebhooksRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.WebhookAnswers], _abc.AsyncIterator[_webhook_service_pb2.WebhookAnswers]]: ...
+    ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.HandleWebhooksResponse], _abc.AsyncIterator[_webhook_service_pb2.HandleWebhooksResponse]]: ...
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
