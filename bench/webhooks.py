@@ -2,6 +2,8 @@
 the `when_finished` overhead, through the real processes.
 
     .venv/bin/python bench/webhooks.py [--clients 64] [--seconds 10] [--workers 1]
+    .venv/bin/python bench/webhooks.py --url http://127.0.0.1:5678/webhook/in \
+        [--wait-url http://127.0.0.1:5678/webhook/wait] [--pid PID ...]
 
 Starts `nodedrop scheduler`, WORKERS `nodedrop worker`, `nodedrop api` and
 `nodedrop gateway` (PostgreSQL: a fresh database on DATABASE_URL's server,
@@ -18,6 +20,12 @@ this process, one after the other:
 3. `when_finished`: one client calling a `when_finished` copy of the
    workflow in sequence; its p50 beside the p50 of the executions' own run
    time (started -> finished, as the worker recorded it).
+
+With --url the same load runs against a webhook served by something else
+(another product, set up by hand with the same 2-node workflow): the floor
+is `GET /healthz` on that server, the `immediately` load POSTs to --url,
+`when_finished` to --wait-url, and the CPU per call is that of the --pid
+processes. Nothing is started, and the executions are not counted here.
 
 The load generator (bench/http_load.py) shares the cores with what it measures.
 """
@@ -246,6 +254,45 @@ async def _run(
         )
 
 
+async def _external(args: argparse.Namespace) -> None:
+    """The floor, the webhook load and `when_finished` against --url's server."""
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    hostport = f"{host}:{port}"
+    health = request_bytes("GET", args.floor_path, host=hostport)
+    floor = await run_load(
+        host, port, lambda _i: health, clients=args.clients, seconds=args.seconds
+    )
+    payload = orjson.dumps({"order": 7, "note": "x" * 990})
+    headers = {"Content-Type": "application/json"}
+    post = request_bytes("POST", url.path, host=hostport, body=payload, headers=headers)
+    cpu_before = {pid: _cpu_s(pid) for pid in args.pid}
+    hooks = await run_load(host, port, lambda _i: post, clients=args.clients, seconds=args.seconds)
+    cpu_after = {pid: _cpu_s(pid) for pid in args.pid}
+    answered = sum(hooks.all_statuses.values())
+    print(f"clients {args.clients}, {args.seconds:g} s each, target {args.url}")
+    print("| load | req/s | ratio to floor | p50 ms | p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(_row(f"floor: GET {args.floor_path}", floor))
+    print(_row("POST webhook (immediately)", hooks, floor.rate))
+    if args.wait_url:
+        wait = urlsplit(args.wait_url)
+        wait_post = request_bytes("POST", wait.path, host=hostport, body=payload, headers=headers)
+        finished = await run_load(
+            host, port, lambda _i: wait_post, clients=1, seconds=min(args.seconds, 5.0)
+        )
+        print(_row("POST webhook (when_finished, 1 client)", finished, floor.rate))
+    print(f"answers by status: {dict(hooks.all_statuses)}")
+    if args.pid:
+        print(
+            "CPU µs per webhook call: "
+            + ", ".join(
+                f"pid {pid} {(cpu_after[pid] - cpu_before[pid]) * 1e6 / max(1, answered):.0f}"
+                for pid in args.pid
+            )
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=64)
@@ -258,7 +305,16 @@ def main() -> int:
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+    parser.add_argument("--url", help="load this webhook URL instead of starting nodedrop")
+    parser.add_argument("--wait-url", help="with --url: a when_finished webhook on that server")
+    parser.add_argument("--floor-path", default="/healthz", help="with --url: the floor's path")
+    parser.add_argument(
+        "--pid", type=int, action="append", default=[], help="with --url: a process to measure"
+    )
     args = parser.parse_args()
+    if args.url:
+        asyncio.run(_external(args))
+        return 0
     db, dsn, key = asyncio.run(_setup(args.database_url))
     prefix = f"ndbench{uuid.uuid4().hex[:8]}"
     ports = {name: _free_port() for name in ("api", "scheduler", "gateway", "events")}

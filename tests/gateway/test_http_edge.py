@@ -70,6 +70,9 @@ async def test_a_body_cut_short_starts_nothing(gw: GatewayStack) -> None:
             calls.append(await request.body(1 << 20))
             raise AssertionError("unreachable: the body never completes")
 
+        def close(self) -> None:
+            """Nothing to close: this double opened no stream to the API."""
+
     gw.gateway._webhooks = Forwarder()  # type: ignore[assignment]
     port = int(gw.http.rsplit(":", 1)[1])
     _, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -195,11 +195,16 @@ async def test_auth_modes_limits_and_deactivation(
 
         # A tenant's API key cannot call the internal webhook RPC.
         stub = wh_grpc.WebhookServiceStub(edge.api.channel)
+        call = wh_pb.WebhookCall(
+            id=1,
+            request=wh_pb.HandleWebhookRequest(tenant_id=TENANT, path="orders/new", method="POST"),
+        )
+        stream = stub.HandleWebhooks(
+            iter([wh_pb.HandleWebhooksRequest(calls=[call])]), metadata=edge.api.md
+        )
         with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await stub.HandleWebhook(
-                wh_pb.HandleWebhookRequest(tenant_id=TENANT, path="orders/new", method="POST"),
-                metadata=edge.api.md,
-            )
+            async for _ in stream:
+                pass
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
         await edge.api.wf.DeactivateWorkflow(

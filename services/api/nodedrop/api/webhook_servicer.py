@@ -1,10 +1,13 @@
-"""WebhookService (internal): the gateway hands each webhook call here; the
-answer is the HTTP response it sends back (docs/webhooks.md)."""
+"""WebhookService (internal): the gateway hands each webhook call here, on
+one stream that carries all its calls; the answer is the HTTP response it
+sends back (docs/webhooks.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -27,14 +30,17 @@ from nodedrop.api.webhooks import (
 )
 from nodedrop.api.workflow_cache import CachedWorkflow, WorkflowCache
 from nodedrop.common.auth import SCOPE_EXECUTE, Authenticator
-from nodedrop.common.errors import NodedropError, Unauthenticated
+from nodedrop.common.errors import INTERNAL_MESSAGE, NodedropError, Unauthenticated
 from nodedrop.common.http_status import http_status
+from nodedrop.common.logging import get_logger
 from nodedrop.common.retry import Backoff
 from nodedrop.store import EventLog, EventType
 from nodedrop.webhook.v1 import webhook_service_pb2 as pb
 from nodedrop.webhook.v1 import webhook_service_pb2_grpc
 
 __all__ = ["WebhookServicer"]
+
+log = get_logger("nodedrop.api.webhooks")
 
 MAX_IDEMPOTENCY_KEY = 200
 # How long a route lookup (found or not) is trusted: deactivation reaches
@@ -68,17 +74,65 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self._max_trigger_bytes = max_trigger_bytes
         self._default_mode = default_mode
         self._clock = clock
-        self._routes: dict[tuple[str, str], tuple[float, WebhookRoute | None]] = {}
+        self._routes: dict[tuple[str, str], tuple[float, asyncio.Future[WebhookRoute | None]]] = {}
 
-    async def HandleWebhook(
-        self, request: pb.HandleWebhookRequest, context: object
-    ) -> pb.HandleWebhookResponse:
+    async def HandleWebhooks(
+        self, request_iterator: AsyncIterator[pb.HandleWebhooksRequest], context: object
+    ) -> AsyncIterator[pb.HandleWebhooksResponse]:
+        """Each call runs in its own task; the answers ready at the same time
+        leave in one message, so a slow call holds up no other."""
+        ready: list[pb.WebhookAnswer] = []
+        wake = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(call: pb.WebhookCall) -> None:
+            response = await self._answer(call.request)
+            ready.append(pb.WebhookAnswer(id=call.id, response=response))
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            wake.set()
+
+        async def read() -> None:
+            try:
+                async for batch in request_iterator:
+                    for call in batch.calls:
+                        # A context of its own: each execution starts its own
+                        # trace instead of joining the long-lived stream's.
+                        task = asyncio.create_task(answer(call), context=contextvars.Context())
+                        running.add(task)
+                        task.add_done_callback(finished)
+            finally:
+                wake.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                if ready:
+                    answers = ready[:]
+                    ready.clear()
+                    yield pb.HandleWebhooksResponse(answers=answers)
+                    continue
+                if reader.done() and not running:
+                    break
+                wake.clear()
+                await wake.wait()
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+
+    async def _answer(self, request: pb.HandleWebhookRequest) -> pb.HandleWebhookResponse:
         execution_id = ""
         try:
             answer, execution_id = await self._handle(request)
         except NodedropError as exc:
             # The same status a gRPC caller would get, as HTTP.
             answer = Answer.error(http_status(exc.code), exc.code.name, exc.message)
+        except Exception:
+            # One call's bug must not end the stream the other calls share.
+            log.exception("webhook call failed", tenant_id=request.tenant_id, path=request.path)
+            answer = Answer.error(500, "INTERNAL", INTERNAL_MESSAGE)
         return pb.HandleWebhookResponse(
             status=answer.status,
             headers=[pb.Header(name=k, value=v) for k, v in answer.headers],
@@ -87,15 +141,32 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         )
 
     async def _route(self, tenant_id: str, path: str) -> WebhookRoute | None:
+        key = (tenant_id, path)
         now = time.monotonic()
-        cached = self._routes.get((tenant_id, path))
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        route = await self._repo.find_route(tenant_id, path)
-        if len(self._routes) >= _MAX_CACHED_ROUTES:
-            self._routes.clear()
-        self._routes[(tenant_id, path)] = (now + ROUTE_TTL_S, route)
-        return route
+        cached = self._routes.get(key)
+        if cached is None or cached[0] <= now:
+            # One lookup per route and TTL, shared by the calls that arrive
+            # while it runs: otherwise every call in flight when the entry
+            # expires queries PostgreSQL.
+            lookup = asyncio.ensure_future(self._repo.find_route(tenant_id, path))
+            lookup.add_done_callback(lambda done: self._forget_failed(key, done))
+            if len(self._routes) >= _MAX_CACHED_ROUTES:
+                self._routes.clear()
+            cached = self._routes[key] = (now + ROUTE_TTL_S, lookup)
+        found = cached[1]
+        if found.done():
+            return found.result()
+        # Shielded: a caller that goes away does not cancel the others' lookup.
+        return await asyncio.shield(found)
+
+    def _forget_failed(
+        self, key: tuple[str, str], lookup: asyncio.Future[WebhookRoute | None]
+    ) -> None:
+        """A failed lookup is not cached: the next call tries again."""
+        if lookup.cancelled() or lookup.exception() is not None:
+            entry = self._routes.get(key)
+            if entry is not None and entry[1] is lookup:
+                del self._routes[key]
 
     async def _resolve(
         self, request: pb.HandleWebhookRequest

@@ -142,6 +142,8 @@ class GatewayService:
         if server is not None:
             # WebSockets are closed with 1012 "service restart": browsers reconnect elsewhere.
             await server.stop(grace_s)
+        if self._webhooks is not None:
+            self._webhooks.close()
         channels, self._channels = self._channels, []
         for channel in channels:
             await channel.close()

@@ -1,6 +1,7 @@
 """Webhook routes of the gateway: it reads the call (the body within its
 size limit) and hands it to the API's internal WebhookService with the
-service credential; the API's answer is sent back as it is.
+service credential; the API's answer is sent back as it is. All calls share
+one gRPC stream to the API (``CallStream``).
 
     /webhook/<tenant id>/<path>           an active workflow's webhook
     /webhook-test/<workflow id>/<path>    the workflow's latest version, not
@@ -9,8 +10,11 @@ service credential; the API's answer is sent back as it is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
+from typing import Any
 
 import grpc
 
@@ -19,7 +23,7 @@ from nodedrop.gateway.http import BodyTooLarge, Request, Response, error_respons
 from nodedrop.webhook.v1 import webhook_service_pb2 as pb
 from nodedrop.webhook.v1 import webhook_service_pb2_grpc
 
-__all__ = ["PRODUCTION_PREFIX", "TEST_PREFIX", "WebhookForwarder"]
+__all__ = ["PRODUCTION_PREFIX", "TEST_PREFIX", "CallStream", "WebhookForwarder"]
 
 log = get_logger("nodedrop.gateway.webhook")
 
@@ -31,6 +35,97 @@ TEST_KEY_HEADER = "x-nodedrop-api-key"
 _DEADLINE_S = 310.0
 
 
+class _Session:
+    """One open HandleWebhooks stream: the calls waiting to be written and
+    the callers waiting for their answers. When the stream fails, every
+    caller waiting on it gets the failure; the next call opens a new one."""
+
+    def __init__(self, stub: webhook_service_pb2_grpc.WebhookServiceStub, metadata: Any) -> None:
+        self.pending: list[pb.WebhookCall] = []
+        self.waiting: dict[int, asyncio.Future[pb.HandleWebhookResponse]] = {}
+        self.wake = asyncio.Event()
+        self.closed = False
+        # No deadline: the stream lives as long as the gateway; each call has
+        # its own (CallStream.handle), and keepalive pings find a dead API.
+        self.call = stub.HandleWebhooks(self._outgoing(), metadata=metadata)
+        self.reader = asyncio.create_task(self._read())
+
+    async def _outgoing(self) -> AsyncIterator[pb.HandleWebhooksRequest]:
+        # gRPC pulls the next message once the last one is written: the calls
+        # that arrived meanwhile leave together.
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.pending:
+                calls = self.pending[:]
+                self.pending.clear()
+                yield pb.HandleWebhooksRequest(calls=calls)
+
+    async def _read(self) -> None:
+        failure: BaseException = grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            "the API ended the webhook stream",
+        )
+        try:
+            async for batch in self.call:
+                for answer in batch.answers:
+                    future = self.waiting.pop(answer.id, None)
+                    if future is not None and not future.done():
+                        future.set_result(answer.response)
+        except grpc.aio.AioRpcError as exc:
+            failure = exc
+        finally:
+            self.closed = True
+            for future in self.waiting.values():
+                if not future.done():
+                    future.set_exception(failure)
+            self.waiting.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.call.cancel()
+        self.reader.cancel()
+
+
+class CallStream:
+    """The gateway's calls to WebhookService.HandleWebhooks, each answered on
+    its own over one shared stream."""
+
+    def __init__(self, api: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        self._stub = webhook_service_pb2_grpc.WebhookServiceStub(api)
+        self._metadata = tuple(metadata)
+        self._ids = itertools.count(1)
+        self._session: _Session | None = None
+
+    async def handle(
+        self, request: pb.HandleWebhookRequest, timeout_s: float
+    ) -> pb.HandleWebhookResponse:
+        """The API's answer; raises the stream's AioRpcError when it fails,
+        and TimeoutError after ``timeout_s``."""
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = _Session(self._stub, self._metadata)
+        call_id = next(self._ids)
+        future: asyncio.Future[pb.HandleWebhookResponse] = (
+            asyncio.get_running_loop().create_future()
+        )
+        session.waiting[call_id] = future
+        session.pending.append(pb.WebhookCall(id=call_id, request=request))
+        session.wake.set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await future
+        finally:
+            session.waiting.pop(call_id, None)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
 class WebhookForwarder:
     def __init__(
         self,
@@ -39,9 +134,11 @@ class WebhookForwarder:
         *,
         max_body_bytes: int,
     ) -> None:
-        self._stub = webhook_service_pb2_grpc.WebhookServiceStub(api)
-        self._metadata = tuple(metadata)
+        self._calls = CallStream(api, metadata)
         self._max_body_bytes = max_body_bytes
+
+    def close(self) -> None:
+        self._calls.close()
 
     async def production(self, request: Request) -> Response:
         return await self._forward(request, PRODUCTION_PREFIX, test=False)
@@ -76,11 +173,11 @@ class WebhookForwarder:
             api_key=api_key,
         )
         try:
-            answer: pb.HandleWebhookResponse = await self._stub.HandleWebhook(
-                call, timeout=_DEADLINE_S, metadata=self._metadata
-            )
+            answer = await self._calls.handle(call, _DEADLINE_S)
         except grpc.aio.AioRpcError as exc:
             return _upstream_failure(exc)
+        except TimeoutError:
+            return error_response(HTTPStatus.GATEWAY_TIMEOUT, "the API did not answer in time")
         content_type = ""
         headers: list[tuple[str, str]] = []
         for h in answer.headers:

@@ -24,19 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)nodedrop/webhook/v1/webhook_service.proto\x12\x13nodedrop.webhook.v1\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc6\x01\n\x14HandleWebhookRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12,\n\x07headers\x18\x04 \x03(\x0b\x32\x1b.nodedrop.webhook.v1.Header\x12\r\n\x05query\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12\x0c\n\x04test\x18\x07 \x01(\x08\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\t \x01(\t\"y\n\x15HandleWebhookResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12,\n\x07headers\x18\x02 \x03(\x0b\x32\x1b.nodedrop.webhook.v1.Header\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t2x\n\x0eWebhookService\x12\x66\n\rHandleWebhook\x12).nodedrop.webhook.v1.HandleWebhookRequest\x1a*.nodedrop.webhook.v1.HandleWebhookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)nodedrop/webhook/v1/webhook_service.proto\x12\x13nodedrop.webhook.v1\"H\n\x15HandleWebhooksRequest\x12/\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32 .nodedrop.webhook.v1.WebhookCall\"U\n\x0bWebhookCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12:\n\x07request\x18\x02 \x01(\x0b\x32).nodedrop.webhook.v1.HandleWebhookRequest\"M\n\x16HandleWebhooksResponse\x12\x33\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\".nodedrop.webhook.v1.WebhookAnswer\"Y\n\rWebhookAnswer\x12\n\n\x02id\x18\x01 \x01(\x04\x12<\n\x08response\x18\x02 \x01(\x0b\x32*.nodedrop.webhook.v1.HandleWebhookResponse\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc6\x01\n\x14HandleWebhookRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12,\n\x07headers\x18\x04 \x03(\x0b\x32\x1b.nodedrop.webhook.v1.Header\x12\r\n\x05query\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\x12\x0c\n\x04test\x18\x07 \x01(\x08\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\t \x01(\t\"y\n\x15HandleWebhookResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12,\n\x07headers\x18\x02 \x03(\x0b\x32\x1b.nodedrop.webhook.v1.Header\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t2\x7f\n\x0eWebhookService\x12m\n\x0eHandleWebhooks\x12*.nodedrop.webhook.v1.HandleWebhooksRequest\x1a+.nodedrop.webhook.v1.HandleWebhooksResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nodedrop.webhook.v1.webhook_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HEADER']._serialized_start=66
-  _globals['_HEADER']._serialized_end=103
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=106
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=304
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=306
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=427
-  _globals['_WEBHOOKSERVICE']._serialized_start=429
-  _globals['_WEBHOOKSERVICE']._serialized_end=549
+  _globals['_HANDLEWEBHOOKSREQUEST']._serialized_start=66
+  _globals['_HANDLEWEBHOOKSREQUEST']._serialized_end=138
+  _globals['_WEBHOOKCALL']._serialized_start=140
+  _globals['_WEBHOOKCALL']._serialized_end=225
+  _globals['_HANDLEWEBHOOKSRESPONSE']._serialized_start=227
+  _globals['_HANDLEWEBHOOKSRESPONSE']._serialized_end=304
+  _globals['_WEBHOOKANSWER']._serialized_start=306
+  _globals['_WEBHOOKANSWER']._serialized_end=395
+  _globals['_HEADER']._serialized_start=397
+  _globals['_HEADER']._serialized_end=434
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=437
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=635
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=637
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=758
+  _globals['_WEBHOOKSERVICE']._serialized_start=760
+  _globals['_WEBHOOKSERVICE']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,12 @@ class WebhookServiceStub:
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
     def __init__(self, channel):
@@ -40,10 +46,10 @@ class WebhookServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.HandleWebhook = channel.unary_unary(
-                '/nodedrop.webhook.v1.WebhookService/HandleWebhook',
-                request_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookRequest.SerializeToString,
-                response_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookResponse.FromString,
+        self.HandleWebhooks = channel.stream_stream(
+                '/nodedrop.webhook.v1.WebhookService/HandleWebhooks',
+                request_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.SerializeToString,
+                response_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.FromString,
                 _registered_method=True)
 
 
@@ -54,9 +60,15 @@ class WebhookServiceServicer:
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
-    def HandleWebhook(self, request, context):
+    def HandleWebhooks(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,10 +77,10 @@ class WebhookServiceServicer:
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'HandleWebhook': grpc.unary_unary_rpc_method_handler(
-                    servicer.HandleWebhook,
-                    request_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookRequest.FromString,
-                    response_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookResponse.SerializeToString,
+            'HandleWebhooks': grpc.stream_stream_rpc_method_handler(
+                    servicer.HandleWebhooks,
+                    request_deserializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.FromString,
+                    response_serializer=nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -85,10 +97,16 @@ class WebhookService:
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
     @staticmethod
-    def HandleWebhook(request,
+    def HandleWebhooks(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -98,12 +116,12 @@ class WebhookService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/nodedrop.webhook.v1.WebhookService/HandleWebhook',
-            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookRequest.SerializeToString,
-            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhookResponse.FromString,
+            '/nodedrop.webhook.v1.WebhookService/HandleWebhooks',
+            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksRequest.SerializeToString,
+            nodedrop_dot_webhook_dot_v1_dot_webhook__service__pb2.HandleWebhooksResponse.FromString,
             options,
             channel_credentials,
             insecure,

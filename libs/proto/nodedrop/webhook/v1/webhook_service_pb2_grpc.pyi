@@ -33,13 +33,19 @@ class WebhookServiceStub:
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WebhookServiceAsyncStub: ...
-    HandleWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.HandleWebhookRequest, _webhook_service_pb2.HandleWebhookResponse]
+    HandleWebhooks: _grpc.StreamStreamMultiCallable[_webhook_service_pb2.HandleWebhooksRequest, _webhook_service_pb2.HandleWebhooksResponse]
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -49,10 +55,16 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    HandleWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.HandleWebhookRequest, _webhook_service_pb2.HandleWebhookResponse]  # type: ignore[assignment]
+    HandleWebhooks: _aio.StreamStreamMultiCallable[_webhook_service_pb2.HandleWebhooksRequest, _webhook_service_pb2.HandleWebhooksResponse]  # type: ignore[assignment]
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Webhook calls the gateway received, handed to the API: internal (the
@@ -61,13 +73,19 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     rate limit, commits the execution and answers the HTTP response the
     gateway sends back. Outcomes of the HTTP caller's request (no route,
     wrong signature, rate limit) are HTTP answers here, not gRPC errors.
+
+    One long-lived stream per gateway carries every call: a message holds the
+    calls that arrived while the previous one was being written, and each
+    call's answer comes back as soon as it is known (a `when_finished` call
+    does not hold up the others), tagged with the call's id. A gRPC call per
+    webhook cost the two processes more CPU than the webhook's own handling.
     """
 
     @_abc_1.abstractmethod
-    def HandleWebhook(
+    def HandleWebhooks(
         self,
-        request: _webhook_service_pb2.HandleWebhookRequest,
+        request_iterator: _MaybeAsyncIterator[_webhook_service_pb2.HandleWebhooksRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_webhook_service_pb2.HandleWebhookResponse, _abc.Awaitable[_webhook_service_pb2.HandleWebhookResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.HandleWebhooksResponse], _abc.AsyncIterator[_webhook_service_pb2.HandleWebhooksResponse]]: ...
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
