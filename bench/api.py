@@ -1,7 +1,7 @@
 """API benchmark: ExecuteWorkflow calls per second in queue mode, with p50/p99.
 
     .venv/bin/python bench/api.py [--clients 64] [--seconds 10] [--procs 1]
-        [--api-processes 1] [--inline] [--health]
+        [--api-processes 1] [--inline] [--health] [--rate CALLS_PER_S]
 
 Runs the real path in separate processes: `nodedrop scheduler` and `nodedrop
 api` (PostgreSQL: a fresh database on DATABASE_URL's server, dropped at the
@@ -136,6 +136,10 @@ class LoadPlan:
     # the same server process on the same machine, for comparison.
     health: bool = False
     clients_per_connection: int = 8
+    # Calls per second this process starts (0: each caller calls back to
+    # back). At a fixed rate, two versions of the API get the same arrivals
+    # and so the same batches: their CPU per call compares like for like.
+    rate: float = 0.0
 
 
 def _redis_pid(url: str) -> int:
@@ -192,11 +196,18 @@ def _load(plan: LoadPlan, out: mp.Queue) -> None:  # type: ignore[type-arg]
         measure_from = plan.measure_from + offset
         stop_at = plan.stop_at + offset
 
+        # Open loop: caller i starts its calls at its own slots of the rate.
+        interval = clients / plan.rate if plan.rate > 0 else 0.0
+
         async def caller(i: int) -> None:
             nonlocal errors
             submit = submits[i % len(submits)]
             check = checks[i % len(checks)]
+            slot = time.perf_counter() + interval * i / clients
             while True:
+                if interval:
+                    await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+                    slot += interval
                 t0 = time.perf_counter()
                 if t0 >= stop_at:
                     return
@@ -286,6 +297,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="calls per second in all (open loop; default: every caller back to back)",
+    )
     parser.add_argument("--inline", action="store_true", help="inline definitions, not by id")
     parser.add_argument(
         "--api-processes",
@@ -373,6 +390,7 @@ def main() -> int:
                         stop_at,
                         args.health,
                         args.clients_per_connection,
+                        args.rate * (n + (i < extra)) / args.clients,
                     ),
                     out,
                 ),
@@ -424,6 +442,7 @@ def main() -> int:
             {
                 "enqueue": args.enqueue,
                 "clients": args.clients,
+                "rate": args.rate or None,
                 "procs": args.procs,
                 "api_processes": args.api_processes,
                 "connections": args.procs
