@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -77,6 +78,15 @@ async def jit_off(dsn: str) -> None:
         await conn.close()
 
 
+def _unprivileged_user() -> str:
+    """PostgreSQL's system user where the server runs here, else nobody."""
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise RuntimeError("no unprivileged user (postgres, nobody) to run pgbouncer as")
+
+
 def _quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
@@ -125,8 +135,9 @@ def private_pgbouncer(
         os.chmod(directory, 0o755)
         for name in ("users.txt", "pgbouncer.ini"):
             os.chmod(directory / name, 0o644)
-        shutil.chown(directory, "postgres", "postgres")
-        argv += ["-u", "postgres"]
+        user_name = _unprivileged_user()
+        shutil.chown(directory, user_name)
+        argv += ["-u", user_name]
     argv.append(str(directory / "pgbouncer.ini"))
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bouncer = PgBouncer(port, process, directory)
