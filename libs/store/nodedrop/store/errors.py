@@ -4,6 +4,9 @@ StoreError
 ├── NotFound            the execution (or schedule) is unknown
 ├── PermissionDenied    the execution belongs to another tenant
 ├── InvalidJob          a job spec the store refuses (field, reason)
+├── Misconfigured       the backend is not what the settings say (a cluster node
+│                       behind a single-node URL, another partition count):
+│                       the service must not start
 └── Unavailable         the store cannot be reached or did not answer in time:
                         nothing was refused, the same call may succeed later
 """
@@ -28,6 +31,10 @@ class InvalidJob(StoreError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class Misconfigured(StoreError):
+    pass
 
 
 class Unavailable(StoreError, ConnectionError):

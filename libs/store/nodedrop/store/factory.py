@@ -30,6 +30,10 @@ def shared_memory_store(config: StoreConfig) -> MemoryStore:
 async def open_store(url: str, config: StoreConfig, *, dev: bool) -> RedisStore | MemoryStore:
     """Redis at ``url`` (scripts loaded, groups created).
 
+    A Redis that is not what the URL and settings say (a cluster node behind a
+    single-node URL, another partition count than the deployment's) raises
+    ``Misconfigured``: the service must not start.
+
     With ``dev``, an unreachable Redis falls back to the shared in-memory store.
     Otherwise an unreachable Redis is not fatal: the service starts, its loops
     retry with backoff, and scripts and groups are created on first use, so a

@@ -15,6 +15,8 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:park:<tenant>   zset exec id -> lane rank * 1e13 + ms: the tenant's parked jobs
     nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
+    nd:{global}:partitions   string: the partition count the deployment was created with
+    nd:{p07}:cancel          shard channel (SPUBLISH): cancel nudges of the partition
     nd:<key>                 string with a TTL: a cached blob (the API's finished
                              results under api:result:{<exec id>}:...)
 
@@ -114,6 +116,11 @@ class Keys:
         # Set once the failed queue was rebuilt; gone when Redis lost its data.
         return f"{self.prefix}:{{global}}:failed-queue-rebuilt"
 
-    def cancel_channel(self) -> str:
-        # Pub/sub is cluster-wide, so one channel nudges every worker.
-        return f"{self.prefix}:cancel"
+    def partition_count(self) -> str:
+        # Written once by the first service to start; later starts compare.
+        return f"{self.prefix}:{{global}}:partitions"
+
+    def cancel_channel(self, p: int) -> str:
+        """The partition's shard channel (SPUBLISH): on Redis Cluster it lives on
+        the partition's master, so a cancel nudge is not broadcast to every node."""
+        return f"{self.base(p)}cancel"
