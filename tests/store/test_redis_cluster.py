@@ -3,6 +3,7 @@ a slot migration met before a script runs, never halfway through it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -14,7 +15,12 @@ import redis.asyncio as aioredis
 from nodedrop.store import JobSpec, Misconfigured, Unavailable
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
-from nodedrop.store.redis_cluster import RedisClusterStore, declared_keys, parse_cluster_url
+from nodedrop.store.redis_cluster import (
+    RedisClusterStore,
+    _PartitionReads,
+    declared_keys,
+    parse_cluster_url,
+)
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.store.scripts import SCRIPTS
 from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
@@ -174,3 +180,19 @@ def test_every_script_is_declared() -> None:
     for name in SCRIPTS:
         args = [k.base(1), "x", "t1", "0", "0", "0", "0", "0"]
         assert declared_keys(k, name, k.exec_in(1, "x"), args, (0,))[0] == k.exec_in(1, "x")
+
+
+async def test_a_partition_read_that_answers_after_its_caller_left_comes_with_the_next() -> None:
+    gates = {0: asyncio.Event(), 1: asyncio.Event()}
+
+    async def read(p: int, block_ms: int) -> list[int]:
+        await gates[p].wait()
+        return [p]
+
+    reads: _PartitionReads[int] = _PartitionReads(2, read)
+    gates[0].set()
+    assert await reads.get(50) == [0]  # partition 1 is still blocked
+    gates[1].set()
+    await asyncio.sleep(0.01)
+    assert await reads.get(50) == [1]
+    await reads.reset()

@@ -198,7 +198,10 @@ class _PartitionReads(Generic[_T]):
 
     async def _one(self, p: int, block_ms: int) -> None:
         try:
-            self._ready.extend(await self._read(p, block_ms))
+            items = await self._read(p, block_ms)
+            # Not ``self._ready.extend(await ...)``: that binds the list before the
+            # read, and ``get`` may have handed that list out meanwhile.
+            self._ready.extend(items)
         except asyncio.CancelledError:
             raise
         except BaseException as e:
