@@ -30,7 +30,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.client import NEVER_DECODE
-from redis.exceptions import ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError, SlotNotCoveredError
 
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.errors import Misconfigured
@@ -307,6 +307,20 @@ class RedisClusterStore(RedisStore):
         options: dict[str, Any] = {NEVER_DECODE: True} if raw else {}
         return await _run(self._c.execute_command(*args, **options))
 
+    async def _read_command(self, key: str, *args: Any) -> Any:
+        """A stream read sent straight to ``key``'s master.  Routed by redis-py, a
+        read with several streams costs a COMMAND GETKEYS first (its keys are
+        movable): as many extra commands as reads on an idle worker.  A slot that
+        moved (or a client that has not learnt the slots yet) goes through the
+        routed path once, which follows the redirect and refreshes the slots."""
+        try:
+            node = self._c.get_node_from_key(key)
+            return await self._c.execute_command(*args, target_nodes=node)
+        except (MovedError, AskError, SlotNotCoveredError):
+            return await _run(self._c.execute_command(*args))
+        except _DOWN as e:
+            raise _unavailable(e) from e
+
     async def _next_notice(self, pubsub: Any) -> dict[str, Any] | None:
         message: dict[str, Any] | None = await pubsub.get_sharded_message(
             ignore_subscribe_messages=True, timeout=1.0
@@ -331,7 +345,7 @@ class RedisClusterStore(RedisStore):
         if block_ms:
             args += ["BLOCK", block_ms]
         try:
-            resp = await self._command(*args, "STREAMS", *names, *[">"] * len(names))
+            resp = await self._read_command(names[0], *args, "STREAMS", *names, *[">"] * len(names))
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
@@ -374,7 +388,7 @@ class RedisClusterStore(RedisStore):
         args: list[Any] = ["XREAD", "COUNT", self._tail_count]
         if block_ms:
             args += ["BLOCK", block_ms]
-        resp = await self._command(*args, "STREAMS", name, self._tail_pos[p])
+        resp = await self._read_command(name, *args, "STREAMS", name, self._tail_pos[p])
         out: list[TailEntry] = []
         for _, entries in resp or ():
             for entry_id, f in entries:
@@ -403,7 +417,7 @@ class RedisClusterStore(RedisStore):
             args += ["BLOCK", block_ms]
         name = self._event_streams[p]
         try:
-            resp = await self._command(*args, "STREAMS", name, ">")
+            resp = await self._read_command(name, *args, "STREAMS", name, ">")
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
