@@ -196,3 +196,21 @@ async def test_a_partition_read_that_answers_after_its_caller_left_comes_with_th
     await asyncio.sleep(0.01)
     assert await reads.get(50) == [1]
     await reads.reset()
+
+
+async def test_streams_from_before_the_count_was_recorded_tell_the_count(redis_url: str) -> None:
+    old = make_config()  # 4 partitions
+    store = RedisStore.from_url(redis_url, old)
+    try:
+        await store.ensure_groups()  # what every earlier start did, without a record
+        for partitions in (2, 8):
+            other = dataclasses.replace(old, keys=Keys(old.keys.prefix, partitions))
+            changed = RedisStore.from_url(redis_url, other)
+            with pytest.raises(Misconfigured, match="job streams of"):
+                await changed.connect()
+            await changed.close()
+        await store.connect()  # the count it ran with: recorded from now on
+        assert await store.client.get(old.keys.partition_count()) == "4"
+    finally:
+        await store.delete_all()
+        await store.close()

@@ -39,6 +39,10 @@ JOBS_GROUP = "workers"
 DEFAULT_LANE = 0
 
 
+def _base(prefix: str, p: int) -> str:
+    return f"{prefix}:{{p{p:02d}}}:"
+
+
 def partition_of(execution_id: str, partitions: int) -> int:
     """Stable partition of an execution: crc32 is identical in every process and language."""
     return zlib.crc32(execution_id.encode()) % partitions
@@ -56,7 +60,7 @@ class Keys:
             raise ValueError(f"partitions must be within 1..1024, got {self.partitions}")
         if not self.prefix or any(c in self.prefix for c in "{} "):
             raise ValueError(f"invalid key prefix {self.prefix!r}")
-        bases = tuple(f"{self.prefix}:{{p{p:02d}}}:" for p in range(self.partitions))
+        bases = tuple(_base(self.prefix, p) for p in range(self.partitions))
         object.__setattr__(self, "_bases", bases)
 
     def partition(self, execution_id: str) -> int:
@@ -115,6 +119,10 @@ class Keys:
     def data_marker(self) -> str:
         # Set once the failed queue was rebuilt; gone when Redis lost its data.
         return f"{self.prefix}:{{global}}:failed-queue-rebuilt"
+
+    def jobs_past_last(self) -> str:
+        """The default lane stream a partition count one higher would have."""
+        return _base(self.prefix, self.partitions) + "jobs"
 
     def partition_count(self) -> str:
         # Written once by the first service to start; later starts compare.

@@ -215,8 +215,23 @@ class RedisStore:
         look for every running execution in the wrong partition."""
         key = self._k.partition_count()
         wanted = self._k.partitions
-        await _run(self._r.set(key, wanted, nx=True))
         stored: str | None = await _run(self._r.get(key))  # type: ignore[arg-type]
+        if stored is None:
+            # Data from before the count was recorded: every start creates the job
+            # stream of each partition, so the streams tell the count it ran with.
+            last, beyond = self._k.jobs(wanted - 1), self._k.jobs_past_last()
+            pipe = self._r.pipeline(transaction=False)
+            for name in (self._k.jobs(0), last, beyond):
+                pipe.exists(name)
+            first, has_last, has_beyond = await _run(pipe.execute())
+            if first and (not has_last or has_beyond):
+                raise Misconfigured(
+                    f"NODEDROP_PARTITIONS is {wanted} but this Redis holds the job streams "
+                    f"of {'more' if has_beyond else 'fewer'} partitions; set it to the "
+                    "count the deployment ran with (docs/redis-layout.md, Partitions)"
+                )
+            await _run(self._r.set(key, wanted, nx=True))
+            stored = await _run(self._r.get(key))  # type: ignore[arg-type]
         if stored is not None and int(stored) != wanted:
             raise Misconfigured(
                 f"NODEDROP_PARTITIONS is {wanted} but this deployment's Redis was "
