@@ -4,6 +4,7 @@ a slot migration met before a script runs, never halfway through it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -182,22 +183,6 @@ def test_every_script_is_declared() -> None:
         assert declared_keys(k, name, k.exec_in(1, "x"), args, (0,))[0] == k.exec_in(1, "x")
 
 
-async def test_a_partition_read_that_answers_after_its_caller_left_comes_with_the_next() -> None:
-    gates = {0: asyncio.Event(), 1: asyncio.Event()}
-
-    async def read(p: int, block_ms: int) -> list[int]:
-        await gates[p].wait()
-        return [p]
-
-    reads: _PartitionReads[int] = _PartitionReads(2, read)
-    gates[0].set()
-    assert await reads.get(50) == [0]  # partition 1 is still blocked
-    gates[1].set()
-    await asyncio.sleep(0.01)
-    assert await reads.get(50) == [1]
-    await reads.reset()
-
-
 async def test_streams_from_before_the_count_was_recorded_tell_the_count(redis_url: str) -> None:
     old = make_config()  # 4 partitions
     store = RedisStore.from_url(redis_url, old)
@@ -214,3 +199,58 @@ async def test_streams_from_before_the_count_was_recorded_tell_the_count(redis_u
     finally:
         await store.delete_all()
         await store.close()
+
+
+class _FakePartitions:
+    """Partition streams for ``_PartitionReads``: entries put in, read once; a
+    blocking read waits for an entry up to its block time, as XREAD does."""
+
+    def __init__(self, partitions: int) -> None:
+        self.waiting: dict[int, list[int]] = {p: [] for p in range(partitions)}
+        self._arrived = {p: asyncio.Event() for p in range(partitions)}
+
+    def put(self, p: int, item: int) -> None:
+        self.waiting[p].append(item)
+        self._arrived[p].set()
+
+    async def read(self, p: int, block_ms: int) -> list[int]:
+        if block_ms and not self.waiting[p]:
+            self._arrived[p].clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived[p].wait(), block_ms / 1000)
+        out, self.waiting[p] = self.waiting[p], []
+        return out
+
+
+async def test_a_partition_read_that_answers_after_its_caller_left_comes_with_the_next() -> None:
+    streams = _FakePartitions(2)
+    reads: _PartitionReads[int] = _PartitionReads(2, streams.read)
+    asyncio.get_running_loop().call_later(0.05, streams.put, 0, 10)
+    assert await reads.get(10_000) == [10]  # partition 1's read is still blocked
+    streams.put(1, 11)
+    await asyncio.sleep(0.01)  # it answers while nobody waits for it
+    assert await reads.get(100) == [11]
+    await reads.reset()
+
+
+async def test_entries_waiting_in_several_partitions_come_in_one_call() -> None:
+    streams = _FakePartitions(3)
+    reads: _PartitionReads[int] = _PartitionReads(3, streams.read)
+    for p in range(3):
+        streams.put(p, p)
+    assert sorted(await reads.get(10_000)) == [0, 1, 2]
+    await reads.reset()
+
+
+async def test_a_non_blocking_read_does_not_wait_for_blocking_reads_in_flight() -> None:
+    """The events feed follows a blocking tail with a non-blocking one, to take
+    the rest of a commit into the same publish: that second read must not wait
+    for the partitions whose blocking reads are still out."""
+    streams = _FakePartitions(2)
+    reads: _PartitionReads[int] = _PartitionReads(2, streams.read)
+    assert await reads.get(50) == []  # idle: the next call blocks at once
+    asyncio.get_running_loop().call_later(0.05, streams.put, 0, 10)
+    assert await reads.get(10_000) == [10]  # partition 1 stays blocked
+    streams.put(0, 20)
+    assert await asyncio.wait_for(reads.get(0), 0.5) == [20]
+    await reads.reset()

@@ -21,6 +21,7 @@ stays on one master.  What differs is what a cluster refuses or routes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -33,7 +34,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import AskError, MovedError, ResponseError, SlotNotCoveredError
 
 from nodedrop.store.config import StoreConfig
-from nodedrop.store.errors import Misconfigured
+from nodedrop.store.errors import Misconfigured, Unavailable
 from nodedrop.store.keys import JOBS_GROUP, Keys
 from nodedrop.store.model import Delivery, TailEntry
 from nodedrop.store.ports import TailCursor
@@ -53,9 +54,8 @@ from nodedrop.store.scripts import SCRIPTS
 __all__ = ["RedisClusterStore", "declared_keys", "parse_cluster_url"]
 
 _T = TypeVar("_T")
-# How long a partition read that answered waits for the others sent with it.
-_GRACE_MIN_S = 0.005
-_GRACE_MAX_S = 0.05
+# How long closing waits for job reads in flight to bring what they read.
+_CLOSE_WAIT_S = 2.0
 
 
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
@@ -157,33 +157,65 @@ class _PartitionReads(Generic[_T]):
         self._ready: list[_T] = []
         self._error: BaseException | None = None
         self._changed = asyncio.Event()
+        # The last call handed something out: entries may still be waiting.
+        self._busy = True
 
     async def get(self, block_ms: int) -> list[_T]:
         if not self._ready and self._error is None:
-            for p in range(self._partitions):
-                if p not in self._inflight:
-                    self._inflight[p] = asyncio.create_task(self._one(p, block_ms))
-            if not block_ms:
-                # Non-blocking: each new read answers at once.
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            deadline = start + block_ms / 1000 + 1.0
-            while not self._ready and self._error is None and self._inflight:
-                if not await self._wait_change(deadline - loop.time()):
-                    break
-            if self._ready:
-                # Reads sent together answer together when entries wait in several
-                # partitions: gather what the others bring within about the time
-                # the first one took, as one XREAD over all of them would have.
-                grace = loop.time() + min(_GRACE_MAX_S, max(_GRACE_MIN_S, loop.time() - start))
-                while self._inflight and await self._wait_change(grace - loop.time()):
-                    pass
+            if not block_ms or self._busy:
+                # Entries may be waiting in several partitions: a non-blocking read
+                # of each (they answer at once) hands them out together, as one
+                # read over all partitions would.  Blocking reads still out are not
+                # waited for.
+                await asyncio.gather(*self._start(0), return_exceptions=True)
+            if block_ms and not self._ready and self._error is None:
+                self._start(block_ms)
+                await self._wait_ready(block_ms)
         if self._error is not None and not self._ready:
             error, self._error = self._error, None
             raise error
         out, self._ready = self._ready, []
+        # Idle (nothing came): the next call blocks at once, so an idle reader
+        # costs one blocking read per partition per period and no polling.
+        self._busy = bool(out)
         return out
+
+    def _start(self, block_ms: int) -> list[asyncio.Task[None]]:
+        """A read for each partition that has none in flight."""
+        started = []
+        for p in range(self._partitions):
+            if p not in self._inflight:
+                task = asyncio.create_task(self._one(p, block_ms))
+                self._inflight[p] = task
+                started.append(task)
+        return started
+
+    async def _wait_ready(self, block_ms: int) -> None:
+        """Until a read brings something, one fails, or the period is over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_ms / 1000 + 1.0
+        while not self._ready and self._error is None and self._inflight:
+            if not await self._wait_change(deadline - loop.time()):
+                break
+
+    async def drain(self, timeout_s: float) -> list[_T]:
+        """Wait for the reads in flight (up to ``timeout_s``) and return everything
+        they brought: a reader that stops hands its entries back instead of
+        leaving them pending until the reclaimer takes them."""
+        tasks = list(self._inflight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        await self._cancel_inflight()
+        out, self._ready = self._ready, []
+        return out
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+        self._error = None
 
     async def _wait_change(self, timeout_s: float) -> bool:
         """Until a read in flight ends (True) or the time is up (False)."""
@@ -213,13 +245,8 @@ class _PartitionReads(Generic[_T]):
     async def reset(self) -> None:
         """Drop the reads in flight and what they returned (a read without side
         effects only: the events tail)."""
-        tasks = list(self._inflight.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._inflight.clear()
+        await self._cancel_inflight()
         self._ready.clear()
-        self._error = None
 
 
 class RedisClusterStore(RedisStore):
@@ -239,6 +266,7 @@ class RedisClusterStore(RedisStore):
             self._k.partitions, self._tail_partition
         )
         self._tail_pos: list[str] = []
+        self._tail_returned: TailCursor = ()
         self._tail_count = 1
         self._group_reads: dict[str, _PartitionReads[TailEntry]] = {}
         self._group_args: dict[str, tuple[str, int]] = {}
@@ -267,6 +295,12 @@ class RedisClusterStore(RedisStore):
         return cls(client, config)
 
     async def close(self) -> None:
+        # Entries a job read delivers after the worker stopped reading go back to
+        # the stream, as a single-node read during a drain does (requeue).
+        leftover = await self._job_reads.drain(_CLOSE_WAIT_S)
+        if leftover:
+            with contextlib.suppress(Unavailable, ResponseError):
+                await self.requeue(leftover)
         await self.stop_reads()
         await self._c.aclose()
 
@@ -375,13 +409,19 @@ class RedisClusterStore(RedisStore):
     async def tail(
         self, cursor: TailCursor, count: int, block_ms: int
     ) -> tuple[list[TailEntry], TailCursor]:
-        if list(cursor) != self._tail_pos:
-            # Another position than where the reads in flight continue from.
+        if tuple(cursor) != self._tail_returned:
+            # Not where the last call left off: the reads in flight continue from
+            # elsewhere; start again from the caller's position.
             await self._tail_reads.reset()
             self._tail_pos = list(cursor)
         self._tail_count = count
         out = await self._tail_reads.get(block_ms)
-        return out, tuple(self._tail_pos)
+        # The position of what is handed out; reads in flight may be further on.
+        returned = list(cursor)
+        for entry in out:
+            returned[entry.partition] = entry.entry_id
+        self._tail_returned = tuple(returned)
+        return out, self._tail_returned
 
     async def _tail_partition(self, p: int, block_ms: int) -> list[TailEntry]:
         name = self._event_streams[p]
