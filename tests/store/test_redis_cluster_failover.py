@@ -111,3 +111,56 @@ async def test_a_master_failing_over_loses_no_acknowledged_execution() -> None:
                 assert events[-1].type is EventType.EXECUTION_COMPLETED
         finally:
             await store.close()
+
+
+async def _move_slot(cluster: PrivateCluster, slot: int, batch: int) -> None:
+    """Reshard one slot as redis-cli does: IMPORTING/MIGRATING, MIGRATE the keys
+    a few at a time, then the slot's new owner announced to every node."""
+    source = _master_holding(cluster, slot)
+    target = next(
+        n
+        for n in cluster.nodes
+        if n is not source and "role:master" in cluster.cli("info", "replication", port=n.port)
+    )
+    ids = {n.port: cluster.cli("cluster", "myid", port=n.port).strip() for n in cluster.nodes}
+    cluster.cli("cluster", "setslot", str(slot), "importing", ids[source.port], port=target.port)
+    cluster.cli("cluster", "setslot", str(slot), "migrating", ids[target.port], port=source.port)
+    while True:
+        keys = cluster.cli(
+            "cluster", "getkeysinslot", str(slot), str(batch), port=source.port
+        ).split()
+        if not keys:
+            break
+        cluster.cli(
+            "migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys,
+            port=source.port,
+        )  # fmt: skip
+        await asyncio.sleep(0.02)  # the store's calls go on in between
+    for node in cluster.nodes:
+        cluster.cli("cluster", "setslot", str(slot), "node", ids[target.port], port=node.port)
+
+
+async def test_resharding_a_partition_under_load_loses_no_acknowledged_execution() -> None:
+    with private_cluster(masters=3) as cluster:
+        store = RedisClusterStore.from_cluster_url(cluster.url, make_config())
+        try:
+            await store.connect()
+            specs = [
+                JobSpec(f"ex-{uuid.uuid4().hex[:10]}", "t1", "wf", "{}", **DEFAULT_JOB_SETTINGS)
+                for _ in range(200)
+            ]
+            await store.enqueue_many(specs, _now())
+            slot = int(cluster.cli("cluster", "keyslot", store.config.keys.jobs(0)))
+            before = _master_holding(cluster, slot).port
+            run = asyncio.create_task(
+                _run_all(store, {s.execution_id for s in specs}, time.monotonic() + 90)
+            )
+            await _move_slot(cluster, slot, batch=5)
+            await run
+            assert _master_holding(cluster, slot).port != before
+            for s in specs:
+                events = await store.read(s.execution_id, 0, 10)
+                assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+                assert events[-1].type is EventType.EXECUTION_COMPLETED
+        finally:
+            await store.close()
