@@ -9,7 +9,7 @@ TYPED := libs/common libs/engine libs/contract libs/store libs/runtime libs/sand
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto lint format typecheck buf codegen-check layers deadcode check check-k8s test bench soak run clean
+.PHONY: help install proto lint format typecheck buf codegen-check layers deadcode check check-k8s test test-cluster bench soak run clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ check: lint typecheck buf codegen-check layers deadcode ## every static check CI
 
 test: install ## run the test suite (needs Redis and PostgreSQL; see README)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-cluster: install ## store, worker and events suites on a private 3-master Redis Cluster
+	TEST_REDIS=cluster $(BIN)/pytest tests/store tests/worker tests/events $(PYTEST_ARGS)
 
 check-k8s: install ## render every kustomize overlay and validate it strictly (offline)
 	scripts/check-k8s

@@ -1,14 +1,17 @@
 """Queue benchmark: executions per second end to end, and idle latency.
 
     .venv/bin/python bench/queue.py [--count 20000] [--workers 1 2] [--concurrency 2000]
-        [--max-active N]
+        [--max-active N] [--cluster]
 
-Starts a private redis-server (no persistence) on a free port, real worker
+Starts a private redis-server (no persistence) on a free port (with --cluster: a
+private 3-master Redis Cluster, the workers on redis+cluster://), real worker
 processes (`nodedrop worker`), submits COUNT executions of a 1-node and a
 5-node noop workflow through the store's enqueue (pipelined batches, like the
 scheduler's EnqueueExecution minus gRPC) and measures from the first submit to
 the last EXECUTION_COMPLETED.  Then idle latency: one execution at a time, from
-the enqueue call to the EXECUTION_STARTED event read back from its stream.
+the enqueue call to the EXECUTION_STARTED event read back from its stream,
+and the idle load: commands per second Redis (every master) processes per
+worker while nothing is submitted.  Redis CPU is summed over the masters.
 Every execution is one tenant's: NODEDROP_TENANT_MAX_ACTIVE is the workers'
 slots (concurrency x workers, as docs/operations.md advises), unless
 --max-active says otherwise, so most of a submitted batch waits parked and is
@@ -23,9 +26,12 @@ import sys
 # drop the script's folder from the path before anything imports `queue`.
 if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
     sys.path.pop(0)
+# The repository root, for the private cluster the tests start too.
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -48,6 +54,7 @@ from nodedrop.store import JobSpec
 from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
 from nodedrop.store.redis_store import RedisStore
+from tests.helpers.redis_cluster import private_cluster
 
 # The store keeps no execution-settings defaults: the engine's, once.
 _SETTINGS = _Settings()
@@ -246,6 +253,32 @@ async def throughput(
     return count / elapsed
 
 
+def total_commands(ports: list[int]) -> int:
+    """Commands every server processed so far (INFO stats), summed."""
+    total = 0
+    for port in ports:
+        with socket.create_connection(("127.0.0.1", port), 1.0) as sock:
+            sock.sendall(b"INFO stats\r\n")
+            reply = b""
+            while b"total_commands_processed:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed")
+                reply += chunk
+        total += int(reply.split(b"total_commands_processed:", 1)[1].split(b"\r\n", 1)[0])
+    return total
+
+
+async def idle_commands(ports: list[int], workers: int, seconds: float) -> float:
+    """Commands/s per worker with nothing to run: the cost of waiting for work."""
+    await asyncio.sleep(2.0)  # the last run's commits and acks are over
+    before = total_commands(ports)
+    await asyncio.sleep(seconds)
+    # Each INFO is a command too: ours are taken off.
+    spent = total_commands(ports) - before - len(ports)
+    return spent / seconds / workers
+
+
 async def read_started(client: Any, stream: str) -> Any:
     """Blocks until the event after EXECUTION_QUEUED (sequence 1) is written."""
     return await client.xread({stream: "1-0"}, count=1, block=2000)
@@ -285,48 +318,62 @@ async def idle_latency(store: RedisStore, samples: int) -> tuple[float, float]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    folder = tempfile.mkdtemp(prefix="ndbench")
-    port = free_port()
-    redis = start_redis(port, folder)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        for n_workers in args.workers:
-            prefix = f"bench{n_workers}"
-            cap = args.max_active if args.max_active is not None else args.concurrency * n_workers
-            config = StoreConfig(keys=Keys(prefix, PARTITIONS), tenant_max_active=cap)
-            store = RedisStore.from_url(url, config)
-            await store.ensure_groups()
-            started = [
-                start_worker(url, prefix, args.concurrency, i, cap) for i in range(n_workers)
-            ]
-            procs = [p for p, _ in started]
-            try:
-                await wait_consuming([a for _, a in started])
+    with contextlib.ExitStack() as stack:
+        if args.cluster:
+            cluster = stack.enter_context(private_cluster(masters=3))
+            url = cluster.url
+            ports = [n.port for n in cluster.nodes]
+            redis_pids = [n.process.pid for n in cluster.nodes]
+            print(f"Redis Cluster: {len(ports)} masters")
+        else:
+            folder = tempfile.mkdtemp(prefix="ndbench")
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            port = free_port()
+            redis = start_redis(port, folder)
+            stack.callback(redis.wait, 10)
+            stack.callback(redis.terminate)
+            url = f"redis://127.0.0.1:{port}/0"
+            ports = [port]
+            redis_pids = [redis.pid]
+        await _run_all(args, url, ports, redis_pids)
+
+
+async def _run_all(
+    args: argparse.Namespace, url: str, ports: list[int], redis_pids: list[int]
+) -> None:
+    for n_workers in args.workers:
+        prefix = f"bench{n_workers}"
+        cap = args.max_active if args.max_active is not None else args.concurrency * n_workers
+        config = StoreConfig(keys=Keys(prefix, PARTITIONS), tenant_max_active=cap)
+        store = RedisStore.from_url(url, config)
+        await store.ensure_groups()
+        started = [start_worker(url, prefix, args.concurrency, i, cap) for i in range(n_workers)]
+        procs = [p for p, _ in started]
+        try:
+            await wait_consuming([a for _, a in started])
+            print(
+                f"{n_workers} worker process(es), concurrency {args.concurrency}, "
+                f"tenant max active {cap}:"
+            )
+            pids = {"workers": [p.pid for p in procs], "redis": redis_pids}
+            await throughput(store, 1, min(2000, args.count), pids)  # warm-up
+            for nodes in (1, 5):
+                await throughput(store, nodes, args.count, pids, args.commandstats)
+            idle = await idle_commands(ports, n_workers, args.idle_s)
+            print(f"  idle: {idle:.1f} Redis commands/s per worker ({args.idle_s:.0f} s)")
+            if n_workers == 1:
+                p50, p99 = await idle_latency(store, args.samples)
                 print(
-                    f"{n_workers} worker process(es), concurrency {args.concurrency}, "
-                    f"tenant max active {cap}:"
+                    f"  idle latency enqueue -> EXECUTION_STARTED: "
+                    f"p50 {p50:.3f} ms, p99 {p99:.3f} ms ({args.samples} samples)"
                 )
-                pids = {"workers": [p.pid for p in procs], "redis": [redis.pid]}
-                await throughput(store, 1, min(2000, args.count), pids)  # warm-up
-                for nodes in (1, 5):
-                    await throughput(store, nodes, args.count, pids, args.commandstats)
-                if n_workers == 1:
-                    p50, p99 = await idle_latency(store, args.samples)
-                    print(
-                        f"  idle latency enqueue -> EXECUTION_STARTED: "
-                        f"p50 {p50:.3f} ms, p99 {p99:.3f} ms ({args.samples} samples)"
-                    )
-            finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.wait(30)
-                await store.client.flushdb()  # the private server only
-                await store.close()
-    finally:
-        redis.terminate()
-        redis.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(30)
+            await store.delete_all()
+            await store.close()
 
 
 def main() -> None:
@@ -342,8 +389,14 @@ def main() -> None:
         help="NODEDROP_TENANT_MAX_ACTIVE (default: concurrency x workers; 0 = no limit)",
     )
     ap.add_argument(
-        "--commandstats", action="store_true", help="print Redis CPU per command per execution"
+        "--commandstats",
+        action="store_true",
+        help="print Redis CPU per command per execution (one Redis only)",
     )
+    ap.add_argument(
+        "--cluster", action="store_true", help="a private 3-master Redis Cluster instead"
+    )
+    ap.add_argument("--idle-s", type=float, default=10.0, help="how long the idle load is counted")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     asyncio.run(run(args))

@@ -31,6 +31,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from tests.helpers.redis_cluster import PrivateCluster, private_cluster, raw_client
+
 # Variables that would change how services under test behave, from the
 # developer's shell or CI. REDIS_URL and DATABASE_URL stay: they choose the
 # backing services (above) and are passed on deliberately.
@@ -97,8 +99,14 @@ def _containers() -> Iterator[contextlib.ExitStack]:
 
 
 @pytest.fixture(scope="session")
-async def redis_url(_containers: contextlib.ExitStack) -> str:
-    """URL of a Redis every test may use, isolated by ``redis_prefix``."""
+async def redis_url(_containers: contextlib.ExitStack, request: pytest.FixtureRequest) -> str:
+    """URL of a Redis every test may use, isolated by ``redis_prefix``.
+
+    ``TEST_REDIS=cluster``: the session's private 3-master Redis Cluster instead
+    (``make test-cluster``), so the same suites run against both."""
+    if os.environ.get("TEST_REDIS") == "cluster":
+        cluster: PrivateCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     problem = await _redis_answers(url)
     if problem is None:
@@ -112,6 +120,13 @@ async def redis_url(_containers: contextlib.ExitStack) -> str:
         return f"redis://{host}:{port}/0"
     _unavailable("Redis", "REDIS_URL", f"{url}: {problem}")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """A private 3-master Redis Cluster for the session (tests/helpers/redis_cluster.py)."""
+    with private_cluster(masters=3) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +153,7 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = raw_client(redis_url)
     try:
         yield client
     finally:

@@ -78,6 +78,8 @@ def test_values_from_the_environment() -> None:
         ({"EXECUTION_STATE_TTL": "1.5"}, ExecutionSettings.from_env, "EXECUTION_STATE_TTL"),
         ({"NODEDROP_PARTITIONS": "-3"}, RedisSettings.from_env, "NODEDROP_PARTITIONS"),
         ({"REDIS_URL": "localhost:6379"}, RedisSettings.from_env, "REDIS_URL"),
+        ({"REDIS_URL": "redis+cluster://h1:7000,h2"}, RedisSettings.from_env, "REDIS_URL"),
+        ({"REDIS_URL": "redis+cluster://h1:7000/2"}, RedisSettings.from_env, "REDIS_URL"),
         ({"NODEDROP_REDIS_PREFIX": "a{b}"}, RedisSettings.from_env, "NODEDROP_REDIS_PREFIX"),
         ({"DATABASE_URL": "mysql://x"}, PostgresSettings.from_env, "DATABASE_URL"),
         (
@@ -103,6 +105,11 @@ def test_a_bad_value_names_the_variable_and_the_value(
     assert info.value.name == variable
     assert variable in str(info.value)
     assert repr(env[variable]) in str(info.value)
+
+
+def test_a_cluster_url_lists_its_seed_nodes() -> None:
+    url = "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001"
+    assert RedisSettings.from_env({"REDIS_URL": url}).url == url
 
 
 def test_readers() -> None:

@@ -43,6 +43,7 @@ SECRET_VALUES = {
     "database-url": "postgresql://u:p@db:5432/nodedrop",
     "redis-url": "redis://redis:6379/0",
     "redis-address": "redis:6379",
+    "redis-addresses": "redis-0:6379,redis-1:6379,redis-2:6379",
     "redis-password": "secret",
     "service-token": "k8s-test-service-token-0123456789",
     "service-token-previous": "k8s-test-previous-token-0123456789",
@@ -103,7 +104,7 @@ def container_env(docs: list[Doc], deployment: Doc) -> dict[str, str]:
 
 
 def test_there_are_overlays() -> None:
-    assert {"keda", "dev", "production"} <= set(OVERLAYS)
+    assert {"keda", "keda-cluster", "dev", "production"} <= set(OVERLAYS)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -202,7 +203,7 @@ def test_restricted_security_and_resources(
     assert len(pdbs) == 1, f"{component}: expected one PodDisruptionBudget"
 
 
-@pytest.mark.parametrize("target", [t for t in TARGETS if t != "overlays/keda"])
+@pytest.mark.parametrize("target", [t for t in TARGETS if not t.startswith("overlays/keda")])
 def test_worker_hpa_on_lag_and_cpu(rendered: dict[str, list[Doc]], target: str) -> None:
     docs = rendered[target]
     hpa = one(docs, "HorizontalPodAutoscaler", "nodedrop-worker")
@@ -314,3 +315,32 @@ def test_network_policies_let_only_callers_in(rendered: dict[str, list[Doc]], ta
     assert _allowed_from(docs, "gateway", "http") == [None]
     for component in COMPONENTS:
         assert None in _allowed_from(docs, component, "metrics")
+
+
+def test_keda_cluster_overlay_reads_every_partition_from_the_cluster(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    docs = rendered["overlays/keda-cluster"]
+    assert find(docs, "HorizontalPodAutoscaler") == []
+    scaled = one(docs, "ScaledObject", "nodedrop-worker")
+    worker = one(docs, "Deployment", "nodedrop-worker")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    env = container_env(docs, worker)
+    redis = RedisSettings.from_env(env)
+    keys = Keys(prefix=redis.prefix, partitions=redis.partitions)
+    # The overlay's own count, a multiple of 3 and 6 masters.
+    assert redis.partitions % 3 == 0 and redis.partitions % 6 == 0
+    streams = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis-cluster-streams"]
+    assert [t for t in scaled["spec"]["triggers"] if t["type"] == "redis-streams"] == []
+    assert sorted(t["metadata"]["stream"] for t in streams) == sorted(
+        keys.jobs(p) for p in range(redis.partitions)
+    )
+    for trigger in streams:
+        meta = trigger["metadata"]
+        assert meta["consumerGroup"] == JOBS_GROUP
+        assert 0 <= int(meta["activationLagCount"]) <= int(meta["lagCount"])
+        assert "databaseIndex" not in meta  # a cluster has database 0 only
+        for seed in env[meta["addressesFromEnv"]].split(","):
+            host, port = parse_listen_addr(seed)
+            assert host and port
+        assert meta["passwordFromEnv"] in env

@@ -27,7 +27,8 @@ from nodedrop.events.servicer import EventServicer, add_to_server
 from nodedrop.events.subscription import Subscriptions
 from nodedrop.store import EventError, EventRecord, EventType, Keys
 from nodedrop.store.config import StoreConfig
-from nodedrop.store.redis_store import RedisStore
+from nodedrop.store.redis_cluster import RedisClusterStore
+from tests.helpers.redis_cluster import raw_client, store_on
 
 KEY_A = "key-tenant-a"
 KEY_B = "key-tenant-b"
@@ -203,7 +204,7 @@ async def start_events(
     redis: Redis, keys: Keys, auth_address: str, *, capacity: int = 4096, history: bool = False
 ) -> AsyncIterator[EventsStack]:
     hub = FanoutHub(capacity)
-    source = RedisStore(redis, StoreConfig(keys=keys))
+    source = store_on(redis, StoreConfig(keys=keys))
     feed = LiveFeed(source, hub, block_ms=200)
     feed_task = asyncio.create_task(feed.run())
     auth_channel = grpc.aio.insecure_channel(auth_address)
@@ -226,12 +227,14 @@ async def start_events(
         await stack.server.stop(0)
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
+        if isinstance(source, RedisClusterStore):
+            await source.stop_reads()
         await auth_channel.close()
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True, protocol=2)
+    client = raw_client(redis_url, decode_responses=True, protocol=2)
     yield client
     await client.aclose()
 

@@ -54,8 +54,10 @@ async def _open(kind: str, redis_url: str, max_active: int = MAX_ACTIVE) -> Asyn
         yield s
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "memory", "cluster"])
 async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
+    if request.param == "cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
     async with _open(request.param, redis_url) as s:
         yield s
 

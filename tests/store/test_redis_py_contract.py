@@ -18,6 +18,7 @@ from typing import Any
 import hiredis
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from nodedrop.store.redis_store import RedisStore, _FastConnection
@@ -36,10 +37,16 @@ def test_the_installed_redis_py_is_the_pinned_one() -> None:
     assert pin.endswith(f"=={redis.__version__}"), (pin, redis.__version__)
 
 
+def _single(store: RedisStore) -> aioredis.Redis:
+    client = store.client
+    assert isinstance(client, aioredis.Redis)
+    return client
+
+
 async def test_a_pooled_connection_sends_packed_commands_and_reads_replies(
     redis_store: RedisStore,
 ) -> None:
-    pool = redis_store.client.connection_pool
+    pool = _single(redis_store).connection_pool
     key = f"{redis_store.config.keys.prefix}:contract"
     # get_connection() takes no command name (it did before redis-py 5.3).
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -68,7 +75,7 @@ async def test_a_pooled_connection_sends_packed_commands_and_reads_replies(
 async def test_the_connection_class_packs_every_command_and_pipeline(
     redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert redis_store.client.connection_pool.connection_class is _FastConnection
+    assert _single(redis_store).connection_pool.connection_class is _FastConnection
     packed: list[tuple[object, ...]] = []
     original = _FastConnection.pack_command
 

@@ -28,6 +28,7 @@ from nodedrop.store import (
     Unavailable,
 )
 from nodedrop.store.records import EventRecord
+from nodedrop.store.redis_cluster import RedisClusterStore
 from nodedrop.store.redis_store import RedisStore
 from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
 from tests.helpers.ports import free_port
@@ -97,9 +98,16 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-@pytest.fixture
-async def down() -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", make_config())
+@pytest.fixture(params=["redis", "cluster"])
+async def down(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    """A store whose Redis, or whose cluster's every seed, does not answer."""
+    store = (
+        RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", make_config())
+        if request.param == "redis"
+        else RedisClusterStore.from_cluster_url(
+            f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}", make_config()
+        )
+    )
     try:
         yield store
     finally:

@@ -346,6 +346,23 @@ class MetricsSettings:
         return cls(addr=env_addr(env, "NODEDROP_METRICS_ADDR", default))
 
 
+# A Redis Cluster: redis+cluster://[user:password@]host:port,host:port,... (any
+# of its nodes as seeds; docs/operations.md, "Redis Cluster").
+REDIS_CLUSTER_SCHEME = "redis+cluster"
+
+
+def _check_cluster_url(url: str) -> None:
+    expected = f"{REDIS_CLUSTER_SCHEME}://host:port,host:port,... (database 0 only)"
+    parts = urlsplit(url)
+    seeds = parts.netloc.rpartition("@")[2].split(",")
+    for seed in seeds:
+        host, sep, port = seed.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError("REDIS_URL", url, expected)
+    if parts.path not in ("", "/", "/0"):
+        raise SettingsError("REDIS_URL", url, expected)
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str
@@ -359,9 +376,13 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> RedisSettings:
-        url = env_url(
-            env, "REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")
-        )
+        url = env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
+        if url.startswith(f"{REDIS_CLUSTER_SCHEME}://"):
+            _check_cluster_url(url)
+        else:
+            url = env_url(
+                env, "REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix")
+            )
         prefix = env_str(env, "NODEDROP_REDIS_PREFIX", "nd")
         if any(c in prefix for c in "{}: \t"):
             raise SettingsError("NODEDROP_REDIS_PREFIX", prefix, "no braces, colons or whitespace")

@@ -1,6 +1,13 @@
 """Queue storage: ports with Redis and in-memory adapters, key names, Lua scripts."""
 
-from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, StoreError, Unavailable
+from nodedrop.store.errors import (
+    InvalidJob,
+    Misconfigured,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    Unavailable,
+)
 from nodedrop.store.keys import Keys, partition_of
 from nodedrop.store.model import (
     DEFAULT_CANCEL_REASON,
@@ -72,6 +79,7 @@ __all__ = [
     "Keys",
     "LaneStats",
     "Lease",
+    "Misconfigured",
     "NotFound",
     "PermissionDenied",
     "QueueStats",

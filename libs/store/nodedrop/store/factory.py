@@ -53,6 +53,10 @@ async def open_store(
 ) -> RedisStore | MemoryStore:
     """Redis at ``url`` (scripts loaded, groups created).
 
+    A Redis that is not what the URL and settings say (a cluster node behind a
+    single-node URL, another partition count than the deployment's) raises
+    ``Misconfigured``: the service must not start.
+
     With ``dev`` (`nodedrop dev`), the in-memory store when REDIS_URL is not
     set (``url_set``) and nothing listens on the default address, said in one
     log line; any other failure raises ``Unusable`` with the reason, so a

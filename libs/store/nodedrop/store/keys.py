@@ -15,6 +15,8 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:park:<tenant>   zset exec id -> lane rank * 1e13 + ms: the tenant's parked jobs
     nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
+    nd:{global}:partitions   string: the partition count the deployment was created with
+    nd:{p07}:cancel          shard channel (SPUBLISH): cancel nudges of the partition
     nd:<key>                 string with a TTL: a cached blob (the API's finished
                              results under api:result:{<exec id>}:...)
 
@@ -37,6 +39,10 @@ JOBS_GROUP = "workers"
 DEFAULT_LANE = 0
 
 
+def _base(prefix: str, p: int) -> str:
+    return f"{prefix}:{{p{p:02d}}}:"
+
+
 def partition_of(execution_id: str, partitions: int) -> int:
     """Stable partition of an execution: crc32 is identical in every process and language."""
     return zlib.crc32(execution_id.encode()) % partitions
@@ -54,7 +60,7 @@ class Keys:
             raise ValueError(f"partitions must be within 1..1024, got {self.partitions}")
         if not self.prefix or any(c in self.prefix for c in "{} "):
             raise ValueError(f"invalid key prefix {self.prefix!r}")
-        bases = tuple(f"{self.prefix}:{{p{p:02d}}}:" for p in range(self.partitions))
+        bases = tuple(_base(self.prefix, p) for p in range(self.partitions))
         object.__setattr__(self, "_bases", bases)
 
     def partition(self, execution_id: str) -> int:
@@ -114,6 +120,15 @@ class Keys:
         # Set once the failed queue was rebuilt; gone when Redis lost its data.
         return f"{self.prefix}:{{global}}:failed-queue-rebuilt"
 
-    def cancel_channel(self) -> str:
-        # Pub/sub is cluster-wide, so one channel nudges every worker.
-        return f"{self.prefix}:cancel"
+    def jobs_past_last(self) -> str:
+        """The default lane stream a partition count one higher would have."""
+        return _base(self.prefix, self.partitions) + "jobs"
+
+    def partition_count(self) -> str:
+        # Written once by the first service to start; later starts compare.
+        return f"{self.prefix}:{{global}}:partitions"
+
+    def cancel_channel(self, p: int) -> str:
+        """The partition's shard channel (SPUBLISH): on Redis Cluster it lives on
+        the partition's master, so a cancel nudge is not broadcast to every node."""
+        return f"{self.base(p)}cancel"

@@ -14,19 +14,35 @@ import contextlib
 import heapq
 import time
 from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import hiredis
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterUnreachableError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nodedrop.store.config import PARK_RANK, SWEEP_TENANTS, StoreConfig
-from nodedrop.store.errors import InvalidJob, NotFound, PermissionDenied, Unavailable
+from nodedrop.store.errors import (
+    InvalidJob,
+    Misconfigured,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from nodedrop.store.keys import JOBS_GROUP
 from nodedrop.store.model import (
     Acquired,
@@ -66,6 +82,8 @@ from nodedrop.store.validation import validate_spec
 log = structlog.get_logger("nodedrop.store")
 
 _Call = tuple[LuaScript, str, list[Any]]
+# URL scheme of a Redis Cluster: redis+cluster://host:port,host:port,...
+CLUSTER_SCHEME = "redis+cluster"
 # Counting waiting entries by hand (when Redis has no lag) stops here.
 _MAX_COUNTED = 100_000
 _StreamIds = dict[Any, Any]
@@ -87,12 +105,19 @@ _T = TypeVar("_T")
 # is a replica since a failover (READONLY), or is full (OOM: memory comes back as
 # executions end and their keys expire).  The same call may succeed later.
 # OSError: a socket error redis-py let through (asyncio's TimeoutError is one).
+# On Redis Cluster also: no seed answers, a slot has no master (CLUSTERDOWN,
+# MASTERDOWN, a slot not covered while a failover runs), or a slot is still
+# migrating (TRYAGAIN) after the client's own retries.
 _DOWN: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
     OutOfMemoryError,
     OSError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    ClusterError,
+    TryAgainError,
 )
 
 
@@ -111,7 +136,7 @@ async def _run(call: Awaitable[_T]) -> _T:
 class RedisStore:
     """Needs a client created with ``decode_responses=True`` (``from_url`` does that)."""
 
-    def __init__(self, client: aioredis.Redis, config: StoreConfig) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, config: StoreConfig) -> None:
         self._r = client
         self.config = config
         self._k = config.keys
@@ -135,6 +160,14 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, config: StoreConfig, *, max_connections: int = 64) -> RedisStore:
+        """The adapter the URL names: ``redis+cluster://host:port,...`` a Redis
+        Cluster (any of its nodes as seeds, nodedrop.store.redis_cluster), else one
+        Redis (``redis://``, ``rediss://``, ``unix://``).  Nothing is connected yet."""
+        if url.startswith(f"{CLUSTER_SCHEME}://"):
+            # Imported here: the cluster adapter is built on this module.
+            from nodedrop.store.redis_cluster import RedisClusterStore  # noqa: PLC0415
+
+            return RedisClusterStore.from_cluster_url(url, config, max_connections=max_connections)
         extra: dict[str, Any] = {}
         if url.startswith("redis://"):
             extra["connection_class"] = _FastConnection
@@ -157,13 +190,57 @@ class RedisStore:
         return cls(client, config)
 
     async def connect(self) -> None:
-        """Check the server answers, load the scripts, create the job streams' group."""
+        """Check the server answers and is what the URL says, check the partition
+        count, load the scripts, create the job streams' group."""
         await _run(self._r.ping())
+        await self._check_server()
+        await self.check_partitions()
         await self.load_scripts()
         await self.ensure_groups()
 
+    async def _check_server(self) -> None:
+        # A cluster node answers a single-node client until the first key of a
+        # slot it does not own: refuse it at start, not with MOVED errors later.
+        info: dict[str, Any] = await _run(self._r.info("cluster"))
+        if str(info.get("cluster_enabled", 0)) == "1":
+            raise Misconfigured(
+                "REDIS_URL points at a Redis Cluster node: use "
+                "redis+cluster://host:port,host:port,... (docs/operations.md, Redis Cluster)"
+            )
+
+    async def check_partitions(self) -> None:
+        """Record the partition count on first start; refuse a different one later.
+
+        Executions are placed by ``crc32(id) % partitions``: another count would
+        look for every running execution in the wrong partition."""
+        key = self._k.partition_count()
+        wanted = self._k.partitions
+        stored: str | None = await _run(self._r.get(key))  # type: ignore[arg-type]
+        if stored is None:
+            # Data from before the count was recorded: every start creates the job
+            # stream of each partition, so the streams tell the count it ran with.
+            last, beyond = self._k.jobs(wanted - 1), self._k.jobs_past_last()
+            pipe = self._r.pipeline(transaction=False)
+            for name in (self._k.jobs(0), last, beyond):
+                pipe.exists(name)
+            first, has_last, has_beyond = await _run(pipe.execute())
+            if first and (not has_last or has_beyond):
+                raise Misconfigured(
+                    f"NODEDROP_PARTITIONS is {wanted} but this Redis holds the job streams "
+                    f"of {'more' if has_beyond else 'fewer'} partitions; set it to the "
+                    "count the deployment ran with (docs/redis-layout.md, Partitions)"
+                )
+            await _run(self._r.set(key, wanted, nx=True))
+            stored = await _run(self._r.get(key))  # type: ignore[arg-type]
+        if stored is not None and int(stored) != wanted:
+            raise Misconfigured(
+                f"NODEDROP_PARTITIONS is {wanted} but this deployment's Redis was "
+                f"created with {stored} partitions; the count cannot change on a live "
+                "deployment (docs/redis-layout.md, Partitions)"
+            )
+
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> aioredis.Redis | RedisCluster:
         return self._r
 
     async def close(self) -> None:
@@ -199,7 +276,8 @@ class RedisStore:
     async def _command(self, *args: Any, raw: bool = False) -> Any:
         """One command packed by hiredis, its reply as the parser gives it (bytes
         left undecoded with ``raw``)."""
-        pool = self._r.connection_pool
+        # The cluster adapter sends through its own client (it overrides this).
+        pool = cast(aioredis.Redis, self._r).connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
@@ -224,7 +302,8 @@ class RedisStore:
         is returned in place (the connection stays in step); a broken connection
         is dropped, never reused half-read.
         """
-        pool = self._r.connection_pool
+        # The cluster adapter sends through its own client (it overrides this).
+        pool = cast(aioredis.Redis, self._r).connection_pool
         try:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
@@ -806,7 +885,7 @@ class RedisStore:
             now_ms,
             self.config.events_maxlen,
             self.config.completion_ttl_s,
-            self._k.cancel_channel(),
+            self._k.cancel_channel(p),
             cancel_error(reason).to_json(),
             self.config.tenant_cap,
         ]
@@ -818,12 +897,13 @@ class RedisStore:
         return ExecutionStatus(r)
 
     async def cancel_notices(self) -> AsyncGenerator[tuple[str, str], None]:
-        """CancelNotices: the cancel script's PUBLISH on the cancel channel."""
+        """CancelNotices: the cancel script's SPUBLISH on its partition's channel."""
         pubsub = self._r.pubsub(ignore_subscribe_messages=True)
         try:
-            await _run(pubsub.subscribe(self._k.cancel_channel()))
+            channels = [self._k.cancel_channel(p) for p in range(self._k.partitions)]
+            await _run(pubsub.ssubscribe(*channels))
             while True:
-                msg = await _run(pubsub.get_message(timeout=1.0))
+                msg = await _run(self._next_notice(pubsub))
                 if msg is None:
                     continue
                 data = msg.get("data")
@@ -835,6 +915,10 @@ class RedisStore:
             # The connection may be the broken one: closing it must not mask why.
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def _next_notice(self, pubsub: Any) -> dict[str, Any] | None:
+        message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+        return message
 
     async def states(self, execution_ids: Sequence[str]) -> list[StateSnapshot | None]:
         pipe = self._r.pipeline(transaction=False)
@@ -936,17 +1020,7 @@ class RedisStore:
             p = self._event_partition[stream]
             for entry_id, f in entries:
                 pos[p] = entry_id
-                try:
-                    records = decode_entry(f)
-                except DECODE_ERRORS as exc:
-                    log.error(
-                        "undecodable event entry skipped",
-                        partition=p,
-                        entry_id=entry_id,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                    continue
-                out.extend(TailEntry(p, entry_id, record) for record in records)
+                out.extend(TailEntry(p, entry_id, r) for r in _tail_records(p, entry_id, f))
         return out, tuple(pos)
 
     async def group_read(
@@ -1049,6 +1123,21 @@ def _records(flat: list[str]) -> list[EventRecord]:
     if len(flat) == 2 and flat[0] == EVENT_FIELD:
         return decode_value(flat[1])
     return decode_entry(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def _tail_records(p: int, entry_id: str, f: Mapping[str, str] | list[str]) -> list[EventRecord]:
+    """The events of a live-tail entry; an undecodable one is logged and skipped
+    (the tail must go on for everyone else)."""
+    try:
+        return _records(f) if isinstance(f, list) else decode_entry(f)
+    except DECODE_ERRORS as exc:
+        log.error(
+            "undecodable event entry skipped",
+            partition=p,
+            entry_id=entry_id,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return []
 
 
 class _FastConnection(aioredis.Connection):

@@ -219,11 +219,13 @@ def _run(builders: list[Callable[[Env, bool], Hosted]], *, dev: bool, what: str)
 
 def _failed(what: str, exc: BaseException, secrets: tuple[str, ...]) -> int:
     """One line naming what failed and what to fix, then the documented status."""
-    from nodedrop.store.errors import Unusable  # noqa: PLC0415
+    from nodedrop.store.errors import Misconfigured  # noqa: PLC0415
 
-    if isinstance(exc, Unusable):
-        # `nodedrop dev` refused the Redis it was given (nodedrop.store.factory).
-        exc = DependencyUnavailable("Redis", "REDIS_URL", exc.reason)
+    if isinstance(exc, Misconfigured):
+        # The Redis REDIS_URL names is not one to run on (a cluster node behind
+        # redis://, another partition count), or `nodedrop dev` refused it
+        # (nodedrop.store.factory).
+        exc = DependencyUnavailable("Redis", "REDIS_URL", str(exc))
     failure = describe_failure(what, exc, secrets)
     if failure.unexpected:
         # Nobody foresaw this one: the traceback (redacted, no locals) helps.

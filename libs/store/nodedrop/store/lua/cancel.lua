@@ -1,7 +1,7 @@
 -- KEYS[1] exec hash.  ARGV: base, id, tenant ('' = any), now_ms, maxlen, completion_ttl,
--- channel, error (the EXECUTION_CANCELLED event's error, JSON, kept as 'ce' for the
--- worker that ends a running attempt), tenant_cap.  Returns the status after the call,
--- 'unknown' or 'denied'.
+-- channel (the partition's shard channel), error (the EXECUTION_CANCELLED event's
+-- error, JSON, kept as 'ce' for the worker that ends a running attempt), tenant_cap.
+-- Returns the status after the call, 'unknown' or 'denied'.
 local base, id = ARGV[1], ARGV[2]
 local h = redis.call('HMGET', KEYS[1], 'st', 'tn')
 if not h[1] then return 'unknown' end
@@ -10,7 +10,7 @@ if TERMINAL[h[1]] then return h[1] end
 redis.call('HSET', KEYS[1], 'cx', '1', 'ce', ARGV[8])
 if h[1] == 'RUNNING' then
   -- The message carries the error, so the worker stops with the caller's reason.
-  redis.call('PUBLISH', ARGV[7], id .. '\n' .. ARGV[8])
+  redis.call('SPUBLISH', ARGV[7], id .. '\n' .. ARGV[8])
   return 'RUNNING'
 end
 -- Not running: end it now; a stream entry still waiting is acked by acquire.
