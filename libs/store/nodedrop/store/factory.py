@@ -11,7 +11,7 @@ import structlog
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError
 
 from nodedrop.store.config import StoreConfig
-from nodedrop.store.errors import StoreError, Unavailable, Unusable
+from nodedrop.store.errors import Misconfigured, StoreError, Unavailable, Unusable
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
 
@@ -119,6 +119,9 @@ def _reason(e: BaseException) -> str:
     """One line for the failed start: what Redis (or the socket) said."""
     if isinstance(e, TimeoutError) and not isinstance(e, Unavailable):
         return f"no answer within {_CONNECT_S:g} s"
+    if isinstance(e, Misconfigured):
+        # The store's own check (a cluster node, another partition count) says why.
+        return str(e)
     for c in _chain(e):
         reply = _CLUSTER_REPLIES.get(type(c))
         if reply is not None:
