@@ -92,8 +92,8 @@ def declared_keys(
     Keys a script only finds while it runs cannot be declared: the executions
     of the entries ``take`` and ``reclaim`` read, the due ones of ``move_due``,
     a tenant's next parked execution a freed place goes to, and the tenant's
-    place ``acquire`` gives back for a cancelled execution (the tenant is in
-    the hash).  Those keys are in the same slot, so they are served unless
+    admission keys where only the execution's hash names the tenant
+    (``commit``, ``acquire`` of a cancelled execution, a cancel for any tenant).  Those keys are in the same slot, so they are served unless
     that slot is being migrated (docs/redis-layout.md, Redis Cluster).
     """
     a = [str(x) for x in args]
