@@ -93,8 +93,9 @@ def declared_keys(
     of the entries ``take`` and ``reclaim`` read, the due ones of ``move_due``,
     a tenant's next parked execution a freed place goes to, and the tenant's
     admission keys where only the execution's hash names the tenant
-    (``commit``, ``acquire`` of a cancelled execution, a cancel for any tenant).  Those keys are in the same slot, so they are served unless
-    that slot is being migrated (docs/redis-layout.md, Redis Cluster).
+    (``commit``, ``acquire`` of a cancelled execution, a cancel for any
+    tenant).  Those keys are in the same slot, so they are served unless that
+    slot is being migrated (docs/redis-layout.md, "On Redis Cluster").
     """
     a = [str(x) for x in args]
     out = [key]
