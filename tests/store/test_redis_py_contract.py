@@ -39,7 +39,9 @@ def test_the_installed_redis_py_is_the_pinned_one() -> None:
 
 def _single(store: RedisStore) -> aioredis.Redis:
     client = store.client
-    assert isinstance(client, aioredis.Redis)
+    if not isinstance(client, aioredis.Redis):
+        # TEST_REDIS=cluster: these pin the single-node adapter's own connection path.
+        pytest.skip("the single-node adapter's pooled connection")
     return client
 
 

@@ -54,6 +54,8 @@ from nodedrop.store.scripts import SCRIPTS
 __all__ = ["RedisClusterStore", "declared_keys", "parse_cluster_url"]
 
 _T = TypeVar("_T")
+# An events entry the tail read: partition, entry id, its events.
+_TailItem = tuple[int, str, list[TailEntry]]
 # How long closing waits for job reads in flight to bring what they read.
 _CLOSE_WAIT_S = 2.0
 
@@ -90,9 +92,10 @@ def declared_keys(
     Keys a script only finds while it runs cannot be declared: the executions
     of the entries ``take`` and ``reclaim`` read, the due ones of ``move_due``,
     a tenant's next parked execution a freed place goes to, and the tenant's
-    place ``acquire`` gives back for a cancelled execution (the tenant is in
-    the hash).  Those keys are in the same slot, so they are served unless
-    that slot is being migrated (docs/redis-layout.md, Redis Cluster).
+    admission keys where only the execution's hash names the tenant
+    (``commit``, ``acquire`` of a cancelled execution, a cancel for any
+    tenant).  Those keys are in the same slot, so they are served unless that
+    slot is being migrated (docs/redis-layout.md, "On Redis Cluster").
     """
     a = [str(x) for x in args]
     out = [key]
@@ -262,7 +265,7 @@ class RedisClusterStore(RedisStore):
             self._k.partitions, self._read_partition_jobs
         )
         self._read_args: tuple[str, int] = ("", 1)
-        self._tail_reads: _PartitionReads[TailEntry] = _PartitionReads(
+        self._tail_reads: _PartitionReads[_TailItem] = _PartitionReads(
             self._k.partitions, self._tail_partition
         )
         self._tail_pos: list[str] = []
@@ -415,26 +418,30 @@ class RedisClusterStore(RedisStore):
             await self._tail_reads.reset()
             self._tail_pos = list(cursor)
         self._tail_count = count
-        out = await self._tail_reads.get(block_ms)
+        items = await self._tail_reads.get(block_ms)
         # The position of what is handed out; reads in flight may be further on.
         returned = list(cursor)
-        for entry in out:
-            returned[entry.partition] = entry.entry_id
+        out: list[TailEntry] = []
+        for p, entry_id, entries in items:
+            returned[p] = entry_id
+            out.extend(entries)
         self._tail_returned = tuple(returned)
         return out, self._tail_returned
 
-    async def _tail_partition(self, p: int, block_ms: int) -> list[TailEntry]:
+    async def _tail_partition(self, p: int, block_ms: int) -> list[_TailItem]:
+        """One item per entry read, its events possibly none (an undecodable
+        entry is skipped, and the cursor still moves past it)."""
         name = self._event_streams[p]
         args: list[Any] = ["XREAD", "COUNT", self._tail_count]
         if block_ms:
             args += ["BLOCK", block_ms]
         resp = await self._read_command(name, *args, "STREAMS", name, self._tail_pos[p])
-        out: list[TailEntry] = []
+        out: list[_TailItem] = []
         for _, entries in resp or ():
             for entry_id, f in entries:
                 self._tail_pos[p] = entry_id
-                if f:
-                    out.extend(TailEntry(p, entry_id, r) for r in _tail_records(p, entry_id, f))
+                records = _tail_records(p, entry_id, f) if f else []
+                out.append((p, entry_id, [TailEntry(p, entry_id, r) for r in records]))
         return out
 
     async def group_read(
