@@ -198,8 +198,9 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
 
 def main() -> None:
     memory = int(sys.argv[1])
-    # Unbuffered: a frame is written whole, and nothing waits in a buffer.
-    stdin, stdout = os.fdopen(0, "rb", buffering=0), os.fdopen(1, "wb", buffering=0)
+    # A request is read in one system call where it fits the buffer; an answer
+    # is written unbuffered, whole, with nothing left waiting in a buffer.
+    stdin, stdout = os.fdopen(0, "rb"), os.fdopen(1, "wb", buffering=0)
     _confine(memory)
     context = _Context(memory)
     write_frame(stdout, b"ready", b"")  # confined, and its first context made
