@@ -210,6 +210,8 @@ def _n8n_workflow(name: str, steps: list[tuple[str, dict[str, Any]]], k: int) ->
     return {
         "id": f"ndbench{k:09d}",
         "name": f"nd-{name}",
+        # n8n 1.12x activates the version a workflow names (activeVersionId).
+        "versionId": f"00000000-0000-4000-a000-{k:06d}000000",
         "active": True,
         "settings": {"executionOrder": "v1"},
         "nodes": nodes,
@@ -227,7 +229,7 @@ def _free_port() -> int:
         return port
 
 
-def _n8n_env(folder: str, port: int) -> dict[str, str]:
+def _n8n_env(folder: str, port: int, broker_port: int) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": folder,
@@ -241,6 +243,7 @@ def _n8n_env(folder: str, port: int) -> dict[str, str]:
         "N8N_HIRING_BANNER_ENABLED": "false",
         "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
         "N8N_RUNNERS_ENABLED": "true",
+        "N8N_RUNNERS_BROKER_PORT": str(broker_port),
         "N8N_LOG_LEVEL": "warn",
     }
 
@@ -265,7 +268,7 @@ def _n8n_calls(port: int, path: str, n: int) -> list[float]:
 def n8n_bench(binary: str, n: int, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="n8n-bench-") as folder:
         port = _free_port()
-        env = _n8n_env(folder, port)
+        env = _n8n_env(folder, port, _free_port())
         flows = [
             _n8n_workflow(name, steps, k) for k, (name, steps) in enumerate(_N8N_FLOWS.items())
         ]
@@ -319,19 +322,27 @@ def n8n_bench(binary: str, n: int, runs: int) -> None:
 
 
 def _wait_healthy(port: int, server: subprocess.Popen[bytes]) -> None:
+    """Until every workflow answers: n8n says it is healthy before it has
+    activated them (their webhooks are 404 until then)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"n8n exited with status {server.returncode}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            statuses = []
+            for name in _N8N_FLOWS:
+                conn.request("POST", f"/webhook/nd-{name}", body=b"{}")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+            conn.close()
+            if all(status == 200 for status in statuses):
                 return
         except OSError:
             pass
         time.sleep(1)
-    raise RuntimeError("n8n did not become healthy in 300 s")
+    raise RuntimeError("n8n did not activate the workflows in 300 s")
 
 
 async def main() -> None:
