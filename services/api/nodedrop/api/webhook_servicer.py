@@ -142,6 +142,9 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             reader.cancel()
             for task in list(running):
                 task.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                # The gateway went away mid-read; its calls in flight end with it.
+                log.info("webhook stream closed", reason=str(reader.exception()))
 
     async def _answer(self, request: pb.HandleWebhookRequest) -> pb.HandleWebhookResponse:
         execution_id = ""
