@@ -24,6 +24,8 @@ from nodedrop.webhook.v1 import webhook_service_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
 
+MAX_MESSAGE = 64 * 1024
+
 
 class ScriptedServicer(WebhookServicer):
     """The real stream handling; each call's outcome is scripted by its path:
@@ -41,6 +43,7 @@ class ScriptedServicer(WebhookServicer):
             rate=None,
             max_trigger_bytes=1024,
             default_mode="queue",
+            max_message_bytes=MAX_MESSAGE,
         )
         self.release = asyncio.Event()
         self.held = 0
@@ -51,6 +54,8 @@ class ScriptedServicer(WebhookServicer):
             await asyncio.sleep(float(request.path.removeprefix("sleep/")))
         elif request.path == "crash":
             raise RuntimeError("a bug in one call")
+        elif request.path == "big":
+            return Answer.json(200, {"big": "x" * MAX_MESSAGE}), "ex-big"
         elif request.path == "hold":
             self.held += 1
             if self.held == 3:
@@ -66,7 +71,11 @@ def _free_port() -> int:
 
 
 async def _serve(servicer: WebhookServicer, port: int) -> grpc.aio.Server:
-    server = grpc.aio.server()
+    limits = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ]
+    server = grpc.aio.server(options=limits)
     webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -94,7 +103,7 @@ async def test_each_call_is_answered_on_its_own_and_a_slow_one_holds_up_none(
 ) -> None:
     _, port, _ = api
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        calls = CallStream(channel, ())
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
         slow = asyncio.ensure_future(calls.handle(_call("sleep/1.5"), 30))
         await asyncio.sleep(0.05)
         fast = await asyncio.gather(*(calls.handle(_call(f"sleep/0.0{i}"), 30) for i in range(9)))
@@ -112,7 +121,7 @@ async def test_a_crash_in_one_call_answers_500_for_it_alone(
 ) -> None:
     _, port, _ = api
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        calls = CallStream(channel, ())
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
         crashed, fine = await asyncio.gather(
             calls.handle(_call("crash"), 30), calls.handle(_call("ok"), 30)
         )
@@ -128,12 +137,51 @@ async def test_a_crash_in_one_call_answers_500_for_it_alone(
         calls.close()
 
 
+async def test_calls_larger_together_than_a_message_go_in_several(
+    api: tuple[ScriptedServicer, int, grpc.aio.Server],
+) -> None:
+    _, port, _ = api
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
+        body = b"y" * (MAX_MESSAGE // 8)
+        answers = await asyncio.gather(
+            *(
+                calls.handle(
+                    pb.HandleWebhookRequest(tenant_id="t", path=f"p{i}", method="POST", body=body),
+                    30,
+                )
+                for i in range(40)
+            )
+        )
+        assert [a.status for a in answers] == [202] * 40
+        calls.close()
+
+
+async def test_a_call_or_an_answer_too_large_for_a_message_fails_alone(
+    api: tuple[ScriptedServicer, int, grpc.aio.Server],
+) -> None:
+    _, port, _ = api
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
+        huge = pb.HandleWebhookRequest(tenant_id="t", path="p", body=b"z" * MAX_MESSAGE)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await calls.handle(huge, 30)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        big, fine = await asyncio.gather(
+            calls.handle(_call("big"), 30), calls.handle(_call("ok"), 30)
+        )
+        assert big.status == 500 and big.execution_id == "ex-big"
+        assert orjson.loads(big.body)["error"]["code"] == "RESOURCE_EXHAUSTED"
+        assert fine.status == 202
+        calls.close()
+
+
 async def test_a_call_past_its_deadline_times_out_alone(
     api: tuple[ScriptedServicer, int, grpc.aio.Server],
 ) -> None:
     servicer, port, _ = api
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        calls = CallStream(channel, ())
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
         with pytest.raises(TimeoutError):
             await calls.handle(_call("hold"), 0.3)
         assert (await calls.handle(_call("ok"), 30)).status == 202
@@ -148,7 +196,7 @@ async def test_the_stream_failing_fails_the_waiting_calls_and_the_next_call_reop
 ) -> None:
     servicer, port, server = api
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        calls = CallStream(channel, ())
+        calls = CallStream(channel, (), max_message_bytes=MAX_MESSAGE)
         waiting = [asyncio.ensure_future(calls.handle(_call("hold"), 30)) for _ in range(3)]
         await servicer.three_held.wait()
         await server.stop(0)
@@ -200,6 +248,7 @@ def _servicer(repo: CountingRoutes) -> WebhookServicer:
         rate=None,
         max_trigger_bytes=1024,
         default_mode="queue",
+        max_message_bytes=MAX_MESSAGE,
     )
 
 

@@ -192,6 +192,7 @@ class ApiService:
                 rate=limits.rate,
                 max_trigger_bytes=s.api.max_trigger_bytes,
                 default_mode=s.api.default_mode,
+                max_message_bytes=s.server.grpc_max_message_bytes,
             ),
             server,
         )

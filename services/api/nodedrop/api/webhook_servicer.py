@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -47,6 +48,8 @@ MAX_IDEMPOTENCY_KEY = 200
 # every API replica's webhooks within this.
 ROUTE_TTL_S = 1.0
 _MAX_CACHED_ROUTES = 10_000
+# An answer's bytes in a message beside its response's: its id and the field tags.
+_FRAMING_BYTES = 32
 
 
 class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
@@ -62,6 +65,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         rate: TokenBuckets | None,
         max_trigger_bytes: int,
         default_mode: str,
+        max_message_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repository
@@ -73,6 +77,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         self._rate = rate
         self._max_trigger_bytes = max_trigger_bytes
         self._default_mode = default_mode
+        self._max_message_bytes = max_message_bytes
         self._clock = clock
         self._routes: dict[tuple[str, str], tuple[float, asyncio.Future[WebhookRoute | None]]] = {}
 
@@ -81,13 +86,25 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
     ) -> AsyncIterator[pb.HandleWebhooksResponse]:
         """Each call runs in its own task; the answers ready at the same time
         leave in one message, so a slow call holds up no other."""
-        ready: list[pb.WebhookAnswer] = []
+        # Each answer with its size: a message stays within the gateway's limit.
+        ready: deque[tuple[pb.WebhookAnswer, int]] = deque()
         wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
 
         async def answer(call: pb.WebhookCall) -> None:
             response = await self._answer(call.request)
-            ready.append(pb.WebhookAnswer(id=call.id, response=response))
+            size = response.ByteSize() + _FRAMING_BYTES
+            if size > self._max_message_bytes:
+                response = _response(
+                    Answer.error(
+                        500,
+                        "RESOURCE_EXHAUSTED",
+                        f"the answer is larger than a message may be ({size} bytes)",
+                    ),
+                    response.execution_id,
+                )
+                size = response.ByteSize() + _FRAMING_BYTES
+            ready.append((pb.WebhookAnswer(id=call.id, response=response), size))
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
@@ -109,8 +126,12 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
         try:
             while True:
                 if ready:
-                    answers = ready[:]
-                    ready.clear()
+                    answers: list[pb.WebhookAnswer] = []
+                    total = 0
+                    while ready and total + ready[0][1] <= self._max_message_bytes:
+                        one, one_size = ready.popleft()
+                        answers.append(one)
+                        total += one_size
                     yield pb.HandleWebhooksResponse(answers=answers)
                     continue
                 if reader.done() and not running:
@@ -121,6 +142,9 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             reader.cancel()
             for task in list(running):
                 task.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                # The gateway went away mid-read; its calls in flight end with it.
+                log.info("webhook stream closed", reason=str(reader.exception()))
 
     async def _answer(self, request: pb.HandleWebhookRequest) -> pb.HandleWebhookResponse:
         execution_id = ""
@@ -133,12 +157,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             # One call's bug must not end the stream the other calls share.
             log.exception("webhook call failed", tenant_id=request.tenant_id, path=request.path)
             answer = Answer.error(500, "INTERNAL", INTERNAL_MESSAGE)
-        return pb.HandleWebhookResponse(
-            status=answer.status,
-            headers=[pb.Header(name=k, value=v) for k, v in answer.headers],
-            body=answer.body,
-            execution_id=execution_id,
-        )
+        return _response(answer, execution_id)
 
     async def _route(self, tenant_id: str, path: str) -> WebhookRoute | None:
         key = (tenant_id, path)
@@ -296,6 +315,15 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             if left <= 0:
                 return None
             await backoff.wait(min(backoff.next_delay(), left))
+
+
+def _response(answer: Answer, execution_id: str) -> pb.HandleWebhookResponse:
+    return pb.HandleWebhookResponse(
+        status=answer.status,
+        headers=[pb.Header(name=k, value=v) for k, v in answer.headers],
+        body=answer.body,
+        execution_id=execution_id,
+    )
 
 
 _ENDED = {

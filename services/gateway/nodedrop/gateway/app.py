@@ -111,7 +111,10 @@ class GatewayService:
             )
         self._upstream = Upstream(events, api)
         self._webhooks = WebhookForwarder(
-            api, s.security.metadata(), max_body_bytes=s.webhook_max_body_bytes
+            api,
+            s.security.metadata(),
+            max_body_bytes=s.webhook_max_body_bytes,
+            max_message_bytes=size,
         )
         # The HTTP/JSON API: its plain routes under /api/ (the live view's
         # /api/ticket and /api/example stay exact routes of the gateway) and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -33,6 +34,8 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 TEST_KEY_HEADER = "x-nodedrop-api-key"
 # The API waits at most 300 s for a when_finished execution.
 _DEADLINE_S = 310.0
+# A call's bytes in a message beside its request's: its id and the field tags.
+_FRAMING_BYTES = 32
 
 
 class _Session:
@@ -40,8 +43,15 @@ class _Session:
     the callers waiting for their answers. When the stream fails, every
     caller waiting on it gets the failure; the next call opens a new one."""
 
-    def __init__(self, stub: webhook_service_pb2_grpc.WebhookServiceStub, metadata: Any) -> None:
-        self.pending: list[pb.WebhookCall] = []
+    def __init__(
+        self,
+        stub: webhook_service_pb2_grpc.WebhookServiceStub,
+        metadata: Any,
+        max_message_bytes: int,
+    ) -> None:
+        # Each call with its size: a message stays within the API's limit.
+        self.pending: deque[tuple[pb.WebhookCall, int]] = deque()
+        self.max_message_bytes = max_message_bytes
         self.waiting: dict[int, asyncio.Future[pb.HandleWebhookResponse]] = {}
         self.wake = asyncio.Event()
         self.closed = False
@@ -56,9 +66,13 @@ class _Session:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.pending:
-                calls = self.pending[:]
-                self.pending.clear()
+            while self.pending:
+                calls: list[pb.WebhookCall] = []
+                size = 0
+                while self.pending and size + self.pending[0][1] <= self.max_message_bytes:
+                    call, call_size = self.pending.popleft()
+                    calls.append(call)
+                    size += call_size
                 yield pb.HandleWebhooksRequest(calls=calls)
 
     async def _read(self) -> None:
@@ -93,26 +107,42 @@ class CallStream:
     """The gateway's calls to WebhookService.HandleWebhooks, each answered on
     its own over one shared stream."""
 
-    def __init__(self, api: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        api: grpc.aio.Channel,
+        metadata: Sequence[tuple[str, str]],
+        *,
+        max_message_bytes: int,
+    ) -> None:
         self._stub = webhook_service_pb2_grpc.WebhookServiceStub(api)
         self._metadata = tuple(metadata)
+        self._max_message_bytes = max_message_bytes
         self._ids = itertools.count(1)
         self._session: _Session | None = None
 
     async def handle(
         self, request: pb.HandleWebhookRequest, timeout_s: float
     ) -> pb.HandleWebhookResponse:
-        """The API's answer; raises the stream's AioRpcError when it fails,
-        and TimeoutError after ``timeout_s``."""
+        """The API's answer; raises the stream's AioRpcError when it fails
+        (RESOURCE_EXHAUSTED, without sending it, for a call larger than a
+        message may be), and TimeoutError after ``timeout_s``."""
+        size = request.ByteSize() + _FRAMING_BYTES
+        if size > self._max_message_bytes:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                f"the request is larger than the API accepts ({self._max_message_bytes} bytes)",
+            )
         session = self._session
         if session is None or session.closed:
-            session = self._session = _Session(self._stub, self._metadata)
+            session = self._session = _Session(self._stub, self._metadata, self._max_message_bytes)
         call_id = next(self._ids)
         future: asyncio.Future[pb.HandleWebhookResponse] = (
             asyncio.get_running_loop().create_future()
         )
         session.waiting[call_id] = future
-        session.pending.append(pb.WebhookCall(id=call_id, request=request))
+        session.pending.append((pb.WebhookCall(id=call_id, request=request), size))
         session.wake.set()
         try:
             async with asyncio.timeout(timeout_s):
@@ -133,8 +163,9 @@ class WebhookForwarder:
         metadata: Sequence[tuple[str, str]],
         *,
         max_body_bytes: int,
+        max_message_bytes: int,
     ) -> None:
-        self._calls = CallStream(api, metadata)
+        self._calls = CallStream(api, metadata, max_message_bytes=max_message_bytes)
         self._max_body_bytes = max_body_bytes
 
     def close(self) -> None:
