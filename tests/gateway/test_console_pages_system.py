@@ -1,5 +1,5 @@
 """The console's failed queue, schedules, workflows and stats pages in headless
-Chromium on the real system (`nodedrop dev`). Screenshots go to docs/img/."""
+Chromium on the real system (`nodedrop dev`). Screenshots: docs/console.md, Tests."""
 
 from __future__ import annotations
 
