@@ -18,7 +18,7 @@ Scenarios, each in the same process and run:
   runOnceForEachItem; items per second, median of the runs;
 - with ``--n8n BINARY`` (an n8n 1.x install, never part of this repository),
   the same through n8n: it is started on a free loopback port with its own
-  data folder under /tmp and telemetry off, workflows Webhook -> node are
+  temporary data folder and telemetry off, workflows Webhook -> node are
   imported and activated, and each is called back to back over one HTTP
   connection. The Code node's cost is the difference between a workflow with
   it and the same workflow with a NoOp node in its place (an empty node, and
