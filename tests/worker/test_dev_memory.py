@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import orjson
 
 from nodedrop.common.client import call
 from nodedrop.common.server import GrpcServer
+from nodedrop.common.settings import RedisSettings
 from nodedrop.queue.v1 import scheduler_service_pb2 as pb
 from nodedrop.queue.v1 import scheduler_service_pb2_grpc as pb_grpc
 from nodedrop.queue.v1 import worker_service_pb2 as wpb
@@ -24,18 +26,26 @@ from tests.helpers.services import SERVICE_TOKEN, SERVICE_TOKEN_VAR, service_cha
 from tests.worker.wq_processes import free_port
 
 
+def _unset(redis: RedisSettings) -> RedisSettings:
+    return dataclasses.replace(redis, url_set=False)
+
+
 async def test_dev_mode_runs_queue_executions_in_memory() -> None:
     env = {
-        # Nothing listens there: dev mode falls back to memory.
+        # Nothing listens there, and (below) REDIS_URL counts as not set, as
+        # if this were the default address: dev mode falls back to memory.
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "NODEDROP_REDIS_PREFIX": f"dev{int(time.time() * 1000)}",
         "NODEDROP_SCHEDULER_ADDR": "127.0.0.1:0",
         "NODEDROP_WORKER_ADDR": "127.0.0.1:0",
         SERVICE_TOKEN_VAR: SERVICE_TOKEN,
     }
-    scheduler = create_scheduler(SchedulerSettings.from_env(env), dev=True)
-    worker = create_worker(WorkerSettings.from_env(env), dev=True)
-    s_settings, w_settings = SchedulerSettings.from_env(env), WorkerSettings.from_env(env)
+    s_settings = SchedulerSettings.from_env(env)
+    s_settings = dataclasses.replace(s_settings, redis=_unset(s_settings.redis))
+    w_settings = WorkerSettings.from_env(env)
+    w_settings = dataclasses.replace(w_settings, redis=_unset(w_settings.redis))
+    scheduler = create_scheduler(s_settings, dev=True)
+    worker = create_worker(w_settings, dev=True)
     s_server = GrpcServer(scheduler, s_settings.server, security=s_settings.security)
     w_server = GrpcServer(worker, w_settings.server, security=w_settings.security)
     await s_server.start()
