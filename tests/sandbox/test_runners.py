@@ -4,8 +4,11 @@ a lost run is retried by the node's retry settings."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -174,3 +177,51 @@ async def test_console_lines_ride_with_the_outputs() -> None:
         assert completed[0].data[CONSOLE_KEY] == [{"level": "log", "line": "ran"}]
     finally:
         await sandbox.close()
+
+
+def _runners_of_this_process() -> list[int]:
+    """Live runner processes whose parent is the test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = _read(f"/proc/{entry}/stat").rsplit(")", 1)[1].split()
+            cmdline = _read(f"/proc/{entry}/cmdline")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and "nodedrop.sandbox.child" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+class _SlowPopen(subprocess.Popen[bytes]):
+    """A process start that takes a while, as fork and exec do on a loaded host."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        super().__init__(*args, **kwargs)
+
+
+async def test_close_while_a_runner_starts_leaves_none_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A close that finds a runner's successor still starting ends it: none
+    outlives the sandbox, none is left unreaped for the collector."""
+    before = set(_runners_of_this_process())
+    sandbox = await _started()
+    monkeypatch.setattr(subprocess, "Popen", _SlowPopen)
+    run = asyncio.create_task(run_code(sandbox, "while (true) {}", cpu_ms=20_000))
+    await asyncio.sleep(0.2)
+    run.cancel()  # its runner goes, and a successor starts in the background
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0.1)  # the successor's process is being made
+    await sandbox.close()
+    monkeypatch.undo()
+    await asyncio.sleep(0.5)  # a start left behind would have made its process by now
+    assert set(_runners_of_this_process()) - before == set()
+    # A process never reaped warns when collected ("subprocess ... is still
+    # running"), which fails this test.
+    del sandbox, run
+    gc.collect()

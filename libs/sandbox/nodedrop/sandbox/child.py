@@ -35,6 +35,12 @@ _STACK = 1024 * 1024
 # limit; RLIMIT_AS is that plus twice the limit (strings may be copied once).
 _BASE_ADDRESS_SPACE = 512 * 1024 * 1024
 _CLOCK_SLACK_S = 0.005
+# Promise jobs run before the heap is first sampled, and the share of the
+# memory limit a sampled heap must have reached for a drained, unsettled run
+# to be called out of memory (samples are a quarter-octave apart, so the last
+# one before the limit saw at least 4/5 of the heap).
+_FIRST_SAMPLE = 1024
+_HEAP_PEAK_SHARE = 0.5
 _POSITION = re.compile(r"<input>:(\d+)(?::(\d+))?")
 # Read before the process limits close the door on files.
 PRELUDE = (Path(__file__).parent / "prelude.js").read_text()
@@ -142,6 +148,7 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
         # them, until the code's promise settles: jobs it leaves behind are
         # dropped with the context, as a returned function's would be.
         result = nd()
+        jobs, sample_at, heap_peak = 0, _FIRST_SAMPLE, 0
         while result == "":
             if left() <= 0:
                 return timeout()
@@ -150,6 +157,15 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
                 break
             ctx.set_time_limit(max(left(), 0.001))
             result = nd()
+            jobs += 1
+            if jobs == sample_at:
+                # A job that runs out of memory rejects its promise, which a
+                # chain nobody awaits drops, and the heap once freed no
+                # longer shows it: so long chains sample what the allocator
+                # holds as they grow (quarter-octave steps: a walk of the
+                # heap costs about what the jobs since the last sample did).
+                heap_peak = max(heap_peak, ctx.memory().get("malloc_size", 0))
+                sample_at += max(sample_at // 4, 1)
     except (quickjs.JSException, quickjs.StackOverflow) as exc:
         code, message = _exception(exc)
         if left() <= 0 or message.startswith("InternalError: interrupted"):
@@ -169,7 +185,7 @@ def _run(context: _Context, header: dict[str, Any], data: bytes) -> tuple[dict[s
             # before ours says the budget is gone.)
             return timeout()
         used = ctx.memory().get("memory_used_size", 0)
-        if used > context.memory * 0.9:
+        if used > context.memory * 0.9 or heap_peak > context.memory * _HEAP_PEAK_SHARE:
             # A job that ran out of memory ends the job queue without a word.
             return _failed(CODE_MEMORY_EXCEEDED, "out of memory in a promise job", header)
         return {

@@ -61,28 +61,29 @@ class _Runner:
 
     @classmethod
     async def start(cls, argv: Sequence[str]) -> _Runner:
-        popen = await asyncio.to_thread(
-            subprocess.Popen,
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            # Nothing of the host's: no environment (secrets, URLs), no working
-            # directory of its own, no descriptor but its pipes, its own session.
-            env={},
-            cwd="/",
-            close_fds=True,
-            start_new_session=True,
-        )
+        # Popen runs in a thread, which a cancellation cannot stop: a start
+        # cancelled meanwhile (the sandbox closing, the run cancelled) waits
+        # for the process it made and ends it, or it would outlive the sandbox.
+        made = asyncio.ensure_future(asyncio.to_thread(_popen, argv))
+        try:
+            popen = await asyncio.shield(made)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await _end(await made)
+            raise
         assert popen.stdin is not None and popen.stdout is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        read_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), popen.stdout
-        )
-        write_transport, write_protocol = await loop.connect_write_pipe(
-            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), popen.stdin
-        )
+        try:
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader()
+            read_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), popen.stdout
+            )
+            write_transport, write_protocol = await loop.connect_write_pipe(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), popen.stdin
+            )
+        except BaseException:
+            await _end(popen)
+            raise
         writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
         return cls(popen, reader, read_transport, writer)
 
@@ -119,6 +120,31 @@ class _Runner:
         """Waits up to ``timeout_s`` for the process to end (and reaps it)."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(self.popen.wait, timeout_s)
+
+
+def _popen(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        # Nothing of the host's: no environment (secrets, URLs), no working
+        # directory of its own, no descriptor but its pipes, its own session.
+        env={},
+        cwd="/",
+        close_fds=True,
+        start_new_session=True,
+    )
+
+
+async def _end(popen: subprocess.Popen[bytes]) -> None:
+    """Kills a runner that never became a ``_Runner`` and reaps it."""
+    with contextlib.suppress(ProcessLookupError):
+        popen.kill()
+    for pipe in (popen.stdin, popen.stdout):
+        if pipe is not None:
+            pipe.close()
+    await asyncio.shield(asyncio.to_thread(popen.wait))
 
 
 class _FairShare:
@@ -216,6 +242,8 @@ class ProcessSandbox:
         self._share = _FairShare(runners, min(runners, per_tenant or max(1, runners - 1)))
         self._live: set[_Runner] = set()
         self._starting: set[asyncio.Task[None]] = set()
+        # Killed runners not yet reaped: close() waits for them, never cancels.
+        self._reaping: set[asyncio.Task[None]] = set()
         self.runners_lost = 0
 
     @property
@@ -253,6 +281,12 @@ class ProcessSandbox:
             raise CodeError(
                 f"a code runner did not start ({reason})", code=CODE_RUNNER_LOST
             ) from None
+        except BaseException:
+            # Cancelled while it started: it is nobody's, so it goes now.
+            runner.kill()
+            self._live.discard(runner)
+            await asyncio.shield(runner.wait(5.0))
+            raise
         return runner
 
     def _replace(self, runner: _Runner) -> None:
@@ -260,12 +294,16 @@ class ProcessSandbox:
         runner.kill()
         self._live.discard(runner)
         self.runners_lost += 1
-        task = asyncio.get_running_loop().create_task(self._respawn(runner))
+        loop = asyncio.get_running_loop()
+        reaped = loop.create_task(runner.wait(5.0))
+        self._reaping.add(reaped)
+        reaped.add_done_callback(self._reaping.discard)
+        task = loop.create_task(self._respawn(reaped))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
 
-    async def _respawn(self, dead: _Runner) -> None:
-        await dead.wait(5.0)
+    async def _respawn(self, reaped: asyncio.Task[None]) -> None:
+        await asyncio.shield(reaped)
         if len(self._live) >= self._size:
             return  # a run already started one in its place
         with contextlib.suppress(OSError, CodeError):
@@ -317,8 +355,11 @@ class ProcessSandbox:
         return _output(orjson.loads(answer), body)
 
     async def close(self) -> None:
-        for task in list(self._starting):
+        starting = list(self._starting)
+        for task in starting:
             task.cancel()
+        # A start under way ends the process it made before it returns.
+        await asyncio.gather(*starting, *self._reaping, return_exceptions=True)
         runners = list(self._live)
         self._idle.clear()
         self._live.clear()
