@@ -1,6 +1,7 @@
 """The engine's workflow conformance cases (tests/workflows) through the API,
 in direct mode and in queue mode (a real scheduler and worker in this
-process): the results the API stores and serves are what each case expects.
+process; on one Redis and on a 3-master Redis Cluster): the results the API
+stores and serves are what each case expects.
 
 All cases of a mode run at once and are checked together, which keeps the
 whole run to a few seconds; a failure lists every case that went wrong.
@@ -32,6 +33,8 @@ MODES = {
     "queue": execution_pb2.EXECUTION_MODE_QUEUE,
     # Queue mode with NODEDROP_API_ENQUEUE=store (batched enqueue into Redis).
     "queue-store": execution_pb2.EXECUTION_MODE_QUEUE,
+    # Queue mode on the session's private 3-master Redis Cluster.
+    "queue-cluster": execution_pb2.EXECUTION_MODE_QUEUE,
 }
 
 
@@ -44,6 +47,8 @@ async def api(
     redis_prefix: str,
 ) -> AsyncIterator[RunningApi]:
     mode = request.node.callspec.params.get("mode", "")
+    if mode == "queue-cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
     async with queue_api(
         pg_repo,
         redis_url,
