@@ -212,6 +212,12 @@ async def test_executions_commands(
     assert failed["status"] == "failed" and failed["error"]["node_id"] == "hello"
     code, out, _ = await cli(capsys, "executions", "show", failed["execution_id"])
     assert code == 0 and "failed" in out and "hello" in out
+    # For scripts: the whole message, statuses spelt as everywhere else.
+    code, out, _ = await cli(capsys, "executions", "show", failed["execution_id"], "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["status"] == "failed", shown
+    assert shown["mode"] in ("direct", "queue") and shown["trigger_kind"] == "manual", shown
+    assert {r["node_id"]: r["status"] for r in shown["node_runs"]}["hello"] == "failed", shown
     code, out, _ = await cli(capsys, "executions", "retry", failed["execution_id"])
     assert code == 0 and f"retry of {failed['execution_id']}" in out
     retry_id = out.split()[1]

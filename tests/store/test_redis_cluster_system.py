@@ -127,4 +127,4 @@ async def test_a_running_execution_is_cancelled_and_its_watcher_sees_it(
     assert follow.returncode != 0
     code, out, err = await _output(env, "executions", "show", execution_id, "--json")
     assert code == 0, err
-    assert json.loads(out)["status"] == "EXECUTION_STATUS_CANCELLED"
+    assert json.loads(out)["status"] == "cancelled"

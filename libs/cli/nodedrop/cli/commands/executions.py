@@ -109,18 +109,14 @@ async def _show(args: argparse.Namespace) -> int:
 
     async with open_client() as client:
         if args.json:
-            from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+            from nodedrop.cli.proto_json import message_json  # noqa: PLC0415
 
             # The API's message itself: every field, for scripts.
             response = await client.unary(
                 pb_grpc.ExecutionServiceStub(client.channel).GetExecution,
                 pb.GetExecutionRequest(execution_id=args.execution_id, include_outputs=True),
             )
-            print(
-                orjson.dumps(
-                    MessageToDict(response.execution, preserving_proto_field_name=True)
-                ).decode()
-            )
+            print(orjson.dumps(message_json(response.execution)).decode())
             return 0
         e = await client.get_execution(args.execution_id)
     print(f"execution {e.id}  {e.status}  (attempt {e.attempt}/{e.max_attempts})")
