@@ -1,8 +1,8 @@
 """The Lua scripts, loaded once per connection pool and run with EVALSHA.
 
-Each script is the static text of ``lua/_lib.lua`` and ``lua/_fair.lua`` followed
-by its own file;
-nothing of it ever comes from user input.
+Each script is the static text of ``lua/_lib.lua``, ``lua/_fair.lua`` and
+``lua/_acquire.lua`` followed by its own file; nothing of it ever comes from
+user input.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LuaScript:
 
 def _load() -> dict[str, LuaScript]:
     folder = resources.files("nodedrop.store") / "lua"
-    lib = (folder / "_lib.lua").read_text() + "\n" + (folder / "_fair.lua").read_text()
+    lib = "\n".join((folder / f"{part}.lua").read_text() for part in ("_lib", "_fair", "_acquire"))
     out = {}
     for name in _NAMES:
         src = lib + "\n" + (folder / f"{name}.lua").read_text()
