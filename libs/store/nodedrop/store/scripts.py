@@ -2,7 +2,10 @@
 
 Each script is the static text of ``lua/_lib.lua``, ``lua/_fair.lua`` and
 ``lua/_acquire.lua`` followed by its own file; nothing of it ever comes from
-user input.
+user input.  ``CLUSTER_SCRIPTS`` are the Redis Cluster adapter's: the same
+scripts with ``lua/_cluster.lua`` after ``_fair.lua`` (a key a script finds while
+it runs is touched only when the caller declared it), and the scripts only the
+cluster runs (``cluster_*.lua``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _NAMES = (
     "trim",
     "swap_schedule",
 )
+_CLUSTER_NAMES = ("cluster_reclaim", "cluster_move_due", "cluster_leave")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +42,16 @@ class LuaScript:
     sha: str
 
 
-def _load() -> dict[str, LuaScript]:
+def _load(*, cluster: bool) -> dict[str, LuaScript]:
     folder = resources.files("nodedrop.store") / "lua"
-    lib = "\n".join((folder / f"{part}.lua").read_text() for part in ("_lib", "_fair", "_acquire"))
+    parts = ["_lib", "_fair", *(["_cluster"] if cluster else []), "_acquire"]
+    lib = "\n".join((folder / f"{part}.lua").read_text() for part in parts)
     out = {}
-    for name in _NAMES:
+    for name in _NAMES + (_CLUSTER_NAMES if cluster else ()):
         src = lib + "\n" + (folder / f"{name}.lua").read_text()
         out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
     return out
 
 
-SCRIPTS = _load()
+SCRIPTS = _load(cluster=False)
+CLUSTER_SCRIPTS = _load(cluster=True)
