@@ -59,6 +59,7 @@ from nodedrop.store.redis_store import (
     _TAKE_PER_PARTITION,
     CLUSTER_SCHEME,
     RedisStore,
+    _acquired,
     _Call,
     _now_ms,
     _raw_reply,
@@ -474,10 +475,11 @@ class RedisClusterStore(RedisStore):
     # what was read still holds.
 
     async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
-        """A non-blocking read per partition asked, then ``acquire`` of what it
-        read (a script cannot declare the executions of entries it has yet to
-        read).  An entry read but not leased (an outage in between) is pending
-        under this consumer: the reclaimer requeues it after the lease."""
+        """A non-blocking read per partition asked, then one script per partition
+        that leases what it read (take.lua reads in the script, and cannot
+        declare the executions of entries it has yet to read).  An entry read
+        but not leased (an outage in between) is pending under this consumer:
+        the reclaimer requeues it after the lease."""
         if JOBS_GROUP not in self._groups_ready:
             await self.ensure_groups()
         partitions = self._k.partitions
@@ -490,17 +492,42 @@ class RedisClusterStore(RedisStore):
         wanted = [((start + k) % partitions, each + (k < extra)) for k in range(used)]
         wanted = [(p, n) for p, n in wanted if n > 0]
         reads = await asyncio.gather(*(self._read_new(p, consumer, n, 0) for p, n in wanted))
-        deliveries: list[Delivery] = []
         surplus: list[Delivery] = []
-        for (_, n), read in zip(wanted, reads, strict=True):
+        read_by: list[list[Delivery]] = []
+        calls: list[_Call] = []
+        found: dict[str, list[str]] = {}
+        for (p, n), read in zip(wanted, reads, strict=True):
             # COUNT applies per lane: the partition's ``n`` go to the highest
-            # lanes, the rest back to their streams (as take.lua read lane by lane).
+            # lanes, the rest back to their streams (take.lua read lane by lane).
             read.sort(key=lambda d: self._lane_rank[d.lane])
-            deliveries += read[:n]
             surplus += read[n:]
+            if not read[:n]:
+                continue
+            read_by.append(read[:n])
+            base = self._k.base(p)
+            args: list[Any] = [
+                base,
+                consumer,
+                now_ms,
+                self.config.events_maxlen,
+                self.config.completion_ttl_s,
+            ]
+            keys = [*self._lanes_of[p], base + "events", base + "delayed", base + "stats"]
+            for d in read[:n]:
+                args += [d.entry_id, d.lane, d.execution_id, d.attempt]
+                ek = base + "exec:" + d.execution_id
+                keys += [ek, ek + ":out", ek + ":ev"]
+            found[self._lanes_of[p][0]] = keys
+            calls.append((CLUSTER_SCRIPTS["cluster_take"], self._lanes_of[p][0], args))
         if surplus:
             await self.requeue(surplus)
-        out = await self.acquire(deliveries, lease_ms, now_ms, consumer)
+        replies = await self._eval_found(calls, found)
+        out = [
+            _acquired(d, r)
+            for read, items in zip(read_by, replies, strict=True)
+            for d, r in zip(read, items, strict=True)
+        ]
+        await self._leased(out)
         out.sort(key=lambda acq: self._lane_rank[acq.delivery.lane])
         return out
 
@@ -508,10 +535,14 @@ class RedisClusterStore(RedisStore):
         self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
     ) -> list[Acquired]:
         out = await super().acquire(deliveries, lease_ms, now_ms, consumer)
-        for acq in out:
+        await self._leased(out)
+        return out
+
+    async def _leased(self, acquired: Sequence[Acquired]) -> None:
+        for acq in acquired:
             if acq.context is not None:
                 self._remember(acq.delivery.execution_id, acq.context.tenant_id)
-        cancelled = [acq.delivery for acq in out if acq.skipped == "cancelled"]
+        cancelled = [acq.delivery for acq in acquired if acq.skipped == "cancelled"]
         if cancelled and self.config.tenant_cap:
             # The acquire script could not name the tenant's keys: the cancelled
             # execution's place is given back now (the sweep fills it, as on one
@@ -519,7 +550,6 @@ class RedisClusterStore(RedisStore):
             # the tenant is full.
             with contextlib.suppress(Unavailable):
                 await self._give_back(cancelled)
-        return out
 
     async def _give_back(self, ended: Sequence[Delivery]) -> None:
         tenants = await self._tenants([d.execution_id for d in ended], forget=True)
@@ -544,10 +574,19 @@ class RedisClusterStore(RedisStore):
         tenants = await self._tenants([lz.execution_id for lz in ending], forget=True)
         owned = [(lz, t) for lz, t in zip(ending, tenants, strict=True) if t is not None]
         heads = await self._parked_next([(lz.partition, t) for lz, t in owned])
-        found = {
-            self._k.exec_in(lz.partition, lz.execution_id): self._admission(lz.partition, t, heads)
-            for lz, t in owned
-        }
+        # The scripts run in order: the tenant's n-th ending commit in the batch
+        # promotes its n-th parked execution, and declares only that one (all of
+        # them would make a batch's keys grow with its square).  One that finds
+        # another at the head leaves the promotion to the sweep.
+        turn: dict[tuple[int, str], int] = {}
+        found: dict[str, list[str]] = {}
+        for lz, t in owned:
+            owner = (lz.partition, t)
+            n = turn[owner] = turn.get(owner, -1) + 1
+            mine = heads.get(owner, [])[n : n + 1]
+            found[self._k.exec_in(lz.partition, lz.execution_id)] = admission_keys(
+                self._k, lz.partition, t, mine, self.config.lanes
+            )
         token = _FOUND.set(found)
         try:
             return await super().commit(commits, now_ms)

@@ -32,7 +32,7 @@ _NAMES = (
     "trim",
     "swap_schedule",
 )
-_CLUSTER_NAMES = ("cluster_reclaim", "cluster_move_due", "cluster_leave")
+_CLUSTER_NAMES = ("cluster_take", "cluster_reclaim", "cluster_move_due", "cluster_leave")
 
 
 @dataclass(frozen=True, slots=True)
