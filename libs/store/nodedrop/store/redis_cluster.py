@@ -507,7 +507,6 @@ class RedisClusterStore(RedisStore):
             base = self._k.base(p)
             args: list[Any] = [
                 base,
-                consumer,
                 now_ms,
                 self.config.events_maxlen,
                 self.config.completion_ttl_s,
@@ -656,8 +655,9 @@ class RedisClusterStore(RedisStore):
         if not busy:
             return 0
         cap = self.config.tenant_cap
-        # A swept tenant fills up to its cap (every parked one when admission is off).
-        heads_each = cap if cap > 0 else limit
+        # A swept tenant fills up to its cap (every parked one when admission is
+        # off); at most ``limit`` per pass, as for the due ones.
+        heads_each = min(cap, limit) if cap > 0 else limit
         pipe = self._c.pipeline()
         for p in busy:
             for x in due[p]:

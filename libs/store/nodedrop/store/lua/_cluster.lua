@@ -7,23 +7,31 @@
 -- such key is touched only when it was declared: a premise that changed since
 -- (another job heads the backlog now) leaves that step undone, harmlessly,
 -- for the scheduler's sweep (docs/redis-layout.md, "On Redis Cluster").
-local DECLARED = {}
-for _, key in ipairs(KEYS) do DECLARED[key] = true end
+
+-- Built on first use: most calls (a lease, a commit without an end) never ask.
+local declared_set = nil
+local function declared(key)
+  if not declared_set then
+    declared_set = {}
+    for _, k in ipairs(KEYS) do declared_set[k] = true end
+  end
+  return declared_set[key]
+end
 
 -- fair_promote, for the tenant's parked jobs the caller declared: the first
 -- one not declared stops it.
 local function fair_promote(base, ik, pk, now, hold)
-  if not DECLARED[pk] or (hold and not DECLARED[ik]) then return 0 end
+  if not declared(pk) or (hold and not declared(ik)) then return 0 end
   while true do
     local top = redis.call('ZRANGE', pk, 0, 0)
     if #top == 0 then return 0 end
     local id = top[1]
     local ek = exec_key(base, id)
-    if not DECLARED[ek] then return 0 end
+    if not declared(ek) then return 0 end
     local h = redis.call('HMGET', ek, 'st', 'a', 'tp', 'ln')
     local waiting = h[1] == 'QUEUED' or h[1] == 'RETRY_SCHEDULED'
     local stream = jobs_key(base, h[4])
-    if waiting and not DECLARED[stream] then return 0 end
+    if waiting and not declared(stream) then return 0 end
     redis.call('ZREM', pk, id)
     if waiting then
       if hold then redis.call('ZADD', ik, now, id) end
@@ -36,7 +44,7 @@ end
 local function fair_fill(base, tn, cap, now)
   local pk = park_key(base, tn)
   local ik = in_key(base, tn)
-  if not DECLARED[pk] or (cap > 0 and not DECLARED[ik]) then return 0 end
+  if not declared(pk) or (cap > 0 and not declared(ik)) then return 0 end
   local room = 1e18
   if cap > 0 then room = cap - redis.call('ZCARD', ik) end
   local moved = 0
@@ -52,7 +60,7 @@ end
 local function fair_leave(base, tn, id, cap, now)
   if cap <= 0 then return end
   local ik = in_key(base, tn)
-  if not DECLARED[ik] then return end
+  if not declared(ik) then return end
   if redis.call('ZREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
 end
 
@@ -60,13 +68,13 @@ end
 -- back afterwards (cluster_leave.lua), handing it to the next parked job.
 local function fair_give_back(base, tn, id)
   local ik = in_key(base, tn)
-  if DECLARED[ik] then redis.call('ZREM', ik, id) end
+  if declared(ik) then redis.call('ZREM', ik, id) end
 end
 
 -- Left in the backlog when undeclared: promotion drops it (no longer waiting).
 local function fair_unpark(base, tn, id)
   local pk = park_key(base, tn)
-  if DECLARED[pk] then redis.call('ZREM', pk, id) end
+  if declared(pk) then redis.call('ZREM', pk, id) end
 end
 
 -- The scheduler's sweep over the tenants the adapter picked (SRANDMEMBER of
@@ -77,14 +85,14 @@ local function fair_sweep_named(base, cap, now, from, to)
   for j = from, to do
     local tn = ARGV[j]
     local pk, ik = park_key(base, tn), in_key(base, tn)
-    if DECLARED[pk] and DECLARED[ik] then
+    if declared(pk) and declared(ik) then
       if redis.call('EXISTS', pk) == 0 then
         redis.call('SREM', base .. 'parked', tn)
       else
         if cap > 0 and redis.call('ZCARD', ik) >= cap then
           for _, id in ipairs(redis.call('ZRANGE', ik, 0, 7)) do
             local ek = exec_key(base, id)
-            if DECLARED[ek] then
+            if declared(ek) then
               local st = redis.call('HGET', ek, 'st')
               if not st or TERMINAL[st] then redis.call('ZREM', ik, id) end
             end

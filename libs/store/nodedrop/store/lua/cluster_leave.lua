@@ -6,5 +6,5 @@ local st = redis.call('HGET', KEYS[1], 'st')
 -- Still running or waiting: the place is its own.
 if st and not TERMINAL[st] then return 0 end
 local ik = in_key(ARGV[1], ARGV[3])
-if not DECLARED[ik] then return 0 end
+if not declared(ik) then return 0 end
 return redis.call('ZREM', ik, ARGV[2])

@@ -16,9 +16,9 @@ for j = 5, 4 + n_due do
   if due and tonumber(due) <= tonumber(now) then
     local h = redis.call('HMGET', exec_key(base, id), 'st', 'a', 'tp', 'ln', 'tn')
     if h[1] == 'QUEUED' or h[1] == 'RETRY_SCHEDULED' then
-      local ready = DECLARED[jobs_key(base, h[4])]
+      local ready = declared(jobs_key(base, h[4]))
       if cap > 0 then
-        ready = ready and DECLARED[in_key(base, h[5])] and DECLARED[park_key(base, h[5])]
+        ready = ready and declared(in_key(base, h[5])) and declared(park_key(base, h[5]))
       end
       -- Its admission keys undeclared: it stays due for the next pass.
       if ready then
