@@ -126,8 +126,14 @@ def declared_keys(
     """
     a = [str(x) for x in args]
     out = [key]
-    if name in ("trim", "requeue", "swap_schedule", "purge_failed"):
-        pass  # KEYS[1] is all they touch (purge_failed: the failed set, then its ids)
+    if name in ("trim", "requeue", "swap_schedule"):
+        pass  # KEYS[1] is all they touch
+    elif name == "purge_failed":
+        # The ids given (the adapter never asks the script to find them: all=1).
+        base = a[0]
+        for x in a[3:]:
+            ek = base + "exec:" + x
+            out += [ek, ek + ":out", ek + ":ev"]
     elif name.startswith("cluster_"):
         pass  # the cluster's own scripts: the caller found every other key
     elif name == "take":
@@ -632,6 +638,18 @@ class RedisClusterStore(RedisStore):
             return await super().retry_failed(ids, False, now_ms)
         finally:
             _FOUND.reset(token)
+
+    async def purge_failed(self, execution_ids: Sequence[str], all_: bool) -> int:
+        """The whole queue is read first (ZRANGE), so that each purged
+        execution's keys are declared; the script purges an id only while it
+        is still in the queue."""
+        ids = list(execution_ids)
+        if all_:
+            pipe = self._c.pipeline()
+            for p in range(self._k.partitions):
+                pipe.zrange(self._k.failed(p), 0, -1)
+            ids = [m for part in await _run(pipe.execute()) for m in part]
+        return await super().purge_failed(ids, False)
 
     async def release(self, leases: Sequence[Lease]) -> list[bool]:
         for lz in leases:
