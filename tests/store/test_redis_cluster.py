@@ -414,6 +414,31 @@ async def test_acquire_of_a_cancelled_execution_ends_it_while_the_tenants_places
         assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [b]
 
 
+async def test_purging_the_failed_queue_changes_nothing_while_an_execution_is_moving() -> None:
+    """purge_failed.lua took the execution off the failed queue before it met
+    its moved hash to cut its TTL.  Now the queue is read first and each
+    execution's keys declared: refused whole, then purged."""
+    async with _cluster_store() as (cluster, store):
+        x = f"ex-{uuid.uuid4().hex[:10]}"
+        await store.enqueue(_job(x), _now())
+        await store.read_jobs("w1", 10, 0)
+        assert (await store.reclaim(min_idle_ms=0, max_reclaims=0, limit=10)).dead_lettered == 1
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec(x))
+
+        with pytest.raises(Unavailable):
+            await store.purge_failed([], True)
+        async with moving.on_source() as direct:
+            assert await direct.zscore(keys.failed(keys.partition(x)), x) is not None
+
+        moving.finish()
+        assert await store.purge_failed([], True) == 1
+        assert await store.list_failed(10, "") == ([], "")
+        ttl = await store.client.ttl(keys.exec(x))
+        assert 0 < ttl <= store.config.completion_ttl_s
+
+
 def test_every_script_is_declared() -> None:
     """declared_keys knows every script the cluster runs (a new one must say
     which keys it derives), and each runs there in its cluster variant."""
