@@ -136,16 +136,6 @@ def declared_keys(
             out += [ek, ek + ":out", ek + ":ev"]
     elif name.startswith("cluster_"):
         pass  # the cluster's own scripts: the caller found every other key
-    elif name == "take":
-        base = a[0]
-        out += _lane_streams(k, base, a[6:])
-        out += [base + "events", base + "delayed", base + "stats"]
-    elif name == "move_due":
-        base = a[0]
-        out += [*_lane_streams(k, base, a[5:]), base + "parked"]
-    elif name == "reclaim":
-        base = a[0]
-        out += [base + "events", base + "failed", base + "stats"]
     else:
         base, execution = a[0], a[1]
         ek = base + "exec:" + execution

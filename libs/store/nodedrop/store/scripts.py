@@ -33,6 +33,9 @@ _NAMES = (
     "swap_schedule",
 )
 _CLUSTER_NAMES = ("cluster_take", "cluster_reclaim", "cluster_move_due", "cluster_leave")
+# What the cluster's own scripts do instead (after reading, with plain commands,
+# the keys these would find while they run).
+_CLUSTER_REPLACED = ("take", "reclaim", "move_due")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,10 @@ def _load(*, cluster: bool) -> dict[str, LuaScript]:
     parts = ["_lib", "_fair", *(["_cluster"] if cluster else []), "_acquire"]
     lib = "\n".join((folder / f"{part}.lua").read_text() for part in parts)
     out = {}
-    for name in _NAMES + (_CLUSTER_NAMES if cluster else ()):
+    names = (
+        [n for n in _NAMES if n not in _CLUSTER_REPLACED] + [*_CLUSTER_NAMES] if cluster else _NAMES
+    )
+    for name in names:
         src = lib + "\n" + (folder / f"{name}.lua").read_text()
         out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
     return out
