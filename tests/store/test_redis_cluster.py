@@ -8,24 +8,26 @@ import contextlib
 import dataclasses
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from nodedrop.store import JobSpec, Misconfigured, Unavailable
-from nodedrop.store.config import StoreConfig
 from nodedrop.store.keys import Keys
+from nodedrop.store.model import Commit, ExecutionStatus, Transition
 from nodedrop.store.redis_cluster import (
     RedisClusterStore,
     _PartitionReads,
+    admission_keys,
     declared_keys,
     parse_cluster_url,
 )
 from nodedrop.store.redis_store import RedisStore
-from nodedrop.store.scripts import SCRIPTS
+from nodedrop.store.scripts import CLUSTER_SCRIPTS, SCRIPTS
 from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
-from tests.helpers.redis_cluster import PrivateCluster, private_cluster
+from tests.helpers.redis_cluster import PrivateCluster, private_cluster, raw_client
 from tests.store.conftest import make_config
 
 
@@ -106,13 +108,53 @@ def test_every_declared_key_is_in_the_calls_slot() -> None:
     ek = k.exec_in(7, "x")
     assert {f"{ek}:out", f"{ek}:ev", k.events(7), k.jobs(7, 10)} <= set(enqueue)
     assert {f"{base}in:t1", f"{base}park:t1", f"{base}parked", k.delayed(7)} <= set(enqueue)
+    # What the adapter reads before a call and declares with these.
+    found = admission_keys(k, 7, "t1", ["y", "z"], lanes)
+    assert all(x.startswith(base) for x in found), found
+    assert {f"{base}in:t1", f"{base}park:t1", k.exec_in(7, "y"), k.jobs(7, 10)} <= set(found)
 
 
-async def _node_ids(cluster: PrivateCluster) -> dict[int, str]:
-    ids = {}
-    for node in cluster.nodes:
-        ids[node.port] = cluster.cli("cluster", "myid", port=node.port).strip()
-    return ids
+class _Migration:
+    """A partition's slot moving to another master as ``redis-cli --cluster
+    reshard`` moves it: IMPORTING on the target, MIGRATING on the source, then
+    its keys (MIGRATE), then the slot (SETSLOT NODE on every master)."""
+
+    def __init__(self, cluster: PrivateCluster, key: str) -> None:
+        self.cluster = cluster
+        self.slot = int(cluster.cli("cluster", "keyslot", key))
+        self.source = _owner(cluster, self.slot)
+        self.target = next(n.port for n in cluster.nodes if n.port != self.source)
+        self.ids = {
+            n.port: cluster.cli("cluster", "myid", port=n.port).strip() for n in cluster.nodes
+        }
+        slot = str(self.slot)
+        cluster.cli(
+            "cluster", "setslot", slot, "importing", self.ids[self.source], port=self.target
+        )
+        cluster.cli(
+            "cluster", "setslot", slot, "migrating", self.ids[self.target], port=self.source
+        )
+
+    def move(self, *keys: str) -> None:
+        self.cluster.cli(
+            "migrate", "127.0.0.1", str(self.target), "", "0", "5000",
+            "keys", *keys, port=self.source,
+        )  # fmt: skip
+
+    def finish(self) -> None:
+        left = self.cluster.cli(
+            "cluster", "getkeysinslot", str(self.slot), "1000", port=self.source
+        ).split()
+        if left:
+            self.move(*left)
+        for node in self.cluster.nodes:
+            self.cluster.cli(
+                "cluster", "setslot", str(self.slot), "node", self.ids[self.target], port=node.port
+            )
+
+    def on_source(self) -> aioredis.Redis:
+        """The source master alone: what it still holds, as the scripts saw it."""
+        return aioredis.Redis(port=self.source, decode_responses=True)
 
 
 def _owner(cluster: PrivateCluster, slot: int) -> int:
@@ -126,61 +168,286 @@ def _owner(cluster: PrivateCluster, slot: int) -> int:
     raise AssertionError(f"slot {slot} has no owner")
 
 
+@contextlib.asynccontextmanager
+async def _cluster_store(
+    tenant_max_active: int = 64,
+) -> AsyncIterator[tuple[PrivateCluster, RedisClusterStore]]:
+    """A store on a private cluster of its own (its slots get moved)."""
+    with private_cluster(masters=3) as cluster:
+        config = dataclasses.replace(make_config(), tenant_max_active=tenant_max_active)
+        store = RedisClusterStore.from_cluster_url(cluster.url, config)
+        try:
+            await store.connect()
+            yield cluster, store
+        finally:
+            await store.close()
+
+
+def _ids_in(store: RedisClusterStore, partition: int, n: int) -> list[str]:
+    out: list[str] = []
+    while len(out) < n:
+        x = f"ex-{uuid.uuid4().hex[:10]}"
+        if store.config.keys.partition(x) == partition:
+            out.append(x)
+    return out
+
+
+def _job(x: str, tenant: str = "t1", **kw: Any) -> JobSpec:
+    settings = {**DEFAULT_JOB_SETTINGS, "completed_outputs": _RESUMED, **kw}
+    return JobSpec(x, tenant, "wf", '{"nodes": []}', **settings)
+
+
+async def _in_use(cluster: PrivateCluster, store: RedisClusterStore, p: int) -> None:
+    """Partition ``p`` as one in use has it: its delayed, failed, stats and
+    parked keys exist.  A declared key missing on a migrating slot's source has
+    Redis refuse the script (TRYAGAIN) before it runs, which would hide what an
+    undeclared key that moved does to it."""
+    k = store.config.keys
+    client = raw_client(cluster.url, decode_responses=True)
+    try:
+        far = 10**15  # never due, never listed before the test's own entries
+        await client.zadd(k.delayed(p), {"in-use": far})
+        await client.zadd(k.failed(p), {"in-use": far})
+        await client.hset(k.stats(p), "in-use", 1)
+        await client.sadd(k.parked(p), "in-use")
+    finally:
+        await client.aclose()
+
+
+# Checkpoints, so that the execution's outputs hash exists too (see _in_use).
+_RESUMED = {"n0": '{"main": []}'}
+
+
+async def _event_types(store: RedisClusterStore, x: str) -> list[tuple[int, str]]:
+    return [(e.sequence, e.type.value) for e in await store.read(x, 0, 100)]
+
+
 async def test_a_script_meets_a_migrating_slot_before_it_writes() -> None:
     """cancel.lua writes the cancel flag, then the event: with the event stream
     already moved to the importing node, an undeclared key failed the script
     after the flag was set (st=QUEUED cx=1, no CANCELLED event).  Declared, the
     whole call is refused with TRYAGAIN, and runs once the slot has moved."""
-    with private_cluster(masters=3) as cluster:
-        config: StoreConfig = make_config()
-        store = RedisClusterStore.from_cluster_url(cluster.url, config)
-        try:
-            await store.connect()
-            x = f"ex-{uuid.uuid4().hex[:10]}"
-            await store.enqueue(
-                JobSpec(x, "t1", "wf", '{"nodes": []}', **DEFAULT_JOB_SETTINGS), _now()
-            )
-            keys = config.keys
-            slot = int(cluster.cli("cluster", "keyslot", keys.exec(x)))
-            source = _owner(cluster, slot)
-            target = next(n.port for n in cluster.nodes if n.port != source)
-            ids = await _node_ids(cluster)
-            cluster.cli("cluster", "setslot", str(slot), "importing", ids[source], port=target)
-            cluster.cli("cluster", "setslot", str(slot), "migrating", ids[target], port=source)
-            cluster.cli(
-                "migrate", "127.0.0.1", str(target), "", "0", "5000",
-                "keys", keys.exec_events(x), port=source,
-            )  # fmt: skip
+    async with _cluster_store() as (cluster, store):
+        x = f"ex-{uuid.uuid4().hex[:10]}"
+        await store.enqueue(_job(x), _now())
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec_events(x))
 
-            # TRYAGAIN until the client's retries are spent: an outage to the caller.
-            with pytest.raises(Unavailable):
-                await store.cancel(x, "t1", _now())
-            direct = aioredis.Redis(port=source, decode_responses=True)
-            try:
-                assert await direct.hmget(keys.exec(x), "st", "cx") == ["QUEUED", "0"]
-            finally:
-                await direct.aclose()
+        # TRYAGAIN until the client's retries are spent: an outage to the caller.
+        with pytest.raises(Unavailable):
+            await store.cancel(x, "t1", _now())
+        async with moving.on_source() as direct:
+            assert await direct.hmget(keys.exec(x), "st", "cx") == ["QUEUED", "0"]
 
-            # The rest of the slot moves; the same call then runs on the new owner.
-            left = cluster.cli("cluster", "getkeysinslot", str(slot), "1000", port=source).split()
-            cluster.cli(
-                "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *left, port=source
-            )
-            for node in cluster.nodes:
-                cluster.cli("cluster", "setslot", str(slot), "node", ids[target], port=node.port)
-            assert (await store.cancel(x, "t1", _now())).value == "CANCELLED"
-            events = await store.read(x, 0, 10)
-            assert [e.type.value for e in events] == ["EXECUTION_QUEUED", "EXECUTION_CANCELLED"]
-        finally:
-            await store.close()
+        # The rest of the slot moves; the same call then runs on the new owner.
+        moving.finish()
+        assert (await store.cancel(x, "t1", _now())).value == "CANCELLED"
+        assert await _event_types(store, x) == [(1, "EXECUTION_QUEUED"), (2, "EXECUTION_CANCELLED")]
+
+
+async def test_take_leases_nothing_while_an_execution_it_read_is_moving() -> None:
+    """take.lua read the entry and started the execution (RUNNING, a sequence
+    taken) before it met the execution's moved event stream: a started
+    execution without its EXECUTION_STARTED event, and no lease for anyone.
+    Now the read is a plain command and the lease a script that declares the
+    execution's keys: refused whole; the entry read is reclaimed as any entry
+    read but never leased."""
+    async with _cluster_store() as (cluster, store):
+        (x,) = _ids_in(store, 0, 1)
+        await _in_use(cluster, store, 0)
+        await store.enqueue(_job(x), _now())
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec_events(x))
+
+        with pytest.raises(Unavailable):
+            await store.take("w1", 32, 30_000, _now())
+        async with moving.on_source() as direct:
+            assert await direct.hmget(keys.exec(x), "st", "seq", "f") == ["QUEUED", "1", "0"]
+
+        moving.finish()
+        assert (await store.reclaim(min_idle_ms=0, max_reclaims=5, limit=10)).requeued == 1
+        (got,) = await store.take("w1", 32, 30_000, _now())
+        assert got.lease is not None and got.delivery.execution_id == x
+        assert await _event_types(store, x) == [(1, "EXECUTION_QUEUED"), (2, "EXECUTION_STARTED")]
+
+
+async def test_reclaim_dead_letters_nothing_while_the_execution_is_moving() -> None:
+    """reclaim.lua acked the entry and counted the reclaim before it met the
+    moved event stream: the execution lost its entry, its sequence advanced
+    without an event.  Now the claim is a plain command and the script declares
+    the claimed execution's keys: refused whole, then dead-lettered fully."""
+    async with _cluster_store() as (cluster, store):
+        (x,) = _ids_in(store, 1, 1)
+        await _in_use(cluster, store, 1)
+        await store.enqueue(_job(x), _now())
+        assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [x]
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec_events(x))
+
+        with pytest.raises(Unavailable):
+            await store.reclaim(min_idle_ms=0, max_reclaims=0, limit=10)
+        async with moving.on_source() as direct:
+            assert await direct.hmget(keys.exec(x), "st", "seq", "rc") == ["QUEUED", "1", "0"]
+            stream = keys.jobs(keys.partition(x), 0)
+            assert (await direct.xpending(stream, "workers"))["pending"] == 1
+
+        moving.finish()
+        assert (await store.reclaim(min_idle_ms=0, max_reclaims=0, limit=10)).dead_lettered == 1
+        assert await _event_types(store, x) == [(1, "EXECUTION_QUEUED"), (2, "EXECUTION_FAILED")]
+        failed, _ = await store.list_failed(10, "")
+        assert [f.execution_id for f in failed] == [x, "in-use"]
+
+
+async def test_move_due_moves_nothing_while_a_due_execution_is_moving() -> None:
+    """move_due.lua took the due execution off the delayed set before it met its
+    moved hash: the execution was in no stream and no set.  Now the due ids are
+    read first and declared: the script is refused whole, then moves it."""
+    async with _cluster_store() as (cluster, store):
+        (x,) = _ids_in(store, 2, 1)
+        await _in_use(cluster, store, 2)
+        now = _now()
+        await store.enqueue(_job(x, run_at_ms=now + 1000), now)
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec(x))
+
+        with pytest.raises(Unavailable):
+            await store.move_due(now + 2000, 100)
+        async with moving.on_source() as direct:
+            assert await direct.zscore(keys.delayed(keys.partition(x)), x) is not None
+
+        moving.finish()
+        assert await store.move_due(now + 2000, 100) == 1
+        assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [x]
+
+
+async def test_a_commit_promotes_nothing_while_the_next_parked_execution_is_moving() -> None:
+    """commit.lua ended the attempt and popped the tenant's next parked
+    execution before it met that execution's moved hash: the parked execution
+    was in no stream and no backlog.  Now the tenant and its next parked
+    execution are read first and declared: refused whole, then the commit ends
+    the attempt and promotes it."""
+    # One place per tenant and partition.
+    async with _cluster_store(tenant_max_active=4) as (cluster, store):
+        a, b = _ids_in(store, 1, 2)
+        await _in_use(cluster, store, 1)
+        for x in (a, b):
+            await store.enqueue(_job(x), _now())
+        (got,) = await store.acquire(await store.read_jobs("w1", 10, 0), 30_000, _now())
+        assert got.lease is not None and got.delivery.execution_id == a
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(b))
+        moving.move(keys.exec(b))
+
+        done = Commit(got.lease, transition=Transition(ExecutionStatus.COMPLETED), number=1)
+        with pytest.raises(Unavailable):
+            await store.commit([done], _now())
+        async with moving.on_source() as direct:
+            assert await direct.hget(keys.exec(a), "st") == "RUNNING"
+            assert await direct.zrange(keys.park(1, "t1"), 0, -1) == [b]
+
+        moving.finish()
+        (r,) = await store.commit([done], _now())
+        assert r.ok
+        assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [b]
+
+
+async def test_an_operator_cancel_changes_nothing_while_the_tenants_backlog_is_moving() -> None:
+    """cancel.lua without a tenant (an operator's) ended the execution, then met
+    the tenant's moved backlog: cancelled, its place still taken, the parked
+    execution never promoted.  Now the tenant is read first and its keys
+    declared: refused whole, then cancelled with the place handed over."""
+    async with _cluster_store(tenant_max_active=4) as (cluster, store):
+        a, b = _ids_in(store, 2, 2)
+        await _in_use(cluster, store, 2)
+        for x in (a, b):
+            await store.enqueue(_job(x), _now())
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(a))
+        moving.move(keys.park(2, "t1"))
+
+        with pytest.raises(Unavailable):
+            await store.cancel(a, "", _now())
+        async with moving.on_source() as direct:
+            assert await direct.hmget(keys.exec(a), "st", "cx") == ["QUEUED", "0"]
+
+        moving.finish()
+        assert await store.cancel(a, "", _now()) is ExecutionStatus.CANCELLED
+        assert await _event_types(store, a) == [(1, "EXECUTION_QUEUED"), (2, "EXECUTION_CANCELLED")]
+        acquired = await store.acquire(await store.read_jobs("w1", 10, 0), 30_000, _now())
+        assert {(acq.delivery.execution_id, acq.skipped) for acq in acquired} == {
+            (a, "terminal"),
+            (b, ""),
+        }
+
+
+async def test_acquire_of_a_cancelled_execution_ends_it_while_the_tenants_places_move() -> None:
+    """acquire.lua ended a cancelled execution (event, CANCELLED, entry acked),
+    then met the tenant's moved places: an error to the worker after all of
+    that.  Now the acquire script touches only what it declares and the place is
+    given back by a call of its own, which the migration refuses: the sweep
+    gives it back and fills it once the slot has moved."""
+    async with _cluster_store(tenant_max_active=4) as (cluster, store):
+        a, b = _ids_in(store, 3, 2)
+        await _in_use(cluster, store, 3)
+        for x in (a, b):
+            await store.enqueue(_job(x), _now())
+        (got,) = await store.acquire(await store.read_jobs("w1", 10, 0), 30_000, _now())
+        assert got.lease is not None
+        assert await store.cancel(a, "t1", _now()) is ExecutionStatus.RUNNING
+        assert await store.release([got.lease]) == [True]
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(a))
+        moving.move(keys.admitted(3, "t1"))
+
+        (ended,) = await store.acquire(await store.read_jobs("w1", 10, 0), 30_000, _now())
+        assert ended.skipped == "cancelled"
+        async with moving.on_source() as direct:
+            assert await direct.hget(keys.exec(a), "st") == "CANCELLED"
+        assert [t for _, t in await _event_types(store, a)][-1] == "EXECUTION_CANCELLED"
+
+        moving.finish()
+        assert await store.move_due(_now(), 100) == 1
+        assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [b]
+
+
+async def test_purging_the_failed_queue_changes_nothing_while_an_execution_is_moving() -> None:
+    """purge_failed.lua took the execution off the failed queue before it met
+    its moved hash to cut its TTL.  Now the queue is read first and each
+    execution's keys declared: refused whole, then purged."""
+    async with _cluster_store() as (cluster, store):
+        x = f"ex-{uuid.uuid4().hex[:10]}"
+        await store.enqueue(_job(x), _now())
+        await store.read_jobs("w1", 10, 0)
+        assert (await store.reclaim(min_idle_ms=0, max_reclaims=0, limit=10)).dead_lettered == 1
+        keys = store.config.keys
+        moving = _Migration(cluster, keys.exec(x))
+        moving.move(keys.exec(x))
+
+        with pytest.raises(Unavailable):
+            await store.purge_failed([], True)
+        async with moving.on_source() as direct:
+            assert await direct.zscore(keys.failed(keys.partition(x)), x) is not None
+
+        moving.finish()
+        assert await store.purge_failed([], True) == 1
+        assert await store.list_failed(10, "") == ([], "")
+        ttl = await store.client.ttl(keys.exec(x))
+        assert 0 < ttl <= store.config.completion_ttl_s
 
 
 def test_every_script_is_declared() -> None:
-    """declared_keys knows every script (a new one must say which keys it derives)."""
+    """declared_keys knows every script the cluster runs (a new one must say
+    which keys it derives), and each runs there in its cluster variant."""
     k = Keys("nd", 4)
-    for name in SCRIPTS:
+    assert set(SCRIPTS) - set(CLUSTER_SCRIPTS) == {"take", "reclaim", "move_due"}
+    for name, script in CLUSTER_SCRIPTS.items():
         args = [k.base(1), "x", "t1", "0", "0", "0", "0", "0"]
         assert declared_keys(k, name, k.exec_in(1, "x"), args, (0,))[0] == k.exec_in(1, "x")
+        assert name not in SCRIPTS or script.sha != SCRIPTS[name].sha
 
 
 async def test_streams_from_before_the_count_was_recorded_tell_the_count(redis_url: str) -> None:

@@ -4,10 +4,15 @@ Same layout, same scripts as on one Redis (docs/redis-layout.md): every key of a
 partition carries its hash tag, so a partition is one slot and a script call
 stays on one master.  What differs is what a cluster refuses or routes:
 
-- a script call declares every key the script derives from its arguments in
-  KEYS (``declared_keys``): during a slot migration Redis then answers
-  TRYAGAIN or ASK before the script runs, instead of failing it halfway at the
-  first key that already moved;
+- a script call declares every key it touches in KEYS: the keys it derives
+  from its arguments (``declared_keys``) and the keys it would otherwise find
+  while it runs, which the adapter reads first (a job's tenant, the tenant's
+  next parked job, the entries to lease or reclaim, the due executions).
+  During a slot migration Redis then answers TRYAGAIN or ASK before the
+  script runs, instead of failing it halfway at the first key that already
+  moved.  The scripts run in their cluster variants (``CLUSTER_SCRIPTS``):
+  a key read beforehand is touched only if it is still the one to touch;
+  otherwise that step is left to the scheduler's sweep;
 - a batch of script calls goes out as one pipeline per master (redis-py's
   cluster pipeline follows MOVED and ASK and retries TRYAGAIN), and the
   scripts are loaded on every primary;
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -33,31 +40,52 @@ from redis.backoff import ExponentialBackoff
 from redis.client import NEVER_DECODE
 from redis.exceptions import AskError, MovedError, ResponseError, SlotNotCoveredError
 
-from nodedrop.store.config import StoreConfig
+from nodedrop.store.config import SWEEP_TENANTS, StoreConfig
 from nodedrop.store.errors import Misconfigured, Unavailable
 from nodedrop.store.keys import JOBS_GROUP, Keys
-from nodedrop.store.model import Delivery, TailEntry
+from nodedrop.store.model import (
+    Acquired,
+    Commit,
+    CommitResult,
+    Delivery,
+    ExecutionStatus,
+    Lease,
+    ReclaimReport,
+    TailEntry,
+)
 from nodedrop.store.ports import TailCursor
 from nodedrop.store.redis_store import (
     _DOWN,
+    _TAKE_PER_PARTITION,
     CLUSTER_SCHEME,
     RedisStore,
+    _acquired,
     _Call,
+    _now_ms,
     _raw_reply,
     _records,
     _run,
     _tail_records,
     _unavailable,
 )
-from nodedrop.store.scripts import SCRIPTS
+from nodedrop.store.scripts import CLUSTER_SCRIPTS
 
-__all__ = ["RedisClusterStore", "declared_keys", "parse_cluster_url"]
+__all__ = ["RedisClusterStore", "admission_keys", "declared_keys", "parse_cluster_url"]
 
 _T = TypeVar("_T")
 # An events entry the tail read: partition, entry id, its events.
 _TailItem = tuple[int, str, list[TailEntry]]
 # How long closing waits for job reads in flight to bring what they read.
 _CLOSE_WAIT_S = 2.0
+# Keys a call's scripts touch beyond what their arguments name, read before the
+# call, by the script call's KEYS[1]: ``_pipe`` declares them too.
+_NOTHING_FOUND: Mapping[str, Sequence[str]] = MappingProxyType({})
+_FOUND: contextvars.ContextVar[Mapping[str, Sequence[str]]] = contextvars.ContextVar(
+    "found_keys", default=_NOTHING_FOUND
+)
+# Tenants of the executions this process leased, for their commits (the lease
+# does not name the tenant); past this many the oldest are forgotten (read again).
+_TENANTS_KEPT = 100_000
 
 
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
@@ -89,28 +117,25 @@ def declared_keys(
     """Every key script ``name`` derives from its arguments, ``key`` (its KEYS[1])
     first, as the layout names them (lua/_lib.lua builds the same names).
 
-    Keys a script only finds while it runs cannot be declared: the executions
-    of the entries ``take`` and ``reclaim`` read, the due ones of ``move_due``,
-    a tenant's next parked execution a freed place goes to, and the tenant's
-    admission keys where only the execution's hash names the tenant
-    (``commit``, ``acquire`` of a cancelled execution, a cancel for any
-    tenant).  Those keys are in the same slot, so they are served unless that
-    slot is being migrated (docs/redis-layout.md, "On Redis Cluster").
+    The keys a script would otherwise find while it runs are not derived from
+    its arguments: the adapter reads them before the call and declares them
+    with these (``admission_keys``; the entries ``take`` and ``reclaim`` lease
+    or requeue, the due executions of ``move_due``, their tenants' admission
+    keys and the parked executions a freed place goes to); docs/redis-layout.md,
+    "On Redis Cluster".
     """
     a = [str(x) for x in args]
     out = [key]
-    if name in ("trim", "requeue", "swap_schedule", "purge_failed"):
-        pass  # KEYS[1] is all they touch (purge_failed: the failed set, then its ids)
-    elif name == "take":
+    if name in ("trim", "requeue", "swap_schedule"):
+        pass  # KEYS[1] is all they touch
+    elif name == "purge_failed":
+        # The ids given (the adapter never asks the script to find them: all=1).
         base = a[0]
-        out += _lane_streams(k, base, a[6:])
-        out += [base + "events", base + "delayed", base + "stats"]
-    elif name == "move_due":
-        base = a[0]
-        out += [*_lane_streams(k, base, a[5:]), base + "parked"]
-    elif name == "reclaim":
-        base = a[0]
-        out += [base + "events", base + "failed", base + "stats"]
+        for x in a[3:]:
+            ek = base + "exec:" + x
+            out += [ek, ek + ":out", ek + ":ev"]
+    elif name.startswith("cluster_"):
+        pass  # the cluster's own scripts: the caller found every other key
     else:
         base, execution = a[0], a[1]
         ek = base + "exec:" + execution
@@ -139,6 +164,22 @@ def declared_keys(
             out += [base + "failed"]
     # KEYS[1] names one of them already (the exec hash, a stream): once each.
     return list(dict.fromkeys(out))
+
+
+def admission_keys(
+    k: Keys, p: int, tenant: str, parked_next: Iterable[str], lanes: Sequence[int]
+) -> list[str]:
+    """What giving a tenant's place back or admitting one of its jobs may touch:
+    its admission keys, its next parked executions (read before the call), and
+    the lane streams a promoted one enters."""
+    base = k.base(p)
+    return [
+        base + "in:" + tenant,
+        base + "park:" + tenant,
+        base + "parked",
+        *(k.exec_in(p, x) for x in parked_next),
+        *(k.jobs(p, lane) for lane in lanes),
+    ]
 
 
 class _PartitionReads(Generic[_T]):
@@ -273,6 +314,7 @@ class RedisClusterStore(RedisStore):
         self._tail_count = 1
         self._group_reads: dict[str, _PartitionReads[TailEntry]] = {}
         self._group_args: dict[str, tuple[str, int]] = {}
+        self._tenant_of: dict[str, str] = {}
 
     @classmethod
     def from_cluster_url(
@@ -319,7 +361,7 @@ class RedisClusterStore(RedisStore):
         pass  # redis-py's cluster client refuses a node that is not in a cluster
 
     async def load_scripts(self) -> None:
-        for s in SCRIPTS.values():
+        for s in CLUSTER_SCRIPTS.values():
             await _run(
                 self._c.execute_command(
                     "SCRIPT LOAD", s.source, target_nodes=RedisCluster.PRIMARIES
@@ -327,13 +369,20 @@ class RedisClusterStore(RedisStore):
             )
 
     async def _pipe(self, calls: Sequence[_Call]) -> list[Any]:
-        """One pipeline per master; every key the script derives from its
-        arguments declared.  A reply that is an error comes back in place."""
+        """One pipeline per master, each script in its cluster variant; every key
+        the script derives from its arguments declared, and those the caller
+        found before the call (``_FOUND``).  A reply that is an error comes back
+        in place."""
         pipe = self._c.pipeline()
         lanes = self.config.lanes
+        found = _FOUND.get()
         for script, key, args in calls:
             keys = declared_keys(self._k, script.name, key, args, lanes)
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            more = found.get(key)
+            if more:
+                keys = list(dict.fromkeys([*keys, *more]))
+            sha = CLUSTER_SCRIPTS[script.name].sha
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         try:
             out: list[Any] = await pipe.execute(raise_on_error=False)
         except _DOWN as e:
@@ -377,6 +426,11 @@ class RedisClusterStore(RedisStore):
 
     async def _read_partition_jobs(self, p: int, block_ms: int) -> list[Delivery]:
         consumer, per_stream = self._read_args
+        return await self._read_new(p, consumer, per_stream, block_ms)
+
+    async def _read_new(
+        self, p: int, consumer: str, per_stream: int, block_ms: int
+    ) -> list[Delivery]:
         names = self._lanes_of[p]
         args: list[Any] = ["XREADGROUP", "GROUP", JOBS_GROUP, consumer, "COUNT", per_stream]
         if block_ms:
@@ -408,6 +462,354 @@ class RedisClusterStore(RedisStore):
                     )
                 )
         return out
+
+    # -- find, then write -----------------------------------------------------------
+    #
+    # A script may touch only keys it declares (module docstring).  Where one
+    # would find keys while it runs, the adapter reads them first with plain
+    # commands and declares them; the cluster variants of the scripts check that
+    # what was read still holds.
+
+    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
+        """A non-blocking read per partition asked, then one script per partition
+        that leases what it read (take.lua reads in the script, and cannot
+        declare the executions of entries it has yet to read).  An entry read
+        but not leased (an outage in between) is pending under this consumer:
+        the reclaimer requeues it after the lease."""
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
+        partitions = self._k.partitions
+        # As on one Redis: a small refill asks a few partitions for several
+        # entries each, rotating from call to call.
+        used = min(partitions, max(1, -(-count // _TAKE_PER_PARTITION)))
+        each, extra = divmod(count, used)
+        start = self._take_from
+        self._take_from = (start + used) % partitions
+        wanted = [((start + k) % partitions, each + (k < extra)) for k in range(used)]
+        wanted = [(p, n) for p, n in wanted if n > 0]
+        reads = await asyncio.gather(*(self._read_new(p, consumer, n, 0) for p, n in wanted))
+        surplus: list[Delivery] = []
+        read_by: list[list[Delivery]] = []
+        calls: list[_Call] = []
+        found: dict[str, list[str]] = {}
+        for (p, n), read in zip(wanted, reads, strict=True):
+            # COUNT applies per lane: the partition's ``n`` go to the highest
+            # lanes, the rest back to their streams (take.lua read lane by lane).
+            read.sort(key=lambda d: self._lane_rank[d.lane])
+            surplus += read[n:]
+            if not read[:n]:
+                continue
+            read_by.append(read[:n])
+            base = self._k.base(p)
+            args: list[Any] = [
+                base,
+                now_ms,
+                self.config.events_maxlen,
+                self.config.completion_ttl_s,
+            ]
+            keys = [*self._lanes_of[p], base + "events", base + "delayed", base + "stats"]
+            for d in read[:n]:
+                args += [d.entry_id, d.lane, d.execution_id, d.attempt]
+                ek = base + "exec:" + d.execution_id
+                keys += [ek, ek + ":out", ek + ":ev"]
+            found[self._lanes_of[p][0]] = keys
+            calls.append((CLUSTER_SCRIPTS["cluster_take"], self._lanes_of[p][0], args))
+        if surplus:
+            await self.requeue(surplus)
+        replies = await self._eval_found(calls, found)
+        out = [
+            _acquired(d, r)
+            for read, items in zip(read_by, replies, strict=True)
+            for d, r in zip(read, items, strict=True)
+        ]
+        await self._leased(out)
+        out.sort(key=lambda acq: self._lane_rank[acq.delivery.lane])
+        return out
+
+    async def acquire(
+        self, deliveries: Sequence[Delivery], lease_ms: int, now_ms: int, consumer: str = ""
+    ) -> list[Acquired]:
+        out = await super().acquire(deliveries, lease_ms, now_ms, consumer)
+        await self._leased(out)
+        return out
+
+    async def _leased(self, acquired: Sequence[Acquired]) -> None:
+        for acq in acquired:
+            if acq.context is not None:
+                self._remember(acq.delivery.execution_id, acq.context.tenant_id)
+        cancelled = [acq.delivery for acq in acquired if acq.skipped == "cancelled"]
+        if cancelled and self.config.tenant_cap:
+            # The acquire script could not name the tenant's keys: the cancelled
+            # execution's place is given back now (the sweep fills it, as on one
+            # Redis).  Not done (an outage): the sweep gives it back too, once
+            # the tenant is full.
+            with contextlib.suppress(Unavailable):
+                await self._give_back(cancelled)
+
+    async def _give_back(self, ended: Sequence[Delivery]) -> None:
+        tenants = await self._tenants([d.execution_id for d in ended], forget=True)
+        calls: list[_Call] = []
+        found: dict[str, list[str]] = {}
+        for d, tenant in zip(ended, tenants, strict=True):
+            if tenant is None:
+                continue  # its state expired: the sweep finds the place
+            key = self._k.exec_in(d.partition, d.execution_id)
+            found[key] = self._admission(d.partition, tenant, {})
+            args = [self._k.base(d.partition), d.execution_id, tenant]
+            calls.append((CLUSTER_SCRIPTS["cluster_leave"], key, args))
+        await self._eval_found(calls, found)
+
+    async def commit(self, commits: Sequence[Commit], now_ms: int) -> list[CommitResult]:
+        """An attempt that ends gives its place to the tenant's next parked
+        execution in the same script: the tenant (known from the lease, else
+        read) and that execution are read first and declared."""
+        ending = [c.lease for c in commits if c.transition is not None]
+        if not ending or not self.config.tenant_cap:
+            return await super().commit(commits, now_ms)
+        tenants = await self._tenants([lz.execution_id for lz in ending], forget=True)
+        owned = [(lz, t) for lz, t in zip(ending, tenants, strict=True) if t is not None]
+        heads = await self._parked_next([(lz.partition, t) for lz, t in owned])
+        # The scripts run in order: the tenant's n-th ending commit in the batch
+        # promotes its n-th parked execution, and declares only that one (all of
+        # them would make a batch's keys grow with its square).  One that finds
+        # another at the head leaves the promotion to the sweep.
+        turn: dict[tuple[int, str], int] = {}
+        found: dict[str, list[str]] = {}
+        for lz, t in owned:
+            owner = (lz.partition, t)
+            n = turn[owner] = turn.get(owner, -1) + 1
+            mine = heads.get(owner, [])[n : n + 1]
+            found[self._k.exec_in(lz.partition, lz.execution_id)] = admission_keys(
+                self._k, lz.partition, t, mine, self.config.lanes
+            )
+        token = _FOUND.set(found)
+        try:
+            return await super().commit(commits, now_ms)
+        finally:
+            _FOUND.reset(token)
+
+    async def cancel(
+        self, execution_id: str, tenant_id: str, now_ms: int, reason: str = ""
+    ) -> ExecutionStatus:
+        """The execution's tenant (read first when the caller may cancel any
+        tenant's) and its next parked execution are declared: a cancel gives a
+        waiting execution's place to it."""
+        p = self._k.partition(execution_id)
+        tenant: str | None = tenant_id
+        if not tenant:
+            (tenant,) = await self._tenants([execution_id], forget=False)
+        if tenant is None:
+            return await super().cancel(execution_id, tenant_id, now_ms, reason)
+        heads = await self._parked_next([(p, tenant)])
+        found = {self._k.exec_in(p, execution_id): self._admission(p, tenant, heads)}
+        token = _FOUND.set(found)
+        try:
+            return await super().cancel(execution_id, tenant_id, now_ms, reason)
+        finally:
+            _FOUND.reset(token)
+
+    async def retry_failed(self, execution_ids: Sequence[str], all_: bool, now_ms: int) -> int:
+        """Each execution's tenant is read first: a retried execution is admitted
+        under its tenant's cap."""
+        ids = list(execution_ids)
+        if all_:
+            pipe = self._c.pipeline()
+            for p in range(self._k.partitions):
+                pipe.zrange(self._k.failed(p), 0, -1)
+            ids = [m for part in await _run(pipe.execute()) for m in part]
+        tenants = await self._tenants(ids, forget=False)
+        found = {
+            self._k.exec(x): self._admission(self._k.partition(x), t, {})
+            for x, t in zip(ids, tenants, strict=True)
+            if t is not None
+        }
+        token = _FOUND.set(found)
+        try:
+            return await super().retry_failed(ids, False, now_ms)
+        finally:
+            _FOUND.reset(token)
+
+    async def purge_failed(self, execution_ids: Sequence[str], all_: bool) -> int:
+        """The whole queue is read first (ZRANGE), so that each purged
+        execution's keys are declared; the script purges an id only while it
+        is still in the queue."""
+        ids = list(execution_ids)
+        if all_:
+            pipe = self._c.pipeline()
+            for p in range(self._k.partitions):
+                pipe.zrange(self._k.failed(p), 0, -1)
+            ids = [m for part in await _run(pipe.execute()) for m in part]
+        return await super().purge_failed(ids, False)
+
+    async def release(self, leases: Sequence[Lease]) -> list[bool]:
+        for lz in leases:
+            self._tenant_of.pop(lz.execution_id, None)
+        return await super().release(leases)
+
+    async def move_due(self, now_ms: int, limit: int) -> int:
+        """Per partition: the due executions and the tenants to sweep are read
+        first (ZRANGEBYSCORE, SRANDMEMBER), then their tenants, the sweep's
+        places and parked executions; one script then moves and sweeps, each
+        execution only while it is still due."""
+        parts = range(self._k.partitions)
+        pipe = self._c.pipeline()
+        for p in parts:
+            pipe.zrangebyscore(self._k.delayed(p), "-inf", now_ms, start=0, num=limit)
+            pipe.srandmember(self._k.parked(p), SWEEP_TENANTS)
+        first = await _run(pipe.execute())
+        due = {p: list(first[2 * p]) for p in parts}
+        sweep = {p: sorted(first[2 * p + 1] or ()) for p in parts}
+        busy = [p for p in parts if due[p] or sweep[p]]
+        if not busy:
+            return 0
+        cap = self.config.tenant_cap
+        # A swept tenant fills up to its cap (every parked one when admission is
+        # off); at most ``limit`` per pass, as for the due ones.
+        heads_each = min(cap, limit) if cap > 0 else limit
+        pipe = self._c.pipeline()
+        for p in busy:
+            for x in due[p]:
+                pipe.hget(self._k.exec_in(p, x), "tn")
+            for tenant in sweep[p]:
+                pipe.zrange(self._k.admitted(p, tenant), 0, 7)
+                pipe.zrange(self._k.park(p, tenant), 0, heads_each - 1)
+        replies = iter(await _run(pipe.execute()))
+        calls: list[_Call] = []
+        found: dict[str, list[str]] = {}
+        for p in busy:
+            keys: list[str] = []
+            for x in due[p]:
+                keys.append(self._k.exec_in(p, x))
+                tenant = next(replies)
+                if tenant is not None:
+                    keys += admission_keys(self._k, p, tenant, (), self.config.lanes)
+            for tenant in sweep[p]:
+                places, parked_next = next(replies), next(replies)
+                keys += admission_keys(self._k, p, tenant, [*places, *parked_next], ())
+            keys += [self._k.parked(p), *(self._k.jobs(p, lane) for lane in self.config.lanes)]
+            found[self._k.delayed(p)] = list(dict.fromkeys(keys))
+            args: list[Any] = [self._k.base(p), now_ms, cap, len(due[p]), *due[p]]
+            args += [len(sweep[p]), *sweep[p], *self.config.lanes]
+            calls.append((CLUSTER_SCRIPTS["cluster_move_due"], self._k.delayed(p), args))
+        return sum(int(r) for r in await self._eval_found(calls, found))
+
+    async def reclaim(self, min_idle_ms: int, max_reclaims: int, limit: int) -> ReclaimReport:
+        """XAUTOCLAIM per lane stream (to the reclaimer), then the claimed
+        executions' tenants and their next parked executions, then one script
+        per stream that requeues or dead-letters what it claimed."""
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
+        now = _now_ms()
+        pipe = self._c.pipeline()
+        for _, _, name in self._streams:
+            pipe.execute_command(
+                "XAUTOCLAIM", name, JOBS_GROUP, "reclaimer", min_idle_ms, "0-0", "COUNT", limit
+            )
+        claims = await _run(pipe.execute(raise_on_error=False))
+        claimed: list[tuple[int, int, str, list[tuple[str, str, str, str]]]] = []
+        for (p, lane, name), reply in zip(self._streams, claims, strict=True):
+            if isinstance(reply, _DOWN):
+                raise _unavailable(reply) from reply
+            if isinstance(reply, Exception):
+                if "NOGROUP" not in str(reply):
+                    raise reply
+                # Redis lost its data: the group is recreated, nothing is pending.
+                self._groups_ready.discard(JOBS_GROUP)
+                await self.ensure_groups()
+                continue
+            entries = []
+            for entry_id, f in reply[1]:
+                d = dict(zip(f[::2], f[1::2], strict=True)) if f else {}
+                entries.append((entry_id, d.get("x", ""), d.get("a", "1"), d.get("tp", "")))
+            if entries:
+                claimed.append((p, lane, name, entries))
+        if not claimed:
+            return ReclaimReport()
+        ids = [(p, e[1]) for p, _, _, entries in claimed for e in entries if e[1]]
+        tenants = await self._tenants([x for _, x in ids], forget=False)
+        tenant_of = {x: t for (_, x), t in zip(ids, tenants, strict=True) if t is not None}
+        heads = await self._parked_next([(p, tenant_of[x]) for p, x in ids if x in tenant_of])
+        calls: list[_Call] = []
+        found: dict[str, list[str]] = {}
+        for p, lane, name, entries in claimed:
+            base = self._k.base(p)
+            keys = [base + "events", base + "failed", base + "stats"]
+            args: list[Any] = [
+                base,
+                lane,
+                max_reclaims,
+                now,
+                self.config.events_maxlen,
+                self.config.tenant_cap,
+            ]
+            for entry in entries:
+                x = entry[1]
+                args += list(entry)
+                if x:
+                    ek = self._k.exec_in(p, x)
+                    keys += [ek, ek + ":ev"]
+                if x in tenant_of:
+                    keys += self._admission(p, tenant_of[x], heads)
+            found[name] = list(dict.fromkeys(keys))
+            calls.append((CLUSTER_SCRIPTS["cluster_reclaim"], name, args))
+        results = await self._eval_found(calls, found)
+        return ReclaimReport(
+            requeued=sum(int(r[0]) for r in results),
+            dead_lettered=sum(int(r[1]) for r in results),
+            dropped=sum(int(r[2]) for r in results),
+        )
+
+    async def _eval_found(
+        self, calls: Sequence[_Call], found: Mapping[str, Sequence[str]]
+    ) -> list[Any]:
+        token = _FOUND.set(found)
+        try:
+            return await self._eval(calls)
+        finally:
+            _FOUND.reset(token)
+
+    def _remember(self, execution_id: str, tenant: str) -> None:
+        if len(self._tenant_of) >= _TENANTS_KEPT:
+            del self._tenant_of[next(iter(self._tenant_of))]
+        self._tenant_of[execution_id] = tenant
+
+    async def _tenants(self, ids: Sequence[str], *, forget: bool) -> list[str | None]:
+        """Each execution's tenant: from its lease where this process leased it,
+        else read from its hash (None: its state is gone).  ``forget``: the
+        lease ends with this call."""
+        known = self._tenant_of
+        out: list[str | None] = [known.pop(x, None) if forget else known.get(x) for x in ids]
+        missing = [i for i, t in enumerate(out) if t is None]
+        if missing:
+            pipe = self._c.pipeline()
+            for i in missing:
+                pipe.hget(self._k.exec(ids[i]), "tn")
+            for i, tenant in zip(missing, await _run(pipe.execute()), strict=True):
+                out[i] = tenant
+        return out
+
+    async def _parked_next(
+        self, owners: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], list[str]]:
+        """The next parked executions of each (partition, tenant): as many as
+        places it may free in the call (one per occurrence)."""
+        if not self.config.tenant_cap:
+            return {}
+        wanted: dict[tuple[int, str], int] = {}
+        for owner in owners:
+            wanted[owner] = wanted.get(owner, 0) + 1
+        if not wanted:
+            return {}
+        pipe = self._c.pipeline()
+        for (p, tenant), n in wanted.items():
+            pipe.zrange(self._k.park(p, tenant), 0, n - 1)
+        replies = await _run(pipe.execute())
+        return {owner: list(r) for owner, r in zip(wanted, replies, strict=True)}
+
+    def _admission(
+        self, p: int, tenant: str, heads: Mapping[tuple[int, str], Sequence[str]]
+    ) -> list[str]:
+        return admission_keys(self._k, p, tenant, heads.get((p, tenant), ()), self.config.lanes)
 
     async def tail(
         self, cursor: TailCursor, count: int, block_ms: int

@@ -1,8 +1,11 @@
 """The Lua scripts, loaded once per connection pool and run with EVALSHA.
 
-Each script is the static text of ``lua/_lib.lua`` and ``lua/_fair.lua`` followed
-by its own file;
-nothing of it ever comes from user input.
+Each script is the static text of ``lua/_lib.lua``, ``lua/_fair.lua`` and
+``lua/_acquire.lua`` followed by its own file; nothing of it ever comes from
+user input.  ``CLUSTER_SCRIPTS`` are the Redis Cluster adapter's: the same
+scripts with ``lua/_cluster.lua`` after ``_fair.lua`` (a key a script finds while
+it runs is touched only when the caller declared it), and the scripts only the
+cluster runs (``cluster_*.lua``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ _NAMES = (
     "trim",
     "swap_schedule",
 )
+_CLUSTER_NAMES = ("cluster_take", "cluster_reclaim", "cluster_move_due", "cluster_leave")
+# What the cluster's own scripts do instead (after reading, with plain commands,
+# the keys these would find while they run).
+_CLUSTER_REPLACED = ("take", "reclaim", "move_due")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +45,19 @@ class LuaScript:
     sha: str
 
 
-def _load() -> dict[str, LuaScript]:
+def _load(*, cluster: bool) -> dict[str, LuaScript]:
     folder = resources.files("nodedrop.store") / "lua"
-    lib = (folder / "_lib.lua").read_text() + "\n" + (folder / "_fair.lua").read_text()
+    parts = ["_lib", "_fair", *(["_cluster"] if cluster else []), "_acquire"]
+    lib = "\n".join((folder / f"{part}.lua").read_text() for part in parts)
     out = {}
-    for name in _NAMES:
+    names = (
+        [n for n in _NAMES if n not in _CLUSTER_REPLACED] + [*_CLUSTER_NAMES] if cluster else _NAMES
+    )
+    for name in names:
         src = lib + "\n" + (folder / f"{name}.lua").read_text()
         out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
     return out
 
 
-SCRIPTS = _load()
+SCRIPTS = _load(cluster=False)
+CLUSTER_SCRIPTS = _load(cluster=True)

@@ -84,6 +84,12 @@ local function fair_leave(base, tn, id, cap, now)
   if redis.call('ZREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
 end
 
+-- A job ended without its place handed over (acquire met a cancel): the
+-- scheduler's sweep fills the place.
+local function fair_give_back(base, tn, id)
+  redis.call('ZREM', in_key(base, tn), id)
+end
+
 -- A parked execution is cancelled: out of the backlog (an emptied backlog
 -- leaves ``parked`` with the next sweep).
 local function fair_unpark(base, tn, id)
