@@ -264,6 +264,32 @@ async def test_console_pages_through_ten_thousand_executions(live_system: LiveSy
         await expect(page.locator("#x-page")).to_have_text("page 4")
         ids = [await r.get_attribute("data-id") for r in await rows.all()]
         assert ids == seen[75:100]
+        # A page chosen while a read for another is in flight: the late answer
+        # never shows under the chosen page's label.
+        held: list[Any] = []
+
+        async def hold_read(route: Any) -> None:
+            held.append(route)
+
+        await page.route("**/ListExecutions", hold_read)
+        await page.click("#x-newer")  # its read (page 3) is held
+        for _ in range(100):
+            if held:
+                break
+            await asyncio.sleep(0.05)
+        await page.click("#x-older")  # back to page 4 while page 3's read is out
+        for route in held:
+            await route.continue_()
+        await page.unroute("**/ListExecutions")
+        shown: set[tuple[str, str | None]] = set()
+        for _ in range(40):
+            label, first = await page.evaluate(
+                "[document.getElementById('x-page').textContent,"
+                " document.querySelector('.exec-row')?.dataset.id ?? null]"
+            )
+            shown.add((label, first))
+            await asyncio.sleep(0.025)
+        assert shown == {("page 4", seen[75])}, shown
         await page.select_option("#f-status", "completed")
         await expect(page.locator("#x-page")).to_have_text("page 1", timeout=10_000)
         await expect(page.locator("#x-older")).to_be_enabled()

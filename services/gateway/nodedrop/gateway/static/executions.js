@@ -56,7 +56,15 @@ function overlay(x, always = false) {
 }
 
 async function fetchPage() {
-  const [page, names] = await Promise.all([executions("ListExecutions", request()), workflowNames().catch(() => new Map())]);
+  const asked = JSON.stringify(request());
+  const [page, names] = await Promise.all([executions("ListExecutions", JSON.parse(asked)), workflowNames().catch(() => new Map())]);
+  if (JSON.stringify(request()) !== asked) {
+    // Another page or filter was chosen while this read ran: its rows must not
+    // show under the new page's label (nor its next token land at the new
+    // page's place); the read queued meanwhile shows that page.
+    list.again = true;
+    return;
+  }
   const rows = (page.executions || []).map(overlay);
   list.tokens.length = list.page + 1;
   if (page.nextPageToken) list.tokens.push(page.nextPageToken);
