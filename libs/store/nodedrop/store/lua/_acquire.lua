@@ -1,4 +1,4 @@
--- Leasing, prepended after _fair.lua (it gives a cancelled job's place back).
+-- Leasing and reclaiming, prepended after _fair.lua (both give a place back).
 -- Lease one delivered attempt (the acquire script, and take for what it reads).
 -- Returns {0, reason} (entry acked, nothing to run) or
 -- {1, fence, tenant, workflow_id, workflow_json, trigger, attempt, max_attempts,
@@ -49,4 +49,26 @@ local function acquire_one(base, id, lane, entry, attempt, now, maxlen, completi
   local round = tonumber(h[3]) - tonumber(h[9]) + 1
   return {1, fence, h[5], h[6], h[7], h[8], h[3], h[10], h[11], h[12], h[13], round,
           redis.call('HGETALL', ek .. ':out')}
+end
+
+-- A dead worker's attempt whose entry was claimed and acked: requeued, or past
+-- ``max_reclaims`` leases dead-lettered.  Returns 'requeued', 'dead' or
+-- 'dropped' (no such execution, ended, or the entry of an older attempt).
+local function reclaim_one(base, stream, id, attempt, tp, max_reclaims, now, maxlen, cap)
+  if not id or id == '' then return 'dropped' end
+  local ek = exec_key(base, id)
+  local h = redis.call('HMGET', ek, 'st', 'a')
+  if not h[1] or TERMINAL[h[1]] or h[2] ~= attempt then return 'dropped' end
+  local rc = redis.call('HINCRBY', ek, 'rc', 1)
+  if rc > tonumber(max_reclaims) then
+    redis.call('HINCRBY', ek, 'f', 1)
+    local reason = 'stalled: lease expired ' .. rc .. ' times'
+    emit(base, id, now, maxlen, 'EXECUTION_FAILED', '', '',
+         cjson.encode({message = reason, code = 'STALLED', retryable = false}))
+    dead_letter(base, id, now, reason, '')
+    fair_leave(base, redis.call('HGET', ek, 'tn'), id, tonumber(cap), now)
+    return 'dead'
+  end
+  redis.call('XADD', stream, '*', 'x', id, 'a', attempt, 'tp', tp, 't', now)
+  return 'requeued'
 end

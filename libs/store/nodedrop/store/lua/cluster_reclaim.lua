@@ -10,25 +10,10 @@ for k = 7, #ARGV, 4 do
   local entry, id, attempt, tp = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
   -- Acked since the claim (the worker's commit, another reclaimer): not ours.
   if redis.call('XACK', KEYS[1], GROUP, entry) == 1 then
-    local ek = exec_key(base, id)
-    local h = id ~= '' and redis.call('HMGET', ek, 'st', 'a') or {}
-    if not h[1] or TERMINAL[h[1]] or h[2] ~= attempt then
-      dropped = dropped + 1
-    else
-      local rc = redis.call('HINCRBY', ek, 'rc', 1)
-      if rc > tonumber(ARGV[3]) then
-        redis.call('HINCRBY', ek, 'f', 1)
-        local reason = 'stalled: lease expired ' .. rc .. ' times'
-        emit(base, id, now, ARGV[5], 'EXECUTION_FAILED', '', '',
-             cjson.encode({message = reason, code = 'STALLED', retryable = false}))
-        dead_letter(base, id, now, reason, '')
-        fair_leave(base, redis.call('HGET', ek, 'tn'), id, tonumber(ARGV[6]), now)
-        dead = dead + 1
-      else
-        redis.call('XADD', KEYS[1], '*', 'x', id, 'a', attempt, 'tp', tp, 't', now)
-        requeued = requeued + 1
-      end
-    end
+    local got = reclaim_one(base, KEYS[1], id, attempt, tp, ARGV[3], now, ARGV[5], ARGV[6])
+    if got == 'requeued' then requeued = requeued + 1
+    elseif got == 'dead' then dead = dead + 1
+    else dropped = dropped + 1 end
   end
 end
 return {requeued, dead, dropped}

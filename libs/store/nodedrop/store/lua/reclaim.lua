@@ -15,24 +15,9 @@ for _, e in ipairs(r[2]) do
     end
   end
   ack(base, lane, entry)
-  local st = id and redis.call('HGET', exec_key(base, id), 'st')
-  if not st or TERMINAL[st] or redis.call('HGET', exec_key(base, id), 'a') ~= attempt then
-    dropped = dropped + 1
-  else
-    local ek = exec_key(base, id)
-    local rc = redis.call('HINCRBY', ek, 'rc', 1)
-    if rc > tonumber(ARGV[4]) then
-      redis.call('HINCRBY', ek, 'f', 1)
-      local reason = 'stalled: lease expired ' .. rc .. ' times'
-      emit(base, id, now, ARGV[7], 'EXECUTION_FAILED', '', '',
-           cjson.encode({message = reason, code = 'STALLED', retryable = false}))
-      dead_letter(base, id, now, reason, '')
-      fair_leave(base, redis.call('HGET', ek, 'tn'), id, tonumber(ARGV[8]), now)
-      dead = dead + 1
-    else
-      redis.call('XADD', KEYS[1], '*', 'x', id, 'a', attempt, 'tp', tp, 't', now)
-      requeued = requeued + 1
-    end
-  end
+  local got = reclaim_one(base, KEYS[1], id, attempt, tp, ARGV[4], now, ARGV[7], ARGV[8])
+  if got == 'requeued' then requeued = requeued + 1
+  elseif got == 'dead' then dead = dead + 1
+  else dropped = dropped + 1 end
 end
 return {requeued, dead, dropped}
