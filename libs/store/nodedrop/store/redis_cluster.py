@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -56,7 +56,6 @@ from nodedrop.store.model import (
 from nodedrop.store.ports import TailCursor
 from nodedrop.store.redis_store import (
     _DOWN,
-    _TAKE_PER_PARTITION,
     CLUSTER_SCHEME,
     RedisStore,
     _acquired,
@@ -83,6 +82,18 @@ _NOTHING_FOUND: Mapping[str, Sequence[str]] = MappingProxyType({})
 _FOUND: contextvars.ContextVar[Mapping[str, Sequence[str]]] = contextvars.ContextVar(
     "found_keys", default=_NOTHING_FOUND
 )
+
+
+@contextlib.contextmanager
+def _declaring(found: Mapping[str, Sequence[str]]) -> Iterator[None]:
+    """The keys read before the calls made inside: ``_pipe`` declares them."""
+    token = _FOUND.set(found)
+    try:
+        yield
+    finally:
+        _FOUND.reset(token)
+
+
 # Tenants of the executions this process leased, for their commits (the lease
 # does not name the tenant); past this many the oldest are forgotten (read again).
 _TENANTS_KEPT = 100_000
@@ -478,15 +489,7 @@ class RedisClusterStore(RedisStore):
         the reclaimer requeues it after the lease."""
         if JOBS_GROUP not in self._groups_ready:
             await self.ensure_groups()
-        partitions = self._k.partitions
-        # As on one Redis: a small refill asks a few partitions for several
-        # entries each, rotating from call to call.
-        used = min(partitions, max(1, -(-count // _TAKE_PER_PARTITION)))
-        each, extra = divmod(count, used)
-        start = self._take_from
-        self._take_from = (start + used) % partitions
-        wanted = [((start + k) % partitions, each + (k < extra)) for k in range(used)]
-        wanted = [(p, n) for p, n in wanted if n > 0]
+        wanted = self._take_plan(count)
         reads = await asyncio.gather(*(self._read_new(p, consumer, n, 0) for p, n in wanted))
         surplus: list[Delivery] = []
         read_by: list[list[Delivery]] = []
@@ -582,11 +585,8 @@ class RedisClusterStore(RedisStore):
             found[self._k.exec_in(lz.partition, lz.execution_id)] = admission_keys(
                 self._k, lz.partition, t, mine, self.config.lanes
             )
-        token = _FOUND.set(found)
-        try:
+        with _declaring(found):
             return await super().commit(commits, now_ms)
-        finally:
-            _FOUND.reset(token)
 
     async def cancel(
         self, execution_id: str, tenant_id: str, now_ms: int, reason: str = ""
@@ -602,44 +602,37 @@ class RedisClusterStore(RedisStore):
             return await super().cancel(execution_id, tenant_id, now_ms, reason)
         heads = await self._parked_next([(p, tenant)])
         found = {self._k.exec_in(p, execution_id): self._admission(p, tenant, heads)}
-        token = _FOUND.set(found)
-        try:
+        with _declaring(found):
             return await super().cancel(execution_id, tenant_id, now_ms, reason)
-        finally:
-            _FOUND.reset(token)
 
     async def retry_failed(self, execution_ids: Sequence[str], all_: bool, now_ms: int) -> int:
         """Each execution's tenant is read first: a retried execution is admitted
         under its tenant's cap."""
-        ids = list(execution_ids)
-        if all_:
-            pipe = self._c.pipeline()
-            for p in range(self._k.partitions):
-                pipe.zrange(self._k.failed(p), 0, -1)
-            ids = [m for part in await _run(pipe.execute()) for m in part]
+        ids = await self._failed_ids(execution_ids, all_)
         tenants = await self._tenants(ids, forget=False)
         found = {
             self._k.exec(x): self._admission(self._k.partition(x), t, {})
             for x, t in zip(ids, tenants, strict=True)
             if t is not None
         }
-        token = _FOUND.set(found)
-        try:
+        with _declaring(found):
             return await super().retry_failed(ids, False, now_ms)
-        finally:
-            _FOUND.reset(token)
 
     async def purge_failed(self, execution_ids: Sequence[str], all_: bool) -> int:
         """The whole queue is read first (ZRANGE), so that each purged
         execution's keys are declared; the script purges an id only while it
         is still in the queue."""
-        ids = list(execution_ids)
-        if all_:
-            pipe = self._c.pipeline()
-            for p in range(self._k.partitions):
-                pipe.zrange(self._k.failed(p), 0, -1)
-            ids = [m for part in await _run(pipe.execute()) for m in part]
-        return await super().purge_failed(ids, False)
+        return await super().purge_failed(await self._failed_ids(execution_ids, all_), False)
+
+    async def _failed_ids(self, execution_ids: Sequence[str], all_: bool) -> list[str]:
+        """The ids given, or with ``all_`` every id in the failed queue (the
+        scripts then name each one, rather than find them while they run)."""
+        if not all_:
+            return list(execution_ids)
+        pipe = self._c.pipeline()
+        for p in range(self._k.partitions):
+            pipe.zrange(self._k.failed(p), 0, -1)
+        return [m for part in await _run(pipe.execute()) for m in part]
 
     async def release(self, leases: Sequence[Lease]) -> list[bool]:
         for lz in leases:
@@ -762,11 +755,8 @@ class RedisClusterStore(RedisStore):
     async def _eval_found(
         self, calls: Sequence[_Call], found: Mapping[str, Sequence[str]]
     ) -> list[Any]:
-        token = _FOUND.set(found)
-        try:
+        with _declaring(found):
             return await self._eval(calls)
-        finally:
-            _FOUND.reset(token)
 
     def _remember(self, execution_id: str, tenant: str) -> None:
         if len(self._tenant_of) >= _TENANTS_KEPT:

@@ -771,25 +771,30 @@ class RedisStore:
         ]
         return [_acquired(d, r) for d, r in zip(deliveries, await self._eval(calls), strict=True)]
 
-    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
-        if JOBS_GROUP not in self._groups_ready:
-            await self.ensure_groups()
+    def _take_plan(self, count: int) -> list[tuple[int, int]]:
+        """The partitions a take of ``count`` entries asks, and how many each.
+
+        A script call costs Redis about as much as leasing a few entries, so a
+        small refill asks a few partitions for several entries each rather than
+        every partition for one; the partitions asked rotate from call to call."""
         partitions = self._k.partitions
-        # A script call costs Redis about as much as leasing a few entries, so a
-        # small refill asks a few partitions for several entries each rather than
-        # every partition for one; the partitions asked rotate from call to call.
         used = min(partitions, max(1, -(-count // _TAKE_PER_PARTITION)))
         each, extra = divmod(count, used)
         start = self._take_from
         self._take_from = (start + used) % partitions
+        return [
+            ((start + k) % partitions, each + (k < extra))
+            for k in range(used)
+            if each + (k < extra) > 0
+        ]
+
+    async def take(self, consumer: str, count: int, lease_ms: int, now_ms: int) -> list[Acquired]:
+        if JOBS_GROUP not in self._groups_ready:
+            await self.ensure_groups()
         lanes = self.config.lanes
         calls: list[_Call] = []
         order: list[int] = []
-        for k in range(used):
-            n = each + (k < extra)
-            if n == 0:
-                break
-            p = (start + k) % partitions
+        for p, n in self._take_plan(count):
             order.append(p)
             calls.append(
                 (
