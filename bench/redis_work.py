@@ -81,10 +81,12 @@ def _system(name: str) -> System:
 def _counters(client: redis.Redis) -> dict[str, Any]:
     stats = client.info("commandstats")
     calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    usec = {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in stats.items()}
     general = client.info("stats")
     cpu = client.info("cpu")
     return {
         "calls": calls,
+        "usec": usec,
         "in_bytes": int(general["total_net_input_bytes"]),
         "out_bytes": int(general["total_net_output_bytes"]),
         "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
@@ -154,6 +156,11 @@ def _run(
         "round_trips": max(0, after["reads"] - before["reads"] - harness_reads) * per,
         "keys_left": after["keys"] * per,
         "by_command": {k: round(v * per, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])},
+        # Time inside each command (a script's includes the commands it runs).
+        "us_by_command": {
+            k: round((after["usec"].get(k, 0) - before["usec"].get(k, 0)) * per, 2)
+            for k in own
+        },
         "rate": result.get("rate"),
     }
 

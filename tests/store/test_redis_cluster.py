@@ -107,11 +107,11 @@ def test_every_declared_key_is_in_the_calls_slot() -> None:
     enqueue = declared_keys(k, "enqueue", *calls["enqueue"], lanes)
     ek = k.exec_in(7, "x")
     assert {f"{ek}:out", f"{ek}:ev", k.events(7), k.jobs(7, 10)} <= set(enqueue)
-    assert {f"{base}in:t1", f"{base}park:t1", f"{base}parked", k.delayed(7)} <= set(enqueue)
+    assert {k.admitted(7, "t1"), f"{base}park:t1", f"{base}parked", k.delayed(7)} <= set(enqueue)
     # What the adapter reads before a call and declares with these.
     found = admission_keys(k, 7, "t1", ["y", "z"], lanes)
     assert all(x.startswith(base) for x in found), found
-    assert {f"{base}in:t1", f"{base}park:t1", k.exec_in(7, "y"), k.jobs(7, 10)} <= set(found)
+    assert {k.admitted(7, "t1"), f"{base}park:t1", k.exec_in(7, "y"), k.jobs(7, 10)} <= set(found)
 
 
 class _Migration:

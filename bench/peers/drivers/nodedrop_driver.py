@@ -96,7 +96,11 @@ def worker_env() -> dict[str, str]:
 def start_worker() -> subprocess.Popen[bytes]:
     env = worker_env()
     exe = shutil.which("nodedrop", path=str(REPO / ".venv" / "bin")) or "nodedrop"
-    log = open(REPO / "bench" / "peers" / ".envs" / "worker.log", "ab")  # noqa: SIM115
+    # The peers' environments folder may not exist yet (bench/redis_work.py runs
+    # nodedrop alone, before any peer is installed).
+    logs = REPO / "bench" / "peers" / ".envs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / "worker.log", "ab")  # noqa: SIM115
     argv = [exe, "worker"]
     profile = os.environ.get("BENCH_NODEDROP_PROFILE", "")
     if profile:

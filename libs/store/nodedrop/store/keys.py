@@ -11,7 +11,7 @@ Layout (prefix ``nd`` by default, ``{p07}`` standing for one partition)::
     nd:{p07}:exec:<id>       hash: execution context
     nd:{p07}:exec:<id>:out   hash: node id -> outputs JSON ({"port": [items]})
     nd:{p07}:exec:<id>:ev    stream: the execution's events, entry id = "<sequence>-0"
-    nd:{p07}:in:<tenant>     zset exec id -> admission ms: the tenant's jobs in the streams
+    nd:{p07}:adm:<tenant>    set of exec ids: the tenant's jobs in the streams (admitted)
     nd:{p07}:park:<tenant>   zset exec id -> lane rank * 1e13 + ms: the tenant's parked jobs
     nd:{p07}:parked          set: tenants with parked jobs in the partition
     nd:{global}:schedules    hash: schedule id -> schedule JSON
@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 DEFAULT_PREFIX = "nd"
 DEFAULT_PARTITIONS = 16
 JOBS_GROUP = "workers"
+# A tenant's admitted executions in a partition: ``<base>adm:<tenant>`` (a set).
+# Earlier versions kept them in a sorted set, ``in:<tenant>``, which is no longer read.
+ADMITTED = "adm:"
 # Lane 0 keeps the plain "jobs" name of ARCHITECTURE.md; other lanes get a suffix.
 DEFAULT_LANE = 0
 
@@ -88,7 +91,7 @@ class Keys:
         return f"{self.base(p)}events"
 
     def admitted(self, p: int, tenant: str) -> str:
-        return f"{self.base(p)}in:{tenant}"
+        return f"{self.base(p)}{ADMITTED}{tenant}"
 
     def park(self, p: int, tenant: str) -> str:
         return f"{self.base(p)}park:{tenant}"

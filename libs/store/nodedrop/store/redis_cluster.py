@@ -42,7 +42,7 @@ from redis.exceptions import AskError, MovedError, ResponseError, SlotNotCovered
 
 from nodedrop.store.config import SWEEP_TENANTS, StoreConfig
 from nodedrop.store.errors import Misconfigured, Unavailable
-from nodedrop.store.keys import JOBS_GROUP, Keys
+from nodedrop.store.keys import ADMITTED, JOBS_GROUP, Keys
 from nodedrop.store.model import (
     Acquired,
     Commit,
@@ -154,7 +154,7 @@ def declared_keys(
         if name == "enqueue":
             tenant, lane = a[2], a[6]
             out += _lane_streams(k, base, [lane])
-            out += [base + "delayed", base + "in:" + tenant, base + "park:" + tenant]
+            out += [base + "delayed", base + ADMITTED + tenant, base + "park:" + tenant]
             out += [base + "parked"]
         elif name in ("acquire", "release"):
             out += _lane_streams(k, base, [a[2] if name == "acquire" else a[3]])
@@ -168,7 +168,7 @@ def declared_keys(
             tenant = a[2]
             out += [base + "delayed", base + "stats"]
             if tenant:
-                out += [base + "in:" + tenant, base + "park:" + tenant]
+                out += [base + ADMITTED + tenant, base + "park:" + tenant]
         elif name == "retry_failed":
             out += [*_lane_streams(k, base, a[6:]), base + "failed", base + "parked"]
         elif name == "restore_failed":
@@ -185,7 +185,7 @@ def admission_keys(
     the lane streams a promoted one enters."""
     base = k.base(p)
     return [
-        base + "in:" + tenant,
+        base + ADMITTED + tenant,
         base + "park:" + tenant,
         base + "parked",
         *(k.exec_in(p, x) for x in parked_next),
@@ -664,7 +664,7 @@ class RedisClusterStore(RedisStore):
             for x in due[p]:
                 pipe.hget(self._k.exec_in(p, x), "tn")
             for tenant in sweep[p]:
-                pipe.zrange(self._k.admitted(p, tenant), 0, 7)
+                pipe.srandmember(self._k.admitted(p, tenant), 8)
                 pipe.zrange(self._k.park(p, tenant), 0, heads_each - 1)
         replies = iter(await _run(pipe.execute()))
         calls: list[_Call] = []

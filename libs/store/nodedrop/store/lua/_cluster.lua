@@ -34,7 +34,7 @@ local function fair_promote(base, ik, pk, now, hold)
     if waiting and not declared(stream) then return 0 end
     redis.call('ZREM', pk, id)
     if waiting then
-      if hold then redis.call('ZADD', ik, now, id) end
+      if hold then redis.call('SADD', ik, id) end
       redis.call('XADD', stream, '*', 'x', id, 'a', h[2], 'tp', h[3] or '', 't', now)
       return 1
     end
@@ -46,7 +46,7 @@ local function fair_fill(base, tn, cap, now)
   local ik = in_key(base, tn)
   if not declared(pk) or (cap > 0 and not declared(ik)) then return 0 end
   local room = 1e18
-  if cap > 0 then room = cap - redis.call('ZCARD', ik) end
+  if cap > 0 then room = cap - redis.call('SCARD', ik) end
   local moved = 0
   while room > 0 and fair_promote(base, ik, pk, now, cap > 0) == 1 do
     room = room - 1
@@ -61,14 +61,14 @@ local function fair_leave(base, tn, id, cap, now)
   if cap <= 0 then return end
   local ik = in_key(base, tn)
   if not declared(ik) then return end
-  if redis.call('ZREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
+  if redis.call('SREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
 end
 
 -- acquire does not know the tenant before it runs: the adapter gives the place
 -- back afterwards (cluster_leave.lua), handing it to the next parked job.
 local function fair_give_back(base, tn, id)
   local ik = in_key(base, tn)
-  if declared(ik) then redis.call('ZREM', ik, id) end
+  if declared(ik) then redis.call('SREM', ik, id) end
 end
 
 -- Left in the backlog when undeclared: promotion drops it (no longer waiting).
@@ -78,8 +78,20 @@ local function fair_unpark(base, tn, id)
 end
 
 -- The scheduler's sweep over the tenants the adapter picked (SRANDMEMBER of
--- ``parked`` before the call) and declared with their oldest places and next
--- parked jobs.  ``tenants``: ARGV indexes ``from`` .. ``to``.
+-- ``parked`` before the call) and declared with some of their places (its own
+-- SRANDMEMBER) and next parked jobs.  ``tenants``: ARGV indexes ``from`` .. ``to``.
+-- The places checked are the declared executions that hold one.
+local function declared_execs(base)
+  local out, prefix = {}, base .. 'exec:'
+  for _, k in ipairs(KEYS) do
+    -- An execution's other keys (``:out``, ``:ev``) give ids no place holds.
+    if string.sub(k, 1, #prefix) == prefix then
+      out[#out + 1] = string.sub(k, #prefix + 1)
+    end
+  end
+  return out
+end
+
 local function fair_sweep_named(base, cap, now, from, to)
   local moved = 0
   for j = from, to do
@@ -89,12 +101,11 @@ local function fair_sweep_named(base, cap, now, from, to)
       if redis.call('EXISTS', pk) == 0 then
         redis.call('SREM', base .. 'parked', tn)
       else
-        if cap > 0 and redis.call('ZCARD', ik) >= cap then
-          for _, id in ipairs(redis.call('ZRANGE', ik, 0, 7)) do
-            local ek = exec_key(base, id)
-            if declared(ek) then
-              local st = redis.call('HGET', ek, 'st')
-              if not st or TERMINAL[st] then redis.call('ZREM', ik, id) end
+        if cap > 0 and redis.call('SCARD', ik) >= cap then
+          for _, id in ipairs(declared_execs(base)) do
+            if redis.call('SISMEMBER', ik, id) == 1 then
+              local st = redis.call('HGET', exec_key(base, id), 'st')
+              if not st or TERMINAL[st] then redis.call('SREM', ik, id) end
             end
           end
         end

@@ -1,7 +1,7 @@
 -- Fair admission between tenants (docs/redis-layout.md, "Fairness between
 -- tenants"), prepended after _lib.lua.  Per partition, a tenant holds at most
 -- ``cap`` places in the job streams (entries waiting or running), listed in
--- ``in:<tenant>``; what is over goes to ``park:<tenant>`` and enters a stream
+-- ``adm:<tenant>``; what is over goes to ``park:<tenant>`` and enters a stream
 -- when one of the tenant's places frees.  So another tenant's job never queues
 -- behind more than ``cap`` entries of a busy tenant per partition.  ``cap`` 0
 -- turns admission off: every job goes straight to its stream.
@@ -13,7 +13,9 @@
 -- tenant's backlog is served by priority, then in arrival order.
 local PARK_RANK = 1e13
 
-local function in_key(base, tn) return base .. 'in:' .. (tn or '') end
+-- A set, not a sorted set: up to ``cap`` members, it would be a listpack that
+-- every add and removal scans (docs/benchmarks.md, "Admission's Redis work").
+local function in_key(base, tn) return base .. 'adm:' .. (tn or '') end
 local function park_key(base, tn) return base .. 'park:' .. (tn or '') end
 
 local function num(x) return string.format('%.0f', x) end
@@ -36,7 +38,7 @@ local function fair_promote(base, ik, pk, now, hold)
     local id = top[1]
     local h = redis.call('HMGET', exec_key(base, id), 'st', 'a', 'tp', 'ln')
     if h[1] == 'QUEUED' or h[1] == 'RETRY_SCHEDULED' then
-      if hold then redis.call('ZADD', ik, now, id) end
+      if hold then redis.call('SADD', ik, id) end
       redis.call('XADD', jobs_key(base, h[4]), '*', 'x', id, 'a', h[2], 'tp', h[3] or '',
                  't', now)
       return 1
@@ -50,7 +52,7 @@ local function fair_fill(base, tn, cap, now)
   local pk = park_key(base, tn)
   local ik = in_key(base, tn)
   local room = 1e18
-  if cap > 0 then room = cap - redis.call('ZCARD', ik) end
+  if cap > 0 then room = cap - redis.call('SCARD', ik) end
   local moved = 0
   while room > 0 and fair_promote(base, ik, pk, now, cap > 0) == 1 do
     room = room - 1
@@ -65,12 +67,12 @@ end
 local function fair_admit(base, tn, id, lane, rank, attempt, tp, now, cap)
   if cap > 0 then
     local ik = in_key(base, tn)
-    if redis.call('ZCARD', ik) >= cap then
+    if redis.call('SCARD', ik) >= cap then
       redis.call('ZADD', park_key(base, tn), num(tonumber(rank) * PARK_RANK + tonumber(now)), id)
       redis.call('SADD', base .. 'parked', tn or '')
       return 0
     end
-    redis.call('ZADD', ik, now, id)
+    redis.call('SADD', ik, id)
   end
   redis.call('XADD', jobs_key(base, lane), '*', 'x', id, 'a', attempt, 'tp', tp or '', 't', now)
   return 1
@@ -81,13 +83,13 @@ end
 local function fair_leave(base, tn, id, cap, now)
   if cap <= 0 then return end
   local ik = in_key(base, tn)
-  if redis.call('ZREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
+  if redis.call('SREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
 end
 
 -- A job ended without its place handed over (acquire met a cancel): the
 -- scheduler's sweep fills the place.
 local function fair_give_back(base, tn, id)
-  redis.call('ZREM', in_key(base, tn), id)
+  redis.call('SREM', in_key(base, tn), id)
 end
 
 -- A parked execution is cancelled: out of the backlog (an emptied backlog
@@ -106,9 +108,9 @@ end
 
 -- The scheduler's pass (with move_due): up to ``n`` tenants of ``parked``, in
 -- random order.  A tenant whose backlog is gone leaves the set; one at its cap
--- first has its oldest places checked: a place whose execution ended or whose
--- state expired (an entry acked as unknown cannot name its tenant) is given
--- back.  Then its free places are filled.
+-- first has 8 of its places, at random, checked: a place whose execution ended
+-- or whose state expired (an entry acked as unknown cannot name its tenant) is
+-- given back.  Then its free places are filled.
 local function fair_sweep(base, cap, now, n)
   local moved = 0
   for _, tn in ipairs(redis.call('SRANDMEMBER', base .. 'parked', n)) do
@@ -116,10 +118,10 @@ local function fair_sweep(base, cap, now, n)
       redis.call('SREM', base .. 'parked', tn)
     else
       local ik = in_key(base, tn)
-      if cap > 0 and redis.call('ZCARD', ik) >= cap then
-        for _, id in ipairs(redis.call('ZRANGE', ik, 0, 7)) do
+      if cap > 0 and redis.call('SCARD', ik) >= cap then
+        for _, id in ipairs(redis.call('SRANDMEMBER', ik, 8)) do
           local st = redis.call('HGET', exec_key(base, id), 'st')
-          if not st or TERMINAL[st] then redis.call('ZREM', ik, id) end
+          if not st or TERMINAL[st] then redis.call('SREM', ik, id) end
         end
       end
       moved = moved + fair_fill(base, tn, cap, now)

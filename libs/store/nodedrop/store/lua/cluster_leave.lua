@@ -7,4 +7,4 @@ local st = redis.call('HGET', KEYS[1], 'st')
 if st and not TERMINAL[st] then return 0 end
 local ik = in_key(ARGV[1], ARGV[3])
 if not declared(ik) then return 0 end
-return redis.call('ZREM', ik, ARGV[2])
+return redis.call('SREM', ik, ARGV[2])
