@@ -158,8 +158,7 @@ def _run(
         "by_command": {k: round(v * per, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])},
         # Time inside each command (a script's includes the commands it runs).
         "us_by_command": {
-            k: round((after["usec"].get(k, 0) - before["usec"].get(k, 0)) * per, 2)
-            for k in own
+            k: round((after["usec"].get(k, 0) - before["usec"].get(k, 0)) * per, 2) for k in own
         },
         "rate": result.get("rate"),
     }
