@@ -25,7 +25,7 @@ local function acquire_one(base, id, lane, entry, attempt, now, maxlen, completi
   if TERMINAL[h[1]] then ack(base, lane, entry); return {0, 'terminal'} end
   if h[3] ~= attempt then ack(base, lane, entry); return {0, 'stale'} end
   if h[2] == '1' then
-    redis.call('HINCRBY', ek, 'f', 1)
+    redis.call('HINCRBY', ek, 'f', '1')
     emit(base, id, now, maxlen, 'EXECUTION_CANCELLED', '', '', h[15] or '')
     finish(base, id, 'CANCELLED', completion_ttl)
     ack(base, lane, entry)
@@ -41,10 +41,11 @@ local function acquire_one(base, id, lane, entry, attempt, now, maxlen, completi
   if entry == '' then redis.call('ZREM', base .. 'delayed', id) end
   if h[1] ~= 'RUNNING' then
     local seq = tonumber(h[4]) + 1
-    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'seq', seq, 'f', fence)
+    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'seq', string.format('%d', seq), 'f',
+               string.format('%d', fence))
     put_event(base, id, seq, now, maxlen, {h[6], h[5], h[3]}, 'EXECUTION_STARTED', '', '', '')
   else
-    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'f', fence)
+    redis.call('HSET', ek, 'st', 'RUNNING', 'cn', '0', 'f', string.format('%d', fence))
   end
   local round = tonumber(h[3]) - tonumber(h[9]) + 1
   return {1, fence, h[5], h[6], h[7], h[8], h[3], h[10], h[11], h[12], h[13], round,
@@ -59,9 +60,9 @@ local function reclaim_one(base, stream, id, attempt, tp, max_reclaims, now, max
   local ek = exec_key(base, id)
   local h = redis.call('HMGET', ek, 'st', 'a')
   if not h[1] or TERMINAL[h[1]] or h[2] ~= attempt then return 'dropped' end
-  local rc = redis.call('HINCRBY', ek, 'rc', 1)
+  local rc = redis.call('HINCRBY', ek, 'rc', '1')
   if rc > tonumber(max_reclaims) then
-    redis.call('HINCRBY', ek, 'f', 1)
+    redis.call('HINCRBY', ek, 'f', '1')
     local reason = 'stalled: lease expired ' .. rc .. ' times'
     emit(base, id, now, maxlen, 'EXECUTION_FAILED', '', '',
          cjson.encode({message = reason, code = 'STALLED', retryable = false}))

@@ -15,7 +15,7 @@ if h[1] == 'RUNNING' then
 end
 -- Not running: end it now; a stream entry still waiting is acked by acquire.
 redis.call('ZREM', base .. 'delayed', id)
-redis.call('HINCRBY', KEYS[1], 'f', 1)
+redis.call('HINCRBY', KEYS[1], 'f', '1')
 emit(base, id, ARGV[4], ARGV[5], 'EXECUTION_CANCELLED', '', '', ARGV[8])
 finish(base, id, 'CANCELLED', ARGV[6])
 -- Parked: out of the backlog; in a stream: its place goes to the next parked job

@@ -21,8 +21,8 @@ local dead = status == 'FAILED' and ARGV[i + 2] ~= ''
 -- Sequences, workflow, tenant and attempt come from the first read: one HSET
 -- below writes every field this commit changes.
 local seq = tonumber(h[4])
-local fields = {'seq', seq + n}
-if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = number end
+local fields = {'seq', string.format('%d', seq + n)}
+if number > 0 then fields[#fields + 1] = 'cn'; fields[#fields + 1] = ARGV[#ARGV - 1] end
 -- A terminal end drops the checkpoints (end_ttl); its commit carries none.
 if n_out > 0 then
   local out = {}
@@ -43,7 +43,7 @@ if n > 0 then
   put_entry(base, id, first, maxlen, event_head(id, h[5], h[6], h[7]), tails)
 end
 if status == 'RETRY_SCHEDULED' then
-  for _, v in ipairs({'st', status, 'rc', '0', 'a', tonumber(h[7]) + 1}) do
+  for _, v in ipairs({'st', status, 'rc', '0', 'a', string.format('%d', tonumber(h[7]) + 1)}) do
     fields[#fields + 1] = v
   end
   redis.call('HSET', ek, unpack(fields))
@@ -58,7 +58,7 @@ elseif dead then
 elseif status ~= '' then
   for _, v in ipairs({'st', status}) do fields[#fields + 1] = v end
   redis.call('HSET', ek, unpack(fields))
-  redis.call('HINCRBY', base .. 'stats', status, 1)
+  redis.call('HINCRBY', base .. 'stats', status, '1')
   end_ttl(base, id, ARGV[9], h[8] == '1' or n_out > 0)
   ack(base, lane, entry)
   fair_leave(base, h[6], id, tonumber(ARGV[#ARGV]), now)

@@ -8,7 +8,7 @@ local base, id = ARGV[1], ARGV[2]
 local ek = KEYS[1]
 local st = redis.call('HGET', ek, 'st')
 if st then return {0, st} end
-local now, ttl = ARGV[13], tonumber(ARGV[14])
+local now, ttl = ARGV[13], ARGV[14]
 local a, ab = ARGV[#ARGV - 3], ARGV[#ARGV - 2]
 redis.call('HSET', ek, 'st', 'QUEUED', 'tn', ARGV[3], 'w', ARGV[4], 'wf', ARGV[5], 'tr', ARGV[6],
   'ln', ARGV[7], 'a', a, 'ab', ab, 'ma', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10], 'tp', ARGV[11],

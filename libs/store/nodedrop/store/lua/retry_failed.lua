@@ -10,7 +10,7 @@ if h[1] ~= 'FAILED' then return 0 end
 local a = tonumber(h[2]) + 1
 redis.call('HSET', KEYS[1], 'st', 'QUEUED', 'a', a, 'ab', a, 'rc', '0', 'cx', '0', 'ce', '', 'fr', '',
            'fn', '')
-redis.call('HINCRBY', KEYS[1], 'f', 1)
+redis.call('HINCRBY', KEYS[1], 'f', '1')
 emit(base, id, now, ARGV[4], 'EXECUTION_QUEUED', '', '', '')
 set_ttl(base, id, ARGV[5])
 fair_admit(base, h[5], id, h[4], lane_rank(h[4], 7), a, h[3], now, tonumber(ARGV[6]))
