@@ -1,6 +1,7 @@
 """Redis's instructions per execution, counted by valgrind: the same on any day.
 
     .venv/bin/python bench/redis_instructions.py [--count 8000] [--max-active 0 2000 64]
+        [--cluster]
 
 Redis CPU per execution moves 2-3x with this VM's phase; the instructions
 Redis executes for it do not. For each --max-active (NODEDROP_TENANT_MAX_ACTIVE;
@@ -12,6 +13,9 @@ time, one commit per execution with its node's events and the end), and
 reads the instruction count callgrind dumps after each phase. Printed per
 execution: the enqueue, the run (take and commit) and their sum. The Python
 side runs at full speed; only Redis runs under valgrind (about 50x slower).
+With --cluster, a private 3-master Redis Cluster (each master under valgrind)
+in place of the one server, reached through redis+cluster://; the count is
+summed over the masters.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import sys
 # bench/ holds queue.py, named like the standard library module redis-py imports.
 if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
     sys.path.pop(0)
+# The repository root, for the private cluster the tests start too.
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
 
 import argparse
 import asyncio
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -52,16 +59,28 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-async def _phases(port: int, pid: int, count: int, max_active: int) -> None:
+async def _phases(url: str, pids: list[int], count: int, max_active: int) -> None:
     def dump(tag: str) -> None:
-        subprocess.run(["callgrind_control", "-d", tag, str(pid)], check=True, capture_output=True)
+        for pid in pids:
+            subprocess.run(
+                ["callgrind_control", "-d", tag, str(pid)], check=True, capture_output=True
+            )
 
     config = StoreConfig(keys=Keys("ri", 16), tenant_max_active=max_active)
-    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", config)
+    store = RedisStore.from_url(url, config)
     await store.connect()
     await store.ensure_groups()
     specs = [
-        JobSpec(str(uuid.uuid4()), "t1", "wf", _WORKFLOW, '{"n": 1}', **_SETTINGS)
+        JobSpec(
+            str(uuid.uuid4()),
+            "t1",
+            "wf",
+            _WORKFLOW,
+            '{"n": 1}',
+            max_attempts=3,
+            backoff_s=1.0,
+            timeout_s=60.0,
+        )
         for _ in range(count)
     ]
     dump("setup")
@@ -93,15 +112,14 @@ async def _phases(port: int, pid: int, count: int, max_active: int) -> None:
     await store.close()
 
 
-_SETTINGS = {"max_attempts": 3, "backoff_s": 1.0, "timeout_s": 60.0}
+_CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file={dir}/cg.out")
 
 
 def _measure(count: int, max_active: int) -> dict[str, float]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "cg.out"
         proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server",
+            [*(x.format(dir=folder) for x in _CALLGRIND), "redis-server",
              "--port", str(port), "--save", "", "--appendonly", "no", "--dir", folder],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -113,23 +131,47 @@ def _measure(count: int, max_active: int) -> dict[str, float]:
                     break
                 except redis.ConnectionError:
                     time.sleep(0.1)
-            asyncio.run(_phases(port, proc.pid, count, max_active))
+            asyncio.run(_phases(f"redis://127.0.0.1:{port}/0", [proc.pid], count, max_active))
         finally:
-            subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "shutdown", "nosave"],
+                check=False,
+                capture_output=True,
+            )
             proc.wait(60)
-        got: dict[str, float] = {}
-        for part in out.parent.glob("cg.out.*"):
+        return _counts([Path(folder)], count)
+
+
+def _measure_cluster(count: int, max_active: int) -> dict[str, float]:
+    from tests.helpers.redis_cluster import private_cluster  # noqa: PLC0415
+
+    # A node under valgrind answers the cluster bus 50x slower: a longer
+    # timeout than the tests' keeps the masters from marking each other failed.
+    with private_cluster(3, timeout_s=300, wrapper=_CALLGRIND, node_timeout_ms=60_000) as cluster:
+        pids = [n.process.pid for n in cluster.nodes]
+        asyncio.run(_phases(cluster.url, pids, count, max_active))
+        folders = [n.directory for n in cluster.nodes]
+        for node in cluster.nodes:
+            cluster.cli("shutdown", "nosave", port=node.port)
+            node.process.wait(60)
+        return _counts(folders, count)
+
+
+def _counts(folders: list[Path], count: int) -> dict[str, float]:
+    """Instructions per execution of each dumped phase, summed over the servers."""
+    got: dict[str, float] = {}
+    for folder in folders:
+        for part in folder.glob("cg.out.*"):
             head = part.read_text()[:4000]
             trigger = re.search(r"Trigger: dump (\w+)", head)
             total = re.search(r"^summary: (\d+)", head, re.M)
             if trigger and total:
-                got[trigger.group(1)] = int(total.group(1)) / count
-        return got
+                name = trigger.group(1)
+                got[name] = got.get(name, 0.0) + int(total.group(1)) / count
+    return got
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -139,6 +181,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=8000)
     ap.add_argument("--max-active", type=int, nargs="+", default=[0, 2000, 64])
+    ap.add_argument("--cluster", action="store_true", help="a private 3-master Redis Cluster")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "redis-server"):
         if shutil.which(tool) is None:
@@ -147,7 +190,7 @@ def main() -> int:
     print("| max active | enqueue | take + commit | per execution |")
     print("|---|---|---|---|")
     for cap in args.max_active:
-        got = _measure(args.count, cap)
+        got = (_measure_cluster if args.cluster else _measure)(args.count, cap)
         enq, run = got.get("enqueue", 0.0), got.get("run", 0.0)
         print(f"| {cap} | {enq / 1e3:,.1f}k | {run / 1e3:,.1f}k | {(enq + run) / 1e3:,.1f}k |")
     return 0

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -101,19 +101,19 @@ def _cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def _start_node(root: Path) -> ClusterNode:
+def _start_node(root: Path, wrapper: Sequence[str], node_timeout_ms: int) -> ClusterNode:
     port = _cluster_port()
     directory = root / str(port)
     directory.mkdir()
     process = subprocess.Popen(
         [
+            *(part.format(dir=directory) for part in wrapper),
             _binary("redis-server"),
             "--bind", "127.0.0.1",
             "--port", str(port),
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(directory / "nodes.conf"),
-            # Short enough for a failover test, long enough for a loaded machine.
-            "--cluster-node-timeout", "3000",
+            "--cluster-node-timeout", str(node_timeout_ms),
             "--save", "",
             "--appendonly", "no",
             "--dir", str(directory),
@@ -135,13 +135,24 @@ def _wait_ok(cluster: PrivateCluster, deadline: float) -> None:
 
 @contextlib.contextmanager
 def private_cluster(
-    masters: int = 3, replicas: int = 0, timeout_s: float = 60.0
+    masters: int = 3,
+    replicas: int = 0,
+    timeout_s: float = 60.0,
+    *,
+    wrapper: Sequence[str] = (),
+    node_timeout_ms: int = 3000,
 ) -> Iterator[PrivateCluster]:
+    """``wrapper``: a command each node runs under (``{dir}`` names the node's
+    folder), e.g. valgrind for bench/redis_instructions.py; such a slow node
+    needs a longer ``node_timeout_ms`` than the default, which is short enough
+    for a failover test and long enough for a loaded machine."""
     root = Path(tempfile.mkdtemp(prefix="nd-cluster-"))
     cluster = PrivateCluster()
     try:
         deadline = time.monotonic() + timeout_s
-        cluster.nodes = [_start_node(root) for _ in range(masters * (1 + replicas))]
+        cluster.nodes = [
+            _start_node(root, wrapper, node_timeout_ms) for _ in range(masters * (1 + replicas))
+        ]
         for node in cluster.nodes:
             while not port_open("127.0.0.1", node.port, 0.2):
                 if node.process.poll() is not None or time.monotonic() > deadline:
