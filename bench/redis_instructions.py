@@ -1,21 +1,22 @@
 """Redis's instructions per execution, counted by valgrind: the same on any day.
 
     .venv/bin/python bench/redis_instructions.py [--count 8000] [--max-active 0 2000 64]
-        [--cluster]
+        [--nodes 1] [--cluster]
 
 Redis CPU per execution moves 2-3x with this VM's phase; the instructions
 Redis executes for it do not. For each --max-active (NODEDROP_TENANT_MAX_ACTIVE;
 0 turns fair admission off) this starts a private redis-server under
 `valgrind --tool=callgrind` (the Debian package `valgrind`), enqueues COUNT
-one-node executions of one tenant through the store (batches of 500, as the
-scheduler does), then takes and commits them as a worker does (take 200 at a
-time, one commit per execution with its node's events and the end), and
-reads the instruction count callgrind dumps after each phase. Printed per
-execution: the enqueue, the run (take and commit) and their sum. The Python
-side runs at full speed; only Redis runs under valgrind (about 50x slower).
-With --cluster, a private 3-master Redis Cluster (each master under valgrind)
-in place of the one server, reached through redis+cluster://; the count is
-summed over the masters.
+executions of one tenant through the store (batches of 500, as the scheduler
+does), then takes and commits them as a worker does (take 200 at a time, one
+commit per execution with its nodes' events and the end; --nodes: a chain of
+that many nodes, committed together as the worker's group commit does for
+fast nodes), and reads the instruction count callgrind dumps after each
+phase. Printed per execution: the enqueue, the run (take and commit) and
+their sum. The Python side runs at full speed; only Redis runs under
+valgrind (about 50x slower). With --cluster, a private 3-master Redis
+Cluster (each master under valgrind) in place of the one server, reached
+through redis+cluster://; the count is summed over the masters.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-async def _phases(url: str, pids: list[int], count: int, max_active: int) -> None:
+async def _phases(url: str, pids: list[int], count: int, max_active: int, nodes: int) -> None:
     def dump(tag: str) -> None:
         for pid in pids:
             subprocess.run(
@@ -96,8 +97,14 @@ async def _phases(url: str, pids: list[int], count: int, max_active: int) -> Non
             Commit(
                 a.lease,
                 events=(
-                    EventDraft(EventType.NODE_STARTED, "t"),
-                    EventDraft(EventType.NODE_COMPLETED, "t", _OUT),
+                    *(
+                        e
+                        for i in range(nodes)
+                        for e in (
+                            EventDraft(EventType.NODE_STARTED, f"n{i}"),
+                            EventDraft(EventType.NODE_COMPLETED, f"n{i}", _OUT),
+                        )
+                    ),
                     EventDraft(EventType.EXECUTION_COMPLETED, data_json="{}"),
                 ),
                 transition=Transition(ExecutionStatus.COMPLETED),
@@ -115,7 +122,7 @@ async def _phases(url: str, pids: list[int], count: int, max_active: int) -> Non
 _CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file={dir}/cg.out")
 
 
-def _measure(count: int, max_active: int) -> dict[str, float]:
+def _measure(count: int, max_active: int, nodes: int) -> dict[str, float]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as folder:
         proc = subprocess.Popen(
@@ -131,7 +138,8 @@ def _measure(count: int, max_active: int) -> dict[str, float]:
                     break
                 except redis.ConnectionError:
                     time.sleep(0.1)
-            asyncio.run(_phases(f"redis://127.0.0.1:{port}/0", [proc.pid], count, max_active))
+            url = f"redis://127.0.0.1:{port}/0"
+            asyncio.run(_phases(url, [proc.pid], count, max_active, nodes))
         finally:
             subprocess.run(
                 ["redis-cli", "-p", str(port), "shutdown", "nosave"],
@@ -142,14 +150,14 @@ def _measure(count: int, max_active: int) -> dict[str, float]:
         return _counts([Path(folder)], count)
 
 
-def _measure_cluster(count: int, max_active: int) -> dict[str, float]:
+def _measure_cluster(count: int, max_active: int, nodes: int) -> dict[str, float]:
     from tests.helpers.redis_cluster import private_cluster  # noqa: PLC0415
 
     # A node under valgrind answers the cluster bus 50x slower: a longer
     # timeout than the tests' keeps the masters from marking each other failed.
     with private_cluster(3, timeout_s=300, wrapper=_CALLGRIND, node_timeout_ms=60_000) as cluster:
         pids = [n.process.pid for n in cluster.nodes]
-        asyncio.run(_phases(cluster.url, pids, count, max_active))
+        asyncio.run(_phases(cluster.url, pids, count, max_active, nodes))
         folders = [n.directory for n in cluster.nodes]
         for node in cluster.nodes:
             cluster.cli("shutdown", "nosave", port=node.port)
@@ -181,6 +189,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=8000)
     ap.add_argument("--max-active", type=int, nargs="+", default=[0, 2000, 64])
+    ap.add_argument("--nodes", type=int, default=1, help="nodes per execution (a chain)")
     ap.add_argument("--cluster", action="store_true", help="a private 3-master Redis Cluster")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "redis-server"):
@@ -190,7 +199,7 @@ def main() -> int:
     print("| max active | enqueue | take + commit | per execution |")
     print("|---|---|---|---|")
     for cap in args.max_active:
-        got = (_measure_cluster if args.cluster else _measure)(args.count, cap)
+        got = (_measure_cluster if args.cluster else _measure)(args.count, cap, args.nodes)
         enq, run = got.get("enqueue", 0.0), got.get("run", 0.0)
         print(f"| {cap} | {enq / 1e3:,.1f}k | {run / 1e3:,.1f}k | {(enq + run) / 1e3:,.1f}k |")
     return 0
