@@ -208,7 +208,13 @@ async def commandstats(store: RedisStore, count: int) -> None:
 
 
 async def throughput(
-    store: RedisStore, nodes: int, count: int, pids: dict[str, list[int]], stats: bool = False
+    store: RedisStore,
+    nodes: int,
+    count: int,
+    pids: dict[str, list[int]],
+    ports: list[int],
+    *,
+    stats: bool = False,
 ) -> float:
     wf = workflow(nodes)
     run = uuid.uuid4().hex[:6]
@@ -227,6 +233,7 @@ async def throughput(
     if stats:
         await store.client.config_resetstat()
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+    reads0 = total_stat(ports, b"total_reads_processed")
     t0 = time.perf_counter()
     for i in range(0, count, 500):
         await store.enqueue_many(specs[i : i + 500], int(time.time() * 1000))
@@ -243,10 +250,14 @@ async def throughput(
     # CPU per execution does not depend on how loaded the shared machine is:
     # 1e6 / (worker us) is what one worker process could do with a core of its own.
     cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / count * 1e6 for k, v in pids.items()}
+    # Reads from client sockets, every server: the round trips of the run (the
+    # bench's own polls of the completed counters, one per 10 ms, included).
+    reads = (total_stat(ports, b"total_reads_processed") - reads0) / count
     print(
         f"  {nodes}-node: {count} in {elapsed:.2f}s = {count / elapsed:,.0f}/s "
         f"(submit alone {count / submitted:,.0f}/s); CPU per execution: "
         + ", ".join(f"{k} {v:.0f} us" for k, v in cpu.items())
+        + f"; Redis reads {reads:.2f}"
     )
     if stats:
         await commandstats(store, count)
@@ -255,17 +266,22 @@ async def throughput(
 
 def total_commands(ports: list[int]) -> int:
     """Commands every server processed so far (INFO stats), summed."""
+    return total_stat(ports, b"total_commands_processed")
+
+
+def total_stat(ports: list[int], name: bytes) -> int:
+    """A counter of INFO stats, summed over the servers."""
     total = 0
     for port in ports:
         with socket.create_connection(("127.0.0.1", port), 1.0) as sock:
             sock.sendall(b"INFO stats\r\n")
             reply = b""
-            while b"total_commands_processed:" not in reply or not reply.endswith(b"\r\n"):
+            while name + b":" not in reply or not reply.endswith(b"\r\n"):
                 chunk = sock.recv(65536)
                 if not chunk:
                     raise OSError("connection closed")
                 reply += chunk
-        total += int(reply.split(b"total_commands_processed:", 1)[1].split(b"\r\n", 1)[0])
+        total += int(reply.split(name + b":", 1)[1].split(b"\r\n", 1)[0])
     return total
 
 
@@ -356,9 +372,9 @@ async def _run_all(
                 f"tenant max active {cap}:"
             )
             pids = {"workers": [p.pid for p in procs], "redis": redis_pids}
-            await throughput(store, 1, min(2000, args.count), pids)  # warm-up
+            await throughput(store, 1, min(2000, args.count), pids, ports)  # warm-up
             for nodes in (1, 5):
-                await throughput(store, nodes, args.count, pids, args.commandstats)
+                await throughput(store, nodes, args.count, pids, ports, stats=args.commandstats)
             idle = await idle_commands(ports, n_workers, args.idle_s)
             print(f"  idle: {idle:.1f} Redis commands/s per worker ({args.idle_s:.0f} s)")
             if n_workers == 1:
