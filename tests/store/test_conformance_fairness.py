@@ -255,3 +255,26 @@ async def test_places_of_vanished_executions_are_given_back(
         assert await store.move_due(now(), 100) == 1
         assert await read_ids(store) == [a[2]]
         assert await store.client.scard(keys.admitted(1, "ta")) == 1
+
+
+async def test_a_place_an_older_version_admitted_is_given_back(redis_url: str) -> None:
+    """Redis only: during a rolling upgrade an execution admitted by an older
+    process holds its place in the older sorted set ``in:<tenant>``
+    (docs/operations.md, "Upgrade"). Its end gives that place back and hands
+    the tenant's next parked job a place, as for a place of the set."""
+    async with _open("redis", redis_url) as store:
+        assert isinstance(store, RedisStore)
+        a = ids_in(store, 1, 3, "a")
+        for x in a:
+            await store.enqueue(spec(x, "ta"), now())
+        got = await lease(store)
+        assert sorted(got) == sorted(a[:2])
+        keys = store.config.keys
+        older = keys.base(1) + "in:ta"
+        # What an older enqueue left: a[0]'s place in the sorted set, not the set.
+        await store.client.srem(keys.admitted(1, "ta"), a[0])
+        await store.client.zadd(older, {a[0]: now()})
+        await end(store, got[a[0]], Transition(S.COMPLETED))
+        assert await store.client.zcard(older) == 0
+        assert await read_ids(store) == [a[2]]
+        assert await store.client.scard(keys.admitted(1, "ta")) == 2

@@ -83,7 +83,12 @@ end
 local function fair_leave(base, tn, id, cap, now)
   if cap <= 0 then return end
   local ik = in_key(base, tn)
-  if redis.call('SREM', ik, id) == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
+  local freed = redis.call('SREM', ik, id)
+  -- A place an older version admitted, in its sorted set ``in:<tenant>``
+  -- (docs/operations.md, "Upgrade"): given back here too, so that the older
+  -- processes still running see it free.  Only reached when the set held none.
+  if freed == 0 then freed = redis.call('ZREM', base .. 'in:' .. (tn or ''), id) end
+  if freed == 1 then fair_promote(base, ik, park_key(base, tn), now, true) end
 end
 
 -- A job ended without its place handed over (acquire met a cancel): the
