@@ -3,11 +3,13 @@ keeps no defaults of its own, so a test's job says what it runs with."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TypedDict
 
 from nodedrop.engine import WorkflowSettings
+from nodedrop.store.keys import Keys
 
-__all__ = ["DEFAULT_JOB_SETTINGS", "JobSettings"]
+__all__ = ["DEFAULT_JOB_SETTINGS", "JobSettings", "ids_in"]
 
 
 class JobSettings(TypedDict):
@@ -22,3 +24,13 @@ DEFAULT_JOB_SETTINGS = JobSettings(
     backoff_s=_DEFAULTS.backoff_s,
     timeout_s=_DEFAULTS.timeout_s,
 )
+
+
+def ids_in(keys: Keys, partition: int, n: int, tag: str) -> list[str]:
+    """``n`` new execution ids that land in ``partition``."""
+    out: list[str] = []
+    while len(out) < n:
+        x = f"{tag}-{uuid.uuid4().hex[:10]}"
+        if keys.partition(x) == partition:
+            out.append(x)
+    return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,7 +21,7 @@ from nodedrop.store import (
 )
 from nodedrop.store.memory import MemoryStore
 from nodedrop.store.redis_store import RedisStore
-from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS, ids_in
 from tests.store.conftest import make_config, open_redis_store
 
 Store = RedisStore | MemoryStore
@@ -62,16 +61,6 @@ async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator
         yield s
 
 
-def ids_in(store: Store, partition: int, n: int, tag: str) -> list[str]:
-    """``n`` execution ids that land in ``partition``."""
-    out: list[str] = []
-    while len(out) < n:
-        x = f"{tag}-{uuid.uuid4().hex[:10]}"
-        if store.config.keys.partition(x) == partition:
-            out.append(x)
-    return out
-
-
 def spec(x: str, tenant: str, **kw: object) -> JobSpec:
     return JobSpec(x, tenant, "wf", '{"nodes": []}', **{**DEFAULT_JOB_SETTINGS, **kw})  # type: ignore[arg-type]
 
@@ -102,8 +91,8 @@ def test_the_cap_is_per_partition_and_range_checked() -> None:
 
 
 async def test_another_tenant_is_not_queued_behind_a_backlog(store: Store) -> None:
-    a = ids_in(store, 0, 6, "a")
-    (b,) = ids_in(store, 0, 1, "b")
+    a = ids_in(store.config.keys, 0, 6, "a")
+    (b,) = ids_in(store.config.keys, 0, 1, "b")
     for x in a:
         await store.enqueue(spec(x, "ta"), now())
     await store.enqueue(spec(b, "tb"), now())
@@ -116,7 +105,7 @@ async def test_another_tenant_is_not_queued_behind_a_backlog(store: Store) -> No
 
 
 async def test_the_end_of_an_attempt_promotes_the_next_parked_job(store: Store) -> None:
-    a = ids_in(store, 1, 4, "a")
+    a = ids_in(store.config.keys, 1, 4, "a")
     for x in a:
         await store.enqueue(spec(x, "ta"), now())
     got = await lease(store)
@@ -126,14 +115,14 @@ async def test_the_end_of_an_attempt_promotes_the_next_parked_job(store: Store) 
     st = await store.stats(now())
     assert (st.waiting, st.active) == (1, 2)
     # Other partitions are not held back by this one.
-    other = ids_in(store, 2, 2, "a")
+    other = ids_in(store.config.keys, 2, 2, "a")
     for x in other:
         await store.enqueue(spec(x, "ta"), now())
     assert sorted(await read_ids(store)) == sorted(other)
 
 
 async def test_parked_jobs_go_by_priority_then_arrival(store: Store) -> None:
-    a = ids_in(store, 0, 5, "a")
+    a = ids_in(store.config.keys, 0, 5, "a")
     await store.enqueue(spec(a[0], "ta"), now())
     await store.enqueue(spec(a[1], "ta"), now())
     await store.enqueue(spec(a[2], "ta"), now())
@@ -148,7 +137,7 @@ async def test_parked_jobs_go_by_priority_then_arrival(store: Store) -> None:
 
 
 async def test_a_parked_job_can_be_cancelled_and_never_runs(store: Store) -> None:
-    a = ids_in(store, 3, 4, "a")
+    a = ids_in(store.config.keys, 3, 4, "a")
     for x in a:
         await store.enqueue(spec(x, "ta"), now())
     assert await store.cancel(a[3], "ta", now(), "not needed") is S.CANCELLED
@@ -167,7 +156,7 @@ async def test_a_parked_job_can_be_cancelled_and_never_runs(store: Store) -> Non
 
 
 async def test_retries_and_the_failed_queue_go_through_the_cap(store: Store) -> None:
-    a = ids_in(store, 0, 3, "a")
+    a = ids_in(store.config.keys, 0, 3, "a")
     for x in a:
         await store.enqueue(spec(x, "ta", max_attempts=3), now())
     got = await lease(store)
@@ -186,7 +175,7 @@ async def test_retries_and_the_failed_queue_go_through_the_cap(store: Store) -> 
     (acq,) = await store.acquire(ds, LEASE, now())
     # Dead-lettered: the place is given back ...
     await end(store, acq, Transition(S.FAILED, dead_letter_reason="boom", failed_node="n"))
-    b = ids_in(store, 0, 2, "b")
+    b = ids_in(store.config.keys, 0, 2, "b")
     for x in b:
         await store.enqueue(spec(x, "ta"), now())
     assert await read_ids(store) == [b[0]]
@@ -205,7 +194,7 @@ async def test_retries_and_the_failed_queue_go_through_the_cap(store: Store) -> 
 async def test_the_sweep_promotes_into_places_given_back_without_a_promotion(
     store: Store,
 ) -> None:
-    a = ids_in(store, 2, 3, "a")
+    a = ids_in(store.config.keys, 2, 3, "a")
     for x in a:
         await store.enqueue(spec(x, "ta"), now())
     got = await lease(store)
@@ -225,8 +214,8 @@ async def test_the_sweep_promotes_into_places_given_back_without_a_promotion(
 async def test_without_a_cap_every_job_goes_to_its_stream(redis_url: str) -> None:
     for kind in ("redis", "memory"):
         async with _open(kind, redis_url, max_active=0) as store:
-            a = ids_in(store, 0, 5, "a")
-            (b,) = ids_in(store, 0, 1, "b")
+            a = ids_in(store.config.keys, 0, 5, "a")
+            (b,) = ids_in(store.config.keys, 0, 1, "b")
             for x in a:
                 await store.enqueue(spec(x, "ta"), now())
             await store.enqueue(spec(b, "tb"), now())
@@ -244,7 +233,7 @@ async def test_places_of_vanished_executions_are_given_back(
         redis_url = request.getfixturevalue("redis_cluster").url
     async with _open("redis", redis_url) as store:
         assert isinstance(store, RedisStore)
-        a = ids_in(store, 1, 3, "a")
+        a = ids_in(store.config.keys, 1, 3, "a")
         for x in a:
             await store.enqueue(spec(x, "ta"), now())
         keys = store.config.keys
@@ -264,7 +253,7 @@ async def test_a_place_an_older_version_admitted_is_given_back(redis_url: str) -
     the tenant's next parked job a place, as for a place of the set."""
     async with _open("redis", redis_url) as store:
         assert isinstance(store, RedisStore)
-        a = ids_in(store, 1, 3, "a")
+        a = ids_in(store.config.keys, 1, 3, "a")
         for x in a:
             await store.enqueue(spec(x, "ta"), now())
         got = await lease(store)

@@ -26,7 +26,7 @@ from nodedrop.store.redis_cluster import (
 )
 from nodedrop.store.redis_store import RedisStore
 from nodedrop.store.scripts import CLUSTER_SCRIPTS, SCRIPTS
-from tests.helpers.jobs import DEFAULT_JOB_SETTINGS
+from tests.helpers.jobs import DEFAULT_JOB_SETTINGS, ids_in
 from tests.helpers.redis_cluster import PrivateCluster, private_cluster, raw_client
 from tests.store.conftest import make_config
 
@@ -183,15 +183,6 @@ async def _cluster_store(
             await store.close()
 
 
-def _ids_in(store: RedisClusterStore, partition: int, n: int) -> list[str]:
-    out: list[str] = []
-    while len(out) < n:
-        x = f"ex-{uuid.uuid4().hex[:10]}"
-        if store.config.keys.partition(x) == partition:
-            out.append(x)
-    return out
-
-
 def _job(x: str, tenant: str = "t1", **kw: Any) -> JobSpec:
     settings = {**DEFAULT_JOB_SETTINGS, "completed_outputs": _RESUMED, **kw}
     return JobSpec(x, tenant, "wf", '{"nodes": []}', **settings)
@@ -254,7 +245,7 @@ async def test_take_leases_nothing_while_an_execution_it_read_is_moving() -> Non
     execution's keys: refused whole; the entry read is reclaimed as any entry
     read but never leased."""
     async with _cluster_store() as (cluster, store):
-        (x,) = _ids_in(store, 0, 1)
+        (x,) = ids_in(store.config.keys, 0, 1, "ex")
         await _in_use(cluster, store, 0)
         await store.enqueue(_job(x), _now())
         keys = store.config.keys
@@ -279,7 +270,7 @@ async def test_reclaim_dead_letters_nothing_while_the_execution_is_moving() -> N
     without an event.  Now the claim is a plain command and the script declares
     the claimed execution's keys: refused whole, then dead-lettered fully."""
     async with _cluster_store() as (cluster, store):
-        (x,) = _ids_in(store, 1, 1)
+        (x,) = ids_in(store.config.keys, 1, 1, "ex")
         await _in_use(cluster, store, 1)
         await store.enqueue(_job(x), _now())
         assert [d.execution_id for d in await store.read_jobs("w1", 10, 0)] == [x]
@@ -306,7 +297,7 @@ async def test_move_due_moves_nothing_while_a_due_execution_is_moving() -> None:
     moved hash: the execution was in no stream and no set.  Now the due ids are
     read first and declared: the script is refused whole, then moves it."""
     async with _cluster_store() as (cluster, store):
-        (x,) = _ids_in(store, 2, 1)
+        (x,) = ids_in(store.config.keys, 2, 1, "ex")
         await _in_use(cluster, store, 2)
         now = _now()
         await store.enqueue(_job(x, run_at_ms=now + 1000), now)
@@ -332,7 +323,7 @@ async def test_a_commit_promotes_nothing_while_the_next_parked_execution_is_movi
     the attempt and promotes it."""
     # One place per tenant and partition.
     async with _cluster_store(tenant_max_active=4) as (cluster, store):
-        a, b = _ids_in(store, 1, 2)
+        a, b = ids_in(store.config.keys, 1, 2, "ex")
         await _in_use(cluster, store, 1)
         for x in (a, b):
             await store.enqueue(_job(x), _now())
@@ -361,7 +352,7 @@ async def test_an_operator_cancel_changes_nothing_while_the_tenants_backlog_is_m
     execution never promoted.  Now the tenant is read first and its keys
     declared: refused whole, then cancelled with the place handed over."""
     async with _cluster_store(tenant_max_active=4) as (cluster, store):
-        a, b = _ids_in(store, 2, 2)
+        a, b = ids_in(store.config.keys, 2, 2, "ex")
         await _in_use(cluster, store, 2)
         for x in (a, b):
             await store.enqueue(_job(x), _now())
@@ -391,7 +382,7 @@ async def test_acquire_of_a_cancelled_execution_ends_it_while_the_tenants_places
     given back by a call of its own, which the migration refuses: the sweep
     gives it back and fills it once the slot has moved."""
     async with _cluster_store(tenant_max_active=4) as (cluster, store):
-        a, b = _ids_in(store, 3, 2)
+        a, b = ids_in(store.config.keys, 3, 2, "ex")
         await _in_use(cluster, store, 3)
         for x in (a, b):
             await store.enqueue(_job(x), _now())
